@@ -1,0 +1,19 @@
+//! `bt-protocol`: the sans-IO core of bt.
+//!
+//! Everything here is pure: bytes and time come in as arguments, decisions come out as values. No
+//! module reads a clock, touches a file or socket, or draws global randomness (`protocol/clippy.toml`
+//! enforces the clock and RNG part; `cargo tree -p bt-protocol` shows no I/O crate).
+//!
+//! - [`bencode`]: decoding bencode as real clients do (lenient where libtorrent is, strict where the
+//!   meaning would be ambiguous) and encoding it canonically.
+//! - [`metainfo`]: `.torrent` files ([`metainfo::Metainfo`]), the validated piece/file geometry
+//!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
+//!
+//! The state machines (peer, torrent, session) follow the quinn-proto shape: getters, `handle_*`
+//! inputs, commands, and `poll_output`/`poll_timeout`; the driver drains `poll_output` after every
+//! mutation.
+
+#![forbid(unsafe_code)]
+
+pub mod bencode;
+pub mod metainfo;

@@ -1,0 +1,3 @@
+//! `bt`: the command-line client.
+
+fn main() {}

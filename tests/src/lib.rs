@@ -1,0 +1,1 @@
+//! Shared helpers for bt's end-to-end tests.
