@@ -125,7 +125,7 @@ pub enum MetainfoError {
     FileTooLarge(usize),
     /// The bytes are not bencode we accept.
     #[error("not a valid torrent file: {0}")]
-    Bencode(#[from] DecodeError),
+    Bencode(DecodeError),
     /// BEP 3: a metainfo file is a bencoded dictionary.
     #[error("not a valid torrent file: the top level is a {0}, not a dictionary")]
     NotADictionary(&'static str),
@@ -177,7 +177,7 @@ pub enum MetainfoError {
         piece_length: u64,
     },
     /// The geometry is impossible.
-    #[error("{0}")]
+    #[error(transparent)]
     Layout(#[from] LayoutError),
     /// BEP 3: a multi-file torrent lists at least one file.
     #[error("`info.files` is empty")]
@@ -201,6 +201,14 @@ pub enum MetainfoError {
     /// A path is used both as a file and as a folder of other files.
     #[error("`{0}` is both a file and a folder")]
     FileIsFolder(String),
+}
+
+// By hand rather than `#[from]`, so the decode error is part of the message and not repeated as a
+// source in error chains.
+impl From<DecodeError> for MetainfoError {
+    fn from(e: DecodeError) -> Self {
+        MetainfoError::Bencode(e)
+    }
 }
 
 fn wrong_type(key: &str, expected: &'static str, found: &Value<'_>) -> MetainfoError {
@@ -522,12 +530,10 @@ fn parse_trackers(root: &Dict<'_>, warnings: &mut Vec<String>) -> Vec<Vec<String
         None => {}
     }
     // BEP 12: a client that understands announce-list ignores announce when the list has URLs.
-    if tiers.is_empty() {
-        if let Some(v) = root.get(b"announce") {
-            if let Some(u) = url(v, warnings) {
-                tiers.push(vec![u]);
-            }
-        }
+    if tiers.is_empty()
+        && let Some(u) = root.get(b"announce").and_then(|v| url(v, warnings))
+    {
+        tiers.push(vec![u]);
     }
     tiers
 }
@@ -580,10 +586,10 @@ pub struct NewFile {
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// The piece hashes do not match the geometry.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] MetainfoError),
     /// Encoding failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Encode(#[from] bencode::EncodeError),
 }
 

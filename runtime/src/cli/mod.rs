@@ -1,0 +1,53 @@
+//! The `bt` command line: argument definitions (clap) and dispatch. Subcommands that are not built
+//! yet are not defined, so they do not appear in `--help`.
+
+mod create;
+mod info;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// bt: a BitTorrent client.
+#[derive(Debug, Parser)]
+#[command(name = "bt", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what a .torrent file or magnet link holds.
+    Info {
+        /// A .torrent file, or a magnet: link.
+        torrent: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a .torrent from a file or a folder.
+    Create(create::CreateArgs),
+}
+
+/// Runs the parsed command.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Info { torrent, json } => info::run(&torrent, json),
+        Command::Create(args) => create::run(args),
+    }
+}
+
+/// Reads a `.torrent` file with a bound on its size, naming the file in any error.
+pub(crate) fn read_torrent_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let limit = bt_protocol::metainfo::MAX_TORRENT_FILE_SIZE as u64;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(bytes)
+}
