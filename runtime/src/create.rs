@@ -348,7 +348,7 @@ mod tests {
         assert_eq!(auto_piece_length(1), MIN_PIECE_LENGTH);
         assert_eq!(auto_piece_length(1 << 30), 1 << 20);
         assert_eq!(auto_piece_length(1 << 50), MAX_AUTO_PIECE_LENGTH);
-        for total in [10u64 << 20, 700 << 20, 4 << 30, 50 << 30] {
+        for total in [100u64 << 20, 700 << 20, 4 << 30, 20 << 30] {
             let pl = auto_piece_length(total);
             assert!(pl.is_power_of_two());
             let pieces = total.div_ceil(u64::from(pl));

@@ -45,6 +45,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("`{text}` is not a size (try 262144, 256K or 1MiB)"))?;
+    if unit.starts_with(['.', ',']) {
+        return Err(format!(
+            "`{text}` is not a whole number (try 1536K for 1.5M)"
+        ));
+    }
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
