@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole bt test suite, as README.md and .ci/run give it: installs what the tests need and this
+# machine lacks (scripts/install-test-deps.sh), runs a short fuzz of every fuzz target, the doc tests,
+# and then every unit, property and end-to-end test with cargo-nextest (last, so its summary closes
+# the output).
+#
+# FUZZ_SECONDS (default 20) sets how long each fuzz target runs; 0 skips fuzzing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+
+# protocol/ is sans-IO: no async runtime or I/O crate may enter its dependency tree.
+if cargo tree -p bt-protocol -e normal --prefix none | grep -E '^(tokio|mio|socket2|async-std|smol|quinn-udp|turmoil) '; then
+    echo "test.sh: bt-protocol depends on an I/O crate (above); it must stay sans-IO" >&2
+    exit 1
+fi
+
+fuzz_seconds="${FUZZ_SECONDS:-20}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+    fuzz/seed-corpus.sh
+    (
+        cd fuzz
+        cargo fuzz build -s none
+        mkdir -p target
+        for target in $(cargo fuzz list); do
+            log="target/fuzz-$target.log"
+            if ! cargo fuzz run -s none "$target" -- -max_total_time="$fuzz_seconds" >"$log" 2>&1; then
+                tail -n 40 "$log" >&2
+                echo "fuzz: $target failed; the input is under fuzz/artifacts/$target/" >&2
+                exit 1
+            fi
+            echo "fuzz: $target: $(grep -E '^Done [0-9]+ runs' "$log" | tail -n 1)"
+        done
+    )
+fi
+
+cargo test --workspace --doc --quiet
+cargo nextest run --workspace
