@@ -226,10 +226,14 @@ pub fn hash_pieces(
     let first_error: Mutex<Option<CreateError>> = Mutex::new(None);
     let next_piece = AtomicU64::new(0);
 
+    // Each worker sends one message when it stops, so the progress loop wakes at once at the end.
+    let (finished_tx, finished_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
+        for _ in 0..threads {
+            let finished = finished_tx.clone();
+            scope.spawn(|| {
+                let _finished = Finished(finished);
+                {
                     let mut buf = vec![0u8; piece_length as usize];
                     let mut open: Option<(usize, File)> = None;
                     // Pieces are handed out in order, a batch at a time, so reads stay mostly
@@ -267,12 +271,18 @@ pub fn hash_pieces(
                             }
                         }
                     }
-                })
-            })
-            .collect();
-        while !workers.iter().all(|w| w.is_finished()) {
+                }
+            });
+        }
+        drop(finished_tx);
+        let mut running = threads;
+        while running > 0 {
             progress(done.load(Ordering::Relaxed));
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            match finished_rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(()) => running -= 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
         }
         progress(done.load(Ordering::Relaxed));
     });
@@ -281,6 +291,15 @@ pub fn hash_pieces(
         return Err(e);
     }
     Ok(hashes.into_inner().expect("workers are joined"))
+}
+
+/// Tells the progress loop that a worker stopped, however it stopped (even by panicking).
+struct Finished(std::sync::mpsc::Sender<()>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 fn read_piece(
