@@ -17,6 +17,22 @@ fn bt_info_json(path: &std::path::Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("bt info --json prints JSON")
 }
 
+/// (path, size, is padding) of each file in a JSON report; `pad_key` names the padding flag.
+fn files(report: &Value, pad_key: &str) -> Vec<(String, u64, bool)> {
+    report["files"]
+        .as_array()
+        .expect("a file list")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["size"].as_u64().unwrap(),
+                f[pad_key].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn bt_info_agrees_with_libtorrent_on_every_fixture() {
     // Proves info hash, geometry, file list, trackers and flags match what libtorrent reads from the
@@ -38,30 +54,8 @@ fn bt_info_agrees_with_libtorrent_on_every_fixture() {
         assert_eq!(ours["private"], lt["private"], "{name}: private");
         assert_eq!(ours["web_seeds"], lt["web_seeds"], "{name}: web seeds");
 
-        let our_files: Vec<(String, u64, bool)> = ours["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["path"].as_str().unwrap().to_owned(),
-                    f["size"].as_u64().unwrap(),
-                    f["padding"].as_bool().unwrap(),
-                )
-            })
-            .collect();
-        let lt_files: Vec<(String, u64, bool)> = lt["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["path"].as_str().unwrap().to_owned(),
-                    f["size"].as_u64().unwrap(),
-                    f["pad"].as_bool().unwrap(),
-                )
-            })
-            .collect();
+        let our_files = files(&ours, "padding");
+        let lt_files = files(&lt, "pad");
         assert_eq!(our_files, lt_files, "{name}: files");
 
         // libtorrent shuffles URLs within a tier (BEP 12), so compare each tier as a set.
