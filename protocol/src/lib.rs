@@ -8,6 +8,7 @@
 //!   meaning would be ambiguous) and encoding it canonically.
 //! - [`metainfo`]: `.torrent` files ([`metainfo::Metainfo`]), the validated piece/file geometry
 //!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
+//! - [`torrent`]: one torrent's state; so far the piece [`torrent::Bitfield`].
 //!
 //! The state machines (peer, torrent, session) follow the quinn-proto shape: getters, `handle_*`
 //! inputs, commands, and `poll_output`/`poll_timeout`; the driver drains `poll_output` after every
@@ -17,3 +18,4 @@
 
 pub mod bencode;
 pub mod metainfo;
+pub mod torrent;
