@@ -8,6 +8,7 @@
 //!   meaning would be ambiguous) and encoding it canonically.
 //! - [`metainfo`]: `.torrent` files ([`metainfo::Metainfo`]), the validated piece/file geometry
 //!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
+//! - [`rng`]: the seeded random generator, the protocol's only source of randomness.
 //! - [`torrent`]: one torrent's state; so far the piece [`torrent::Bitfield`].
 //!
 //! The state machines (peer, torrent, session) follow the quinn-proto shape: getters, `handle_*`
@@ -18,4 +19,5 @@
 
 pub mod bencode;
 pub mod metainfo;
+pub mod rng;
 pub mod torrent;
