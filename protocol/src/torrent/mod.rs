@@ -1,6 +1,8 @@
-//! One torrent's state: which pieces we and our peers have, and (coming with issue 3) the piece
-//! picker, the choker and the `Torrent` state machine.
+//! One torrent's state: which pieces we and our peers have, which blocks to ask for next, and (to
+//! come with issue 3) the choker and the `Torrent` state machine.
 
 mod bitfield;
+mod picker;
 
 pub use bitfield::{Bitfield, BitfieldError};
+pub use picker::{Picker, Received, Strategy};

@@ -1,0 +1,499 @@
+//! [`Picker`]: which block to request next, from which peer.
+//!
+//! Strategy (issue 3): pieces already started are finished first, block by block, so a slow peer
+//! never holds a piece hostage: any peer that has the piece takes its next missing block. New pieces
+//! are chosen rarest-first by availability (how many connected peers have them), ties broken by a
+//! per-piece key drawn once from the seeded [`Rng`] (so two bt peers with different seeds spread
+//! over different pieces, and one seed always gives the same order); `Sequential` and `Random` are
+//! alternatives. When every missing block is already requested, endgame: blocks in flight to other
+//! peers may be requested again (the caller cancels the duplicates when one arrives).
+//!
+//! Invariants: never hands out a block of a piece we have or the peer lacks; a block is handed to
+//! the same peer at most once while in flight (the caller's `in_flight` check); per-piece state
+//! exists only for started pieces, so memory is O(pieces) bits plus O(started pieces × blocks).
+
+use std::collections::BTreeMap;
+
+use super::Bitfield;
+use crate::metainfo::{BlockRef, PieceIndex, TorrentLayout};
+use crate::rng::Rng;
+
+/// How new pieces are chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// Rarest first (the default, BEP 3 practice): best for the swarm's health.
+    #[default]
+    RarestFirst,
+    /// In order: for streaming or previewing.
+    Sequential,
+    /// Uniformly random among available pieces.
+    Random,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    Missing,
+    /// Requested from this many peers (more than one only in endgame).
+    Requested(u16),
+    Received,
+}
+
+#[derive(Clone, Debug)]
+struct Partial {
+    blocks: Vec<Block>,
+    received: u32,
+}
+
+/// What [`Picker::block_received`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// The block was new; the piece still misses blocks.
+    Stored,
+    /// The block was new and completes the piece: hash it now.
+    PieceComplete,
+    /// Not wanted: a duplicate (endgame), or a piece we have or never requested.
+    Unwanted,
+}
+
+/// Chooses blocks to request for one torrent.
+#[derive(Clone, Debug)]
+pub struct Picker {
+    layout: TorrentLayout,
+    strategy: Strategy,
+    have: Bitfield,
+    /// Pieces whose blocks are all received and are being hashed: not picked again.
+    hashing: Bitfield,
+    availability: Vec<u32>,
+    tiebreak: Vec<u32>,
+    partial: BTreeMap<u32, Partial>,
+    rng: Rng,
+}
+
+impl Picker {
+    /// A picker for `layout` that already has the pieces in `have`.
+    pub fn new(layout: TorrentLayout, have: Bitfield, strategy: Strategy, mut rng: Rng) -> Self {
+        let n = layout.piece_count();
+        let tiebreak = (0..n).map(|_| rng.next_u32()).collect();
+        Picker {
+            hashing: Bitfield::new(n),
+            availability: vec![0; n as usize],
+            layout,
+            strategy,
+            have,
+            tiebreak,
+            partial: BTreeMap::new(),
+            rng,
+        }
+    }
+
+    /// Our verified pieces.
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    /// How many connected peers have `piece`.
+    pub fn availability(&self, piece: PieceIndex) -> u32 {
+        self.availability[piece.as_usize()]
+    }
+
+    /// Whether every block of every piece we lack is received or in flight (endgame).
+    pub fn in_endgame(&self) -> bool {
+        let started_done = self
+            .partial
+            .values()
+            .all(|p| p.blocks.iter().all(|b| *b != Block::Missing));
+        started_done
+            && (0..self.layout.piece_count())
+                .all(|i| self.have.get(i) || self.hashing.get(i) || self.partial.contains_key(&i))
+    }
+
+    /// A peer announced its bitfield (or have-all): count its pieces.
+    pub fn add_peer(&mut self, pieces: &Bitfield) {
+        for i in pieces.ones() {
+            if let Some(a) = self.availability.get_mut(i as usize) {
+                *a += 1;
+            }
+        }
+    }
+
+    /// A peer left: uncount its pieces.
+    pub fn remove_peer(&mut self, pieces: &Bitfield) {
+        for i in pieces.ones() {
+            if let Some(a) = self.availability.get_mut(i as usize) {
+                *a = a.saturating_sub(1);
+            }
+        }
+    }
+
+    /// A peer announced one more piece (`have`).
+    pub fn peer_has(&mut self, piece: PieceIndex) {
+        self.availability[piece.as_usize()] += 1;
+    }
+
+    /// Picks up to `max` blocks to request from a peer that has `peer_pieces`, skipping blocks for
+    /// which `in_flight` says this peer already has a request out. Appends them to `out`.
+    pub fn pick(
+        &mut self,
+        peer_pieces: &Bitfield,
+        max: usize,
+        in_flight: impl Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let start = out.len();
+        // 1. Finish started pieces.
+        self.pick_from_partial(peer_pieces, None, max, out);
+        // 2. Start new pieces.
+        while out.len() - start < max {
+            let Some(piece) = self.choose_new_piece(peer_pieces) else {
+                break;
+            };
+            let blocks = vec![Block::Missing; self.layout.block_count(piece) as usize];
+            self.partial.insert(
+                piece.get(),
+                Partial {
+                    blocks,
+                    received: 0,
+                },
+            );
+            let remaining = max - (out.len() - start);
+            self.pick_from_partial(peer_pieces, Some(piece.get()), remaining, out);
+        }
+        // 3. Endgame: duplicate requests for blocks in flight elsewhere.
+        if out.len() - start < max && self.in_endgame() {
+            let remaining = max - (out.len() - start);
+            // Blocks handed out above in this call are in flight to this peer too.
+            let picked_now: Vec<BlockRef> = out[start..].to_vec();
+            let in_flight = |b: BlockRef| in_flight(b) || picked_now.contains(&b);
+            self.pick_endgame(peer_pieces, remaining, &in_flight, out);
+        }
+    }
+
+    /// Hands out missing blocks of started pieces the peer has (only `only`, if given).
+    fn pick_from_partial(
+        &mut self,
+        peer_pieces: &Bitfield,
+        only: Option<u32>,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let mut taken = 0;
+        for (&index, partial) in self.partial.iter_mut() {
+            if taken == max {
+                break;
+            }
+            if only.is_some_and(|o| o != index) || !peer_pieces.get(index) {
+                continue;
+            }
+            let piece = self
+                .layout
+                .piece(index)
+                .expect("partial pieces are in range");
+            for (b, state) in partial.blocks.iter_mut().enumerate() {
+                if taken == max {
+                    break;
+                }
+                if *state == Block::Missing {
+                    *state = Block::Requested(1);
+                    out.push(
+                        self.layout
+                            .block(piece, b as u32)
+                            .expect("block index in range"),
+                    );
+                    taken += 1;
+                }
+            }
+        }
+    }
+
+    /// Hands out blocks requested from other peers but not from this one (endgame).
+    fn pick_endgame(
+        &mut self,
+        peer_pieces: &Bitfield,
+        max: usize,
+        in_flight: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let mut taken = 0;
+        for (&index, partial) in self.partial.iter_mut() {
+            if !peer_pieces.get(index) {
+                continue;
+            }
+            let piece = self
+                .layout
+                .piece(index)
+                .expect("partial pieces are in range");
+            for (b, state) in partial.blocks.iter_mut().enumerate() {
+                if taken == max {
+                    return;
+                }
+                if let Block::Requested(n) = state {
+                    let block = self
+                        .layout
+                        .block(piece, b as u32)
+                        .expect("block index in range");
+                    if !in_flight(block) {
+                        *n = n.saturating_add(1);
+                        out.push(block);
+                        taken += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next piece to start for a peer with `peer_pieces`, by strategy.
+    fn choose_new_piece(&mut self, peer_pieces: &Bitfield) -> Option<PieceIndex> {
+        let candidates = peer_pieces.ones().filter(|&i| {
+            !self.have.get(i) && !self.hashing.get(i) && !self.partial.contains_key(&i)
+        });
+        let index = match self.strategy {
+            Strategy::Sequential => candidates.min(),
+            Strategy::RarestFirst => candidates
+                .min_by_key(|&i| (self.availability[i as usize], self.tiebreak[i as usize])),
+            Strategy::Random => {
+                // Reservoir sampling: one pass, uniform, no allocation.
+                let mut chosen = None;
+                let mut seen = 0u64;
+                for i in candidates {
+                    seen += 1;
+                    if self.rng.below(seen) == 0 {
+                        chosen = Some(i);
+                    }
+                }
+                chosen
+            }
+        }?;
+        self.layout.piece(index)
+    }
+
+    /// A requested block arrived (already validated against the layout).
+    pub fn block_received(&mut self, block: BlockRef) -> Received {
+        let Some(partial) = self.partial.get_mut(&block.piece.get()) else {
+            return Received::Unwanted;
+        };
+        let slot = &mut partial.blocks[(block.offset / crate::metainfo::BLOCK_SIZE) as usize];
+        if *slot == Block::Received {
+            return Received::Unwanted;
+        }
+        *slot = Block::Received;
+        partial.received += 1;
+        if partial.received as usize == partial.blocks.len() {
+            self.partial.remove(&block.piece.get());
+            self.hashing.set(block.piece.get());
+            Received::PieceComplete
+        } else {
+            Received::Stored
+        }
+    }
+
+    /// A request is no longer in flight without data (timeout, reject, choke, peer gone): the block
+    /// may be picked again.
+    pub fn request_dropped(&mut self, block: BlockRef) {
+        if let Some(partial) = self.partial.get_mut(&block.piece.get()) {
+            let slot = &mut partial.blocks[(block.offset / crate::metainfo::BLOCK_SIZE) as usize];
+            *slot = match *slot {
+                Block::Requested(n) if n > 1 => Block::Requested(n - 1),
+                Block::Requested(_) => Block::Missing,
+                other => other,
+            };
+        }
+    }
+
+    /// The hash of `piece` matched: we have it.
+    pub fn piece_verified(&mut self, piece: PieceIndex) {
+        self.hashing.clear(piece.get());
+        self.have.set(piece.get());
+    }
+
+    /// The hash of `piece` did not match: forget its blocks and fetch it again.
+    pub fn piece_failed(&mut self, piece: PieceIndex) {
+        self.hashing.clear(piece.get());
+        self.partial.remove(&piece.get());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::Strategy;
+    use super::*;
+    use crate::metainfo::BLOCK_SIZE;
+    use crate::rng::Rng;
+
+    fn layout(pieces: u32, piece_len: u64) -> TorrentLayout {
+        TorrentLayout::new(piece_len, &[u64::from(pieces) * piece_len - 100]).unwrap()
+    }
+
+    fn bits(len: u32, ones: &[u32]) -> Bitfield {
+        let mut b = Bitfield::new(len);
+        for &i in ones {
+            b.set(i);
+        }
+        b
+    }
+
+    #[test]
+    fn rarest_piece_is_started_first() {
+        // Proves rarest-first: the piece fewest peers have is picked before common ones.
+        let mut p = Picker::new(
+            layout(4, 32768),
+            Bitfield::new(4),
+            Strategy::RarestFirst,
+            Rng::new(1),
+        );
+        p.add_peer(&bits(4, &[0, 1, 2, 3]));
+        p.add_peer(&bits(4, &[0, 1, 3]));
+        p.add_peer(&bits(4, &[0, 3]));
+        let mut out = Vec::new();
+        p.pick(&Bitfield::full(4), 1, |_| false, &mut out);
+        assert_eq!(out[0].piece.get(), 2);
+        out.clear();
+        p.pick(&Bitfield::full(4), 2, |_| false, &mut out);
+        // The rest of piece 2 first (partial pieces finish first), then the next rarest, piece 1.
+        assert_eq!((out[0].piece.get(), out[0].offset), (2, BLOCK_SIZE));
+        assert_eq!(out[1].piece.get(), 1);
+    }
+
+    #[test]
+    fn sequential_goes_in_order_and_skips_what_we_have() {
+        // Proves the sequential strategy and that pieces we have are never picked.
+        let mut p = Picker::new(
+            layout(4, 16384),
+            bits(4, &[0]),
+            Strategy::Sequential,
+            Rng::new(1),
+        );
+        let mut out = Vec::new();
+        p.pick(&Bitfield::full(4), 3, |_| false, &mut out);
+        assert_eq!(
+            out.iter().map(|b| b.piece.get()).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn slow_peer_does_not_hold_a_piece_hostage() {
+        // Proves a second peer takes the remaining blocks of a piece the first peer started.
+        let mut p = Picker::new(
+            layout(1, 65536),
+            Bitfield::new(1),
+            Strategy::RarestFirst,
+            Rng::new(3),
+        );
+        let mut slow = Vec::new();
+        p.pick(&Bitfield::full(1), 1, |_| false, &mut slow);
+        let mut fast = Vec::new();
+        p.pick(&Bitfield::full(1), 3, |_| false, &mut fast);
+        assert_eq!(fast.len(), 3);
+        assert!(
+            !fast.contains(&slow[0]),
+            "the fast peer gets the other blocks first"
+        );
+    }
+
+    #[test]
+    fn endgame_duplicates_in_flight_blocks_once_per_peer() {
+        // Proves endgame hands a block in flight elsewhere to another peer, but never twice to one.
+        let mut p = Picker::new(
+            layout(1, 32768),
+            Bitfield::new(1),
+            Strategy::RarestFirst,
+            Rng::new(3),
+        );
+        let mut a = Vec::new();
+        p.pick(&Bitfield::full(1), 10, |_| false, &mut a);
+        assert_eq!(a.len(), 2);
+        assert!(p.in_endgame());
+        let mut b = Vec::new();
+        p.pick(&Bitfield::full(1), 10, |_| false, &mut b);
+        assert_eq!(b, a, "the second peer gets duplicates");
+        let mine: BTreeSet<BlockRef> = a.iter().copied().collect();
+        let mut again = Vec::new();
+        p.pick(
+            &Bitfield::full(1),
+            10,
+            |blk| mine.contains(&blk),
+            &mut again,
+        );
+        assert!(again.is_empty());
+        assert_eq!(p.block_received(a[0]), Received::Stored);
+        assert_eq!(p.block_received(a[0]), Received::Unwanted);
+        assert_eq!(p.block_received(a[1]), Received::PieceComplete);
+    }
+
+    #[test]
+    fn failed_piece_is_fetched_again_and_dropped_requests_return() {
+        // Proves a hash failure and a dropped request both make blocks pickable again.
+        let mut p = Picker::new(
+            layout(2, 16384),
+            Bitfield::new(2),
+            Strategy::Sequential,
+            Rng::new(3),
+        );
+        let mut out = Vec::new();
+        p.pick(&bits(2, &[0]), 1, |_| false, &mut out);
+        assert_eq!(p.block_received(out[0]), Received::PieceComplete);
+        p.piece_failed(out[0].piece);
+        let mut again = Vec::new();
+        p.pick(&bits(2, &[0]), 1, |_| false, &mut again);
+        assert_eq!(again, out);
+        p.request_dropped(again[0]);
+        let mut third = Vec::new();
+        p.pick(&bits(2, &[0]), 1, |_| false, &mut third);
+        assert_eq!(third, out);
+        assert_eq!(p.block_received(third[0]), Received::PieceComplete);
+        p.piece_verified(third[0].piece);
+        let mut none = Vec::new();
+        p.pick(&bits(2, &[0]), 5, |_| false, &mut none);
+        assert!(
+            none.is_empty(),
+            "we have piece 0 and the peer has nothing else"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_requests_what_we_have_or_the_peer_lacks(
+            pieces in 1u32..40,
+            ours in proptest::collection::vec(any::<bool>(), 40),
+            theirs in proptest::collection::vec(any::<bool>(), 40),
+            strategy in prop_oneof![Just(Strategy::RarestFirst), Just(Strategy::Sequential), Just(Strategy::Random)],
+            seed in any::<u64>(),
+            rounds in proptest::collection::vec((1usize..20, any::<bool>()), 1..20),
+        ) {
+            // Proves the picker's core safety rule over random torrents, bitfields and rounds, with
+            // blocks arriving, failing and completing in between.
+            let have: Vec<u32> = (0..pieces).filter(|&i| ours[i as usize]).collect();
+            let peer: Vec<u32> = (0..pieces).filter(|&i| theirs[i as usize]).collect();
+            let l = TorrentLayout::new(40_000, &[u64::from(pieces) * 40_000 - 7]).unwrap();
+            let have_bits = bits(pieces, &have);
+            let peer_bits = bits(pieces, &peer);
+            let mut p = Picker::new(l.clone(), have_bits.clone(), strategy, Rng::new(seed));
+            p.add_peer(&peer_bits);
+            let mut in_flight: BTreeSet<BlockRef> = BTreeSet::new();
+            for (max, deliver) in rounds {
+                let mut out = Vec::new();
+                p.pick(&peer_bits, max, |b| in_flight.contains(&b), &mut out);
+                prop_assert!(out.len() <= max);
+                for b in &out {
+                    prop_assert!(peer_bits.get(b.piece.get()), "peer lacks {:?}", b);
+                    prop_assert!(!p.have().get(b.piece.get()), "we have {:?}", b);
+                    prop_assert!(in_flight.insert(*b), "{:?} requested twice from one peer", b);
+                    prop_assert_eq!(l.block_at(b.piece.get(), b.offset, b.len), Some(*b));
+                }
+                if deliver {
+                    let arrived: Vec<BlockRef> = in_flight.iter().copied().collect();
+                    for b in arrived {
+                        in_flight.remove(&b);
+                        if p.block_received(b) == Received::PieceComplete {
+                            p.piece_verified(b.piece);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
