@@ -10,6 +10,8 @@
 //!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
 //! - [`rng`]: the seeded random generator, the protocol's only source of randomness.
 //! - [`torrent`]: one torrent's state; so far the piece [`torrent::Bitfield`].
+//! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
+//!   frame decoder and the extension handshake.
 //!
 //! The state machines (peer, torrent, session) follow the quinn-proto shape: getters, `handle_*`
 //! inputs, commands, and `poll_output`/`poll_timeout`; the driver drains `poll_output` after every
@@ -21,3 +23,4 @@ pub mod bencode;
 pub mod metainfo;
 pub mod rng;
 pub mod torrent;
+pub mod wire;

@@ -1,0 +1,25 @@
+//! The peer wire protocol: the handshake (BEP 3, reserved bits of BEP 5, 6 and 10), messages
+//! (BEP 3, BEP 5 `port`, BEP 6 Fast extension, BEP 10 extended) and the incremental frame decoder.
+//!
+//! This layer frames and checks sizes; it never decides whether a message is welcome (a bitfield
+//! after other messages, Fast messages without the Fast bit, a request while choked): that is the
+//! peer connection's job. Invariants: nothing here panics on any input; every buffer input can grow
+//! is bounded by [`WireLimits`]; block data is never copied after it lands in the receive buffer
+//! ([`Frame::payload`] is a `Bytes` view of it).
+
+mod decoder;
+mod error;
+mod handshake;
+mod limits;
+mod message;
+
+pub use decoder::{Frame, FrameDecoder};
+pub use error::WireError;
+pub use handshake::{HANDSHAKE_LEN, Handshake, HandshakeError, PROTOCOL, PeerId, Reserved};
+pub use limits::{
+    DEFAULT_MAX_BLOCK_LEN, DEFAULT_MAX_EXTENDED_LEN, UNKNOWN_PIECE_COUNT_BOUND, WireLimits,
+};
+pub use message::{LENGTH_PREFIX_LEN, Message, id};
+
+#[cfg(test)]
+mod tests;
