@@ -1,5 +1,6 @@
 //! The peer wire protocol: the handshake (BEP 3, reserved bits of BEP 5, 6 and 10), messages
-//! (BEP 3, BEP 5 `port`, BEP 6 Fast extension, BEP 10 extended) and the incremental frame decoder.
+//! (BEP 3, BEP 5 `port`, BEP 6 Fast extension, BEP 10 extended), the incremental frame decoder and
+//! the BEP 10 extension handshake.
 //!
 //! This layer frames and checks sizes; it never decides whether a message is welcome (a bitfield
 //! after other messages, Fast messages without the Fast bit, a request while choked): that is the
@@ -9,12 +10,17 @@
 
 mod decoder;
 mod error;
+mod extended;
 mod handshake;
 mod limits;
 mod message;
 
 pub use decoder::{Frame, FrameDecoder};
 pub use error::WireError;
+pub use extended::{
+    EXTENDED_DECODE_LIMITS, ExtendedError, ExtendedHandshake, MAX_EXTENSION_NAME_LEN,
+    MAX_EXTENSIONS,
+};
 pub use handshake::{HANDSHAKE_LEN, Handshake, HandshakeError, PROTOCOL, PeerId, Reserved};
 pub use limits::{
     DEFAULT_MAX_BLOCK_LEN, DEFAULT_MAX_EXTENDED_LEN, UNKNOWN_PIECE_COUNT_BOUND, WireLimits,

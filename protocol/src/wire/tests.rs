@@ -1,4 +1,6 @@
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
@@ -712,6 +714,149 @@ fn malformed_body_is_an_error_from_the_decoder() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Extension handshake
+
+fn extended_sample() -> ExtendedHandshake {
+    ExtendedHandshake {
+        m: BTreeMap::from([
+            ("ut_metadata".to_owned(), 2),
+            ("ut_pex".to_owned(), 1),
+            ("lt_donthave".to_owned(), 0),
+        ]),
+        port: Some(6881),
+        client: Some("bt 0.1.0".to_owned()),
+        yourip: Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))),
+        ipv4: Some(Ipv4Addr::new(198, 51, 100, 1)),
+        ipv6: Some(Ipv6Addr::LOCALHOST),
+        reqq: Some(500),
+        metadata_size: Some(31_235),
+    }
+}
+
+#[test]
+fn extended_handshake_encoding_snapshot() {
+    // Proves the canonical bencode of a full extension handshake (keys sorted, m first).
+    insta::assert_snapshot!(hexdump(&extended_sample().encode()));
+}
+
+#[test]
+fn extended_handshake_round_trips() {
+    // Proves parse(encode(h)) == h, for a full and an empty handshake.
+    let h = extended_sample();
+    assert_eq!(ExtendedHandshake::parse(&h.encode()), Ok(h));
+    let empty = ExtendedHandshake::default();
+    assert_eq!(empty.encode(), b"d1:mdee");
+    assert_eq!(ExtendedHandshake::parse(&empty.encode()), Ok(empty));
+}
+
+#[test]
+fn extended_handshake_from_the_wild_parses() {
+    // Proves a libtorrent-style handshake with unknown keys and unsorted m parses, keys ignored.
+    let payload = b"d12:complete_agoi-1e1:md6:ut_pexi1e11:LT_metadatai2e11:upload_onlyi3ee\
+13:metadata_sizei40000e1:pi51413e4:reqqi512e11:upload_onlyi1e1:v15:qBittorrent 5.06:yourip4:\x7f\x00\x00\x01e";
+    let h = ExtendedHandshake::parse(payload).unwrap();
+    assert_eq!(h.extension_id("ut_pex"), Some(1));
+    assert_eq!(h.extension_id("LT_metadata"), Some(2));
+    assert_eq!(h.extension_id("ut_metadata"), None);
+    assert_eq!(h.port, Some(51413));
+    assert_eq!(h.reqq, Some(512));
+    assert_eq!(h.metadata_size, Some(40_000));
+    assert_eq!(h.client.as_deref(), Some("qBittorrent 5.0"));
+    assert_eq!(h.yourip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    assert_eq!(h.ipv4, None);
+}
+
+#[test]
+fn extended_handshake_ignores_wrong_typed_keys() {
+    // Proves wrong types and out-of-range values of optional keys are skipped, not refused.
+    let payload = b"d4:ipv43:abc1:md1:ai300e1:bi-1e1:c1:x1:di0e1:ei255ee13:metadata_sizei-5e\
+1:pi0e4:reqq2:xx1:vi7e6:yourip5:abcdee";
+    let h = ExtendedHandshake::parse(payload).unwrap();
+    assert_eq!(
+        h.m,
+        BTreeMap::from([("d".to_owned(), 0), ("e".to_owned(), 255)])
+    );
+    assert_eq!(h.extension_id("d"), None);
+    assert_eq!(
+        h,
+        ExtendedHandshake {
+            m: h.m.clone(),
+            ..ExtendedHandshake::default()
+        }
+    );
+    // m of the wrong type is treated as empty; a port above 65535 is ignored.
+    let h = ExtendedHandshake::parse(b"d1:mli1ee1:pi70000ee").unwrap();
+    assert_eq!(h, ExtendedHandshake::default());
+    // A non-UTF-8 name is skipped; non-UTF-8 v is decoded lossily.
+    let h = ExtendedHandshake::parse(b"d1:md2:\xff\xfei1ee1:v2:a\xffe").unwrap();
+    assert!(h.m.is_empty());
+    assert_eq!(h.client.as_deref(), Some("a\u{fffd}"));
+}
+
+#[test]
+fn extended_handshake_refuses_what_is_not_a_dictionary() {
+    // Proves NotADict and Bencode errors for payloads that are not a bencoded dictionary.
+    assert_eq!(
+        ExtendedHandshake::parse(b"li1ee"),
+        Err(ExtendedError::NotADict { kind: "list" })
+    );
+    assert!(matches!(
+        ExtendedHandshake::parse(b"d1:m"),
+        Err(ExtendedError::Bencode(_))
+    ));
+    assert!(matches!(
+        ExtendedHandshake::parse(b""),
+        Err(ExtendedError::Bencode(_))
+    ));
+    // Nesting past the decode limits is refused, not recursed into.
+    let deep = format!("d1:x{}{}e", "l".repeat(100), "e".repeat(100));
+    assert!(matches!(
+        ExtendedHandshake::parse(deep.as_bytes()),
+        Err(ExtendedError::Bencode(_))
+    ));
+}
+
+#[test]
+fn extended_handshake_bounds_m() {
+    // Proves at most MAX_EXTENSIONS names of at most MAX_EXTENSION_NAME_LEN bytes are accepted.
+    let m_of = |names: &[String]| {
+        let mut s = String::from("d1:md");
+        for n in names {
+            write!(s, "{}:{n}i1e", n.len()).unwrap();
+        }
+        s.push_str("ee");
+        s
+    };
+    let names: Vec<String> = (0..MAX_EXTENSIONS).map(|i| format!("ext{i:03}")).collect();
+    assert_eq!(
+        ExtendedHandshake::parse(m_of(&names).as_bytes())
+            .unwrap()
+            .m
+            .len(),
+        MAX_EXTENSIONS
+    );
+    let mut too_many = names.clone();
+    too_many.push("ext999".to_owned());
+    assert_eq!(
+        ExtendedHandshake::parse(m_of(&too_many).as_bytes()),
+        Err(ExtendedError::TooManyExtensions {
+            count: MAX_EXTENSIONS + 1,
+            max: MAX_EXTENSIONS
+        })
+    );
+    let long = vec!["x".repeat(MAX_EXTENSION_NAME_LEN + 1)];
+    assert_eq!(
+        ExtendedHandshake::parse(m_of(&long).as_bytes()),
+        Err(ExtendedError::ExtensionNameTooLong {
+            len: MAX_EXTENSION_NAME_LEN + 1,
+            max: MAX_EXTENSION_NAME_LEN
+        })
+    );
+    let longest = vec!["x".repeat(MAX_EXTENSION_NAME_LEN)];
+    assert!(ExtendedHandshake::parse(m_of(&longest).as_bytes()).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Property tests
 
 /// An owned description of a message, so proptest can generate and shrink it.
@@ -913,6 +1058,7 @@ proptest! {
         let _ = Message::decode(&bytes, &WireLimits::default());
         let _ = Message::parse_body(&bytes);
         let _ = Handshake::parse(&bytes);
+        let _ = ExtendedHandshake::parse(&bytes);
     }
 
     #[test]
@@ -920,5 +1066,29 @@ proptest! {
         // Proves parse(encode(h)) == h for every reserved, info hash and peer id.
         let h = Handshake { reserved: Reserved(reserved), info_hash: InfoHash(info_hash), peer_id: PeerId(peer_id) };
         prop_assert_eq!(Handshake::parse(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn extended_handshake_round_trip(
+        m in proptest::collection::btree_map("[a-zA-Z_]{1,64}", any::<u8>(), 0..=MAX_EXTENSIONS),
+        port in proptest::option::of(1u16..),
+        client in proptest::option::of(".{0,40}"),
+        yourip in proptest::option::of(any::<IpAddr>()),
+        ipv4 in proptest::option::of(any::<Ipv4Addr>()),
+        ipv6 in proptest::option::of(any::<Ipv6Addr>()),
+        reqq in proptest::option::of(any::<u32>()),
+        metadata_size in proptest::option::of(0..=i64::MAX as u64),
+    ) {
+        // Proves parse(encode(h)) == h for any handshake within the bounds.
+        let h = ExtendedHandshake { m, port, client, yourip, ipv4, ipv6, reqq, metadata_size };
+        prop_assert_eq!(ExtendedHandshake::parse(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn extended_handshake_parse_never_panics(
+        payload in proptest::collection::vec(prop_oneof![Just(b'd'), Just(b'e'), Just(b'i'), Just(b'l'), Just(b':'), Just(b'1'), Just(b'4'), any::<u8>()], 0..200),
+    ) {
+        // Proves bencode-flavoured garbage yields a handshake or a typed error, never a panic.
+        let _ = ExtendedHandshake::parse(&payload);
     }
 }
