@@ -13,7 +13,8 @@ fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 fixtures="$fuzz_dir/../tests/fixtures"
 corpus="$fuzz_dir/corpus"
 
-mkdir -p "$corpus/metainfo" "$corpus/bencode" "$corpus/magnet"
+mkdir -p "$corpus/metainfo" "$corpus/bencode" "$corpus/magnet" "$corpus/wire"
+printf "\001\000\000\000\001\001\000\000\000\005\004\000\000\000\007" >"$corpus/wire/seed-frames"
 
 found=0
 for torrent in "$fixtures"/*.torrent; do
