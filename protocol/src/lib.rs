@@ -9,6 +9,7 @@
 //! - [`metainfo`]: `.torrent` files ([`metainfo::Metainfo`]), the validated piece/file geometry
 //!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
 //! - [`rng`]: the seeded random generator, the protocol's only source of randomness.
+//! - [`time`]: [`time::Instant`], the clock reading every input carries.
 //! - [`torrent`]: one torrent's state; so far the piece [`torrent::Bitfield`].
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
 //!   frame decoder and the extension handshake.
@@ -22,5 +23,6 @@
 pub mod bencode;
 pub mod metainfo;
 pub mod rng;
+pub mod time;
 pub mod torrent;
 pub mod wire;
