@@ -8,6 +8,7 @@
 //!   meaning would be ambiguous) and encoding it canonically.
 //! - [`metainfo`]: `.torrent` files ([`metainfo::Metainfo`]), the validated piece/file geometry
 //!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
+//! - [`peer`]: one peer connection: rate meters, the BEP 6 allowed-fast set.
 //! - [`rng`]: the seeded random generator, the protocol's only source of randomness.
 //! - [`time`]: [`time::Instant`], the clock reading every input carries.
 //! - [`torrent`]: one torrent's state; so far the piece [`torrent::Bitfield`].
@@ -22,6 +23,7 @@
 
 pub mod bencode;
 pub mod metainfo;
+pub mod peer;
 pub mod rng;
 pub mod time;
 pub mod torrent;
