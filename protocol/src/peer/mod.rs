@@ -1,8 +1,13 @@
-//! One connection to one peer: rate measurement, the BEP 6 allowed-fast set, and (to come with
-//! issue 3) the `PeerConn` state machine.
+//! One connection to one peer: the [`PeerConn`] state machine, rate meters, and the BEP 6
+//! allowed-fast set.
 
 mod allowed_fast;
+mod conn;
 mod rate;
 
 pub use allowed_fast::allowed_fast_set;
+pub use conn::{Direction, MAX_ALLOWED_FAST, PeerConfig, PeerConn, PeerError, PeerEvent};
 pub use rate::RateMeter;
+
+#[cfg(test)]
+mod conn_tests;

@@ -54,14 +54,21 @@ impl RateMeter {
     }
 
     /// Bytes per second over the window ending at `now`.
-    pub fn rate(&mut self, now: Instant) -> u64 {
-        self.advance(now);
-        let sum: u64 = self.buckets.iter().sum();
+    pub fn rate(&self, now: Instant) -> u64 {
+        let now_sec = now.as_micros() / 1_000_000;
+        let age = now_sec.saturating_sub(self.current_sec);
+        let len = self.buckets.len();
+        // Bucket `j` steps back from the current one counts second `current_sec - j`; it is in the
+        // window if that second is at most WINDOW_SECS before `now`'s.
+        let sum: u64 = (0..len as u64)
+            .filter(|j| age + j <= Self::WINDOW_SECS)
+            .map(|j| self.buckets[(self.current + len - j as usize) % len])
+            .sum();
         // The window spans WINDOW_SECS whole seconds plus the fraction of the current one, but
         // never more than the meter has existed.
         let into_current = now.as_micros() % 1_000_000;
         let window_micros = Self::WINDOW_SECS * 1_000_000 + into_current;
-        let alive_micros = (now - self.started).as_micros() as u64;
+        let alive_micros = u64::try_from((now - self.started).as_micros()).unwrap_or(u64::MAX);
         let span = window_micros.min(alive_micros).max(1_000_000);
         ((u128::from(sum) * 1_000_000) / u128::from(span)) as u64
     }

@@ -1,0 +1,911 @@
+//! [`PeerConn`]: the state machine of one connection to one peer (BEP 3, BEP 6, BEP 10).
+//!
+//! It owns the wire-level rules: the handshake, which message may come when, choke and interest
+//! state in both directions, our outstanding requests and the peer's queued ones, timeouts,
+//! keep-alives and rates. It decides nothing about *which* blocks to request or *whether* to serve:
+//! the torrent does that through commands, and learns what happened through [`PeerEvent`]s.
+//!
+//! Methods, in the quinn-proto order:
+//! - getters (`&self`): state, rates, [`PeerConn::pipeline_target`], [`PeerConn::poll_timeout`];
+//! - input: [`PeerConn::handle_bytes`] (what the socket read), [`PeerConn::handle_timeout`];
+//! - commands: [`PeerConn::request`], [`PeerConn::choke`], [`PeerConn::send_block`], ...;
+//! - output: [`PeerConn::poll_event`] and [`PeerConn::poll_transmit`], drained after every input
+//!   or command.
+//!
+//! A [`PeerError`] from an input means the connection must close; the reason names the rule broken.
+//!
+//! Bounds: the receive buffer is the frame decoder's ([`crate::wire::WireLimits`]); the peer's
+//! queued requests are at most [`PeerConfig::max_peer_requests`]; our outstanding requests at most
+//! [`PeerConfig::max_pipeline`]; the allowed-fast set a peer gives us at most
+//! [`MAX_ALLOWED_FAST`]; events are drained by the caller after each call (at most one per frame).
+//! The transmit queue is the caller's to bound: it checks [`PeerConn::send_queue_len`] before
+//! serving more blocks.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::RateMeter;
+use crate::metainfo::{BLOCK_SIZE, BlockRef, InfoHash, PieceIndex, TorrentLayout};
+use crate::time::Instant;
+use crate::torrent::{Bitfield, BitfieldError};
+use crate::wire::{
+    FrameDecoder, Handshake, HandshakeError, Message, PeerId, Reserved, WireError, WireLimits,
+};
+
+/// The most allowed-fast pieces we keep from one peer (BEP 6 suggests 10; libtorrent caps similarly).
+pub const MAX_ALLOWED_FAST: usize = 64;
+
+/// Tunables of a peer connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Most requests in flight to one peer.
+    pub max_pipeline: u32,
+    /// Fewest requests kept in flight to an unchoked peer.
+    pub min_pipeline: u32,
+    /// The pipeline holds this much time of the peer's measured rate (bandwidth-delay product).
+    pub pipeline_time: Duration,
+    /// A request unanswered this long is dropped and given to the picker again.
+    pub request_timeout: Duration,
+    /// No block for this long while requests are out marks the peer snubbed.
+    pub snub_time: Duration,
+    /// Send a keep-alive when we have sent nothing for this long.
+    pub keepalive_interval: Duration,
+    /// Close when nothing arrived for this long (BEP 3 suggests two minutes between keep-alives).
+    pub idle_timeout: Duration,
+    /// Close when the handshake is not done after this long.
+    pub handshake_timeout: Duration,
+    /// Most requests from the peer queued and not yet answered.
+    pub max_peer_requests: usize,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            max_pipeline: 250,
+            min_pipeline: 4,
+            pipeline_time: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(30),
+            snub_time: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(90),
+            idle_timeout: Duration::from_secs(180),
+            handshake_timeout: Duration::from_secs(20),
+            max_peer_requests: 500,
+        }
+    }
+}
+
+/// Who opened the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// We dialled: our handshake goes first.
+    Outbound,
+    /// They dialled: we answer their handshake.
+    Inbound,
+}
+
+/// Why a connection closes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// BEP 3: the connection starts with a well-formed handshake.
+    #[error("bad handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// BEP 3: "If a client receives a handshake with an info_hash that it is not currently
+    /// serving, then the client must drop the connection."
+    #[error("handshake for another torrent ({0})")]
+    WrongInfoHash(InfoHash),
+    /// The peer id is our own: we connected to ourselves.
+    #[error("connected to ourselves")]
+    SelfConnection,
+    /// A frame broke the wire format.
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    /// BEP 3: bitfield "may only be sent immediately after the handshaking sequence is completed";
+    /// BEP 6 says the same of have-all and have-none.
+    #[error("bitfield, have-all or have-none after other messages")]
+    PiecesNotFirst,
+    /// BEP 3: a bitfield of the wrong size or with spare bits set must drop the connection.
+    #[error("{0}")]
+    Bitfield(#[from] BitfieldError),
+    /// A piece index past the end of the torrent (have, suggest, allowed-fast).
+    #[error("piece index {0} is out of range")]
+    PieceOutOfRange(u32),
+    /// A request, piece, cancel or reject that is not an exact block of this torrent.
+    #[error("block (piece {piece}, offset {offset}, length {len}) is not a valid block")]
+    InvalidBlock {
+        /// Piece index.
+        piece: u32,
+        /// Offset within the piece.
+        offset: u32,
+        /// Length.
+        len: u32,
+    },
+    /// BEP 6: "When the fast extension is disabled, if a peer receives [a Fast message] the peer
+    /// MUST close the connection."
+    #[error("Fast extension message {0:#04x} without the Fast extension")]
+    FastNotNegotiated(u8),
+    /// BEP 10: extended messages only after both sides set the extension bit.
+    #[error("extended message without the extension protocol")]
+    ExtendedNotNegotiated,
+    /// BEP 6: "if a peer receives a reject for a request that was never sent, it SHOULD close
+    /// the connection."
+    #[error("reject for a block we never requested")]
+    RejectUnrequested,
+    /// The peer queued more requests than [`PeerConfig::max_peer_requests`] (without the Fast
+    /// extension we cannot reject them).
+    #[error("more than {0} requests queued")]
+    TooManyRequests(usize),
+    /// The peer kept requesting while choked without the Fast extension to reject them.
+    #[error("requests while choked")]
+    RequestWhileChoked,
+    /// Nothing arrived for [`PeerConfig::idle_timeout`].
+    #[error("no message for {0:?}")]
+    IdleTimeout(Duration),
+    /// The handshake did not complete within [`PeerConfig::handshake_timeout`].
+    #[error("handshake not done after {0:?}")]
+    HandshakeTimeout(Duration),
+}
+
+/// What happened on a connection, for the torrent to act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// The handshake is done; the peer's extensions and id are known.
+    Connected {
+        /// The peer's id.
+        peer_id: PeerId,
+        /// The peer's reserved bits.
+        reserved: Reserved,
+    },
+    /// The peer told which pieces it has (bitfield, have-all or have-none): see
+    /// [`PeerConn::peer_pieces`].
+    Pieces,
+    /// The peer has a new piece.
+    Have(PieceIndex),
+    /// The peer choked us. Without the Fast extension our requests are void: `dropped` lists them.
+    Choked {
+        /// Requests cancelled by the choke, to give back to the picker.
+        dropped: Vec<BlockRef>,
+    },
+    /// The peer unchoked us.
+    Unchoked,
+    /// The peer is interested in our pieces.
+    Interested,
+    /// The peer is no longer interested.
+    NotInterested,
+    /// A block we requested arrived; `data` shares the receive buffer.
+    Block {
+        /// Which block.
+        block: BlockRef,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// The peer asks for a block (it was unchoked, or the piece is allowed-fast).
+    Request(BlockRef),
+    /// The peer withdrew a request it had queued.
+    Cancel(BlockRef),
+    /// The peer refused one of our requests (BEP 6).
+    Rejected(BlockRef),
+    /// One of our requests went unanswered for [`PeerConfig::request_timeout`].
+    RequestTimedOut(BlockRef),
+    /// We may request this piece while choked (BEP 6).
+    AllowedFast(PieceIndex),
+    /// The peer suggests this piece (BEP 6).
+    Suggest(PieceIndex),
+    /// The peer's DHT port (BEP 5).
+    Port(u16),
+    /// A BEP 10 extended message (id 0 is the extension handshake).
+    Extended {
+        /// Extended message id.
+        id: u8,
+        /// Its payload.
+        payload: Bytes,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Handshaking,
+    Open,
+}
+
+/// The state machine of one peer connection. See the module docs for the calling convention.
+#[derive(Debug)]
+pub struct PeerConn {
+    config: PeerConfig,
+    direction: Direction,
+    info_hash: InfoHash,
+    our_id: PeerId,
+    our_reserved: Reserved,
+    state: State,
+    peer_id: Option<PeerId>,
+    fast: bool,
+    extensions: bool,
+    decoder: FrameDecoder,
+
+    am_choking: bool,
+    am_interested: bool,
+    peer_choking: bool,
+    peer_interested: bool,
+    peer_pieces: Bitfield,
+    seen_first_message: bool,
+    snubbed: bool,
+    requests_while_choked: u32,
+
+    /// Our requests to the peer, with when they were sent.
+    requests: BTreeMap<BlockRef, Instant>,
+    /// The peer's requests to us, in arrival order.
+    peer_requests: VecDeque<BlockRef>,
+    /// Pieces the peer lets us request while choked.
+    allowed_fast: BTreeSet<u32>,
+    /// Pieces we let the peer request while choked.
+    our_allowed_fast: BTreeSet<u32>,
+
+    download: RateMeter,
+    upload: RateMeter,
+    connected_at: Instant,
+    last_received: Instant,
+    last_sent: Instant,
+    last_block: Instant,
+
+    events: VecDeque<PeerEvent>,
+    /// Small messages are written here and cut off as one chunk before a block or on poll.
+    scratch: BytesMut,
+    transmit: VecDeque<Bytes>,
+    transmit_len: usize,
+}
+
+impl PeerConn {
+    /// A connection for the torrent `info_hash` of `piece_count` pieces, opened at `now`. For an
+    /// outbound connection our handshake is queued at once.
+    pub fn new(
+        config: PeerConfig,
+        direction: Direction,
+        info_hash: InfoHash,
+        our_id: PeerId,
+        our_reserved: Reserved,
+        piece_count: u32,
+        now: Instant,
+    ) -> Self {
+        let mut conn = PeerConn {
+            config,
+            direction,
+            info_hash,
+            our_id,
+            our_reserved,
+            state: State::Handshaking,
+            peer_id: None,
+            fast: false,
+            extensions: false,
+            decoder: FrameDecoder::new(WireLimits::for_pieces(piece_count)),
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            peer_pieces: Bitfield::new(piece_count),
+            seen_first_message: false,
+            snubbed: false,
+            requests_while_choked: 0,
+            requests: BTreeMap::new(),
+            peer_requests: VecDeque::new(),
+            allowed_fast: BTreeSet::new(),
+            our_allowed_fast: BTreeSet::new(),
+            download: RateMeter::new(now),
+            upload: RateMeter::new(now),
+            connected_at: now,
+            last_received: now,
+            last_sent: now,
+            last_block: now,
+            events: VecDeque::new(),
+            scratch: BytesMut::new(),
+            transmit: VecDeque::new(),
+            transmit_len: 0,
+        };
+        if direction == Direction::Outbound {
+            conn.send_handshake(now);
+        }
+        conn
+    }
+
+    // ---- getters ----
+
+    /// Whether the handshake is done.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Who opened the connection.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The peer's id, once the handshake is done.
+    pub fn peer_id(&self) -> Option<PeerId> {
+        self.peer_id
+    }
+
+    /// Whether both sides support the Fast extension (BEP 6).
+    pub fn fast_extension(&self) -> bool {
+        self.fast
+    }
+
+    /// Whether both sides support the extension protocol (BEP 10).
+    pub fn extension_protocol(&self) -> bool {
+        self.extensions
+    }
+
+    /// Whether we choke the peer.
+    pub fn am_choking(&self) -> bool {
+        self.am_choking
+    }
+
+    /// Whether we are interested in the peer.
+    pub fn am_interested(&self) -> bool {
+        self.am_interested
+    }
+
+    /// Whether the peer chokes us.
+    pub fn peer_choking(&self) -> bool {
+        self.peer_choking
+    }
+
+    /// Whether the peer is interested in us.
+    pub fn peer_interested(&self) -> bool {
+        self.peer_interested
+    }
+
+    /// The pieces the peer has told us it has.
+    pub fn peer_pieces(&self) -> &Bitfield {
+        &self.peer_pieces
+    }
+
+    /// Whether the peer has gone [`PeerConfig::snub_time`] without sending a block we asked for.
+    pub fn is_snubbed(&self) -> bool {
+        self.snubbed
+    }
+
+    /// When the connection was opened.
+    pub fn connected_at(&self) -> Instant {
+        self.connected_at
+    }
+
+    /// Our requests in flight.
+    pub fn outstanding(&self) -> impl Iterator<Item = BlockRef> + '_ {
+        self.requests.keys().copied()
+    }
+
+    /// How many of our requests are in flight.
+    pub fn outstanding_len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Whether `block` is requested from this peer.
+    pub fn has_requested(&self, block: BlockRef) -> bool {
+        self.requests.contains_key(&block)
+    }
+
+    /// The peer's requests we have not answered, oldest first.
+    pub fn peer_requests(&self) -> impl Iterator<Item = BlockRef> + '_ {
+        self.peer_requests.iter().copied()
+    }
+
+    /// Bytes per second received from the peer (blocks only) over the rolling window.
+    pub fn download_rate(&self, now: Instant) -> u64 {
+        self.download.rate(now)
+    }
+
+    /// Bytes per second sent to the peer (blocks only) over the rolling window.
+    pub fn upload_rate(&self, now: Instant) -> u64 {
+        self.upload.rate(now)
+    }
+
+    /// Block bytes received and sent since the connection opened.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.download.total(), self.upload.total())
+    }
+
+    /// How many requests should be in flight: the bandwidth-delay product of the measured rate
+    /// ([`PeerConfig::pipeline_time`] of data), between the configured minimum and maximum.
+    pub fn pipeline_target(&self, now: Instant) -> u32 {
+        let bytes =
+            u128::from(self.download.rate(now)) * self.config.pipeline_time.as_micros() / 1_000_000;
+        let blocks = (bytes / u128::from(BLOCK_SIZE)) as u64;
+        let target = blocks.clamp(
+            u64::from(self.config.min_pipeline),
+            u64::from(self.config.max_pipeline),
+        );
+        if self.snubbed { 1 } else { target as u32 }
+    }
+
+    /// Whether we may request `piece` from the peer now: unchoked, or the piece is allowed-fast.
+    pub fn can_request(&self, piece: PieceIndex) -> bool {
+        self.is_connected()
+            && self.peer_pieces.get(piece.get())
+            && (!self.peer_choking || self.allowed_fast.contains(&piece.get()))
+    }
+
+    /// Bytes queued for the socket and not yet taken by [`PeerConn::poll_transmit`].
+    pub fn send_queue_len(&self) -> usize {
+        self.transmit_len + self.scratch.len()
+    }
+
+    /// The next time [`PeerConn::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Handshaking {
+            return Some(self.connected_at + self.config.handshake_timeout);
+        }
+        let mut next = (self.last_received + self.config.idle_timeout)
+            .min(self.last_sent + self.config.keepalive_interval);
+        if let Some(oldest) = self.requests.values().min() {
+            next = next.min(*oldest + self.config.request_timeout);
+            if !self.snubbed {
+                next = next.min(self.last_block + self.config.snub_time);
+            }
+        }
+        Some(next)
+    }
+
+    // ---- output ----
+
+    /// The next event, if any. Drain after every input and command.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next bytes to write to the socket, if any. Drain after every input and command.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.flush_scratch();
+        let chunk = self.transmit.pop_front()?;
+        self.transmit_len -= chunk.len();
+        Some(chunk)
+    }
+
+    fn flush_scratch(&mut self) {
+        if !self.scratch.is_empty() {
+            let chunk = self.scratch.split().freeze();
+            self.transmit_len += chunk.len();
+            self.transmit.push_back(chunk);
+        }
+    }
+
+    fn send(&mut self, now: Instant, message: Message<'_>) {
+        let mut buf = Vec::with_capacity(message.encoded_len());
+        message.encode_into(&mut buf);
+        self.scratch.extend_from_slice(&buf);
+        self.last_sent = now;
+    }
+
+    fn send_handshake(&mut self, now: Instant) {
+        let hs = Handshake {
+            reserved: self.our_reserved,
+            info_hash: self.info_hash,
+            peer_id: self.our_id,
+        };
+        self.scratch.extend_from_slice(&hs.encode());
+        self.last_sent = now;
+    }
+
+    // ---- input ----
+
+    /// Feeds bytes read from the socket. An error means: close the connection for that reason.
+    pub fn handle_bytes(
+        &mut self,
+        now: Instant,
+        mut bytes: &[u8],
+        layout: &TorrentLayout,
+    ) -> Result<(), PeerError> {
+        if !bytes.is_empty() {
+            self.last_received = now;
+        }
+        loop {
+            let taken = self.decoder.extend(bytes);
+            bytes = &bytes[taken..];
+            if self.state == State::Handshaking {
+                match self.decoder.take_handshake()? {
+                    Some(hs) => self.on_handshake(now, hs)?,
+                    None if bytes.is_empty() => return Ok(()),
+                    None => continue,
+                }
+            }
+            while let Some(frame) = self.decoder.next_frame()? {
+                let payload = frame.payload().clone();
+                self.on_message(now, frame.message(), payload, layout)?;
+            }
+            if bytes.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_handshake(&mut self, now: Instant, hs: Handshake) -> Result<(), PeerError> {
+        if hs.info_hash != self.info_hash {
+            return Err(PeerError::WrongInfoHash(hs.info_hash));
+        }
+        if hs.peer_id == self.our_id {
+            return Err(PeerError::SelfConnection);
+        }
+        if self.direction == Direction::Inbound {
+            self.send_handshake(now);
+        }
+        self.state = State::Open;
+        self.peer_id = Some(hs.peer_id);
+        self.fast = hs.reserved.fast() && self.our_reserved.fast();
+        self.extensions =
+            hs.reserved.extension_protocol() && self.our_reserved.extension_protocol();
+        self.events.push_back(PeerEvent::Connected {
+            peer_id: hs.peer_id,
+            reserved: hs.reserved,
+        });
+        Ok(())
+    }
+
+    fn piece_index(&self, index: u32, layout: &TorrentLayout) -> Result<PieceIndex, PeerError> {
+        layout.piece(index).ok_or(PeerError::PieceOutOfRange(index))
+    }
+
+    fn block(
+        &self,
+        piece: u32,
+        offset: u32,
+        len: u32,
+        layout: &TorrentLayout,
+    ) -> Result<BlockRef, PeerError> {
+        layout
+            .block_at(piece, offset, len)
+            .ok_or(PeerError::InvalidBlock { piece, offset, len })
+    }
+
+    fn on_message(
+        &mut self,
+        now: Instant,
+        message: Message<'_>,
+        payload: Bytes,
+        layout: &TorrentLayout,
+    ) -> Result<(), PeerError> {
+        let first = !self.seen_first_message;
+        if !matches!(message, Message::KeepAlive) {
+            self.seen_first_message = true;
+        }
+        if let Some(id) = fast_only_id(&message)
+            && !self.fast
+        {
+            return Err(PeerError::FastNotNegotiated(id));
+        }
+        match message {
+            Message::KeepAlive | Message::Unknown { .. } => {}
+            Message::Choke => {
+                self.peer_choking = true;
+                // BEP 6: with the Fast extension a choke does not void requests; the peer rejects
+                // the ones it will not serve.
+                let dropped = if self.fast {
+                    Vec::new()
+                } else {
+                    std::mem::take(&mut self.requests).into_keys().collect()
+                };
+                self.events.push_back(PeerEvent::Choked { dropped });
+            }
+            Message::Unchoke => {
+                self.peer_choking = false;
+                self.events.push_back(PeerEvent::Unchoked);
+            }
+            Message::Interested => {
+                self.peer_interested = true;
+                self.events.push_back(PeerEvent::Interested);
+            }
+            Message::NotInterested => {
+                self.peer_interested = false;
+                self.events.push_back(PeerEvent::NotInterested);
+            }
+            Message::Have { piece } => {
+                let p = self.piece_index(piece, layout)?;
+                if self.peer_pieces.set(piece) {
+                    self.events.push_back(PeerEvent::Have(p));
+                }
+            }
+            Message::Bitfield(bits) => {
+                if !first {
+                    return Err(PeerError::PiecesNotFirst);
+                }
+                self.peer_pieces = Bitfield::from_wire(bits, layout.piece_count())?;
+                self.events.push_back(PeerEvent::Pieces);
+            }
+            Message::HaveAll | Message::HaveNone => {
+                if !first {
+                    return Err(PeerError::PiecesNotFirst);
+                }
+                self.peer_pieces = if matches!(message, Message::HaveAll) {
+                    Bitfield::full(layout.piece_count())
+                } else {
+                    Bitfield::new(layout.piece_count())
+                };
+                self.events.push_back(PeerEvent::Pieces);
+            }
+            Message::Request { piece, offset, len } => {
+                let block = self.block(piece, offset, len, layout)?;
+                self.on_request(now, block)?;
+            }
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => {
+                let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                let block = self.block(piece, offset, len, layout)?;
+                // A block we no longer want (cancelled, timed out, or never asked for) is ignored.
+                if self.requests.remove(&block).is_some() {
+                    self.download.record(now, u64::from(len));
+                    self.last_block = now;
+                    self.snubbed = false;
+                    self.events.push_back(PeerEvent::Block {
+                        block,
+                        data: payload,
+                    });
+                }
+            }
+            Message::Cancel { piece, offset, len } => {
+                let block = self.block(piece, offset, len, layout)?;
+                if let Some(i) = self.peer_requests.iter().position(|b| *b == block) {
+                    self.peer_requests.remove(i);
+                    self.events.push_back(PeerEvent::Cancel(block));
+                }
+            }
+            Message::RejectRequest { piece, offset, len } => {
+                let block = self.block(piece, offset, len, layout)?;
+                if self.requests.remove(&block).is_none() {
+                    return Err(PeerError::RejectUnrequested);
+                }
+                self.events.push_back(PeerEvent::Rejected(block));
+            }
+            Message::AllowedFast(piece) => {
+                let p = self.piece_index(piece, layout)?;
+                if self.allowed_fast.len() < MAX_ALLOWED_FAST && self.allowed_fast.insert(piece) {
+                    self.events.push_back(PeerEvent::AllowedFast(p));
+                }
+            }
+            Message::SuggestPiece(piece) => {
+                let p = self.piece_index(piece, layout)?;
+                self.events.push_back(PeerEvent::Suggest(p));
+            }
+            Message::Port(port) => self.events.push_back(PeerEvent::Port(port)),
+            Message::Extended { id, .. } => {
+                if !self.extensions {
+                    return Err(PeerError::ExtendedNotNegotiated);
+                }
+                self.events.push_back(PeerEvent::Extended { id, payload });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_request(&mut self, now: Instant, block: BlockRef) -> Result<(), PeerError> {
+        let allowed = !self.am_choking || self.our_allowed_fast.contains(&block.piece.get());
+        if !allowed {
+            if self.fast {
+                self.send(now, reject(block));
+                return Ok(());
+            }
+            // A request may cross our choke in flight; only a peer that keeps at it is closed.
+            self.requests_while_choked += 1;
+            if self.requests_while_choked > self.config.max_peer_requests as u32 {
+                return Err(PeerError::RequestWhileChoked);
+            }
+            return Ok(());
+        }
+        if self.peer_requests.contains(&block) {
+            return Ok(());
+        }
+        if self.peer_requests.len() >= self.config.max_peer_requests {
+            if self.fast {
+                self.send(now, reject(block));
+                return Ok(());
+            }
+            return Err(PeerError::TooManyRequests(self.config.max_peer_requests));
+        }
+        self.peer_requests.push_back(block);
+        self.events.push_back(PeerEvent::Request(block));
+        Ok(())
+    }
+
+    /// Fires what is due at `now`: handshake and idle timeouts (an error: close), keep-alives,
+    /// request timeouts and snubbing. Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), PeerError> {
+        if self.state == State::Handshaking {
+            if now - self.connected_at >= self.config.handshake_timeout {
+                return Err(PeerError::HandshakeTimeout(self.config.handshake_timeout));
+            }
+            return Ok(());
+        }
+        if now - self.last_received >= self.config.idle_timeout {
+            return Err(PeerError::IdleTimeout(self.config.idle_timeout));
+        }
+        if now - self.last_sent >= self.config.keepalive_interval {
+            self.send(now, Message::KeepAlive);
+        }
+        // Snubbing looks at the requests out before this call expires any of them: a request
+        // timeout (30 s) is shorter than the snub time (60 s).
+        if !self.requests.is_empty() && now - self.last_block >= self.config.snub_time {
+            self.snubbed = true;
+        }
+        let timeout = self.config.request_timeout;
+        let expired: Vec<BlockRef> = self
+            .requests
+            .iter()
+            .filter(|(_, sent)| now - **sent >= timeout)
+            .map(|(b, _)| *b)
+            .collect();
+        for block in expired {
+            self.requests.remove(&block);
+            self.events.push_back(PeerEvent::RequestTimedOut(block));
+        }
+        Ok(())
+    }
+
+    // ---- commands ----
+
+    /// Tells the peer which pieces we have, as the first message after the handshake: have-all or
+    /// have-none when the Fast extension allows, else a bitfield (omitted when empty).
+    pub fn send_pieces(&mut self, now: Instant, ours: &Bitfield) {
+        if self.fast && ours.is_complete() {
+            self.send(now, Message::HaveAll);
+        } else if self.fast && ours.is_clear() {
+            self.send(now, Message::HaveNone);
+        } else if !ours.is_clear() {
+            self.send(now, Message::Bitfield(ours.as_bytes()));
+        }
+    }
+
+    /// Announces a newly verified piece.
+    pub fn send_have(&mut self, now: Instant, piece: PieceIndex) {
+        self.send(now, Message::Have { piece: piece.get() });
+    }
+
+    /// Lets the peer request `pieces` while choked (BEP 6); ignored without the Fast extension.
+    pub fn send_allowed_fast(&mut self, now: Instant, pieces: &[u32]) {
+        if !self.fast {
+            return;
+        }
+        for &p in pieces {
+            if self.our_allowed_fast.len() < MAX_ALLOWED_FAST && self.our_allowed_fast.insert(p) {
+                self.send(now, Message::AllowedFast(p));
+            }
+        }
+    }
+
+    /// Sends a BEP 10 extended message; ignored unless both sides support the protocol.
+    pub fn send_extended(&mut self, now: Instant, id: u8, payload: &[u8]) {
+        if self.extensions {
+            self.send(now, Message::Extended { id, payload });
+        }
+    }
+
+    /// Says whether we are interested in the peer's pieces (only sends on a change).
+    pub fn set_interested(&mut self, now: Instant, interested: bool) {
+        if self.am_interested != interested {
+            self.am_interested = interested;
+            let m = if interested {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            };
+            self.send(now, m);
+        }
+    }
+
+    /// Chokes the peer. Its queued requests are void: returned so pending disk reads can be
+    /// dropped. With the Fast extension each gets an explicit reject, except allowed-fast ones.
+    pub fn choke(&mut self, now: Instant) -> Vec<BlockRef> {
+        if self.am_choking {
+            return Vec::new();
+        }
+        self.am_choking = true;
+        self.send(now, Message::Choke);
+        let (keep, dropped): (Vec<_>, Vec<_>) = self
+            .peer_requests
+            .drain(..)
+            .partition(|b| self.fast && self.our_allowed_fast.contains(&b.piece.get()));
+        self.peer_requests = keep.into();
+        if self.fast {
+            for b in &dropped {
+                self.send(now, reject(*b));
+            }
+        }
+        dropped
+    }
+
+    /// Unchokes the peer.
+    pub fn unchoke(&mut self, now: Instant) {
+        if self.am_choking {
+            self.am_choking = false;
+            self.requests_while_choked = 0;
+            self.send(now, Message::Unchoke);
+        }
+    }
+
+    /// Requests `block`. Returns `false` (and sends nothing) if it may not be requested now: not
+    /// connected, already requested, the peer lacks the piece or chokes us, or the pipeline is full.
+    pub fn request(&mut self, now: Instant, block: BlockRef) -> bool {
+        if !self.can_request(block.piece)
+            || self.requests.contains_key(&block)
+            || self.requests.len() >= self.config.max_pipeline as usize
+        {
+            return false;
+        }
+        if self.requests.is_empty() {
+            // The snub clock starts from the first request, not from the last block long ago.
+            self.last_block = self.last_block.max(now);
+        }
+        self.requests.insert(block, now);
+        self.send(
+            now,
+            Message::Request {
+                piece: block.piece.get(),
+                offset: block.offset,
+                len: block.len,
+            },
+        );
+        true
+    }
+
+    /// Withdraws a request (endgame: the block came from another peer). Returns whether it was
+    /// outstanding.
+    pub fn cancel(&mut self, now: Instant, block: BlockRef) -> bool {
+        if self.requests.remove(&block).is_none() {
+            return false;
+        }
+        self.send(
+            now,
+            Message::Cancel {
+                piece: block.piece.get(),
+                offset: block.offset,
+                len: block.len,
+            },
+        );
+        true
+    }
+
+    /// Sends a block the peer requested. `data` must be the block's bytes (checked: its length).
+    /// Returns `false`, sending nothing, if the request is no longer queued (cancelled, or the peer
+    /// was choked meanwhile). The data is queued without copying.
+    pub fn send_block(&mut self, now: Instant, block: BlockRef, data: Bytes) -> bool {
+        if data.len() != block.len as usize {
+            return false;
+        }
+        let Some(i) = self.peer_requests.iter().position(|b| *b == block) else {
+            return false;
+        };
+        self.peer_requests.remove(i);
+        let mut header = BytesMut::with_capacity(13);
+        header.put_u32(9 + block.len);
+        header.put_u8(crate::wire::id::PIECE);
+        header.put_u32(block.piece.get());
+        header.put_u32(block.offset);
+        self.scratch.extend_from_slice(&header);
+        self.flush_scratch();
+        self.transmit_len += data.len();
+        self.transmit.push_back(data);
+        self.upload.record(now, u64::from(block.len));
+        self.last_sent = now;
+        true
+    }
+}
+
+fn reject(block: BlockRef) -> Message<'static> {
+    Message::RejectRequest {
+        piece: block.piece.get(),
+        offset: block.offset,
+        len: block.len,
+    }
+}
+
+/// The id of a BEP 6 message, which needs the Fast extension.
+fn fast_only_id(message: &Message<'_>) -> Option<u8> {
+    use crate::wire::id;
+    match message {
+        Message::HaveAll => Some(id::HAVE_ALL),
+        Message::HaveNone => Some(id::HAVE_NONE),
+        Message::SuggestPiece(_) => Some(id::SUGGEST_PIECE),
+        Message::RejectRequest { .. } => Some(id::REJECT_REQUEST),
+        Message::AllowedFast(_) => Some(id::ALLOWED_FAST),
+        _ => None,
+    }
+}

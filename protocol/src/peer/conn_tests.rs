@@ -1,0 +1,442 @@
+//! Tests of [`PeerConn`]: two connections wired back to back, and scripted misbehaving peers.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+use crate::metainfo::{InfoHash, TorrentLayout};
+use crate::time::Instant;
+use crate::torrent::Bitfield;
+use crate::wire::{Handshake, Message, PeerId, Reserved};
+
+const HASH: InfoHash = InfoHash([7; 20]);
+
+fn layout() -> TorrentLayout {
+    // 4 pieces of 32 KiB (2 blocks each), the last one 20,000 bytes.
+    TorrentLayout::new(32768, &[3 * 32768 + 20_000]).unwrap()
+}
+
+fn reserved(fast: bool, ext: bool) -> Reserved {
+    let mut r = Reserved::NONE;
+    r.set_fast(fast);
+    r.set_extension_protocol(ext);
+    r
+}
+
+fn conn(direction: Direction, id: u8, fast: bool) -> PeerConn {
+    PeerConn::new(
+        PeerConfig::default(),
+        direction,
+        HASH,
+        PeerId([id; 20]),
+        reserved(fast, true),
+        layout().piece_count(),
+        Instant::ZERO,
+    )
+}
+
+fn t(secs: u64) -> Instant {
+    Instant::from_micros(secs * 1_000_000)
+}
+
+/// Moves bytes both ways until neither side has anything to send; returns each side's events.
+fn pump(a: &mut PeerConn, b: &mut PeerConn, now: Instant) -> (Vec<PeerEvent>, Vec<PeerEvent>) {
+    let l = layout();
+    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let mut moved = false;
+        while let Some(bytes) = a.poll_transmit() {
+            b.handle_bytes(now, &bytes, &l)
+                .expect("b accepts a's bytes");
+            moved = true;
+        }
+        while let Some(bytes) = b.poll_transmit() {
+            a.handle_bytes(now, &bytes, &l)
+                .expect("a accepts b's bytes");
+            moved = true;
+        }
+        ea.extend(std::iter::from_fn(|| a.poll_event()));
+        eb.extend(std::iter::from_fn(|| b.poll_event()));
+        if !moved {
+            return (ea, eb);
+        }
+    }
+    panic!("pump did not settle");
+}
+
+fn connected(fast: bool) -> (PeerConn, PeerConn) {
+    let mut a = conn(Direction::Outbound, 1, fast);
+    let mut b = conn(Direction::Inbound, 2, fast);
+    let (ea, eb) = pump(&mut a, &mut b, Instant::ZERO);
+    assert!(matches!(ea[..], [PeerEvent::Connected { .. }]));
+    assert!(matches!(eb[..], [PeerEvent::Connected { .. }]));
+    (a, b)
+}
+
+/// Bytes of a handshake from a peer with `id` for `hash`.
+fn their_handshake(hash: InfoHash, id: u8, fast: bool) -> Vec<u8> {
+    Handshake {
+        reserved: reserved(fast, true),
+        info_hash: hash,
+        peer_id: PeerId([id; 20]),
+    }
+    .encode()
+    .to_vec()
+}
+
+fn frame(m: Message<'_>) -> Vec<u8> {
+    let mut v = Vec::new();
+    m.encode_into(&mut v);
+    v
+}
+
+/// An outbound connection that has received a handshake (fast as given) and then `rest`.
+fn scripted(fast: bool, rest: &[Vec<u8>]) -> Result<PeerConn, PeerError> {
+    let mut c = conn(Direction::Outbound, 1, fast);
+    let mut input = their_handshake(HASH, 9, fast);
+    for r in rest {
+        input.extend_from_slice(r);
+    }
+    c.handle_bytes(t(1), &input, &layout()).map(|()| c)
+}
+
+#[test]
+fn handshake_negotiates_extensions() {
+    // Proves the handshake completes both ways and Fast/extension support is the AND of both sides.
+    let (a, b) = connected(true);
+    assert!(a.is_connected() && b.is_connected());
+    assert!(a.fast_extension() && a.extension_protocol());
+    assert_eq!(a.peer_id(), Some(PeerId([2; 20])));
+    let mut x = conn(Direction::Outbound, 1, true);
+    let mut y = conn(Direction::Inbound, 2, false);
+    pump(&mut x, &mut y, Instant::ZERO);
+    assert!(!x.fast_extension() && !y.fast_extension());
+}
+
+#[test]
+fn handshake_refusals() {
+    // Proves a foreign info hash and a connection to ourselves are refused (BEP 3).
+    let mut c = conn(Direction::Outbound, 1, true);
+    let err = c.handle_bytes(
+        t(0),
+        &their_handshake(InfoHash([8; 20]), 2, true),
+        &layout(),
+    );
+    assert_eq!(err, Err(PeerError::WrongInfoHash(InfoHash([8; 20]))));
+    let mut c = conn(Direction::Outbound, 1, true);
+    let err = c.handle_bytes(t(0), &their_handshake(HASH, 1, true), &layout());
+    assert_eq!(err, Err(PeerError::SelfConnection));
+    let mut c = conn(Direction::Outbound, 1, true);
+    let mut bad = their_handshake(HASH, 2, true);
+    bad[0] = 18;
+    assert!(matches!(
+        c.handle_bytes(t(0), &bad, &layout()),
+        Err(PeerError::Handshake(_))
+    ));
+}
+
+#[test]
+fn handshake_split_anywhere_still_works() {
+    // Proves bytes arriving one at a time complete the handshake and the following messages.
+    let mut c = conn(Direction::Outbound, 1, true);
+    let mut input = their_handshake(HASH, 2, true);
+    input.extend(frame(Message::HaveAll));
+    input.extend(frame(Message::Unchoke));
+    for byte in input {
+        c.handle_bytes(t(0), &[byte], &layout()).unwrap();
+    }
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert_eq!(events.len(), 3);
+    assert!(c.peer_pieces().is_complete() && !c.peer_choking());
+}
+
+#[test]
+fn request_and_serve_a_block() {
+    // Proves the whole exchange: pieces, interest, unchoke, request, block, with counters.
+    let (mut a, mut b) = connected(true);
+    let l = layout();
+    b.send_pieces(t(1), &Bitfield::full(4));
+    a.send_pieces(t(1), &Bitfield::new(4));
+    a.set_interested(t(1), true);
+    let (ea, eb) = pump(&mut a, &mut b, t(1));
+    assert_eq!(ea, [PeerEvent::Pieces]);
+    assert_eq!(eb, [PeerEvent::Pieces, PeerEvent::Interested]);
+    b.unchoke(t(1));
+    pump(&mut a, &mut b, t(1));
+    let block = l.block(l.piece(3).unwrap(), 1).unwrap();
+    assert!(a.request(t(2), block));
+    assert!(!a.request(t(2), block), "no duplicate request to one peer");
+    let (_, eb) = pump(&mut a, &mut b, t(2));
+    assert_eq!(eb, [PeerEvent::Request(block)]);
+    let data = Bytes::from(vec![0x5a; block.len as usize]);
+    assert!(b.send_block(t(3), block, data.clone()));
+    assert!(!b.send_block(t(3), block, data.clone()), "answered once");
+    let (ea, _) = pump(&mut a, &mut b, t(3));
+    assert_eq!(ea, [PeerEvent::Block { block, data }]);
+    assert_eq!(a.totals().0, u64::from(block.len));
+    assert_eq!(b.totals().1, u64::from(block.len));
+    assert_eq!(a.outstanding_len(), 0);
+}
+
+#[test]
+fn cannot_request_while_choked_or_what_the_peer_lacks() {
+    // Proves request() refuses blocks the peer lacks and requests while choked, unless allowed-fast.
+    let (mut a, mut b) = connected(true);
+    let l = layout();
+    let mut some = Bitfield::new(4);
+    some.set(0);
+    some.set(1);
+    b.send_pieces(t(1), &some);
+    b.send_allowed_fast(t(1), &[1]);
+    pump(&mut a, &mut b, t(1));
+    let p = |i| l.block(l.piece(i).unwrap(), 0).unwrap();
+    assert!(!a.request(t(1), p(0)), "choked");
+    assert!(a.request(t(1), p(1)), "allowed fast while choked");
+    assert!(!a.request(t(1), p(2)), "peer lacks piece 2");
+    let (_, eb) = pump(&mut a, &mut b, t(1));
+    assert_eq!(
+        eb,
+        [PeerEvent::Request(p(1))],
+        "b honours allowed-fast while choking"
+    );
+}
+
+#[test]
+fn choke_without_fast_voids_requests() {
+    // Proves BEP 3: a choke drops every outstanding request, returned to the caller.
+    let (mut a, mut b) = connected(false);
+    let l = layout();
+    b.send_pieces(t(1), &Bitfield::full(4));
+    b.unchoke(t(1));
+    pump(&mut a, &mut b, t(1));
+    let blocks: Vec<_> = l.blocks(l.piece(0).unwrap()).collect();
+    for blk in &blocks {
+        assert!(a.request(t(1), *blk));
+    }
+    pump(&mut a, &mut b, t(1));
+    let dropped = b.choke(t(2));
+    assert_eq!(dropped, blocks, "b forgets a's queued requests");
+    let (ea, _) = pump(&mut a, &mut b, t(2));
+    assert_eq!(ea, [PeerEvent::Choked { dropped: blocks }]);
+    assert_eq!(a.outstanding_len(), 0);
+}
+
+#[test]
+fn choke_with_fast_rejects_explicitly() {
+    // Proves BEP 6: with the Fast extension a choke keeps requests alive and rejects each one.
+    let (mut a, mut b) = connected(true);
+    let l = layout();
+    b.send_pieces(t(1), &Bitfield::full(4));
+    b.unchoke(t(1));
+    pump(&mut a, &mut b, t(1));
+    let blk = l.block(l.piece(0).unwrap(), 0).unwrap();
+    assert!(a.request(t(1), blk));
+    pump(&mut a, &mut b, t(1));
+    b.choke(t(2));
+    let (ea, _) = pump(&mut a, &mut b, t(2));
+    assert_eq!(
+        ea,
+        [
+            PeerEvent::Choked { dropped: vec![] },
+            PeerEvent::Rejected(blk)
+        ]
+    );
+    assert_eq!(a.outstanding_len(), 0);
+}
+
+#[test]
+fn requests_while_choked_are_rejected_or_tolerated() {
+    // Proves a choked peer's request gets a reject (Fast) or is ignored and, repeated past the
+    // bound, closes the connection (no Fast).
+    let l = layout();
+    let req = frame(Message::Request {
+        piece: 0,
+        offset: 0,
+        len: 16384,
+    });
+    let mut c = scripted(true, &[frame(Message::HaveNone), req.clone()]).unwrap();
+    let sent: Vec<u8> = std::iter::from_fn(|| c.poll_transmit()).flatten().collect();
+    assert!(sent.ends_with(&frame(Message::RejectRequest {
+        piece: 0,
+        offset: 0,
+        len: 16384
+    })));
+    let mut c = scripted(false, std::slice::from_ref(&req)).unwrap();
+    assert!(std::iter::from_fn(|| c.poll_event()).all(|e| !matches!(e, PeerEvent::Request(_))));
+    let flood: Vec<u8> = req.repeat(PeerConfig::default().max_peer_requests + 1);
+    assert_eq!(
+        c.handle_bytes(t(2), &flood, &l),
+        Err(PeerError::RequestWhileChoked)
+    );
+}
+
+#[test]
+fn protocol_violations_close_with_a_reason() {
+    // Proves each misbehaviour maps to its typed reason.
+    let cases: Vec<(bool, Vec<Vec<u8>>, PeerError)> = vec![
+        (
+            true,
+            vec![frame(Message::Unchoke), frame(Message::HaveAll)],
+            PeerError::PiecesNotFirst,
+        ),
+        (
+            false,
+            vec![frame(Message::HaveAll)],
+            PeerError::FastNotNegotiated(crate::wire::id::HAVE_ALL),
+        ),
+        (
+            true,
+            vec![frame(Message::Have { piece: 4 })],
+            PeerError::PieceOutOfRange(4),
+        ),
+        (
+            true,
+            vec![frame(Message::Bitfield(&[0xf1]))],
+            PeerError::Bitfield(crate::torrent::BitfieldError::SpareBitsSet),
+        ),
+        (
+            true,
+            vec![frame(Message::Request {
+                piece: 0,
+                offset: 100,
+                len: 16384,
+            })],
+            PeerError::InvalidBlock {
+                piece: 0,
+                offset: 100,
+                len: 16384,
+            },
+        ),
+        (
+            true,
+            vec![frame(Message::RejectRequest {
+                piece: 0,
+                offset: 0,
+                len: 16384,
+            })],
+            PeerError::RejectUnrequested,
+        ),
+        (
+            true,
+            vec![frame(Message::AllowedFast(9))],
+            PeerError::PieceOutOfRange(9),
+        ),
+    ];
+    for (fast, input, expected) in cases {
+        assert_eq!(scripted(fast, &input).err(), Some(expected));
+    }
+}
+
+#[test]
+fn timers_fire() {
+    // Proves the handshake timeout, keep-alives, request timeouts, snubbing and the idle timeout.
+    let mut c = conn(Direction::Outbound, 1, true);
+    assert_eq!(c.poll_timeout(), Some(t(20)));
+    assert!(c.handle_timeout(t(19)).is_ok());
+    assert!(matches!(
+        c.handle_timeout(t(20)),
+        Err(PeerError::HandshakeTimeout(_))
+    ));
+
+    let l = layout();
+    let mut c = scripted(true, &[frame(Message::HaveAll), frame(Message::Unchoke)]).unwrap();
+    while c.poll_transmit().is_some() {}
+    let blk = l.block(l.piece(0).unwrap(), 0).unwrap();
+    assert!(c.request(t(1), blk));
+    while c.poll_transmit().is_some() {}
+    std::iter::from_fn(|| c.poll_event()).for_each(drop);
+    assert_eq!(c.poll_timeout(), Some(t(31)), "the request times out first");
+    c.handle_timeout(t(31)).unwrap();
+    assert_eq!(c.poll_event(), Some(PeerEvent::RequestTimedOut(blk)));
+    assert!(c.request(t(31), blk));
+    c.handle_bytes(t(60), &frame(Message::KeepAlive), &l)
+        .unwrap();
+    c.handle_timeout(t(91)).unwrap();
+    assert!(
+        c.is_snubbed(),
+        "60 s without a block while a request was out"
+    );
+    assert_eq!(
+        c.pipeline_target(t(91)),
+        1,
+        "a snubbed peer gets one request at a time"
+    );
+    // Our last message was the request at 31 s: the keep-alive is due 90 s later.
+    while c.poll_transmit().is_some() {}
+    c.handle_timeout(t(120)).unwrap();
+    assert!(c.poll_transmit().is_none());
+    c.handle_timeout(t(121)).unwrap();
+    let keepalive: Vec<u8> = std::iter::from_fn(|| c.poll_transmit()).flatten().collect();
+    assert_eq!(
+        keepalive,
+        frame(Message::KeepAlive),
+        "90 s of silence from us"
+    );
+    assert!(matches!(
+        c.handle_timeout(t(240)),
+        Err(PeerError::IdleTimeout(_))
+    ));
+}
+
+#[test]
+fn pipeline_follows_the_measured_rate() {
+    // Proves the pipeline depth is the bandwidth-delay product, clamped to the configured bounds.
+    let (mut a, mut b) = connected(true);
+    let l = layout();
+    assert_eq!(a.pipeline_target(t(0)), PeerConfig::default().min_pipeline);
+    b.send_pieces(t(0), &Bitfield::full(4));
+    b.unchoke(t(0));
+    pump(&mut a, &mut b, t(0));
+    // Move 4 MiB/s for 5 s: the same 7 blocks over and over.
+    for s in 0..5u64 {
+        for k in 0..256u64 {
+            let now = Instant::from_micros(s * 1_000_000 + k * 3_900);
+            let blk = l
+                .block(l.piece((k % 3) as u32).unwrap(), (k % 2) as u32)
+                .unwrap();
+            assert!(a.request(now, blk));
+            pump(&mut a, &mut b, now);
+            assert!(b.send_block(now, blk, Bytes::from(vec![0; blk.len as usize])));
+            pump(&mut a, &mut b, now);
+        }
+    }
+    let target = a.pipeline_target(t(5));
+    // 4 MiB/s x 3 s / 16 KiB = 768, capped at 250.
+    assert_eq!(target, PeerConfig::default().max_pipeline);
+    assert!(a.download_rate(t(5)) > 3_000_000);
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_after_the_handshake_never_panic(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..20),
+        fast in any::<bool>(),
+    ) {
+        // Proves hostile input only ever yields events or a typed error.
+        let mut c = conn(Direction::Outbound, 1, fast);
+        let l = layout();
+        if c.handle_bytes(t(0), &their_handshake(HASH, 2, fast), &l).is_err() {
+            return Err(TestCaseError::fail("valid handshake refused"));
+        }
+        for chunk in chunks {
+            if c.handle_bytes(t(1), &chunk, &l).is_err() {
+                break;
+            }
+            while c.poll_event().is_some() {}
+            while c.poll_transmit().is_some() {}
+        }
+        let _ = c.handle_timeout(t(1000));
+    }
+}
+
+#[test]
+fn timeouts_after_odd_times_are_harmless() {
+    // Proves early and repeated handle_timeout calls change nothing.
+    let mut c = scripted(true, &[frame(Message::HaveAll)]).unwrap();
+    for _ in 0..3 {
+        c.handle_timeout(t(1)).unwrap();
+        c.handle_timeout(Instant::ZERO).unwrap();
+    }
+    while c.poll_transmit().is_some() {}
+    assert!(c.poll_timeout().unwrap() > t(1));
+}
