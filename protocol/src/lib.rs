@@ -11,7 +11,7 @@
 //! - [`peer`]: one peer connection: rate meters, the BEP 6 allowed-fast set.
 //! - [`rng`]: the seeded random generator, the protocol's only source of randomness.
 //! - [`time`]: [`time::Instant`], the clock reading every input carries.
-//! - [`torrent`]: one torrent's state; so far the piece [`torrent::Bitfield`].
+//! - [`torrent`]: one torrent's state: [`torrent::Bitfield`], [`torrent::Picker`], [`torrent::Choker`].
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
 //!   frame decoder and the extension handshake.
 //!

@@ -1,5 +1,6 @@
-//! One torrent's state: which pieces we and our peers have, which blocks to ask for next, and (to
-//! come with issue 3) the choker and the `Torrent` state machine.
+//! One torrent's state: which pieces we and our peers have ([`Bitfield`]), which blocks to ask for
+//! next ([`Picker`]), whom to upload to ([`Choker`]), and (to come with issue 3) the `Torrent`
+//! state machine that drives them.
 
 mod bitfield;
 mod choker;
