@@ -6,6 +6,7 @@
 //!
 //! - [`bencode`]: decoding bencode as real clients do (lenient where libtorrent is, strict where the
 //!   meaning would be ambiguous) and encoding it canonically.
+//! - [`io`]: connection handles and the disk work the protocol asks its driver for.
 //! - [`metainfo`]: `.torrent` files ([`metainfo::Metainfo`]), the validated piece/file geometry
 //!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
 //! - [`peer`]: one peer connection: rate meters, the BEP 6 allowed-fast set.
@@ -22,9 +23,14 @@
 #![forbid(unsafe_code)]
 
 pub mod bencode;
+#[cfg(test)]
+mod harness;
+pub mod io;
 pub mod metainfo;
 pub mod peer;
 pub mod rng;
+#[cfg(test)]
+mod swarm_tests;
 pub mod time;
 pub mod torrent;
 pub mod wire;

@@ -231,6 +231,8 @@ pub struct PeerConn {
     seen_first_message: bool,
     snubbed: bool,
     requests_while_choked: u32,
+    /// Block bytes that arrived unrequested (cancelled, timed out, or never asked for).
+    unrequested_bytes: u64,
 
     /// Our requests to the peer, with when they were sent.
     requests: BTreeMap<BlockRef, Instant>,
@@ -286,6 +288,7 @@ impl PeerConn {
             seen_first_message: false,
             snubbed: false,
             requests_while_choked: 0,
+            unrequested_bytes: 0,
             requests: BTreeMap::new(),
             peer_requests: VecDeque::new(),
             allowed_fast: BTreeSet::new(),
@@ -397,6 +400,12 @@ impl PeerConn {
     /// Bytes per second sent to the peer (blocks only) over the rolling window.
     pub fn upload_rate(&self, now: Instant) -> u64 {
         self.upload.rate(now)
+    }
+
+    /// Block bytes that arrived after we no longer wanted them (cancelled or timed out requests)
+    /// or that we never asked for.
+    pub fn unrequested_bytes(&self) -> u64 {
+        self.unrequested_bytes
     }
 
     /// Block bytes received and sent since the connection opened.
@@ -640,6 +649,8 @@ impl PeerConn {
                         block,
                         data: payload,
                     });
+                } else {
+                    self.unrequested_bytes += u64::from(len);
                 }
             }
             Message::Cancel { piece, offset, len } => {
@@ -810,6 +821,19 @@ impl PeerConn {
             }
         }
         dropped
+    }
+
+    /// Refuses a queued request (we lack the piece, or the read failed): a reject with the Fast
+    /// extension, silence without (BEP 3 has no way to refuse). Returns whether it was queued.
+    pub fn reject_request(&mut self, now: Instant, block: BlockRef) -> bool {
+        let Some(i) = self.peer_requests.iter().position(|b| *b == block) else {
+            return false;
+        };
+        self.peer_requests.remove(i);
+        if self.fast {
+            self.send(now, reject(block));
+        }
+        true
     }
 
     /// Unchokes the peer.

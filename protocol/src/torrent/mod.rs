@@ -1,11 +1,15 @@
 //! One torrent's state: which pieces we and our peers have ([`Bitfield`]), which blocks to ask for
-//! next ([`Picker`]), whom to upload to ([`Choker`]), and (to come with issue 3) the `Torrent`
-//! state machine that drives them.
+//! next ([`Picker`]), whom to upload to ([`Choker`]), and the [`Torrent`] state machine that
+//! drives them.
 
 mod bitfield;
 mod choker;
+mod machine;
 mod picker;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use choker::{Choker, ChokerConfig, PeerSnapshot, Unchoked};
-pub use picker::{Picker, Received, Strategy};
+pub use machine::{
+    AddPeerError, CloseReason, Torrent, TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats,
+};
+pub use picker::{ENDGAME_MAX_BLOCKS, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy};

@@ -18,6 +18,12 @@ use super::Bitfield;
 use crate::metainfo::{BlockRef, PieceIndex, TorrentLayout};
 use crate::rng::Rng;
 
+/// Endgame starts when at most this many blocks are still to arrive (and all are requested).
+pub const ENDGAME_MAX_BLOCKS: usize = 32;
+
+/// In endgame, the most peers one block is requested from at once.
+pub const MAX_ENDGAME_REQUESTS: u16 = 2;
+
 /// How new pieces are chosen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Strategy {
@@ -96,15 +102,27 @@ impl Picker {
         self.availability[piece.as_usize()]
     }
 
-    /// Whether every block of every piece we lack is received or in flight (endgame).
+    /// Whether we are in endgame: every block we lack is received or in flight, and at most
+    /// [`ENDGAME_MAX_BLOCKS`] are still to arrive. Only then are blocks requested twice; earlier,
+    /// deep pipelines would have every block in flight long before the end and duplicate the
+    /// whole download.
     pub fn in_endgame(&self) -> bool {
-        let started_done = self
-            .partial
-            .values()
-            .all(|p| p.blocks.iter().all(|b| *b != Block::Missing));
-        started_done
-            && (0..self.layout.piece_count())
-                .all(|i| self.have.get(i) || self.hashing.get(i) || self.partial.contains_key(&i))
+        let started =
+            self.have.count() as usize + self.hashing.count() as usize + self.partial.len();
+        if started < self.layout.piece_count() as usize {
+            return false;
+        }
+        let mut to_arrive = 0usize;
+        for p in self.partial.values() {
+            for b in &p.blocks {
+                match b {
+                    Block::Missing => return false,
+                    Block::Requested(_) => to_arrive += 1,
+                    Block::Received => {}
+                }
+            }
+        }
+        to_arrive <= ENDGAME_MAX_BLOCKS
     }
 
     /// A peer announced its bitfield (or have-all): count its pieces.
@@ -226,7 +244,11 @@ impl Picker {
                 if taken == max {
                     return;
                 }
-                if let Block::Requested(n) = state {
+                // At most MAX_ENDGAME_REQUESTS peers per block: enough to beat one slow peer,
+                // not so many that every block travels many times.
+                if let Block::Requested(n) = state
+                    && *n < MAX_ENDGAME_REQUESTS
+                {
                     let block = self
                         .layout
                         .block(piece, b as u32)

@@ -1,0 +1,364 @@
+//! An in-memory swarm harness for tests: [`Torrent`] machines joined by links with latency and
+//! per-node upload bandwidth, a clock that jumps to the next delivery or timeout, disks in memory
+//! answered inline, and a step bound that reports livelock. No tokio, no threads, no real time:
+//! the same seed gives the same run.
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+
+use crate::io::{ConnId, DiskDone, DiskOp};
+use crate::metainfo::{InfoHash, TorrentLayout};
+use crate::peer::Direction;
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::torrent::{Bitfield, Torrent, TorrentConfig, TorrentEvent, TorrentOutput};
+use crate::wire::PeerId;
+
+/// The content byte at `offset` of the torrent: cheap, deterministic, different per position.
+pub(crate) fn content_byte(offset: u64) -> u8 {
+    let x = offset.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 56) as u8 ^ (offset as u8)
+}
+
+/// The torrent's whole content.
+pub(crate) fn content(len: u64) -> Vec<u8> {
+    (0..len).map(content_byte).collect()
+}
+
+/// How a node behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NodeSpec {
+    /// Starts with every piece.
+    pub(crate) seed: bool,
+    /// Upload bandwidth in bytes per second.
+    pub(crate) upload_bytes_per_s: u64,
+    /// Serves corrupted blocks (every byte flipped).
+    pub(crate) corrupt: bool,
+}
+
+pub(crate) struct Node {
+    pub(crate) torrent: Torrent,
+    pub(crate) storage: Vec<u8>,
+    pub(crate) spec: NodeSpec,
+    pub(crate) addr: SocketAddr,
+    uplink_free_at: Instant,
+    pub(crate) completed_at: Option<Instant>,
+    pub(crate) events: Vec<TorrentEvent>,
+    /// The most peers this node ever had unchoked at once.
+    pub(crate) max_unchoked: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    node: usize,
+    remote_node: usize,
+    remote_conn: ConnId,
+}
+
+/// Something the network does at a time.
+enum Delivery {
+    /// Bytes arrive at `conn`'s node.
+    Arrive(ConnId, Bytes),
+    /// The sender's uplink finished sending `len` bytes of `conn`: backpressure for the torrent.
+    Sent(usize, ConnId, usize),
+}
+
+/// The swarm.
+pub(crate) struct Swarm {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) layout: TorrentLayout,
+    links: BTreeMap<ConnId, Link>,
+    deliveries: BTreeMap<(Instant, u64), Delivery>,
+    seq: u64,
+    next_conn: u64,
+    pub(crate) now: Instant,
+    latency: Duration,
+    pub(crate) steps: u64,
+}
+
+impl Swarm {
+    /// A swarm for a torrent of `total` bytes in `piece_length` pieces, one node per spec.
+    pub(crate) fn new(
+        seed: u64,
+        piece_length: u64,
+        total: u64,
+        specs: &[NodeSpec],
+        latency: Duration,
+    ) -> Swarm {
+        let layout = TorrentLayout::new(piece_length, &[total]).expect("valid test layout");
+        let data = content(total);
+        let hashes: Vec<[u8; 20]> = data
+            .chunks(piece_length as usize)
+            .map(|c| Sha1::digest(c).into())
+            .collect();
+        let info_hash = InfoHash([0x42; 20]);
+        let mut rng = Rng::new(seed);
+        let nodes = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let have = if spec.seed {
+                    Bitfield::full(layout.piece_count())
+                } else {
+                    Bitfield::new(layout.piece_count())
+                };
+                let mut id = [0u8; 20];
+                id[..3].copy_from_slice(b"-bt");
+                id[4..12].copy_from_slice(&(i as u64).to_be_bytes());
+                let torrent = Torrent::new(
+                    TorrentConfig::default(),
+                    info_hash,
+                    layout.clone(),
+                    hashes.clone(),
+                    have,
+                    PeerId(id),
+                    rng.fork(i as u64),
+                );
+                Node {
+                    torrent,
+                    storage: if spec.seed {
+                        data.clone()
+                    } else {
+                        vec![0; total as usize]
+                    },
+                    spec: *spec,
+                    addr: SocketAddr::new(
+                        IpAddr::V4(Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8)),
+                        6881,
+                    ),
+                    uplink_free_at: Instant::ZERO,
+                    completed_at: spec.seed.then_some(Instant::ZERO),
+                    events: Vec::new(),
+                    max_unchoked: 0,
+                }
+            })
+            .collect();
+        Swarm {
+            nodes,
+            layout,
+            links: BTreeMap::new(),
+            deliveries: BTreeMap::new(),
+            seq: 0,
+            next_conn: 1,
+            now: Instant::ZERO,
+            latency,
+            steps: 0,
+        }
+    }
+
+    /// Opens a connection from node `a` to node `b`.
+    pub(crate) fn connect(&mut self, a: usize, b: usize) {
+        let ca = ConnId(self.next_conn);
+        let cb = ConnId(self.next_conn + 1);
+        self.next_conn += 2;
+        let (addr_a, addr_b) = (self.nodes[a].addr, self.nodes[b].addr);
+        if self.nodes[b]
+            .torrent
+            .add_peer(self.now, cb, addr_a, Direction::Inbound)
+            .is_err()
+        {
+            return;
+        }
+        if self.nodes[a]
+            .torrent
+            .add_peer(self.now, ca, addr_b, Direction::Outbound)
+            .is_err()
+        {
+            self.nodes[b].torrent.peer_disconnected(self.now, cb);
+            return;
+        }
+        self.links.insert(
+            ca,
+            Link {
+                node: a,
+                remote_node: b,
+                remote_conn: cb,
+            },
+        );
+        self.links.insert(
+            cb,
+            Link {
+                node: b,
+                remote_node: a,
+                remote_conn: ca,
+            },
+        );
+        self.drain(a);
+        self.drain(b);
+    }
+
+    /// Connects every pair of nodes.
+    pub(crate) fn connect_all(&mut self) {
+        for a in 0..self.nodes.len() {
+            for b in a + 1..self.nodes.len() {
+                self.connect(a, b);
+            }
+        }
+    }
+
+    /// Handles node `i`'s outputs until it has none: sends, closes, disk work (answered at once).
+    fn drain(&mut self, i: usize) {
+        // Bounded: each disk answer produces finitely many outputs; a broken machine that loops
+        // forever here is caught by this bound.
+        for _ in 0..1_000_000 {
+            let Some(out) = self.nodes[i].torrent.poll_output() else {
+                let unchoked = self.unchoked_count(i);
+                let node = &mut self.nodes[i];
+                node.max_unchoked = node.max_unchoked.max(unchoked);
+                return;
+            };
+            match out {
+                TorrentOutput::Transmit { conn, bytes } => self.transmit(i, conn, bytes),
+                TorrentOutput::Close { conn, .. } => {
+                    if let Some(link) = self.links.remove(&conn) {
+                        self.links.remove(&link.remote_conn);
+                        let now = self.now;
+                        self.nodes[link.remote_node]
+                            .torrent
+                            .peer_disconnected(now, link.remote_conn);
+                        self.drain(link.remote_node);
+                    }
+                }
+                TorrentOutput::Disk(op) => {
+                    let done = self.disk(i, op);
+                    let now = self.now;
+                    self.nodes[i].torrent.handle_disk(now, done);
+                }
+                TorrentOutput::Event(e) => {
+                    if e == TorrentEvent::Complete {
+                        self.nodes[i].completed_at = Some(self.now);
+                    }
+                    self.nodes[i].events.push(e);
+                }
+            }
+        }
+        panic!("node {i} produced outputs without end");
+    }
+
+    fn unchoked_count(&self, i: usize) -> usize {
+        let t = &self.nodes[i].torrent;
+        t.conns()
+            .filter(|c| t.peer(*c).is_some_and(|p| !p.am_choking()))
+            .count()
+    }
+
+    fn transmit(&mut self, from: usize, conn: ConnId, bytes: Bytes) {
+        let Some(link) = self.links.get(&conn).copied() else {
+            return;
+        };
+        let node = &mut self.nodes[from];
+        let start = node.uplink_free_at.max(self.now);
+        let micros = bytes.len() as u64 * 1_000_000 / node.spec.upload_bytes_per_s.max(1);
+        node.uplink_free_at = start + Duration::from_micros(micros);
+        let sent_at = node.uplink_free_at;
+        let at = sent_at + self.latency;
+        self.seq += 1;
+        self.deliveries
+            .insert((sent_at, self.seq), Delivery::Sent(from, conn, bytes.len()));
+        self.seq += 1;
+        self.deliveries
+            .insert((at, self.seq), Delivery::Arrive(link.remote_conn, bytes));
+    }
+
+    fn disk(&mut self, i: usize, op: DiskOp) -> DiskDone {
+        let node = &mut self.nodes[i];
+        let layout = &self.layout;
+        match op {
+            DiskOp::Write { block, data } => {
+                let at = (layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
+                node.storage[at..at + data.len()].copy_from_slice(&data);
+                DiskDone::Written {
+                    block,
+                    result: Ok(()),
+                }
+            }
+            DiskOp::Hash { piece } => {
+                let at = layout.piece_offset(piece) as usize;
+                let len = layout.piece_len(piece) as usize;
+                DiskDone::Hashed {
+                    piece,
+                    result: Ok(Sha1::digest(&node.storage[at..at + len]).into()),
+                }
+            }
+            DiskOp::Read { conn, block } => {
+                let at = (layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
+                let mut data = node.storage[at..at + block.len as usize].to_vec();
+                if node.spec.corrupt {
+                    data.iter_mut().for_each(|b| *b = !*b);
+                }
+                DiskDone::Read {
+                    conn,
+                    block,
+                    result: Ok(Bytes::from(data)),
+                }
+            }
+        }
+    }
+
+    /// Runs until every node is complete, nothing is left to happen, `max_time` passes, or
+    /// `max_steps` steps (then it panics: livelock).
+    pub(crate) fn run(&mut self, max_time: Duration, max_steps: u64) {
+        let deadline = Instant::ZERO + max_time;
+        loop {
+            if self
+                .nodes
+                .iter()
+                .all(|n| n.completed_at.is_some() || n.spec.corrupt)
+            {
+                return;
+            }
+            self.steps += 1;
+            assert!(
+                self.steps <= max_steps,
+                "no progress after {max_steps} steps: livelock?"
+            );
+            let next_delivery = self.deliveries.keys().next().map(|(t, _)| *t);
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.torrent.poll_timeout())
+                .min();
+            let Some(next) = next_delivery.into_iter().chain(next_timer).min() else {
+                return;
+            };
+            if next > deadline {
+                return;
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            while let Some(entry) = self.deliveries.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                match entry.remove() {
+                    Delivery::Arrive(conn, bytes) => {
+                        if let Some(link) = self.links.get(&conn).copied() {
+                            self.nodes[link.node]
+                                .torrent
+                                .handle_bytes(now, conn, &bytes);
+                            self.drain(link.node);
+                        }
+                    }
+                    Delivery::Sent(node, conn, len) => {
+                        self.nodes[node].torrent.handle_sent(now, conn, len);
+                        self.drain(node);
+                    }
+                }
+            }
+            for i in 0..self.nodes.len() {
+                if self.nodes[i]
+                    .torrent
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now)
+                {
+                    self.nodes[i].torrent.handle_timeout(now);
+                    self.drain(i);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,767 @@
+//! [`Torrent`]: the state machine of one torrent: its peers, the picker, the choker, verification
+//! and serving.
+//!
+//! Methods, in the quinn-proto order:
+//! - getters: [`Torrent::have`], [`Torrent::is_complete`], [`Torrent::stats`], [`Torrent::poll_timeout`];
+//! - input: [`Torrent::handle_bytes`] (a socket read), [`Torrent::handle_disk`] (a disk answer),
+//!   [`Torrent::handle_timeout`], [`Torrent::peer_disconnected`];
+//! - commands: [`Torrent::add_peer`];
+//! - output: [`Torrent::poll_output`], drained after every input and command.
+//!
+//! Rules it keeps (issue 3): a piece counts only once its SHA-1 matches; a mismatch drops the piece,
+//! fetches it again and blames the peers that sent its blocks (a peer is banned after
+//! [`TorrentConfig::ban_failed_pieces`] failures that are at least half of the pieces it helped
+//! with); only pieces we have are served, only to peers we unchoke (or allowed-fast); when a
+//! block arrives, duplicate requests for it elsewhere are cancelled (endgame).
+//!
+//! Bounds: peers at most [`TorrentConfig::max_peers`]; disk reads in flight at most
+//! [`TorrentConfig::max_reads_in_flight`]; per-peer state is bounded by [`crate::peer::PeerConn`];
+//! per-piece bookkeeping exists only for pieces in progress; outputs are drained after each call.
+
+use core::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::{Bitfield, Choker, ChokerConfig, PeerSnapshot, Picker, Received, Strategy};
+use crate::io::{ConnId, DiskDone, DiskError, DiskOp};
+use crate::metainfo::{BlockRef, InfoHash, PieceIndex, TorrentLayout};
+use crate::peer::{Direction, PeerConfig, PeerConn, PeerError, PeerEvent, allowed_fast_set};
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::wire::{PeerId, Reserved};
+
+/// Bytes of one full block, for send-buffer accounting.
+const BLOCK_BYTES: usize = crate::metainfo::BLOCK_SIZE as usize;
+
+/// Tunables of a torrent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TorrentConfig {
+    /// How new pieces are chosen.
+    pub strategy: Strategy,
+    /// Per-connection settings.
+    pub peer: PeerConfig,
+    /// Upload slots and rechoke timing.
+    pub choker: ChokerConfig,
+    /// Most connected peers.
+    pub max_peers: usize,
+    /// Most disk reads (for serving) in flight at once.
+    pub max_reads_in_flight: usize,
+    /// A peer is banned after this many failed pieces it contributed to (and at least half of all
+    /// the pieces it contributed to failed).
+    pub ban_failed_pieces: u32,
+    /// How many allowed-fast pieces (BEP 6) we offer a peer.
+    pub allowed_fast_count: usize,
+    /// Serve a peer (issue disk reads for its requests) only while the bytes queued for its socket
+    /// and not yet reported sent ([`Torrent::handle_sent`]), plus reads in flight, stay under this.
+    pub send_buffer_watermark: usize,
+}
+
+impl Default for TorrentConfig {
+    fn default() -> Self {
+        TorrentConfig {
+            strategy: Strategy::RarestFirst,
+            peer: PeerConfig::default(),
+            choker: ChokerConfig::default(),
+            max_peers: 80,
+            max_reads_in_flight: 256,
+            ban_failed_pieces: 2,
+            allowed_fast_count: 10,
+            send_buffer_watermark: 512 * 1024,
+        }
+    }
+}
+
+/// Why a connection is closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer broke a protocol rule or timed out.
+    Peer(PeerError),
+    /// The peer sent data that failed verification too often.
+    Banned,
+    /// Already connected to a peer with this peer id.
+    Duplicate,
+    /// The remote side closed the socket (or the driver saw an error on it).
+    Disconnected,
+}
+
+/// Why [`Torrent::add_peer`] refused a connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddPeerError {
+    /// The address was banned for bad data.
+    #[error("peer {0} is banned")]
+    Banned(IpAddr),
+    /// [`TorrentConfig::max_peers`] reached.
+    #[error("already {0} peers")]
+    TooManyPeers(usize),
+    /// The handle is in use.
+    #[error("{0:?} is already in use")]
+    ConnInUse(ConnId),
+}
+
+/// What a user interface wants to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TorrentEvent {
+    /// A handshake completed.
+    PeerConnected {
+        /// The connection.
+        conn: ConnId,
+        /// The peer's id.
+        peer_id: PeerId,
+    },
+    /// A connection ended.
+    PeerClosed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A peer was banned for bad data.
+    PeerBanned(IpAddr),
+    /// A piece passed its hash check.
+    PieceVerified(PieceIndex),
+    /// A piece failed its hash check and will be downloaded again.
+    PieceFailed(PieceIndex),
+    /// Every piece is verified.
+    Complete,
+    /// The disk failed; the affected piece is fetched again.
+    DiskError(DiskError),
+}
+
+/// Everything the torrent asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TorrentOutput {
+    /// Write these bytes to the connection's socket.
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Close the connection.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Do disk work and answer with [`Torrent::handle_disk`].
+    Disk(DiskOp),
+    /// Tell the user.
+    Event(TorrentEvent),
+}
+
+/// Byte counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TorrentStats {
+    /// Block bytes received that we had asked for.
+    pub downloaded: u64,
+    /// Block bytes sent.
+    pub uploaded: u64,
+    /// Bytes of pieces that passed their hash check.
+    pub verified: u64,
+    /// Bytes of pieces that failed their hash check, and of blocks nobody wanted any more.
+    pub wasted: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Record {
+    contributed: u32,
+    failed: u32,
+}
+
+#[derive(Debug)]
+struct Peer {
+    conn: PeerConn,
+    addr: SocketAddr,
+    /// Bytes handed to the driver for this socket and not yet reported sent.
+    unsent: usize,
+    /// Queued requests with a disk read in flight.
+    reading: BTreeSet<BlockRef>,
+}
+
+/// The state machine of one torrent. See the module docs.
+#[derive(Debug)]
+pub struct Torrent {
+    config: TorrentConfig,
+    info_hash: InfoHash,
+    layout: TorrentLayout,
+    piece_hashes: Vec<[u8; 20]>,
+    our_id: PeerId,
+    our_reserved: Reserved,
+    picker: Picker,
+    choker: Choker<ConnId>,
+    peers: BTreeMap<ConnId, Peer>,
+    /// Addresses that sent blocks of each piece in progress.
+    contributors: BTreeMap<u32, BTreeSet<IpAddr>>,
+    records: BTreeMap<IpAddr, Record>,
+    banned: BTreeSet<IpAddr>,
+    /// Block writes not yet acknowledged, per piece.
+    pending_writes: BTreeMap<u32, u32>,
+    /// Pieces whose blocks are all received, waiting for their writes before hashing.
+    awaiting_hash: BTreeSet<u32>,
+    /// Pieces with a failed write: dropped when their writes are all answered.
+    write_failed: BTreeSet<u32>,
+    reads_in_flight: usize,
+    rechoke_soon: bool,
+    stats: TorrentStats,
+    outputs: VecDeque<TorrentOutput>,
+    scratch: Vec<BlockRef>,
+}
+
+impl Torrent {
+    /// A torrent with `layout`, piece hashes `piece_hashes`, and the verified pieces `have`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: TorrentConfig,
+        info_hash: InfoHash,
+        layout: TorrentLayout,
+        piece_hashes: Vec<[u8; 20]>,
+        have: Bitfield,
+        our_id: PeerId,
+        mut rng: Rng,
+    ) -> Self {
+        let mut our_reserved = Reserved::NONE;
+        our_reserved.set_fast(true);
+        our_reserved.set_extension_protocol(true);
+        let picker = Picker::new(layout.clone(), have, config.strategy, rng.fork(1));
+        let choker = Choker::new(config.choker, rng.fork(2));
+        Torrent {
+            config,
+            info_hash,
+            layout,
+            piece_hashes,
+            our_id,
+            our_reserved,
+            picker,
+            choker,
+            peers: BTreeMap::new(),
+            contributors: BTreeMap::new(),
+            records: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            pending_writes: BTreeMap::new(),
+            awaiting_hash: BTreeSet::new(),
+            write_failed: BTreeSet::new(),
+            reads_in_flight: 0,
+            rechoke_soon: true,
+            stats: TorrentStats::default(),
+            outputs: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// The torrent's info hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// The torrent's geometry.
+    pub fn layout(&self) -> &TorrentLayout {
+        &self.layout
+    }
+
+    /// Our verified pieces.
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    /// Whether every piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.picker.have().is_complete()
+    }
+
+    /// Byte counters, including those of connections still open.
+    pub fn stats(&self) -> TorrentStats {
+        let mut stats = self.stats;
+        stats.wasted += self
+            .peers
+            .values()
+            .map(|p| p.conn.unrequested_bytes())
+            .sum::<u64>();
+        stats
+    }
+
+    /// Connected peers (handshake done or not).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The connection, if it exists.
+    pub fn peer(&self, conn: ConnId) -> Option<&PeerConn> {
+        self.peers.get(&conn).map(|p| &p.conn)
+    }
+
+    /// Connection handles in order.
+    pub fn conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// Whether `ip` is banned.
+    pub fn is_banned(&self, ip: IpAddr) -> bool {
+        self.banned.contains(&ip)
+    }
+
+    /// The next time [`Torrent::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let peers = self
+            .peers
+            .values()
+            .filter_map(|p| p.conn.poll_timeout())
+            .min();
+        let rechoke = (!self.peers.is_empty()).then(|| self.choker.next_rechoke());
+        peers.into_iter().chain(rechoke).min()
+    }
+
+    /// The next output, if any. Drain after every input and command.
+    pub fn poll_output(&mut self) -> Option<TorrentOutput> {
+        self.outputs.pop_front()
+    }
+
+    // ---- commands ----
+
+    /// Adds a connection to a peer at `addr`. An outbound one sends our handshake at once.
+    pub fn add_peer(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        addr: SocketAddr,
+        direction: Direction,
+    ) -> Result<(), AddPeerError> {
+        if self.banned.contains(&addr.ip()) {
+            return Err(AddPeerError::Banned(addr.ip()));
+        }
+        if self.peers.contains_key(&conn) {
+            return Err(AddPeerError::ConnInUse(conn));
+        }
+        if self.peers.len() >= self.config.max_peers {
+            return Err(AddPeerError::TooManyPeers(self.config.max_peers));
+        }
+        let peer_conn = PeerConn::new(
+            self.config.peer.clone(),
+            direction,
+            self.info_hash,
+            self.our_id,
+            self.our_reserved,
+            self.layout.piece_count(),
+            now,
+        );
+        self.peers.insert(
+            conn,
+            Peer {
+                conn: peer_conn,
+                addr,
+                unsent: 0,
+                reading: BTreeSet::new(),
+            },
+        );
+        self.flush(conn);
+        Ok(())
+    }
+
+    // ---- input ----
+
+    /// Bytes read from `conn`'s socket.
+    pub fn handle_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if let Err(e) = peer.conn.handle_bytes(now, bytes, &self.layout) {
+            self.process_events(now, conn);
+            self.close(conn, CloseReason::Peer(e));
+        } else {
+            self.process_events(now, conn);
+        }
+        self.drive(now);
+    }
+
+    /// The driver wrote `bytes` of `conn`'s transmit data to the socket. Serving a peer waits for
+    /// this (see [`TorrentConfig::send_buffer_watermark`]): it is the protocol's backpressure.
+    pub fn handle_sent(&mut self, now: Instant, conn: ConnId, bytes: usize) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            peer.unsent = peer.unsent.saturating_sub(bytes);
+            self.drive(now);
+        }
+    }
+
+    /// The socket of `conn` closed.
+    pub fn peer_disconnected(&mut self, now: Instant, conn: ConnId) {
+        if self.peers.contains_key(&conn) {
+            self.forget(conn, CloseReason::Disconnected);
+            self.drive(now);
+        }
+    }
+
+    /// Fires what is due: peer timers and rechoking. Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            match peer.conn.handle_timeout(now) {
+                Ok(()) => self.process_events(now, conn),
+                Err(e) => {
+                    self.process_events(now, conn);
+                    self.close(conn, CloseReason::Peer(e));
+                }
+            }
+        }
+        if now >= self.choker.next_rechoke() {
+            self.rechoke_soon = true;
+        }
+        self.drive(now);
+    }
+
+    /// The driver's answer to a [`DiskOp`].
+    pub fn handle_disk(&mut self, now: Instant, done: DiskDone) {
+        match done {
+            DiskDone::Written { block, result } => {
+                let piece = block.piece.get();
+                if let Err(e) = result {
+                    self.write_failed.insert(piece);
+                    self.event(TorrentEvent::DiskError(e));
+                }
+                let left = self.pending_writes.get_mut(&piece).map(|n| {
+                    *n = n.saturating_sub(1);
+                    *n
+                });
+                if left == Some(0) {
+                    self.pending_writes.remove(&piece);
+                    if self.write_failed.remove(&piece) {
+                        self.awaiting_hash.remove(&piece);
+                        self.contributors.remove(&piece);
+                        self.picker.piece_failed(block.piece);
+                    } else if self.awaiting_hash.remove(&piece) {
+                        self.outputs
+                            .push_back(TorrentOutput::Disk(DiskOp::Hash { piece: block.piece }));
+                    }
+                }
+            }
+            DiskDone::Hashed { piece, result } => self.on_hashed(now, piece, result),
+            DiskDone::Read {
+                conn,
+                block,
+                result,
+            } => {
+                self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+                if let Some(peer) = self.peers.get_mut(&conn) {
+                    peer.reading.remove(&block);
+                    match result {
+                        Ok(data) => {
+                            if peer.conn.send_block(now, block, data) {
+                                self.stats.uploaded += u64::from(block.len);
+                            }
+                        }
+                        Err(e) => {
+                            peer.conn.reject_request(now, block);
+                            self.event(TorrentEvent::DiskError(e));
+                        }
+                    }
+                }
+            }
+        }
+        self.drive(now);
+    }
+
+    // ---- internals ----
+
+    fn event(&mut self, e: TorrentEvent) {
+        self.outputs.push_back(TorrentOutput::Event(e));
+    }
+
+    fn on_hashed(&mut self, now: Instant, piece: PieceIndex, result: Result<[u8; 20], DiskError>) {
+        let index = piece.get();
+        let contributors = self.contributors.remove(&index).unwrap_or_default();
+        let expected = self.piece_hashes.get(piece.as_usize()).copied();
+        let ok = match result {
+            Ok(digest) => Some(digest) == expected,
+            Err(e) => {
+                self.event(TorrentEvent::DiskError(e));
+                false
+            }
+        };
+        for ip in &contributors {
+            let r = self.records.entry(*ip).or_default();
+            r.contributed += 1;
+            if !ok {
+                r.failed += 1;
+            }
+        }
+        if ok {
+            self.picker.piece_verified(piece);
+            self.stats.verified += u64::from(self.layout.piece_len(piece));
+            self.event(TorrentEvent::PieceVerified(piece));
+            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            for conn in conns {
+                if let Some(p) = self.peers.get_mut(&conn)
+                    && p.conn.is_connected()
+                {
+                    p.conn.send_have(now, piece);
+                }
+            }
+            if self.is_complete() {
+                self.event(TorrentEvent::Complete);
+                self.rechoke_soon = true;
+            }
+        } else {
+            self.picker.piece_failed(piece);
+            self.stats.wasted += u64::from(self.layout.piece_len(piece));
+            self.event(TorrentEvent::PieceFailed(piece));
+            for ip in contributors {
+                let r = self.records[&ip];
+                if r.failed >= self.config.ban_failed_pieces && r.failed * 2 >= r.contributed {
+                    self.ban(ip);
+                }
+            }
+        }
+    }
+
+    fn ban(&mut self, ip: IpAddr) {
+        if !self.banned.insert(ip) {
+            return;
+        }
+        self.event(TorrentEvent::PeerBanned(ip));
+        let conns: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.addr.ip() == ip)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in conns {
+            self.close(conn, CloseReason::Banned);
+        }
+    }
+
+    /// Removes a peer, gives its requests back to the picker, and tells the driver to close it.
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        if self.peers.contains_key(&conn) {
+            self.outputs.push_back(TorrentOutput::Close {
+                conn,
+                reason: reason.clone(),
+            });
+            self.forget(conn, reason);
+        }
+    }
+
+    fn forget(&mut self, conn: ConnId, reason: CloseReason) {
+        let Some(peer) = self.peers.remove(&conn) else {
+            return;
+        };
+        self.stats.wasted += peer.conn.unrequested_bytes();
+        self.picker.remove_peer(peer.conn.peer_pieces());
+        for block in peer.conn.outstanding() {
+            self.picker.request_dropped(block);
+        }
+        self.rechoke_soon = true;
+        self.event(TorrentEvent::PeerClosed { conn, reason });
+    }
+
+    fn process_events(&mut self, now: Instant, conn: ConnId) {
+        while let Some(event) = self.peers.get_mut(&conn).and_then(|p| p.conn.poll_event()) {
+            self.on_peer_event(now, conn, event);
+            if !self.peers.contains_key(&conn) {
+                return;
+            }
+        }
+    }
+
+    fn on_peer_event(&mut self, now: Instant, conn: ConnId, event: PeerEvent) {
+        match event {
+            PeerEvent::Connected { peer_id, .. } => {
+                let duplicate = self
+                    .peers
+                    .iter()
+                    .any(|(c, p)| *c != conn && p.conn.peer_id() == Some(peer_id));
+                if duplicate {
+                    self.close(conn, CloseReason::Duplicate);
+                    return;
+                }
+                self.event(TorrentEvent::PeerConnected { conn, peer_id });
+                let have = self.picker.have().clone();
+                let allowed = match self.peers[&conn].addr.ip() {
+                    IpAddr::V4(ip) if !have.is_clear() && !have.is_complete() => allowed_fast_set(
+                        ip,
+                        &self.info_hash,
+                        self.layout.piece_count(),
+                        self.config.allowed_fast_count,
+                    )
+                    .into_iter()
+                    .filter(|p| have.get(*p))
+                    .collect(),
+                    _ => Vec::new(),
+                };
+                let peer = self.peers.get_mut(&conn).expect("checked above");
+                peer.conn.send_pieces(now, &have);
+                peer.conn.send_allowed_fast(now, &allowed);
+            }
+            PeerEvent::Pieces => {
+                let pieces = self.peers[&conn].conn.peer_pieces().clone();
+                self.picker.add_peer(&pieces);
+            }
+            PeerEvent::Have(piece) => self.picker.peer_has(piece),
+            PeerEvent::Choked { dropped } => {
+                for b in dropped {
+                    self.picker.request_dropped(b);
+                }
+            }
+            PeerEvent::Interested | PeerEvent::NotInterested => self.rechoke_soon = true,
+            PeerEvent::Block { block, data } => self.on_block(now, conn, block, data),
+            PeerEvent::Request(block) => {
+                // Never serve what we lack. What we have is served by `serve`, as the socket
+                // drains.
+                if !self.picker.have().get(block.piece.get())
+                    && let Some(p) = self.peers.get_mut(&conn)
+                {
+                    p.conn.reject_request(now, block);
+                }
+            }
+            PeerEvent::Rejected(block) | PeerEvent::RequestTimedOut(block) => {
+                self.picker.request_dropped(block);
+            }
+            PeerEvent::Unchoked
+            | PeerEvent::Cancel(_)
+            | PeerEvent::AllowedFast(_)
+            | PeerEvent::Suggest(_)
+            | PeerEvent::Port(_)
+            | PeerEvent::Extended { .. } => {}
+        }
+    }
+
+    fn on_block(&mut self, now: Instant, conn: ConnId, block: BlockRef, data: Bytes) {
+        self.stats.downloaded += u64::from(block.len);
+        // Endgame: nobody else needs to send this block now.
+        for (c, p) in self.peers.iter_mut() {
+            if *c != conn {
+                p.conn.cancel(now, block);
+            }
+        }
+        match self.picker.block_received(block) {
+            Received::Unwanted => self.stats.wasted += u64::from(block.len),
+            outcome => {
+                let piece = block.piece.get();
+                let ip = self.peers[&conn].addr.ip();
+                self.contributors.entry(piece).or_default().insert(ip);
+                *self.pending_writes.entry(piece).or_default() += 1;
+                self.outputs
+                    .push_back(TorrentOutput::Disk(DiskOp::Write { block, data }));
+                if outcome == Received::PieceComplete {
+                    self.awaiting_hash.insert(piece);
+                }
+            }
+        }
+    }
+
+    fn rechoke(&mut self, now: Instant) {
+        self.rechoke_soon = false;
+        let snapshots: Vec<PeerSnapshot<ConnId>> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.conn.is_connected())
+            .map(|(c, p)| PeerSnapshot {
+                key: *c,
+                interested: p.conn.peer_interested(),
+                download_rate: p.conn.download_rate(now),
+                upload_rate: p.conn.upload_rate(now),
+                is_seed: p.conn.peer_pieces().is_complete(),
+                snubbed: p.conn.is_snubbed(),
+                connected_at: p.conn.connected_at(),
+            })
+            .collect();
+        let seeding = self.is_complete();
+        let unchoked = self.choker.rechoke(now, seeding, &snapshots);
+        for (c, p) in self.peers.iter_mut() {
+            if !p.conn.is_connected() {
+                continue;
+            }
+            if unchoked.contains(c) {
+                p.conn.unchoke(now);
+            } else {
+                p.conn.choke(now);
+            }
+        }
+    }
+
+    /// After any change: interest, request pipelines, rechoke if due, and transmit.
+    fn drive(&mut self, now: Instant) {
+        if self.rechoke_soon {
+            self.rechoke(now);
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for p in self.peers.values_mut() {
+            let conn = &mut p.conn;
+            if !conn.is_connected() {
+                continue;
+            }
+            let wanted = self.picker.have().lacks_any_of(conn.peer_pieces());
+            conn.set_interested(now, wanted);
+            if !wanted || conn.peer_choking() {
+                continue;
+            }
+            let target = conn.pipeline_target(now) as usize;
+            let want = target.saturating_sub(conn.outstanding_len());
+            if want == 0 {
+                continue;
+            }
+            scratch.clear();
+            self.picker.pick(
+                conn.peer_pieces(),
+                want,
+                |b| conn.has_requested(b),
+                &mut scratch,
+            );
+            for b in scratch.drain(..) {
+                if !conn.request(now, b) {
+                    self.picker.request_dropped(b);
+                }
+            }
+        }
+        self.scratch = scratch;
+        self.serve();
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            self.flush(conn);
+        }
+    }
+
+    /// Issues disk reads for queued requests, oldest first, while each peer's unsent bytes and
+    /// reads in flight stay under the watermark and the torrent's read bound.
+    fn serve(&mut self) {
+        let watermark = self.config.send_buffer_watermark;
+        for (conn, peer) in self.peers.iter_mut() {
+            if !peer.conn.is_connected() {
+                continue;
+            }
+            let mut budget =
+                watermark.saturating_sub(peer.unsent + peer.reading.len() * BLOCK_BYTES);
+            let queued: Vec<BlockRef> = peer
+                .conn
+                .peer_requests()
+                .filter(|b| !peer.reading.contains(b))
+                .collect();
+            for block in queued {
+                if budget < block.len as usize
+                    || self.reads_in_flight >= self.config.max_reads_in_flight
+                {
+                    break;
+                }
+                budget -= block.len as usize;
+                self.reads_in_flight += 1;
+                peer.reading.insert(block);
+                self.outputs
+                    .push_back(TorrentOutput::Disk(DiskOp::Read { conn: *conn, block }));
+            }
+        }
+    }
+
+    fn flush(&mut self, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            while let Some(bytes) = peer.conn.poll_transmit() {
+                peer.unsent += bytes.len();
+                self.outputs
+                    .push_back(TorrentOutput::Transmit { conn, bytes });
+            }
+        }
+    }
+}
