@@ -11,6 +11,7 @@
 //!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
 //! - [`peer`]: one peer connection: rate meters, the BEP 6 allowed-fast set.
 //! - [`rng`]: the seeded random generator, the protocol's only source of randomness.
+//! - [`session`]: the [`session::Session`]: every torrent and connection, one clock, one seed.
 //! - [`time`]: [`time::Instant`], the clock reading every input carries.
 //! - [`torrent`]: one torrent's state: [`torrent::Bitfield`], [`torrent::Picker`], [`torrent::Choker`].
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
@@ -29,6 +30,9 @@ pub mod io;
 pub mod metainfo;
 pub mod peer;
 pub mod rng;
+pub mod session;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod swarm_tests;
 pub mod time;

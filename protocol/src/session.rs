@@ -1,0 +1,473 @@
+//! [`Session`]: the top of the protocol: every torrent, every connection, one clock and one seed.
+//!
+//! It gives out our peer id and each torrent's random stream (all from the one seed given to
+//! [`Session::new`]), routes an incoming connection to its torrent by the info hash in the peer's
+//! handshake, merges the torrents' timers, and labels their outputs with the torrent they belong
+//! to.
+//!
+//! Methods, in the quinn-proto order:
+//! - getters: [`Session::peer_id`], [`Session::torrent`], [`Session::poll_timeout`];
+//! - input: [`Session::handle_bytes`], [`Session::handle_sent`], [`Session::handle_disconnect`],
+//!   [`Session::handle_disk`], [`Session::handle_timeout`];
+//! - commands: [`Session::add_torrent`], [`Session::remove_torrent`], [`Session::connect`],
+//!   [`Session::accept`];
+//! - output: [`Session::poll_output`], drained after every input and command.
+//!
+//! Bounds: connections at most [`SessionConfig::max_connections`]; an incoming connection not yet
+//! routed holds at most the 48 handshake bytes needed to route it, for at most
+//! [`SessionConfig::handshake_timeout`].
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::io::{ConnId, DiskDone, DiskOp};
+use crate::metainfo::{InfoHash, TorrentLayout};
+use crate::peer::Direction;
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::torrent::{
+    AddPeerError, Bitfield, CloseReason, Torrent, TorrentConfig, TorrentEvent, TorrentOutput,
+};
+use crate::wire::{PROTOCOL, PeerId};
+
+/// A torrent's handle within a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TorrentId(pub u32);
+
+/// Tunables of a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Settings for every torrent.
+    pub torrent: TorrentConfig,
+    /// Most connections across all torrents.
+    pub max_connections: usize,
+    /// An incoming connection must send enough of its handshake to be routed within this time.
+    pub handshake_timeout: Duration,
+    /// The first 8 bytes of our peer id (Azureus style: `-BT0100-`); the rest is random.
+    pub peer_id_prefix: [u8; 8],
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            torrent: TorrentConfig::default(),
+            max_connections: 500,
+            handshake_timeout: Duration::from_secs(20),
+            peer_id_prefix: *b"-BT0100-",
+        }
+    }
+}
+
+/// Why a session closes a connection it could not give to a torrent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionCloseReason {
+    /// The torrent closed it.
+    Torrent(CloseReason),
+    /// The handshake names a torrent we do not have (BEP 3: drop the connection).
+    UnknownTorrent(InfoHash),
+    /// The first bytes are not a BitTorrent handshake.
+    NotBitTorrent,
+    /// The handshake did not arrive in time.
+    HandshakeTimeout,
+    /// The torrent refused the peer (banned, full).
+    Refused(AddPeerError),
+    /// [`SessionConfig::max_connections`] reached.
+    TooManyConnections,
+    /// The torrent was removed.
+    TorrentRemoved,
+}
+
+/// Why a command failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// A torrent with this info hash is already in the session.
+    #[error("torrent {0} is already added")]
+    DuplicateTorrent(InfoHash),
+    /// No such torrent.
+    #[error("no torrent {0:?}")]
+    NoSuchTorrent(TorrentId),
+    /// The connection handle is already in use.
+    #[error("{0:?} is already in use")]
+    ConnInUse(ConnId),
+    /// [`SessionConfig::max_connections`] reached.
+    #[error("already {0} connections")]
+    TooManyConnections(usize),
+    /// The torrent refused the peer.
+    #[error(transparent)]
+    Refused(#[from] AddPeerError),
+}
+
+/// What the session asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write bytes to a connection's socket, then report it with [`Session::handle_sent`].
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        bytes: bytes::Bytes,
+    },
+    /// Close a connection's socket.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: SessionCloseReason,
+    },
+    /// Disk work for a torrent; answer with [`Session::handle_disk`].
+    Disk {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The work.
+        op: DiskOp,
+    },
+    /// Something for the user.
+    Event {
+        /// The torrent.
+        torrent: TorrentId,
+        /// What happened.
+        event: TorrentEvent,
+    },
+}
+
+#[derive(Debug)]
+enum Conn {
+    /// Incoming, waiting for enough of the handshake to route it.
+    Pending {
+        addr: SocketAddr,
+        buffer: Vec<u8>,
+        since: Instant,
+    },
+    /// Owned by a torrent.
+    Attached(TorrentId),
+}
+
+/// Bytes of a handshake up to the end of the info hash: enough to route it.
+const ROUTING_LEN: usize = 1 + 19 + 8 + 20;
+
+/// The whole protocol state of one bt process. See the module docs.
+///
+/// ```
+/// use bt_protocol::session::{Output, Session, SessionConfig};
+/// use bt_protocol::time::Instant;
+///
+/// // The driver loop, in outline: after every input or command, drain `poll_output`, then sleep
+/// // until `poll_timeout` or the next input, whichever comes first.
+/// let mut session = Session::new(SessionConfig::default(), 42);
+/// let now = Instant::ZERO;
+/// while let Some(output) = session.poll_output() {
+///     match output {
+///         Output::Transmit { .. } => { /* write to the socket, then session.handle_sent(..) */ }
+///         Output::Close { .. } => { /* close the socket */ }
+///         Output::Disk { .. } => { /* do the disk work, then session.handle_disk(..) */ }
+///         Output::Event { .. } => { /* tell the user */ }
+///     }
+/// }
+/// if let Some(deadline) = session.poll_timeout() {
+///     // sleep until `deadline` (or an input), then:
+///     session.handle_timeout(deadline.max(now));
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    rng: Rng,
+    peer_id: PeerId,
+    torrents: BTreeMap<TorrentId, Torrent>,
+    by_hash: BTreeMap<InfoHash, TorrentId>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_torrent: u32,
+    outputs: VecDeque<Output>,
+}
+
+impl Session {
+    /// A session whose every random choice comes from `seed`.
+    pub fn new(config: SessionConfig, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let mut id = [0u8; 20];
+        id[..8].copy_from_slice(&config.peer_id_prefix);
+        // Printable random tail, as most clients do.
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        for b in &mut id[8..] {
+            *b = ALPHABET[rng.below(ALPHABET.len() as u64) as usize];
+        }
+        Session {
+            config,
+            rng,
+            peer_id: PeerId(id),
+            torrents: BTreeMap::new(),
+            by_hash: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            next_torrent: 0,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// A torrent.
+    pub fn torrent(&self, id: TorrentId) -> Option<&Torrent> {
+        self.torrents.get(&id)
+    }
+
+    /// Every torrent, in handle order.
+    pub fn torrents(&self) -> impl Iterator<Item = (TorrentId, &Torrent)> {
+        self.torrents.iter().map(|(id, t)| (*id, t))
+    }
+
+    /// Open connections, routed or not.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The next time [`Session::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let pending = self.conns.values().filter_map(|c| match c {
+            Conn::Pending { since, .. } => Some(*since + self.config.handshake_timeout),
+            Conn::Attached(_) => None,
+        });
+        let torrents = self.torrents.values().filter_map(Torrent::poll_timeout);
+        pending.chain(torrents).min()
+    }
+
+    /// The next output. Drain after every input and command.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    // ---- commands ----
+
+    /// Adds a torrent with the pieces `have` already verified.
+    pub fn add_torrent(
+        &mut self,
+        info_hash: InfoHash,
+        layout: TorrentLayout,
+        piece_hashes: Vec<[u8; 20]>,
+        have: Bitfield,
+    ) -> Result<TorrentId, SessionError> {
+        if self.by_hash.contains_key(&info_hash) {
+            return Err(SessionError::DuplicateTorrent(info_hash));
+        }
+        let id = TorrentId(self.next_torrent);
+        self.next_torrent += 1;
+        let torrent = Torrent::new(
+            self.config.torrent.clone(),
+            info_hash,
+            layout,
+            piece_hashes,
+            have,
+            self.peer_id,
+            self.rng.fork(u64::from(id.0)),
+        );
+        self.torrents.insert(id, torrent);
+        self.by_hash.insert(info_hash, id);
+        Ok(id)
+    }
+
+    /// Removes a torrent and closes its connections.
+    pub fn remove_torrent(&mut self, id: TorrentId) -> Result<(), SessionError> {
+        let torrent = self
+            .torrents
+            .remove(&id)
+            .ok_or(SessionError::NoSuchTorrent(id))?;
+        self.by_hash.remove(&torrent.info_hash());
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c, Conn::Attached(t) if *t == id))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in conns {
+            self.conns.remove(&conn);
+            self.outputs.push_back(Output::Close {
+                conn,
+                reason: SessionCloseReason::TorrentRemoved,
+            });
+        }
+        Ok(())
+    }
+
+    /// We opened `conn` to `addr` for `torrent`: our handshake is queued at once.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        conn: ConnId,
+        addr: SocketAddr,
+    ) -> Result<(), SessionError> {
+        self.check_new_conn(conn)?;
+        let t = self
+            .torrents
+            .get_mut(&torrent)
+            .ok_or(SessionError::NoSuchTorrent(torrent))?;
+        t.add_peer(now, conn, addr, Direction::Outbound)?;
+        self.conns.insert(conn, Conn::Attached(torrent));
+        self.collect(torrent);
+        Ok(())
+    }
+
+    /// A peer at `addr` opened `conn` to us; it is routed when its handshake arrives.
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        addr: SocketAddr,
+    ) -> Result<(), SessionError> {
+        self.check_new_conn(conn)?;
+        self.conns.insert(
+            conn,
+            Conn::Pending {
+                addr,
+                buffer: Vec::new(),
+                since: now,
+            },
+        );
+        Ok(())
+    }
+
+    fn check_new_conn(&self, conn: ConnId) -> Result<(), SessionError> {
+        if self.conns.contains_key(&conn) {
+            return Err(SessionError::ConnInUse(conn));
+        }
+        if self.conns.len() >= self.config.max_connections {
+            return Err(SessionError::TooManyConnections(
+                self.config.max_connections,
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- input ----
+
+    /// Bytes read from `conn`'s socket.
+    pub fn handle_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        match self.conns.get_mut(&conn) {
+            None => {}
+            Some(Conn::Attached(t)) => {
+                let t = *t;
+                if let Some(torrent) = self.torrents.get_mut(&t) {
+                    torrent.handle_bytes(now, conn, bytes);
+                    self.collect(t);
+                }
+            }
+            Some(Conn::Pending { buffer, .. }) => {
+                buffer.extend_from_slice(bytes);
+                self.route(now, conn);
+            }
+        }
+    }
+
+    /// Routes a pending connection once its handshake names a torrent.
+    fn route(&mut self, now: Instant, conn: ConnId) {
+        let Some(Conn::Pending { buffer, addr, .. }) = self.conns.get(&conn) else {
+            return;
+        };
+        let checked = buffer.len().min(1 + PROTOCOL.len());
+        let mut expected = vec![PROTOCOL.len() as u8];
+        expected.extend_from_slice(PROTOCOL);
+        if buffer[..checked] != expected[..checked] {
+            return self.refuse(conn, SessionCloseReason::NotBitTorrent);
+        }
+        if buffer.len() < ROUTING_LEN {
+            return;
+        }
+        let hash = InfoHash(buffer[28..48].try_into().expect("20 bytes"));
+        let Some(&id) = self.by_hash.get(&hash) else {
+            return self.refuse(conn, SessionCloseReason::UnknownTorrent(hash));
+        };
+        let (addr, buffer) = (*addr, buffer.clone());
+        let torrent = self
+            .torrents
+            .get_mut(&id)
+            .expect("by_hash and torrents agree");
+        if let Err(e) = torrent.add_peer(now, conn, addr, Direction::Inbound) {
+            return self.refuse(conn, SessionCloseReason::Refused(e));
+        }
+        self.conns.insert(conn, Conn::Attached(id));
+        torrent.handle_bytes(now, conn, &buffer);
+        self.collect(id);
+    }
+
+    fn refuse(&mut self, conn: ConnId, reason: SessionCloseReason) {
+        self.conns.remove(&conn);
+        self.outputs.push_back(Output::Close { conn, reason });
+    }
+
+    /// The driver wrote `bytes` of `conn`'s transmit data to its socket.
+    pub fn handle_sent(&mut self, now: Instant, conn: ConnId, bytes: usize) {
+        if let Some(Conn::Attached(t)) = self.conns.get(&conn) {
+            let t = *t;
+            if let Some(torrent) = self.torrents.get_mut(&t) {
+                torrent.handle_sent(now, conn, bytes);
+                self.collect(t);
+            }
+        }
+    }
+
+    /// `conn`'s socket closed or failed.
+    pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        if let Some(Conn::Attached(t)) = self.conns.remove(&conn)
+            && let Some(torrent) = self.torrents.get_mut(&t)
+        {
+            torrent.peer_disconnected(now, conn);
+            self.collect(t);
+        }
+    }
+
+    /// The driver's answer to an [`Output::Disk`].
+    pub fn handle_disk(&mut self, now: Instant, torrent: TorrentId, done: DiskDone) {
+        if let Some(t) = self.torrents.get_mut(&torrent) {
+            t.handle_disk(now, done);
+            self.collect(torrent);
+        }
+    }
+
+    /// Fires what is due. Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c, Conn::Pending { since, .. } if now - *since >= self.config.handshake_timeout))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in expired {
+            self.refuse(conn, SessionCloseReason::HandshakeTimeout);
+        }
+        let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
+        for id in ids {
+            let t = self.torrents.get_mut(&id).expect("listed above");
+            if t.poll_timeout().is_some_and(|d| d <= now) {
+                t.handle_timeout(now);
+                self.collect(id);
+            }
+        }
+    }
+
+    /// Moves a torrent's outputs to the session's, forgetting connections it closed.
+    fn collect(&mut self, id: TorrentId) {
+        let Some(t) = self.torrents.get_mut(&id) else {
+            return;
+        };
+        while let Some(out) = t.poll_output() {
+            let out = match out {
+                TorrentOutput::Transmit { conn, bytes } => Output::Transmit { conn, bytes },
+                TorrentOutput::Close { conn, reason } => {
+                    self.conns.remove(&conn);
+                    Output::Close {
+                        conn,
+                        reason: SessionCloseReason::Torrent(reason),
+                    }
+                }
+                TorrentOutput::Disk(op) => Output::Disk { torrent: id, op },
+                TorrentOutput::Event(event) => Output::Event { torrent: id, event },
+            };
+            self.outputs.push_back(out);
+        }
+    }
+}

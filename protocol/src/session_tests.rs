@@ -1,0 +1,249 @@
+//! Tests of [`Session`]: routing by info hash, refusals, timeouts, and a whole download between
+//! two sessions through a minimal driver.
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+
+use crate::harness::content;
+use crate::io::{ConnId, DiskDone, DiskOp};
+use crate::metainfo::{InfoHash, TorrentLayout};
+use crate::session::{Output, Session, SessionCloseReason, SessionConfig, SessionError, TorrentId};
+use crate::time::Instant;
+use crate::torrent::{Bitfield, TorrentEvent};
+use crate::wire::{Handshake, PeerId, Reserved};
+
+const HASH: InfoHash = InfoHash([3; 20]);
+
+fn addr(last: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, last)), 6881)
+}
+
+struct Side {
+    session: Session,
+    torrent: TorrentId,
+    storage: Vec<u8>,
+    complete: bool,
+    closed: Vec<(ConnId, SessionCloseReason)>,
+}
+
+fn side(seed: u64, layout: &TorrentLayout, data: &[u8], have_all: bool) -> Side {
+    let hashes = data
+        .chunks(layout.piece_length() as usize)
+        .map(|c| Sha1::digest(c).into())
+        .collect();
+    let mut session = Session::new(SessionConfig::default(), seed);
+    let have = if have_all {
+        Bitfield::full(layout.piece_count())
+    } else {
+        Bitfield::new(layout.piece_count())
+    };
+    let torrent = session
+        .add_torrent(HASH, layout.clone(), hashes, have)
+        .unwrap();
+    Side {
+        session,
+        torrent,
+        storage: if have_all {
+            data.to_vec()
+        } else {
+            vec![0; data.len()]
+        },
+        complete: have_all,
+        closed: Vec::new(),
+    }
+}
+
+/// Drains one side: bytes for the other side are returned; disk work is done at once.
+fn drain(s: &mut Side, layout: &TorrentLayout, now: Instant) -> Vec<(ConnId, Bytes)> {
+    let mut sent = Vec::new();
+    for _ in 0..100_000 {
+        let Some(out) = s.session.poll_output() else {
+            return sent;
+        };
+        match out {
+            Output::Transmit { conn, bytes } => {
+                s.session.handle_sent(now, conn, bytes.len());
+                sent.push((conn, bytes));
+            }
+            Output::Close { conn, reason } => s.closed.push((conn, reason)),
+            Output::Disk { torrent, op } => {
+                let done = match op {
+                    DiskOp::Write { block, data } => {
+                        let at =
+                            (layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
+                        s.storage[at..at + data.len()].copy_from_slice(&data);
+                        DiskDone::Written {
+                            block,
+                            result: Ok(()),
+                        }
+                    }
+                    DiskOp::Hash { piece } => {
+                        let at = layout.piece_offset(piece) as usize;
+                        let len = layout.piece_len(piece) as usize;
+                        DiskDone::Hashed {
+                            piece,
+                            result: Ok(Sha1::digest(&s.storage[at..at + len]).into()),
+                        }
+                    }
+                    DiskOp::Read { conn, block } => {
+                        let at =
+                            (layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
+                        let data = Bytes::copy_from_slice(&s.storage[at..at + block.len as usize]);
+                        DiskDone::Read {
+                            conn,
+                            block,
+                            result: Ok(data),
+                        }
+                    }
+                };
+                s.session.handle_disk(now, torrent, done);
+            }
+            Output::Event { event, .. } => {
+                if event == TorrentEvent::Complete {
+                    s.complete = true;
+                }
+            }
+        }
+    }
+    panic!("outputs without end");
+}
+
+#[test]
+fn two_sessions_complete_a_download() {
+    // Proves the session routes an incoming handshake to its torrent and a whole download runs
+    // through it: outbound connect, inbound accept, disk work, completion.
+    let layout = TorrentLayout::new(32768, &[300_000]).unwrap();
+    let data = content(300_000);
+    let mut seeder = side(1, &layout, &data, true);
+    let mut leecher = side(2, &layout, &data, false);
+    let (c_out, c_in) = (ConnId(10), ConnId(20));
+    let mut now = Instant::ZERO;
+    leecher
+        .session
+        .connect(now, leecher.torrent, c_out, addr(1))
+        .unwrap();
+    seeder.session.accept(now, c_in, addr(2)).unwrap();
+    for _ in 0..10_000 {
+        let to_seeder = drain(&mut leecher, &layout, now);
+        let to_leecher = drain(&mut seeder, &layout, now);
+        for (_, bytes) in &to_seeder {
+            seeder.session.handle_bytes(now, c_in, bytes);
+        }
+        for (_, bytes) in &to_leecher {
+            leecher.session.handle_bytes(now, c_out, bytes);
+        }
+        if leecher.complete {
+            break;
+        }
+        if to_seeder.is_empty() && to_leecher.is_empty() {
+            now = now + Duration::from_secs(1);
+            for s in [&mut seeder, &mut leecher] {
+                if s.session.poll_timeout().is_some_and(|t| t <= now) {
+                    s.session.handle_timeout(now);
+                }
+            }
+        }
+    }
+    assert!(leecher.complete, "the leecher did not complete");
+    assert!(leecher.storage == data);
+    assert!(seeder.closed.is_empty() && leecher.closed.is_empty());
+}
+
+fn handshake_bytes(hash: InfoHash) -> Vec<u8> {
+    Handshake {
+        reserved: Reserved::NONE,
+        info_hash: hash,
+        peer_id: PeerId([9; 20]),
+    }
+    .encode()
+    .to_vec()
+}
+
+#[test]
+fn incoming_connections_are_routed_or_refused() {
+    // Proves an unknown info hash and a non-BitTorrent first byte are refused, a handshake split
+    // in small pieces is routed, and a silent connection times out.
+    let layout = TorrentLayout::new(32768, &[100_000]).unwrap();
+    let mut s = side(1, &layout, &content(100_000), true);
+    let now = Instant::ZERO;
+
+    s.session.accept(now, ConnId(1), addr(5)).unwrap();
+    s.session
+        .handle_bytes(now, ConnId(1), &handshake_bytes(InfoHash([4; 20])));
+    s.session.accept(now, ConnId(2), addr(6)).unwrap();
+    s.session
+        .handle_bytes(now, ConnId(2), b"GET / HTTP/1.1\r\n");
+    s.session.accept(now, ConnId(3), addr(7)).unwrap();
+    for chunk in handshake_bytes(HASH).chunks(5) {
+        s.session.handle_bytes(now, ConnId(3), chunk);
+    }
+    s.session.accept(now, ConnId(4), addr(8)).unwrap();
+    let sent = drain(&mut s, &layout, now);
+    assert_eq!(
+        s.closed,
+        vec![
+            (
+                ConnId(1),
+                SessionCloseReason::UnknownTorrent(InfoHash([4; 20]))
+            ),
+            (ConnId(2), SessionCloseReason::NotBitTorrent),
+        ]
+    );
+    assert!(
+        sent.iter().any(|(c, _)| *c == ConnId(3)),
+        "the routed peer got our handshake"
+    );
+    let later = now + Duration::from_secs(20);
+    s.session.handle_timeout(later);
+    drain(&mut s, &layout, later);
+    assert_eq!(
+        s.closed.last(),
+        Some(&(ConnId(4), SessionCloseReason::HandshakeTimeout))
+    );
+    assert_eq!(s.session.connection_count(), 1);
+}
+
+#[test]
+fn commands_check_their_arguments() {
+    // Proves duplicate torrents and connection handles are refused, and removing a torrent closes
+    // its connections.
+    let layout = TorrentLayout::new(32768, &[100_000]).unwrap();
+    let mut s = side(1, &layout, &content(100_000), true);
+    let now = Instant::ZERO;
+    assert_eq!(
+        s.session
+            .add_torrent(HASH, layout.clone(), vec![[0; 20]; 4], Bitfield::new(4)),
+        Err(SessionError::DuplicateTorrent(HASH))
+    );
+    s.session
+        .connect(now, s.torrent, ConnId(1), addr(2))
+        .unwrap();
+    assert_eq!(
+        s.session.accept(now, ConnId(1), addr(3)),
+        Err(SessionError::ConnInUse(ConnId(1)))
+    );
+    s.session.remove_torrent(s.torrent).unwrap();
+    drain(&mut s, &layout, now);
+    assert_eq!(
+        s.closed,
+        vec![(ConnId(1), SessionCloseReason::TorrentRemoved)]
+    );
+    assert_eq!(
+        s.session.remove_torrent(s.torrent),
+        Err(SessionError::NoSuchTorrent(s.torrent))
+    );
+}
+
+#[test]
+fn the_seed_decides_the_peer_id() {
+    // Proves determinism of identity: same seed, same peer id; another seed, another id.
+    let a = Session::new(SessionConfig::default(), 7).peer_id();
+    let b = Session::new(SessionConfig::default(), 7).peer_id();
+    let c = Session::new(SessionConfig::default(), 8).peer_id();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(&a.0[..8], b"-BT0100-");
+}
