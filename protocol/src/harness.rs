@@ -1,7 +1,8 @@
-//! An in-memory swarm harness for tests: [`Torrent`] machines joined by links with latency and
-//! per-node upload bandwidth, a clock that jumps to the next delivery or timeout, disks in memory
-//! answered inline, and a step bound that reports livelock. No tokio, no threads, no real time:
-//! the same seed gives the same run.
+//! An in-memory swarm harness: [`Torrent`] machines joined by links with latency and per-node
+//! upload bandwidth, a clock that jumps to the next delivery or timeout, disks in memory answered
+//! inline, and a step bound that reports livelock. No tokio, no threads, no real time: the same
+//! seed gives the same run. It serves the protocol's tests and benchmarks, and is the seed of the
+//! simulator's fast engine (issue 5).
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::BTreeMap;
@@ -19,37 +20,44 @@ use crate::torrent::{Bitfield, Torrent, TorrentConfig, TorrentEvent, TorrentOutp
 use crate::wire::PeerId;
 
 /// The content byte at `offset` of the torrent: cheap, deterministic, different per position.
-pub(crate) fn content_byte(offset: u64) -> u8 {
+pub fn content_byte(offset: u64) -> u8 {
     let x = offset.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (x >> 56) as u8 ^ (offset as u8)
 }
 
 /// The torrent's whole content.
-pub(crate) fn content(len: u64) -> Vec<u8> {
+pub fn content(len: u64) -> Vec<u8> {
     (0..len).map(content_byte).collect()
 }
 
 /// How a node behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct NodeSpec {
+pub struct NodeSpec {
     /// Starts with every piece.
-    pub(crate) seed: bool,
+    pub seed: bool,
     /// Upload bandwidth in bytes per second.
-    pub(crate) upload_bytes_per_s: u64,
+    pub upload_bytes_per_s: u64,
     /// Serves corrupted blocks (every byte flipped).
-    pub(crate) corrupt: bool,
+    pub corrupt: bool,
 }
 
-pub(crate) struct Node {
-    pub(crate) torrent: Torrent,
-    pub(crate) storage: Vec<u8>,
-    pub(crate) spec: NodeSpec,
-    pub(crate) addr: SocketAddr,
+/// One peer of the swarm.
+pub struct Node {
+    /// Its torrent state machine.
+    pub torrent: Torrent,
+    /// Its disk: the whole torrent in memory.
+    pub storage: Vec<u8>,
+    /// How it behaves.
+    pub spec: NodeSpec,
+    /// Its (simulated) address.
+    pub addr: SocketAddr,
     uplink_free_at: Instant,
-    pub(crate) completed_at: Option<Instant>,
-    pub(crate) events: Vec<TorrentEvent>,
+    /// When it verified its last piece.
+    pub completed_at: Option<Instant>,
+    /// Every event its torrent emitted.
+    pub events: Vec<TorrentEvent>,
     /// The most peers this node ever had unchoked at once.
-    pub(crate) max_unchoked: usize,
+    pub max_unchoked: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -68,21 +76,25 @@ enum Delivery {
 }
 
 /// The swarm.
-pub(crate) struct Swarm {
-    pub(crate) nodes: Vec<Node>,
-    pub(crate) layout: TorrentLayout,
+pub struct Swarm {
+    /// The peers.
+    pub nodes: Vec<Node>,
+    /// The torrent's geometry.
+    pub layout: TorrentLayout,
     links: BTreeMap<ConnId, Link>,
     deliveries: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     next_conn: u64,
-    pub(crate) now: Instant,
+    /// The simulated clock.
+    pub now: Instant,
     latency: Duration,
-    pub(crate) steps: u64,
+    /// Steps taken by [`Swarm::run`].
+    pub steps: u64,
 }
 
 impl Swarm {
     /// A swarm for a torrent of `total` bytes in `piece_length` pieces, one node per spec.
-    pub(crate) fn new(
+    pub fn new(
         seed: u64,
         piece_length: u64,
         total: u64,
@@ -151,7 +163,7 @@ impl Swarm {
     }
 
     /// Opens a connection from node `a` to node `b`.
-    pub(crate) fn connect(&mut self, a: usize, b: usize) {
+    pub fn connect(&mut self, a: usize, b: usize) {
         let ca = ConnId(self.next_conn);
         let cb = ConnId(self.next_conn + 1);
         self.next_conn += 2;
@@ -192,7 +204,7 @@ impl Swarm {
     }
 
     /// Connects every pair of nodes.
-    pub(crate) fn connect_all(&mut self) {
+    pub fn connect_all(&mut self) {
         for a in 0..self.nodes.len() {
             for b in a + 1..self.nodes.len() {
                 self.connect(a, b);
@@ -301,7 +313,7 @@ impl Swarm {
 
     /// Runs until every node is complete, nothing is left to happen, `max_time` passes, or
     /// `max_steps` steps (then it panics: livelock).
-    pub(crate) fn run(&mut self, max_time: Duration, max_steps: u64) {
+    pub fn run(&mut self, max_time: Duration, max_steps: u64) {
         let deadline = Instant::ZERO + max_time;
         loop {
             if self

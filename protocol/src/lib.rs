@@ -6,6 +6,8 @@
 //!
 //! - [`bencode`]: decoding bencode as real clients do (lenient where libtorrent is, strict where the
 //!   meaning would be ambiguous) and encoding it canonically.
+//! - [`harness`]: an in-memory, deterministic swarm of [`torrent::Torrent`]s for tests and
+//!   benchmarks.
 //! - [`io`]: connection handles and the disk work the protocol asks its driver for.
 //! - [`metainfo`]: `.torrent` files ([`metainfo::Metainfo`]), the validated piece/file geometry
 //!   ([`metainfo::TorrentLayout`]) and magnet links ([`metainfo::magnet`]).
@@ -24,8 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bencode;
-#[cfg(test)]
-mod harness;
+pub mod harness;
 pub mod io;
 pub mod metainfo;
 pub mod peer;
