@@ -19,9 +19,46 @@
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
 //!   frame decoder and the extension handshake.
 //!
-//! The state machines (peer, torrent, session) follow the quinn-proto shape: getters, `handle_*`
-//! inputs, commands, and `poll_output`/`poll_timeout`; the driver drains `poll_output` after every
-//! mutation.
+//! # The driver contract
+//!
+//! The state machines ([`peer::PeerConn`], [`torrent::Torrent`], [`session::Session`]) follow the
+//! quinn-proto shape: getters, `handle_*` inputs (bytes, disk answers, time), commands, and
+//! `poll_*` outputs. After every input or command the driver drains `poll_output` until `None`,
+//! then reads `poll_timeout` and wakes at that instant or at the next input, whichever is first.
+//! Early or repeated `handle_timeout(now)` calls are harmless. Time is always an argument
+//! ([`time::Instant`]) and randomness comes from the one seed given to [`session::Session::new`].
+//!
+//! The canonical loop (the tokio runtime and the simulator both follow it):
+//!
+//! ```
+//! use bt_protocol::session::{Output, Session, SessionConfig};
+//! use bt_protocol::time::Instant;
+//!
+//! let mut session = Session::new(SessionConfig::default(), 42);
+//! let mut now = Instant::ZERO;
+//! for _round in 0..3 {
+//!     // 1. Drain every output the last input or command produced.
+//!     while let Some(output) = session.poll_output() {
+//!         match output {
+//!             Output::Transmit { conn, bytes } => {
+//!                 // Write `bytes` to the socket; once written:
+//!                 session.handle_sent(now, conn, bytes.len());
+//!             }
+//!             Output::Close { .. } => { /* close the socket */ }
+//!             Output::Disk { .. } => { /* do it (off the driver task), then `handle_disk` */ }
+//!             Output::Event { .. } => { /* tell the user */ }
+//!         }
+//!     }
+//!     // 2. Sleep until the next deadline or input (sockets: `handle_bytes`, `accept`, ...).
+//!     match session.poll_timeout() {
+//!         Some(deadline) => {
+//!             now = now.max(deadline);
+//!             session.handle_timeout(now);
+//!         }
+//!         None => break, // nothing scheduled: wait for input only
+//!     }
+//! }
+//! ```
 
 #![forbid(unsafe_code)]
 

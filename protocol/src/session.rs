@@ -146,29 +146,8 @@ enum Conn {
 /// Bytes of a handshake up to the end of the info hash: enough to route it.
 const ROUTING_LEN: usize = 1 + 19 + 8 + 20;
 
-/// The whole protocol state of one bt process. See the module docs.
-///
-/// ```
-/// use bt_protocol::session::{Output, Session, SessionConfig};
-/// use bt_protocol::time::Instant;
-///
-/// // The driver loop, in outline: after every input or command, drain `poll_output`, then sleep
-/// // until `poll_timeout` or the next input, whichever comes first.
-/// let mut session = Session::new(SessionConfig::default(), 42);
-/// let now = Instant::ZERO;
-/// while let Some(output) = session.poll_output() {
-///     match output {
-///         Output::Transmit { .. } => { /* write to the socket, then session.handle_sent(..) */ }
-///         Output::Close { .. } => { /* close the socket */ }
-///         Output::Disk { .. } => { /* do the disk work, then session.handle_disk(..) */ }
-///         Output::Event { .. } => { /* tell the user */ }
-///     }
-/// }
-/// if let Some(deadline) = session.poll_timeout() {
-///     // sleep until `deadline` (or an input), then:
-///     session.handle_timeout(deadline.max(now));
-/// }
-/// ```
+/// The whole protocol state of one bt process. See the module docs, and the crate docs for the
+/// driver loop.
 #[derive(Debug)]
 pub struct Session {
     config: SessionConfig,

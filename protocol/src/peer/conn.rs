@@ -426,6 +426,11 @@ impl PeerConn {
         if self.snubbed { 1 } else { target as u32 }
     }
 
+    /// Pieces the peer lets us request while it chokes us (BEP 6 allowed-fast).
+    pub fn allowed_fast(&self) -> impl Iterator<Item = u32> + '_ {
+        self.allowed_fast.iter().copied()
+    }
+
     /// Whether we may request `piece` from the peer now: unchoked, or the piece is allowed-fast.
     pub fn can_request(&self, piece: PieceIndex) -> bool {
         self.is_connected()

@@ -283,6 +283,13 @@ impl Torrent {
         stats
     }
 
+    /// Download and upload rates in bytes per second, summed over peers (rolling window).
+    pub fn rates(&self, now: Instant) -> (u64, u64) {
+        self.peers.values().fold((0, 0), |(d, u), p| {
+            (d + p.conn.download_rate(now), u + p.conn.upload_rate(now))
+        })
+    }
+
     /// Connected peers (handshake done or not).
     pub fn peer_count(&self) -> usize {
         self.peers.len()
@@ -696,7 +703,20 @@ impl Torrent {
             }
             let wanted = self.picker.have().lacks_any_of(conn.peer_pieces());
             conn.set_interested(now, wanted);
-            if !wanted || conn.peer_choking() {
+            if !wanted {
+                continue;
+            }
+            // Choked: only the pieces the peer allows fast (BEP 6), if any.
+            let allowed_only = conn.peer_choking().then(|| {
+                let mut bits = Bitfield::new(conn.peer_pieces().len());
+                for p in conn.allowed_fast() {
+                    if conn.peer_pieces().get(p) {
+                        bits.set(p);
+                    }
+                }
+                bits
+            });
+            if allowed_only.as_ref().is_some_and(Bitfield::is_clear) {
                 continue;
             }
             let target = conn.pipeline_target(now) as usize;
@@ -705,12 +725,9 @@ impl Torrent {
                 continue;
             }
             scratch.clear();
-            self.picker.pick(
-                conn.peer_pieces(),
-                want,
-                |b| conn.has_requested(b),
-                &mut scratch,
-            );
+            let pieces = allowed_only.as_ref().unwrap_or(conn.peer_pieces());
+            self.picker
+                .pick(pieces, want, |b| conn.has_requested(b), &mut scratch);
             for b in scratch.drain(..) {
                 if !conn.request(now, b) {
                     self.picker.request_dropped(b);

@@ -13,3 +13,6 @@ pub use machine::{
     AddPeerError, CloseReason, Torrent, TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats,
 };
 pub use picker::{ENDGAME_MAX_BLOCKS, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy};
+
+#[cfg(test)]
+mod machine_tests;
