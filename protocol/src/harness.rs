@@ -30,6 +30,48 @@ pub fn content(len: u64) -> Vec<u8> {
     (0..len).map(content_byte).collect()
 }
 
+/// Answers a [`DiskOp`] against a torrent held whole in memory (`storage` is the torrent's byte
+/// stream). With `corrupt`, blocks read for peers have every bit flipped.
+pub fn answer_disk(
+    layout: &TorrentLayout,
+    storage: &mut [u8],
+    corrupt: bool,
+    op: DiskOp,
+) -> DiskDone {
+    let at = |piece, offset: u32| (layout.piece_offset(piece) + u64::from(offset)) as usize;
+    match op {
+        DiskOp::Write { block, data } => {
+            let start = at(block.piece, block.offset);
+            storage[start..start + data.len()].copy_from_slice(&data);
+            DiskDone::Written {
+                block,
+                result: Ok(()),
+            }
+        }
+        DiskOp::Hash { piece } => {
+            let start = at(piece, 0);
+            let len = layout.piece_len(piece) as usize;
+            let digest = Sha1::digest(&storage[start..start + len]).into();
+            DiskDone::Hashed {
+                piece,
+                result: Ok(digest),
+            }
+        }
+        DiskOp::Read { conn, block } => {
+            let start = at(block.piece, block.offset);
+            let mut data = storage[start..start + block.len as usize].to_vec();
+            if corrupt {
+                data.iter_mut().for_each(|b| *b = !*b);
+            }
+            DiskDone::Read {
+                conn,
+                block,
+                result: Ok(Bytes::from(data)),
+            }
+        }
+    }
+}
+
 /// How a node behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeSpec {
@@ -278,37 +320,7 @@ impl Swarm {
 
     fn disk(&mut self, i: usize, op: DiskOp) -> DiskDone {
         let node = &mut self.nodes[i];
-        let layout = &self.layout;
-        match op {
-            DiskOp::Write { block, data } => {
-                let at = (layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
-                node.storage[at..at + data.len()].copy_from_slice(&data);
-                DiskDone::Written {
-                    block,
-                    result: Ok(()),
-                }
-            }
-            DiskOp::Hash { piece } => {
-                let at = layout.piece_offset(piece) as usize;
-                let len = layout.piece_len(piece) as usize;
-                DiskDone::Hashed {
-                    piece,
-                    result: Ok(Sha1::digest(&node.storage[at..at + len]).into()),
-                }
-            }
-            DiskOp::Read { conn, block } => {
-                let at = (layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
-                let mut data = node.storage[at..at + block.len as usize].to_vec();
-                if node.spec.corrupt {
-                    data.iter_mut().for_each(|b| *b = !*b);
-                }
-                DiskDone::Read {
-                    conn,
-                    block,
-                    result: Ok(Bytes::from(data)),
-                }
-            }
-        }
+        answer_disk(&self.layout, &mut node.storage, node.spec.corrupt, op)
     }
 
     /// Runs until every node is complete, nothing is left to happen, `max_time` passes, or

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
-use crate::harness::content;
-use crate::io::{ConnId, DiskDone, DiskOp};
+use crate::harness::{answer_disk, content};
+use crate::io::ConnId;
 use crate::metainfo::{InfoHash, TorrentLayout};
 use crate::session::{Output, Session, SessionCloseReason, SessionConfig, SessionError, TorrentId};
 use crate::time::Instant;
@@ -70,35 +70,7 @@ fn drain(s: &mut Side, layout: &TorrentLayout, now: Instant) -> Vec<(ConnId, Byt
             }
             Output::Close { conn, reason } => s.closed.push((conn, reason)),
             Output::Disk { torrent, op } => {
-                let done = match op {
-                    DiskOp::Write { block, data } => {
-                        let at =
-                            (layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
-                        s.storage[at..at + data.len()].copy_from_slice(&data);
-                        DiskDone::Written {
-                            block,
-                            result: Ok(()),
-                        }
-                    }
-                    DiskOp::Hash { piece } => {
-                        let at = layout.piece_offset(piece) as usize;
-                        let len = layout.piece_len(piece) as usize;
-                        DiskDone::Hashed {
-                            piece,
-                            result: Ok(Sha1::digest(&s.storage[at..at + len]).into()),
-                        }
-                    }
-                    DiskOp::Read { conn, block } => {
-                        let at =
-                            (layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
-                        let data = Bytes::copy_from_slice(&s.storage[at..at + block.len as usize]);
-                        DiskDone::Read {
-                            conn,
-                            block,
-                            result: Ok(data),
-                        }
-                    }
-                };
+                let done = answer_disk(layout, &mut s.storage, false, op);
                 s.session.handle_disk(now, torrent, done);
             }
             Output::Event { event, .. } => {

@@ -22,8 +22,8 @@
 //! Invariant: for every link `m` that `parse` returns, `MagnetLink::parse(&m.to_uri()) == Ok(m)`
 //! (as long as the written form stays within [`MAX_URI_LEN`]).
 
+use core::net::Ipv6Addr;
 use std::fmt;
-use std::net::Ipv6Addr;
 use std::ops::RangeInclusive;
 
 use data_encoding::{BASE32, HEXLOWER_PERMISSIVE};
@@ -906,7 +906,7 @@ mod tests {
 
     fn peer() -> impl Strategy<Value = String> {
         let host = prop_oneof![
-            any::<[u8; 4]>().prop_map(|o| std::net::Ipv4Addr::from(o).to_string()),
+            any::<[u8; 4]>().prop_map(|o| core::net::Ipv4Addr::from(o).to_string()),
             any::<[u16; 8]>().prop_map(|s| format!("[{}]", Ipv6Addr::from(s))),
             "[a-zA-Z0-9_.-]{1,20}",
         ];

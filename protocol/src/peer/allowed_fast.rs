@@ -3,7 +3,7 @@
 //! Computed from the peer's IPv4 address (its /24), the info hash and the piece count, exactly as
 //! BEP 6 specifies, so both sides agree on the set without negotiating it.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
 use sha1::{Digest, Sha1};
 

@@ -8,8 +8,8 @@
 //! [`MAX_EXTENSION_NAME_LEN`] bytes); encoding is canonical bencode and parses back to the same
 //! value.
 
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::bencode::{DecodeError, DecodeLimits, Dict, Value, decode, encode};
 
