@@ -2,7 +2,8 @@
 //! on, real sockets), and the `bt` binary built on it.
 //!
 //! - [`create`]: building a `.torrent` from files on disk, hashing on all cores.
-//! - [`storage`]: where a torrent's pieces live; for now the parallel piece hasher.
+//! - [`storage`]: the [`storage::Storage`] trait and [`storage::FsStorage`], a torrent's files in a
+//!   download folder (positional I/O, bounded open files, parallel verification).
 //! - [`units`]: byte sizes as people read and write them.
 
 pub mod create;
