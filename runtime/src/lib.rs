@@ -2,10 +2,12 @@
 //! on, real sockets), and the `bt` binary built on it.
 //!
 //! - [`create`]: building a `.torrent` from files on disk, hashing on all cores.
+//! - [`resume`]: the fast-resume state file, which vouches for verified pieces across restarts.
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::FsStorage`], a torrent's files in a
 //!   download folder (positional I/O, bounded open files, parallel verification).
 //! - [`units`]: byte sizes as people read and write them.
 
 pub mod create;
+pub mod resume;
 pub mod storage;
 pub mod units;

@@ -35,6 +35,7 @@ use sha1::{Digest, Sha1};
 use super::handles::Handles;
 use super::hash::hash_parallel;
 use super::{Storage, StorageError};
+use crate::resume::FileStamp;
 
 /// A sensible bound on open files for one torrent, well under the usual 1,024 descriptors.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 128;
@@ -50,7 +51,7 @@ static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
 ///
 /// Methods: [`FsStorage::open`]; the [`Storage`] operations (block write and read, piece hash,
 /// flush, `perform`); [`FsStorage::verify`] to check existing data on many threads;
-/// [`FsStorage::create_empty_files`]; getters.
+/// [`FsStorage::create_empty_files`]; [`FsStorage::file_stamps`] for the resume file; getters.
 #[derive(Debug)]
 pub struct FsStorage {
     /// The download folder, canonical (absolute, no links).
@@ -216,6 +217,24 @@ impl FsStorage {
             }
         }
         Ok(have)
+    }
+
+    /// Each file's length and modification time as it is now, in torrent order, for the resume
+    /// file; `None` for padding files and for files that are missing or cannot be examined.
+    pub fn file_stamps(&self) -> Vec<Option<FileStamp>> {
+        self.files
+            .iter()
+            .map(|slot| {
+                if slot.padding {
+                    return None;
+                }
+                // Only metadata: no content is read through what this finds.
+                std::fs::metadata(&slot.path)
+                    .ok()
+                    .filter(Metadata::is_file)
+                    .map(|m| FileStamp::of(&m))
+            })
+            .collect()
     }
 
     /// Checks every component of file `file`'s path below the root, creating missing folders
