@@ -8,13 +8,13 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bt_protocol::metainfo::{
-    MAX_PIECE_LENGTH, Metainfo, NewFile, TorrentLayout, TorrentOptions, build_torrent,
+    MAX_PIECE_LENGTH, Metainfo, NewFile, PieceIndex, TorrentLayout, TorrentOptions, build_torrent,
 };
 use sha1::{Digest, Sha1};
+
+use crate::storage::hash::hash_parallel;
 
 /// The smallest piece length `bt create` writes (one block).
 pub const MIN_PIECE_LENGTH: u32 = 16 * 1024;
@@ -218,94 +218,28 @@ pub fn hash_pieces(
     let lengths: Vec<u64> = source.files.iter().map(|f| f.length).collect();
     let layout = TorrentLayout::new(u64::from(piece_length), &lengths)
         .map_err(|e| CreateError::Build(bt_protocol::metainfo::MetainfoError::from(e).into()))?;
-    let piece_count = layout.piece_count() as usize;
-    let threads = threads.clamp(1, piece_count);
-    let hashes = Mutex::new(vec![[0u8; 20]; piece_count]);
-    let done = AtomicU64::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<CreateError>> = Mutex::new(None);
-    let next_piece = AtomicU64::new(0);
-
-    // Each worker sends one message when it stops, so the progress loop wakes at once at the end.
-    let (finished_tx, finished_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let finished = finished_tx.clone();
-            scope.spawn(|| {
-                let _finished = Finished(finished);
-                {
-                    let mut buf = vec![0u8; piece_length as usize];
-                    let mut open: Option<(usize, File)> = None;
-                    // Pieces are handed out in order, a batch at a time, so reads stay mostly
-                    // sequential per worker.
-                    const BATCH: u64 = 4;
-                    loop {
-                        if failed.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let start = next_piece.fetch_add(BATCH, Ordering::Relaxed);
-                        if start >= piece_count as u64 {
-                            return;
-                        }
-                        let end = (start + BATCH).min(piece_count as u64);
-                        for index in start..end {
-                            let piece = layout
-                                .piece(index as u32)
-                                .expect("index is below piece_count");
-                            let len = layout.piece_len(piece) as usize;
-                            match read_piece(source, &layout, piece, &mut buf[..len], &mut open) {
-                                Ok(()) => {
-                                    let digest: [u8; 20] = Sha1::digest(&buf[..len]).into();
-                                    hashes.lock().expect("no worker panics holding it")
-                                        [index as usize] = digest;
-                                    done.fetch_add(len as u64, Ordering::Relaxed);
-                                }
-                                Err(e) => {
-                                    failed.store(true, Ordering::Relaxed);
-                                    first_error
-                                        .lock()
-                                        .expect("no worker panics holding it")
-                                        .get_or_insert(e);
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                }
-            });
+    let pieces: Vec<PieceIndex> = layout.pieces().collect();
+    let layout = &layout;
+    let make_worker = || {
+        let mut buf = vec![0u8; piece_length as usize];
+        let mut open: Option<(usize, File)> = None;
+        move |piece: PieceIndex| -> Result<Option<[u8; 20]>, CreateError> {
+            let len = layout.piece_len(piece) as usize;
+            read_piece(source, layout, piece, &mut buf[..len], &mut open)?;
+            Ok(Some(Sha1::digest(&buf[..len]).into()))
         }
-        drop(finished_tx);
-        let mut running = threads;
-        while running > 0 {
-            progress(done.load(Ordering::Relaxed));
-            match finished_rx.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok(()) => running -= 1,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        progress(done.load(Ordering::Relaxed));
-    });
-
-    if let Some(e) = first_error.into_inner().expect("workers are joined") {
-        return Err(e);
-    }
-    Ok(hashes.into_inner().expect("workers are joined"))
-}
-
-/// Tells the progress loop that a worker stopped, however it stopped (even by panicking).
-struct Finished(std::sync::mpsc::Sender<()>);
-
-impl Drop for Finished {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
+    };
+    let hashes = hash_parallel(layout, &pieces, threads, make_worker, progress)?;
+    Ok(hashes
+        .into_iter()
+        .map(|h| h.expect("every worker answers a digest or an error"))
+        .collect())
 }
 
 fn read_piece(
     source: &Source,
     layout: &TorrentLayout,
-    piece: bt_protocol::metainfo::PieceIndex,
+    piece: PieceIndex,
     buf: &mut [u8],
     open: &mut Option<(usize, File)>,
 ) -> Result<(), CreateError> {

@@ -1,12 +1,17 @@
-//! `bt-runtime`: what drives the sans-IO [`bt_protocol`] core against real files (and, from issue 4
-//! on, real sockets), and the `bt` binary built on it.
+//! `bt-runtime`: what drives the sans-IO [`bt_protocol`] core against real files and sockets, and
+//! the `bt` binary built on it.
 //!
 //! - [`create`]: building a `.torrent` from files on disk, hashing on all cores.
 //! - [`driver`]: runs the protocol session on tokio: sockets, timers and disk work.
 //! - [`net`]: the sockets the driver uses ([`net::TokioNet`] for real ones).
+//! - [`resume`]: the fast-resume state file, which vouches for verified pieces across restarts.
+//! - [`storage`]: the [`storage::Storage`] trait and [`storage::FsStorage`], a torrent's files in a
+//!   download folder (positional I/O, bounded open files, parallel verification).
 //! - [`units`]: byte sizes as people read and write them.
 
 pub mod create;
 pub mod driver;
 pub mod net;
+pub mod resume;
+pub mod storage;
 pub mod units;

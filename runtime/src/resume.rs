@@ -1,0 +1,521 @@
+//! Fast resume: a small state file next to the data that says which pieces were verified, so a
+//! restart rechecks only what it does not vouch for.
+//!
+//! The file is `<download_dir>/.bt-resume-<info hash in hex>`: beside the data it describes (so
+//! moving the folder moves it along), one per torrent, hidden, and never a name a torrent's data
+//! uses (a torrent's data sits under its own name, and the info hash cannot name itself). It is
+//! canonical bencode:
+//!
+//! ```text
+//! { "bt resume": 1,
+//!   "info hash": <20 bytes>,
+//!   "piece count": <n>,
+//!   "pieces": <the verified pieces, BEP 3 bitfield layout>,
+//!   "files": [ { "length": <bytes>, "mtime": <s>, "mtime ns": <ns> } | {} , ... ] }
+//! ```
+//!
+//! with one `files` entry per file of the torrent, in order: the file's length and modification
+//! time when the state was saved, or `{}` for a padding file or a file that did not exist.
+//!
+//! Invariants: a piece is vouched for only if it was verified when the state was saved and every
+//! file it lies in has the same length and modification time now (a file deleted, truncated,
+//! grown or rewritten since loses all its pieces; a rewrite within one timestamp tick of the
+//! file system with the same length is the one change this cannot see). The file is replaced
+//! atomically (temporary file, fsync, rename, fsync of the folder), so a crash leaves the old state
+//! or the new one. Loading never panics and never trusts the file: anything malformed, for another
+//! torrent, or larger than [`max_resume_len`] is ignored.
+//!
+//! Save the state after [`Storage::flush`](crate::storage::Storage::flush), with the stamps read
+//! after that flush: writes after the save change modification times, so those files are
+//! rechecked after a crash and no unflushed data is ever vouched for.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use bt_protocol::bencode::{self, DecodeLimits, Dict, Value};
+use bt_protocol::metainfo::{Info, InfoHash, TorrentLayout};
+use bt_protocol::torrent::Bitfield;
+
+/// The resume file's name starts with this; the info hash in lowercase hex follows.
+pub const RESUME_FILE_PREFIX: &str = ".bt-resume-";
+
+/// The format version written in `bt resume`.
+const VERSION: i64 = 1;
+
+/// The most bytes one `files` entry takes: `d6:lengthi<20 digits>e5:mtimei<20>e8:mtime nsi<10>ee`
+/// is under 90; 128 leaves room.
+const MAX_FILE_ENTRY_LEN: u64 = 128;
+
+/// Where the resume file of `info_hash` lives in `dir`.
+pub fn resume_path(dir: &Path, info_hash: &InfoHash) -> PathBuf {
+    dir.join(format!("{RESUME_FILE_PREFIX}{}", info_hash.to_hex()))
+}
+
+/// The largest resume file read for `info`: 64 KiB for the fixed keys, plus the bitfield, plus
+/// 128 bytes per file (an entry takes under 90). Anything longer is not one bt wrote for this torrent.
+pub fn max_resume_len(info: &Info) -> u64 {
+    64 * 1024
+        + Bitfield::byte_len(info.layout.piece_count()) as u64
+        + MAX_FILE_ENTRY_LEN * info.files.len() as u64
+}
+
+/// A file's length and modification time: what says whether it changed since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Length in bytes.
+    pub length: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime_secs: i64,
+    /// Modification time, nanoseconds within the second (`0..1_000_000_000`).
+    pub mtime_nanos: u32,
+}
+
+impl FileStamp {
+    /// The stamp of a file from its metadata.
+    pub fn of(meta: &Metadata) -> FileStamp {
+        FileStamp {
+            length: meta.len(),
+            mtime_secs: meta.mtime(),
+            mtime_nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
+        }
+    }
+}
+
+/// A loaded resume file, checked against the torrent it is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumeState {
+    /// The pieces verified when the state was saved.
+    pieces: Bitfield,
+    /// Each file's stamp when the state was saved; `None` for padding and absent files.
+    files: Vec<Option<FileStamp>>,
+    layout: TorrentLayout,
+    padding: Vec<bool>,
+}
+
+impl ResumeState {
+    /// Writes the state of `info_hash` into `dir` atomically: `pieces` are the verified pieces,
+    /// `files` each file's stamp now, in torrent order (see
+    /// [`FsStorage::file_stamps`](crate::storage::FsStorage::file_stamps)).
+    pub fn save(
+        dir: &Path,
+        info_hash: &InfoHash,
+        pieces: &Bitfield,
+        files: &[Option<FileStamp>],
+    ) -> io::Result<()> {
+        let path = resume_path(dir, info_hash);
+        let bytes = encode(info_hash, pieces, files)
+            .map_err(|e| io::Error::other(format!("encoding {}: {e}", path.display())))?;
+        let mut tmp_name = path.clone().into_os_string();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let context = |doing: &str, at: &Path| {
+            let at = at.display().to_string();
+            let doing = doing.to_owned();
+            move |e: io::Error| io::Error::new(e.kind(), format!("{doing} {at}: {e}"))
+        };
+        // A leftover from a crash (or a link planted there) is removed, not followed: create_new
+        // refuses to open through a link.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(context("removing", &tmp)(e)),
+        }
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(context("creating", &tmp))?;
+            file.write_all(&bytes).map_err(context("writing", &tmp))?;
+            file.sync_all().map_err(context("syncing", &tmp))?;
+            std::fs::rename(&tmp, &path).map_err(context("renaming to", &path))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(context("syncing", dir))
+    }
+
+    /// The state saved in `dir` for `info_hash`, if there is one that is well formed and matches
+    /// `info`'s geometry; `None` otherwise (a missing, foreign, corrupt or oversized file is
+    /// ignored: everything is then rechecked).
+    pub fn load(dir: &Path, info_hash: &InfoHash, info: &Info) -> Option<ResumeState> {
+        let bound = max_resume_len(info);
+        let file = File::open(resume_path(dir, info_hash)).ok()?;
+        if file.metadata().ok()?.len() > bound {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        file.take(bound + 1).read_to_end(&mut bytes).ok()?;
+        if bytes.len() as u64 > bound {
+            return None;
+        }
+        decode(&bytes, info_hash, info)
+    }
+
+    /// The pieces verified when the state was saved.
+    pub fn saved_pieces(&self) -> &Bitfield {
+        &self.pieces
+    }
+
+    /// The pieces this state still vouches for, given each file's stamp `now` (in torrent order,
+    /// as [`FsStorage::file_stamps`](crate::storage::FsStorage::file_stamps) gives them): the saved
+    /// pieces, less those lying in a file whose stamp changed, or that is missing then or now.
+    pub fn vouched_pieces(&self, now: &[Option<FileStamp>]) -> Bitfield {
+        let mut vouched = self.pieces.clone();
+        for (index, saved) in self.files.iter().enumerate() {
+            if self.padding[index] {
+                continue;
+            }
+            let unchanged = saved.is_some() && now.get(index).copied().flatten() == *saved;
+            if !unchanged {
+                for piece in self.layout.file_pieces(index) {
+                    vouched.clear(piece);
+                }
+            }
+        }
+        vouched
+    }
+}
+
+fn encode(
+    info_hash: &InfoHash,
+    pieces: &Bitfield,
+    files: &[Option<FileStamp>],
+) -> Result<Vec<u8>, bencode::EncodeError> {
+    let mut root = Dict::new();
+    root.insert(&b"bt resume"[..], Value::Int(VERSION));
+    root.insert(&b"info hash"[..], Value::bytes(info_hash.as_bytes()));
+    root.insert(&b"piece count"[..], Value::Int(i64::from(pieces.len())));
+    root.insert(&b"pieces"[..], Value::bytes(pieces.as_bytes()));
+    let list = files
+        .iter()
+        .map(|stamp| {
+            let mut d = Dict::new();
+            if let Some(s) = stamp {
+                // Lengths are below 2^50 (TorrentLayout's bound), so they fit an i64.
+                d.insert(&b"length"[..], Value::Int(s.length as i64));
+                d.insert(&b"mtime"[..], Value::Int(s.mtime_secs));
+                d.insert(&b"mtime ns"[..], Value::Int(i64::from(s.mtime_nanos)));
+            }
+            Value::Dict(d)
+        })
+        .collect();
+    root.insert(&b"files"[..], Value::List(list));
+    bencode::encode(&Value::Dict(root))
+}
+
+fn decode(bytes: &[u8], info_hash: &InfoHash, info: &Info) -> Option<ResumeState> {
+    let limits = DecodeLimits {
+        max_depth: 3,
+        max_tokens: 64 + 8 * info.files.len(),
+    };
+    let decoded = bencode::decode(bytes, limits).ok()?;
+    let root = decoded.value.as_dict()?;
+    let int = |d: &Dict<'_>, key: &[u8]| d.get(key).and_then(Value::as_int);
+    if int(root, b"bt resume")? != VERSION {
+        return None;
+    }
+    if root.get(b"info hash")?.as_bytes()? != info_hash.as_bytes() {
+        return None;
+    }
+    let piece_count = info.layout.piece_count();
+    if int(root, b"piece count")? != i64::from(piece_count) {
+        return None;
+    }
+    let pieces = Bitfield::from_wire(root.get(b"pieces")?.as_bytes()?, piece_count).ok()?;
+    let list = root.get(b"files")?.as_list()?;
+    if list.len() != info.files.len() {
+        return None;
+    }
+    let mut files = Vec::with_capacity(list.len());
+    for (entry, file) in list.iter().zip(&info.files) {
+        let d = entry.as_dict()?;
+        let stamp = if d.is_empty() {
+            None
+        } else {
+            Some(FileStamp {
+                length: u64::try_from(int(d, b"length")?).ok()?,
+                mtime_secs: int(d, b"mtime")?,
+                mtime_nanos: u32::try_from(int(d, b"mtime ns")?)
+                    .ok()
+                    .filter(|n| *n < 1_000_000_000)?,
+            })
+        };
+        files.push(if file.attr.padding { None } else { stamp });
+    }
+    Some(ResumeState {
+        pieces,
+        files,
+        layout: info.layout.clone(),
+        padding: info.files.iter().map(|f| f.attr.padding).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bt_protocol::metainfo::InfoHash;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::storage::tests::Model;
+    use crate::storage::{FsStorage, Storage};
+
+    /// The odd model with every piece written, verified, flushed, and its state saved.
+    fn saved() -> (Model, FsStorage, Bitfield) {
+        let model = Model::odd();
+        let storage = model.storage(4);
+        storage.create_empty_files().unwrap();
+        for p in 0..model.info().layout.piece_count() {
+            model.write_piece(&storage, model.piece(p));
+        }
+        storage.flush().unwrap();
+        let have = storage
+            .verify(&model.info().pieces, None, 2, &mut |_| {})
+            .unwrap();
+        assert!(have.is_complete());
+        ResumeState::save(
+            model.root(),
+            &model.meta.info_hash,
+            &have,
+            &storage.file_stamps(),
+        )
+        .unwrap();
+        (model, storage, have)
+    }
+
+    #[test]
+    fn round_trip_vouches_for_the_saved_pieces() {
+        // Proves a saved state loads back and vouches for every saved piece while no file changed,
+        // and the save leaves no temporary file behind.
+        let (model, storage, have) = saved();
+        let state = ResumeState::load(model.root(), &model.meta.info_hash, model.info()).unwrap();
+        assert_eq!(state.saved_pieces(), &have);
+        assert_eq!(state.vouched_pieces(&storage.file_stamps()), have);
+        let names: Vec<String> = std::fs::read_dir(model.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                format!(".bt-resume-{}", model.meta.info_hash.to_hex()),
+                "multi".to_owned()
+            ]
+        );
+        // Saving again replaces it.
+        let mut fewer = have.clone();
+        fewer.clear(0);
+        ResumeState::save(
+            model.root(),
+            &model.meta.info_hash,
+            &fewer,
+            &storage.file_stamps(),
+        )
+        .unwrap();
+        let state = ResumeState::load(model.root(), &model.meta.info_hash, model.info()).unwrap();
+        assert_eq!(state.saved_pieces(), &fewer);
+    }
+
+    #[test]
+    fn a_changed_file_unvouches_its_pieces() {
+        // Proves truncating, deleting or rewriting a file (same length, new mtime) withdraws
+        // exactly the pieces lying in it, and a restart rechecks only those.
+        let (model, storage, have) = saved();
+        let info = model.info();
+        let load = || ResumeState::load(model.root(), &model.meta.info_hash, info).unwrap();
+        let layout = &info.layout;
+        let without = |files: &[usize]| {
+            let mut expected = have.clone();
+            for &f in files {
+                for p in layout.file_pieces(f) {
+                    expected.clear(p);
+                }
+            }
+            expected
+        };
+        drop(storage);
+
+        // `d` (file 4) truncated.
+        let d = std::fs::OpenOptions::new()
+            .write(true)
+            .open(model.file_path(4))
+            .unwrap();
+        d.set_len(10).unwrap();
+        drop(d);
+        let storage = model.storage(4);
+        let vouched = load().vouched_pieces(&storage.file_stamps());
+        assert_eq!(vouched, without(&[4]));
+        assert!(vouched.count() < have.count() && !vouched.is_clear());
+        // The restart: recheck only what is not vouched for.
+        let mut recheck = Bitfield::full(layout.piece_count());
+        for p in vouched.ones() {
+            recheck.clear(p);
+        }
+        let found = storage
+            .verify(&info.pieces, Some(&recheck), 2, &mut |_| {})
+            .unwrap();
+        let full = storage.verify(&info.pieces, None, 2, &mut |_| {}).unwrap();
+        let mut resumed = vouched.clone();
+        for p in found.ones() {
+            resumed.set(p);
+        }
+        assert_eq!(resumed, full);
+        assert_eq!(full, without(&[4]));
+
+        // `e` (file 5) deleted as well.
+        std::fs::remove_file(model.file_path(5)).unwrap();
+        assert_eq!(
+            load().vouched_pieces(&storage.file_stamps()),
+            without(&[4, 5])
+        );
+
+        // `a` (file 0) rewritten with the same bytes: same length, new mtime.
+        let a = std::fs::File::options()
+            .write(true)
+            .open(model.file_path(0))
+            .unwrap();
+        a.set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        drop(a);
+        assert_eq!(
+            load().vouched_pieces(&storage.file_stamps()),
+            without(&[0, 4, 5])
+        );
+        // Stamps of the wrong length (a caller's mistake) vouch for nothing in unknown files.
+        assert!(load().vouched_pieces(&[]).is_clear());
+    }
+
+    #[test]
+    fn a_corrupt_or_foreign_resume_file_is_ignored() {
+        // Proves garbage, truncation, another torrent's state, a wrong geometry and an oversized
+        // file all load as None.
+        let (model, storage, have) = saved();
+        let info = model.info();
+        let hash = &model.meta.info_hash;
+        let path = resume_path(model.root(), hash);
+        let good = std::fs::read(&path).unwrap();
+        let load = || ResumeState::load(model.root(), hash, info);
+        assert!(load().is_some());
+
+        let cases: Vec<Vec<u8>> = vec![
+            b"garbage".to_vec(),
+            Vec::new(),
+            good[..good.len() / 2].to_vec(),
+            b"de".to_vec(),
+            good.iter().map(|b| b.wrapping_add(1)).collect(),
+            vec![b'l'; 10_000],
+        ];
+        for bytes in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(load().is_none(), "{:?}", String::from_utf8_lossy(&bytes));
+        }
+
+        // Another torrent's state under this name.
+        let other = InfoHash([7; 20]);
+        ResumeState::save(model.root(), &other, &have, &storage.file_stamps()).unwrap();
+        std::fs::rename(resume_path(model.root(), &other), &path).unwrap();
+        assert!(load().is_none());
+
+        // A state for a torrent with fewer pieces.
+        let mut short = Bitfield::new(have.len() - 1);
+        short.set(0);
+        ResumeState::save(model.root(), hash, &short, &storage.file_stamps()).unwrap();
+        assert!(load().is_none());
+
+        // Fewer files.
+        ResumeState::save(model.root(), hash, &have, &storage.file_stamps()[1..]).unwrap();
+        assert!(load().is_none());
+
+        // Oversized: a valid prefix padded past the bound.
+        let mut big = good.clone();
+        big.resize(max_resume_len(info) as usize + 1, b' ');
+        std::fs::write(&path, &big).unwrap();
+        assert!(load().is_none());
+
+        // No file at all.
+        std::fs::remove_file(&path).unwrap();
+        assert!(load().is_none());
+        std::fs::write(&path, &good).unwrap();
+        assert!(load().is_some());
+    }
+
+    #[test]
+    fn save_never_writes_through_a_planted_link() {
+        // Proves a link at the temporary file's name is replaced, not followed.
+        let (model, storage, have) = saved();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let mut tmp = resume_path(model.root(), &model.meta.info_hash).into_os_string();
+        tmp.push(".tmp");
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        ResumeState::save(
+            model.root(),
+            &model.meta.info_hash,
+            &have,
+            &storage.file_stamps(),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert!(ResumeState::load(model.root(), &model.meta.info_hash, model.info()).is_some());
+    }
+
+    #[test]
+    fn padding_files_need_no_stamp() {
+        // Proves pieces touching padding files are vouched for by their real files alone.
+        let model = Model::padded();
+        let storage = model.storage(4);
+        for piece in model.info().layout.pieces() {
+            model.write_piece(&storage, piece);
+        }
+        storage.flush().unwrap();
+        let have = Bitfield::full(model.info().layout.piece_count());
+        let stamps = storage.file_stamps();
+        for (stamp, file) in stamps.iter().zip(&model.info().files) {
+            assert_eq!(stamp.is_none(), file.attr.padding || file.length == 0);
+        }
+        ResumeState::save(model.root(), &model.meta.info_hash, &have, &stamps).unwrap();
+        let state = ResumeState::load(model.root(), &model.meta.info_hash, model.info()).unwrap();
+        assert_eq!(state.vouched_pieces(&storage.file_stamps()), have);
+    }
+
+    #[test]
+    fn mutated_resume_files_never_panic() {
+        // Proves loading arbitrary corruptions of a valid file never panics, and whatever loads
+        // still covers exactly this torrent's pieces.
+        let (model, storage, _) = saved();
+        let path = resume_path(model.root(), &model.meta.info_hash);
+        let good = std::fs::read(&path).unwrap();
+        let stamps = storage.file_stamps();
+        let edits = proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(512));
+        runner
+            .run(&(edits, any::<prop::sample::Index>()), |(edits, cut)| {
+                let mut bytes = good.clone();
+                for (at, value) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = value;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                std::fs::write(&path, &bytes).unwrap();
+                if let Some(state) =
+                    ResumeState::load(model.root(), &model.meta.info_hash, model.info())
+                {
+                    let vouched = state.vouched_pieces(&stamps);
+                    prop_assert_eq!(vouched.len(), model.info().layout.piece_count());
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+}

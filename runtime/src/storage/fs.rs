@@ -1,0 +1,480 @@
+//! [`FsStorage`]: a torrent's files under a download folder, read and written in place.
+//!
+//! Files sit at `download_dir/<FileEntry::path>` (for a multi-file torrent the path starts with
+//! the torrent's name). Every access is positional (`pread`/`pwrite`), so operations on different
+//! blocks run at once from any number of threads without seeking.
+//!
+//! Invariants:
+//! - nothing is created, written or read outside the download folder: paths are joined one
+//!   checked component at a time (the torrent's components are already plain names), a symbolic
+//!   link met on the way must lead inside the folder, and folders are created one level at a time
+//!   after that check;
+//! - files and their folders are created on the first write; reads and hashing never create
+//!   anything (a missing file is [`StorageError::Missing`]);
+//! - padding files (BEP 47) are never created: writes to them are dropped, reads give zeros;
+//! - at most `max_open_files` handles stay cached (see the `handles` module);
+//! - hashing streams a piece through a buffer of at most [`HASH_CHUNK`] bytes per thread, whatever
+//!   the piece length.
+//!
+//! The checks defend against hostile torrents and a hostile tree left in the folder, not against
+//! another process changing the folder while bt runs. A file deleted or replaced while its handle
+//! is cached keeps being used until the handle is evicted (as in other clients); the resume file
+//! notices such changes at the next start.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bt_protocol::metainfo::{BlockRef, Info, PieceIndex, TorrentLayout};
+use bt_protocol::torrent::Bitfield;
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+
+use super::handles::Handles;
+use super::hash::hash_parallel;
+use super::{Storage, StorageError};
+use crate::resume::FileStamp;
+
+/// A sensible bound on open files for one torrent, well under the usual 1,024 descriptors.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 128;
+
+/// The most bytes read at once while hashing a piece.
+const HASH_CHUNK: usize = 1 << 20;
+
+/// Zeros fed to the hasher for padding files.
+static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
+
+/// A torrent's files in a download folder. `Sync`: share it behind an `Arc` across blocking
+/// tasks.
+///
+/// Methods: [`FsStorage::open`]; the [`Storage`] operations (block write and read, piece hash,
+/// flush, `perform`); [`FsStorage::verify`] to check existing data on many threads;
+/// [`FsStorage::create_empty_files`]; [`FsStorage::file_stamps`] for the resume file; getters.
+#[derive(Debug)]
+pub struct FsStorage {
+    /// The download folder, canonical (absolute, no links).
+    root: PathBuf,
+    layout: TorrentLayout,
+    files: Vec<FileSlot>,
+    handles: Handles,
+}
+
+#[derive(Debug)]
+struct FileSlot {
+    /// Components below the root.
+    components: Vec<String>,
+    /// `root` joined with the components: for opening and for messages.
+    path: PathBuf,
+    padding: bool,
+    length: u64,
+}
+
+/// What the layout needs at a path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Folder,
+    File,
+}
+
+impl Need {
+    fn name(self) -> &'static str {
+        match self {
+            Need::Folder => "a folder",
+            Need::File => "a file",
+        }
+    }
+}
+
+fn kind_name(meta: &Metadata) -> &'static str {
+    if meta.is_dir() {
+        "a folder"
+    } else if meta.is_file() {
+        "a file"
+    } else {
+        "a special file"
+    }
+}
+
+impl FsStorage {
+    /// Storage for `info`'s files under `download_dir`, which must exist. Nothing is created yet;
+    /// at most `max_open_files` (at least 1) files are kept open at once.
+    pub fn open(
+        download_dir: &Path,
+        info: &Info,
+        max_open_files: usize,
+    ) -> Result<FsStorage, StorageError> {
+        let root = match download_dir.canonicalize() {
+            Ok(root) => root,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::NoDownloadDir {
+                    path: download_dir.to_owned(),
+                });
+            }
+            Err(e) => return Err(StorageError::io("opening", download_dir, e)),
+        };
+        let meta = std::fs::metadata(&root).map_err(|e| StorageError::io("opening", &root, e))?;
+        if !meta.is_dir() {
+            return Err(StorageError::WrongKind {
+                path: root,
+                found: kind_name(&meta),
+                needed: "a folder",
+            });
+        }
+        let files = info
+            .files
+            .iter()
+            .map(|f| {
+                let mut path = root.clone();
+                path.extend(&f.path);
+                FileSlot {
+                    components: f.path.clone(),
+                    path,
+                    padding: f.attr.padding,
+                    length: f.length,
+                }
+            })
+            .collect();
+        Ok(FsStorage {
+            root,
+            layout: info.layout.clone(),
+            files,
+            handles: Handles::new(max_open_files),
+        })
+    }
+
+    /// The download folder (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The torrent's geometry.
+    pub fn layout(&self) -> &TorrentLayout {
+        &self.layout
+    }
+
+    /// Where file `file` (an index in the torrent's file list) lives, if it exists in the list.
+    pub fn file_path(&self, file: usize) -> Option<&Path> {
+        self.files.get(file).map(|f| f.path.as_path())
+    }
+
+    /// How many file handles are cached now (never more than `max_open_files`).
+    pub fn open_file_count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Creates the torrent's zero-length files (they hold no piece, so no write ever creates
+    /// them). Padding files are skipped. Existing files are left as they are.
+    pub fn create_empty_files(&self) -> Result<(), StorageError> {
+        for (index, slot) in self.files.iter().enumerate() {
+            if slot.length == 0 && !slot.padding {
+                self.resolve(index, true)?;
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&slot.path)
+                    .map_err(|e| StorageError::io("creating", &slot.path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the data on disk on `threads` threads: the pieces whose SHA-1 matches `pieces[i]`
+    /// (a piece without an entry never matches). With `only`, just the pieces set in it are
+    /// checked; the others are reported missing. Missing or short files make their pieces
+    /// missing, not an error; other failures (a folder where a file should be, a link leading
+    /// outside, a read error) stop the check.
+    ///
+    /// `progress` is called on this thread with the bytes checked so far, about ten times a
+    /// second.
+    pub fn verify(
+        &self,
+        pieces: &[[u8; 20]],
+        only: Option<&Bitfield>,
+        threads: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Bitfield, StorageError> {
+        let to_check: Vec<PieceIndex> = self
+            .layout
+            .pieces()
+            .filter(|p| only.is_none_or(|only| only.get(p.get())))
+            .collect();
+        let make_worker = || {
+            let mut buf = Vec::new();
+            move |piece| match self.hash_piece_with(piece, &mut buf) {
+                Ok(digest) => Ok(Some(digest)),
+                Err(e) if e.is_absent_data() => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let digests = hash_parallel(&self.layout, &to_check, threads, make_worker, progress)?;
+        let mut have = Bitfield::new(self.layout.piece_count());
+        for (piece, digest) in to_check.iter().zip(digests) {
+            if digest.is_some_and(|d| pieces.get(piece.as_usize()) == Some(&d)) {
+                have.set(piece.get());
+            }
+        }
+        Ok(have)
+    }
+
+    /// Each file's length and modification time as it is now, in torrent order, for the resume
+    /// file; `None` for padding files and for files that are missing or cannot be examined.
+    pub fn file_stamps(&self) -> Vec<Option<FileStamp>> {
+        self.files
+            .iter()
+            .map(|slot| {
+                if slot.padding {
+                    return None;
+                }
+                // Only metadata: no content is read through what this finds.
+                std::fs::metadata(&slot.path)
+                    .ok()
+                    .filter(Metadata::is_file)
+                    .map(|m| FileStamp::of(&m))
+            })
+            .collect()
+    }
+
+    /// Checks every component of file `file`'s path below the root, creating missing folders
+    /// when `create`. On success the path is safe to open (the file itself may not exist yet
+    /// when `create`).
+    fn resolve(&self, file: usize, create: bool) -> Result<(), StorageError> {
+        let slot = &self.files[file];
+        let last = slot.components.len() - 1;
+        let mut path = self.root.clone();
+        for (i, component) in slot.components.iter().enumerate() {
+            path.push(component);
+            let need = if i == last { Need::File } else { Need::Folder };
+            if self.check_entry(&path, need)? {
+                continue;
+            }
+            if !create {
+                return Err(StorageError::Missing {
+                    path: slot.path.clone(),
+                });
+            }
+            if need == Need::Folder {
+                match std::fs::create_dir(&path) {
+                    Ok(()) => {}
+                    // Another thread made it meanwhile: check what is there now.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if !self.check_entry(&path, need)? {
+                            return Err(StorageError::Missing { path });
+                        }
+                    }
+                    Err(e) => return Err(StorageError::io("creating folder", path, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `path` exists as `need` wants (following a link only if it leads inside the
+    /// root); `false` if nothing is there.
+    fn check_entry(&self, path: &Path, need: Need) -> Result<bool, StorageError> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StorageError::io("examining", path, e)),
+        };
+        let meta = if meta.file_type().is_symlink() {
+            let outside = || StorageError::LinkOutside {
+                path: path.to_owned(),
+                root: self.root.clone(),
+            };
+            let target = match path.canonicalize() {
+                Ok(target) => target,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(outside()),
+                Err(e) => return Err(StorageError::io("following link", path, e)),
+            };
+            if !target.starts_with(&self.root) {
+                return Err(outside());
+            }
+            std::fs::metadata(&target).map_err(|e| StorageError::io("examining", &target, e))?
+        } else {
+            meta
+        };
+        let ok = match need {
+            Need::Folder => meta.is_dir(),
+            Need::File => meta.is_file(),
+        };
+        if !ok {
+            return Err(StorageError::WrongKind {
+                path: path.to_owned(),
+                found: kind_name(&meta),
+                needed: need.name(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// An open handle of `file`: writable (creating the file and its folders) when `write`;
+    /// otherwise read-write if permitted, else read-only, and never created.
+    fn handle(&self, file: usize, write: bool) -> Result<Arc<File>, StorageError> {
+        if let Some(handle) = self.handles.get(file, write) {
+            return Ok(handle);
+        }
+        self.resolve(file, write)?;
+        let path = &self.files[file].path;
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(write)
+            .truncate(false)
+            .open(path);
+        let (handle, writable) = match opened {
+            Ok(f) => (f, true),
+            Err(e) if !write && is_refusal(&e) => {
+                // Seeding from read-only data is fine.
+                let f = File::open(path).map_err(|e| open_error(path, e))?;
+                (f, false)
+            }
+            Err(e) => return Err(open_error(path, e)),
+        };
+        let handle = Arc::new(handle);
+        self.handles.insert(file, &handle, writable);
+        Ok(handle)
+    }
+
+    /// Reads `buf.len()` bytes of `file` at `offset`; a file too short is
+    /// [`StorageError::TooShort`].
+    fn read_at(
+        &self,
+        file: usize,
+        handle: &File,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> Result<(), StorageError> {
+        let path = &self.files[file].path;
+        handle.read_exact_at(buf, offset).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                StorageError::TooShort {
+                    path: path.clone(),
+                    length: handle.metadata().map_or(0, |m| m.len()),
+                    needed: offset + buf.len() as u64,
+                }
+            } else {
+                StorageError::io("reading", path, e)
+            }
+        })
+    }
+
+    /// [`Storage::hash_piece`] with a caller's buffer, grown to at most [`HASH_CHUNK`] bytes.
+    fn hash_piece_with(
+        &self,
+        piece: PieceIndex,
+        buf: &mut Vec<u8>,
+    ) -> Result<[u8; 20], StorageError> {
+        let chunk = (self.layout.piece_len(piece) as usize).min(HASH_CHUNK);
+        if buf.len() < chunk {
+            buf.resize(chunk, 0);
+        }
+        let mut sha = Sha1::new();
+        for span in self.layout.piece_spans(piece) {
+            let slot = &self.files[span.file];
+            let mut left = span.len as usize;
+            if slot.padding {
+                while left > 0 {
+                    let n = left.min(ZEROS.len());
+                    sha.update(&ZEROS[..n]);
+                    left -= n;
+                }
+                continue;
+            }
+            let handle = self.handle(span.file, false)?;
+            let mut offset = span.file_offset;
+            while left > 0 {
+                let n = left.min(buf.len());
+                self.read_at(span.file, &handle, &mut buf[..n], offset)?;
+                sha.update(&buf[..n]);
+                offset += n as u64;
+                left -= n;
+            }
+        }
+        Ok(sha.finalize().into())
+    }
+}
+
+/// Whether opening read-write failed only because writing is not allowed.
+fn is_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+fn open_error(path: &Path, e: io::Error) -> StorageError {
+    if e.kind() == io::ErrorKind::NotFound {
+        StorageError::Missing {
+            path: path.to_owned(),
+        }
+    } else {
+        StorageError::io("opening", path, e)
+    }
+}
+
+impl Storage for FsStorage {
+    fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
+        if data.len() != block.len as usize {
+            return Err(StorageError::WrongBlockLength {
+                piece: block.piece,
+                offset: block.offset,
+                expected: block.len,
+                got: data.len(),
+            });
+        }
+        let start = self.layout.piece_offset(block.piece) + u64::from(block.offset);
+        for span in self.layout.spans(start, block.len) {
+            if self.files[span.file].padding {
+                continue;
+            }
+            let handle = self.handle(span.file, true)?;
+            let part = &data[span.piece_offset as usize..][..span.len as usize];
+            let written = handle.write_all_at(part, span.file_offset);
+            self.handles.mark_dirty(span.file);
+            written.map_err(|e| StorageError::io("writing", &self.files[span.file].path, e))?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, block: BlockRef) -> Result<Bytes, StorageError> {
+        let mut buf = vec![0u8; block.len as usize];
+        let start = self.layout.piece_offset(block.piece) + u64::from(block.offset);
+        for span in self.layout.spans(start, block.len) {
+            if self.files[span.file].padding {
+                continue; // already zeros
+            }
+            let handle = self.handle(span.file, false)?;
+            let part = &mut buf[span.piece_offset as usize..][..span.len as usize];
+            self.read_at(span.file, &handle, part, span.file_offset)?;
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    fn hash_piece(&self, piece: PieceIndex) -> Result<[u8; 20], StorageError> {
+        self.hash_piece_with(piece, &mut Vec::new())
+    }
+
+    /// Syncs every file written since the last flush, including files whose handles were
+    /// closed since (on Linux, `fsync` on any descriptor reaches the file's data). A file deleted
+    /// since has nothing left to sync and is skipped (the resume file notices it is gone).
+    fn flush(&self) -> Result<(), StorageError> {
+        let dirty: Vec<usize> = self.handles.take_dirty().into_iter().collect();
+        for (i, &file) in dirty.iter().enumerate() {
+            let synced = match self.handle(file, false) {
+                Ok(handle) => handle
+                    .sync_data()
+                    .map_err(|e| StorageError::io("syncing", &self.files[file].path, e)),
+                Err(StorageError::Missing { .. }) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = synced {
+                self.handles.restore_dirty(dirty[i..].iter().copied());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
