@@ -5,7 +5,8 @@
 //! writer task (driver -> socket; after each write it reports the bytes sent, which is the
 //! protocol's backpressure, see `Session::handle_sent`). Disk work runs on the blocking pool and
 //! comes back as an input. Time comes only from `tokio::time`, so a simulated clock drives it in
-//! the simulator; every `select!` is `biased;` for determinism.
+//! the simulator; every `select!` is `biased;` for determinism. Disk work goes to a [`Storage`]
+//! ([`crate::storage::FsStorage`] for real files) on the blocking pool.
 //!
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
 //! bytes; a writer's queue is bounded by the protocol (blocks are queued only under its send-buffer
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bt_protocol::io::{ConnId, DiskDone, DiskOp};
+use bt_protocol::io::{ConnId, DiskDone};
 use bt_protocol::metainfo::Metainfo;
 use bt_protocol::session::{Output, Session, SessionConfig, TorrentId};
 use bt_protocol::time::Instant as ProtoInstant;
@@ -27,18 +28,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::net::Net;
+use crate::storage::Storage;
 
 /// Messages the input channel holds before readers wait.
 pub const INPUT_QUEUE: usize = 256;
 
 /// The most bytes one socket read hands to the driver.
 pub const READ_CHUNK: usize = 64 * 1024;
-
-/// Disk work, done synchronously on the blocking pool.
-pub trait Disk: Send + Sync + 'static {
-    /// Performs one operation and says how it went.
-    fn perform(&self, op: DiskOp) -> DiskDone;
-}
 
 /// When [`Driver::run`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,8 +131,8 @@ struct ConnTasks {
     reader: JoinHandle<()>,
 }
 
-/// Drives one torrent's protocol session over a [`Net`] and a [`Disk`].
-pub struct Driver<N: Net, D: Disk> {
+/// Drives one torrent's protocol session over a [`Net`] and a [`Storage`].
+pub struct Driver<N: Net, D: Storage + 'static> {
     net: N,
     disk: Arc<D>,
     session: Session,
@@ -151,7 +147,7 @@ pub struct Driver<N: Net, D: Disk> {
     status_interval: Duration,
 }
 
-impl<N: Net, D: Disk> Driver<N, D> {
+impl<N: Net, D: Storage + 'static> Driver<N, D> {
     /// A driver for `meta`, with the pieces `have` already verified on `disk`.
     pub fn new(
         net: N,

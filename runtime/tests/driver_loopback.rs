@@ -4,13 +4,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bt_protocol::harness::{answer_disk, content};
-use bt_protocol::io::{DiskDone, DiskOp};
-use bt_protocol::metainfo::{Metainfo, NewFile, TorrentLayout, TorrentOptions, build_torrent};
+use bt_protocol::harness::content;
+use bt_protocol::metainfo::{
+    BlockRef, Metainfo, NewFile, PieceIndex, TorrentLayout, TorrentOptions, build_torrent,
+};
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::Bitfield;
-use bt_runtime::driver::{Disk, Driver, Outcome, Report, StopWhen};
+use bt_runtime::driver::{Driver, Outcome, Report, StopWhen};
 use bt_runtime::net::TokioNet;
+use bt_runtime::storage::{Storage, StorageError};
+use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 struct MemDisk {
@@ -18,10 +21,34 @@ struct MemDisk {
     data: Mutex<Vec<u8>>,
 }
 
-impl Disk for MemDisk {
-    fn perform(&self, op: DiskOp) -> DiskDone {
-        let mut data = self.data.lock().unwrap();
-        answer_disk(&self.layout, &mut data, false, op)
+impl MemDisk {
+    fn at(&self, block: BlockRef) -> usize {
+        (self.layout.piece_offset(block.piece) + u64::from(block.offset)) as usize
+    }
+}
+
+impl Storage for MemDisk {
+    fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
+        let at = self.at(block);
+        self.data.lock().unwrap()[at..at + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn read(&self, block: BlockRef) -> Result<Bytes, StorageError> {
+        let at = self.at(block);
+        Ok(Bytes::copy_from_slice(
+            &self.data.lock().unwrap()[at..at + block.len as usize],
+        ))
+    }
+
+    fn hash_piece(&self, piece: PieceIndex) -> Result<[u8; 20], StorageError> {
+        let at = self.layout.piece_offset(piece) as usize;
+        let len = self.layout.piece_len(piece) as usize;
+        Ok(Sha1::digest(&self.data.lock().unwrap()[at..at + len]).into())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
     }
 }
 
