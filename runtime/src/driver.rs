@@ -54,6 +54,17 @@ pub enum Outcome {
     Interrupted,
 }
 
+/// What [`Driver::run`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// Why it stopped.
+    pub outcome: Outcome,
+    /// The last snapshot.
+    pub status: Status,
+    /// The verified pieces, for the resume file.
+    pub have: Bitfield,
+}
+
 /// A snapshot for progress displays.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -432,7 +443,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         stop: StopWhen,
         interrupt: impl std::future::Future<Output = ()>,
         mut report: impl FnMut(&Report),
-    ) -> (Outcome, Status) {
+    ) -> Finished {
         let mut reports = Vec::new();
         let mut tick = tokio::time::interval(self.status_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -463,8 +474,18 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         };
         let status = self.status();
         report(&Report::Status(status.clone()));
+        let have = self
+            .session
+            .torrent(self.torrent)
+            .expect("the driver's torrent exists")
+            .have()
+            .clone();
         self.shutdown();
-        (outcome, status)
+        Finished {
+            outcome,
+            status,
+            have,
+        }
     }
 
     fn shutdown(&mut self) {

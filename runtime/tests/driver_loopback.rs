@@ -124,21 +124,26 @@ async fn seeder_to_leecher_over_loopback_tcp() {
             failures.push(error.clone());
         }
     });
-    let (outcome, status) = tokio::time::timeout(Duration::from_secs(60), leeching)
+    let finished = tokio::time::timeout(Duration::from_secs(60), leeching)
         .await
         .expect("the download finishes within 60 s");
     let _ = done_tx.send(());
-    let (seed_outcome, seed_status) = seeding.await.unwrap();
-    assert_eq!(outcome, Outcome::Complete, "connect failures: {failures:?}");
-    assert_eq!(status.have, n);
+    let seeded = seeding.await.unwrap();
+    assert_eq!(
+        finished.outcome,
+        Outcome::Complete,
+        "connect failures: {failures:?}"
+    );
+    assert_eq!(finished.status.have, n);
+    assert!(finished.have.is_complete());
     assert!(
         *leech_disk.data.lock().unwrap() == data,
         "the leecher holds wrong bytes"
     );
-    assert_eq!(seed_outcome, Outcome::Interrupted);
+    assert_eq!(seeded.outcome, Outcome::Interrupted);
     assert!(
-        seed_status.uploaded >= total,
+        seeded.status.uploaded >= total,
         "seeder uploaded {}",
-        seed_status.uploaded
+        seeded.status.uploaded
     );
 }
