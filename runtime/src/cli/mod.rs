@@ -3,6 +3,7 @@
 
 mod create;
 mod info;
+mod transfer;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,10 @@ enum Command {
     },
     /// Make a .torrent from a file or a folder.
     Create(create::CreateArgs),
+    /// Download a torrent (peers given with --peer; tracker announces are not built yet).
+    Get(transfer::GetArgs),
+    /// Check the data in a folder and seed it.
+    Seed(transfer::SeedArgs),
 }
 
 /// Runs the parsed command.
@@ -35,6 +40,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { torrent, json } => info::run(&torrent, json),
         Command::Create(args) => create::run(args),
+        Command::Get(args) => transfer::get(args),
+        Command::Seed(args) => transfer::seed(args),
     }
 }
 
