@@ -238,29 +238,40 @@ async fn interrupted() {
     }
 }
 
-async fn run_driver(
-    meta: &Metainfo,
+/// Everything one driver run needs.
+struct Run<'a> {
+    meta: &'a Metainfo,
     storage: Arc<FsStorage>,
     have: Bitfield,
     config: SessionConfig,
     listen: SocketAddr,
-    peers: &[SocketAddr],
+    peers: &'a [SocketAddr],
     stop: StopWhen,
-    display: &mut Display,
-) -> anyhow::Result<Finished> {
-    let mut driver = Driver::new(TokioNet, storage, meta, have, config, seed_from_clock())?;
+}
+
+async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finished> {
+    let mut driver = Driver::new(
+        TokioNet,
+        run.storage,
+        run.meta,
+        run.have,
+        run.config,
+        seed_from_clock(),
+    )?;
     let addr = driver
-        .listen(listen)
+        .listen(run.listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .with_context(|| format!("cannot listen on {}", run.listen))?;
     display.line(
         serde_json::json!({"event": "listening", "addr": addr.to_string()}),
         format!("listening on {addr}"),
     );
-    for p in peers {
+    for p in run.peers {
         driver.add_peer(*p);
     }
-    Ok(driver.run(stop, interrupted(), |r| display.report(r)).await)
+    Ok(driver
+        .run(run.stop, interrupted(), |r| display.report(r))
+        .await)
 }
 
 pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
@@ -295,16 +306,16 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
         StopWhen::Complete
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let finished = runtime.block_on(run_driver(
-        &meta,
-        storage.clone(),
+    let run = Run {
+        meta: &meta,
+        storage: storage.clone(),
         have,
         config,
-        args.listen,
-        &args.peers,
+        listen: args.listen,
+        peers: &args.peers,
         stop,
-        &mut display,
-    ))?;
+    };
+    let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
     save_resume(&storage, &meta, &args.dir, &finished.have);
     if finished.have.is_complete() {
@@ -353,16 +364,16 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
     save_resume(&storage, &meta, &args.dir, &have);
     let mut display = Display::new(args.json, meta.info.layout.total_length());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let finished = runtime.block_on(run_driver(
-        &meta,
+    let run = Run {
+        meta: &meta,
         storage,
         have,
-        SessionConfig::default(),
-        args.listen,
-        &[],
-        StopWhen::Interrupted,
-        &mut display,
-    ))?;
+        config: SessionConfig::default(),
+        listen: args.listen,
+        peers: &[],
+        stop: StopWhen::Interrupted,
+    };
+    let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
     if !args.json {
         println!(
