@@ -16,6 +16,7 @@
 //! - [`session`]: the [`session::Session`]: every torrent and connection, one clock, one seed.
 //! - [`time`]: [`time::Instant`], the clock reading every input carries.
 //! - [`torrent`]: one torrent's state: [`torrent::Bitfield`], [`torrent::Picker`], [`torrent::Choker`].
+//! - [`tracker`]: trackers: announce URLs.
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
 //!   frame decoder and the extension handshake.
 //!
@@ -75,4 +76,5 @@ mod session_tests;
 mod swarm_tests;
 pub mod time;
 pub mod torrent;
+pub mod tracker;
 pub mod wire;
