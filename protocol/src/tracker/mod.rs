@@ -1,10 +1,54 @@
-//! Trackers: where a torrent finds its peers.
+//! Trackers: where a torrent finds its peers. The HTTP client pieces (BEP 3, with BEP 23 compact
+//! and BEP 7 IPv6 peer lists), all without I/O.
 //!
 //! - [`TrackerUrl`]: an announce URL parsed once (scheme, host, port, path and query).
+//! - [`AnnounceRequest`], [`AnnounceResponse`], [`TrackerError`]: what an announce says and
+//!   what comes back.
+//! - HTTP: [`announce_path_and_query`], [`http_get_request`], the incremental
+//!   [`HttpResponseReader`], and [`parse_announce_response`] / [`announce_response_from_http`].
+//!
+//! The HTTP exchange, step by step: the driver opens a TCP (or TLS) connection to
+//! [`TrackerUrl::host`]:[`TrackerUrl::port`], writes [`http_get_request`], feeds whatever it reads
+//! to [`HttpResponseReader::feed`] until [`HttpResponseReader::is_complete`] or end of stream,
+//! then calls [`HttpResponseReader::finish`] and [`announce_response_from_http`]:
+//!
+//! ```
+//! use bt_protocol::tracker::{
+//!     AnnounceRequest, Event, HttpResponseReader, TrackerUrl, announce_path_and_query,
+//!     announce_response_from_http, http_get_request,
+//! };
+//! # use bt_protocol::{metainfo::InfoHash, wire::PeerId};
+//! # let request = AnnounceRequest {
+//! #     info_hash: InfoHash([1; 20]), peer_id: PeerId([2; 20]), port: 6881, uploaded: 0,
+//! #     downloaded: 0, left: 100, event: Event::Started, numwant: None, key: 7, tracker_id: None,
+//! # };
+//! let url = TrackerUrl::parse("http://127.0.0.1:6969/announce").unwrap();
+//! let bytes = http_get_request(&url, &announce_path_and_query(&url, &request));
+//! // ... write `bytes`, then read:
+//! let mut reader = HttpResponseReader::new();
+//! reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 32\r\n\r\n");
+//! reader.feed(b"d8:intervali900e5:peers6:\x7f\x00\x00\x01\x1a\xe1e");
+//! assert!(reader.is_complete());
+//! let answer = announce_response_from_http(&reader.finish().unwrap()).unwrap();
+//! assert_eq!(answer.peers, ["127.0.0.1:6881".parse().unwrap()]);
+//! ```
 //!
 //! Invariants: nothing here panics on any input from a tracker, and everything a tracker can grow
 //! is bounded (each type's docs say how).
 
+mod announce;
+mod http;
 mod url;
 
+pub use announce::{
+    AnnounceRequest, AnnounceResponse, DEFAULT_INTERVAL, Event, MAX_INTERVAL, MAX_MESSAGE_LEN,
+    MAX_PEERS_PER_RESPONSE, MAX_TRACKER_ID_LEN, TrackerError,
+};
+pub use http::{
+    HttpLimits, HttpResponse, HttpResponseReader, USER_AGENT, announce_path_and_query,
+    announce_response_from_http, announce_url, http_get_request, parse_announce_response,
+};
 pub use url::{MAX_URL_LEN, Scheme, TrackerUrl, TrackerUrlError};
+
+#[cfg(test)]
+mod http_tests;
