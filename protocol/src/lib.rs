@@ -16,7 +16,8 @@
 //! - [`session`]: the [`session::Session`]: every torrent and connection, one clock, one seed.
 //! - [`time`]: [`time::Instant`], the clock reading every input carries.
 //! - [`torrent`]: one torrent's state: [`torrent::Bitfield`], [`torrent::Picker`], [`torrent::Choker`].
-//! - [`tracker`]: trackers: announce URLs and the HTTP announce client (BEP 3, 23, 7).
+//! - [`tracker`]: trackers: announce URLs, the HTTP (BEP 3, 23, 7) and UDP (BEP 15) announce
+//!   clients.
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
 //!   frame decoder and the extension handshake.
 //!

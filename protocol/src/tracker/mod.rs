@@ -1,11 +1,12 @@
 //! Trackers: where a torrent finds its peers. The HTTP client pieces (BEP 3, with BEP 23 compact
-//! and BEP 7 IPv6 peer lists), all without I/O.
+//! and BEP 7 IPv6 peer lists) and the UDP client (BEP 15), all without I/O.
 //!
 //! - [`TrackerUrl`]: an announce URL parsed once (scheme, host, port, path and query).
 //! - [`AnnounceRequest`], [`AnnounceResponse`], [`TrackerError`]: what an announce says and
-//!   what comes back.
+//!   what comes back, the same for HTTP and UDP.
 //! - HTTP: [`announce_path_and_query`], [`http_get_request`], the incremental
 //!   [`HttpResponseReader`], and [`parse_announce_response`] / [`announce_response_from_http`].
+//! - UDP: [`UdpAnnounce`], one announce's connect/announce exchange with retransmissions.
 //!
 //! The HTTP exchange, step by step: the driver opens a TCP (or TLS) connection to
 //! [`TrackerUrl::host`]:[`TrackerUrl::port`], writes [`http_get_request`], feeds whatever it reads
@@ -38,6 +39,7 @@
 
 mod announce;
 mod http;
+mod udp;
 mod url;
 
 pub use announce::{
@@ -48,7 +50,13 @@ pub use http::{
     HttpLimits, HttpResponse, HttpResponseReader, USER_AGENT, announce_path_and_query,
     announce_response_from_http, announce_url, http_get_request, parse_announce_response,
 };
+pub use udp::{
+    ANNOUNCE_REQUEST_LEN, CONNECT_REQUEST_LEN, CONNECTION_ID_LIFETIME, PROTOCOL_ID, UdpAnnounce,
+    UdpConfig, announce_request, connect_request,
+};
 pub use url::{MAX_URL_LEN, Scheme, TrackerUrl, TrackerUrlError};
 
 #[cfg(test)]
 mod http_tests;
+#[cfg(test)]
+mod udp_tests;
