@@ -17,7 +17,7 @@
 //! - [`time`]: [`time::Instant`], the clock reading every input carries.
 //! - [`torrent`]: one torrent's state: [`torrent::Bitfield`], [`torrent::Picker`], [`torrent::Choker`].
 //! - [`tracker`]: trackers: announce URLs, the HTTP (BEP 3, 23, 7) and UDP (BEP 15) announce
-//!   clients.
+//!   clients, and the [`tracker::Announcer`] that picks when and to which tier's URL (BEP 12).
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
 //!   frame decoder and the extension handshake.
 //!

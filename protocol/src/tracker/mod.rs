@@ -1,5 +1,6 @@
-//! Trackers: where a torrent finds its peers. The HTTP client pieces (BEP 3, with BEP 23 compact
-//! and BEP 7 IPv6 peer lists) and the UDP client (BEP 15), all without I/O.
+//! Trackers: where a torrent finds its peers. Announce scheduling over tiers (BEP 12), the HTTP
+//! client pieces (BEP 3, with BEP 23 compact and BEP 7 IPv6 peer lists) and the UDP client
+//! (BEP 15), all without I/O.
 //!
 //! - [`TrackerUrl`]: an announce URL parsed once (scheme, host, port, path and query).
 //! - [`AnnounceRequest`], [`AnnounceResponse`], [`TrackerError`]: what an announce says and
@@ -7,6 +8,15 @@
 //! - HTTP: [`announce_path_and_query`], [`http_get_request`], the incremental
 //!   [`HttpResponseReader`], and [`parse_announce_response`] / [`announce_response_from_http`].
 //! - UDP: [`UdpAnnounce`], one announce's connect/announce exchange with retransmissions.
+//! - [`Announcer`]: decides when and to which URL a torrent announces, with which event, and
+//!   backs off when every tracker fails.
+//!
+//! How a driver combines them: it asks [`Announcer::poll_announce`] for the next announce, builds
+//! an [`AnnounceRequest`] from the torrent's counters, performs it over HTTP (bytes from
+//! [`http_get_request`], answer through [`HttpResponseReader`]) or UDP (a [`UdpAnnounce`] it
+//! drives like any other machine, keeping [`UdpAnnounce::connection`] per tracker for the next
+//! one), and reports the result with [`Announcer::handle_success`] or
+//! [`Announcer::handle_failure`]. Peers in the answer go to the torrent.
 //!
 //! The HTTP exchange, step by step: the driver opens a TCP (or TLS) connection to
 //! [`TrackerUrl::host`]:[`TrackerUrl::port`], writes [`http_get_request`], feeds whatever it reads
@@ -39,6 +49,7 @@
 
 mod announce;
 mod http;
+mod tiers;
 mod udp;
 mod url;
 
@@ -50,6 +61,7 @@ pub use http::{
     HttpLimits, HttpResponse, HttpResponseReader, USER_AGENT, announce_path_and_query,
     announce_response_from_http, announce_url, http_get_request, parse_announce_response,
 };
+pub use tiers::{Announce, Announcer, AnnouncerConfig, MAX_TRACKERS};
 pub use udp::{
     ANNOUNCE_REQUEST_LEN, CONNECT_REQUEST_LEN, CONNECTION_ID_LIFETIME, PROTOCOL_ID, UdpAnnounce,
     UdpConfig, announce_request, connect_request,
@@ -58,5 +70,7 @@ pub use url::{MAX_URL_LEN, Scheme, TrackerUrl, TrackerUrlError};
 
 #[cfg(test)]
 mod http_tests;
+#[cfg(test)]
+mod tiers_tests;
 #[cfg(test)]
 mod udp_tests;
