@@ -16,6 +16,8 @@
 //! - [`session`]: the [`session::Session`]: every torrent and connection, one clock, one seed.
 //! - [`time`]: [`time::Instant`], the clock reading every input carries.
 //! - [`torrent`]: one torrent's state: [`torrent::Bitfield`], [`torrent::Picker`], [`torrent::Choker`].
+//! - [`tracker`]: trackers: announce URLs, the HTTP (BEP 3, 23, 7) and UDP (BEP 15) announce
+//!   clients, and the [`tracker::Announcer`] that picks when and to which tier's URL (BEP 12).
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
 //!   frame decoder and the extension handshake.
 //!
@@ -75,4 +77,5 @@ mod session_tests;
 mod swarm_tests;
 pub mod time;
 pub mod torrent;
+pub mod tracker;
 pub mod wire;
