@@ -13,7 +13,8 @@ fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 fixtures="$fuzz_dir/../tests/fixtures"
 corpus="$fuzz_dir/corpus"
 
-mkdir -p "$corpus/metainfo" "$corpus/bencode" "$corpus/magnet" "$corpus/wire" "$corpus/torrent"
+mkdir -p "$corpus/metainfo" "$corpus/bencode" "$corpus/magnet" "$corpus/wire" "$corpus/torrent" "$corpus/tracker"
+printf "d8:intervali1800e5:peers6:\177\000\000\001\032\341e" >"$corpus/tracker/seed-compact"
 printf "\001\000\000\000\001\001\000\000\000\005\004\000\000\000\007" >"$corpus/wire/seed-frames"
 
 found=0
