@@ -16,7 +16,7 @@ impl InfoHash {
 
     /// The 40-character lowercase hex form used by trackers' web pages, magnets and `bt info`.
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        data_encoding::HEXLOWER.encode(&self.0)
     }
 
     /// The 20 raw bytes.
@@ -35,17 +35,6 @@ impl fmt::Debug for InfoHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "InfoHash({})", self.to_hex())
     }
-}
-
-/// Lowercase hex of any bytes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -253,6 +253,8 @@ pub struct PeerConn {
     events: VecDeque<PeerEvent>,
     /// Small messages are written here and cut off as one chunk before a block or on poll.
     scratch: BytesMut,
+    /// Reused for encoding one message, so sending allocates nothing per message.
+    encode_buf: Vec<u8>,
     transmit: VecDeque<Bytes>,
     transmit_len: usize,
 }
@@ -301,6 +303,7 @@ impl PeerConn {
             last_block: now,
             events: VecDeque::new(),
             scratch: BytesMut::new(),
+            encode_buf: Vec::new(),
             transmit: VecDeque::new(),
             transmit_len: 0,
         };
@@ -483,9 +486,9 @@ impl PeerConn {
     }
 
     fn send(&mut self, now: Instant, message: Message<'_>) {
-        let mut buf = Vec::with_capacity(message.encoded_len());
-        message.encode_into(&mut buf);
-        self.scratch.extend_from_slice(&buf);
+        self.encode_buf.clear();
+        message.encode_into(&mut self.encode_buf);
+        self.scratch.extend_from_slice(&self.encode_buf);
         self.last_sent = now;
     }
 

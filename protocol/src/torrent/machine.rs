@@ -500,11 +500,8 @@ impl Torrent {
             self.picker.piece_verified(piece);
             self.stats.verified += u64::from(self.layout.piece_len(piece));
             self.event(TorrentEvent::PieceVerified(piece));
-            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-            for conn in conns {
-                if let Some(p) = self.peers.get_mut(&conn)
-                    && p.conn.is_connected()
-                {
+            for p in self.peers.values_mut() {
+                if p.conn.is_connected() {
                     p.conn.send_have(now, piece);
                 }
             }
@@ -707,6 +704,9 @@ impl Torrent {
                 continue;
             }
             // Choked: only the pieces the peer allows fast (BEP 6), if any.
+            if conn.peer_choking() && conn.allowed_fast().next().is_none() {
+                continue;
+            }
             let allowed_only = conn.peer_choking().then(|| {
                 let mut bits = Bitfield::new(conn.peer_pieces().len());
                 for p in conn.allowed_fast() {
@@ -736,10 +736,7 @@ impl Torrent {
         }
         self.scratch = scratch;
         self.serve();
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for conn in conns {
-            self.flush(conn);
-        }
+        self.flush_all();
     }
 
     /// Issues disk reads for queued requests, oldest first, while each peer's unsent bytes and
@@ -750,14 +747,17 @@ impl Torrent {
             if !peer.conn.is_connected() {
                 continue;
             }
-            let mut budget =
-                watermark.saturating_sub(peer.unsent + peer.reading.len() * BLOCK_BYTES);
-            let queued: Vec<BlockRef> = peer
-                .conn
-                .peer_requests()
-                .filter(|b| !peer.reading.contains(b))
-                .collect();
-            for block in queued {
+            let Peer {
+                conn: pc,
+                reading,
+                unsent,
+                ..
+            } = peer;
+            let mut budget = watermark.saturating_sub(*unsent + reading.len() * BLOCK_BYTES);
+            for block in pc.peer_requests() {
+                if reading.contains(&block) {
+                    continue;
+                }
                 if budget < block.len as usize
                     || self.reads_in_flight >= self.config.max_reads_in_flight
                 {
@@ -765,9 +765,20 @@ impl Torrent {
                 }
                 budget -= block.len as usize;
                 self.reads_in_flight += 1;
-                peer.reading.insert(block);
+                reading.insert(block);
                 self.outputs
                     .push_back(TorrentOutput::Disk(DiskOp::Read { conn: *conn, block }));
+            }
+        }
+    }
+
+    /// Moves every peer's pending bytes to the outputs.
+    fn flush_all(&mut self) {
+        for (conn, peer) in self.peers.iter_mut() {
+            while let Some(bytes) = peer.conn.poll_transmit() {
+                peer.unsent += bytes.len();
+                self.outputs
+                    .push_back(TorrentOutput::Transmit { conn: *conn, bytes });
             }
         }
     }

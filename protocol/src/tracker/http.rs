@@ -311,13 +311,33 @@ impl HttpResponseReader {
         self.body = Vec::new();
     }
 
+    /// How many bytes of `input` belong to the current line, and whether they end it.
+    fn line_extent(input: &[u8]) -> (usize, bool) {
+        match input.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (input.len(), false),
+        }
+    }
+
+    /// Appends the first `taken` bytes of `input` to `self.line` (without the `\n`); at the end
+    /// of a line returns it, without its `\r`, and starts a new one.
+    fn gather_line(&mut self, input: &[u8], taken: usize, complete: bool) -> Option<Vec<u8>> {
+        self.line
+            .extend_from_slice(&input[..taken - usize::from(complete)]);
+        if !complete {
+            return None;
+        }
+        let mut line = std::mem::take(&mut self.line);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Some(line)
+    }
+
     /// Moves bytes up to a `\n` into `self.line`; returns how many it took and, at the end of a
     /// line, handles it. Counts against the header budget.
     fn take_header_line(&mut self, input: &[u8]) -> usize {
-        let (taken, complete) = match input.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (input.len(), false),
-        };
+        let (taken, complete) = Self::line_extent(input);
         self.header_bytes += taken;
         if self.header_bytes > self.limits.max_header_bytes {
             self.fail(TrackerError::TooLarge {
@@ -326,13 +346,7 @@ impl HttpResponseReader {
             });
             return taken;
         }
-        self.line
-            .extend_from_slice(&input[..taken - usize::from(complete)]);
-        if complete {
-            let mut line = std::mem::take(&mut self.line);
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
+        if let Some(line) = self.gather_line(input, taken, complete) {
             if self.state == State::Trailers {
                 if line.is_empty() {
                     self.state = State::Done;
@@ -347,23 +361,14 @@ impl HttpResponseReader {
     /// Like [`Self::take_header_line`] for chunk-size lines and the line end after chunk data,
     /// each bounded by [`MAX_CHUNK_LINE`].
     fn take_chunk_line(&mut self, input: &[u8]) -> usize {
-        let (taken, complete) = match input.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (input.len(), false),
-        };
+        let (taken, complete) = Self::line_extent(input);
         if self.line.len() + taken - usize::from(complete) > MAX_CHUNK_LINE {
             self.fail(TrackerError::BadResponse(format!(
                 "a chunk-size line is longer than {MAX_CHUNK_LINE} bytes"
             )));
             return taken;
         }
-        self.line
-            .extend_from_slice(&input[..taken - usize::from(complete)]);
-        if complete {
-            let mut line = std::mem::take(&mut self.line);
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
+        if let Some(line) = self.gather_line(input, taken, complete) {
             if self.state == State::ChunkEnd {
                 if line.is_empty() {
                     self.state = State::ChunkSize;
