@@ -8,20 +8,30 @@
 //! the simulator; every `select!` is `biased;` for determinism. Disk work goes to a [`Storage`]
 //! ([`crate::storage::FsStorage`] for real files) on the blocking pool.
 //!
+//! Trackers: an [`Announcer`] decides when to announce to which URL; each announce runs as a task
+//! ([`crate::tracker::announce`]) and comes back as an input. Peers from the answers (and from
+//! [`Driver::add_peer`]) wait in a queue and are dialled while the torrent has room.
+//!
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
 //! bytes; a writer's queue is bounded by the protocol (blocks are queued only under its send-buffer
-//! watermark; control messages are small and few per event).
+//! watermark; control messages are small and few per event); at most [`MAX_CANDIDATES`] peers
+//! wait to be dialled and [`MAX_DIALS`] connects run at once; one announce is in flight.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bt_protocol::io::{ConnId, DiskDone};
 use bt_protocol::metainfo::Metainfo;
+use bt_protocol::rng::Rng;
 use bt_protocol::session::{Output, Session, SessionConfig, TorrentId};
 use bt_protocol::time::Instant as ProtoInstant;
 use bt_protocol::torrent::{Bitfield, TorrentEvent};
+use bt_protocol::tracker::{
+    AnnounceRequest, AnnounceResponse, Announcer, AnnouncerConfig, Event as AnnounceEvent,
+    TrackerError,
+};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -29,12 +39,32 @@ use tokio::task::JoinHandle;
 
 use crate::net::Net;
 use crate::storage::Storage;
+use crate::tracker::{Clock, UdpConnection};
 
 /// Messages the input channel holds before readers wait.
 pub const INPUT_QUEUE: usize = 256;
 
 /// The most bytes one socket read hands to the driver.
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Most peer addresses waiting to be dialled.
+pub const MAX_CANDIDATES: usize = 2000;
+
+/// Most outgoing connects in progress at once.
+pub const MAX_DIALS: usize = 16;
+
+/// How long a connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An announce still unanswered after this is reported ([`Report::TrackerSlow`]), so a person
+/// hears about a silent tracker within seconds.
+pub const SLOW_TRACKER_NOTICE: Duration = Duration::from_secs(4);
+
+/// How long the `stopped` announce may hold up the exit.
+pub const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Peers asked of a tracker per announce.
+pub const NUMWANT: u32 = 80;
 
 /// When [`Driver::run`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +132,31 @@ pub enum Report {
         /// Why.
         error: String,
     },
+    /// A tracker answered an announce.
+    TrackerAnswered {
+        /// The tracker's URL.
+        url: String,
+        /// The event announced.
+        event: AnnounceEvent,
+        /// What it said.
+        response: AnnounceResponse,
+    },
+    /// An announce failed.
+    TrackerFailed {
+        /// The tracker's URL.
+        url: String,
+        /// Why.
+        error: TrackerError,
+        /// When the next announce (to this or another tracker) happens; zero for at once.
+        retry_in: Option<Duration>,
+    },
+    /// An announce has had no answer for [`SLOW_TRACKER_NOTICE`]; it goes on.
+    TrackerSlow {
+        /// The tracker's URL.
+        url: String,
+        /// How long it has waited.
+        waited: Duration,
+    },
 }
 
 enum Input<N: Net> {
@@ -123,6 +178,7 @@ enum Input<N: Net> {
         writer: N::Writer,
     },
     ConnectFailed {
+        conn: ConnId,
         addr: SocketAddr,
         error: std::io::Error,
     },
@@ -134,6 +190,13 @@ enum Input<N: Net> {
     Disk {
         torrent: TorrentId,
         done: DiskDone,
+    },
+    Announced {
+        url: String,
+        announced: crate::tracker::Announced,
+    },
+    AnnounceSlow {
+        url: String,
     },
 }
 
@@ -148,7 +211,6 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     disk: Arc<D>,
     session: Session,
     torrent: TorrentId,
-    epoch: tokio::time::Instant,
     tx: mpsc::Sender<Input<N>>,
     rx: mpsc::Receiver<Input<N>>,
     conns: BTreeMap<ConnId, ConnTasks>,
@@ -156,6 +218,20 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     listener: Option<JoinHandle<()>>,
     local_addr: Option<SocketAddr>,
     status_interval: Duration,
+    clock: Clock,
+    rng: Rng,
+    announcer: Option<Announcer>,
+    announce_key: u32,
+    announce_task: Option<JoinHandle<()>>,
+    udp_connections: BTreeMap<SocketAddr, UdpConnection>,
+    /// Peers waiting to be dialled, and the same as a set.
+    candidates: VecDeque<SocketAddr>,
+    queued: BTreeSet<SocketAddr>,
+    /// Outgoing connections by address (dialling or open), and their addresses by connection.
+    outgoing: BTreeMap<SocketAddr, ConnId>,
+    outgoing_addr: BTreeMap<ConnId, SocketAddr>,
+    dialing: usize,
+    max_peers: usize,
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
@@ -168,6 +244,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         config: SessionConfig,
         seed: u64,
     ) -> Result<Self, bt_protocol::session::SessionError> {
+        let max_peers = config.torrent.max_peers;
         let mut session = Session::new(config, seed);
         let torrent = session.add_torrent(
             meta.info_hash,
@@ -176,12 +253,13 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             have,
         )?;
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let mut rng = Rng::new(seed).fork(0x6472_6976_6572);
+        let announce_key = rng.next_u32();
         Ok(Driver {
             net,
             disk,
             session,
             torrent,
-            epoch: tokio::time::Instant::now(),
             tx,
             rx,
             conns: BTreeMap::new(),
@@ -189,6 +267,18 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             listener: None,
             local_addr: None,
             status_interval: Duration::from_secs(1),
+            clock: Clock::start(),
+            rng,
+            announcer: None,
+            announce_key,
+            announce_task: None,
+            udp_connections: BTreeMap::new(),
+            candidates: VecDeque::new(),
+            queued: BTreeSet::new(),
+            outgoing: BTreeMap::new(),
+            outgoing_addr: BTreeMap::new(),
+            dialing: 0,
+            max_peers,
         })
     }
 
@@ -232,22 +322,74 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.local_addr
     }
 
-    /// Dials a peer in the background.
+    /// Announces to these trackers (BEP 12 tiers, each a list of URLs) while running: `started`
+    /// at the start, `completed` when the download completes, `stopped` on the way out.
+    pub fn set_trackers(&mut self, tiers: Vec<Vec<String>>, config: AnnouncerConfig) {
+        self.announcer = Some(Announcer::new(config, tiers, &mut self.rng));
+    }
+
+    /// The trackers' URLs, tier by tier, in the order they will be tried.
+    pub fn trackers(&self) -> Vec<Vec<String>> {
+        self.announcer.as_ref().map_or_else(Vec::new, |a| {
+            a.tiers()
+                .into_iter()
+                .map(|t| t.into_iter().map(str::to_owned).collect())
+                .collect()
+        })
+    }
+
+    /// Queues a peer to dial; it is dialled when the torrent has room. Known addresses (queued,
+    /// dialling or connected) and our own listening address are ignored.
     pub fn add_peer(&mut self, addr: SocketAddr) {
+        let own = self.local_addr.is_some_and(|l| {
+            l.port() == addr.port()
+                && (l.ip() == addr.ip() || l.ip().is_unspecified() || addr.ip().is_loopback())
+        });
+        if own
+            || addr.port() == 0
+            || self.queued.contains(&addr)
+            || self.outgoing.contains_key(&addr)
+            || self.candidates.len() >= MAX_CANDIDATES
+        {
+            return;
+        }
+        self.queued.insert(addr);
+        self.candidates.push_back(addr);
+    }
+
+    /// Dials queued peers while there is room for more.
+    fn dial_more(&mut self) {
+        let peers = self
+            .session
+            .torrent(self.torrent)
+            .map_or(0, |t| t.peer_count());
+        while self.dialing < MAX_DIALS
+            && peers + self.dialing < self.max_peers
+            && let Some(addr) = self.candidates.pop_front()
+        {
+            self.queued.remove(&addr);
+            self.dial(addr);
+        }
+    }
+
+    fn dial(&mut self, addr: SocketAddr) {
         let conn = self.alloc_conn();
+        self.outgoing.insert(addr, conn);
+        self.outgoing_addr.insert(conn, addr);
+        self.dialing += 1;
         let net = self.net.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let input = match tokio::time::timeout(Duration::from_secs(10), net.connect(addr)).await
-            {
+            let input = match tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr)).await {
                 Ok(Ok((reader, writer))) => Input::Connected {
                     conn,
                     addr,
                     reader,
                     writer,
                 },
-                Ok(Err(error)) => Input::ConnectFailed { addr, error },
+                Ok(Err(error)) => Input::ConnectFailed { conn, addr, error },
                 Err(_) => Input::ConnectFailed {
+                    conn,
                     addr,
                     error: std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -259,6 +401,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         });
     }
 
+    fn forget_outgoing(&mut self, conn: ConnId) {
+        if let Some(addr) = self.outgoing_addr.remove(&conn) {
+            self.outgoing.remove(&addr);
+        }
+    }
+
     fn alloc_conn(&mut self) -> ConnId {
         let c = ConnId(self.next_conn);
         self.next_conn += 1;
@@ -266,14 +414,11 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     }
 
     fn now(&self) -> ProtoInstant {
-        let micros = tokio::time::Instant::now()
-            .saturating_duration_since(self.epoch)
-            .as_micros();
-        ProtoInstant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+        self.clock.now()
     }
 
     fn deadline(&self, at: ProtoInstant) -> tokio::time::Instant {
-        self.epoch + Duration::from_micros(at.as_micros())
+        self.clock.deadline(at)
     }
 
     /// A snapshot of progress.
@@ -354,6 +499,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     }
 
     fn close_conn(&mut self, conn: ConnId) {
+        self.forget_outgoing(conn);
         if let Some(tasks) = self.conns.remove(&conn) {
             tasks.reader.abort();
             // Dropping the sender ends the writer task after it flushes what is queued.
@@ -383,7 +529,14 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                         let _ = tx.send(Input::Disk { torrent, done }).await;
                     });
                 }
-                Output::Event { event, .. } => reports.push(Report::Event(event)),
+                Output::Event { event, .. } => {
+                    if event == TorrentEvent::Complete
+                        && let Some(announcer) = &mut self.announcer
+                    {
+                        announcer.completed(self.clock.now());
+                    }
+                    reports.push(Report::Event(event));
+                }
             }
         }
     }
@@ -403,12 +556,15 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 reader,
                 writer,
             } => {
+                self.dialing -= 1;
                 self.start_conn(conn, reader, writer);
                 if self.session.connect(now, self.torrent, conn, addr).is_err() {
                     self.close_conn(conn);
                 }
             }
-            Input::ConnectFailed { addr, error } => {
+            Input::ConnectFailed { conn, addr, error } => {
+                self.dialing -= 1;
+                self.forget_outgoing(conn);
                 reports.push(Report::ConnectFailed {
                     addr,
                     error: error.to_string(),
@@ -426,7 +582,116 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 }
             }
             Input::Disk { torrent, done } => self.session.handle_disk(now, torrent, done),
+            Input::Announced { url, announced } => self.handle_announced(url, announced, reports),
+            Input::AnnounceSlow { url } => reports.push(Report::TrackerSlow {
+                url,
+                waited: SLOW_TRACKER_NOTICE,
+            }),
         }
+    }
+
+    fn handle_announced(
+        &mut self,
+        url: String,
+        announced: crate::tracker::Announced,
+        reports: &mut Vec<Report>,
+    ) {
+        self.announce_task = None;
+        let now = self.now();
+        let Some(announcer) = &mut self.announcer else {
+            return;
+        };
+        let event = announcer
+            .in_flight()
+            .map_or(AnnounceEvent::None, |(_, e)| e);
+        if let Some((addr, connection)) = announced.udp
+            && (self.udp_connections.len() < bt_protocol::tracker::MAX_TRACKERS
+                || self.udp_connections.contains_key(&addr))
+        {
+            self.udp_connections.insert(addr, connection);
+        }
+        match announced.result {
+            Ok(response) => {
+                announcer.handle_success(now, &url, &response);
+                if event != AnnounceEvent::Stopped {
+                    for &peer in &response.peers {
+                        self.add_peer(peer);
+                    }
+                }
+                reports.push(Report::TrackerAnswered {
+                    url,
+                    event,
+                    response,
+                });
+            }
+            Err(error) => {
+                announcer.handle_failure(now, &url, &error);
+                let retry_in = announcer.poll_timeout().map(|at| at.saturating_since(now));
+                reports.push(Report::TrackerFailed {
+                    url,
+                    error,
+                    retry_in,
+                });
+            }
+        }
+    }
+
+    /// Starts the announce the announcer wants now, if any.
+    fn pump_trackers(&mut self) {
+        let now = self.now();
+        let Some(announcer) = &mut self.announcer else {
+            return;
+        };
+        let Some(announce) = announcer.poll_announce(now) else {
+            return;
+        };
+        let status = self.status();
+        let request = AnnounceRequest {
+            info_hash: self
+                .session
+                .torrent(self.torrent)
+                .expect("the driver's torrent exists")
+                .info_hash(),
+            peer_id: self.session.peer_id(),
+            port: self.local_addr.map_or(0, |a| a.port()),
+            uploaded: status.uploaded,
+            downloaded: status.downloaded,
+            left: status.total_bytes - status.verified_bytes,
+            event: announce.event,
+            numwant: Some(if announce.event == AnnounceEvent::Stopped {
+                0
+            } else {
+                NUMWANT
+            }),
+            key: self.announce_key,
+            tracker_id: announce.tracker_id,
+        };
+        let net = self.net.clone();
+        let tx = self.tx.clone();
+        let clock = self.clock;
+        let cached = self.udp_connections.clone();
+        let mut rng = self.rng.fork(self.next_conn);
+        self.announce_task = Some(tokio::spawn(async move {
+            let url = announce.url;
+            let work = crate::tracker::announce(
+                &net,
+                clock,
+                &announce.tracker,
+                request,
+                |addr| cached.get(&addr).copied(),
+                &mut rng,
+            );
+            tokio::pin!(work);
+            let announced = tokio::select! {
+                biased;
+                announced = &mut work => announced,
+                _ = tokio::time::sleep(SLOW_TRACKER_NOTICE) => {
+                    let _ = tx.send(Input::AnnounceSlow { url: url.clone() }).await;
+                    work.await
+                }
+            };
+            let _ = tx.send(Input::Announced { url, announced }).await;
+        }));
     }
 
     /// Whether every piece is verified.
@@ -448,17 +713,27 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         let mut tick = tokio::time::interval(self.status_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(interrupt);
+        if let Some(announcer) = &mut self.announcer {
+            announcer.started(self.clock.now());
+        }
         let outcome = loop {
             self.process_outputs(&mut reports);
+            self.pump_trackers();
+            self.dial_more();
             for r in reports.drain(..) {
                 report(&r);
             }
             if stop == StopWhen::Complete && self.is_complete() {
                 break Outcome::Complete;
             }
-            let deadline = self
-                .session
-                .poll_timeout()
+            let next = match (
+                self.session.poll_timeout(),
+                self.announcer.as_ref().and_then(Announcer::poll_timeout),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let deadline = next
                 .map(|t| self.deadline(t))
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -481,10 +756,45 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             .have()
             .clone();
         self.shutdown();
+        self.stop_trackers(&mut report).await;
         Finished {
             outcome,
             status,
             have,
+        }
+    }
+
+    /// Announces `stopped` (to the last tracker that answered), waiting at most
+    /// [`STOP_ANNOUNCE_TIMEOUT`].
+    async fn stop_trackers(&mut self, report: &mut impl FnMut(&Report)) {
+        let Some(announcer) = &mut self.announcer else {
+            return;
+        };
+        announcer.stopped(self.clock.now());
+        let deadline = tokio::time::Instant::now() + STOP_ANNOUNCE_TIMEOUT;
+        let mut reports = Vec::new();
+        loop {
+            self.pump_trackers();
+            for r in reports.drain(..) {
+                report(&r);
+            }
+            if self.announcer.as_ref().is_none_or(Announcer::is_stopped) {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(deadline) => break,
+                input = self.rx.recv() => match input {
+                    Some(Input::Announced { url, announced }) => {
+                        self.handle_announced(url, announced, &mut reports);
+                    }
+                    Some(_) => {} // peers are closed; the rest no longer matters
+                    None => break,
+                },
+            }
+        }
+        if let Some(task) = self.announce_task.take() {
+            task.abort();
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`resume`]: the fast-resume state file, which vouches for verified pieces across restarts.
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::FsStorage`], a torrent's files in a
 //!   download folder (positional I/O, bounded open files, parallel verification).
+//! - [`tracker`]: one announce to an HTTP or UDP tracker over [`net::Net`].
 //! - [`units`]: byte sizes as people read and write them.
 
 pub mod create;
@@ -14,4 +15,5 @@ pub mod driver;
 pub mod net;
 pub mod resume;
 pub mod storage;
+pub mod tracker;
 pub mod units;

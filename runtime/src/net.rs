@@ -2,15 +2,21 @@
 //!
 //! The tokio implementation ([`TokioNet`]) is for the real CLI. Streams are split into owned read
 //! and write halves so a reader task and a writer task can move a connection's bytes independently.
+//! UDP (trackers now, the DHT later) goes through quinn-udp on a tokio socket ([`QuinnUdp`]);
+//! names resolve through the system resolver.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::io::IoSliceMut;
 
-/// TCP as the driver needs it.
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
+
+/// TCP, UDP and name resolution as the driver needs them.
 pub trait Net: Clone + Send + Sync + 'static {
+    /// A UDP socket connected to one remote address.
+    type Udp: NetUdp;
     /// The read half of a connection.
     type Reader: AsyncRead + Unpin + Send + 'static;
     /// The write half of a connection.
@@ -34,6 +40,28 @@ pub trait Net: Clone + Send + Sync + 'static {
     fn accept(
         listener: &mut Self::Listener,
     ) -> impl Future<Output = io::Result<(Self::Reader, Self::Writer, SocketAddr)>> + Send;
+
+    /// A UDP socket on an ephemeral local port, connected to `remote` (so the system reports an
+    /// unreachable port as an error instead of silence).
+    fn udp_connect(&self, remote: SocketAddr)
+    -> impl Future<Output = io::Result<Self::Udp>> + Send;
+
+    /// The addresses of `host` (a name or an IP literal) at `port`.
+    fn resolve(
+        &self,
+        host: String,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send;
+}
+
+/// A connected UDP socket.
+pub trait NetUdp: Send + Sync + 'static {
+    /// Sends one datagram to the remote address.
+    fn send(&self, datagram: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Receives one datagram from the remote address into `buf`; returns its length (a datagram
+    /// longer than `buf` is cut).
+    fn recv(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
 }
 
 /// Real sockets through tokio.
@@ -41,6 +69,7 @@ pub trait Net: Clone + Send + Sync + 'static {
 pub struct TokioNet;
 
 impl Net for TokioNet {
+    type Udp = QuinnUdp;
     type Reader = tokio::net::tcp::OwnedReadHalf;
     type Writer = tokio::net::tcp::OwnedWriteHalf;
     type Listener = tokio::net::TcpListener;
@@ -66,5 +95,66 @@ impl Net for TokioNet {
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
         Ok((r, w, addr))
+    }
+
+    async fn udp_connect(&self, remote: SocketAddr) -> io::Result<Self::Udp> {
+        let local: SocketAddr = if remote.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let io = tokio::net::UdpSocket::bind(local).await?;
+        io.connect(remote).await?;
+        let state = quinn_udp::UdpSocketState::new((&io).into())?;
+        Ok(QuinnUdp { io, state, remote })
+    }
+
+    async fn resolve(&self, host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok(tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .collect())
+    }
+}
+
+/// A tokio UDP socket driven through quinn-udp (`sendmsg`/`recvmmsg`, with GRO on Linux).
+#[derive(Debug)]
+pub struct QuinnUdp {
+    io: tokio::net::UdpSocket,
+    state: quinn_udp::UdpSocketState,
+    remote: SocketAddr,
+}
+
+impl NetUdp for QuinnUdp {
+    async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        let transmit = quinn_udp::Transmit {
+            destination: self.remote,
+            ecn: None,
+            contents: datagram,
+            segment_size: None,
+            src_ip: None,
+        };
+        self.io
+            .async_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.io).into(), &transmit)
+            })
+            .await
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut meta = [quinn_udp::RecvMeta::default()];
+        loop {
+            let n = self
+                .io
+                .async_io(Interest::READABLE, || {
+                    let mut bufs = [IoSliceMut::new(&mut *buf)];
+                    self.state.recv((&self.io).into(), &mut bufs, &mut meta)
+                })
+                .await?;
+            // With GRO several datagrams of one size may arrive as one buffer; the first is
+            // `stride` bytes long, and the rest (duplicates, for a tracker) are dropped.
+            if n > 0 && meta[0].addr == self.remote {
+                return Ok(meta[0].len.min(meta[0].stride.max(1)).min(buf.len()));
+            }
+        }
     }
 }

@@ -142,23 +142,131 @@ fn bt_seed_refuses_missing_or_wrong_data() {
 }
 
 #[test]
-fn bt_get_without_peers_says_why_at_once() {
-    // Proves a download that cannot find peers says so promptly instead of hanging.
-    let tmp = TempDir::new("get-nopeers");
-    let torrent = fixtures_dir().join("mktorrent-single.torrent");
-    let started = Instant::now();
+fn bt_get_with_nowhere_to_find_peers_says_so_at_once() {
+    // Proves a torrent with no tracker and no --peer is refused at once, in one line.
+    let tmp = TempDir::new("get-nowhere");
+    let content = tmp.path().join("c");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("f.bin"), vec![7u8; 40_000]).unwrap();
+    let torrent = tmp.path().join("t.torrent");
+    let made = run_bt_in(
+        None,
+        &[
+            "create",
+            content.to_str().unwrap(),
+            "-o",
+            torrent.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(made.status.success());
     let out = run_bt_in(
         None,
         &[
             "get",
             torrent.to_str().unwrap(),
             "-o",
-            tmp.path().to_str().unwrap(),
+            tmp.path().join("dl").to_str().unwrap(),
         ],
         Duration::from_secs(30),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("--peer"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        stderr.contains("names no tracker and no --peer"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bt_get_reports_unreachable_trackers_within_seconds() {
+    // Proves that when no tracker can be reached, the user hears about each one within seconds
+    // (a refused HTTP port, a refused UDP port, a UDP tracker that never answers) instead of
+    // a silent hang.
+    let tmp = TempDir::new("get-dead-trackers");
+    let content = tmp.path().join("c");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("f.bin"), vec![7u8; 40_000]).unwrap();
+    // Ports that refuse: bound then released. A port that is silent: a UDP socket kept open.
+    let refused_tcp = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused_udp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let torrent = tmp.path().join("t.torrent");
+    let trackers = [
+        format!("http://{refused_tcp}/announce"),
+        format!("udp://{refused_udp}/announce"),
+        format!("udp://{silent_addr}/announce"),
+    ];
+    let mut args = vec!["create".to_owned(), content.display().to_string()];
+    for t in &trackers {
+        args.extend(["-t".to_owned(), t.clone()]);
+    }
+    args.extend(["-o".to_owned(), torrent.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(
+        run_bt_in(None, &args, Duration::from_secs(30))
+            .status
+            .success()
+    );
+
+    let started = Instant::now();
+    let mut child = Command::new(bt_bin())
+        .args([
+            "get",
+            torrent.to_str().unwrap(),
+            "-o",
+            tmp.path().join("dl").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bt get");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let want = [
+        format!("tracker {}: could not reach tracker", trackers[0]),
+        format!("tracker {}: could not reach tracker", trackers[1]),
+        format!("tracker {} has not answered in", trackers[2]),
+    ];
+    while !want
+        .iter()
+        .all(|w| seen.iter().any(|l: &String| l.contains(w.as_str())))
+        && started.elapsed() < Duration::from_secs(15)
+    {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for w in &want {
+        assert!(
+            seen.iter().any(|l| l.contains(w.as_str())),
+            "no line with {w:?} within {:?}: {seen:#?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(silent);
 }

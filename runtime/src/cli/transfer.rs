@@ -9,12 +9,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use bt_protocol::metainfo::Metainfo;
+use bt_protocol::rng::Rng;
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::{Bitfield, Strategy, TorrentEvent};
+use bt_protocol::tracker::{
+    AnnounceRequest, AnnounceResponse, AnnouncerConfig, Event as AnnounceEvent, TrackerUrl,
+};
+use bt_protocol::wire::PeerId;
 use bt_runtime::driver::{Driver, Finished, Outcome, Report, Status, StopWhen};
 use bt_runtime::net::TokioNet;
 use bt_runtime::resume::ResumeState;
 use bt_runtime::storage::{DEFAULT_MAX_OPEN_FILES, FsStorage, Storage};
+use bt_runtime::tracker::{Clock, announce};
 use bt_runtime::units::format_bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -44,6 +50,12 @@ pub(crate) struct GetArgs {
     /// Print newline-delimited JSON events instead of a progress display.
     #[arg(long)]
     json: bool,
+    /// Say more: every failed connection, every tracker answer.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Announce to every tracker of the torrent, print what each answered, and exit.
+    #[arg(long)]
+    announce_only: bool,
 }
 
 /// Arguments of `bt seed`.
@@ -60,6 +72,9 @@ pub(crate) struct SeedArgs {
     /// Print newline-delimited JSON events.
     #[arg(long)]
     json: bool,
+    /// Say more: every failed connection, every tracker answer.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -142,13 +157,21 @@ fn seed_from_clock() -> u64 {
 /// What the user sees while a transfer runs.
 struct Display {
     json: bool,
+    verbose: bool,
     bar: ProgressBar,
     terminal: bool,
     last_plain: std::time::Instant,
+    started: std::time::Instant,
+    /// Whether a peer was ever connected, and whether "no peers" was already said.
+    had_peers: bool,
+    said_no_peers: bool,
 }
 
+/// After this long without a single peer, the user is told.
+const NO_PEERS_NOTICE: Duration = Duration::from_secs(60);
+
 impl Display {
-    fn new(json: bool, total: u64) -> Self {
+    fn new(json: bool, verbose: bool, total: u64) -> Self {
         let bar = if json {
             ProgressBar::hidden()
         } else {
@@ -160,9 +183,13 @@ impl Display {
         );
         Display {
             json,
+            verbose,
             terminal: !bar.is_hidden(),
             bar,
             last_plain: std::time::Instant::now(),
+            started: std::time::Instant::now(),
+            had_peers: false,
+            said_no_peers: false,
         }
     }
 
@@ -191,15 +218,78 @@ impl Display {
             Report::Event(TorrentEvent::PieceVerified(p)) if self.json => {
                 println!("{}", serde_json::json!({"event": "piece_verified", "piece": p.get()}))
             }
-            Report::ConnectFailed { addr, error } => self.line(
+            Report::ConnectFailed { addr, error } if self.json || self.verbose => self.line(
                 serde_json::json!({"event": "connect_failed", "addr": addr.to_string(), "error": error}),
                 format!("could not connect to {addr}: {error}"),
             ),
-            Report::Event(_) => {}
+            Report::TrackerAnswered {
+                url,
+                event,
+                response,
+            } => self.tracker_answered(url, *event, response),
+            Report::TrackerFailed {
+                url,
+                error,
+                retry_in,
+            } => {
+                let next = match retry_in {
+                    Some(d) if d.is_zero() => "; trying the next tracker".to_owned(),
+                    Some(d) => format!("; next try in {}", humantime::format_duration(*d)),
+                    None => String::new(),
+                };
+                self.line(
+                    serde_json::json!({
+                        "event": "tracker_error", "url": url, "error": error.to_string(),
+                        "retry_in_s": retry_in.map(|d| d.as_secs()),
+                    }),
+                    format!("tracker {url}: {error}{next}"),
+                );
+            }
+            Report::TrackerSlow { url, waited } => self.line(
+                serde_json::json!({"event": "tracker_slow", "url": url, "waited_s": waited.as_secs()}),
+                format!(
+                    "tracker {url} has not answered in {} s; still trying",
+                    waited.as_secs()
+                ),
+            ),
+            Report::ConnectFailed { .. } | Report::Event(_) => {}
+        }
+    }
+
+    fn tracker_answered(&mut self, url: &str, event: AnnounceEvent, r: &AnnounceResponse) {
+        if let Some(warning) = &r.warning {
+            self.line(
+                serde_json::json!({"event": "tracker_warning", "url": url, "warning": warning}),
+                format!("tracker {url} warns: {warning}"),
+            );
+        }
+        let json = serde_json::json!({
+            "event": "tracker_answer", "url": url, "announced": event.as_param(),
+            "peers": r.peers.len(), "seeders": r.complete, "leechers": r.incomplete,
+            "interval_s": r.interval.as_secs(),
+        });
+        // One line for the first answer, then only when asked to say more.
+        if self.json || self.verbose || event == AnnounceEvent::Started {
+            self.line(json, format!("tracker {url}: {}", describe_answer(r)));
         }
     }
 
     fn status(&mut self, s: &Status) {
+        self.had_peers |= s.peers > 0;
+        if !self.had_peers
+            && !self.said_no_peers
+            && s.have < s.pieces
+            && self.started.elapsed() >= NO_PEERS_NOTICE
+        {
+            self.said_no_peers = true;
+            self.line(
+                serde_json::json!({"event": "no_peers", "after_s": NO_PEERS_NOTICE.as_secs()}),
+                format!(
+                    "no peers found after {} s; still looking",
+                    NO_PEERS_NOTICE.as_secs()
+                ),
+            );
+        }
         let msg = format!(
             "down {}/s up {}/s, {} peer{}",
             format_bytes(s.download_rate),
@@ -232,6 +322,23 @@ impl Display {
     }
 }
 
+/// "12 peers (3 seeders, 9 leechers), next announce in 30m".
+fn describe_answer(r: &AnnounceResponse) -> String {
+    let mut out = format!(
+        "{} peer{}",
+        r.peers.len(),
+        if r.peers.len() == 1 { "" } else { "s" }
+    );
+    if let (Some(s), Some(l)) = (r.complete, r.incomplete) {
+        out.push_str(&format!(" ({s} seeders, {l} leechers)"));
+    }
+    out.push_str(&format!(
+        ", next announce in {}",
+        humantime::format_duration(r.interval)
+    ));
+    out
+}
+
 async fn interrupted() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
@@ -258,6 +365,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         run.config,
         seed_from_clock(),
     )?;
+    driver.set_trackers(run.meta.trackers.clone(), AnnouncerConfig::default());
     let addr = driver
         .listen(run.listen)
         .await
@@ -276,11 +384,13 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
 
 pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
     let meta = load(&args.torrent)?;
-    if args.peers.is_empty() {
+    if args.announce_only {
+        return announce_only(&meta, &args);
+    }
+    if args.peers.is_empty() && meta.trackers.iter().all(Vec::is_empty) {
         bail!(
-            "announcing to trackers is not built yet ({} tracker tier{} in the torrent); give peers with --peer ADDR:PORT",
-            meta.trackers.len(),
-            if meta.trackers.len() == 1 { "" } else { "s" }
+            "{} names no tracker and no --peer was given: nowhere to find peers",
+            args.torrent.display()
         );
     }
     std::fs::create_dir_all(&args.dir)
@@ -299,7 +409,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
         StrategyArg::Random => Strategy::Random,
     };
     config.torrent.max_peers = args.max_peers;
-    let mut display = Display::new(args.json, meta.info.layout.total_length());
+    let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
     let stop = if args.seed {
         StopWhen::Interrupted
     } else {
@@ -362,7 +472,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         );
     }
     save_resume(&storage, &meta, &args.dir, &have);
-    let mut display = Display::new(args.json, meta.info.layout.total_length());
+    let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let run = Run {
         meta: &meta,
@@ -382,4 +492,103 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `bt get --announce-only`: announces `started` to every tracker of the torrent (each URL of
+/// each tier, not just the first that answers), prints each answer, then announces `stopped` to
+/// those that answered so no tracker keeps listing a peer that is not there.
+fn announce_only(meta: &Metainfo, args: &GetArgs) -> anyhow::Result<()> {
+    let urls: Vec<&String> = meta.trackers.iter().flatten().collect();
+    if urls.is_empty() {
+        bail!("{} names no tracker", args.torrent.display());
+    }
+    let mut rng = Rng::new(seed_from_clock());
+    let mut id = *b"-BT0100-000000000000";
+    rng.fill(&mut id[8..]);
+    let port = match args.listen.port() {
+        0 => 6881,
+        p => p,
+    };
+    let request = |event| AnnounceRequest {
+        info_hash: meta.info_hash,
+        peer_id: PeerId(id),
+        port,
+        uploaded: 0,
+        downloaded: 0,
+        left: meta.info.layout.total_length(),
+        event,
+        numwant: Some(200),
+        key: 0x6274_0001,
+        tracker_id: None,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let clock = runtime.block_on(async { Clock::start() });
+    let mut answered = 0;
+    for url in urls {
+        let tracker = match TrackerUrl::parse(url) {
+            Ok(t) => t,
+            Err(e) => {
+                announce_line(args.json, url, &Err(e.to_string()));
+                continue;
+            }
+        };
+        let started = runtime.block_on(announce(
+            &TokioNet,
+            clock,
+            &tracker,
+            request(AnnounceEvent::Started),
+            |_| None,
+            &mut rng,
+        ));
+        match &started.result {
+            Ok(r) => {
+                answered += 1;
+                announce_line(args.json, url, &Ok(r));
+                let cached = started.udp;
+                let _ = runtime.block_on(announce(
+                    &TokioNet,
+                    clock,
+                    &tracker,
+                    request(AnnounceEvent::Stopped),
+                    |addr| cached.filter(|(a, _)| *a == addr).map(|(_, c)| c),
+                    &mut rng,
+                ));
+            }
+            Err(e) => announce_line(args.json, url, &Err(e.to_string())),
+        }
+    }
+    if answered == 0 {
+        bail!("no tracker answered");
+    }
+    Ok(())
+}
+
+fn announce_line(json: bool, url: &str, result: &Result<&AnnounceResponse, String>) {
+    match (json, result) {
+        (true, Ok(r)) => println!(
+            "{}",
+            serde_json::json!({
+                "event": "tracker_answer", "url": url,
+                "peers": r.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "seeders": r.complete, "leechers": r.incomplete,
+                "interval_s": r.interval.as_secs(),
+                "min_interval_s": r.min_interval.map(|d| d.as_secs()),
+                "warning": r.warning,
+            })
+        ),
+        (true, Err(e)) => println!(
+            "{}",
+            serde_json::json!({"event": "tracker_error", "url": url, "error": e})
+        ),
+        (false, Ok(r)) => {
+            println!("{url}: {}", describe_answer(r));
+            if let Some(w) = &r.warning {
+                println!("  warning: {w}");
+            }
+            for p in &r.peers {
+                println!("  {p}");
+            }
+        }
+        (false, Err(e)) => println!("{url}: {e}"),
+    }
 }
