@@ -136,15 +136,28 @@ fn check_existing(
 }
 
 fn save_resume(storage: &FsStorage, meta: &Metainfo, dir: &Path, have: &Bitfield) {
-    if storage.flush().is_ok() {
-        // A failed save only costs a recheck next time; say so and go on.
-        if let Err(e) = ResumeState::save(dir, &meta.info_hash, have, &storage.file_stamps()) {
-            eprintln!(
-                "bt: warning: could not save resume data in {}: {e}",
-                dir.display()
-            );
-        }
+    // A failed save only costs a recheck next time; say so and go on.
+    if let Err(e) = write_resume(storage, &meta.info_hash, dir, have) {
+        eprintln!(
+            "bt: warning: could not save resume data in {}: {e}",
+            dir.display()
+        );
     }
+}
+
+/// Saves resume data without syncing the data files where the system allows it (the state then
+/// holds until the system restarts; see `resume`), else after syncing them.
+fn write_resume(
+    storage: &FsStorage,
+    info_hash: &bt_protocol::metainfo::InfoHash,
+    dir: &Path,
+    have: &Bitfield,
+) -> Result<(), String> {
+    if let Some(saved) = ResumeState::save_unsynced(dir, info_hash, have, &storage.file_stamps()) {
+        return saved.map_err(|e| e.to_string());
+    }
+    storage.flush().map_err(|e| e.to_string())?;
+    ResumeState::save(dir, info_hash, have, &storage.file_stamps()).map_err(|e| e.to_string())
 }
 
 fn seed_from_clock() -> u64 {
@@ -339,15 +352,103 @@ fn describe_answer(r: &AnnounceResponse) -> String {
     out
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: both stop the transfer cleanly.
 async fn interrupted() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        biased;
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// How often, at most, resume data is saved while a download runs.
+const RESUME_SAVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Saves resume data on its own thread while the driver runs, so a crash or a kill costs at most
+/// [`RESUME_SAVE_INTERVAL`] of rechecking. It sees the driver's reports: verified pieces add to
+/// its copy of the verified set; a status report at least that long after the last save hands a
+/// snapshot to the thread, which writes the resume file ([`write_resume`]: every piece in the
+/// snapshot was written before it was verified). One save at a time: a snapshot waits while one
+/// is running.
+struct ResumeSaver {
+    have: Bitfield,
+    dirty: bool,
+    last: std::time::Instant,
+    tx: Option<std::sync::mpsc::SyncSender<Bitfield>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ResumeSaver {
+    fn start(storage: Arc<FsStorage>, meta: &Metainfo, dir: &Path, have: Bitfield) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bitfield>(1);
+        let (info_hash, dir) = (meta.info_hash, dir.to_owned());
+        let thread = std::thread::spawn(move || {
+            let mut warned = false;
+            for have in rx {
+                if let Err(e) = write_resume(&storage, &info_hash, &dir, &have)
+                    && !std::mem::replace(&mut warned, true)
+                {
+                    eprintln!("bt: warning: could not save resume data: {e}");
+                }
+            }
+        });
+        ResumeSaver {
+            have,
+            dirty: false,
+            last: std::time::Instant::now(),
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn observe(&mut self, report: &Report) {
+        match report {
+            Report::Event(TorrentEvent::PieceVerified(p)) => {
+                self.have.set(p.get());
+                self.dirty = true;
+            }
+            Report::Status(_) if self.dirty && self.last.elapsed() >= RESUME_SAVE_INTERVAL => {
+                if let Some(tx) = &self.tx
+                    && tx.try_send(self.have.clone()).is_ok()
+                {
+                    self.dirty = false;
+                    self.last = std::time::Instant::now();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Waits for a save in progress, so the final save does not race it.
+    fn finish(mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
 /// Everything one driver run needs.
 struct Run<'a> {
     meta: &'a Metainfo,
+    dir: &'a Path,
     storage: Arc<FsStorage>,
     have: Bitfield,
     config: SessionConfig,
@@ -357,6 +458,7 @@ struct Run<'a> {
 }
 
 async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finished> {
+    let mut saver = ResumeSaver::start(run.storage.clone(), run.meta, run.dir, run.have.clone());
     let mut driver = Driver::new(
         TokioNet,
         run.storage,
@@ -377,9 +479,14 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
     for p in run.peers {
         driver.add_peer(*p);
     }
-    Ok(driver
-        .run(run.stop, interrupted(), |r| display.report(r))
-        .await)
+    let finished = driver
+        .run(run.stop, interrupted(), |r| {
+            saver.observe(r);
+            display.report(r);
+        })
+        .await;
+    saver.finish();
+    Ok(finished)
 }
 
 pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
@@ -418,6 +525,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let run = Run {
         meta: &meta,
+        dir: &args.dir,
         storage: storage.clone(),
         have,
         config,
@@ -476,6 +584,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let run = Run {
         meta: &meta,
+        dir: &args.dir,
         storage,
         have,
         config: SessionConfig::default(),
