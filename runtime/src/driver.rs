@@ -132,6 +132,13 @@ pub enum Report {
         /// Why.
         error: String,
     },
+    /// We closed a connection (a protocol error, a ban, a duplicate, the peer went away).
+    PeerClosed {
+        /// The peer.
+        addr: SocketAddr,
+        /// Why, for a person debugging (`-v`).
+        reason: String,
+    },
     /// A tracker answered an announce.
     TrackerAnswered {
         /// The tracker's URL.
@@ -201,6 +208,7 @@ enum Input<N: Net> {
 }
 
 struct ConnTasks {
+    addr: SocketAddr,
     writer: mpsc::UnboundedSender<Bytes>,
     reader: JoinHandle<()>,
 }
@@ -447,7 +455,13 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         }
     }
 
-    fn start_conn(&mut self, conn: ConnId, mut reader: N::Reader, mut writer: N::Writer) {
+    fn start_conn(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        mut reader: N::Reader,
+        mut writer: N::Writer,
+    ) {
         let (wtx, mut wrx) = mpsc::unbounded_channel::<Bytes>();
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -492,6 +506,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.conns.insert(
             conn,
             ConnTasks {
+                addr,
                 writer: wtx,
                 reader: reader_task,
             },
@@ -516,7 +531,15 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                         let _ = tasks.writer.send(bytes);
                     }
                 }
-                Output::Close { conn, .. } => self.close_conn(conn),
+                Output::Close { conn, reason } => {
+                    if let Some(tasks) = self.conns.get(&conn) {
+                        reports.push(Report::PeerClosed {
+                            addr: tasks.addr,
+                            reason: format!("{reason:?}"),
+                        });
+                    }
+                    self.close_conn(conn);
+                }
                 Output::Disk { torrent, op } => {
                     let disk = self.disk.clone();
                     let tx = self.tx.clone();
@@ -557,7 +580,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 writer,
             } => {
                 self.dialing -= 1;
-                self.start_conn(conn, reader, writer);
+                self.start_conn(conn, addr, reader, writer);
                 if self.session.connect(now, self.torrent, conn, addr).is_err() {
                     self.close_conn(conn);
                 }
@@ -576,7 +599,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 addr,
             } => {
                 let conn = self.alloc_conn();
-                self.start_conn(conn, reader, writer);
+                self.start_conn(conn, addr, reader, writer);
                 if self.session.accept(now, conn, addr).is_err() {
                     self.close_conn(conn);
                 }

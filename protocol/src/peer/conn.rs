@@ -102,7 +102,8 @@ pub enum PeerError {
     #[error("{0}")]
     Wire(#[from] WireError),
     /// BEP 3: bitfield "may only be sent immediately after the handshaking sequence is completed";
-    /// BEP 6 says the same of have-all and have-none.
+    /// BEP 6 says the same of have-all and have-none. Extension messages (BEP 10), a DHT port
+    /// and keep-alives before it are tolerated: libtorrent sends its extension handshake first.
     #[error("bitfield, have-all or have-none after other messages")]
     PiecesNotFirst,
     /// BEP 3: a bitfield of the wrong size or with spare bits set must drop the connection.
@@ -580,7 +581,15 @@ impl PeerConn {
         layout: &TorrentLayout,
     ) -> Result<(), PeerError> {
         let first = !self.seen_first_message;
-        if !matches!(message, Message::KeepAlive) {
+        // Messages about no piece may come before the piece announcement: libtorrent sends its
+        // extension handshake (BEP 10) first, and a DHT port (BEP 5) may come anywhere.
+        if !matches!(
+            message,
+            Message::KeepAlive
+                | Message::Extended { .. }
+                | Message::Port(_)
+                | Message::Unknown { .. }
+        ) {
             self.seen_first_message = true;
         }
         if let Some(id) = fast_only_id(&message)

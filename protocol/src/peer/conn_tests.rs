@@ -271,6 +271,22 @@ fn requests_while_choked_are_rejected_or_tolerated() {
 }
 
 #[test]
+fn extension_handshake_and_port_may_precede_the_piece_announcement() {
+    // Proves the order libtorrent uses (extension handshake, then have-all) is accepted, and a
+    // DHT port or keep-alive first does not use up the bitfield's place either.
+    let ext = frame(Message::Extended {
+        id: 0,
+        payload: b"d1:md11:ut_metadatai1eee",
+    });
+    let mut c = scripted(
+        true,
+        &[ext, frame(Message::Port(6881)), frame(Message::HaveAll)],
+    )
+    .expect("accepted");
+    assert!(std::iter::from_fn(|| c.poll_event()).any(|e| matches!(e, PeerEvent::Pieces)));
+}
+
+#[test]
 fn protocol_violations_close_with_a_reason() {
     // Proves each misbehaviour maps to its typed reason.
     let cases: Vec<(bool, Vec<Vec<u8>>, PeerError)> = vec![

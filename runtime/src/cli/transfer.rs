@@ -265,7 +265,11 @@ impl Display {
                     waited.as_secs()
                 ),
             ),
-            Report::ConnectFailed { .. } | Report::Event(_) => {}
+            Report::PeerClosed { addr, reason } if self.json || self.verbose => self.line(
+                serde_json::json!({"event": "peer_closed", "addr": addr.to_string(), "reason": reason}),
+                format!("closed {addr}: {reason}"),
+            ),
+            Report::ConnectFailed { .. } | Report::PeerClosed { .. } | Report::Event(_) => {}
         }
     }
 
