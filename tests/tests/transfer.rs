@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bt_tests::{TempDir, bt_bin, fixtures_dir, gen_content, run_bt_in};
+use bt_tests::{TempDir, bt_bin, fixtures_dir, gen_content, run_bt_in, tree_equal};
 
 /// A `bt seed` child process, killed when dropped.
 struct Seeder {
@@ -55,22 +55,6 @@ fn seed(torrent: &Path, dir: &Path) -> Seeder {
         }
     };
     Seeder { child, addr }
-}
-
-fn tree_equal(a: &Path, b: &Path) {
-    for entry in std::fs::read_dir(a).unwrap() {
-        let entry = entry.unwrap();
-        let other = b.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            tree_equal(&entry.path(), &other);
-        } else {
-            assert!(
-                std::fs::read(entry.path()).unwrap() == std::fs::read(&other).unwrap_or_default(),
-                "{} differs",
-                other.display()
-            );
-        }
-    }
 }
 
 #[test]
