@@ -5,11 +5,11 @@ set -euo pipefail
 
 # Debian packages the tests use.
 DEB_PACKAGES=(
-    python3-libtorrent   # reference client + metainfo oracle (tests/scripts/lt_info.py, /usr/bin/python3)
-    # issue 4: interop with other real clients and a tracker
-    # aria2
-    # opentracker
-    # transmission-cli
+    python3-libtorrent   # reference client + metainfo oracle (tests/scripts/lt_*.py, /usr/bin/python3)
+    # issue 4: interop with other real clients and a tracker (tests/tests/interop*.rs)
+    aria2                # aria2c, a second client (tests/src/clients.rs)
+    opentracker          # HTTP + UDP tracker, whitelist mode (tests/src/clients.rs)
+    transmission-cli     # transmission-create made fixtures; a third client for later tests
 )
 
 # Cargo subcommands: "<binary-crate> <subcommand>"

@@ -1,6 +1,15 @@
 //! Shared helpers for bt's end-to-end tests: finding and running the `bt` binary, the fixture
 //! torrents, and asking libtorrent (python3-libtorrent, the reference implementation) about a
-//! torrent. Every process started here is waited for or killed; every wait is bounded.
+//! torrent; and ([`clients`]) real clients and a tracker on loopback for the interop tests.
+//! Every process started here is waited for or killed; every wait is bounded.
+
+pub mod clients;
+
+pub use clients::{
+    Aria2Seeder, BtProc, LtSeeder, MadeTorrent, Opentracker, Proc, SWARM_FILES, aria2_get,
+    aria2_get_udp, bt_swarm, field_u64, free_port, gen_files, is_event, lt_get, make_torrent,
+    tree_equal,
+};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

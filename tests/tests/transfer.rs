@@ -6,7 +6,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bt_tests::{TempDir, bt_bin, fixtures_dir, gen_content, run_bt_in};
+use bt_tests::{
+    BtProc, SWARM_FILES, TempDir, bt_bin, bt_swarm, field_u64, fixtures_dir, gen_content,
+    gen_files, make_torrent, run_bt_in, tree_equal,
+};
 
 /// A `bt seed` child process, killed when dropped.
 struct Seeder {
@@ -55,22 +58,6 @@ fn seed(torrent: &Path, dir: &Path) -> Seeder {
         }
     };
     Seeder { child, addr }
-}
-
-fn tree_equal(a: &Path, b: &Path) {
-    for entry in std::fs::read_dir(a).unwrap() {
-        let entry = entry.unwrap();
-        let other = b.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            tree_equal(&entry.path(), &other);
-        } else {
-            assert!(
-                std::fs::read(entry.path()).unwrap() == std::fs::read(&other).unwrap_or_default(),
-                "{} differs",
-                other.display()
-            );
-        }
-    }
 }
 
 #[test]
@@ -269,4 +256,39 @@ fn bt_get_reports_unreachable_trackers_within_seconds() {
         started.elapsed()
     );
     drop(silent);
+}
+
+#[test]
+fn bt_leechers_given_each_other_serve_each_other() {
+    // Proves bt leechers serve other leechers, not only take from the seeder: one `bt seed` and
+    // three `bt get --seed`, each leecher given the seeder and the leechers started before it with
+    // --peer (bt_swarm). All three end byte-equal to the source, and the leechers' summed
+    // `uploaded` (from their status lines after everyone completed) is above zero.
+    let tmp = TempDir::new("swarm-direct");
+    let src = tmp.path().join("src");
+    gen_files(&src, SWARM_FILES);
+    let torrent = make_torrent(
+        &src.join("swarm"),
+        &[],
+        "16K",
+        &tmp.path().join("swarm.torrent"),
+    );
+    let seeder = BtProc::seed(&torrent.path, &src, &[]);
+    let statuses = bt_swarm(
+        &torrent,
+        seeder.addr,
+        tmp.path(),
+        3,
+        true,
+        Duration::from_secs(60),
+    );
+    drop(seeder);
+    for i in 0..statuses.len() {
+        tree_equal(&src.join("swarm"), &tmp.path().join(format!("dl{i}/swarm")));
+    }
+    let uploaded: u64 = statuses.iter().map(|s| field_u64(s, "uploaded")).sum();
+    assert!(
+        uploaded > 0,
+        "no leecher uploaded anything; their last status lines: {statuses:?}"
+    );
 }

@@ -1,0 +1,152 @@
+//! Interop through a real tracker (opentracker on loopback, HTTP and UDP): bt finds libtorrent
+//! seeders through it, aria2c and libtorrent find `bt seed` through it, and bt leechers find each
+//! other through it. No peer address is given to bt in any of these: everything it meets comes
+//! from its announces.
+//!
+//! These tests need bt to announce to trackers (issue 4) and are ignored until it does; the
+//! harness they use is proven by `interop.rs` (libtorrent and aria2c through the same tracker).
+//! Every process is killed by its PID when its guard drops; every wait is bounded.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bt_tests::{
+    BtProc, LtSeeder, MadeTorrent, Opentracker, SWARM_FILES, TempDir, aria2_get, bt_swarm,
+    field_u64, gen_content, gen_files, is_event, lt_get, make_torrent, tree_equal,
+};
+
+/// The bound on one download.
+const TRANSFER: Duration = Duration::from_secs(60);
+
+/// How long a seeder may take to show up complete in the tracker's scrape.
+const REGISTER: Duration = Duration::from_secs(20);
+
+/// `gen_content`'s files under `tmp/src` (the `multi/` folder is the torrent's content), an
+/// opentracker whitelisting the torrent, and the torrent with `tracker_url(&tracker)` as its only
+/// tracker (16 KiB pieces).
+fn multi_with_tracker(
+    tmp: &TempDir,
+    tracker_url: impl Fn(&Opentracker) -> String,
+) -> (PathBuf, Opentracker, MadeTorrent) {
+    let src = tmp.path().join("src");
+    gen_content(&src);
+    let content = src.join("multi");
+    // The info hash does not depend on the trackers: learn it first for the whitelist.
+    let bare = make_torrent(&content, &[], "16K", &tmp.path().join("bare.torrent"));
+    let tracker = Opentracker::start(&[&bare.info_hash]);
+    let torrent = make_torrent(
+        &content,
+        &[tracker_url(&tracker)],
+        "16K",
+        &tmp.path().join("multi.torrent"),
+    );
+    (src, tracker, torrent)
+}
+
+/// `bt get` with no `--peer`: every peer must come from the torrent's tracker.
+fn bt_get_via_tracker(torrent: &Path, dl: &Path) {
+    let mut bt = BtProc::get(torrent, dl, &[], &[]);
+    bt.wait_success(TRANSFER);
+    assert!(
+        bt.proc().events().iter().any(|e| is_event(e, "complete")),
+        "bt get exited 0 without a complete event\n{}",
+        bt.log()
+    );
+}
+
+#[test]
+#[ignore = "needs bt tracker announce (issue 4)"]
+fn bt_get_finds_a_libtorrent_seeder_through_opentracker_http() {
+    // Proves bt announces over HTTP, reads the peer list, and downloads a multi-file torrent from
+    // the libtorrent seeder it learned of, byte for byte.
+    let tmp = TempDir::new("tracker-http-lt-to-bt");
+    let (src, tracker, torrent) = multi_with_tracker(&tmp, Opentracker::http_url);
+    let _seeder = LtSeeder::start(&torrent.path, &src);
+    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
+    let dl = tmp.path().join("dl");
+    bt_get_via_tracker(&torrent.path, &dl);
+    tree_equal(&src.join("multi"), &dl.join("multi"));
+}
+
+#[test]
+#[ignore = "needs bt tracker announce (issue 4)"]
+fn bt_get_finds_a_libtorrent_seeder_through_opentracker_udp() {
+    // The same with the torrent's only tracker a udp:// URL (BEP 15 connect and announce).
+    let tmp = TempDir::new("tracker-udp-lt-to-bt");
+    let (src, tracker, torrent) = multi_with_tracker(&tmp, Opentracker::udp_url);
+    let _seeder = LtSeeder::start(&torrent.path, &src);
+    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
+    let dl = tmp.path().join("dl");
+    bt_get_via_tracker(&torrent.path, &dl);
+    tree_equal(&src.join("multi"), &dl.join("multi"));
+}
+
+#[test]
+#[ignore = "needs bt tracker announce (issue 4)"]
+fn aria2_downloads_from_bt_seed_found_through_opentracker() {
+    // Proves `bt seed` announces itself complete over HTTP (the scrape counts it as a seeder) at
+    // the port it listens on, and aria2c, given nothing but the torrent, downloads from it byte for
+    // byte.
+    let tmp = TempDir::new("tracker-bt-to-aria2");
+    let (src, tracker, torrent) = multi_with_tracker(&tmp, Opentracker::http_url);
+    let seeder = BtProc::seed(&torrent.path, &src, &[]);
+    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
+    let dl = tmp.path().join("dl");
+    aria2_get(&torrent.path, &dl, TRANSFER);
+    tree_equal(&src.join("multi"), &dl.join("multi"));
+    let status = seeder.next_status(Duration::from_secs(10));
+    assert!(
+        field_u64(&status, "uploaded") >= torrent.total_size,
+        "bt seed did not count the upload: {status}"
+    );
+}
+
+#[test]
+#[ignore = "needs bt tracker announce (issue 4)"]
+fn libtorrent_downloads_from_bt_seed_found_through_opentracker() {
+    // The same with a libtorrent leecher.
+    let tmp = TempDir::new("tracker-bt-to-lt");
+    let (src, tracker, torrent) = multi_with_tracker(&tmp, Opentracker::http_url);
+    let seeder = BtProc::seed(&torrent.path, &src, &[]);
+    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
+    let dl = tmp.path().join("dl");
+    lt_get(&torrent.path, &dl, &[], TRANSFER);
+    tree_equal(&src.join("multi"), &dl.join("multi"));
+    let status = seeder.next_status(Duration::from_secs(10));
+    assert!(
+        field_u64(&status, "uploaded") >= torrent.total_size,
+        "bt seed did not count the upload: {status}"
+    );
+}
+
+#[test]
+#[ignore = "needs bt tracker announce (issue 4)"]
+fn bt_swarm_through_opentracker_leechers_serve_each_other() {
+    // Proves a bt swarm forms through the tracker alone: one `bt seed` and three `bt get --seed`
+    // (about 8 MiB in 16 KiB pieces), no peer given to anyone. All three leechers end byte-equal to
+    // the source, and their summed `uploaded` (status lines after everyone completed) is above
+    // zero: leechers learned of each other from the tracker and served each other.
+    let tmp = TempDir::new("tracker-swarm");
+    let src = tmp.path().join("src");
+    gen_files(&src, SWARM_FILES);
+    let content = src.join("swarm");
+    let bare = make_torrent(&content, &[], "16K", &tmp.path().join("bare.torrent"));
+    let tracker = Opentracker::start(&[&bare.info_hash]);
+    let torrent = make_torrent(
+        &content,
+        &[tracker.http_url()],
+        "16K",
+        &tmp.path().join("swarm.torrent"),
+    );
+    let seeder = BtProc::seed(&torrent.path, &src, &[]);
+    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
+    let statuses = bt_swarm(&torrent, seeder.addr, tmp.path(), 3, false, TRANSFER);
+    for i in 0..statuses.len() {
+        tree_equal(&content, &tmp.path().join(format!("dl{i}/swarm")));
+    }
+    let uploaded: u64 = statuses.iter().map(|s| field_u64(s, "uploaded")).sum();
+    assert!(
+        uploaded > 0,
+        "no leecher uploaded anything; their last status lines: {statuses:?}"
+    );
+}
