@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -799,14 +800,13 @@ fn path_arg(p: &Path) -> String {
         .to_owned()
 }
 
-/// Runs `n` `bt get --seed` leechers of `torrent` next to a seeder at `seeder`, downloading into
-/// `work/dl0`, `work/dl1`, ..., and returns each one's first `status` event after all of them
-/// completed (its `uploaded` tells what it served). With `direct`, each leecher is given the seeder
-/// and the leechers started before it with `--peer`; otherwise they find each other through the
-/// torrent's trackers. The first leecher starts alone and the others once it is complete (it keeps
-/// serving, `--seed`): started together, bt leechers fed by a fast loopback seeder often finish
-/// without trading a byte (5 runs in 12 here with 8 MiB), and the test is about leechers serving
-/// leechers. Every wait is bounded by `timeout`; the leechers are killed before this returns.
+/// Runs `n` `bt get --seed` leechers of `torrent` at once, downloading into `work/dl0`,
+/// `work/dl1`, ..., and returns each one's first `status` event after all of them completed (its
+/// `uploaded` tells what it served). Each is given `seeder` with `--peer` (put the seeder behind a
+/// [`SlowRelay`] so the leechers have something to trade: a loopback seeder serves everything
+/// before they have met). With `direct`, each leecher is also given the leechers started before it;
+/// otherwise they find each other through the torrent's trackers. Every wait is bounded by
+/// `timeout`; the leechers are killed before this returns.
 pub fn bt_swarm(
     torrent: &MadeTorrent,
     seeder: SocketAddr,
@@ -818,16 +818,13 @@ pub fn bt_swarm(
     let mut peers = vec![seeder];
     let mut leechers: Vec<BtProc> = Vec::new();
     for i in 0..n {
-        let given: &[SocketAddr] = if direct { &peers } else { &[] };
+        let given: &[SocketAddr] = if direct { &peers } else { &peers[..1] };
         let l = BtProc::get(
             &torrent.path,
             &work.join(format!("dl{i}")),
             given,
             &["--seed"],
         );
-        if i == 0 {
-            l.wait_complete(timeout);
-        }
         peers.push(l.addr);
         leechers.push(l);
     }
@@ -969,4 +966,83 @@ pub fn tree_equal(a: &Path, b: &Path) {
             );
         }
     }
+}
+
+/// A TCP relay from a local port to `upstream`, passing at most `rate` bytes per second each
+/// way per connection. Stops accepting when dropped.
+pub struct SlowRelay {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl SlowRelay {
+    /// Starts relaying; connections to [`SlowRelay::addr`] reach `upstream`.
+    pub fn start(upstream: SocketAddr, rate: usize) -> SlowRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((down, _)) => {
+                        down.set_nonblocking(false).unwrap();
+                        let Ok(up) = TcpStream::connect(upstream) else {
+                            continue;
+                        };
+                        for (from, to) in [
+                            (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                            (up, down),
+                        ] {
+                            let stopped = stopped.clone();
+                            std::thread::spawn(move || pipe(from, to, rate, &stopped));
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        SlowRelay { addr, stop }
+    }
+}
+
+impl SlowRelay {
+    /// Where to connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for SlowRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Copies `from` to `to` in 8 KiB steps paced to `rate` bytes per second, until either side
+/// closes or `stop` is set.
+fn pipe(mut from: TcpStream, mut to: TcpStream, rate: usize, stop: &AtomicBool) {
+    let mut buf = [0u8; 8192];
+    let step = Duration::from_secs_f64(buf.len() as f64 / rate as f64);
+    from.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                std::thread::sleep(step);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }

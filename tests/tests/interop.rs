@@ -5,11 +5,6 @@
 //! aria2c finding each other through it) is checked, so a failure in `interop_tracker.rs` points at
 //! bt, not at the harness.
 //!
-//! The bt <-> libtorrent/aria2 tests are ignored for now: both clients send their BEP 10 extension
-//! handshake before have-all or bitfield, and bt drops a peer whose piece list is not its first
-//! message (`PeerError::PiecesNotFirst` in protocol/src/peer/conn.rs). They pass with that rule
-//! relaxed to skip extension messages.
-//!
 //! Every process is killed by its PID when its guard drops; every wait is bounded.
 
 use std::path::{Path, PathBuf};
@@ -36,7 +31,6 @@ fn multi_torrent(tmp: &TempDir, src: &Path, trackers: &[String], file: &str) -> 
 }
 
 #[test]
-#[ignore = "bt drops libtorrent and aria2: their LTEP handshake precedes have-all/bitfield (PiecesNotFirst)"]
 fn bt_get_downloads_from_a_libtorrent_seeder() {
     // Proves bt, given libtorrent's address with --peer, downloads a multi-file torrent from it byte
     // for byte (libtorrent as the remote end of handshake, bitfield, requests and pieces).
@@ -57,7 +51,6 @@ fn bt_get_downloads_from_a_libtorrent_seeder() {
 }
 
 #[test]
-#[ignore = "bt drops libtorrent and aria2: their LTEP handshake precedes have-all/bitfield (PiecesNotFirst)"]
 fn libtorrent_downloads_from_bt_seed() {
     // Proves libtorrent, told to connect to bt's listening address, downloads the whole torrent
     // from `bt seed` byte for byte, and bt counts what it served.
@@ -77,7 +70,6 @@ fn libtorrent_downloads_from_bt_seed() {
 }
 
 #[test]
-#[ignore = "bt drops libtorrent and aria2: their LTEP handshake precedes have-all/bitfield (PiecesNotFirst)"]
 fn bt_get_downloads_from_an_aria2_seeder() {
     // Proves bt, given aria2c's address with --peer, downloads the torrent from it byte for byte
     // (aria2 as the remote end).

@@ -3,16 +3,16 @@
 //! other through it. No peer address is given to bt in any of these: everything it meets comes
 //! from its announces.
 //!
-//! These tests need bt to announce to trackers (issue 4) and are ignored until it does; the
-//! harness they use is proven by `interop.rs` (libtorrent and aria2c through the same tracker).
+//! The harness they use is proven by `interop.rs` (libtorrent and aria2c through the same
+//! tracker), so a failure here points at bt.
 //! Every process is killed by its PID when its guard drops; every wait is bounded.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bt_tests::{
-    BtProc, LtSeeder, MadeTorrent, Opentracker, SWARM_FILES, TempDir, aria2_get, bt_swarm,
-    field_u64, gen_content, gen_files, is_event, lt_get, make_torrent, tree_equal,
+    BtProc, LtSeeder, MadeTorrent, Opentracker, SWARM_FILES, SlowRelay, TempDir, aria2_get,
+    bt_swarm, field_u64, gen_content, gen_files, is_event, lt_get, make_torrent, tree_equal,
 };
 
 /// The bound on one download.
@@ -55,7 +55,6 @@ fn bt_get_via_tracker(torrent: &Path, dl: &Path) {
 }
 
 #[test]
-#[ignore = "needs bt tracker announce (issue 4)"]
 fn bt_get_finds_a_libtorrent_seeder_through_opentracker_http() {
     // Proves bt announces over HTTP, reads the peer list, and downloads a multi-file torrent from
     // the libtorrent seeder it learned of, byte for byte.
@@ -69,7 +68,6 @@ fn bt_get_finds_a_libtorrent_seeder_through_opentracker_http() {
 }
 
 #[test]
-#[ignore = "needs bt tracker announce (issue 4)"]
 fn bt_get_finds_a_libtorrent_seeder_through_opentracker_udp() {
     // The same with the torrent's only tracker a udp:// URL (BEP 15 connect and announce).
     let tmp = TempDir::new("tracker-udp-lt-to-bt");
@@ -82,7 +80,6 @@ fn bt_get_finds_a_libtorrent_seeder_through_opentracker_udp() {
 }
 
 #[test]
-#[ignore = "needs bt tracker announce (issue 4)"]
 fn aria2_downloads_from_bt_seed_found_through_opentracker() {
     // Proves `bt seed` announces itself complete over HTTP (the scrape counts it as a seeder) at
     // the port it listens on, and aria2c, given nothing but the torrent, downloads from it byte for
@@ -102,7 +99,6 @@ fn aria2_downloads_from_bt_seed_found_through_opentracker() {
 }
 
 #[test]
-#[ignore = "needs bt tracker announce (issue 4)"]
 fn libtorrent_downloads_from_bt_seed_found_through_opentracker() {
     // The same with a libtorrent leecher.
     let tmp = TempDir::new("tracker-bt-to-lt");
@@ -120,12 +116,12 @@ fn libtorrent_downloads_from_bt_seed_found_through_opentracker() {
 }
 
 #[test]
-#[ignore = "needs bt tracker announce (issue 4)"]
 fn bt_swarm_through_opentracker_leechers_serve_each_other() {
-    // Proves a bt swarm forms through the tracker alone: one `bt seed` and three `bt get --seed`
-    // (about 8 MiB in 16 KiB pieces), no peer given to anyone. All three leechers end byte-equal to
-    // the source, and their summed `uploaded` (status lines after everyone completed) is above
-    // zero: leechers learned of each other from the tracker and served each other.
+    // Proves a bt swarm forms through the tracker: three `bt get --seed` started together (about
+    // 8 MiB in 16 KiB pieces) find each other through opentracker alone, while the seeder, which
+    // announces nowhere (its torrent has no tracker; same info hash), is reachable only through a
+    // relay passing 1 MiB/s per connection. All three end byte-equal to the source, every leecher
+    // uploaded something, and together at least the torrent's size.
     let tmp = TempDir::new("tracker-swarm");
     let src = tmp.path().join("src");
     gen_files(&src, SWARM_FILES);
@@ -138,15 +134,17 @@ fn bt_swarm_through_opentracker_leechers_serve_each_other() {
         "16K",
         &tmp.path().join("swarm.torrent"),
     );
-    let seeder = BtProc::seed(&torrent.path, &src, &[]);
-    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
-    let statuses = bt_swarm(&torrent, seeder.addr, tmp.path(), 3, false, TRANSFER);
+    assert_eq!(torrent.info_hash, bare.info_hash);
+    let seeder = BtProc::seed(&bare.path, &src, &[]);
+    let relay = SlowRelay::start(seeder.addr, 1 << 20);
+    let statuses = bt_swarm(&torrent, relay.addr(), tmp.path(), 3, false, TRANSFER);
     for i in 0..statuses.len() {
         tree_equal(&content, &tmp.path().join(format!("dl{i}/swarm")));
     }
-    let uploaded: u64 = statuses.iter().map(|s| field_u64(s, "uploaded")).sum();
+    let uploaded: Vec<u64> = statuses.iter().map(|s| field_u64(s, "uploaded")).collect();
     assert!(
-        uploaded > 0,
-        "no leecher uploaded anything; their last status lines: {statuses:?}"
+        uploaded.iter().all(|&u| u > 0) && uploaded.iter().sum::<u64>() >= torrent.total_size,
+        "leechers uploaded {uploaded:?} of a {}-byte torrent; their last status lines: {statuses:?}",
+        torrent.total_size
     );
 }

@@ -2,15 +2,13 @@
 //! same folder, finishes with the right bytes. The download is slowed by a rate-limited TCP relay
 //! in this test (so "halfway" is seconds long), and the kill comes once bt has saved resume data.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bt_tests::{TempDir, bt_bin, run_bt_in};
+use bt_tests::{SlowRelay, TempDir, bt_bin, run_bt_in};
 
 /// A child process killed (by PID) when dropped.
 struct Proc(Child);
@@ -61,77 +59,6 @@ fn wait_for<T>(
         }
     }
     None
-}
-
-/// A TCP relay from a local port to `upstream`, passing at most `rate` bytes per second each
-/// way per connection. Stops accepting when dropped.
-struct SlowRelay {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl SlowRelay {
-    fn start(upstream: SocketAddr, rate: usize) -> SlowRelay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((down, _)) => {
-                        down.set_nonblocking(false).unwrap();
-                        let Ok(up) = TcpStream::connect(upstream) else {
-                            continue;
-                        };
-                        for (from, to) in [
-                            (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                            (up, down),
-                        ] {
-                            let stopped = stopped.clone();
-                            std::thread::spawn(move || pipe(from, to, rate, &stopped));
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        SlowRelay { addr, stop }
-    }
-}
-
-impl Drop for SlowRelay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Copies `from` to `to` in 8 KiB steps paced to `rate` bytes per second, until either side
-/// closes or `stop` is set.
-fn pipe(mut from: TcpStream, mut to: TcpStream, rate: usize, stop: &AtomicBool) {
-    let mut buf = [0u8; 8192];
-    let step = Duration::from_secs_f64(buf.len() as f64 / rate as f64);
-    from.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    while !stop.load(Ordering::Relaxed) {
-        match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                std::thread::sleep(step);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 fn write_content(dir: &Path) {
@@ -194,7 +121,7 @@ fn bt_get_killed_halfway_resumes_and_finishes_with_the_right_bytes() {
     // 1 MiB/s: the 16 MiB take about 16 s, and resume data is saved after 10 s.
     let relay = SlowRelay::start(seeder_addr, 1 << 20);
     let out = tmp.path().join("out");
-    let relay_addr = relay.addr.to_string();
+    let relay_addr = relay.addr().to_string();
     let get_args = |peer: &str| {
         [
             "get",

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bt_tests::{
-    BtProc, SWARM_FILES, TempDir, bt_bin, bt_swarm, field_u64, fixtures_dir, gen_content,
-    gen_files, make_torrent, run_bt_in, tree_equal,
+    BtProc, SWARM_FILES, SlowRelay, TempDir, bt_bin, bt_swarm, field_u64, fixtures_dir,
+    gen_content, gen_files, make_torrent, run_bt_in, tree_equal,
 };
 
 /// A `bt seed` child process, killed when dropped.
@@ -260,10 +260,12 @@ fn bt_get_reports_unreachable_trackers_within_seconds() {
 
 #[test]
 fn bt_leechers_given_each_other_serve_each_other() {
-    // Proves bt leechers serve other leechers, not only take from the seeder: one `bt seed` and
-    // three `bt get --seed`, each leecher given the seeder and the leechers started before it with
-    // --peer (bt_swarm). All three end byte-equal to the source, and the leechers' summed
-    // `uploaded` (from their status lines after everyone completed) is above zero.
+    // Proves bt leechers serve other leechers, not only take from the seeder: one `bt seed`,
+    // reachable only through a relay passing 1 MiB/s per connection, and three `bt get --seed`
+    // started together, each given the relay and the leechers started before it with --peer. All
+    // three end byte-equal to the source, every leecher uploaded something, and together they
+    // uploaded at least the torrent's size (of the 3 copies they needed, the slow seeder gave at
+    // most about two).
     let tmp = TempDir::new("swarm-direct");
     let src = tmp.path().join("src");
     gen_files(&src, SWARM_FILES);
@@ -274,9 +276,10 @@ fn bt_leechers_given_each_other_serve_each_other() {
         &tmp.path().join("swarm.torrent"),
     );
     let seeder = BtProc::seed(&torrent.path, &src, &[]);
+    let relay = SlowRelay::start(seeder.addr, 1 << 20);
     let statuses = bt_swarm(
         &torrent,
-        seeder.addr,
+        relay.addr(),
         tmp.path(),
         3,
         true,
@@ -286,9 +289,14 @@ fn bt_leechers_given_each_other_serve_each_other() {
     for i in 0..statuses.len() {
         tree_equal(&src.join("swarm"), &tmp.path().join(format!("dl{i}/swarm")));
     }
-    let uploaded: u64 = statuses.iter().map(|s| field_u64(s, "uploaded")).sum();
+    assert_leechers_traded(&statuses, torrent.total_size);
+}
+
+/// Every leecher uploaded something, and together at least `total` bytes.
+fn assert_leechers_traded(statuses: &[serde_json::Value], total: u64) {
+    let uploaded: Vec<u64> = statuses.iter().map(|s| field_u64(s, "uploaded")).collect();
     assert!(
-        uploaded > 0,
-        "no leecher uploaded anything; their last status lines: {statuses:?}"
+        uploaded.iter().all(|&u| u > 0) && uploaded.iter().sum::<u64>() >= total,
+        "leechers uploaded {uploaded:?} of a {total}-byte torrent; their last status lines: {statuses:?}"
     );
 }

@@ -102,9 +102,11 @@ pub enum PeerError {
     #[error("{0}")]
     Wire(#[from] WireError),
     /// BEP 3: bitfield "may only be sent immediately after the handshaking sequence is completed";
-    /// BEP 6 says the same of have-all and have-none. Extension messages (BEP 10), a DHT port
-    /// and keep-alives before it are tolerated: libtorrent sends its extension handshake first.
-    #[error("bitfield, have-all or have-none after other messages")]
+    /// BEP 6 says the same of have-all and have-none. Tolerated, as other clients do: extension
+    /// messages (BEP 10), a DHT port and keep-alives before it (libtorrent sends its extension
+    /// handshake first), and a later bitfield or have-all, taken as haves (aria2 sends a bitfield
+    /// in place of a run of haves). Only a late have-none is refused.
+    #[error("have-none after other messages")]
     PiecesNotFirst,
     /// BEP 3: a bitfield of the wrong size or with spare bits set must drop the connection.
     #[error("{0}")]
@@ -573,6 +575,17 @@ impl PeerConn {
             .ok_or(PeerError::InvalidBlock { piece, offset, len })
     }
 
+    /// The pieces of `pieces` the peer had not announced, as [`PeerEvent::Have`]s.
+    fn haves_from(&mut self, pieces: &Bitfield, layout: &TorrentLayout) -> Result<(), PeerError> {
+        for piece in pieces.ones() {
+            if self.peer_pieces.set(piece) {
+                let p = self.piece_index(piece, layout)?;
+                self.events.push_back(PeerEvent::Have(p));
+            }
+        }
+        Ok(())
+    }
+
     fn on_message(
         &mut self,
         now: Instant,
@@ -629,11 +642,18 @@ impl PeerConn {
                 }
             }
             Message::Bitfield(bits) => {
-                if !first {
-                    return Err(PeerError::PiecesNotFirst);
+                let pieces = Bitfield::from_wire(bits, layout.piece_count())?;
+                if first {
+                    self.peer_pieces = pieces;
+                    self.events.push_back(PeerEvent::Pieces);
+                } else {
+                    // aria2 sends a bitfield mid-connection in place of a run of haves: take the
+                    // pieces it adds as haves (a peer never loses a piece).
+                    self.haves_from(&pieces, layout)?;
                 }
-                self.peer_pieces = Bitfield::from_wire(bits, layout.piece_count())?;
-                self.events.push_back(PeerEvent::Pieces);
+            }
+            Message::HaveAll if !first => {
+                self.haves_from(&Bitfield::full(layout.piece_count()), layout)?;
             }
             Message::HaveAll | Message::HaveNone => {
                 if !first {

@@ -287,12 +287,36 @@ fn extension_handshake_and_port_may_precede_the_piece_announcement() {
 }
 
 #[test]
+fn a_late_bitfield_or_have_all_counts_as_haves() {
+    // Proves aria2's habit (have-none, haves, then a bitfield summing them up) keeps the
+    // connection, and only the pieces not announced before become `Have` events.
+    let mut bits = vec![0u8; 1];
+    bits[0] = 0b1100_0000; // pieces 0 and 1
+    let mut c = scripted(
+        true,
+        &[
+            frame(Message::HaveNone),
+            frame(Message::Have { piece: 0 }),
+            frame(Message::Bitfield(&bits)),
+        ],
+    )
+    .expect("accepted");
+    let haves: Vec<u32> = std::iter::from_fn(|| c.poll_event())
+        .filter_map(|e| match e {
+            PeerEvent::Have(p) => Some(p.get()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(haves, [0, 1]);
+}
+
+#[test]
 fn protocol_violations_close_with_a_reason() {
     // Proves each misbehaviour maps to its typed reason.
     let cases: Vec<(bool, Vec<Vec<u8>>, PeerError)> = vec![
         (
             true,
-            vec![frame(Message::Unchoke), frame(Message::HaveAll)],
+            vec![frame(Message::Unchoke), frame(Message::HaveNone)],
             PeerError::PiecesNotFirst,
         ),
         (
