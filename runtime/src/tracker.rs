@@ -2,15 +2,18 @@
 //! tracker pieces of `bt_protocol::tracker`.
 //!
 //! HTTP: resolve, connect over TCP, write [`http_get_request`], feed what comes back to an
-//! [`HttpResponseReader`]; the whole exchange is bounded by [`HTTP_TIMEOUT`]. UDP: resolve, a
-//! socket connected to the tracker (so a closed port is reported at once), and a [`UdpAnnounce`]
-//! driven with `tokio::time` on the [`UDP_CONFIG`] schedule. HTTPS is refused with a clear error
-//! (no TLS stack yet). Every failure becomes a [`TrackerError`] a person can act on.
+//! [`HttpResponseReader`]; the whole exchange is bounded by [`HTTP_TIMEOUT`]. HTTPS: the same
+//! exchange inside a TLS session ([`tls`]: rustls, Mozilla's roots unless
+//! [`announce_with_tls`] is given another config), the handshake counted in the same bound.
+//! UDP: resolve, a socket connected to the tracker (so a closed port is reported at once), and a
+//! [`UdpAnnounce`] driven with `tokio::time` on the [`UDP_CONFIG`] schedule. Every failure
+//! becomes a [`TrackerError`] a person can act on.
 //!
 //! Bounds: the HTTP answer is bounded by the reader's limits (16 KiB headers, 2 MiB body); a UDP
 //! datagram is read into one 64 KiB buffer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bt_protocol::rng::Rng;
@@ -19,9 +22,15 @@ use bt_protocol::tracker::{
     AnnounceRequest, AnnounceResponse, HttpResponseReader, Scheme, TrackerError, TrackerUrl,
     UdpAnnounce, UdpConfig, announce_path_and_query, announce_response_from_http, http_get_request,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::net::{Net, NetUdp};
+
+// The file sits beside this one (runtime/src/tls.rs); it is the tracker's TLS, so it lives here.
+#[path = "tls.rs"]
+pub mod tls;
+
+use tls::rustls::ClientConfig;
 
 /// The longest an HTTP announce may take, connect to last byte.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -78,7 +87,8 @@ pub struct Announced {
 }
 
 /// Announces `request` to `tracker` once. `udp_cached` gives a UDP tracker's connection ids from
-/// earlier announces (looked up by the resolved address); `rng` seeds UDP transaction ids.
+/// earlier announces (looked up by the resolved address); `rng` seeds UDP transaction ids. An
+/// https tracker must show a certificate from one of Mozilla's roots ([`tls::default_config`]).
 pub async fn announce<N: Net>(
     net: &N,
     clock: Clock,
@@ -86,6 +96,21 @@ pub async fn announce<N: Net>(
     request: AnnounceRequest,
     udp_cached: impl Fn(SocketAddr) -> Option<UdpConnection>,
     rng: &mut Rng,
+) -> Announced {
+    let tls = tls::default_config();
+    announce_with_tls(net, clock, tracker, request, udp_cached, rng, &tls).await
+}
+
+/// [`announce`] with the TLS client config for https trackers given: for example
+/// [`tls::config_with_extra_roots`] to trust a private tracker's own certificate authority.
+pub async fn announce_with_tls<N: Net>(
+    net: &N,
+    clock: Clock,
+    tracker: &TrackerUrl,
+    request: AnnounceRequest,
+    udp_cached: impl Fn(SocketAddr) -> Option<UdpConnection>,
+    rng: &mut Rng,
+    tls: &Arc<ClientConfig>,
 ) -> Announced {
     let addrs = match resolve(net, tracker).await {
         Ok(addrs) => addrs,
@@ -97,19 +122,16 @@ pub async fn announce<N: Net>(
         }
     };
     match tracker.scheme() {
-        Scheme::Http => Announced {
-            result: match tokio::time::timeout(HTTP_TIMEOUT, http(net, &addrs, tracker, &request))
-                .await
+        Scheme::Http | Scheme::Https => Announced {
+            result: match tokio::time::timeout(
+                HTTP_TIMEOUT,
+                http(net, &addrs, tracker, &request, tls),
+            )
+            .await
             {
                 Ok(result) => result,
                 Err(_) => Err(TrackerError::Timeout),
             },
-            udp: None,
-        },
-        Scheme::Https => Announced {
-            result: Err(TrackerError::Unreachable(
-                "https trackers are not supported yet (no TLS)".into(),
-            )),
             udp: None,
         },
         Scheme::Udp => {
@@ -141,11 +163,14 @@ async fn resolve<N: Net>(net: &N, tracker: &TrackerUrl) -> Result<Vec<SocketAddr
     }
 }
 
+/// An HTTP or HTTPS announce: connect to the first of `addrs` that answers (at most four tried),
+/// then one exchange, inside TLS for https.
 async fn http<N: Net>(
     net: &N,
     addrs: &[SocketAddr],
     tracker: &TrackerUrl,
     request: &AnnounceRequest,
+    tls: &Arc<ClientConfig>,
 ) -> Result<AnnounceResponse, TrackerError> {
     let mut last_error = None;
     let mut stream = None;
@@ -159,22 +184,45 @@ async fn http<N: Net>(
             Err(_) => last_error = Some(format!("{addr}: no answer to connect in 10 s")),
         }
     }
-    let Some((mut reader, mut writer)) = stream else {
+    let Some((reader, writer)) = stream else {
         return Err(TrackerError::Unreachable(
             last_error.unwrap_or_else(|| "no address".into()),
         ));
     };
+    let stream = tokio::io::join(reader, writer);
+    if tracker.scheme() == Scheme::Https {
+        let stream = tls::handshake(tls, tracker, stream).await?;
+        exchange(stream, tracker, request).await
+    } else {
+        exchange(stream, tracker, request).await
+    }
+}
+
+/// Writes the announce request on `stream` and reads the answer until it is complete or the
+/// tracker closes the connection.
+async fn exchange<S>(
+    mut stream: S,
+    tracker: &TrackerUrl,
+    request: &AnnounceRequest,
+) -> Result<AnnounceResponse, TrackerError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let bytes = http_get_request(tracker, &announce_path_and_query(tracker, request));
-    writer
-        .write_all(&bytes)
-        .await
-        .map_err(|e| TrackerError::Unreachable(format!("sending the announce: {e}")))?;
+    let sent = match stream.write_all(&bytes).await {
+        Ok(()) => stream.flush().await,
+        Err(e) => Err(e),
+    };
+    sent.map_err(|e| TrackerError::Unreachable(format!("sending the announce: {e}")))?;
     let mut response = HttpResponseReader::new();
     let mut buf = vec![0u8; 16 * 1024];
     while !response.is_complete() {
-        match reader.read(&mut buf).await {
+        match stream.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => response.feed(&buf[..n]),
+            // A TLS tracker that closes without close_notify (common) ends the answer like a TCP
+            // close; a body cut short still fails the reader's length check or the bencode parse.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => {
                 return Err(TrackerError::Unreachable(format!(
                     "reading the answer: {e}"
