@@ -7,6 +7,7 @@
 //! - [`resume`]: the fast-resume state file, which vouches for verified pieces across restarts.
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::FsStorage`], a torrent's files in a
 //!   download folder (positional I/O, bounded open files, parallel verification).
+//! - [`tls`]: the TLS client for HTTPS trackers (rustls with ring, webpki roots).
 //! - [`tracker`]: one announce to an HTTP or UDP tracker over [`net::Net`].
 //! - [`units`]: byte sizes as people read and write them.
 
@@ -15,5 +16,6 @@ pub mod driver;
 pub mod net;
 pub mod resume;
 pub mod storage;
+pub mod tls;
 pub mod tracker;
 pub mod units;

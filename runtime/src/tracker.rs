@@ -26,11 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::net::{Net, NetUdp};
 
-// The file sits beside this one (runtime/src/tls.rs); it is the tracker's TLS, so it lives here.
-#[path = "tls.rs"]
-pub mod tls;
-
-use tls::rustls::ClientConfig;
+use crate::tls::{self, rustls::ClientConfig};
 
 /// The longest an HTTP announce may take, connect to last byte.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(20);

@@ -11,11 +11,10 @@ use bt_protocol::rng::Rng;
 use bt_protocol::tracker::{AnnounceRequest, Event, TrackerError, TrackerUrl};
 use bt_protocol::wire::PeerId;
 use bt_runtime::net::TokioNet;
-use bt_runtime::tracker::tls::rustls::pki_types::{
-    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer,
-};
-use bt_runtime::tracker::tls::rustls::{self, ServerConfig};
-use bt_runtime::tracker::{Announced, Clock, announce, announce_with_tls, tls};
+use bt_runtime::tls;
+use bt_runtime::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use bt_runtime::tls::rustls::{self, ServerConfig};
+use bt_runtime::tracker::{Announced, Clock, announce, announce_with_tls};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
