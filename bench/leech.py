@@ -656,9 +656,10 @@ def run_all(args, setup, runs):
             r = run_once(
                 client, number, setup, work, (args.timeout, args.stall), args.bt_via_tracker, args.quiet_wait
             )
+            rate = f"{args.size / r.wall_s / 1e6:.1f} MB/s" if r.ok else r.error
             log(
                 f"{client} run {number}: {'ok' if r.ok else 'FAILED'} {r.wall_s:.2f} s, "
-                f"{args.size / r.wall_s / 1e6:.1f} MB/s, CPU {r.cpu_s:.2f} s, RSS {r.maxrss_kib / 1024:.1f} MiB, "
+                f"{rate}, CPU {r.cpu_s:.2f} s, RSS {r.maxrss_kib / 1024:.1f} MiB, "
                 f"seeder CPU {r.seeder_cpu_s:.2f} s, other CPU {r.other_cpu_s:.2f} s"
             )
             runs.append(r)
