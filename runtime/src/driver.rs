@@ -3,10 +3,10 @@
 //! One driver task owns the session (no locks around protocol state). Each connection has a reader
 //! task (socket -> driver, through a bounded channel, so a busy driver slows readers down) and a
 //! writer task (driver -> socket; after each write it reports the bytes sent, which is the
-//! protocol's backpressure, see `Session::handle_sent`). Disk work runs on the blocking pool and
-//! comes back as an input. Time comes only from `tokio::time`, so a simulated clock drives it in
+//! protocol's backpressure, see `Session::handle_sent`). Disk work runs on the disk threads of a
+//! [`DiskPool`] (which hash pieces as they are written) and comes back as an input. Time comes only from `tokio::time`, so a simulated clock drives it in
 //! the simulator; every `select!` is `biased;` for determinism. Disk work goes to a [`Storage`]
-//! ([`crate::storage::FsStorage`] for real files) on the blocking pool.
+//! ([`crate::storage::FsStorage`] for real files).
 //!
 //! Trackers: an [`Announcer`] decides when to announce to which URL; each announce runs as a task
 //! ([`crate::tracker::announce`]) and comes back as an input. Peers from the answers (and from
@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bt_protocol::io::{ConnId, DiskDone};
+use bt_protocol::io::{ConnId, DiskDone, DiskOp};
 use bt_protocol::metainfo::Metainfo;
 use bt_protocol::rng::Rng;
 use bt_protocol::session::{Output, Session, SessionConfig, TorrentId};
@@ -37,6 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::disk::DiskPool;
 use crate::net::Net;
 use crate::storage::Storage;
 use crate::tracker::{Clock, UdpConnection};
@@ -46,6 +47,13 @@ pub const INPUT_QUEUE: usize = 256;
 
 /// The most bytes one socket read hands to the driver.
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads (of at most [`READ_CHUNK`] bytes) the data channel holds before readers wait.
+pub const DATA_QUEUE: usize = 64;
+
+/// While this many bytes wait to be written, the driver reads no more from peers (TCP then slows
+/// them down), so memory stays bounded when the network outpaces the disk.
+pub const MAX_DISK_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// Most peer addresses waiting to be dialled.
 pub const MAX_CANDIDATES: usize = 2000;
@@ -65,6 +73,17 @@ pub const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Peers asked of a tracker per announce.
 pub const NUMWANT: u32 = 80;
+
+/// Why [`Driver::new`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The session refused the torrent.
+    #[error(transparent)]
+    Session(#[from] bt_protocol::session::SessionError),
+    /// The disk threads could not be started.
+    #[error("cannot start the disk threads: {0}")]
+    Threads(std::io::Error),
+}
 
 /// When [`Driver::run`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,11 +235,17 @@ struct ConnTasks {
 /// Drives one torrent's protocol session over a [`Net`] and a [`Storage`].
 pub struct Driver<N: Net, D: Storage + 'static> {
     net: N,
-    disk: Arc<D>,
+    disk: DiskPool,
+    _storage: std::marker::PhantomData<D>,
     session: Session,
     torrent: TorrentId,
     tx: mpsc::Sender<Input<N>>,
     rx: mpsc::Receiver<Input<N>>,
+    /// What readers read (and their end of stream), apart so it can wait while the disk is behind.
+    data_tx: mpsc::Sender<Input<N>>,
+    data_rx: mpsc::Receiver<Input<N>>,
+    /// Bytes handed to the disk threads to write and not yet written.
+    disk_backlog: usize,
     conns: BTreeMap<ConnId, ConnTasks>,
     next_conn: u64,
     listener: Option<JoinHandle<()>>,
@@ -251,7 +276,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         have: Bitfield,
         config: SessionConfig,
         seed: u64,
-    ) -> Result<Self, bt_protocol::session::SessionError> {
+    ) -> Result<Self, DriverError> {
         let max_peers = config.torrent.max_peers;
         let mut session = Session::new(config, seed);
         let torrent = session.add_torrent(
@@ -261,15 +286,28 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             have,
         )?;
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
+        let to_driver = tx.clone();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let disk = DiskPool::start(disk, &meta.info.layout, workers, move |done| {
+            // On a disk thread: wait for room in the driver's queue. After the driver is gone
+            // the result has nowhere to go.
+            let _ = to_driver.blocking_send(Input::Disk { torrent, done });
+        })
+        .map_err(DriverError::Threads)?;
         let mut rng = Rng::new(seed).fork(0x6472_6976_6572);
         let announce_key = rng.next_u32();
         Ok(Driver {
             net,
             disk,
+            _storage: std::marker::PhantomData,
             session,
             torrent,
             tx,
             rx,
+            data_tx,
+            data_rx,
+            disk_backlog: 0,
             conns: BTreeMap::new(),
             next_conn: 1,
             listener: None,
@@ -483,7 +521,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             }
             let _ = writer.shutdown().await;
         });
-        let tx = self.tx.clone();
+        let tx = self.data_tx.clone();
         let reader_task = tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             loop {
@@ -540,17 +578,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     }
                     self.close_conn(conn);
                 }
-                Output::Disk { torrent, op } => {
-                    let disk = self.disk.clone();
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        let done = match tokio::task::spawn_blocking(move || disk.perform(op)).await
-                        {
-                            Ok(done) => done,
-                            Err(_) => return, // the blocking pool is shutting down
-                        };
-                        let _ = tx.send(Input::Disk { torrent, done }).await;
-                    });
+                // One torrent per driver: its pool does the work.
+                Output::Disk { op, .. } => {
+                    if let DiskOp::Write { block, .. } = &op {
+                        self.disk_backlog += block.len as usize;
+                    }
+                    self.disk.submit(op);
                 }
                 Output::Event { event, .. } => {
                     if event == TorrentEvent::Complete
@@ -604,7 +637,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     self.close_conn(conn);
                 }
             }
-            Input::Disk { torrent, done } => self.session.handle_disk(now, torrent, done),
+            Input::Disk { torrent, done } => {
+                if let DiskDone::Written { block, .. } = &done {
+                    self.disk_backlog = self.disk_backlog.saturating_sub(block.len as usize);
+                }
+                self.session.handle_disk(now, torrent, done);
+            }
             Input::Announced { url, announced } => self.handle_announced(url, announced, reports),
             Input::AnnounceSlow { url } => reports.push(Report::TrackerSlow {
                 url,
@@ -763,6 +801,9 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 biased;
                 _ = &mut interrupt => break Outcome::Interrupted,
                 Some(input) = self.rx.recv() => self.handle_input(input, &mut reports),
+                Some(input) = self.data_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
+                    self.handle_input(input, &mut reports);
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = self.now();
                     self.session.handle_timeout(now);

@@ -2,6 +2,7 @@
 //! the `bt` binary built on it.
 //!
 //! - [`create`]: building a `.torrent` from files on disk, hashing on all cores.
+//! - [`disk`]: the disk threads, which hash pieces as they are written.
 //! - [`driver`]: runs the protocol session on tokio: sockets, timers and disk work.
 //! - [`net`]: the sockets the driver uses ([`net::TokioNet`] for real ones).
 //! - [`resume`]: the fast-resume state file, which vouches for verified pieces across restarts.
@@ -12,6 +13,7 @@
 //! - [`units`]: byte sizes as people read and write them.
 
 pub mod create;
+pub mod disk;
 pub mod driver;
 pub mod net;
 pub mod resume;
