@@ -36,4 +36,7 @@ if [ "$fuzz_seconds" -gt 0 ]; then
 fi
 
 cargo test --workspace --doc --quiet
+# The end-to-end tests run the `bt` binary of the test profile; build it first, so no test spends
+# its time budget waiting for the build.
+cargo build --quiet -p bt-runtime --bin bt
 cargo nextest run --workspace
