@@ -125,12 +125,39 @@ impl<D: Storage> Worker<D> {
     }
 }
 
-/// A fixed set of disk threads for one torrent.
+/// A fixed set of disk threads for one torrent, or none: then the work is done inline, on the
+/// caller's thread, which keeps a simulated run deterministic.
 pub struct DiskPool {
     queues: Vec<mpsc::Sender<DiskOp>>,
+    inline: Option<Box<dyn InlineDisk>>,
+}
+
+/// A worker run on the caller's thread.
+trait InlineDisk: Send {
+    fn perform(&mut self, op: DiskOp) -> DiskDone;
+}
+
+impl<D: Storage> InlineDisk for Worker<D> {
+    fn perform(&mut self, op: DiskOp) -> DiskDone {
+        Worker::perform(self, op)
+    }
 }
 
 impl DiskPool {
+    /// A pool without threads: [`DiskPool::submit`] does the work at once and returns the result
+    /// (the same incremental hashing as the threads).
+    pub fn inline<D: Storage + 'static>(storage: Arc<D>, layout: &TorrentLayout) -> Self {
+        DiskPool {
+            queues: Vec::new(),
+            inline: Some(Box::new(Worker {
+                storage,
+                layout: layout.clone(),
+                hashers: BTreeMap::new(),
+                stashed: 0,
+            })),
+        }
+    }
+
     /// Starts `workers` threads (at least one) doing `storage`'s work for a torrent of `layout`;
     /// each result goes to `done` (called on the worker's thread).
     pub fn start<D: Storage + 'static>(
@@ -158,11 +185,17 @@ impl DiskPool {
                 })?;
             queues.push(tx);
         }
-        Ok(DiskPool { queues })
+        Ok(DiskPool {
+            queues,
+            inline: None,
+        })
     }
 
-    /// Queues `op` on the worker of its piece.
-    pub fn submit(&self, op: DiskOp) {
+    /// Queues `op` on the worker of its piece; an inline pool does it now and returns the result.
+    pub fn submit(&mut self, op: DiskOp) -> Option<DiskDone> {
+        if let Some(inline) = &mut self.inline {
+            return Some(inline.perform(op));
+        }
         let piece = match &op {
             DiskOp::Write { block, .. } | DiskOp::Read { block, .. } => block.piece.get(),
             DiskOp::Hash { piece } => piece.get(),
@@ -170,6 +203,7 @@ impl DiskPool {
         let worker = piece as usize % self.queues.len();
         // A worker only ends when its queue is dropped, so the send cannot fail while we hold it.
         let _ = self.queues[worker].send(op);
+        None
     }
 }
 

@@ -268,7 +268,8 @@ pub struct Driver<N: Net, D: Storage + 'static> {
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
-    /// A driver for `meta`, with the pieces `have` already verified on `disk`.
+    /// A driver for `meta`, with the pieces `have` already verified on `disk`, doing disk work on
+    /// one thread per core (at most 4).
     pub fn new(
         net: N,
         disk: Arc<D>,
@@ -276,6 +277,21 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         have: Bitfield,
         config: SessionConfig,
         seed: u64,
+    ) -> Result<Self, DriverError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        Self::with_disk_threads(net, disk, meta, have, config, seed, threads)
+    }
+
+    /// Like [`Driver::new`] with `disk_threads` disk threads; 0 does disk work inline on the
+    /// driver's task (deterministic, for the simulator).
+    pub fn with_disk_threads(
+        net: N,
+        disk: Arc<D>,
+        meta: &Metainfo,
+        have: Bitfield,
+        config: SessionConfig,
+        seed: u64,
+        disk_threads: usize,
     ) -> Result<Self, DriverError> {
         let max_peers = config.torrent.max_peers;
         let mut session = Session::new(config, seed);
@@ -288,13 +304,15 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
         let to_driver = tx.clone();
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        let disk = DiskPool::start(disk, &meta.info.layout, workers, move |done| {
-            // On a disk thread: wait for room in the driver's queue. After the driver is gone
-            // the result has nowhere to go.
-            let _ = to_driver.blocking_send(Input::Disk { torrent, done });
-        })
-        .map_err(DriverError::Threads)?;
+        let disk = match disk_threads {
+            0 => DiskPool::inline(disk, &meta.info.layout),
+            workers => DiskPool::start(disk, &meta.info.layout, workers, move |done| {
+                // On a disk thread: wait for room in the driver's queue. After the driver is
+                // gone the result has nowhere to go.
+                let _ = to_driver.blocking_send(Input::Disk { torrent, done });
+            })
+            .map_err(DriverError::Threads)?,
+        };
         let mut rng = Rng::new(seed).fork(0x6472_6976_6572);
         let announce_key = rng.next_u32();
         Ok(Driver {
@@ -579,11 +597,13 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     self.close_conn(conn);
                 }
                 // One torrent per driver: its pool does the work.
-                Output::Disk { op, .. } => {
+                Output::Disk { op, torrent } => {
                     if let DiskOp::Write { block, .. } = &op {
                         self.disk_backlog += block.len as usize;
                     }
-                    self.disk.submit(op);
+                    if let Some(done) = self.disk.submit(op) {
+                        self.disk_done(torrent, done);
+                    }
                 }
                 Output::Event { event, .. } => {
                     if event == TorrentEvent::Complete
@@ -637,18 +657,21 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     self.close_conn(conn);
                 }
             }
-            Input::Disk { torrent, done } => {
-                if let DiskDone::Written { block, .. } = &done {
-                    self.disk_backlog = self.disk_backlog.saturating_sub(block.len as usize);
-                }
-                self.session.handle_disk(now, torrent, done);
-            }
+            Input::Disk { torrent, done } => self.disk_done(torrent, done),
             Input::Announced { url, announced } => self.handle_announced(url, announced, reports),
             Input::AnnounceSlow { url } => reports.push(Report::TrackerSlow {
                 url,
                 waited: SLOW_TRACKER_NOTICE,
             }),
         }
+    }
+
+    fn disk_done(&mut self, torrent: TorrentId, done: DiskDone) {
+        if let DiskDone::Written { block, .. } = &done {
+            self.disk_backlog = self.disk_backlog.saturating_sub(block.len as usize);
+        }
+        let now = self.now();
+        self.session.handle_disk(now, torrent, done);
     }
 
     fn handle_announced(

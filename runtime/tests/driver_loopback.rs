@@ -1,63 +1,22 @@
 //! The tokio driver over real loopback TCP: a seeding driver and a leeching driver in one process,
-//! with in-memory disks; the leecher must finish with the exact bytes.
+//! with in-memory disks ([`MemStorage`]), disk work on threads or inline; the leecher must finish
+//! with the exact bytes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bt_protocol::harness::content;
-use bt_protocol::metainfo::{
-    BlockRef, Metainfo, NewFile, PieceIndex, TorrentLayout, TorrentOptions, build_torrent,
-};
+use bt_protocol::metainfo::{Metainfo, NewFile, TorrentLayout, TorrentOptions, build_torrent};
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::Bitfield;
 use bt_runtime::driver::{Driver, Outcome, Report, StopWhen};
 use bt_runtime::net::TokioNet;
-use bt_runtime::storage::{Storage, StorageError};
-use bytes::Bytes;
-use sha1::{Digest, Sha1};
+use bt_runtime::storage::MemStorage;
+use bt_runtime::storage::mem::piece_hashes;
 
-struct MemDisk {
-    layout: TorrentLayout,
-    data: Mutex<Vec<u8>>,
-}
-
-impl MemDisk {
-    fn at(&self, block: BlockRef) -> usize {
-        (self.layout.piece_offset(block.piece) + u64::from(block.offset)) as usize
-    }
-}
-
-impl Storage for MemDisk {
-    fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
-        let at = self.at(block);
-        self.data.lock().unwrap()[at..at + data.len()].copy_from_slice(data);
-        Ok(())
-    }
-
-    fn read(&self, block: BlockRef) -> Result<Bytes, StorageError> {
-        let at = self.at(block);
-        Ok(Bytes::copy_from_slice(
-            &self.data.lock().unwrap()[at..at + block.len as usize],
-        ))
-    }
-
-    fn hash_piece(&self, piece: PieceIndex) -> Result<[u8; 20], StorageError> {
-        let at = self.layout.piece_offset(piece) as usize;
-        let len = self.layout.piece_len(piece) as usize;
-        Ok(Sha1::digest(&self.data.lock().unwrap()[at..at + len]).into())
-    }
-
-    fn flush(&self) -> Result<(), StorageError> {
-        Ok(())
-    }
-}
-
-fn torrent(total: u64, piece_length: u32) -> (Metainfo, Vec<u8>) {
-    let data = content(total);
-    let pieces: Vec<[u8; 20]> = data
-        .chunks(piece_length as usize)
-        .map(|c| Sha1::digest(c).into())
-        .collect();
+/// A torrent of `total` bytes of the content generated from `SEED`.
+fn torrent(total: u64, piece_length: u32) -> Metainfo {
+    let layout = TorrentLayout::new(u64::from(piece_length), &[total]).unwrap();
+    let pieces = piece_hashes(&layout, SEED);
     let files = [NewFile {
         path: vec![],
         length: total,
@@ -70,42 +29,50 @@ fn torrent(total: u64, piece_length: u32) -> (Metainfo, Vec<u8>) {
         &TorrentOptions::default(),
     )
     .unwrap();
-    (meta, data)
+    meta
 }
+
+const SEED: u64 = 42;
 
 #[tokio::test(flavor = "current_thread")]
 async fn seeder_to_leecher_over_loopback_tcp() {
     // Proves the driver moves a whole torrent between two sessions over real sockets, with
-    // backpressure and disk work on the blocking pool, and stops when complete.
-    let total = 5 * 1024 * 1024 + 777;
-    let (meta, data) = torrent(total, 256 * 1024);
-    let n = meta.info.layout.piece_count();
-    let seed_disk = Arc::new(MemDisk {
-        layout: meta.info.layout.clone(),
-        data: Mutex::new(data.clone()),
-    });
-    let leech_disk = Arc::new(MemDisk {
-        layout: meta.info.layout.clone(),
-        data: Mutex::new(vec![0; total as usize]),
-    });
+    // backpressure and disk work on the disk threads, and stops when complete.
+    transfer(2).await;
+}
 
-    let mut seeder = Driver::new(
+#[tokio::test(flavor = "current_thread")]
+async fn seeder_to_leecher_with_inline_disk_work() {
+    // Proves the same with disk work done inline on the driver's task (the simulator's mode).
+    transfer(0).await;
+}
+
+async fn transfer(disk_threads: usize) {
+    let total = 5 * 1024 * 1024 + 777;
+    let meta = torrent(total, 256 * 1024);
+    let n = meta.info.layout.piece_count();
+    let seed_disk = Arc::new(MemStorage::complete(meta.info.layout.clone(), SEED));
+    let leech_disk = Arc::new(MemStorage::empty(meta.info.layout.clone(), SEED));
+
+    let mut seeder = Driver::with_disk_threads(
         TokioNet,
         seed_disk,
         &meta,
         Bitfield::full(n),
         SessionConfig::default(),
         1,
+        disk_threads,
     )
     .unwrap();
     let addr = seeder.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let mut leecher = Driver::new(
+    let mut leecher = Driver::with_disk_threads(
         TokioNet,
         leech_disk.clone(),
         &meta,
         Bitfield::new(n),
         SessionConfig::default(),
         2,
+        disk_threads,
     )
     .unwrap();
     leecher.add_peer(addr);
@@ -137,7 +104,7 @@ async fn seeder_to_leecher_over_loopback_tcp() {
     assert_eq!(finished.status.have, n);
     assert!(finished.have.is_complete());
     assert!(
-        *leech_disk.data.lock().unwrap() == data,
+        leech_disk.is_correct_and_complete(),
         "the leecher holds wrong bytes"
     );
     assert_eq!(seeded.outcome, Outcome::Interrupted);

@@ -26,8 +26,10 @@ use bytes::Bytes;
 mod fs;
 mod handles;
 pub mod hash;
+pub mod mem;
 
 pub use fs::{DEFAULT_MAX_OPEN_FILES, FsStorage};
+pub use mem::MemStorage;
 
 #[cfg(test)]
 pub(crate) mod tests;
