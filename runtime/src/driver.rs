@@ -405,9 +405,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     /// Queues a peer to dial; it is dialled when the torrent has room. Known addresses (queued,
     /// dialling or connected) and our own listening address are ignored.
     pub fn add_peer(&mut self, addr: SocketAddr) {
+        // Our own listening address (a tracker lists us too). On a wildcard listen only the
+        // loopback form is known to be us; another host may well use the same port, and a
+        // connection to ourselves by a public address is caught by the peer id check.
         let own = self.local_addr.is_some_and(|l| {
             l.port() == addr.port()
-                && (l.ip() == addr.ip() || l.ip().is_unspecified() || addr.ip().is_loopback())
+                && (l.ip() == addr.ip() || (l.ip().is_unspecified() && addr.ip().is_loopback()))
         });
         if own
             || addr.port() == 0

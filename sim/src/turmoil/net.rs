@@ -1,0 +1,83 @@
+//! [`TurmoilNet`]: the runtime's [`Net`] over turmoil's simulated TCP and UDP, so a simulated peer
+//! runs the same driver code as `bt get`. Names resolve through turmoil's host table.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bt_runtime::net::{Net, NetUdp};
+
+/// Sockets of the turmoil host the calling task runs on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TurmoilNet;
+
+impl Net for TurmoilNet {
+    type Udp = TurmoilUdp;
+    type Reader = turmoil::net::tcp::OwnedReadHalf;
+    type Writer = turmoil::net::tcp::OwnedWriteHalf;
+    type Listener = turmoil::net::TcpListener;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<(Self::Reader, Self::Writer)> {
+        Ok(turmoil::net::TcpStream::connect(addr).await?.into_split())
+    }
+
+    async fn listen(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
+        turmoil::net::TcpListener::bind(addr).await
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    async fn accept(
+        listener: &mut Self::Listener,
+    ) -> io::Result<(Self::Reader, Self::Writer, SocketAddr)> {
+        let (stream, addr) = listener.accept().await?;
+        let (r, w) = stream.into_split();
+        Ok((r, w, addr))
+    }
+
+    async fn udp_connect(&self, remote: SocketAddr) -> io::Result<Self::Udp> {
+        let local: SocketAddr = if remote.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = turmoil::net::UdpSocket::bind(local).await?;
+        Ok(TurmoilUdp { socket, remote })
+    }
+
+    async fn resolve(&self, host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let ips = turmoil::lookup_many(host.as_str());
+        if ips.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no simulated host is named {host}"),
+            ));
+        }
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect())
+    }
+}
+
+/// A turmoil UDP socket that talks to one remote address.
+pub struct TurmoilUdp {
+    socket: turmoil::net::UdpSocket,
+    remote: SocketAddr,
+}
+
+impl NetUdp for TurmoilUdp {
+    async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        self.socket.send_to(datagram, self.remote).await.map(|_| ())
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let (n, from) = self.socket.recv_from(buf).await?;
+            if from == self.remote {
+                return Ok(n);
+            }
+        }
+    }
+}
