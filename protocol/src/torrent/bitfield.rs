@@ -161,6 +161,21 @@ impl Bitfield {
         })
     }
 
+    /// The pieces set here and in neither `a` nor `b`, in order: what a peer has that we neither
+    /// have nor are checking, a byte at a time. `a` and `b` must cover as many pieces as this one
+    /// (a missing byte counts as empty).
+    pub fn ones_without<'a>(
+        &'a self,
+        a: &'a Bitfield,
+        b: &'a Bitfield,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.bytes.iter().enumerate().flat_map(move |(i, &byte)| {
+            let mask = a.bytes.get(i).copied().unwrap_or(0) | b.bytes.get(i).copied().unwrap_or(0);
+            let base = i as u32 * 8;
+            BitIter(byte & !mask).map(move |bit| base + bit)
+        })
+    }
+
     /// Whether `other` has any piece this one lacks (whether we are interested in a peer).
     /// Both must cover the same number of pieces; otherwise `false`.
     pub fn lacks_any_of(&self, other: &Bitfield) -> bool {
@@ -268,6 +283,25 @@ mod tests {
             let expected: Vec<u32> = (0..len).filter(|&i| model[i as usize]).collect();
             prop_assert_eq!(ones, expected);
             prop_assert_eq!(Bitfield::from_wire(b.as_bytes(), len), Ok(b.clone()));
+        }
+
+        #[test]
+        fn ones_without_is_the_filtered_ones(
+            len in 0u32..200,
+            sets in proptest::collection::vec(proptest::collection::vec(0u32..200, 0..120), 3),
+        ) {
+            // Proves the byte-wise candidate scan equals filtering `ones` by the two masks.
+            let make = |ix: &[u32]| {
+                let mut b = Bitfield::new(len);
+                for &i in ix {
+                    b.set(i);
+                }
+                b
+            };
+            let (peer, have, hashing) = (make(&sets[0]), make(&sets[1]), make(&sets[2]));
+            let fast: Vec<u32> = peer.ones_without(&have, &hashing).collect();
+            let slow: Vec<u32> = peer.ones().filter(|&i| !have.get(i) && !hashing.get(i)).collect();
+            prop_assert_eq!(fast, slow);
         }
 
         #[test]

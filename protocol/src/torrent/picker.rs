@@ -265,9 +265,9 @@ impl Picker {
 
     /// The next piece to start for a peer with `peer_pieces`, by strategy.
     fn choose_new_piece(&mut self, peer_pieces: &Bitfield) -> Option<PieceIndex> {
-        let candidates = peer_pieces.ones().filter(|&i| {
-            !self.have.get(i) && !self.hashing.get(i) && !self.partial.contains_key(&i)
-        });
+        let candidates = peer_pieces
+            .ones_without(&self.have, &self.hashing)
+            .filter(|i| !self.partial.contains_key(i));
         let index = match self.strategy {
             Strategy::Sequential => candidates.min(),
             Strategy::RarestFirst => candidates
