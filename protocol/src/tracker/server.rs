@@ -300,9 +300,11 @@ enum Families {
 /// up with the other (`peers6`, BEP 7); UDP answers hold only the requester's family (BEP 15).
 ///
 /// UDP connection ids are not stored: each is a keyed hash of a secret drawn from the seed,
-/// the client's address and the [`CONNECTION_ID_WINDOW`] it was given in; the current and the
-/// previous window are accepted. An announce or scrape with another id gets an error (action 3)
-/// and the client connects again.
+/// the client's IP address and the [`CONNECTION_ID_WINDOW`] it was given in; the current and
+/// the previous window are accepted. The source port is left out, as opentracker does: clients
+/// (bt among them) open a new socket, so a new port, for each announce while reusing the id for
+/// a minute, and NATs rebind ports. An announce or scrape with another id gets an error
+/// (action 3) and the client connects again.
 ///
 /// Bounds: see [`TrackerConfig`]. An HTTP answer holds at most `max_numwant` peers, a UDP one
 /// at most `max_numwant` entries of 18 bytes; a scrape answer at most `max_scrape_hashes` entries.
@@ -782,8 +784,8 @@ impl TrackerServer {
         }
     }
 
-    /// The connection id `addr` gets in time window `window`: the first 8 bytes of
-    /// SHA-1(secret, window, ip, port).
+    /// The connection id a client at `addr` gets in time window `window`: the first 8 bytes of
+    /// SHA-1(secret, window, ip). The port does not count (see [`TrackerServer`]).
     fn connection_id(&self, addr: SocketAddr, window: u64) -> u64 {
         let mut h = Sha1::new();
         h.update(self.secret);
@@ -792,7 +794,6 @@ impl TrackerServer {
             IpAddr::V4(v4) => h.update(v4.octets()),
             IpAddr::V6(v6) => h.update(v6.octets()),
         }
-        h.update(addr.port().to_be_bytes());
         let digest = h.finalize();
         u64::from_be_bytes(digest[..8].try_into().expect("SHA-1 has 20 bytes"))
     }
