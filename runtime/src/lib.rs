@@ -10,6 +10,7 @@
 //!   download folder (positional I/O, bounded open files, parallel verification).
 //! - [`tls`]: the TLS client for HTTPS trackers (rustls with ring, webpki roots).
 //! - [`tracker`]: one announce to an HTTP or UDP tracker over [`net::Net`].
+//! - [`trackerd`]: serving a tracker (`bt tracker`) over [`net::Net`], HTTP and UDP.
 //! - [`units`]: byte sizes as people read and write them.
 
 pub mod create;
@@ -20,4 +21,5 @@ pub mod resume;
 pub mod storage;
 pub mod tls;
 pub mod tracker;
+pub mod trackerd;
 pub mod units;

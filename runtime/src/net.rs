@@ -2,7 +2,8 @@
 //!
 //! The tokio implementation ([`TokioNet`]) is for the real CLI. Streams are split into owned read
 //! and write halves so a reader task and a writer task can move a connection's bytes independently.
-//! UDP (trackers now, the DHT later) goes through quinn-udp on a tokio socket ([`QuinnUdp`]);
+//! UDP (trackers now, the DHT later) goes through quinn-udp on a tokio socket: [`QuinnUdp`]
+//! connected to one remote, [`QuinnBoundUdp`] bound to a local address for servers (`bt tracker`);
 //! names resolve through the system resolver.
 
 use std::future::Future;
@@ -17,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest};
 pub trait Net: Clone + Send + Sync + 'static {
     /// A UDP socket connected to one remote address.
     type Udp: NetUdp;
+    /// A UDP socket bound to a local address, talking to anyone (a server's).
+    type BoundUdp: NetBoundUdp;
     /// The read half of a connection.
     type Reader: AsyncRead + Unpin + Send + 'static;
     /// The write half of a connection.
@@ -46,6 +49,10 @@ pub trait Net: Clone + Send + Sync + 'static {
     fn udp_connect(&self, remote: SocketAddr)
     -> impl Future<Output = io::Result<Self::Udp>> + Send;
 
+    /// A UDP socket bound to `addr` (port 0 picks one), to receive from and send to anyone.
+    fn udp_bind(&self, addr: SocketAddr)
+    -> impl Future<Output = io::Result<Self::BoundUdp>> + Send;
+
     /// The addresses of `host` (a name or an IP literal) at `port`.
     fn resolve(
         &self,
@@ -64,12 +71,33 @@ pub trait NetUdp: Send + Sync + 'static {
     fn recv(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
 }
 
+/// A UDP socket bound to a local address.
+pub trait NetBoundUdp: Send + Sync + 'static {
+    /// The address it is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// Sends one datagram to `to`.
+    fn send_to(
+        &self,
+        datagram: &[u8],
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Receives one datagram into `buf`; returns its length (a datagram longer than `buf` is
+    /// cut) and its sender.
+    fn recv_from(
+        &self,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+}
+
 /// Real sockets through tokio.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioNet;
 
 impl Net for TokioNet {
     type Udp = QuinnUdp;
+    type BoundUdp = QuinnBoundUdp;
     type Reader = tokio::net::tcp::OwnedReadHalf;
     type Writer = tokio::net::tcp::OwnedWriteHalf;
     type Listener = tokio::net::TcpListener;
@@ -107,6 +135,16 @@ impl Net for TokioNet {
         io.connect(remote).await?;
         let state = quinn_udp::UdpSocketState::new((&io).into())?;
         Ok(QuinnUdp { io, state, remote })
+    }
+
+    async fn udp_bind(&self, addr: SocketAddr) -> io::Result<Self::BoundUdp> {
+        let io = tokio::net::UdpSocket::bind(addr).await?;
+        let state = quinn_udp::UdpSocketState::new((&io).into())?;
+        Ok(QuinnBoundUdp {
+            io,
+            state,
+            pending: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        })
     }
 
     async fn resolve(&self, host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -156,5 +194,69 @@ impl NetUdp for QuinnUdp {
                 return Ok(meta[0].len.min(meta[0].stride.max(1)).min(buf.len()));
             }
         }
+    }
+}
+
+/// A tokio UDP socket bound to a local address, driven through quinn-udp. With GRO, several
+/// datagrams from one sender may arrive as one buffer: the first is returned and the others
+/// (at most quinn-udp's GRO segment count, 64) wait in `pending` for the next receives.
+#[derive(Debug)]
+pub struct QuinnBoundUdp {
+    io: tokio::net::UdpSocket,
+    state: quinn_udp::UdpSocketState,
+    pending: std::sync::Mutex<std::collections::VecDeque<(Vec<u8>, SocketAddr)>>,
+}
+
+impl NetBoundUdp for QuinnBoundUdp {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        // An IPv6 socket (dual-stack when bound to [::]) reaches IPv4 peers at mapped addresses.
+        let to = match (self.io.local_addr()?, to) {
+            (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            _ => to,
+        };
+        let transmit = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents: datagram,
+            segment_size: None,
+            src_ip: None,
+        };
+        self.io
+            .async_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.io).into(), &transmit)
+            })
+            .await
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        if let Some((datagram, from)) = self.pending.lock().expect("pending lock").pop_front() {
+            let n = datagram.len().min(buf.len());
+            buf[..n].copy_from_slice(&datagram[..n]);
+            return Ok((n, from));
+        }
+        let mut meta = [quinn_udp::RecvMeta::default()];
+        let n = self
+            .io
+            .async_io(Interest::READABLE, || {
+                let mut bufs = [IoSliceMut::new(&mut *buf)];
+                self.state.recv((&self.io).into(), &mut bufs, &mut meta)
+            })
+            .await?;
+        let meta = &meta[0];
+        let len = meta.len.min(buf.len());
+        let stride = meta.stride.clamp(1, len.max(1));
+        if n > 0 && len > stride {
+            let mut pending = self.pending.lock().expect("pending lock");
+            for segment in buf[stride..len].chunks(stride) {
+                pending.push_back((segment.to_vec(), meta.addr));
+            }
+        }
+        Ok((len.min(stride), meta.addr))
     }
 }

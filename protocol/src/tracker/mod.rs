@@ -10,6 +10,8 @@
 //! - UDP: [`UdpAnnounce`], one announce's connect/announce exchange with retransmissions.
 //! - [`Announcer`]: decides when and to which URL a torrent announces, with which event, and
 //!   backs off when every tracker fails.
+//! - [`TrackerServer`]: the other side, a tracker serving HTTP announces and scrapes and BEP 15
+//!   UDP from one peer store (`bt tracker`, and trackers in the simulator).
 //!
 //! How a driver combines them: it asks [`Announcer::poll_announce`] for the next announce, builds
 //! an [`AnnounceRequest`] from the torrent's counters, performs it over HTTP (bytes from
@@ -49,6 +51,7 @@
 
 mod announce;
 mod http;
+mod server;
 mod tiers;
 mod udp;
 mod url;
@@ -60,6 +63,10 @@ pub use announce::{
 pub use http::{
     HttpLimits, HttpResponse, HttpResponseReader, USER_AGENT, announce_path_and_query,
     announce_response_from_http, announce_url, http_get_request, parse_announce_response,
+};
+pub use server::{
+    AnnounceAnswer, AnnounceRefusal, CONNECTION_ID_WINDOW, MAX_UDP_SCRAPE_HASHES, ServerStats,
+    SwarmStats, TrackerConfig, TrackerServer, http_head_end,
 };
 pub use tiers::{Announce, Announcer, AnnouncerConfig, MAX_TRACKERS};
 pub use udp::{

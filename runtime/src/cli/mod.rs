@@ -3,6 +3,7 @@
 
 mod create;
 mod info;
+mod tracker;
 mod transfer;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ enum Command {
     Get(transfer::GetArgs),
     /// Check the data in a folder and seed it.
     Seed(transfer::SeedArgs),
+    /// Run a BitTorrent tracker (HTTP and UDP) until interrupted.
+    Tracker(tracker::TrackerArgs),
 }
 
 /// Runs the parsed command.
@@ -42,6 +45,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create(args) => create::run(args),
         Command::Get(args) => transfer::get(args),
         Command::Seed(args) => transfer::seed(args),
+        Command::Tracker(args) => tracker::run(args),
     }
 }
 
