@@ -13,8 +13,11 @@ fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 fixtures="$fuzz_dir/../tests/fixtures"
 corpus="$fuzz_dir/corpus"
 
-mkdir -p "$corpus/metainfo" "$corpus/bencode" "$corpus/magnet" "$corpus/wire" "$corpus/torrent" "$corpus/tracker"
+mkdir -p "$corpus/metainfo" "$corpus/bencode" "$corpus/magnet" "$corpus/wire" "$corpus/torrent" "$corpus/tracker" "$corpus/tracker_server"
 printf "d8:intervali1800e5:peers6:\177\000\000\001\032\341e" >"$corpus/tracker/seed-compact"
+# A record: control byte 0 (raw HTTP), length, then an announce request.
+req='GET /announce?info_hash=%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01%01&port=6881&left=5 HTTP/1.1\r\n\r\n'
+{ printf '\000'; printf "\\$(printf '%03o' "$(printf '%b' "$req" | wc -c)")"; printf '%b' "$req"; } >"$corpus/tracker_server/seed-announce"
 printf "\001\000\000\000\001\001\000\000\000\005\004\000\000\000\007" >"$corpus/wire/seed-frames"
 
 found=0

@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bt_runtime::net::{Net, NetUdp};
+use bt_runtime::net::{Net, NetBoundUdp, NetUdp};
 
 /// Sockets of the turmoil host the calling task runs on.
 #[derive(Clone, Copy, Debug, Default)]
@@ -12,6 +12,7 @@ pub struct TurmoilNet;
 
 impl Net for TurmoilNet {
     type Udp = TurmoilUdp;
+    type BoundUdp = TurmoilBoundUdp;
     type Reader = turmoil::net::tcp::OwnedReadHalf;
     type Writer = turmoil::net::tcp::OwnedWriteHalf;
     type Listener = turmoil::net::TcpListener;
@@ -44,6 +45,10 @@ impl Net for TurmoilNet {
         };
         let socket = turmoil::net::UdpSocket::bind(local).await?;
         Ok(TurmoilUdp { socket, remote })
+    }
+
+    async fn udp_bind(&self, addr: SocketAddr) -> io::Result<Self::BoundUdp> {
+        Ok(TurmoilBoundUdp(turmoil::net::UdpSocket::bind(addr).await?))
     }
 
     async fn resolve(&self, host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -79,5 +84,22 @@ impl NetUdp for TurmoilUdp {
                 return Ok(n);
             }
         }
+    }
+}
+
+/// A turmoil UDP socket bound to a local address (a simulated tracker's).
+pub struct TurmoilBoundUdp(turmoil::net::UdpSocket);
+
+impl NetBoundUdp for TurmoilBoundUdp {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        self.0.send_to(datagram, to).await.map(|_| ())
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.recv_from(buf).await
     }
 }
