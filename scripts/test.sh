@@ -36,7 +36,10 @@ if [ "$fuzz_seconds" -gt 0 ]; then
 fi
 
 cargo test --workspace --doc --quiet
-# The end-to-end tests run the `bt` binary of the test profile; build it first, so no test spends
-# its time budget waiting for the build.
+# The end-to-end tests run the `bt` binary of the test profile; build it first and hand it to them
+# (BT_BIN), so no test spends its time budget waiting for a build or for cargo's locks.
 cargo build --quiet -p bt-runtime --bin bt
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+export BT_BIN="$target_dir/debug/bt"
 cargo nextest run --workspace
