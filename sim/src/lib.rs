@@ -1,5 +1,16 @@
 //! `bt-sim`: the deterministic swarm simulator behind `btsim`.
 //!
 //! - [`scenario`]: the scenario file format (TOML): the swarm, its network, faults, expectations.
+//! - [`content`]: the torrent's content, generated from the seed, and what each peer's disk holds.
+//! - [`engine`]: the engines by name and the [`engine::Outcome`] every engine gives.
+//! - [`fast`]: the `fast` engine, protocol sessions driven by an event-driven clock.
+//! - [`trace`]: the fingerprint of a run's event stream.
+//!
+//! The `turmoil` engine (the real runtime over turmoil's simulated sockets) will live in
+//! `turmoil/`; [`engine::run`] reports it as not built yet.
 
+pub mod content;
+pub mod engine;
+pub mod fast;
 pub mod scenario;
+pub mod trace;
