@@ -101,6 +101,8 @@ pub struct Outcome {
     pub close_reasons: BTreeMap<String, u64>,
     /// Announces the trackers answered.
     pub announces: u64,
+    /// Events handled, by kind (engine-specific names).
+    pub event_counts: BTreeMap<String, u64>,
 }
 
 /// Violations kept word for word; the rest are only counted.

@@ -4,13 +4,17 @@
 //! - [`content`]: the torrent's content, generated from the seed, and what each peer's disk holds.
 //! - [`engine`]: the engines by name and the [`engine::Outcome`] every engine gives.
 //! - [`fast`]: the `fast` engine, protocol sessions driven by an event-driven clock.
+//! - [`report`]: what a run measured, judged against the scenario's expectations.
+//! - [`bench`]: `btsim bench`, the fast engine's speed on flash crowds.
 //! - [`trace`]: the fingerprint of a run's event stream.
 //!
 //! The `turmoil` engine (the real runtime over turmoil's simulated sockets) will live in
 //! `turmoil/`; [`engine::run`] reports it as not built yet.
 
+pub mod bench;
 pub mod content;
 pub mod engine;
 pub mod fast;
+pub mod report;
 pub mod scenario;
 pub mod trace;

@@ -23,7 +23,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use bt_protocol::metainfo::TorrentLayout;
-use bt_protocol::torrent::Strategy;
+use bt_protocol::torrent::{Strategy, TorrentConfig};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use toml::Spanned;
@@ -192,6 +192,8 @@ pub struct GroupSpec {
     pub strategy: Strategy,
     /// How its peers behave.
     pub behaviour: Behaviour,
+    /// Most connections each of its peers keeps (bt's `--max-peers`).
+    pub max_peers: usize,
 }
 
 /// Which peers of a group a fault hits.
@@ -258,6 +260,8 @@ pub struct Expect {
     pub seeder_upload_at_most: Option<f64>,
     /// Every corrupt peer was banned by at least one other peer.
     pub corrupt_peers_banned: bool,
+    /// No peer that is not corrupt was banned by anyone.
+    pub no_honest_peer_banned: bool,
 }
 
 // ---- errors ----
@@ -597,6 +601,8 @@ struct RawGroup {
     strategy: Option<RawStrategy>,
     #[serde(default)]
     behaviour: Option<Spanned<Behaviour>>,
+    #[serde(default)]
+    max_peers: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -630,6 +636,8 @@ struct RawExpect {
     seeder_upload_at_most: Option<Spanned<f64>>,
     #[serde(default)]
     corrupt_peers_banned: Option<bool>,
+    #[serde(default)]
+    no_honest_peer_banned: Option<bool>,
 }
 
 // ---- checks ----
@@ -712,6 +720,7 @@ impl Scenario {
             no_corrupt_piece_kept: raw.expect.no_corrupt_piece_kept.unwrap_or(false),
             seeder_upload_at_most,
             corrupt_peers_banned: raw.expect.corrupt_peers_banned.unwrap_or(false),
+            no_honest_peer_banned: raw.expect.no_honest_peer_banned.unwrap_or(false),
         };
         Ok(Scenario {
             engine,
@@ -959,7 +968,15 @@ fn check_groups(
                 "leave_after counts pieces downloaded: it applies to leechers",
             ));
         }
+        let max_peers = match &r.max_peers {
+            None => TorrentConfig::default().max_peers,
+            Some(m) if !(1..=1000).contains(m.get_ref()) => {
+                return Err(cx.err(m.span(), "max_peers must be 1 to 1000"));
+            }
+            Some(m) => *m.get_ref() as usize,
+        };
         groups.push(GroupSpec {
+            max_peers,
             name,
             role: r.role,
             count,

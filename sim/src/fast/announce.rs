@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use bt_protocol::time::Instant;
-use bt_protocol::tracker::{Event as AnnounceEvent, TrackerError};
+use bt_protocol::tracker::{AnnounceResponse, Event as AnnounceEvent, TrackerError};
 
 use super::{Ev, HostId, State, World};
 use crate::scenario::TrackerKind;
@@ -26,6 +26,14 @@ pub(super) struct Request {
     left: u64,
     /// When the client gives up if the tracker does not answer.
     gives_up_at: Instant,
+}
+
+/// A tracker's answer (or the client's timeout) on its way to a peer.
+pub(super) struct Answer {
+    host: HostId,
+    epoch: u32,
+    url: String,
+    result: Result<AnnounceResponse, TrackerError>,
 }
 
 /// The URL peers announce to for tracker `index`.
@@ -147,12 +155,12 @@ impl World<'_> {
     fn give_up(&mut self, request: Request) {
         self.queue.push(
             request.gives_up_at.max(self.now()),
-            Ev::TrackerAnswer {
+            Ev::TrackerAnswer(Box::new(Answer {
                 host: request.host,
                 epoch: request.epoch,
                 url: request.url,
                 result: Err(TrackerError::Timeout),
-            },
+            })),
         );
     }
 
@@ -179,22 +187,23 @@ impl World<'_> {
         let at = now + self.scenario.link.latency;
         self.queue.push(
             at,
-            Ev::TrackerAnswer {
+            Ev::TrackerAnswer(Box::new(Answer {
                 host: request.host,
                 epoch: request.epoch,
                 url: request.url,
                 result: Ok(answer),
-            },
+            })),
         );
     }
 
-    pub(super) fn on_tracker_answer(
-        &mut self,
-        h: HostId,
-        epoch: u32,
-        url: &str,
-        result: Result<bt_protocol::tracker::AnnounceResponse, TrackerError>,
-    ) {
+    pub(super) fn on_tracker_answer(&mut self, answer: Answer) {
+        let Answer {
+            host: h,
+            epoch,
+            url,
+            result,
+        } = answer;
+        let url = url.as_str();
         let now = self.now();
         let host = &mut self.hosts[h as usize];
         if host.epoch != epoch {

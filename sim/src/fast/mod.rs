@@ -40,7 +40,7 @@ use bt_protocol::rng::Rng;
 use bt_protocol::session::{Output, Session, SessionConfig, TorrentId};
 use bt_protocol::time::Instant;
 use bt_protocol::torrent::{Bitfield, TorrentConfig, TorrentEvent};
-use bt_protocol::tracker::{AnnounceResponse, Announcer, AnnouncerConfig, TrackerError};
+use bt_protocol::tracker::{Announcer, AnnouncerConfig};
 
 use crate::content::{Content, Disk};
 use crate::engine::{HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress};
@@ -112,12 +112,40 @@ enum Ev {
     /// An announce reaches a tracker.
     TrackerRequest(Box<announce::Request>),
     /// A tracker's answer (or the client's timeout) reaches the peer.
-    TrackerAnswer {
-        host: HostId,
-        epoch: u32,
-        url: String,
-        result: Result<AnnounceResponse, TrackerError>,
-    },
+    TrackerAnswer(Box<announce::Answer>),
+}
+
+impl Ev {
+    /// Names of the kinds, in [`Ev::kind`] order.
+    const KINDS: [&'static str; 11] = [
+        "join",
+        "timer",
+        "fault",
+        "syn",
+        "connect_timeout",
+        "uplink_done",
+        "arrive",
+        "deliver",
+        "disk_read",
+        "tracker_request",
+        "tracker_answer",
+    ];
+
+    fn kind(&self) -> u8 {
+        match self {
+            Ev::Join(_) => 0,
+            Ev::Timer(_) => 1,
+            Ev::Fault(_) => 2,
+            Ev::Syn { .. } => 3,
+            Ev::ConnectTimeout(_) => 4,
+            Ev::UplinkDone { .. } => 5,
+            Ev::Arrive { .. } => 6,
+            Ev::Deliver { .. } => 7,
+            Ev::DiskRead { .. } => 8,
+            Ev::TrackerRequest(_) => 9,
+            Ev::TrackerAnswer(_) => 10,
+        }
+    }
 }
 
 /// Where a peer is in its life.
@@ -236,6 +264,8 @@ struct World<'a> {
     ended_at: Instant,
     /// Reused to join a burst's chunks into one read.
     read_buf: Vec<u8>,
+    /// Events handled, by kind ([`Ev::KINDS`]).
+    event_counts: [u64; Ev::KINDS.len()],
 }
 
 /// Runs `scenario` with `seed`. See the module docs.
@@ -374,6 +404,7 @@ impl<'a> World<'a> {
             running: 0,
             ended_at: Instant::ZERO,
             read_buf: Vec::new(),
+            event_counts: [0; Ev::KINDS.len()],
         }
     }
 
@@ -430,6 +461,7 @@ impl<'a> World<'a> {
     }
 
     fn handle(&mut self, ev: Ev) {
+        self.event_counts[ev.kind() as usize] += 1;
         match ev {
             Ev::Join(h) => {
                 self.trace.words(&[1, u64::from(h)]);
@@ -500,12 +532,7 @@ impl<'a> World<'a> {
                 self.settle(host);
             }
             Ev::TrackerRequest(request) => self.on_tracker_request(*request),
-            Ev::TrackerAnswer {
-                host,
-                epoch,
-                url,
-                result,
-            } => self.on_tracker_answer(host, epoch, &url, result),
+            Ev::TrackerAnswer(answer) => self.on_tracker_answer(*answer),
         }
     }
 
@@ -521,6 +548,7 @@ impl<'a> World<'a> {
         let config = SessionConfig {
             torrent: TorrentConfig {
                 strategy: group.strategy,
+                max_peers: group.max_peers,
                 ..TorrentConfig::default()
             },
             ..SessionConfig::default()
@@ -962,6 +990,12 @@ impl<'a> World<'a> {
             violation_count: self.violation_count,
             close_reasons: self.close_reasons,
             announces,
+            event_counts: Ev::KINDS
+                .iter()
+                .zip(self.event_counts)
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_string(), n))
+                .collect(),
         }
     }
 }

@@ -551,7 +551,7 @@ impl World<'_> {
                 .as_ref()
                 .and_then(|s| s.torrent(host.torrent))
                 .map_or(0, |t| t.peer_count());
-            let max_peers = bt_protocol::torrent::TorrentConfig::default().max_peers;
+            let max_peers = self.scenario.groups[host.group].max_peers;
             if host.dialing >= bt_runtime::driver::MAX_DIALS || peers + host.dialing >= max_peers {
                 return;
             }
