@@ -80,6 +80,8 @@ pub struct BenchRow {
     pub events: u64,
     /// Events per wall-clock second.
     pub events_per_second: f64,
+    /// Leechers that completed.
+    pub completed: u32,
     /// Whether every expectation held.
     pub passed: bool,
     /// The run's fingerprint.
@@ -98,6 +100,7 @@ impl BenchRow {
             speed: t.speed,
             events: t.events,
             events_per_second: t.events as f64 / wall.as_secs_f64().max(1e-9),
+            completed: report.groups.iter().map(|g| g.completed).sum(),
             passed: report.passed,
             fingerprint: t.fingerprint.clone(),
         }

@@ -99,6 +99,8 @@ pub struct Outcome {
     pub violation_count: u64,
     /// Connections closed, by reason (as the protocol names it).
     pub close_reasons: BTreeMap<String, u64>,
+    /// Engine-specific counts worth a look (connections at the end, ...).
+    pub diagnostics: BTreeMap<String, u64>,
     /// Announces the trackers answered.
     pub announces: u64,
     /// Events handled, by kind (engine-specific names).

@@ -63,6 +63,10 @@ enum Command {
         /// The seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Stop each run after this many simulated seconds (default: when every leecher has
+        /// completed, at most two hours); the speed is still measured.
+        #[arg(long)]
+        duration: Option<u64>,
         /// Print rows as JSON lines.
         #[arg(long)]
         json: bool,
@@ -82,8 +86,9 @@ fn main() -> ExitCode {
             peers,
             size,
             seed,
+            duration,
             json,
-        } => match bench(&peers, size, seed, json) {
+        } => match bench(&peers, size, seed, duration, json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("btsim: error: {e:#}");
@@ -145,18 +150,27 @@ fn run(
     }
 }
 
-fn bench(peers: &[u32], size: u64, seed: u64, json: bool) -> anyhow::Result<()> {
+fn bench(
+    peers: &[u32],
+    size: u64,
+    seed: u64,
+    duration: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
     if cfg!(debug_assertions) && !json {
         eprintln!("btsim: note: a debug build; figures for the record come from --release");
     }
     if !json {
         println!(
-            "{:>7} {:>10} {:>10} {:>10} {:>10} {:>13} {:>12}  {:<4} fingerprint",
-            "peers", "size", "sim s", "wall s", "sim/wall", "events", "events/s", "ok"
+            "{:>7} {:>10} {:>10} {:>10} {:>10} {:>13} {:>12} {:>9}  {:<4} fingerprint",
+            "peers", "size", "sim s", "wall s", "sim/wall", "events", "events/s", "complete", "ok"
         );
     }
     for &n in peers {
-        let scenario = flash_crowd_scenario(n, size, seed).context("building the scenario")?;
+        let mut scenario = flash_crowd_scenario(n, size, seed).context("building the scenario")?;
+        if let Some(d) = duration {
+            scenario.duration = Duration::from_secs(d.max(1));
+        }
         let name = format!("flash crowd of {n}");
         let (outcome, wall) = timed(|| {
             let mut meter = ProgressMeter::new(&name);
@@ -171,7 +185,7 @@ fn bench(peers: &[u32], size: u64, seed: u64, json: bool) -> anyhow::Result<()> 
             println!("{}", serde_json::to_string(&row)?);
         } else {
             println!(
-                "{:>7} {:>10} {:>10.1} {:>10.2} {:>10.1} {:>13} {:>12.0}  {:<4} {}",
+                "{:>7} {:>10} {:>10.1} {:>10.2} {:>10.2} {:>13} {:>12.0} {:>9}  {:<4} {}",
                 row.peers,
                 bt_runtime::units::format_bytes(row.size_bytes),
                 row.sim_seconds,
@@ -179,6 +193,7 @@ fn bench(peers: &[u32], size: u64, seed: u64, json: bool) -> anyhow::Result<()> 
                 row.speed,
                 bt_runtime::units::format_count(row.events),
                 row.events_per_second,
+                row.completed,
                 if row.passed { "yes" } else { "NO" },
                 row.fingerprint
             );

@@ -131,6 +131,8 @@ pub struct Report {
     pub close_reasons: BTreeMap<String, u64>,
     /// Events handled, by kind.
     pub event_counts: BTreeMap<String, u64>,
+    /// Engine-specific counts (connections at the end, ...).
+    pub diagnostics: BTreeMap<String, u64>,
     /// The command that replays this run.
     pub reproduce: String,
 }
@@ -361,6 +363,7 @@ impl Report {
             violation_count: outcome.violation_count,
             close_reasons: outcome.close_reasons.clone(),
             event_counts: outcome.event_counts.clone(),
+            diagnostics: outcome.diagnostics.clone(),
             reproduce: reproduce(file, outcome.seed, outcome.engine, scenario.engine),
         }
     }

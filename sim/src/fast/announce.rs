@@ -170,10 +170,29 @@ impl World<'_> {
             return self.give_up(request);
         }
         let kind = self.scenario.trackers[request.tracker].kind;
-        if kind == TrackerKind::Udp && self.udp_lost() {
-            // The answer is lost; the client's retry is not modelled past this: it gives up.
-            return self.give_up(request);
+        let latency = self.scenario.link.latency;
+        // When the answer arrives: a lost UDP answer makes the client resend after its timeout
+        // (the tracker answers each copy), until the client gives up.
+        let mut answer_at = Some(now + latency);
+        if kind == TrackerKind::Udp {
+            let c = bt_runtime::tracker::UDP_CONFIG;
+            let mut t = now;
+            answer_at = None;
+            for i in 0..=c.max_retries {
+                // Try 0's request already arrived; a resent one may be lost too.
+                let request_lost = i > 0 && self.udp_lost();
+                let answer_lost = self.udp_lost();
+                if !request_lost && !answer_lost {
+                    answer_at = Some(t + latency);
+                    break;
+                }
+                t = t + c.base_timeout * (1 << i);
+            }
+            if answer_at.is_none_or(|at| at > request.gives_up_at) {
+                return self.give_up(request);
+            }
         }
+        let at = answer_at.expect("set above");
         let addr = self.hosts[request.host as usize].addr;
         self.trace
             .words(&[41, u64::from(request.host), request.tracker as u64]);
@@ -184,7 +203,6 @@ impl World<'_> {
             request.left,
             bt_runtime::driver::NUMWANT as usize,
         );
-        let at = now + self.scenario.link.latency;
         self.queue.push(
             at,
             Ev::TrackerAnswer(Box::new(Answer {

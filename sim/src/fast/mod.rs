@@ -947,6 +947,29 @@ impl<'a> World<'a> {
         for t in &self.trackers {
             announces += t.announces;
         }
+        // Connections at the end, and how many join two peers that both have everything (neither
+        // can give the other anything: a slot wasted on each side).
+        let (mut open, mut between_seeds) = (0u64, 0u64);
+        for host in &self.hosts {
+            let Some(t) = host.session.as_ref().and_then(|s| s.torrent(host.torrent)) else {
+                continue;
+            };
+            for conn in t.conns() {
+                let Some(p) = t.peer(conn).filter(|p| p.is_connected()) else {
+                    continue;
+                };
+                open += 1;
+                if t.is_complete() && p.peer_pieces().is_complete() {
+                    between_seeds += 1;
+                }
+            }
+        }
+        let mut diagnostics = BTreeMap::new();
+        diagnostics.insert("connections_at_end".to_owned(), open / 2);
+        diagnostics.insert(
+            "seed_to_seed_connections_at_end".to_owned(),
+            between_seeds / 2,
+        );
         let hosts = self
             .hosts
             .iter()
@@ -989,6 +1012,7 @@ impl<'a> World<'a> {
             violations: self.violations,
             violation_count: self.violation_count,
             close_reasons: self.close_reasons,
+            diagnostics,
             announces,
             event_counts: Ev::KINDS
                 .iter()

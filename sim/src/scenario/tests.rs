@@ -39,6 +39,7 @@ up = 250000
 down = "1 MB/s"
 strategy = "random"
 behaviour = "leave_after=3"
+max_peers = 30
 
 [[fault]]
 at = 60
@@ -78,6 +79,8 @@ fn a_full_scenario_reads_as_written() {
     assert_eq!(s.groups[1].join.1, Duration::from_millis(10_500));
     assert_eq!(s.groups[1].behaviour, Behaviour::LeaveAfter(3));
     assert_eq!(s.groups[1].strategy, Strategy::Random);
+    assert_eq!(s.groups[1].max_peers, 30);
+    assert_eq!(s.groups[0].max_peers, 80, "bt's default");
     // Sorted by time.
     assert_eq!(
         s.faults[0].action,
