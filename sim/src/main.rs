@@ -132,13 +132,14 @@ fn run(
         }
     };
     let report = Report::new(&name, &scenario, &outcome, wall);
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("a report serialises")
-        );
+    let text = if json {
+        serde_json::to_string_pretty(&report).expect("a report serialises") + "\n"
     } else {
-        print!("{}", report.human());
+        report.human()
+    };
+    if !emit(&text) {
+        // stdout was closed (`btsim run ... | head`): the verdict still sets the exit code.
+        return ExitCode::from(if report.passed { 0 } else { 1 });
     }
     if report.passed {
         ExitCode::SUCCESS
@@ -161,10 +162,13 @@ fn bench(
         eprintln!("btsim: note: a debug build; figures for the record come from --release");
     }
     if !json {
-        println!(
-            "{:>7} {:>10} {:>10} {:>10} {:>10} {:>13} {:>12} {:>9}  {:<4} fingerprint",
+        let header = format!(
+            "{:>7} {:>10} {:>10} {:>10} {:>10} {:>13} {:>12} {:>9}  {:<4} fingerprint\n",
             "peers", "size", "sim s", "wall s", "sim/wall", "events", "events/s", "complete", "ok"
         );
+        if !emit(&header) {
+            return Ok(());
+        }
     }
     for &n in peers {
         let mut scenario = flash_crowd_scenario(n, size, seed).context("building the scenario")?;
@@ -181,10 +185,10 @@ fn bench(
         let outcome = outcome?;
         let report = Report::new(&name, &scenario, &outcome, wall);
         let row = BenchRow::from_report(&report, wall);
-        if json {
-            println!("{}", serde_json::to_string(&row)?);
+        let line = if json {
+            serde_json::to_string(&row)?
         } else {
-            println!(
+            format!(
                 "{:>7} {:>10} {:>10.1} {:>10.2} {:>10.2} {:>13} {:>12.0} {:>9}  {:<4} {}",
                 row.peers,
                 bt_runtime::units::format_bytes(row.size_bytes),
@@ -196,11 +200,27 @@ fn bench(
                 row.completed,
                 if row.passed { "yes" } else { "NO" },
                 row.fingerprint
-            );
+            )
+        };
+        if !emit(&(line + "\n")) {
+            return Ok(());
         }
-        std::io::stdout().flush()?;
     }
     Ok(())
+}
+
+/// Writes `text` to stdout; `false` if stdout is closed (a broken pipe is not an error here:
+/// whoever closed it did not want the rest).
+fn emit(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            eprintln!("btsim: cannot write the report: {e}");
+            false
+        }
+    }
 }
 
 /// Runs `f` and measures its wall-clock time (the one place btsim reads the real clock, besides

@@ -141,6 +141,11 @@ fn secs(t: Instant) -> f64 {
     t.as_micros() as f64 / 1e6
 }
 
+/// Seconds from `a` to `b`, exact to the microsecond.
+fn secs_between(a: Instant, b: Instant) -> f64 {
+    b.as_micros().saturating_sub(a.as_micros()) as f64 / 1e6
+}
+
 /// Whether a peer is one that `all_complete_by` waits for: a leecher, not corrupt, running at the
 /// end.
 fn should_complete(scenario: &Scenario, h: &HostOutcome) -> bool {
@@ -164,7 +169,7 @@ impl Report {
                 let times: Vec<f64> = hosts
                     .iter()
                     .filter(|_| leecher)
-                    .filter_map(|h| Some(secs(h.completed_at?) - secs(h.joined_at?)))
+                    .filter_map(|h| Some(secs_between(h.joined_at?, h.completed_at?)))
                     .collect();
                 GroupReport {
                     name: spec.name.clone(),

@@ -246,7 +246,7 @@ struct World<'a> {
     /// Partitions in force: pairs of group sets.
     cuts: Vec<(Vec<usize>, Vec<usize>)>,
     /// Bursts sent across a partition, held by the sender's TCP until a heal.
-    held: Vec<(ConnId, ConnId, Burst)>,
+    held: Vec<net::Held>,
     net_rng: Rng,
     fault_rng: Rng,
     trace: Fingerprint,
@@ -890,15 +890,11 @@ impl<'a> World<'a> {
     }
 
     fn fault(&mut self, i: usize) {
-        let now = self.now();
         match self.scenario.faults[i].action.clone() {
             FaultAction::Partition { a, b } => self.cuts.push((a, b)),
             FaultAction::Heal => {
                 self.cuts.clear();
-                let held = std::mem::take(&mut self.held);
-                for (from, to, burst) in held {
-                    self.resend_held(from, to, burst);
-                }
+                self.resend_held();
             }
             FaultAction::Crash(target) => {
                 for h in self.targets(target, &[State::Up]) {
@@ -918,7 +914,6 @@ impl<'a> World<'a> {
             FaultAction::TrackerDown(t) => self.trackers[t].up = false,
             FaultAction::TrackerUp(t) => self.trackers[t].up = true,
         }
-        let _ = now;
     }
 
     // ---- the end ----

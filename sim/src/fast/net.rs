@@ -89,6 +89,17 @@ impl Burst {
     }
 }
 
+/// A burst waiting for a partition to heal.
+pub(super) struct Held {
+    from: ConnId,
+    to: ConnId,
+    from_host: HostId,
+    to_host: HostId,
+    /// The sender's life when it sent it.
+    epoch: u32,
+    burst: Burst,
+}
+
 /// Where one end of a connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ConnState {
@@ -193,27 +204,63 @@ impl World<'_> {
         to_host: HostId,
         burst: Burst,
     ) {
+        self.transit_not_before(from, to, from_host, to_host, burst, Instant::ZERO);
+    }
+
+    /// [`World::transit`], arriving no sooner than `not_before`; gives the arrival time, or
+    /// `None` when a partition holds the burst.
+    fn transit_not_before(
+        &mut self,
+        from: ConnId,
+        to: ConnId,
+        from_host: HostId,
+        to_host: HostId,
+        burst: Burst,
+        not_before: Instant,
+    ) -> Option<Instant> {
         if self.cut(from_host, to_host) {
-            self.held.push((from, to, burst));
-            return;
+            let epoch = self.hosts[from_host as usize].epoch;
+            self.held.push(Held {
+                from,
+                to,
+                from_host,
+                to_host,
+                epoch,
+                burst,
+            });
+            return None;
         }
         let trip = self.trip();
-        let mut at = self.now() + trip;
+        let mut at = (self.now() + trip).max(not_before);
         if let Some(c) = self.conns.get_mut(&from) {
             at = at.max(c.stream_at);
             c.stream_at = at;
         }
         self.queue.push(at, Ev::Arrive { to, from, burst });
+        Some(at)
     }
 
-    /// A burst held by a partition, after the heal.
-    pub(super) fn resend_held(&mut self, from: ConnId, to: ConnId, burst: Burst) {
-        let Some(c) = self.conns.get(&from) else {
-            // The sender is gone, and its TCP with it.
-            return;
-        };
-        let (fh, th) = (c.host, c.remote_host);
-        self.transit(from, to, fh, th, burst);
+    /// Bursts held by a partition, after the heal: each sent, in order, unless its sender
+    /// crashed meanwhile (its TCP went with it). A connection closed meanwhile still delivers what
+    /// it had sent, FIN included, as a closed socket keeps retransmitting.
+    pub(super) fn resend_held(&mut self) {
+        let mut last: std::collections::BTreeMap<ConnId, Instant> = Default::default();
+        for held in std::mem::take(&mut self.held) {
+            if self.hosts[held.from_host as usize].epoch != held.epoch {
+                continue;
+            }
+            let not_before = last.get(&held.from).copied().unwrap_or(Instant::ZERO);
+            if let Some(at) = self.transit_not_before(
+                held.from,
+                held.to,
+                held.from_host,
+                held.to_host,
+                held.burst,
+                not_before,
+            ) {
+                last.insert(held.from, at);
+            }
+        }
     }
 
     /// Queues `item` on peer `h`'s end `conn` for its uplink.

@@ -65,3 +65,59 @@ fn same_seed_same_fingerprint() {
     assert_eq!(a, b);
     assert_ne!(a.fingerprint, c.fingerprint);
 }
+
+fn with(extra: &str) -> String {
+    format!("{SMALL}{extra}")
+}
+
+#[test]
+fn a_dead_tracker_delays_everyone_until_it_answers() {
+    // Proves peers find each other only through the tracker: with it down for the first minute,
+    // nobody completes before it is back; afterwards (announcer backoff: retries at 40 s then
+    // 110 s after 10 s connect timeouts) everyone does.
+    let o = run_text(
+        &with("[[fault]]\nat = 0\ntracker_down = 0\n[[fault]]\nat = 60\ntracker_up = 0\n"),
+        3,
+    );
+    assert_eq!(o.violations, Vec::<String>::new());
+    for h in &o.hosts[1..] {
+        let done = h.completed_at.expect("completes once the tracker is back");
+        assert!(done > Instant::from_micros(60_000_000), "{done:?}");
+    }
+}
+
+#[test]
+fn a_partition_longer_than_the_idle_timeout_heals() {
+    // Proves connections cut for longer than the protocol's idle timeout (180 s) close on both
+    // sides, the FIN held by the partition arrives after the heal, and the swarm then completes.
+    let text =
+        with("[[fault]]\nat = 0.5\npartition = \"seed|leech\"\n[[fault]]\nat = 400\nheal = true\n");
+    let o = run_text(&text, 3);
+    assert_eq!(o.violations, Vec::<String>::new());
+    assert!(
+        o.close_reasons.keys().any(|r| r.contains("IdleTimeout")),
+        "{:?}",
+        o.close_reasons
+    );
+    for h in &o.hosts[1..] {
+        assert!(h.completed_at.is_some(), "{h:?}");
+    }
+}
+
+#[test]
+fn a_crashed_peer_restarts_with_what_it_had() {
+    // Proves a restart keeps the verified pieces (fast resume): the peer crashed mid-download
+    // completes after its restart.
+    let text = with(
+        "[[fault]]\nat = 0.5\ncrash = \"leech#0\"\n[[fault]]\nat = 30\nrestart = \"leech#0\"\n",
+    );
+    let o = run_text(&text, 3);
+    assert_eq!(o.violations, Vec::<String>::new());
+    let h = &o.hosts[1];
+    assert_eq!(h.end, crate::engine::HostEnd::Running);
+    assert!(
+        h.completed_at
+            .is_some_and(|t| t > Instant::from_micros(30_000_000)),
+        "{h:?}"
+    );
+}
