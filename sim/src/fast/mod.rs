@@ -2,11 +2,11 @@
 //!
 //! One session per peer, one torrent each, as a bt process would run it, driven by the canonical
 //! loop of `bt_protocol` (drain `poll_output` after every input, wake at `poll_timeout`). Instead of
-//! sockets and files there is a [`World`]: a priority queue of events by `(time, seq)` whose clock
+//! sockets and files there is a `World`: a priority queue of events by `(time, seq)` whose clock
 //! jumps to the next one ([`queue`]), connections modelled as TCP streams over links with latency,
-//! jitter and loss, each peer's uplink and downlink serialised at its bandwidth ([`net`]),
+//! jitter and loss, each peer's uplink and downlink serialised at its bandwidth (`net`),
 //! disks answered inline from the generated content ([`crate::content`]), and trackers as
-//! in-process directories reached through the protocol's own [`Announcer`] ([`announce`],
+//! in-process directories reached through the protocol's own [`Announcer`] (`announce`,
 //! [`tracker`]).
 //!
 //! Determinism: one seed gives every random choice (join times, session seeds, jitter, loss,

@@ -4,10 +4,13 @@
 //! handle the peer's session knows it by). What a session transmits is queued on its end; the
 //! peer's uplink serves its connections round robin, one burst of at most [`QUANTUM`] bytes at a
 //! time, each taking `len / up` seconds ([`World::start_uplink`]). When a burst has left the
-//! uplink the session hears `handle_sent` (the protocol's backpressure) and the burst travels:
+//! uplink the session hears `handle_sent` (the protocol's backpressure; bursts under
+//! [`SMALL_BURST`] are reported with the next large one, see [`World::on_uplink_done`]) and the
+//! burst travels:
 //! latency, plus jitter, plus for each loss a retransmission timeout, never overtaking what the
 //! same end sent before (TCP is in order). At the far end it waits for the receiver's downlink
-//! (first come, first served, `len / down` seconds), then the session gets the bytes.
+//! (first come, first served, `len / down` seconds), then the session gets the bytes, one
+//! `handle_bytes` per burst.
 //!
 //! Opening: the dialler's SYN reaches the other peer after one trip, which accepts (its session
 //! routes the connection by the handshake) and answers; the dialler's session gets `connect`
@@ -16,8 +19,8 @@
 //! then a FIN, which the other end's session hears as `handle_disconnect`. Bytes for an end that
 //! no longer exists at a running peer (it restarted) are answered with a reset.
 //!
-//! Partitions: a burst sent across a cut is held (by the sender's TCP) and sent when the cut
-//! heals, unless the sender crashed meanwhile; a SYN across a cut is lost.
+//! Partitions: a burst sent across a cut is held (by the sender's TCP) and sent, in order, when the
+//! cut heals, unless the sender crashed meanwhile; a SYN across a cut is lost.
 
 #[allow(clippy::disallowed_types)]
 use std::collections::HashMap;
