@@ -1,5 +1,19 @@
 //! `bt-sim`: the deterministic swarm simulator behind `btsim`.
 //!
+//! - [`scenario`]: the scenario file format (TOML): the swarm, its network, faults, expectations.
+//! - [`content`]: the torrent's content, generated from the seed, and what each peer's disk holds.
+//! - [`engine`]: the engines by name and the [`engine::Outcome`] every engine gives.
+//! - [`fast`]: the `fast` engine, protocol sessions driven by an event-driven clock.
+//! - [`report`]: what a run measured, judged against the scenario's expectations.
+//! - [`mod@bench`]: `btsim bench`, the fast engine's speed on flash crowds.
+//! - [`trace`]: the fingerprint of a run's event stream.
 //! - [`turmoil`]: the engine that runs the runtime's real driver on turmoil hosts.
 
+pub mod bench;
+pub mod content;
+pub mod engine;
+pub mod fast;
+pub mod report;
+pub mod scenario;
+pub mod trace;
 pub mod turmoil;

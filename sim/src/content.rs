@@ -1,0 +1,245 @@
+//! The torrent's content, generated from the seed: no files, and every byte checkable.
+//!
+//! Byte `i` of the torrent is [`content_byte`]`(seed, i)` (the protocol harness's
+//! `content_byte`, salted by the seed). [`Content`] generates the whole torrent once, hashes its
+//! pieces, and serves blocks as `Bytes` slices of that one buffer, so a block read costs no copy
+//! whatever the number of peers. A corrupt peer serves slices of a second buffer with every bit
+//! flipped, made the first time one is asked for.
+//!
+//! [`Disk`] is what one peer holds. It does not keep bytes: a written block is compared with the
+//! content at once and only "this block is right" is kept, one bit per block. That is exactly the
+//! information a real disk holds for the questions the simulator asks (a SHA-1 over the stored
+//! piece equals the piece's hash exactly when every block of it is right, barring a SHA-1
+//! collision), and it lets 10,000 peers share a 64 MiB torrent in 80 MB.
+
+use std::sync::OnceLock;
+
+use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, InfoHash, PieceIndex, TorrentLayout};
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+
+use crate::scenario::TorrentSpec;
+
+/// Byte `offset` of the torrent generated from `seed`: cheap, deterministic, different per
+/// position and per seed.
+pub fn content_byte(seed: u64, offset: u64) -> u8 {
+    let salted = offset ^ seed.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    let x = salted.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 56) as u8 ^ (offset as u8)
+}
+
+/// The torrent: geometry, piece hashes, and its bytes. See the module docs.
+#[derive(Debug)]
+pub struct Content {
+    /// The geometry.
+    pub layout: TorrentLayout,
+    /// The info hash peers use (derived from the seed and the piece hashes).
+    pub info_hash: InfoHash,
+    /// SHA-1 of each piece.
+    pub piece_hashes: Vec<[u8; 20]>,
+    bytes: Bytes,
+    corrupt: OnceLock<Bytes>,
+    blocks_per_piece: u32,
+    block_count: usize,
+}
+
+impl Content {
+    /// Generates the content of `spec` from `seed` and hashes its pieces.
+    pub fn generate(seed: u64, spec: &TorrentSpec) -> Content {
+        let layout = spec.layout();
+        let total = layout.total_length();
+        let mut data = vec![0u8; usize::try_from(total).expect("the scenario caps the size")];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = content_byte(seed, i as u64);
+        }
+        let piece_hashes: Vec<[u8; 20]> = layout
+            .pieces()
+            .map(|p| {
+                let start = layout.piece_offset(p) as usize;
+                Sha1::digest(&data[start..start + layout.piece_len(p) as usize]).into()
+            })
+            .collect();
+        let mut h = Sha1::new();
+        h.update(b"btsim");
+        h.update(seed.to_be_bytes());
+        h.update(u64::from(layout.piece_length()).to_be_bytes());
+        for f in &spec.files {
+            h.update(f.to_be_bytes());
+        }
+        for p in &piece_hashes {
+            h.update(p);
+        }
+        let info_hash = InfoHash(h.finalize().into());
+        let blocks_per_piece = layout.piece_length().div_ceil(BLOCK_SIZE);
+        let block_count = layout
+            .pieces()
+            .map(|p| layout.block_count(p) as usize)
+            .sum::<usize>();
+        let last_piece_blocks = layout.block_count(layout.last_piece()) as usize;
+        debug_assert_eq!(
+            block_count,
+            (layout.piece_count() as usize - 1) * blocks_per_piece as usize + last_piece_blocks
+        );
+        Content {
+            layout,
+            info_hash,
+            piece_hashes,
+            bytes: Bytes::from(data),
+            corrupt: OnceLock::new(),
+            blocks_per_piece,
+            block_count,
+        }
+    }
+
+    /// The whole content.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Blocks in the torrent.
+    pub fn block_count(&self) -> usize {
+        self.block_count
+    }
+
+    /// The torrent-wide number of `block`.
+    pub fn block_index(&self, block: BlockRef) -> usize {
+        block.piece.as_usize() * self.blocks_per_piece as usize
+            + (block.offset / BLOCK_SIZE) as usize
+    }
+
+    /// Torrent-wide numbers of `piece`'s blocks.
+    pub fn piece_blocks(&self, piece: PieceIndex) -> std::ops::Range<usize> {
+        let first = piece.as_usize() * self.blocks_per_piece as usize;
+        first..first + self.layout.block_count(piece) as usize
+    }
+
+    fn range(&self, block: BlockRef) -> std::ops::Range<usize> {
+        let start = (self.layout.piece_offset(block.piece) + u64::from(block.offset)) as usize;
+        start..start + block.len as usize
+    }
+
+    /// Whether `data` is exactly `block`'s content.
+    pub fn matches(&self, block: BlockRef, data: &[u8]) -> bool {
+        self.bytes[self.range(block)] == *data
+    }
+
+    /// `block` as a peer serves it: the content, or with `corrupt` every bit flipped.
+    pub fn block(&self, block: BlockRef, corrupt: bool) -> Bytes {
+        let range = self.range(block);
+        if corrupt {
+            self.corrupt
+                .get_or_init(|| Bytes::from(self.bytes.iter().map(|b| !b).collect::<Vec<u8>>()))
+                .slice(range)
+        } else {
+            self.bytes.slice(range)
+        }
+    }
+}
+
+/// One peer's disk: for each block, whether it holds the right bytes. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Disk {
+    good: Vec<u64>,
+}
+
+impl Disk {
+    /// A disk holding nothing right.
+    pub fn empty(content: &Content) -> Disk {
+        Disk {
+            good: vec![0; content.block_count().div_ceil(64)],
+        }
+    }
+
+    /// A disk holding the whole torrent.
+    pub fn full(content: &Content) -> Disk {
+        let mut disk = Disk::empty(content);
+        for i in 0..content.block_count() {
+            disk.set(i, true);
+        }
+        disk
+    }
+
+    fn set(&mut self, block: usize, good: bool) {
+        let (word, bit) = (block / 64, block % 64);
+        if good {
+            self.good[word] |= 1 << bit;
+        } else {
+            self.good[word] &= !(1 << bit);
+        }
+    }
+
+    fn get(&self, block: usize) -> bool {
+        self.good[block / 64] & (1 << (block % 64)) != 0
+    }
+
+    /// Stores `data` as `block`; returns whether it was the right content.
+    pub fn write(&mut self, content: &Content, block: BlockRef, data: &[u8]) -> bool {
+        let good = content.matches(block, data);
+        self.set(content.block_index(block), good);
+        good
+    }
+
+    /// Whether every block of `piece` holds the right bytes.
+    pub fn piece_is_good(&self, content: &Content, piece: PieceIndex) -> bool {
+        content.piece_blocks(piece).all(|b| self.get(b))
+    }
+
+    /// Whether `block` holds the right bytes.
+    pub fn block_is_good(&self, content: &Content, block: BlockRef) -> bool {
+        self.get(content.block_index(block))
+    }
+
+    /// The SHA-1 of `piece` as stored: the piece's hash when every block is right, otherwise a
+    /// digest that differs from it (what SHA-1 over wrong bytes gives, barring a collision).
+    pub fn hash(&self, content: &Content, piece: PieceIndex) -> [u8; 20] {
+        let mut digest = content.piece_hashes[piece.as_usize()];
+        if !self.piece_is_good(content, piece) {
+            digest[0] ^= 0xff;
+        }
+        digest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(size: u64, piece: u64) -> TorrentSpec {
+        TorrentSpec {
+            piece_length: piece,
+            files: vec![size],
+        }
+    }
+
+    #[test]
+    fn content_depends_on_seed_and_hashes_match() {
+        // Proves two seeds give different content and info hashes, and each piece hash is the
+        // SHA-1 of that piece's generated bytes (short last piece included).
+        let a = Content::generate(1, &spec(100_000, 32_768));
+        let b = Content::generate(2, &spec(100_000, 32_768));
+        assert_ne!(a.bytes(), b.bytes());
+        assert_ne!(a.info_hash, b.info_hash);
+        let last = a.layout.last_piece();
+        let start = a.layout.piece_offset(last) as usize;
+        let expected: [u8; 20] = Sha1::digest(&a.bytes()[start..]).into();
+        assert_eq!(a.piece_hashes[last.as_usize()], expected);
+        assert_eq!(a.block_count(), 7);
+    }
+
+    #[test]
+    fn a_disk_knows_which_pieces_are_right() {
+        // Proves a piece hashes right only when every block was written with the right bytes,
+        // and a corrupt block turns it wrong again.
+        let c = Content::generate(3, &spec(65_536, 32_768));
+        let mut disk = Disk::empty(&c);
+        let p0 = c.layout.piece(0).unwrap();
+        let blocks: Vec<BlockRef> = c.layout.blocks(p0).collect();
+        assert!(disk.write(&c, blocks[0], &c.block(blocks[0], false)));
+        assert_ne!(disk.hash(&c, p0), c.piece_hashes[0]);
+        assert!(disk.write(&c, blocks[1], &c.block(blocks[1], false)));
+        assert_eq!(disk.hash(&c, p0), c.piece_hashes[0]);
+        assert!(!disk.write(&c, blocks[1], &c.block(blocks[1], true)));
+        assert!(!disk.piece_is_good(&c, p0));
+        assert!(Disk::full(&c).piece_is_good(&c, c.layout.piece(1).unwrap()));
+    }
+}

@@ -1,0 +1,124 @@
+//! The engines by name, and what a run hands to the report ([`Outcome`]).
+//!
+//! Both engines read the same [`Scenario`] and give the same [`Outcome`], so the report, the
+//! expectations and the tests do not care which one ran. `fast` is built; `turmoil` (the real
+//! runtime driver over turmoil's simulated sockets, `sim/src/turmoil/`) is not yet, and says so
+//! with [`RunError::NotBuilt`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bt_protocol::time::Instant;
+
+use crate::scenario::{EngineKind, Scenario};
+
+/// Why a run could not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    /// The engine exists in the design but not in this build.
+    #[error("the {} engine is not built yet (issue 5, part 2); use --engine fast", .0.name())]
+    NotBuilt(EngineKind),
+}
+
+/// A snapshot for progress displays, given every few thousand events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Simulated time.
+    pub now: Instant,
+    /// The run's bound.
+    pub duration: Duration,
+    /// Events handled so far.
+    pub events: u64,
+    /// Leechers that have completed.
+    pub complete: u32,
+    /// Peers running now.
+    pub running: u32,
+    /// Peers in the scenario.
+    pub hosts: u32,
+}
+
+/// How a peer ended the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostEnd {
+    /// Its join time came after the end.
+    NeverJoined,
+    /// Running at the end.
+    Running,
+    /// Crashed and not restarted.
+    Crashed,
+    /// Left (`leave_after`) and not restarted.
+    Left,
+}
+
+/// What one peer did over the run (all its sessions, across restarts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostOutcome {
+    /// Its group, by index.
+    pub group: usize,
+    /// When it first joined.
+    pub joined_at: Option<Instant>,
+    /// When it first had every piece (seeders: when they joined).
+    pub completed_at: Option<Instant>,
+    /// How it ended.
+    pub end: HostEnd,
+    /// Block bytes it uploaded.
+    pub uploaded: u64,
+    /// Block bytes it downloaded.
+    pub downloaded: u64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u64,
+    /// Peers it banned.
+    pub bans_issued: u64,
+    /// Peers that banned it.
+    pub banned_by: u64,
+    /// Pieces it verified whose bytes were wrong (a safety violation).
+    pub corrupt_pieces_kept: u64,
+    /// Pieces it had verified at the end.
+    pub pieces: u32,
+}
+
+/// What a run measured. Built by an engine, judged by [`crate::report`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The seed that ran.
+    pub seed: u64,
+    /// The engine that ran.
+    pub engine: EngineKind,
+    /// Simulated time at the end.
+    pub sim_time: Instant,
+    /// Events handled.
+    pub events: u64,
+    /// Hash of the ordered event stream ([`crate::trace::Fingerprint`]).
+    pub fingerprint: u64,
+    /// Every peer, in scenario order (group by group).
+    pub hosts: Vec<HostOutcome>,
+    /// Safety violations the observers saw, the first [`MAX_VIOLATIONS_KEPT`] of them.
+    pub violations: Vec<String>,
+    /// All safety violations, including those not kept.
+    pub violation_count: u64,
+    /// Connections closed, by reason (as the protocol names it).
+    pub close_reasons: BTreeMap<String, u64>,
+    /// Engine-specific counts worth a look (connections at the end, ...).
+    pub diagnostics: BTreeMap<String, u64>,
+    /// Announces the trackers answered.
+    pub announces: u64,
+    /// Events handled, by kind (engine-specific names).
+    pub event_counts: BTreeMap<String, u64>,
+}
+
+/// Violations kept word for word; the rest are only counted.
+pub const MAX_VIOLATIONS_KEPT: usize = 20;
+
+/// Runs `scenario` with `seed` on `engine`, calling `progress` now and then.
+pub fn run(
+    scenario: &Scenario,
+    seed: u64,
+    engine: EngineKind,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Outcome, RunError> {
+    match engine {
+        EngineKind::Fast => Ok(crate::fast::run(scenario, seed, progress)),
+        EngineKind::Turmoil => Err(RunError::NotBuilt(EngineKind::Turmoil)),
+    }
+}

@@ -1,0 +1,657 @@
+//! The fast engine's network: connections as TCP streams between peers.
+//!
+//! A connection has two ends, each a [`Conn`] in the [`ConnTable`] under its own [`ConnId`] (the
+//! handle the peer's session knows it by). What a session transmits is queued on its end; the
+//! peer's uplink serves its connections round robin, one burst of at most [`QUANTUM`] bytes at a
+//! time, each taking `len / up` seconds ([`World::start_uplink`]). When a burst has left the
+//! uplink the session hears `handle_sent` (the protocol's backpressure; bursts under
+//! [`SMALL_BURST`] are reported with the next large one, see [`World::on_uplink_done`]) and the
+//! burst travels:
+//! latency, plus jitter, plus for each loss a retransmission timeout, never overtaking what the
+//! same end sent before (TCP is in order). At the far end it waits for the receiver's downlink
+//! (first come, first served, `len / down` seconds), then the session gets the bytes, one
+//! `handle_bytes` per burst.
+//!
+//! Opening: the dialler's SYN reaches the other peer after one trip, which accepts (its session
+//! routes the connection by the handshake) and answers; the dialler's session gets `connect`
+//! when the answer arrives. Nobody answering (crashed, partitioned) times the dial out after the
+//! runtime's connect timeout; a refusal comes back as a reset. Closing: what is queued is sent,
+//! then a FIN, which the other end's session hears as `handle_disconnect`. Bytes for an end that
+//! no longer exists at a running peer (it restarted) are answered with a reset.
+//!
+//! Partitions: a burst sent across a cut is held (by the sender's TCP) and sent, in order, when the
+//! cut heals, unless the sender crashed meanwhile; a SYN across a cut is lost.
+
+#[allow(clippy::disallowed_types)]
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Duration;
+
+use bt_protocol::io::ConnId;
+use bt_protocol::time::Instant;
+use bytes::Bytes;
+
+use super::{Ev, HostId, State, World, host_addr, host_of_ip};
+
+/// The most bytes one uplink burst carries (a block and its header, with room for a few small
+/// messages queued behind it).
+pub(super) const QUANTUM: usize = 16 * 1024 + 256;
+
+/// Bursts shorter than this are reported sent lazily (see [`World::on_uplink_done`]).
+const SMALL_BURST: usize = 1024;
+
+/// Lazily reported bytes are reported once they reach this.
+const REPORT_AT: usize = 16 * 1024;
+
+/// The shortest retransmission timeout (Linux's `TCP_RTO_MIN`).
+const MIN_RTO: Duration = Duration::from_millis(200);
+
+/// The longest retransmission timeout.
+const MAX_RTO: Duration = Duration::from_secs(60);
+
+/// Retransmissions of one burst before the model stops drawing losses (the delay is bounded).
+const MAX_LOSSES: u32 = 8;
+
+/// Something sent on a connection.
+#[derive(Clone, Debug)]
+pub(super) enum Item {
+    /// Bytes of the stream.
+    Data(Bytes),
+    /// The accepting side's answer to a SYN.
+    Open,
+    /// The end of the stream (or a reset).
+    Fin,
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match self {
+            Item::Data(b) => b.len(),
+            Item::Open | Item::Fin => 0,
+        }
+    }
+}
+
+/// Items sent together.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Burst {
+    items: Vec<Item>,
+    len: usize,
+}
+
+impl Burst {
+    fn one(item: Item) -> Burst {
+        Burst {
+            len: item.len(),
+            items: vec![item],
+        }
+    }
+
+    fn has_fin(&self) -> bool {
+        matches!(self.items.last(), Some(Item::Fin))
+    }
+}
+
+/// A burst waiting for a partition to heal.
+pub(super) struct Held {
+    from: ConnId,
+    to: ConnId,
+    from_host: HostId,
+    to_host: HostId,
+    /// The sender's life when it sent it.
+    epoch: u32,
+    burst: Burst,
+}
+
+/// Where one end of a connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ConnState {
+    /// We dialled; no answer yet.
+    Dialing,
+    /// The session owns it.
+    Open,
+    /// The session closed it; what is queued still goes out, then a FIN.
+    Closing,
+}
+
+/// One end of a connection.
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) host: HostId,
+    pub(super) remote: ConnId,
+    pub(super) remote_host: HostId,
+    pub(super) state: ConnState,
+    /// What waits for the uplink.
+    out: std::collections::VecDeque<Item>,
+    /// Whether it is in its peer's round-robin list.
+    active: bool,
+    /// When the last thing this end sent arrives: later sends arrive no sooner.
+    stream_at: Instant,
+    /// Bytes sent and not yet reported to the session (`handle_sent`).
+    unreported: usize,
+}
+
+/// A hasher for [`ConnId`]s (sequential integers): one multiply. Deterministic; the table is
+/// only ever looked up, never iterated.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Every connection end, by handle. Looked up only, never iterated (so its order cannot leak
+/// into the run).
+#[allow(clippy::disallowed_types)]
+pub(super) type ConnTable = HashMap<ConnId, Conn, BuildHasherDefault<IdHasher>>;
+
+impl World<'_> {
+    fn alloc_conn(&mut self) -> ConnId {
+        let c = ConnId(self.next_conn);
+        self.next_conn += 1;
+        c
+    }
+
+    /// Whether a partition separates peers `a` and `b`.
+    fn cut(&self, a: HostId, b: HostId) -> bool {
+        if self.cuts.is_empty() {
+            return false;
+        }
+        let (ga, gb) = (self.hosts[a as usize].group, self.hosts[b as usize].group);
+        self.cuts.iter().any(|(left, right)| {
+            (left.contains(&ga) && right.contains(&gb))
+                || (left.contains(&gb) && right.contains(&ga))
+        })
+    }
+
+    /// One trip's delay: latency, jitter, and a retransmission timeout per loss.
+    fn trip(&mut self) -> Duration {
+        let link = &self.scenario.link;
+        let mut d = link.latency;
+        let jitter = link.jitter.as_micros() as u64;
+        if jitter > 0 {
+            d += Duration::from_micros(self.net_rng.below(jitter + 1));
+        }
+        if link.loss > 0.0 {
+            let mut rto = MIN_RTO.max(link.latency * 4);
+            for _ in 0..MAX_LOSSES {
+                if (self.net_rng.next_u64() as f64) >= link.loss * u64::MAX as f64 {
+                    break;
+                }
+                d += rto;
+                rto = (rto * 2).min(MAX_RTO);
+            }
+        }
+        d
+    }
+
+    /// Sends `burst` from end `from` to end `to` (peers `from_host` to `to_host`): now, or when
+    /// the partition between them heals.
+    fn transit(
+        &mut self,
+        from: ConnId,
+        to: ConnId,
+        from_host: HostId,
+        to_host: HostId,
+        burst: Burst,
+    ) {
+        self.transit_not_before(from, to, from_host, to_host, burst, Instant::ZERO);
+    }
+
+    /// [`World::transit`], arriving no sooner than `not_before`; gives the arrival time, or
+    /// `None` when a partition holds the burst.
+    fn transit_not_before(
+        &mut self,
+        from: ConnId,
+        to: ConnId,
+        from_host: HostId,
+        to_host: HostId,
+        burst: Burst,
+        not_before: Instant,
+    ) -> Option<Instant> {
+        if self.cut(from_host, to_host) {
+            let epoch = self.hosts[from_host as usize].epoch;
+            self.held.push(Held {
+                from,
+                to,
+                from_host,
+                to_host,
+                epoch,
+                burst,
+            });
+            return None;
+        }
+        let trip = self.trip();
+        let mut at = (self.now() + trip).max(not_before);
+        if let Some(c) = self.conns.get_mut(&from) {
+            at = at.max(c.stream_at);
+            c.stream_at = at;
+        }
+        self.queue.push(at, Ev::Arrive { to, from, burst });
+        Some(at)
+    }
+
+    /// Bursts held by a partition, after the heal: each sent, in order, unless its sender
+    /// crashed meanwhile (its TCP went with it). A connection closed meanwhile still delivers what
+    /// it had sent, FIN included, as a closed socket keeps retransmitting.
+    pub(super) fn resend_held(&mut self) {
+        let mut last: std::collections::BTreeMap<ConnId, Instant> = Default::default();
+        for held in std::mem::take(&mut self.held) {
+            if self.hosts[held.from_host as usize].epoch != held.epoch {
+                continue;
+            }
+            let not_before = last.get(&held.from).copied().unwrap_or(Instant::ZERO);
+            if let Some(at) = self.transit_not_before(
+                held.from,
+                held.to,
+                held.from_host,
+                held.to_host,
+                held.burst,
+                not_before,
+            ) {
+                last.insert(held.from, at);
+            }
+        }
+    }
+
+    /// Queues `item` on peer `h`'s end `conn` for its uplink.
+    pub(super) fn enqueue(&mut self, h: HostId, conn: ConnId, item: Item) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        debug_assert_eq!(c.host, h);
+        c.out.push_back(item);
+        if !c.active {
+            c.active = true;
+            self.hosts[h as usize].active.push_back(conn);
+        }
+        self.start_uplink(h);
+    }
+
+    /// The session closed `conn`: flush and FIN. A dial not answered yet is just forgotten.
+    pub(super) fn close_local(&mut self, h: HostId, conn: ConnId, reason: String) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match c.state {
+            ConnState::Closing => return,
+            ConnState::Dialing => {
+                self.forget(conn);
+                return;
+            }
+            ConnState::Open => c.state = ConnState::Closing,
+        }
+        *self.close_reasons.entry(reason).or_default() += 1;
+        self.enqueue(h, conn, Item::Fin);
+    }
+
+    /// Drops every connection of peer `h` without a word (a crash, or a restart after leaving)
+    /// and empties its dial queue.
+    pub(super) fn drop_links(&mut self, h: HostId) {
+        let host = &mut self.hosts[h as usize];
+        host.uplink_busy = false;
+        host.active.clear();
+        host.candidates.clear();
+        host.queued.clear();
+        host.outgoing.clear();
+        host.dialing = 0;
+        for conn in std::mem::take(&mut host.conns) {
+            self.conns.remove(&conn);
+        }
+    }
+
+    /// Removes end `conn` from the table and from its peer's books.
+    fn forget(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let host = &mut self.hosts[c.host as usize];
+        host.conns.remove(&conn);
+        if c.state == ConnState::Dialing {
+            host.dialing -= 1;
+        }
+        let addr = host_addr(c.remote_host);
+        if host.outgoing.get(&addr) == Some(&conn) {
+            host.outgoing.remove(&addr);
+        }
+    }
+
+    /// Starts peer `h`'s next burst if its uplink is idle.
+    pub(super) fn start_uplink(&mut self, h: HostId) {
+        let now = self.now();
+        let host = &mut self.hosts[h as usize];
+        if host.uplink_busy {
+            return;
+        }
+        while let Some(conn) = host.active.pop_front() {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            c.active = false;
+            let mut burst = Burst::default();
+            while let Some(item) = c.out.front() {
+                if !burst.items.is_empty() && burst.len + item.len() > QUANTUM {
+                    break;
+                }
+                let item = c.out.pop_front().expect("peeked");
+                burst.len += item.len();
+                let fin = matches!(item, Item::Fin);
+                burst.items.push(item);
+                if fin {
+                    break;
+                }
+            }
+            if burst.items.is_empty() {
+                continue;
+            }
+            if !c.out.is_empty() && !burst.has_fin() {
+                c.active = true;
+                host.active.push_back(conn);
+            }
+            let micros = host
+                .up_rate
+                .map_or(0, |rate| (burst.len as u64 * 1_000_000).div_ceil(rate));
+            host.uplink_busy = true;
+            let epoch = host.epoch;
+            self.queue.push(
+                now + Duration::from_micros(micros),
+                Ev::UplinkDone {
+                    host: h,
+                    epoch,
+                    conn,
+                    burst,
+                },
+            );
+            return;
+        }
+    }
+
+    pub(super) fn on_uplink_done(&mut self, h: HostId, epoch: u32, conn: ConnId, burst: Burst) {
+        let now = self.now();
+        let host = &mut self.hosts[h as usize];
+        if host.epoch != epoch {
+            return;
+        }
+        host.uplink_busy = false;
+        self.trace
+            .words(&[10, u64::from(h), conn.0, burst.len as u64]);
+        let mut told = false;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let (remote, remote_host, state) = (c.remote, c.remote_host, c.state);
+            // Small bursts (control messages, HAVEs) are reported with the next large one or
+            // once they add up: the send-buffer watermark is about blocks, and a report costs
+            // the session a pass over its peers.
+            c.unreported += burst.len;
+            if state == ConnState::Open
+                && c.unreported > 0
+                && (burst.len >= SMALL_BURST || c.unreported >= REPORT_AT)
+            {
+                let sent = std::mem::take(&mut c.unreported);
+                if let Some(s) = self.hosts[h as usize].session.as_mut() {
+                    s.handle_sent(now, conn, sent);
+                    told = true;
+                }
+            }
+            let fin = burst.has_fin();
+            self.transit(conn, remote, h, remote_host, burst);
+            if fin {
+                self.forget(conn);
+            }
+        }
+        self.start_uplink(h);
+        if told {
+            self.settle(h);
+        }
+    }
+
+    pub(super) fn on_arrive(&mut self, to: ConnId, from: ConnId, burst: Burst) {
+        let now = self.now();
+        let Some(c) = self.conns.get(&to) else {
+            return self.on_deliver(to, from, burst);
+        };
+        let host = &mut self.hosts[c.host as usize];
+        match host.down_rate {
+            None => self.on_deliver(to, from, burst),
+            Some(rate) => {
+                let micros = (burst.len as u64 * 1_000_000).div_ceil(rate);
+                host.down_free_at = host.down_free_at.max(now) + Duration::from_micros(micros);
+                let at = host.down_free_at;
+                self.queue.push(at, Ev::Deliver { to, from, burst });
+            }
+        }
+    }
+
+    pub(super) fn on_deliver(&mut self, to: ConnId, from: ConnId, burst: Burst) {
+        let now = self.now();
+        let Some(c) = self.conns.get(&to) else {
+            // No such end. If the sender is still there and the receiver runs (it restarted,
+            // so this end belongs to its previous life), it answers with a reset.
+            if !burst.has_fin()
+                && let Some(sender) = self.conns.get(&from)
+                && self.hosts[sender.remote_host as usize].state == State::Up
+            {
+                let (fh, th) = (sender.remote_host, sender.host);
+                self.trace.words(&[11, from.0]);
+                self.transit_reset(to, from, fh, th);
+            }
+            return;
+        };
+        let (h, state) = (c.host, c.state);
+        self.trace
+            .words(&[12, u64::from(h), to.0, burst.len as u64]);
+        match state {
+            ConnState::Dialing => {
+                match burst.items.first() {
+                    Some(Item::Open) => {
+                        let c = self.conns.get_mut(&to).expect("looked up above");
+                        c.state = ConnState::Open;
+                        let remote_host = c.remote_host;
+                        let host = &mut self.hosts[h as usize];
+                        host.dialing -= 1;
+                        let torrent = host.torrent;
+                        let refused = match host.session.as_mut() {
+                            Some(s) => s.connect(now, torrent, to, host_addr(remote_host)).is_err(),
+                            None => true,
+                        };
+                        if refused {
+                            self.close_local(h, to, "ConnectRefusedBySession".into());
+                        }
+                    }
+                    // A reset: the dial failed.
+                    _ => self.forget(to),
+                }
+            }
+            ConnState::Open => {
+                // One read of everything the burst carries, as a socket read returns all that
+                // has arrived: one `handle_bytes` per burst.
+                let fin = burst.has_fin();
+                let data: Vec<&Bytes> = burst
+                    .items
+                    .iter()
+                    .filter_map(|i| match i {
+                        Item::Data(b) => Some(b),
+                        Item::Open | Item::Fin => None,
+                    })
+                    .collect();
+                if let Some(s) = self.hosts[h as usize].session.as_mut() {
+                    match data.as_slice() {
+                        [] => {}
+                        [one] => s.handle_bytes(now, to, one),
+                        many => {
+                            self.read_buf.clear();
+                            for b in many {
+                                self.read_buf.extend_from_slice(b);
+                            }
+                            s.handle_bytes(now, to, &self.read_buf);
+                        }
+                    }
+                }
+                if fin && self.conns.contains_key(&to) {
+                    self.forget(to);
+                    if let Some(s) = self.hosts[h as usize].session.as_mut() {
+                        s.handle_disconnect(now, to);
+                    }
+                }
+            }
+            // We closed it: what still comes is dropped; our FIN is on its way.
+            ConnState::Closing => {}
+        }
+        self.settle(h);
+    }
+
+    /// A reset from (what was) end `from` to end `to`.
+    fn transit_reset(&mut self, from: ConnId, to: ConnId, from_host: HostId, to_host: HostId) {
+        if self.cut(from_host, to_host) {
+            return;
+        }
+        let at = self.now() + self.trip();
+        self.queue.push(
+            at,
+            Ev::Deliver {
+                to,
+                from,
+                burst: Burst::one(Item::Fin),
+            },
+        );
+    }
+
+    pub(super) fn on_syn(&mut self, from: ConnId, from_host: HostId, to: ConnId, to_host: HostId) {
+        let now = self.now();
+        let host = &mut self.hosts[to_host as usize];
+        if host.state != State::Up {
+            // Nobody answers: the dial times out.
+            return;
+        }
+        self.trace.words(&[13, u64::from(to_host), to.0]);
+        let accepted = host
+            .session
+            .as_mut()
+            .is_some_and(|s| s.accept(now, to, host_addr(from_host)).is_ok());
+        if !accepted {
+            self.transit_reset(to, from, to_host, from_host);
+            return;
+        }
+        host.conns.insert(to);
+        self.conns.insert(
+            to,
+            Conn {
+                host: to_host,
+                remote: from,
+                remote_host: from_host,
+                state: ConnState::Open,
+                out: Default::default(),
+                active: false,
+                stream_at: now,
+                unreported: 0,
+            },
+        );
+        self.transit(to, from, to_host, from_host, Burst::one(Item::Open));
+        self.settle(to_host);
+    }
+
+    pub(super) fn on_connect_timeout(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.state == ConnState::Dialing {
+            let h = c.host;
+            self.trace.words(&[14, conn.0]);
+            self.forget(conn);
+            self.settle(h);
+        }
+    }
+
+    /// Queues a peer address to dial, as the runtime's `Driver::add_peer` does.
+    pub(super) fn add_peer(&mut self, h: HostId, addr: std::net::SocketAddr) {
+        let hosts = self.hosts.len();
+        let host = &mut self.hosts[h as usize];
+        if addr == host.addr
+            || host_of_ip(addr.ip()).is_none_or(|o| o as usize >= hosts)
+            || host.queued.contains(&addr)
+            || host.outgoing.contains_key(&addr)
+            || host.candidates.len() >= bt_runtime::driver::MAX_CANDIDATES
+        {
+            return;
+        }
+        host.queued.insert(addr);
+        host.candidates.push_back(addr);
+    }
+
+    /// Dials queued peers while there is room, as the runtime's `Driver::dial_more` does.
+    pub(super) fn dial_more(&mut self, h: HostId) {
+        loop {
+            let host = &mut self.hosts[h as usize];
+            if host.state != State::Up {
+                return;
+            }
+            let peers = host
+                .session
+                .as_ref()
+                .and_then(|s| s.torrent(host.torrent))
+                .map_or(0, |t| t.peer_count());
+            let max_peers = self.scenario.groups[host.group].max_peers;
+            if host.dialing >= bt_runtime::driver::MAX_DIALS || peers + host.dialing >= max_peers {
+                return;
+            }
+            let Some(addr) = host.candidates.pop_front() else {
+                return;
+            };
+            host.queued.remove(&addr);
+            self.dial(h, addr);
+        }
+    }
+
+    fn dial(&mut self, h: HostId, addr: std::net::SocketAddr) {
+        let now = self.now();
+        let to_host = host_of_ip(addr.ip()).expect("checked by add_peer");
+        let (from, to) = (self.alloc_conn(), self.alloc_conn());
+        let host = &mut self.hosts[h as usize];
+        host.dialing += 1;
+        host.outgoing.insert(addr, from);
+        host.conns.insert(from);
+        self.conns.insert(
+            from,
+            Conn {
+                host: h,
+                remote: to,
+                remote_host: to_host,
+                state: ConnState::Dialing,
+                out: Default::default(),
+                active: false,
+                stream_at: now,
+                unreported: 0,
+            },
+        );
+        self.trace.words(&[15, u64::from(h), u64::from(to_host)]);
+        self.queue.push(
+            now + bt_runtime::driver::CONNECT_TIMEOUT,
+            Ev::ConnectTimeout(from),
+        );
+        if self.cut(h, to_host) {
+            return;
+        }
+        let at = now + self.trip();
+        self.conns.get_mut(&from).expect("inserted above").stream_at = at;
+        self.queue.push(
+            at,
+            Ev::Syn {
+                from,
+                from_host: h,
+                to,
+                to_host,
+            },
+        );
+    }
+}

@@ -1,0 +1,502 @@
+//! [`Report`]: what a run measured, per group and for the swarm, judged against the scenario's
+//! expectations and the safety observers; printed for people ([`Report::human`]) or as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bt_protocol::time::Instant;
+use bt_runtime::units::{format_bytes, format_count};
+use serde::Serialize;
+
+use crate::engine::{HostEnd, HostOutcome, Outcome};
+use crate::scenario::{Behaviour, EngineKind, Role, Scenario};
+
+/// Three points of a distribution, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Spread {
+    /// Smallest.
+    pub min: f64,
+    /// Median (the lower middle of an even count).
+    pub median: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        Some(Spread {
+            min: values[0],
+            median: values[(values.len() - 1) / 2],
+            max: values[values.len() - 1],
+        })
+    }
+}
+
+/// One group's figures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GroupReport {
+    /// Its name.
+    pub name: String,
+    /// Seeder or leecher.
+    pub role: Role,
+    /// Peers in the group.
+    pub peers: u32,
+    /// Peers that joined.
+    pub joined: u32,
+    /// Leechers that completed.
+    pub completed: u32,
+    /// Peers crashed at the end.
+    pub crashed: u32,
+    /// Peers that had left at the end.
+    pub left: u32,
+    /// Seconds from joining to having every piece, over the leechers that completed.
+    pub completion_s: Option<Spread>,
+    /// Block bytes uploaded.
+    pub uploaded: u64,
+    /// Block bytes downloaded.
+    pub downloaded: u64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u64,
+    /// Bans its peers issued.
+    pub bans_issued: u64,
+    /// Bans of its peers by others.
+    pub banned_by: u64,
+}
+
+/// The swarm's figures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Totals {
+    /// Peers in the scenario.
+    pub peers: u32,
+    /// The torrent's size in bytes.
+    pub torrent_bytes: u64,
+    /// Block bytes uploaded by everyone.
+    pub uploaded: u64,
+    /// Block bytes uploaded by seeders.
+    pub seeders_uploaded: u64,
+    /// Seeders' share of all uploads, 0 to 1.
+    pub seeders_share: f64,
+    /// Simulated seconds the run lasted.
+    pub sim_seconds: f64,
+    /// Wall-clock seconds it took.
+    pub wall_seconds: f64,
+    /// Simulated seconds per wall-clock second.
+    pub speed: f64,
+    /// Events handled.
+    pub events: u64,
+    /// Announces the trackers answered.
+    pub announces: u64,
+    /// Hash of the ordered event stream, 16 hex digits.
+    pub fingerprint: String,
+}
+
+/// One expectation and whether it held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was expected.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What was measured.
+    pub detail: String,
+}
+
+/// Everything `btsim run` prints.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The scenario file.
+    pub scenario: String,
+    /// The engine that ran.
+    pub engine: EngineKind,
+    /// The seed that ran.
+    pub seed: u64,
+    /// Whether every check held.
+    pub passed: bool,
+    /// Group by group.
+    pub groups: Vec<GroupReport>,
+    /// The swarm.
+    pub totals: Totals,
+    /// Expectations (and safety) with their verdicts.
+    pub checks: Vec<Check>,
+    /// Safety violations, the first few word for word.
+    pub violations: Vec<String>,
+    /// All safety violations.
+    pub violation_count: u64,
+    /// Connections closed, by reason.
+    pub close_reasons: BTreeMap<String, u64>,
+    /// Events handled, by kind.
+    pub event_counts: BTreeMap<String, u64>,
+    /// Engine-specific counts (connections at the end, ...).
+    pub diagnostics: BTreeMap<String, u64>,
+    /// The command that replays this run.
+    pub reproduce: String,
+}
+
+fn secs(t: Instant) -> f64 {
+    t.as_micros() as f64 / 1e6
+}
+
+/// Seconds from `a` to `b`, exact to the microsecond.
+fn secs_between(a: Instant, b: Instant) -> f64 {
+    b.as_micros().saturating_sub(a.as_micros()) as f64 / 1e6
+}
+
+/// Whether a peer is one that `all_complete_by` waits for: a leecher, not corrupt, running at the
+/// end.
+fn should_complete(scenario: &Scenario, h: &HostOutcome) -> bool {
+    let g = &scenario.groups[h.group];
+    g.role == Role::Leecher && g.behaviour != Behaviour::Corrupt && h.end == HostEnd::Running
+}
+
+impl Report {
+    /// Judges `outcome` of `scenario` (read from `file`), which took `wall` to run.
+    pub fn new(file: &str, scenario: &Scenario, outcome: &Outcome, wall: Duration) -> Report {
+        let size = scenario.torrent.size();
+        let groups: Vec<GroupReport> = scenario
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, spec)| {
+                let hosts: Vec<&HostOutcome> =
+                    outcome.hosts.iter().filter(|h| h.group == g).collect();
+                let count = |end: HostEnd| hosts.iter().filter(|h| h.end == end).count() as u32;
+                let leecher = spec.role == Role::Leecher;
+                let times: Vec<f64> = hosts
+                    .iter()
+                    .filter(|_| leecher)
+                    .filter_map(|h| Some(secs_between(h.joined_at?, h.completed_at?)))
+                    .collect();
+                GroupReport {
+                    name: spec.name.clone(),
+                    role: spec.role,
+                    peers: spec.count,
+                    joined: hosts.iter().filter(|h| h.joined_at.is_some()).count() as u32,
+                    completed: times.len() as u32,
+                    crashed: count(HostEnd::Crashed),
+                    left: count(HostEnd::Left),
+                    completion_s: Spread::of(times),
+                    uploaded: hosts.iter().map(|h| h.uploaded).sum(),
+                    downloaded: hosts.iter().map(|h| h.downloaded).sum(),
+                    hash_failures: hosts.iter().map(|h| h.hash_failures).sum(),
+                    bans_issued: hosts.iter().map(|h| h.bans_issued).sum(),
+                    banned_by: hosts.iter().map(|h| h.banned_by).sum(),
+                }
+            })
+            .collect();
+        let uploaded: u64 = groups.iter().map(|g| g.uploaded).sum();
+        let seeders_uploaded: u64 = groups
+            .iter()
+            .filter(|g| g.role == Role::Seeder)
+            .map(|g| g.uploaded)
+            .sum();
+        let sim_seconds = secs(outcome.sim_time);
+        let wall_seconds = wall.as_secs_f64();
+        let totals = Totals {
+            peers: scenario.host_count(),
+            torrent_bytes: size,
+            uploaded,
+            seeders_uploaded,
+            seeders_share: if uploaded == 0 {
+                0.0
+            } else {
+                seeders_uploaded as f64 / uploaded as f64
+            },
+            sim_seconds,
+            wall_seconds,
+            speed: sim_seconds / wall_seconds.max(1e-9),
+            events: outcome.events,
+            announces: outcome.announces,
+            fingerprint: format!("{:016x}", outcome.fingerprint),
+        };
+
+        let mut checks = Vec::new();
+        let expect = &scenario.expect;
+        if let Some(by) = expect.all_complete_by {
+            let by_s = by.as_secs_f64();
+            let waited: Vec<(usize, &HostOutcome)> = outcome
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| should_complete(scenario, h))
+                .collect();
+            let late: Vec<String> = waited
+                .iter()
+                .filter(|(_, h)| h.completed_at.is_none_or(|t| secs(t) > by_s))
+                .map(|(i, h)| {
+                    let g = &scenario.groups[h.group];
+                    let first = outcome
+                        .hosts
+                        .iter()
+                        .position(|o| o.group == h.group)
+                        .unwrap_or(0);
+                    match h.completed_at {
+                        Some(t) => format!("{}#{} at {:.1} s", g.name, i - first, secs(t)),
+                        None => format!(
+                            "{}#{} has {}/{} pieces",
+                            g.name,
+                            i - first,
+                            h.pieces,
+                            scenario.torrent.layout().piece_count()
+                        ),
+                    }
+                })
+                .collect();
+            let last = waited
+                .iter()
+                .filter_map(|(_, h)| h.completed_at)
+                .max()
+                .map_or(0.0, secs);
+            let done = waited.len() - late.len();
+            let mut detail = format!("{done}/{} complete, the last at {last:.1} s", waited.len());
+            if !late.is_empty() {
+                let shown: Vec<&str> = late.iter().take(5).map(String::as_str).collect();
+                let _ = write!(detail, "; not in time: {}", shown.join(", "));
+                if late.len() > 5 {
+                    let _ = write!(detail, " and {} more", late.len() - 5);
+                }
+            }
+            checks.push(Check {
+                name: format!("all complete by {by_s} s"),
+                passed: late.is_empty(),
+                detail,
+            });
+        }
+        if expect.no_corrupt_piece_kept {
+            let kept: u64 = outcome.hosts.iter().map(|h| h.corrupt_pieces_kept).sum();
+            let failures: u64 = groups.iter().map(|g| g.hash_failures).sum();
+            checks.push(Check {
+                name: "no corrupt piece kept".into(),
+                passed: kept == 0,
+                detail: format!(
+                    "{kept} kept; {failures} pieces failed their hash check and were fetched again"
+                ),
+            });
+        }
+        if let Some(x) = expect.seeder_upload_at_most {
+            let times = seeders_uploaded as f64 / size as f64;
+            checks.push(Check {
+                name: format!("seeders upload at most {x} × the torrent"),
+                passed: times <= x,
+                detail: format!(
+                    "{times:.2} × ({} of {})",
+                    format_bytes(seeders_uploaded),
+                    format_bytes(size)
+                ),
+            });
+        }
+        if expect.corrupt_peers_banned {
+            let corrupt: Vec<&HostOutcome> = outcome
+                .hosts
+                .iter()
+                .filter(|h| {
+                    scenario.groups[h.group].behaviour == Behaviour::Corrupt
+                        && h.joined_at.is_some()
+                })
+                .collect();
+            let banned = corrupt.iter().filter(|h| h.banned_by > 0).count();
+            checks.push(Check {
+                name: "corrupt peers banned".into(),
+                passed: banned == corrupt.len(),
+                detail: format!("{banned}/{} banned by at least one peer", corrupt.len()),
+            });
+        }
+        if expect.no_honest_peer_banned {
+            let honest: Vec<(usize, &HostOutcome)> = outcome
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| scenario.groups[h.group].behaviour != Behaviour::Corrupt)
+                .collect();
+            let banned: Vec<String> = honest
+                .iter()
+                .filter(|(_, h)| h.banned_by > 0)
+                .map(|(i, h)| {
+                    let first = outcome
+                        .hosts
+                        .iter()
+                        .position(|o| o.group == h.group)
+                        .unwrap_or(0);
+                    format!(
+                        "{}#{} by {}",
+                        scenario.groups[h.group].name,
+                        i - first,
+                        h.banned_by
+                    )
+                })
+                .collect();
+            let shown: Vec<&str> = banned.iter().take(5).map(String::as_str).collect();
+            checks.push(Check {
+                name: "no honest peer banned".into(),
+                passed: banned.is_empty(),
+                detail: if banned.is_empty() {
+                    format!("0 of {} banned", honest.len())
+                } else {
+                    format!(
+                        "{} of {} banned: {}{}",
+                        banned.len(),
+                        honest.len(),
+                        shown.join(", "),
+                        if banned.len() > 5 { ", ..." } else { "" }
+                    )
+                },
+            });
+        }
+        checks.push(Check {
+            name: "safety observers".into(),
+            passed: outcome.violation_count == 0,
+            detail: if outcome.violation_count == 0 {
+                "no violation".into()
+            } else {
+                format!("{} violations", outcome.violation_count)
+            },
+        });
+        let passed = checks.iter().all(|c| c.passed);
+        Report {
+            scenario: file.to_owned(),
+            engine: outcome.engine,
+            seed: outcome.seed,
+            passed,
+            groups,
+            totals,
+            checks,
+            violations: outcome.violations.clone(),
+            violation_count: outcome.violation_count,
+            close_reasons: outcome.close_reasons.clone(),
+            event_counts: outcome.event_counts.clone(),
+            diagnostics: outcome.diagnostics.clone(),
+            reproduce: reproduce(file, outcome.seed, outcome.engine, scenario.engine),
+        }
+    }
+
+    /// The report for people.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "btsim: {}, seed {}, {} engine",
+            self.scenario,
+            self.seed,
+            self.engine.name()
+        );
+        let _ = writeln!(
+            out,
+            "{:<14} {:<7} {:>6} {:>6}  {:<26} {:>10} {:>10} {:>6} {:>5}",
+            "group",
+            "role",
+            "peers",
+            "done",
+            "completion s min/med/max",
+            "up",
+            "down",
+            "hashf",
+            "bans"
+        );
+        for g in &self.groups {
+            let done = match g.role {
+                Role::Seeder => "-".to_owned(),
+                Role::Leecher => g.completed.to_string(),
+            };
+            let completion = g.completion_s.map_or("-".to_owned(), |s| {
+                format!("{:.1} / {:.1} / {:.1}", s.min, s.median, s.max)
+            });
+            let role = match g.role {
+                Role::Seeder => "seeder",
+                Role::Leecher => "leecher",
+            };
+            let _ = writeln!(
+                out,
+                "{:<14} {:<7} {:>6} {:>6}  {:<26} {:>10} {:>10} {:>6} {:>5}",
+                g.name,
+                role,
+                g.peers,
+                done,
+                completion,
+                format_bytes(g.uploaded),
+                format_bytes(g.downloaded),
+                g.hash_failures,
+                g.bans_issued
+            );
+            let mut notes = Vec::new();
+            if g.joined < g.peers {
+                notes.push(format!("{} never joined", g.peers - g.joined));
+            }
+            if g.crashed > 0 {
+                notes.push(format!("{} crashed at the end", g.crashed));
+            }
+            if g.left > 0 {
+                notes.push(format!("{} left", g.left));
+            }
+            if g.banned_by > 0 {
+                notes.push(format!("banned {} times by others", g.banned_by));
+            }
+            if !notes.is_empty() {
+                let _ = writeln!(out, "{:<14} ({})", "", notes.join(", "));
+            }
+        }
+        let t = &self.totals;
+        let _ = writeln!(
+            out,
+            "swarm: {} peers, {} torrent; seeders uploaded {:.0}% of {} ({:.2} × the torrent)",
+            format_count(u64::from(t.peers)),
+            format_bytes(t.torrent_bytes),
+            t.seeders_share * 100.0,
+            format_bytes(t.uploaded),
+            t.seeders_uploaded as f64 / t.torrent_bytes as f64
+        );
+        let _ = writeln!(
+            out,
+            "run: {:.1} s simulated in {:.2} s wall ({:.0}× real time), {} events, {} announces, fingerprint {}",
+            t.sim_seconds,
+            t.wall_seconds,
+            t.speed,
+            format_count(t.events),
+            format_count(t.announces),
+            t.fingerprint
+        );
+        for c in &self.checks {
+            let _ = writeln!(
+                out,
+                "{} {}: {}",
+                if c.passed { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+        for v in &self.violations {
+            let _ = writeln!(out, "     {v}");
+        }
+        if self.violation_count > self.violations.len() as u64 {
+            let _ = writeln!(
+                out,
+                "     ... and {} more",
+                self.violation_count - self.violations.len() as u64
+            );
+        }
+        if self.passed {
+            let _ = writeln!(out, "PASS");
+        } else {
+            let _ = writeln!(out, "FAIL; reproduce with: {}", self.reproduce);
+        }
+        out
+    }
+}
+
+/// The command that replays a run: the file, the seed, and the engine when it differs from the
+/// file's.
+pub fn reproduce(file: &str, seed: u64, engine: EngineKind, file_engine: EngineKind) -> String {
+    let quoted = if file.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+        format!("'{}'", file.replace('\'', "'\\''"))
+    } else {
+        file.to_owned()
+    };
+    let mut cmd = format!("btsim run {quoted} --seed {seed}");
+    if engine != file_engine {
+        let _ = write!(cmd, " --engine {}", engine.name());
+    }
+    cmd
+}

@@ -1,0 +1,1156 @@
+//! Scenario files: what a simulated swarm is made of, read from TOML.
+//!
+//! A scenario is data (as in FoundationDB's test files): the seed, the torrent's geometry, the
+//! trackers, groups of peers, the network, faults on a schedule, and what must hold at the end.
+//! `sim/README.md` documents every key; this module is the one place that reads them.
+//!
+//! Two stages, "parse, don't validate": serde reads the file into `Raw*` structs that mirror it
+//! (every table refuses unknown keys), then [`Scenario::parse`] checks what serde cannot (names
+//! that refer to groups, exactly one action per fault, bounds) and builds the [`Scenario`] the
+//! engines run, with sizes in bytes, times as [`Duration`]s and groups by index.
+//!
+//! Every error names the file, the line and the key ([`ScenarioError`]): toml's errors carry the
+//! byte span of the offending key or value, and checks after serde keep the spans they need
+//! ([`toml::Spanned`]).
+//!
+//! Bounds (a scenario is input, so everything it can grow is capped): at most [`MAX_HOSTS`]
+//! peers, [`MAX_GROUPS`] groups, [`MAX_TRACKERS`] trackers, [`MAX_FAULTS`] faults, a torrent of
+//! at most [`MAX_TORRENT_BYTES`] (its content is held in memory once), a simulated duration of at
+//! most [`MAX_DURATION`].
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use bt_protocol::metainfo::TorrentLayout;
+use bt_protocol::torrent::{Strategy, TorrentConfig};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use toml::Spanned;
+
+/// Most peers in one scenario.
+pub const MAX_HOSTS: u32 = 100_000;
+/// Most `[[group]]` tables.
+pub const MAX_GROUPS: usize = 64;
+/// Most `[[tracker]]` tables.
+pub const MAX_TRACKERS: usize = 16;
+/// Most `[[fault]]` tables.
+pub const MAX_FAULTS: usize = 10_000;
+/// Largest torrent: the fast engine generates its content once and keeps it in memory.
+pub const MAX_TORRENT_BYTES: u64 = 4 << 30;
+/// Longest simulated run: 30 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most files in the torrent.
+pub const MAX_FILES: usize = 10_000;
+
+/// Which engine runs a scenario.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Protocol sessions driven directly by an event-driven clock (`sim/src/fast/`).
+    #[default]
+    Fast,
+    /// The real runtime driver on turmoil's simulated network (not built yet).
+    Turmoil,
+}
+
+impl EngineKind {
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Fast => "fast",
+            EngineKind::Turmoil => "turmoil",
+        }
+    }
+
+    /// Parses `fast` or `turmoil`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "fast" => Some(EngineKind::Fast),
+            "turmoil" => Some(EngineKind::Turmoil),
+            _ => None,
+        }
+    }
+}
+
+/// A validated scenario, ready to run. See the module docs and `sim/README.md`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// The engine the file asks for (the command line may override it).
+    pub engine: EngineKind,
+    /// The seed the file gives (the command line may override it).
+    pub seed: u64,
+    /// The run stops at this simulated time at the latest.
+    pub duration: Duration,
+    /// The torrent's geometry.
+    pub torrent: TorrentSpec,
+    /// The trackers, each its own tier (BEP 12).
+    pub trackers: Vec<TrackerSpec>,
+    /// The network between every two peers.
+    pub link: LinkSpec,
+    /// The peers, group by group.
+    pub groups: Vec<GroupSpec>,
+    /// Faults, sorted by time (stable: faults at the same time keep file order).
+    pub faults: Vec<FaultSpec>,
+    /// What must hold for the run to pass.
+    pub expect: Expect,
+}
+
+/// The torrent's geometry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TorrentSpec {
+    /// Bytes per piece.
+    pub piece_length: u64,
+    /// Each file's length in bytes.
+    pub files: Vec<u64>,
+}
+
+impl TorrentSpec {
+    /// The torrent's total size in bytes.
+    pub fn size(&self) -> u64 {
+        self.files.iter().sum()
+    }
+
+    /// The validated layout.
+    pub fn layout(&self) -> TorrentLayout {
+        TorrentLayout::new(self.piece_length, &self.files).expect("checked by Scenario::parse")
+    }
+}
+
+/// How peers reach a tracker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerKind {
+    /// HTTP announces over TCP (BEP 3).
+    Http,
+    /// UDP announces (BEP 15).
+    Udp,
+}
+
+/// One tracker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackerSpec {
+    /// HTTP or UDP.
+    pub kind: TrackerKind,
+    /// The `interval` it gives in every answer.
+    pub interval: Duration,
+    /// The most peers it gives in one answer.
+    pub max_peers: usize,
+}
+
+/// The network between every two peers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkSpec {
+    /// One-way delay.
+    pub latency: Duration,
+    /// Each transmission is delayed by a further uniform `0..=jitter` (streams stay in order).
+    pub jitter: Duration,
+    /// Fraction of transmissions lost (TCP streams retransmit them; a UDP announce is retried).
+    pub loss: f64,
+}
+
+/// A peer's role at the start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Starts with every piece.
+    Seeder,
+    /// Starts with none.
+    Leecher,
+}
+
+/// How a peer behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Follows the protocol.
+    Honest,
+    /// Serves wrong bytes for every block it uploads.
+    Corrupt,
+    /// Its disk serves one block read at a time, each taking this long.
+    Slow(Duration),
+    /// Leaves the swarm (closing its connections and announcing `stopped`) once it has verified
+    /// this many pieces.
+    LeaveAfter(u32),
+}
+
+/// A group of peers that share a role, a join window, bandwidth and behaviour.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupSpec {
+    /// The name faults and reports use.
+    pub name: String,
+    /// Seeder or leecher.
+    pub role: Role,
+    /// How many peers.
+    pub count: u32,
+    /// Each peer joins at a time drawn uniformly from this window.
+    pub join: (Duration, Duration),
+    /// Upload bandwidth in bytes per second; `None` is unlimited.
+    pub up: Option<u64>,
+    /// Download bandwidth in bytes per second; `None` is unlimited.
+    pub down: Option<u64>,
+    /// How its peers pick pieces.
+    pub strategy: Strategy,
+    /// How its peers behave.
+    pub behaviour: Behaviour,
+    /// Most connections each of its peers keeps (bt's `--max-peers`).
+    pub max_peers: usize,
+}
+
+/// Which peers of a group a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// Every peer of the group.
+    All,
+    /// The peer with this index within the group (0-based).
+    Index(u32),
+    /// This many peers of the group, drawn at random among those it applies to.
+    Random(u32),
+}
+
+/// A set of peers a fault applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The group, by index.
+    pub group: usize,
+    /// Which of its peers.
+    pub which: Which,
+}
+
+/// What a fault does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Nothing passes between a peer of a group in `a` and a peer of a group in `b` until a heal
+    /// (TCP holds what is sent meanwhile and delivers it after the heal).
+    Partition {
+        /// Groups on one side.
+        a: Vec<usize>,
+        /// Groups on the other.
+        b: Vec<usize>,
+    },
+    /// Ends every partition.
+    Heal,
+    /// The peers stop at once: no goodbye, connections go silent.
+    Crash(Target),
+    /// Crashed (or departed) peers come back with the pieces they had verified (fast resume).
+    Restart(Target),
+    /// The tracker with this index stops answering.
+    TrackerDown(usize),
+    /// The tracker with this index answers again.
+    TrackerUp(usize),
+}
+
+/// A fault and when it happens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultSpec {
+    /// Simulated time.
+    pub at: Duration,
+    /// What happens.
+    pub action: FaultAction,
+}
+
+/// What must hold for a run to pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Expect {
+    /// Every leecher that should complete (honest or slow, and up at the end) has completed by
+    /// this simulated time.
+    pub all_complete_by: Option<Duration>,
+    /// No peer ever kept (verified) a piece with wrong content.
+    pub no_corrupt_piece_kept: bool,
+    /// Seeders uploaded at most this many times the torrent's size in total.
+    pub seeder_upload_at_most: Option<f64>,
+    /// Every corrupt peer was banned by at least one other peer.
+    pub corrupt_peers_banned: bool,
+    /// No peer that is not corrupt was banned by anyone.
+    pub no_honest_peer_banned: bool,
+}
+
+// ---- errors ----
+
+/// A mistake in a scenario file: where, which key, and what is wrong. Boxed, so results that
+/// carry it stay small; its fields are those of [`ScenarioErrorDetails`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError(Box<ScenarioErrorDetails>);
+
+/// The contents of a [`ScenarioError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioErrorDetails {
+    /// The file as named by the caller.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The dotted key (`torrent.size`, `group.count`), when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// The offending line, when known.
+    pub source_line: Option<String>,
+}
+
+impl std::ops::Deref for ScenarioError {
+    type Target = ScenarioErrorDetails;
+
+    fn deref(&self) -> &ScenarioErrorDetails {
+        &self.0
+    }
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let (Some(line), Some(text)) = (self.line, &self.source_line) {
+            let gutter = line.to_string().len();
+            write!(f, "\n{line} | {text}")?;
+            if let Some(column) = self.column {
+                write!(f, "\n{:gutter$} | {:>column$}", "", "^")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScenarioError {
+    fn at(file: &str, source: &str, span: Option<Range<usize>>, message: String) -> Self {
+        let mut error = ScenarioErrorDetails {
+            file: file.to_owned(),
+            line: None,
+            column: None,
+            key: None,
+            message,
+            source_line: None,
+        };
+        if let Some(span) = span {
+            let start = span.start.min(source.len());
+            let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+            let line_end = source[start..]
+                .find('\n')
+                .map_or(source.len(), |i| start + i);
+            error.line = Some(source[..line_start].matches('\n').count() + 1);
+            error.column = Some(source[line_start..start].chars().count() + 1);
+            error.source_line = Some(source[line_start..line_end].trim_end().to_owned());
+            error.key = key_at(source, line_start, line_end, start);
+        }
+        ScenarioError(Box::new(error))
+    }
+}
+
+/// The dotted key whose line holds `offset`: the nearest table header above (`[torrent]`,
+/// `[[group]]`) and the key before `=` on the line (or the key the offset points into).
+fn key_at(source: &str, line_start: usize, line_end: usize, offset: usize) -> Option<String> {
+    let line = &source[line_start..line_end];
+    let trimmed = line.trim();
+    if trimmed.starts_with('[') {
+        return Some(trimmed.trim_matches(['[', ']', ' ']).to_owned());
+    }
+    let key = match line.find('=') {
+        Some(eq) => line[..eq].trim(),
+        None => {
+            // A value continued on its own line, or a bare key: the word at the offset.
+            let at = offset - line_start;
+            let word_start = line[..at.min(line.len())]
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+                .map_or(0, |i| i + 1);
+            line[word_start..]
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+                .next()
+                .unwrap_or("")
+        }
+    };
+    let key = key.trim_matches(['"', '\'']);
+    let table = source[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(['[', ']', ' ']).to_owned())
+    });
+    match (table, key.is_empty()) {
+        (_, true) => None,
+        (Some(table), false) => Some(format!("{table}.{key}")),
+        (None, false) => Some(key.to_owned()),
+    }
+}
+
+// ---- values with units ----
+
+/// Seconds, integer or fractional, not negative.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Seconds(Duration);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = f64::deserialize(d)?;
+        if !s.is_finite() || s < 0.0 {
+            return Err(de::Error::custom(format!(
+                "{s} is not a time in seconds (a number, 0 or more)"
+            )));
+        }
+        if s > MAX_DURATION.as_secs_f64() {
+            return Err(de::Error::custom(format!(
+                "{s} s is longer than the {} days a scenario may last",
+                MAX_DURATION.as_secs() / 86_400
+            )));
+        }
+        Ok(Seconds(Duration::from_secs_f64(s)))
+    }
+}
+
+/// Milliseconds, integer or fractional, not negative.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Millis(Duration);
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ms = f64::deserialize(d)?;
+        if !ms.is_finite() || !(0.0..=3_600_000.0).contains(&ms) {
+            return Err(de::Error::custom(format!(
+                "{ms} is not a delay in milliseconds (0 to 3,600,000)"
+            )));
+        }
+        Ok(Millis(Duration::from_secs_f64(ms / 1000.0)))
+    }
+}
+
+/// A byte count: an integer, or a string with a unit (`"64 MiB"`, `"1.5 MB"`; binary units
+/// `KiB MiB GiB`, decimal units `kB KB MB GB`, `B`), and for rates an optional `/s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bytes(u64);
+
+/// Parses `"64 MiB"`, `"500kB/s"`, `"1048576"`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t).trim_end();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try 1048576, \"1 MiB\" or \"500 kB\")"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (use B, KiB, MiB, GiB, kB, MB or GB)"
+            ));
+        }
+    };
+    let bytes = value * scale as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 || bytes.fract() != 0.0 {
+        return Err(format!("`{text}` is not a whole number of bytes"));
+    }
+    Ok(bytes as u64)
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte count: an integer, or a string such as \"64 MiB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bytes, E> {
+                u64::try_from(v)
+                    .map(Bytes)
+                    .map_err(|_| E::custom(format!("{v} is negative")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
+                parse_size(v).map(Bytes).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn parse_behaviour(text: &str) -> Result<Behaviour, String> {
+    let number = |rest: &str, what: &str| {
+        rest.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("`{text}`: {what} must be a whole number"))
+    };
+    match text.trim() {
+        "honest" => Ok(Behaviour::Honest),
+        "corrupt" => Ok(Behaviour::Corrupt),
+        "slow" => Ok(Behaviour::Slow(Duration::from_millis(100))),
+        t => {
+            if let Some(rest) = t.strip_prefix("slow=") {
+                let ms = number(rest, "the read time in ms")?;
+                if ms == 0 {
+                    return Err(format!("`{text}`: a slow read takes at least 1 ms"));
+                }
+                Ok(Behaviour::Slow(Duration::from_millis(u64::from(ms))))
+            } else if let Some(rest) = t.strip_prefix("leave_after=") {
+                number(rest, "the piece count").map(Behaviour::LeaveAfter)
+            } else {
+                Err(format!(
+                    "unknown behaviour `{text}` (expected honest, corrupt, slow, slow=MS or leave_after=N)"
+                ))
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Behaviour {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_behaviour(&s).map_err(de::Error::custom)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawStrategy {
+    Rarest,
+    Sequential,
+    Random,
+}
+
+// ---- the file as written ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    #[serde(default)]
+    engine: Option<Spanned<String>>,
+    #[serde(default)]
+    seed: Option<u64>,
+    duration: Seconds,
+    torrent: RawTorrent,
+    #[serde(default, rename = "tracker")]
+    trackers: Vec<RawTracker>,
+    #[serde(default)]
+    link: RawLink,
+    #[serde(default, rename = "group")]
+    groups: Vec<Spanned<RawGroup>>,
+    #[serde(default, rename = "fault")]
+    faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    expect: RawExpect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTorrent {
+    size: Option<Spanned<Bytes>>,
+    piece_length: Spanned<Bytes>,
+    #[serde(default)]
+    files: Option<Spanned<RawFiles>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawFiles {
+    Count(u32),
+    Sizes(Vec<Bytes>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracker {
+    kind: TrackerKind,
+    interval: Spanned<Seconds>,
+    #[serde(default)]
+    peers: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    #[serde(default)]
+    latency_ms: Option<Millis>,
+    #[serde(default)]
+    jitter_ms: Option<Millis>,
+    #[serde(default)]
+    loss: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Spanned<String>,
+    role: Role,
+    #[serde(default)]
+    count: Option<Spanned<u32>>,
+    #[serde(default)]
+    join: Option<Spanned<(Seconds, Seconds)>>,
+    #[serde(default)]
+    up: Option<Spanned<Bytes>>,
+    #[serde(default)]
+    down: Option<Spanned<Bytes>>,
+    #[serde(default)]
+    strategy: Option<RawStrategy>,
+    #[serde(default)]
+    behaviour: Option<Spanned<Behaviour>>,
+    #[serde(default)]
+    max_peers: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    at: Seconds,
+    #[serde(default)]
+    partition: Option<Spanned<String>>,
+    #[serde(default)]
+    heal: Option<Spanned<bool>>,
+    #[serde(default)]
+    crash: Option<Spanned<String>>,
+    #[serde(default)]
+    restart: Option<Spanned<String>>,
+    #[serde(default)]
+    count: Option<Spanned<u32>>,
+    #[serde(default)]
+    tracker_down: Option<Spanned<usize>>,
+    #[serde(default)]
+    tracker_up: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    #[serde(default)]
+    all_complete_by: Option<Seconds>,
+    #[serde(default)]
+    no_corrupt_piece_kept: Option<bool>,
+    #[serde(default)]
+    seeder_upload_at_most: Option<Spanned<f64>>,
+    #[serde(default)]
+    corrupt_peers_banned: Option<bool>,
+    #[serde(default)]
+    no_honest_peer_banned: Option<bool>,
+}
+
+// ---- checks ----
+
+/// The file being checked, for errors that point into it.
+struct Ctx<'a> {
+    file: &'a str,
+    source: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::at(self.file, self.source, Some(span), message.into())
+    }
+
+    fn err_key(&self, key: &str, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::at(
+            self.file,
+            self.source,
+            find_key(self.source, key),
+            message.into(),
+        )
+    }
+}
+
+impl Scenario {
+    /// Reads a scenario from the text of a file; `file` names it in errors.
+    pub fn parse(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
+        let raw: RawScenario = toml::from_str(source)
+            .map_err(|e| ScenarioError::at(file, source, e.span(), e.message().to_owned()))?;
+        let cx = Ctx { file, source };
+
+        let engine = match &raw.engine {
+            None => EngineKind::Fast,
+            Some(name) => EngineKind::from_name(name.get_ref()).ok_or_else(|| {
+                cx.err(
+                    name.span(),
+                    format!(
+                        "unknown engine `{}` (expected fast or turmoil)",
+                        name.get_ref()
+                    ),
+                )
+            })?,
+        };
+        let duration = raw.duration.0;
+        if duration.is_zero() {
+            return Err(cx.err_key("duration", "the duration must be more than 0 s"));
+        }
+        let torrent = check_torrent(&cx, &raw.torrent)?;
+        let trackers = check_trackers(&cx, &raw.trackers)?;
+        let loss = match &raw.link.loss {
+            None => 0.0,
+            Some(l) if !(0.0..0.5).contains(l.get_ref()) => {
+                return Err(cx.err(
+                    l.span(),
+                    format!(
+                        "loss {} is not a fraction from 0 up to (not including) 0.5",
+                        l.get_ref()
+                    ),
+                ));
+            }
+            Some(l) => *l.get_ref(),
+        };
+        let link = LinkSpec {
+            latency: raw.link.latency_ms.map_or(Duration::ZERO, |m| m.0),
+            jitter: raw.link.jitter_ms.map_or(Duration::ZERO, |m| m.0),
+            loss,
+        };
+        let groups = check_groups(&cx, &raw.groups, duration)?;
+        let faults = check_faults(&cx, &raw.faults, &groups, trackers.len())?;
+        let seeder_upload_at_most = match &raw.expect.seeder_upload_at_most {
+            None => None,
+            Some(x) if !(x.get_ref().is_finite() && *x.get_ref() >= 0.0) => {
+                return Err(cx.err(x.span(), "must be a number, 0 or more"));
+            }
+            Some(x) => Some(*x.get_ref()),
+        };
+        let expect = Expect {
+            all_complete_by: raw.expect.all_complete_by.map(|s| s.0),
+            no_corrupt_piece_kept: raw.expect.no_corrupt_piece_kept.unwrap_or(false),
+            seeder_upload_at_most,
+            corrupt_peers_banned: raw.expect.corrupt_peers_banned.unwrap_or(false),
+            no_honest_peer_banned: raw.expect.no_honest_peer_banned.unwrap_or(false),
+        };
+        Ok(Scenario {
+            engine,
+            seed: raw.seed.unwrap_or(1),
+            duration,
+            torrent,
+            trackers,
+            link,
+            groups,
+            faults,
+            expect,
+        })
+    }
+
+    /// Reads a scenario file.
+    pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+        let name = path.display().to_string();
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError::at(&name, "", None, format!("cannot read it: {e}")))?;
+        Scenario::parse(&name, &source)
+    }
+
+    /// Total peers over all groups.
+    pub fn host_count(&self) -> u32 {
+        self.groups.iter().map(|g| g.count).sum()
+    }
+
+    /// The group with this name.
+    pub fn group(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.name == name)
+    }
+}
+
+/// The span of the first line that starts with `key`, for errors about a key serde accepted.
+fn find_key(source: &str, key: &str) -> Option<Range<usize>> {
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(key) {
+            let start = offset + (line.len() - trimmed.len());
+            return Some(start..start + key.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn check_torrent(cx: &Ctx<'_>, raw: &RawTorrent) -> Result<TorrentSpec, ScenarioError> {
+    let piece_length = raw.piece_length.get_ref().0;
+    if piece_length == 0 || piece_length > u64::from(bt_protocol::metainfo::MAX_PIECE_LENGTH) {
+        return Err(cx.err(
+            raw.piece_length.span(),
+            format!("piece_length {piece_length} must be 1 byte to 512 MiB"),
+        ));
+    }
+    let files: Vec<u64> = match (&raw.size, &raw.files) {
+        (None, None) => {
+            return Err(cx.err_key(
+                "[torrent]",
+                "[torrent] needs `size` (or `files` as a list of sizes)",
+            ));
+        }
+        (Some(size), None) => vec![size.get_ref().0],
+        (size, Some(files)) => match files.get_ref() {
+            RawFiles::Count(n) => {
+                let size = size.as_ref().ok_or_else(|| {
+                    cx.err(
+                        files.span(),
+                        "a file count needs `size` too (or give `files` as a list of sizes)",
+                    )
+                })?;
+                let n = *n as usize;
+                if n == 0 || n > MAX_FILES {
+                    return Err(cx.err(files.span(), format!("files must be 1 to {MAX_FILES}")));
+                }
+                let total = size.get_ref().0;
+                let each = total / n as u64;
+                let mut v = vec![each; n];
+                v[n - 1] += total - each * n as u64;
+                v
+            }
+            RawFiles::Sizes(sizes) => {
+                if sizes.is_empty() || sizes.len() > MAX_FILES {
+                    return Err(cx.err(
+                        files.span(),
+                        format!("files must list 1 to {MAX_FILES} sizes"),
+                    ));
+                }
+                let v: Vec<u64> = sizes.iter().map(|b| b.0).collect();
+                let sum = v.iter().fold(0u64, |a, b| a.saturating_add(*b));
+                if let Some(size) = size
+                    && size.get_ref().0 != sum
+                {
+                    return Err(cx.err(
+                        size.span(),
+                        format!(
+                            "size {} differs from the files' total {sum}",
+                            size.get_ref().0
+                        ),
+                    ));
+                }
+                v
+            }
+        },
+    };
+    let total = files.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    let span = raw
+        .size
+        .as_ref()
+        .map(|s| s.span())
+        .or_else(|| raw.files.as_ref().map(|f| f.span()))
+        .unwrap_or_else(|| raw.piece_length.span());
+    if total == 0 {
+        return Err(cx.err(span, "the torrent must hold at least 1 byte"));
+    }
+    if total > MAX_TORRENT_BYTES {
+        return Err(cx.err(
+            span,
+            format!(
+                "{total} bytes is more than the {} GiB the simulator holds in memory",
+                MAX_TORRENT_BYTES >> 30
+            ),
+        ));
+    }
+    TorrentLayout::new(piece_length, &files)
+        .map_err(|e| cx.err(raw.piece_length.span(), e.to_string()))?;
+    Ok(TorrentSpec {
+        piece_length,
+        files,
+    })
+}
+
+fn check_trackers(cx: &Ctx<'_>, raw: &[RawTracker]) -> Result<Vec<TrackerSpec>, ScenarioError> {
+    if raw.is_empty() {
+        return Err(ScenarioError::at(
+            cx.file,
+            cx.source,
+            None,
+            "at least one [[tracker]] is needed: peers find each other through it".into(),
+        ));
+    }
+    if raw.len() > MAX_TRACKERS {
+        return Err(cx.err_key("[[tracker]]", format!("more than {MAX_TRACKERS} trackers")));
+    }
+    raw.iter()
+        .map(|t| {
+            if t.interval.get_ref().0 < Duration::from_secs(1) {
+                return Err(cx.err(t.interval.span(), "the interval must be at least 1 s"));
+            }
+            let max_peers = match &t.peers {
+                None => 50,
+                Some(p) if *p.get_ref() == 0 || *p.get_ref() > 1000 => {
+                    return Err(cx.err(p.span(), "peers must be 1 to 1000"));
+                }
+                Some(p) => *p.get_ref() as usize,
+            };
+            Ok(TrackerSpec {
+                kind: t.kind,
+                interval: t.interval.get_ref().0,
+                max_peers,
+            })
+        })
+        .collect()
+}
+
+fn check_groups(
+    cx: &Ctx<'_>,
+    raw: &[Spanned<RawGroup>],
+    duration: Duration,
+) -> Result<Vec<GroupSpec>, ScenarioError> {
+    if raw.is_empty() {
+        return Err(ScenarioError::at(
+            cx.file,
+            cx.source,
+            None,
+            "at least one [[group]] of peers is needed".into(),
+        ));
+    }
+    if raw.len() > MAX_GROUPS {
+        return Err(cx.err(
+            raw[MAX_GROUPS].span(),
+            format!("more than {MAX_GROUPS} groups"),
+        ));
+    }
+    let mut groups: Vec<GroupSpec> = Vec::new();
+    let mut hosts: u64 = 0;
+    for g in raw {
+        let r = g.get_ref();
+        let name = r.name.get_ref().trim().to_owned();
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(cx.err(
+                r.name.span(),
+                format!("group name `{name}` must be letters, digits, `-` or `_`"),
+            ));
+        }
+        if groups.iter().any(|o| o.name == name) {
+            return Err(cx.err(r.name.span(), format!("two groups are named `{name}`")));
+        }
+        let count = r.count.as_ref().map_or(1, |c| *c.get_ref());
+        if let Some(c) = &r.count
+            && count == 0
+        {
+            return Err(cx.err(c.span(), "count must be at least 1"));
+        }
+        hosts += u64::from(count);
+        if hosts > u64::from(MAX_HOSTS) {
+            return Err(cx.err(
+                r.count.as_ref().map_or(g.span(), |c| c.span()),
+                format!("more than {MAX_HOSTS} peers in all"),
+            ));
+        }
+        let join = match &r.join {
+            None => (Duration::ZERO, Duration::ZERO),
+            Some(j) => {
+                let (a, b) = (j.get_ref().0.0, j.get_ref().1.0);
+                if a > b {
+                    return Err(cx.err(j.span(), "the join window's start is after its end"));
+                }
+                if a >= duration {
+                    return Err(cx.err(j.span(), "the join window starts after the run ends"));
+                }
+                (a, b)
+            }
+        };
+        let rate = |v: &Option<Spanned<Bytes>>| match v {
+            None => Ok(None),
+            Some(b) if b.get_ref().0 == 0 => Err(cx.err(
+                b.span(),
+                "bandwidth must be at least 1 byte/s (leave the key out for unlimited)",
+            )),
+            Some(b) => Ok(Some(b.get_ref().0)),
+        };
+        let behaviour = r
+            .behaviour
+            .as_ref()
+            .map_or(Behaviour::Honest, |b| *b.get_ref());
+        if let (Some(b), Behaviour::LeaveAfter(_), Role::Seeder) = (&r.behaviour, behaviour, r.role)
+        {
+            return Err(cx.err(
+                b.span(),
+                "leave_after counts pieces downloaded: it applies to leechers",
+            ));
+        }
+        let max_peers = match &r.max_peers {
+            None => TorrentConfig::default().max_peers,
+            Some(m) if !(1..=1000).contains(m.get_ref()) => {
+                return Err(cx.err(m.span(), "max_peers must be 1 to 1000"));
+            }
+            Some(m) => *m.get_ref() as usize,
+        };
+        groups.push(GroupSpec {
+            max_peers,
+            name,
+            role: r.role,
+            count,
+            join,
+            up: rate(&r.up)?,
+            down: rate(&r.down)?,
+            strategy: match r.strategy.unwrap_or(RawStrategy::Rarest) {
+                RawStrategy::Rarest => Strategy::RarestFirst,
+                RawStrategy::Sequential => Strategy::Sequential,
+                RawStrategy::Random => Strategy::Random,
+            },
+            behaviour,
+        });
+    }
+    Ok(groups)
+}
+
+fn group_index(
+    cx: &Ctx<'_>,
+    groups: &[GroupSpec],
+    name: &str,
+    span: Range<usize>,
+) -> Result<usize, ScenarioError> {
+    groups
+        .iter()
+        .position(|g| g.name == name.trim())
+        .ok_or_else(|| {
+            let known: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            cx.err(
+                span,
+                format!(
+                    "no group named `{}` (groups: {})",
+                    name.trim(),
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+fn check_target(
+    cx: &Ctx<'_>,
+    groups: &[GroupSpec],
+    s: &Spanned<String>,
+    count: &Option<Spanned<u32>>,
+) -> Result<Target, ScenarioError> {
+    let text = s.get_ref();
+    let (name, index) = match text.split_once('#') {
+        Some((name, index)) => {
+            let i = index.trim().parse::<u32>().map_err(|_| {
+                cx.err(
+                    s.span(),
+                    format!("`{text}`: after `#` comes a peer's index within its group"),
+                )
+            })?;
+            (name, Some(i))
+        }
+        None => (text.as_str(), None),
+    };
+    let group = group_index(cx, groups, name, s.span())?;
+    let g = &groups[group];
+    let which = match (index, count) {
+        (Some(_), Some(c)) => {
+            return Err(cx.err(c.span(), "give either `group#index` or `count`, not both"));
+        }
+        (Some(i), None) if i >= g.count => {
+            return Err(cx.err(
+                s.span(),
+                format!(
+                    "group `{}` has {} peers (indices 0 to {})",
+                    g.name,
+                    g.count,
+                    g.count - 1
+                ),
+            ));
+        }
+        (Some(i), None) => Which::Index(i),
+        (None, Some(c)) if *c.get_ref() == 0 => {
+            return Err(cx.err(c.span(), "count must be at least 1"));
+        }
+        (None, Some(c)) => Which::Random(*c.get_ref()),
+        (None, None) => Which::All,
+    };
+    Ok(Target { group, which })
+}
+
+fn check_faults(
+    cx: &Ctx<'_>,
+    raw: &[Spanned<RawFault>],
+    groups: &[GroupSpec],
+    trackers: usize,
+) -> Result<Vec<FaultSpec>, ScenarioError> {
+    if raw.len() > MAX_FAULTS {
+        return Err(cx.err(
+            raw[MAX_FAULTS].span(),
+            format!("more than {MAX_FAULTS} faults"),
+        ));
+    }
+    let mut faults = Vec::new();
+    for f in raw {
+        let r = f.get_ref();
+        let mut actions = Vec::new();
+        if let Some(p) = &r.partition {
+            let (a, b) = p.get_ref().split_once('|').ok_or_else(|| {
+                cx.err(
+                    p.span(),
+                    "a partition is `groups|groups`, e.g. \"seeders|leechers,late\"",
+                )
+            })?;
+            let side = |text: &str| -> Result<Vec<usize>, ScenarioError> {
+                text.split(',')
+                    .map(|name| group_index(cx, groups, name, p.span()))
+                    .collect()
+            };
+            let (a, b) = (side(a)?, side(b)?);
+            if a.iter().any(|g| b.contains(g)) {
+                return Err(cx.err(p.span(), "a group cannot be on both sides"));
+            }
+            actions.push(FaultAction::Partition { a, b });
+        }
+        if let Some(h) = &r.heal {
+            if !*h.get_ref() {
+                return Err(cx.err(h.span(), "heal = false does nothing: leave the fault out"));
+            }
+            actions.push(FaultAction::Heal);
+        }
+        if let Some(c) = &r.crash {
+            actions.push(FaultAction::Crash(check_target(cx, groups, c, &r.count)?));
+        }
+        if let Some(c) = &r.restart {
+            actions.push(FaultAction::Restart(check_target(cx, groups, c, &r.count)?));
+        }
+        if let Some(c) = &r.count
+            && r.crash.is_none()
+            && r.restart.is_none()
+        {
+            return Err(cx.err(c.span(), "count goes with crash or restart"));
+        }
+        for (t, down) in [(&r.tracker_down, true), (&r.tracker_up, false)] {
+            if let Some(t) = t {
+                if *t.get_ref() >= trackers {
+                    return Err(cx.err(
+                        t.span(),
+                        format!(
+                            "no tracker {} (the [[tracker]] tables are numbered 0 to {})",
+                            t.get_ref(),
+                            trackers - 1
+                        ),
+                    ));
+                }
+                actions.push(if down {
+                    FaultAction::TrackerDown(*t.get_ref())
+                } else {
+                    FaultAction::TrackerUp(*t.get_ref())
+                });
+            }
+        }
+        if actions.len() != 1 {
+            return Err(cx.err(
+                f.span(),
+                format!(
+                    "a [[fault]] needs exactly one of partition, heal, crash, restart, \
+                     tracker_down, tracker_up (this one has {})",
+                    actions.len()
+                ),
+            ));
+        }
+        faults.push(FaultSpec {
+            at: r.at.0,
+            action: actions.pop().expect("exactly one"),
+        });
+    }
+    faults.sort_by_key(|f| f.at);
+    Ok(faults)
+}
+
+#[cfg(test)]
+mod tests;

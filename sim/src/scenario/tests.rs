@@ -1,0 +1,244 @@
+//! Scenario parsing: the shipped format reads as documented, and every mistake names its line
+//! and key.
+
+use std::time::Duration;
+
+use super::*;
+
+const GOOD: &str = r#"
+engine = "fast"
+seed = 7
+duration = 600
+
+[torrent]
+size = "4 MiB"
+piece_length = "256 KiB"
+files = 3
+
+[[tracker]]
+kind = "udp"
+interval = 30
+peers = 40
+
+[link]
+latency_ms = 40
+jitter_ms = 5.5
+loss = 0.01
+
+[[group]]
+name = "seed"
+role = "seeder"
+up = "2 MiB/s"
+
+[[group]]
+name = "crowd"
+role = "leecher"
+count = 20
+join = [0, 10.5]
+up = 250000
+down = "1 MB/s"
+strategy = "random"
+behaviour = "leave_after=3"
+max_peers = 30
+
+[[fault]]
+at = 60
+crash = "crowd"
+count = 2
+
+[[fault]]
+at = 30
+partition = "seed|crowd"
+
+[expect]
+all_complete_by = 500
+seeder_upload_at_most = 2.5
+"#;
+
+fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    Scenario::parse("test.toml", text)
+}
+
+#[test]
+fn a_full_scenario_reads_as_written() {
+    // Proves every section's keys land in the model with their units converted.
+    let s = parse(GOOD).unwrap();
+    assert_eq!(s.engine, EngineKind::Fast);
+    assert_eq!(s.seed, 7);
+    assert_eq!(s.duration, Duration::from_secs(600));
+    assert_eq!(s.torrent.piece_length, 256 * 1024);
+    assert_eq!(s.torrent.size(), 4 << 20);
+    assert_eq!(s.torrent.files.len(), 3);
+    assert_eq!(s.trackers[0].kind, TrackerKind::Udp);
+    assert_eq!(s.trackers[0].max_peers, 40);
+    assert_eq!(s.link.jitter, Duration::from_micros(5500));
+    assert_eq!(s.groups[0].up, Some(2 << 20));
+    assert_eq!(s.groups[0].down, None);
+    assert_eq!(s.groups[1].down, Some(1_000_000));
+    assert_eq!(s.groups[1].up, Some(250_000));
+    assert_eq!(s.groups[1].join.1, Duration::from_millis(10_500));
+    assert_eq!(s.groups[1].behaviour, Behaviour::LeaveAfter(3));
+    assert_eq!(s.groups[1].strategy, Strategy::Random);
+    assert_eq!(s.groups[1].max_peers, 30);
+    assert_eq!(s.groups[0].max_peers, 80, "bt's default");
+    // Sorted by time.
+    assert_eq!(
+        s.faults[0].action,
+        FaultAction::Partition {
+            a: vec![0],
+            b: vec![1]
+        }
+    );
+    assert_eq!(
+        s.faults[1].action,
+        FaultAction::Crash(Target {
+            group: 1,
+            which: Which::Random(2)
+        })
+    );
+    assert_eq!(s.expect.seeder_upload_at_most, Some(2.5));
+    assert_eq!(s.host_count(), 21);
+}
+
+fn error(text: &str) -> ScenarioError {
+    parse(text).expect_err("the scenario is wrong")
+}
+
+fn replace(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    GOOD.replacen(from, to, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    // Proves a misspelt key is refused, with its line and its table in the message.
+    let text = replace("piece_length =", "piece_lenght =");
+    let e = error(&text);
+    assert_eq!(e.line, Some(line_of(&text, "piece_lenght")));
+    assert_eq!(e.key.as_deref(), Some("torrent.piece_lenght"));
+    let shown = e.to_string();
+    assert!(shown.contains("unknown field `piece_lenght`"), "{shown}");
+    assert!(
+        shown.starts_with(&format!("test.toml:{}:", line_of(&text, "piece_lenght"))),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_wrong_type_is_named_with_its_key_and_line() {
+    // Proves a value of the wrong type points at the key, in an array of tables too.
+    let text = replace("count = 20", "count = \"twenty\"");
+    let e = error(&text);
+    assert_eq!(e.line, Some(line_of(&text, "twenty")));
+    assert_eq!(e.key.as_deref(), Some("group.count"));
+}
+
+#[test]
+fn a_bad_unit_is_named_with_its_key_and_line() {
+    // Proves our own value parsers (sizes, behaviours) report through the same spans.
+    let text = replace("\"4 MiB\"", "\"4 MiBs\"");
+    let e = error(&text);
+    assert_eq!(e.line, Some(line_of(&text, "4 MiBs")));
+    assert_eq!(e.key.as_deref(), Some("torrent.size"));
+    assert!(e.message.contains("unknown unit"), "{e}");
+    let text = replace("leave_after=3", "leave_after=three");
+    let e = error(&text);
+    assert_eq!(e.key.as_deref(), Some("group.behaviour"));
+    assert_eq!(e.line, Some(line_of(&text, "leave_after=three")));
+}
+
+#[test]
+fn checks_after_parsing_point_at_the_key() {
+    // Proves errors found after serde (names, bounds) still carry line and key.
+    for (from, to, needle, key) in [
+        (
+            "crash = \"crowd\"",
+            "crash = \"crwod\"",
+            "crwod",
+            "fault.crash",
+        ),
+        (
+            "partition = \"seed|crowd\"",
+            "partition = \"seed crowd\"",
+            "seed crowd",
+            "fault.partition",
+        ),
+        ("loss = 0.01", "loss = 1.5", "loss = 1.5", "link.loss"),
+        (
+            "interval = 30",
+            "interval = 0",
+            "interval = 0",
+            "tracker.interval",
+        ),
+        (
+            "join = [0, 10.5]",
+            "join = [20, 10]",
+            "join = [20",
+            "group.join",
+        ),
+        (
+            "name = \"crowd\"",
+            "name = \"seed\"",
+            "name = \"seed\"\nrole = \"leecher\"",
+            "group.name",
+        ),
+    ] {
+        let text = replace(from, to);
+        let e = error(&text);
+        let first = needle.lines().next().unwrap();
+        // The duplicate group name: the second occurrence is the one blamed.
+        let expected_line = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(first))
+            .map(|(i, _)| i + 1)
+            .last()
+            .unwrap();
+        assert_eq!(e.line, Some(expected_line), "{e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+    }
+}
+
+#[test]
+fn a_fault_needs_exactly_one_action() {
+    // Proves a fault with two actions is refused and the error points into that fault.
+    let text = replace("at = 60\n", "at = 60\nheal = true\n");
+    let e = error(&text);
+    assert!(e.message.contains("exactly one"), "{e}");
+    let line = e.line.unwrap();
+    assert!(
+        (line_of(&text, "at = 60") - 1..=line_of(&text, "crash = \"crowd\"")).contains(&line),
+        "{e}"
+    );
+}
+
+#[test]
+fn sizes_parse_with_binary_and_decimal_units() {
+    // Proves the unit table: binary KiB/MiB/GiB, decimal kB/MB/GB, optional /s, and refusals.
+    assert_eq!(parse_size("1048576"), Ok(1 << 20));
+    assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
+    assert_eq!(parse_size("1.5KiB"), Ok(1536));
+    assert_eq!(parse_size("500 kB/s"), Ok(500_000));
+    assert_eq!(parse_size("2 GB"), Ok(2_000_000_000));
+    assert!(parse_size("1.3 B").is_err());
+    assert!(parse_size("ten").is_err());
+    assert!(parse_size("5 mb").is_err());
+}
+
+#[test]
+fn missing_sections_are_reported() {
+    // Proves a scenario without trackers or groups is refused with a reason.
+    let no_tracker = GOOD.replace(
+        "[[tracker]]\nkind = \"udp\"\ninterval = 30\npeers = 40\n",
+        "",
+    );
+    assert!(error(&no_tracker).message.contains("[[tracker]]"));
+    let e = error(
+        "duration = 10\n[torrent]\nsize = 100\npiece_length = 16384\n[[tracker]]\nkind = \"http\"\ninterval = 60\n",
+    );
+    assert!(e.message.contains("[[group]]"), "{e}");
+}

@@ -1,0 +1,245 @@
+//! The shipped scenarios on the fast engine, determinism, and `btsim`'s exit codes and messages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use bt_sim::engine::{self, Outcome};
+use bt_sim::report::Report;
+use bt_sim::scenario::{EngineKind, Scenario};
+
+fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+}
+
+fn run(name: &str, seed: Option<u64>) -> (Scenario, Outcome, Report) {
+    let path = scenario_path(name);
+    let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let seed = seed.unwrap_or(scenario.seed);
+    let outcome = engine::run(&scenario, seed, EngineKind::Fast, &mut |_| {}).unwrap();
+    let report = Report::new(name, &scenario, &outcome, Duration::ZERO);
+    (scenario, outcome, report)
+}
+
+fn assert_passes(name: &str) -> Report {
+    let (_, _, report) = run(name, None);
+    assert!(report.passed, "{}", report.human());
+    report
+}
+
+#[test]
+fn quickstart_passes() {
+    // Proves the quickstart swarm completes within its expectations on the fast engine.
+    let r = assert_passes("quickstart.toml");
+    assert_eq!(r.groups[1].completed, 10);
+}
+
+#[test]
+fn flash_crowd_passes() {
+    // Proves 100 leechers arriving at once all complete and mostly feed each other.
+    let r = assert_passes("flash-crowd.toml");
+    assert_eq!(r.groups[1].completed, 100);
+    assert!(r.totals.seeders_share < 0.5, "{}", r.human());
+}
+
+#[test]
+fn churn_passes() {
+    // Proves leechers that arrive late, leave early, crash and restart do not stop the ones
+    // that stay from completing; restarted peers resume with what they had verified.
+    let (_, outcome, r) = run("churn.toml", None);
+    assert!(r.passed, "{}", r.human());
+    assert!(r.groups[2].left > 0, "tourists leave: {}", r.human());
+    assert_eq!(
+        r.groups[0].crashed,
+        1,
+        "one seeder stays down: {}",
+        r.human()
+    );
+    // The crashed-and-restarted stayers completed despite losing their connections.
+    assert!(
+        outcome
+            .hosts
+            .iter()
+            .all(|h| h.group != 1 || h.completed_at.is_some())
+    );
+}
+
+#[test]
+fn corrupt_peer_passes() {
+    // Proves corrupt data is caught by the hash check, never kept, and its senders banned.
+    let r = assert_passes("corrupt-peer.toml");
+    assert!(r.groups[2].hash_failures > 0, "{}", r.human());
+    assert!(r.groups[1].banned_by > 0, "{}", r.human());
+}
+
+#[test]
+fn partition_heal_passes() {
+    // Proves the far side, cut from the seeder for a minute, completes after the heal, and
+    // only after it.
+    let (_, outcome, r) = run("partition-heal.toml", None);
+    assert!(r.passed, "{}", r.human());
+    let heal_s = 65.0;
+    let far = r.groups[2].completion_s.expect("the far side completes");
+    assert!(far.min > heal_s - 1.0, "{}", r.human());
+    // The near side did not wait for the heal.
+    let near = r.groups[1].completion_s.expect("the near side completes");
+    assert!(near.max < heal_s, "{}", r.human());
+    assert_eq!(outcome.violation_count, 0);
+}
+
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "about 40 s in a release build, several minutes in a debug one: run with \
+              `cargo nextest run -p bt-sim --release` (or --run-ignored all)"
+)]
+fn flash_crowd_5000_passes() {
+    // Proves the fast engine carries 5,000 peers through a flash crowd within expectations.
+    let r = assert_passes("flash-crowd-5000.toml");
+    assert_eq!(r.groups[1].completed, 4999);
+}
+
+#[test]
+fn known_bug_honest_peer_banned_still_fails() {
+    // Proves the known protocol bug is still there (honest peers banned for liars' blocks, see
+    // the scenario's comment). When this fails because the scenario passes, the protocol was
+    // fixed: move the scenario to sim/scenarios/ and turn this into a `_passes` test.
+    let (_, _, r) = run("known-bugs/honest-peer-banned.toml", None);
+    let check = r
+        .checks
+        .iter()
+        .find(|c| c.name == "no honest peer banned")
+        .expect("the scenario expects it");
+    assert!(!check.passed, "the bug is gone:\n{}", r.human());
+    // Everything else holds: the bug costs innocent peers, not safety.
+    assert!(
+        r.checks
+            .iter()
+            .filter(|c| c.name != "no honest peer banned")
+            .all(|c| c.passed),
+        "{}",
+        r.human()
+    );
+}
+
+#[test]
+fn same_seed_same_fingerprint_different_seed_different() {
+    // Proves determinism with faults in play: churn (crashes, restarts, loss, leaves) twice
+    // with one seed gives the identical outcome; another seed gives another run.
+    let (_, a, _) = run("churn.toml", Some(5));
+    let (_, b, _) = run("churn.toml", Some(5));
+    let (_, c, _) = run("churn.toml", Some(6));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a, b);
+    assert_ne!(a.fingerprint, c.fingerprint);
+}
+
+#[test]
+fn other_seeds_also_pass_quickstart() {
+    // Proves the quickstart verdict is not an accident of seed 1 (a small sweep).
+    for seed in 2..6 {
+        let (_, _, r) = run("quickstart.toml", Some(seed));
+        assert!(r.passed, "seed {seed}:\n{}", r.human());
+    }
+}
+
+fn btsim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_btsim"))
+        .args(args)
+        .output()
+        .expect("btsim runs")
+}
+
+#[test]
+fn a_bad_scenario_file_is_refused_with_its_key_and_line() {
+    // Proves the CLI names file, line and key of a mistake and exits 2 without running.
+    let dir = std::env::temp_dir().join(format!("btsim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    let text = std::fs::read_to_string(scenario_path("quickstart.toml"))
+        .unwrap()
+        .replace("count = 10", "count = \"ten\"");
+    std::fs::write(&file, &text).unwrap();
+    let line = text.lines().position(|l| l.contains("\"ten\"")).unwrap() + 1;
+    let out = btsim(&["run", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("bad.toml:{line}:")),
+        "no line {line}: {stderr}"
+    );
+    assert!(stderr.contains("key `group.count`"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_prints_the_command_that_replays_it() {
+    // Proves the verdict reaches the exit code and the report names the reproducing command.
+    let dir = std::env::temp_dir().join(format!("btsim-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("too-strict.toml");
+    let text = std::fs::read_to_string(scenario_path("quickstart.toml"))
+        .unwrap()
+        .replace("all_complete_by = 60", "all_complete_by = 1");
+    std::fs::write(&file, text).unwrap();
+    let path = file.to_str().unwrap();
+    let out = btsim(&["run", path, "--seed", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL all complete by 1 s"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("reproduce with: btsim run {path} --seed 3")),
+        "{stdout}"
+    );
+    // --json carries the same verdict, and the command goes to stderr.
+    let out = btsim(&["run", path, "--seed", "3", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["seed"], 3);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seed 3"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_passing_run_exits_0_and_the_same_seed_prints_the_same_fingerprint() {
+    // Proves the CLI's exit code and that two processes agree on the fingerprint.
+    let path = scenario_path("quickstart.toml");
+    let path = path.to_str().unwrap();
+    let fingerprint = |out: &std::process::Output| {
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["totals"]["fingerprint"].as_str().unwrap().to_owned()
+    };
+    let a = btsim(&["run", path, "--json"]);
+    let b = btsim(&["run", path, "--json"]);
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+}
+
+#[test]
+fn the_turmoil_engine_is_reported_as_not_built() {
+    // Proves `--engine turmoil` is understood and refused with exit code 2.
+    let path = scenario_path("quickstart.toml");
+    let out = btsim(&["run", path.to_str().unwrap(), "--engine", "turmoil"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+}
+
+#[test]
+fn every_shipped_scenario_parses() {
+    // Proves every file in sim/scenarios (known bugs included) reads, so none rots unnoticed.
+    let mut seen = 0;
+    for dir in [scenario_path(""), scenario_path("known-bugs")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 7, "{seen} scenarios");
+}
