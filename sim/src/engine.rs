@@ -18,6 +18,9 @@ pub enum RunError {
     /// The engine exists in the design but not in this build.
     #[error("the {} engine is not built yet (issue 5, part 2); use --engine fast", .0.name())]
     NotBuilt(EngineKind),
+    /// The trace file could not be written.
+    #[error("cannot write the trace: {0}")]
+    Trace(String),
 }
 
 /// A snapshot for progress displays, given every few thousand events.
@@ -119,6 +122,22 @@ pub fn run(
 ) -> Result<Outcome, RunError> {
     match engine {
         EngineKind::Fast => Ok(crate::fast::run(scenario, seed, progress)),
+        EngineKind::Turmoil => Err(RunError::NotBuilt(EngineKind::Turmoil)),
+    }
+}
+
+/// [`run`], writing the run's event stream as text to `trace` (one line per record: simulated
+/// seconds, the record's name, its words). The fingerprint is the same as without.
+pub fn run_traced(
+    scenario: &Scenario,
+    seed: u64,
+    engine: EngineKind,
+    progress: &mut dyn FnMut(&Progress),
+    trace: Box<dyn std::io::Write + Send>,
+) -> Result<Outcome, RunError> {
+    match engine {
+        EngineKind::Fast => crate::fast::run_traced(scenario, seed, progress, trace)
+            .map_err(|e| RunError::Trace(e.to_string())),
         EngineKind::Turmoil => Err(RunError::NotBuilt(EngineKind::Turmoil)),
     }
 }

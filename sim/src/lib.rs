@@ -6,6 +6,7 @@
 //! - [`fast`]: the `fast` engine, protocol sessions driven by an event-driven clock.
 //! - [`report`]: what a run measured, judged against the scenario's expectations.
 //! - [`mod@bench`]: `btsim bench`, the fast engine's speed on flash crowds.
+//! - [`sweep`]: `btsim sweep`, one scenario over many seeds on every core.
 //! - [`trace`]: the fingerprint of a run's event stream.
 //! - [`turmoil`]: the engine that runs the runtime's real driver on turmoil hosts.
 
@@ -15,5 +16,6 @@ pub mod engine;
 pub mod fast;
 pub mod report;
 pub mod scenario;
+pub mod sweep;
 pub mod trace;
 pub mod turmoil;

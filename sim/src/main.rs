@@ -1,7 +1,8 @@
 //! `btsim`: the deterministic swarm simulator.
 //!
 //! `btsim run FILE [--seed N] [--engine fast|turmoil] [--json]` runs a scenario and prints its
-//! report; `btsim bench` measures the fast engine on flash crowds. Exit codes: 0 when every
+//! report; `btsim sweep FILE --seeds A..B` runs it for many seeds on every core and lists the
+//! failing ones; `btsim bench` measures the fast engine on flash crowds. Exit codes: 0 when every
 //! expectation held, 1 when one failed (the report ends with the command that replays the run),
 //! 2 when the run could not happen (a bad scenario file, an engine not built yet, bad arguments).
 
@@ -51,6 +52,27 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Write the run's event stream to FILE, one line per record (`-` for stdout is not
+        /// taken: the report goes there).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+    },
+    /// Run a scenario for many seeds (on every core) and list the ones that fail.
+    Sweep {
+        /// The scenario (TOML; see sim/README.md).
+        file: PathBuf,
+        /// The seeds: `A..B` (B excluded), `A..=B` (B included) or one seed.
+        #[arg(long, default_value = "1..=100", value_parser = bt_sim::sweep::parse_seeds)]
+        seeds: std::ops::RangeInclusive<u64>,
+        /// Overrides the file's engine.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Runs at once (default: one per core).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+        /// Print one JSON object per seed, then a summary object.
+        #[arg(long)]
+        json: bool,
     },
     /// Measure the fast engine on flash crowds (build with --release).
     Bench {
@@ -81,7 +103,15 @@ fn main() -> ExitCode {
             seed,
             engine,
             json,
-        } => run(&file, seed, engine, json),
+            trace,
+        } => run(&file, seed, engine, json, trace.as_deref()),
+        Command::Sweep {
+            file,
+            seeds,
+            engine,
+            jobs,
+            json,
+        } => sweep(&file, seeds, engine, jobs, json),
         Command::Bench {
             peers,
             size,
@@ -98,10 +128,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(
+/// The engine `--engine` names, else the file's.
+fn engine_kind(arg: Option<EngineArg>, scenario: &Scenario) -> EngineKind {
+    match arg {
+        Some(EngineArg::Fast) => EngineKind::Fast,
+        Some(EngineArg::Turmoil) => EngineKind::Turmoil,
+        None => scenario.engine,
+    }
+}
+
+fn sweep(
     file: &std::path::Path,
-    seed: Option<u64>,
+    seeds: std::ops::RangeInclusive<u64>,
     engine: Option<EngineArg>,
+    jobs: Option<usize>,
     json: bool,
 ) -> ExitCode {
     let scenario = match Scenario::load(file) {
@@ -111,16 +151,132 @@ fn run(
             return ExitCode::from(2);
         }
     };
-    let engine = match engine {
-        Some(EngineArg::Fast) => EngineKind::Fast,
-        Some(EngineArg::Turmoil) => EngineKind::Turmoil,
-        None => scenario.engine,
+    let engine = engine_kind(engine, &scenario);
+    let jobs = jobs
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1);
+    let name = file.display().to_string();
+    let count = seeds.end() - seeds.start() + 1;
+    if !json {
+        let header = format!(
+            "btsim: sweeping {name}, seeds {} to {} ({count} runs), {} engine, {jobs} at once\n",
+            seeds.start(),
+            seeds.end(),
+            engine.name()
+        );
+        if !emit(&header) {
+            return ExitCode::SUCCESS;
+        }
+    }
+    let mut closed = false;
+    let (result, wall) = timed(|| {
+        bt_sim::sweep::sweep(&name, &scenario, engine, seeds, jobs, &mut |r| {
+            if closed {
+                return;
+            }
+            let line = if json {
+                serde_json::to_string(r).expect("a result serialises")
+            } else {
+                let verdict = if r.passed { "ok  " } else { "FAIL" };
+                let mut line = format!(
+                    "{verdict} seed {:<8} {:>9.1} s simulated {:>7.2} s wall  {}",
+                    r.seed, r.sim_seconds, r.wall_seconds, r.fingerprint
+                );
+                for f in &r.failed {
+                    line.push_str("\n       ");
+                    line.push_str(f);
+                }
+                line
+            };
+            closed = !emit(&(line + "\n"));
+        })
+    });
+    let results = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("btsim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let failing: Vec<&bt_sim::sweep::SeedResult> = results.iter().filter(|r| !r.passed).collect();
+    let summary = if json {
+        serde_json::json!({
+            "scenario": name,
+            "engine": engine.name(),
+            "runs": results.len(),
+            "failing_seeds": failing.iter().map(|r| r.seed).collect::<Vec<_>>(),
+            "wall_seconds": wall.as_secs_f64(),
+        })
+        .to_string()
+            + "\n"
+    } else if failing.is_empty() {
+        format!(
+            "PASS: all {} seeds met every expectation ({:.1} s wall)\n",
+            results.len(),
+            wall.as_secs_f64()
+        )
+    } else {
+        let mut text = format!(
+            "FAIL: {} of {} seeds failed: {}\n",
+            failing.len(),
+            results.len(),
+            failing
+                .iter()
+                .map(|r| r.seed.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for r in failing.iter().take(10) {
+            text.push_str(&format!("  reproduce: {}\n", r.reproduce));
+        }
+        text
+    };
+    if !closed {
+        emit(&summary);
+    }
+    if failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn run(
+    file: &std::path::Path,
+    seed: Option<u64>,
+    engine: Option<EngineArg>,
+    json: bool,
+    trace: Option<&std::path::Path>,
+) -> ExitCode {
+    let scenario = match Scenario::load(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("btsim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let engine = engine_kind(engine, &scenario);
+    let trace_out = match trace.map(std::fs::File::create).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "btsim: cannot create the trace file {}: {e}",
+                trace.expect("set").display()
+            );
+            return ExitCode::from(2);
+        }
     };
     let seed = seed.unwrap_or(scenario.seed);
     let name = file.display().to_string();
     let (result, wall) = timed(|| {
         let mut meter = ProgressMeter::new(&name);
-        let result = engine::run(&scenario, seed, engine, &mut |p| meter.show(p));
+        let result = match trace_out {
+            Some(f) => {
+                engine::run_traced(&scenario, seed, engine, &mut |p| meter.show(p), Box::new(f))
+            }
+            None => engine::run(&scenario, seed, engine, &mut |p| meter.show(p)),
+        };
         meter.clear();
         result
     });

@@ -128,7 +128,7 @@ pub enum TrackerKind {
 }
 
 /// One tracker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrackerSpec {
     /// HTTP or UDP.
     pub kind: TrackerKind,
@@ -136,6 +136,8 @@ pub struct TrackerSpec {
     pub interval: Duration,
     /// The most peers it gives in one answer.
     pub max_peers: usize,
+    /// Fraction of packets to and from it lost, besides the link's `loss`.
+    pub loss: f64,
 }
 
 /// The network between every two peers.
@@ -571,6 +573,8 @@ struct RawTracker {
     interval: Spanned<Seconds>,
     #[serde(default)]
     peers: Option<Spanned<u32>>,
+    #[serde(default)]
+    loss: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -877,10 +881,21 @@ fn check_trackers(cx: &Ctx<'_>, raw: &[RawTracker]) -> Result<Vec<TrackerSpec>, 
                 }
                 Some(p) => *p.get_ref() as usize,
             };
+            let loss = match &t.loss {
+                None => 0.0,
+                Some(l) if !(0.0..=0.9).contains(l.get_ref()) => {
+                    return Err(cx.err(
+                        l.span(),
+                        format!("loss {} is not a fraction from 0 to 0.9", l.get_ref()),
+                    ));
+                }
+                Some(l) => *l.get_ref(),
+            };
             Ok(TrackerSpec {
                 kind: t.kind,
                 interval: t.interval.get_ref().0,
                 max_peers,
+                loss,
             })
         })
         .collect()

@@ -89,6 +89,81 @@ fn partition_heal_passes() {
     assert_eq!(outcome.violation_count, 0);
 }
 
+/// Simulated seconds at which `h` completed.
+fn completed_s(h: &bt_sim::engine::HostOutcome) -> f64 {
+    h.completed_at.expect("completed").as_micros() as f64 / 1e6
+}
+
+#[test]
+fn seeder_crash_restart_passes() {
+    // Proves leechers left without the only seeder (crashed at 6 s with part of the content
+    // out) keep what they have, and complete once it comes back at 66 s with its pieces.
+    let (_, outcome, r) = run("seeder-crash-restart.toml", None);
+    assert!(r.passed, "{}", r.human());
+    let leechers: Vec<_> = outcome.hosts.iter().filter(|h| h.group == 1).collect();
+    assert_eq!(leechers.len(), 20);
+    assert!(
+        leechers.iter().all(|h| completed_s(h) > 66.0),
+        "nobody could complete without the seeder: {}",
+        r.human()
+    );
+    assert_eq!(
+        r.groups[0].crashed,
+        0,
+        "the seeder came back: {}",
+        r.human()
+    );
+}
+
+#[test]
+fn lossy_udp_tracker_passes() {
+    // Proves peers behind a UDP tracker that loses a quarter of its packets still find each
+    // other and complete (BEP 15 retries, the announcer's backoff).
+    let r = assert_passes("lossy-udp-tracker.toml");
+    assert_eq!(r.groups[1].completed, 30);
+}
+
+#[test]
+fn tracker_down_up_passes() {
+    // Proves peers that cannot reach any tracker keep trying, and the swarm completes once the
+    // first tier comes back at 60 s (not before: nobody knows anybody until then).
+    let (_, outcome, r) = run("tracker-down-up.toml", None);
+    assert!(r.passed, "{}", r.human());
+    assert!(
+        outcome
+            .hosts
+            .iter()
+            .filter(|h| h.group == 1)
+            .all(|h| completed_s(h) > 60.0),
+        "{}",
+        r.human()
+    );
+}
+
+#[test]
+fn every_shipped_scenario_has_a_test() {
+    // Proves no scenario file ships without a test that runs it: a new file must be added here
+    // and given its test.
+    const TESTED: &[&str] = &[
+        "churn.toml",
+        "corrupt-peer.toml",
+        "flash-crowd-5000.toml",
+        "flash-crowd.toml",
+        "lossy-udp-tracker.toml",
+        "partition-heal.toml",
+        "quickstart.toml",
+        "seeder-crash-restart.toml",
+        "tracker-down-up.toml",
+    ];
+    let mut found: Vec<String> = std::fs::read_dir(scenario_path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    found.sort();
+    assert_eq!(found, TESTED);
+}
+
 #[test]
 #[cfg_attr(
     debug_assertions,

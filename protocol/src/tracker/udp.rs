@@ -80,10 +80,13 @@ enum Step {
 ///   [`UdpAnnounce::poll_result`] (once, at the end), drained after every input.
 ///
 /// Retransmission (BEP 15): a request unanswered for `base_timeout * 2^n` is sent again, n
-/// counting the retransmissions of this announce (connect and announce steps together, so a
-/// tracker that answers connects but never announces cannot keep it going forever); after
-/// [`UdpConfig::max_retries`] retransmissions it ends with [`TrackerError::Timeout`]. The BEP's
-/// values, 15 s and 8, give up after 15 · (2^9 − 1) s = 2 h 7 min 45 s. A retransmission
+/// counting the retransmissions of the current step; after [`UdpConfig::max_retries`]
+/// retransmissions it ends with [`TrackerError::Timeout`]. The first connect answer starts the
+/// announce step with a fresh count (a lossy path would otherwise spend the announce's tries on
+/// the connect: found by `btsim`, sim/scenarios/lossy-udp-tracker.toml); later ones do not, so a
+/// tracker that answers connects but never announces cannot keep it going forever (at most
+/// `2 · (max_retries + 1)` datagrams). The BEP's values, 15 s and 8, give up on a silent tracker
+/// after 15 · (2^9 − 1) s = 2 h 7 min 45 s. A retransmission
 /// reuses the transaction id, so a late answer to the first copy still counts; an announce
 /// retransmitted after its connection id expired goes back to the connect step.
 ///
@@ -133,6 +136,8 @@ pub struct UdpAnnounce {
     step: Step,
     connection: Option<(u64, Instant)>,
     retransmissions: u32,
+    /// Whether a connect answer may still reset `retransmissions` (only the first does).
+    fresh_count_left: bool,
     deadline: Option<Instant>,
     transmit: Option<Vec<u8>>,
     result: Option<Result<AnnounceResponse, TrackerError>>,
@@ -158,6 +163,7 @@ impl UdpAnnounce {
             step: Step::Done,
             connection: None,
             retransmissions: 0,
+            fresh_count_left: true,
             deadline: None,
             transmit: None,
             result: None,
@@ -185,7 +191,8 @@ impl UdpAnnounce {
         self.connection
     }
 
-    /// Retransmissions so far.
+    /// Retransmissions of the current step so far (of the connect and the announce together
+    /// once a connect answer has reset the count).
     pub fn retransmissions(&self) -> u32 {
         self.retransmissions
     }
@@ -228,6 +235,9 @@ impl UdpAnnounce {
             (ACTION_CONNECT, Step::Connect { .. }) => {
                 if let Some(connection_id) = be_u64(datagram, 8) {
                     self.connection = Some((connection_id, now));
+                    if std::mem::take(&mut self.fresh_count_left) {
+                        self.retransmissions = 0;
+                    }
                     self.start_announce(connection_id, now);
                 }
             }

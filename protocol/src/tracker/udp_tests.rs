@@ -425,3 +425,35 @@ proptest! {
         prop_assert!(results <= 1);
     }
 }
+
+#[test]
+fn the_first_connect_answer_gives_the_announce_its_own_retransmissions() {
+    // Proves a connect that needed retries does not eat the announce's: after the connect was
+    // sent three times (15 + 30 s), the announce still gets 9 sends before Timeout. A second
+    // connect answer (the id expired during the announce) does not reset the count again.
+    let mut a = start(TRACKER, None, secs(0));
+    let connect = a.poll_transmit().unwrap();
+    a.handle_timeout(secs(15));
+    a.handle_timeout(secs(45));
+    assert_eq!(a.retransmissions(), 2);
+    a.handle_datagram(secs(50), &connect_answer(&connect, 5));
+    assert_eq!(a.retransmissions(), 0, "a fresh count for the announce");
+    let announce = a.poll_transmit().unwrap();
+    assert_eq!(announce[8..12], [0, 0, 0, 1], "the announce step");
+    assert_eq!(a.poll_timeout(), Some(secs(65)));
+    // Past the connection id's lifetime the announce goes back to connect; its answer keeps
+    // the count.
+    a.handle_timeout(secs(65));
+    a.handle_timeout(secs(95));
+    a.handle_timeout(secs(155));
+    let reconnect = a.poll_transmit().unwrap();
+    assert_eq!(reconnect[8..12], [0, 0, 0, 0], "back to connect");
+    assert_eq!(a.retransmissions(), 3);
+    a.handle_datagram(secs(156), &connect_answer(&reconnect, 6));
+    assert_eq!(
+        a.retransmissions(),
+        3,
+        "only the first connect answer resets"
+    );
+    assert!(a.poll_transmit().is_some());
+}

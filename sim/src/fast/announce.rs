@@ -5,8 +5,9 @@
 //! HTTP: a TCP connect and the request take a round trip and a half to reach the tracker, the
 //! answer one more trip; a tracker that is down leaves the client waiting for the runtime's
 //! connect timeout (10 s). UDP (BEP 15): a connect exchange then an announce exchange, each
-//! packet lost with the link's `loss` and resent after 3, 6 and 12 s as the runtime does; with
-//! no answer (tracker down, or every try lost) the client gives up after 21 s.
+//! packet lost with the link's `loss` and the tracker's own, each exchange tried at 0, 3 and 9 s
+//! as the runtime does; with no answer (tracker down, or every try lost) the client gives up 21 s
+//! after the exchange began.
 
 use std::time::Duration;
 
@@ -51,9 +52,11 @@ fn udp_give_up() -> Duration {
 }
 
 impl World<'_> {
-    /// Whether a UDP packet is lost.
-    fn udp_lost(&mut self) -> bool {
-        let loss = self.scenario.link.loss;
+    /// Whether a packet to or from `tracker` is lost: the link's loss, then the tracker's own.
+    fn udp_lost(&mut self, tracker: usize) -> bool {
+        let link = self.scenario.link.loss;
+        let own = self.scenario.trackers[tracker].loss;
+        let loss = 1.0 - (1.0 - link) * (1.0 - own);
         loss > 0.0 && (self.net_rng.next_u64() as f64) < loss * u64::MAX as f64
     }
 
@@ -83,15 +86,13 @@ impl World<'_> {
             .words(&[40, u64::from(h), tracker as u64, announce.event as u64]);
         let latency = self.scenario.link.latency;
         let kind = self.scenario.trackers[tracker].kind;
-        let gives_up_at = now
-            + match kind {
-                TrackerKind::Http => bt_runtime::tracker::CONNECT_TIMEOUT,
-                TrackerKind::Udp => udp_give_up(),
-            };
-        // When the request reaches the tracker, if it does.
-        let reaches = match kind {
-            TrackerKind::Http => Some(now + latency * 3 + self.loss_delay()),
-            TrackerKind::Udp => self.udp_exchanges(now, latency),
+        // When the request reaches the tracker (if it does) and when the client gives up.
+        let (reaches, gives_up_at) = match kind {
+            TrackerKind::Http => (
+                Some(now + latency * 3 + self.loss_delay(tracker)),
+                now + bt_runtime::tracker::CONNECT_TIMEOUT,
+            ),
+            TrackerKind::Udp => self.udp_exchanges(tracker, now, latency),
         };
         let request = Request {
             tracker,
@@ -110,12 +111,12 @@ impl World<'_> {
         }
     }
 
-    /// The delay TCP losses add to one exchange.
-    fn loss_delay(&mut self) -> Duration {
+    /// The delay TCP losses add to one exchange with `tracker`.
+    fn loss_delay(&mut self, tracker: usize) -> Duration {
         let mut d = Duration::ZERO;
         let rto = Duration::from_millis(200).max(self.scenario.link.latency * 4);
         for i in 0..8 {
-            if !self.udp_lost() {
+            if !self.udp_lost(tracker) {
                 break;
             }
             d += rto * (1 << i);
@@ -123,32 +124,36 @@ impl World<'_> {
         d
     }
 
-    /// A UDP connect exchange then the announce request: when the request reaches the tracker,
-    /// or `None` if a step never got through.
-    fn udp_exchanges(&mut self, now: Instant, latency: Duration) -> Option<Instant> {
+    /// A UDP connect exchange then the announce exchange, each with the runtime's tries (the
+    /// announce's count starts afresh once connected, as `UdpAnnounce` does): when the request
+    /// that gets an answer reaches the tracker (`None` if a step never got through), and when
+    /// the client gives up if the tracker does not answer it.
+    fn udp_exchanges(
+        &mut self,
+        tracker: usize,
+        now: Instant,
+        latency: Duration,
+    ) -> (Option<Instant>, Instant) {
         let c = bt_runtime::tracker::UDP_CONFIG;
-        let mut t = now;
-        // The connect exchange: request and answer must both arrive.
-        let mut connected = false;
-        for i in 0..=c.max_retries {
-            if !self.udp_lost() && !self.udp_lost() {
-                t = t + latency * 2;
-                connected = true;
-                break;
+        let tries = |start: Instant, world: &mut Self| {
+            let mut t = start;
+            for i in 0..=c.max_retries {
+                // A try counts when the request and its answer both arrive.
+                if !world.udp_lost(tracker) && !world.udp_lost(tracker) {
+                    return (Some(t), start + udp_give_up());
+                }
+                t = t + c.base_timeout * (1 << i);
             }
-            t = t + c.base_timeout * (1 << i);
+            (None, start + udp_give_up())
+        };
+        let connected = match tries(now, self) {
+            (Some(sent), _) => sent + latency * 2,
+            (None, give_up) => return (None, give_up),
+        };
+        match tries(connected, self) {
+            (Some(sent), give_up) => (Some(sent + latency), give_up),
+            (None, give_up) => (None, give_up),
         }
-        if !connected {
-            return None;
-        }
-        // The announce request (its answer's loss is drawn when the tracker answers).
-        for i in 0..=c.max_retries {
-            if !self.udp_lost() {
-                return Some(t + latency);
-            }
-            t = t + c.base_timeout * (1 << i);
-        }
-        None
     }
 
     /// The client gives up on `request` at its deadline.
@@ -169,30 +174,9 @@ impl World<'_> {
         if !self.trackers[request.tracker].up {
             return self.give_up(request);
         }
-        let kind = self.scenario.trackers[request.tracker].kind;
-        let latency = self.scenario.link.latency;
-        // When the answer arrives: a lost UDP answer makes the client resend after its timeout
-        // (the tracker answers each copy), until the client gives up.
-        let mut answer_at = Some(now + latency);
-        if kind == TrackerKind::Udp {
-            let c = bt_runtime::tracker::UDP_CONFIG;
-            let mut t = now;
-            answer_at = None;
-            for i in 0..=c.max_retries {
-                // Try 0's request already arrived; a resent one may be lost too.
-                let request_lost = i > 0 && self.udp_lost();
-                let answer_lost = self.udp_lost();
-                if !request_lost && !answer_lost {
-                    answer_at = Some(t + latency);
-                    break;
-                }
-                t = t + c.base_timeout * (1 << i);
-            }
-            if answer_at.is_none_or(|at| at > request.gives_up_at) {
-                return self.give_up(request);
-            }
-        }
-        let at = answer_at.expect("set above");
+        // The answer arrives one latency later: the losses on the way (which UDP try got
+        // through, TCP's retransmissions) were drawn when the request left.
+        let at = now + self.scenario.link.latency;
         let addr = self.hosts[request.host as usize].addr;
         self.trace
             .words(&[41, u64::from(request.host), request.tracker as u64]);

@@ -45,7 +45,7 @@ use bt_protocol::tracker::{Announcer, AnnouncerConfig};
 use crate::content::{Content, Disk};
 use crate::engine::{HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress};
 use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, Which};
-use crate::trace::Fingerprint;
+use crate::trace::Trace;
 
 use net::Burst;
 use queue::EventQueue;
@@ -249,7 +249,7 @@ struct World<'a> {
     held: Vec<net::Held>,
     net_rng: Rng,
     fault_rng: Rng,
-    trace: Fingerprint,
+    trace: Trace,
     events: u64,
     violations: Vec<String>,
     violation_count: u64,
@@ -273,6 +273,51 @@ pub fn run(scenario: &Scenario, seed: u64, progress: &mut dyn FnMut(&Progress)) 
     let mut world = World::new(scenario, seed);
     world.run(progress);
     world.finish(seed)
+}
+
+/// [`run`], writing the event stream as text to `out` (`btsim run --trace`; the records are
+/// named by [`code_name`]). Fails only if writing the trace does.
+pub fn run_traced(
+    scenario: &Scenario,
+    seed: u64,
+    progress: &mut dyn FnMut(&Progress),
+    out: Box<dyn std::io::Write + Send>,
+) -> std::io::Result<Outcome> {
+    let mut world = World::new(scenario, seed);
+    world.trace = Trace::with_sink(out, code_name);
+    world.run(progress);
+    world.trace.finish()?;
+    Ok(world.finish(seed))
+}
+
+/// The name of each trace record's code, with the words that follow it (hosts are numbered in
+/// scenario order from 0, connections by the engine).
+pub fn code_name(code: u64) -> Option<&'static str> {
+    Some(match code {
+        1 => "join host",
+        2 => "timer host",
+        3 => "fault index",
+        9 => "disk_read host conn",
+        10 => "sent host conn bytes",
+        11 => "reset conn",
+        12 => "delivered host conn bytes",
+        13 => "syn_reaches host conn",
+        14 => "connect_timeout conn",
+        15 => "dial host to_host",
+        20 => "leave host",
+        21 => "crash host",
+        22 => "restart host",
+        30 => "piece_verified host piece",
+        31 => "piece_failed host piece",
+        32 => "ban_issued host",
+        33 => "complete host",
+        34 => "peer_connected host conn",
+        35 => "peer_closed host conn",
+        40 => "announce host tracker event",
+        41 => "tracker_request host tracker",
+        42 => "tracker_answer host ok",
+        _ => return None,
+    })
 }
 
 /// The address of peer `id`: 10.x.y.z, one IP per peer (bans are per IP).
@@ -392,7 +437,7 @@ impl<'a> World<'a> {
             held: Vec::new(),
             net_rng,
             fault_rng,
-            trace: Fingerprint::default(),
+            trace: Trace::default(),
             events: 0,
             violations: Vec::new(),
             violation_count: 0,
@@ -445,7 +490,7 @@ impl<'a> World<'a> {
             }
             let (now, ev) = self.queue.pop().expect("peeked");
             self.events += 1;
-            self.trace.word(now.as_micros());
+            self.trace.at(now.as_micros());
             self.handle(ev);
             if self.events.is_multiple_of(PROGRESS_EVERY) {
                 progress(&self.progress());

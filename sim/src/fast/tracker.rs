@@ -168,6 +168,7 @@ mod tests {
             kind: TrackerKind::Http,
             interval: Duration::from_secs(30),
             max_peers: 3,
+            loss: 0.0,
         };
         let mut d = Directory::new(spec, Rng::new(1));
         let t0 = Instant::ZERO;
