@@ -28,6 +28,7 @@ mod announce;
 mod net;
 pub mod queue;
 pub mod tracker;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -254,6 +255,10 @@ struct World<'a> {
     violations: Vec<String>,
     violation_count: u64,
     close_reasons: BTreeMap<String, u64>,
+    /// The request cap the wire observer holds every peer to.
+    max_pipeline: usize,
+    /// Blocks (and rejects) the wire observer saw sent: proof it reads the streams.
+    wire_answers: u64,
     joins_pending: u32,
     faults_pending: usize,
     /// Peers that should complete and have not ([`Host::should_complete`]).
@@ -442,6 +447,8 @@ impl<'a> World<'a> {
             violations: Vec::new(),
             violation_count: 0,
             close_reasons: BTreeMap::new(),
+            max_pipeline: TorrentConfig::default().peer.max_pipeline as usize,
+            wire_answers: 0,
             joins_pending,
             faults_pending: scenario.faults.len(),
             incomplete: 0,
@@ -1010,6 +1017,7 @@ impl<'a> World<'a> {
             "seed_to_seed_connections_at_end".to_owned(),
             between_seeds / 2,
         );
+        diagnostics.insert("wire_blocks_observed".to_owned(), self.wire_answers);
         let hosts = self
             .hosts
             .iter()

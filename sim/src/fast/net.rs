@@ -129,6 +129,8 @@ pub(super) struct Conn {
     stream_at: Instant,
     /// Bytes sent and not yet reported to the session (`handle_sent`).
     unreported: usize,
+    /// The wire observer's view of what this end sent.
+    watch: Box<super::watch::EndWatch>,
 }
 
 /// A hasher for [`ConnId`]s (sequential integers): one multiply. Deterministic; the table is
@@ -272,6 +274,38 @@ impl World<'_> {
             return;
         };
         debug_assert_eq!(c.host, h);
+        if let Item::Data(bytes) = &item {
+            // The wire observer reads the stream in the order the session wrote it.
+            let mut answered = Vec::new();
+            let mut breaches = Vec::new();
+            c.watch.sent(
+                bytes,
+                self.max_pipeline,
+                &mut |piece, begin| answered.push((piece, begin)),
+                &mut |b| breaches.push(b),
+            );
+            let (remote, remote_host) = (c.remote, c.remote_host);
+            self.wire_answers += answered.len() as u64;
+            if let Some(r) = self.conns.get_mut(&remote) {
+                for (piece, begin) in answered {
+                    r.watch.answered(piece, begin);
+                }
+            }
+            for b in breaches {
+                self.violation(match b {
+                    super::watch::Breach::BlockWhileChoking { piece } => format!(
+                        "peer {h} sent a block of piece {piece} to peer {remote_host}, which it chokes, outside the allowed-fast set"
+                    ),
+                    super::watch::Breach::TooManyRequests { in_flight } => format!(
+                        "peer {h} has {in_flight} requests in flight to peer {remote_host}, over the cap of {}",
+                        self.max_pipeline
+                    ),
+                });
+            }
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.out.push_back(item);
         if !c.active {
             c.active = true;
@@ -555,6 +589,7 @@ impl World<'_> {
                 active: false,
                 stream_at: now,
                 unreported: 0,
+                watch: Box::default(),
             },
         );
         self.transit(to, from, to_host, from_host, Burst::one(Item::Open));
@@ -632,6 +667,7 @@ impl World<'_> {
                 active: false,
                 stream_at: now,
                 unreported: 0,
+                watch: Box::default(),
             },
         );
         self.trace.words(&[15, u64::from(h), u64::from(to_host)]);

@@ -47,6 +47,10 @@ fn a_small_swarm_completes_with_no_violation() {
     }
     let leechers_up: u64 = o.hosts[1..].iter().map(|h| h.uploaded).sum();
     assert!(leechers_up > 0, "leechers shared nothing: {o:?}");
+    // The wire observer read every block that crossed the wire (so its silence means something).
+    let blocks: u64 = o.hosts.iter().map(|h| h.downloaded).sum::<u64>() / 16384;
+    let observed = o.diagnostics["wire_blocks_observed"];
+    assert!(observed >= blocks, "observed {observed} of {blocks} blocks");
     assert!(
         o.sim_time < Instant::from_micros(60_000_000),
         "{:?}",
