@@ -128,13 +128,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// The engine `--engine` names, else the file's.
-fn engine_kind(arg: Option<EngineArg>, scenario: &Scenario) -> EngineKind {
-    match arg {
+/// Reads the scenario (a mistake is printed) and picks the engine `--engine` names, else the
+/// file's.
+fn load(file: &std::path::Path, arg: Option<EngineArg>) -> Option<(Scenario, EngineKind)> {
+    let scenario = Scenario::load(file)
+        .map_err(|e| eprintln!("btsim: {e}"))
+        .ok()?;
+    let engine = match arg {
         Some(EngineArg::Fast) => EngineKind::Fast,
         Some(EngineArg::Turmoil) => EngineKind::Turmoil,
         None => scenario.engine,
-    }
+    };
+    Some((scenario, engine))
 }
 
 fn sweep(
@@ -144,14 +149,9 @@ fn sweep(
     jobs: Option<usize>,
     json: bool,
 ) -> ExitCode {
-    let scenario = match Scenario::load(file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("btsim: {e}");
-            return ExitCode::from(2);
-        }
+    let Some((scenario, engine)) = load(file, engine) else {
+        return ExitCode::from(2);
     };
-    let engine = engine_kind(engine, &scenario);
     let jobs = jobs
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
@@ -249,14 +249,9 @@ fn run(
     json: bool,
     trace: Option<&std::path::Path>,
 ) -> ExitCode {
-    let scenario = match Scenario::load(file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("btsim: {e}");
-            return ExitCode::from(2);
-        }
+    let Some((scenario, engine)) = load(file, engine) else {
+        return ExitCode::from(2);
     };
-    let engine = engine_kind(engine, &scenario);
     let trace_out = match trace.map(std::fs::File::create).transpose() {
         Ok(f) => f,
         Err(e) => {
