@@ -3,7 +3,7 @@
 //! `btsim run FILE [--seed N] [--engine fast|turmoil] [--json]` runs a scenario and prints its
 //! report; `btsim bench` measures the fast engine on flash crowds. Exit codes: 0 when every
 //! expectation held, 1 when one failed (the report ends with the command that replays the run),
-//! 2 when the run could not happen (a bad scenario file, an engine not built yet, bad arguments).
+//! 2 when the run could not happen (a bad scenario file, a scenario too big for the engine, bad arguments).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ struct Cli {
 enum EngineArg {
     /// Protocol sessions on an event-driven clock.
     Fast,
-    /// The real runtime on turmoil (not built yet).
+    /// The real runtime on turmoil (up to 200 hosts).
     Turmoil,
 }
 

@@ -123,6 +123,19 @@ impl MemStorage {
                 })
     }
 
+    /// Whether every block of `piece` holds the generated content (for a complete storage, a
+    /// block never written counts as right). Cheap: no bytes are compared.
+    pub fn piece_is_correct(&self, piece: PieceIndex) -> bool {
+        let state = self.lock();
+        self.layout
+            .blocks(piece)
+            .all(|b| match state.blocks.get(&(b.piece.get(), b.offset)) {
+                Some(Stored::Right) => true,
+                Some(Stored::Wrong(_)) => false,
+                None => self.complete,
+            })
+    }
+
     /// How many blocks hold bytes other than the generated content.
     pub fn wrong_blocks(&self) -> usize {
         self.lock()
@@ -260,11 +273,13 @@ mod tests {
             assert_eq!(seeder.hash_piece(p).unwrap(), hashes[p.get() as usize]);
         }
         assert!(leecher.is_correct_and_complete());
+        assert!(leecher.piece_is_correct(l.piece(0).unwrap()));
         let first = l.blocks(l.piece(0).unwrap()).next().unwrap();
         leecher
             .write(first, &vec![0u8; first.len as usize])
             .unwrap();
         assert_eq!(leecher.wrong_blocks(), 1);
+        assert!(!leecher.piece_is_correct(first.piece));
         assert!(!leecher.is_correct_and_complete());
         assert_ne!(leecher.hash_piece(first.piece).unwrap(), hashes[0]);
     }

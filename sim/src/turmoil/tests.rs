@@ -49,7 +49,7 @@ fn run(rng_seed: u64) -> Duration {
         async move {
             let disk = Arc::new(MemStorage::complete(meta.info.layout.clone(), CONTENT_SEED));
             let mut driver = Driver::with_disk_threads(
-                TurmoilNet,
+                TurmoilNet::default(),
                 disk,
                 &meta,
                 Bitfield::full(n),
@@ -70,7 +70,7 @@ fn run(rng_seed: u64) -> Duration {
     sim.client("leecher", async move {
         let disk = Arc::new(MemStorage::empty(meta.info.layout.clone(), CONTENT_SEED));
         let mut driver = Driver::with_disk_threads(
-            TurmoilNet,
+            TurmoilNet::default(),
             disk.clone(),
             &meta,
             Bitfield::new(n),
