@@ -10,7 +10,7 @@
 //!
 //! The run: hosts join at their join times (registered with turmoil then, since turmoil's cost
 //! per step grows with the hosts registered), faults fire between steps, and the engine steps
-//! turmoil one tick ([`TICK`]) at a time until every leecher that should complete has, every
+//! turmoil one tick ([`tick`]) at a time until every leecher that should complete has, every
 //! group has joined and every fault has fired, or until the scenario's duration. Peers' reports
 //! and the disk observers feed [`peer::Shared`] as they happen; the fingerprint hashes them in
 //! the order turmoil runs its hosts, which is fixed.
@@ -50,8 +50,18 @@ use peer::{Ctx, Life, Shared, SimDisk};
 /// cube of the hosts (every host's delivery walks every link).
 pub const MAX_HOSTS: u32 = 200;
 
-/// Simulated time per turmoil step: the resolution of every timer and delivery.
-pub const TICK: Duration = Duration::from_millis(1);
+/// The shortest and longest simulated time per turmoil step ([`tick`]).
+pub const TICK_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(5));
+
+/// Simulated time per turmoil step for a link of one-way `latency`: an eighth of it in whole
+/// milliseconds, within [`TICK_RANGE`]. Turmoil hands messages over only between steps, so a
+/// delivery waits up to one tick more than its latency; timers inside a host fire at their
+/// exact times whatever the tick. Every step costs the same whatever happens in it (turmoil
+/// walks every link for every host), so the tick sets the engine's speed.
+pub fn tick(latency: Duration) -> Duration {
+    let ms = (latency.as_millis() / 8) as u64;
+    Duration::from_millis(ms).clamp(TICK_RANGE.0, TICK_RANGE.1)
+}
 
 /// Progress is reported every this many steps.
 pub const PROGRESS_EVERY: u64 = 1000;
@@ -163,7 +173,7 @@ impl<'a> Engine<'a> {
         let mut sim = ::turmoil::Builder::new()
             // The engine stops at the scenario's duration; turmoil's own bound is a backstop.
             .simulation_duration(scenario.duration + Duration::from_secs(60))
-            .tick_duration(TICK)
+            .tick_duration(tick(link.latency))
             .min_message_latency(link.latency)
             .max_message_latency(link.latency + link.jitter)
             .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
@@ -349,6 +359,8 @@ impl<'a> Engine<'a> {
             self.disks[id].clone(),
         );
         let name = self.names[id].clone();
+        // Up from now: its first life begins in the next step.
+        self.shared.lock().hosts[id].life = Life::Up;
         self.sim.host(name.as_str(), move || {
             peer::life(ctx.clone(), shared.clone(), disk.clone(), id)
         });
