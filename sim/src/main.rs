@@ -1,7 +1,7 @@
 //! `btsim`: the deterministic swarm simulator.
 //!
 //! `btsim run FILE [--seed N] [--engine fast|turmoil] [--json]` runs a scenario and prints its
-//! report; `btsim bench` measures the fast engine on flash crowds. Exit codes: 0 when every
+//! report; `btsim bench [--engine E]` measures an engine on flash crowds. Exit codes: 0 when every
 //! expectation held, 1 when one failed (the report ends with the command that replays the run),
 //! 2 when the run could not happen (a bad scenario file, a scenario too big for the engine, bad arguments).
 
@@ -36,6 +36,15 @@ enum EngineArg {
     Turmoil,
 }
 
+impl EngineArg {
+    fn kind(self) -> EngineKind {
+        match self {
+            EngineArg::Fast => EngineKind::Fast,
+            EngineArg::Turmoil => EngineKind::Turmoil,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario file and report on it.
@@ -52,8 +61,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure the fast engine on flash crowds (build with --release).
+    /// Measure an engine on flash crowds (build with --release).
     Bench {
+        /// The engine to measure (turmoil runs at most 200 hosts).
+        #[arg(long, value_enum, default_value = "fast")]
+        engine: EngineArg,
         /// Swarm sizes to run, in peers (one of them the seeder).
         #[arg(long, value_delimiter = ',', default_values_t = [100u32, 1000, 10000])]
         peers: Vec<u32>,
@@ -83,12 +95,13 @@ fn main() -> ExitCode {
             json,
         } => run(&file, seed, engine, json),
         Command::Bench {
+            engine,
             peers,
             size,
             seed,
             duration,
             json,
-        } => match bench(&peers, size, seed, duration, json) {
+        } => match bench(engine.kind(), &peers, size, seed, duration, json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("btsim: error: {e:#}");
@@ -112,8 +125,7 @@ fn run(
         }
     };
     let engine = match engine {
-        Some(EngineArg::Fast) => EngineKind::Fast,
-        Some(EngineArg::Turmoil) => EngineKind::Turmoil,
+        Some(e) => e.kind(),
         None => scenario.engine,
     };
     let seed = seed.unwrap_or(scenario.seed);
@@ -152,6 +164,7 @@ fn run(
 }
 
 fn bench(
+    engine: EngineKind,
     peers: &[u32],
     size: u64,
     seed: u64,
@@ -178,7 +191,7 @@ fn bench(
         let name = format!("flash crowd of {n}");
         let (outcome, wall) = timed(|| {
             let mut meter = ProgressMeter::new(&name);
-            let o = engine::run(&scenario, seed, EngineKind::Fast, &mut |p| meter.show(p));
+            let o = engine::run(&scenario, seed, engine, &mut |p| meter.show(p));
             meter.clear();
             o
         });

@@ -513,6 +513,8 @@ impl<'a> Engine<'a> {
                 joined_at: h.joined_at,
                 completed_at: h.completed_at,
                 end: match h.life {
+                    // Registered in the run's last instant, it never ran.
+                    _ if h.joined_at.is_none() => HostEnd::NeverJoined,
                     Life::Waiting => HostEnd::NeverJoined,
                     Life::Up => HostEnd::Running,
                     Life::Crashed => HostEnd::Crashed,
@@ -524,7 +526,7 @@ impl<'a> Engine<'a> {
                 bans_issued: h.bans_issued,
                 banned_by: h.banned_by,
                 corrupt_pieces_kept: h.corrupt_pieces_kept,
-                pieces: if h.life == Life::Waiting {
+                pieces: if h.joined_at.is_none() {
                     0
                 } else {
                     h.verified.count()
