@@ -12,8 +12,8 @@
 //! per step grows with the hosts registered), faults fire between steps, and the engine steps
 //! turmoil one tick ([`tick`]) at a time until every leecher that should complete has, every
 //! group has joined and every fault has fired, or until the scenario's duration. Peers' reports
-//! and the disk observers feed [`peer::Shared`] as they happen; the fingerprint hashes them in
-//! the order turmoil runs its hosts, which is fixed.
+//! and the disk observers feed the engine's shared state (`peer.rs`) as they happen; the
+//! fingerprint hashes them in the order turmoil runs its hosts, which is fixed.
 //!
 //! Determinism: turmoil's RNG is seeded from the scenario's seed and its epoch is fixed; the
 //! driver takes its seed (hence its peer id) from the engine; every `select!` in the runtime is
