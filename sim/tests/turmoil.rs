@@ -228,3 +228,54 @@ fn a_lossy_udp_tracker_and_a_slow_seeder_still_serve_the_swarm() {
     assert!(first.as_micros() > 3_000_000, "{}", r.human());
     assert!(outcome.hosts.iter().all(|h| h.end == HostEnd::Running));
 }
+
+#[test]
+fn a_crashed_leecher_restarts_with_the_pieces_it_had_verified() {
+    // Proves crash and restart on turmoil: the host's driver dies mid-download and a new one
+    // resumes from the verified pieces kept outside the host, fetching only the rest.
+    let (outcome, r) = inline(
+        "crash-resume.toml",
+        r#"
+        seed = 2
+        duration = 120
+        [torrent]
+        size = "2 MiB"
+        piece_length = "64 KiB"
+        [[tracker]]
+        kind = "http"
+        interval = 5
+        [link]
+        latency_ms = 10
+        [[group]]
+        name = "seeder"
+        role = "seeder"
+        up = "512 KiB/s"
+        [[group]]
+        name = "leecher"
+        role = "leecher"
+        [[fault]]
+        at = 2.5
+        crash = "leecher"
+        [[fault]]
+        at = 5
+        restart = "leecher"
+        [expect]
+        all_complete_by = 60
+        "#,
+    );
+    assert!(r.passed, "{}", r.human());
+    // The seeder's one life and the leecher's two.
+    assert_eq!(
+        outcome.diagnostics["peer_lives"], 3,
+        "{:?}",
+        outcome.diagnostics
+    );
+    let leecher = &outcome.hosts[1];
+    assert!(leecher.completed_at.unwrap().as_micros() > 5_000_000);
+    // About 1 MiB came before the crash; a restart from nothing would fetch 2 MiB more.
+    assert!(
+        leecher.downloaded < 2 * 1024 * 1024 + 256 * 1024,
+        "{}",
+        r.human()
+    );
+}
