@@ -1,4 +1,5 @@
-//! `btsim bench`: the fast engine's speed on flash crowds of growing size.
+//! `btsim bench`: an engine's speed (`--engine fast` by default, or `turmoil`) on flash crowds
+//! of growing size.
 //!
 //! Each run is a flash crowd ([`flash_crowd`]): one seeder and `peers - 1` leechers joining
 //! within the first 5 s, 30 ms ± 5 ms links, 1 MiB/s up and 4 MiB/s down per leecher, 8 MiB/s up

@@ -1,9 +1,9 @@
 //! The engines by name, and what a run hands to the report ([`Outcome`]).
 //!
 //! Both engines read the same [`Scenario`] and give the same [`Outcome`], so the report, the
-//! expectations and the tests do not care which one ran. `fast` is built; `turmoil` (the real
-//! runtime driver over turmoil's simulated sockets, `sim/src/turmoil/`) is not yet, and says so
-//! with [`RunError::NotBuilt`].
+//! expectations and the tests do not care which one ran: `fast` (protocol sessions on an
+//! event-driven clock, `sim/src/fast/`) and `turmoil` (the real runtime driver over turmoil's
+//! simulated sockets, `sim/src/turmoil/`), which refuses scenarios bigger than it can run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,12 +15,23 @@ use crate::scenario::{EngineKind, Scenario};
 /// Why a run could not start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RunError {
-    /// The engine exists in the design but not in this build.
-    #[error("the {} engine is not built yet (issue 5, part 2); use --engine fast", .0.name())]
-    NotBuilt(EngineKind),
     /// The trace file could not be written.
     #[error("cannot write the trace: {0}")]
     Trace(String),
+    /// The scenario has more hosts than the engine runs.
+    #[error(
+        "the turmoil engine runs at most {limit} hosts (peers and trackers: its cost per step \
+         grows with the cube of the hosts), and this scenario has {hosts}; use --engine fast"
+    )]
+    TooManyHosts {
+        /// Peers and trackers in the scenario.
+        hosts: u32,
+        /// The most the engine runs.
+        limit: u32,
+    },
+    /// The scenario could not be set up (its torrent could not be built).
+    #[error("cannot set up the scenario: {0}")]
+    Setup(String),
 }
 
 /// A snapshot for progress displays, given every few thousand events.
@@ -122,7 +133,7 @@ pub fn run(
 ) -> Result<Outcome, RunError> {
     match engine {
         EngineKind::Fast => Ok(crate::fast::run(scenario, seed, progress)),
-        EngineKind::Turmoil => Err(RunError::NotBuilt(EngineKind::Turmoil)),
+        EngineKind::Turmoil => crate::turmoil::run(scenario, seed, progress),
     }
 }
 
@@ -138,6 +149,6 @@ pub fn run_traced(
     match engine {
         EngineKind::Fast => crate::fast::run_traced(scenario, seed, progress, trace)
             .map_err(|e| RunError::Trace(e.to_string())),
-        EngineKind::Turmoil => Err(RunError::NotBuilt(EngineKind::Turmoil)),
+        EngineKind::Turmoil => crate::turmoil::run_traced(scenario, seed, progress, trace),
     }
 }

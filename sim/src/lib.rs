@@ -5,7 +5,7 @@
 //! - [`engine`]: the engines by name and the [`engine::Outcome`] every engine gives.
 //! - [`fast`]: the `fast` engine, protocol sessions driven by an event-driven clock.
 //! - [`report`]: what a run measured, judged against the scenario's expectations.
-//! - [`mod@bench`]: `btsim bench`, the fast engine's speed on flash crowds.
+//! - [`mod@bench`]: `btsim bench`, an engine's speed on flash crowds.
 //! - [`sweep`]: `btsim sweep`, one scenario over many seeds on every core.
 //! - [`trace`]: the fingerprint of a run's event stream.
 //! - [`turmoil`]: the engine that runs the runtime's real driver on turmoil hosts.

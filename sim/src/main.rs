@@ -4,7 +4,7 @@
 //! report; `btsim sweep FILE --seeds A..B` runs it for many seeds on every core and lists the
 //! failing ones; `btsim bench` measures the fast engine on flash crowds. Exit codes: 0 when every
 //! expectation held, 1 when one failed (the report ends with the command that replays the run),
-//! 2 when the run could not happen (a bad scenario file, an engine not built yet, bad arguments).
+//! 2 when the run could not happen (a bad scenario file, a scenario too big for the engine, bad arguments).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -33,8 +33,17 @@ struct Cli {
 enum EngineArg {
     /// Protocol sessions on an event-driven clock.
     Fast,
-    /// The real runtime on turmoil (not built yet).
+    /// The real runtime on turmoil (up to 200 hosts).
     Turmoil,
+}
+
+impl EngineArg {
+    fn kind(self) -> EngineKind {
+        match self {
+            EngineArg::Fast => EngineKind::Fast,
+            EngineArg::Turmoil => EngineKind::Turmoil,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -74,8 +83,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure the fast engine on flash crowds (build with --release).
+    /// Measure an engine on flash crowds (build with --release).
     Bench {
+        /// The engine to measure (turmoil runs at most 200 hosts).
+        #[arg(long, value_enum, default_value = "fast")]
+        engine: EngineArg,
         /// Swarm sizes to run, in peers (one of them the seeder).
         #[arg(long, value_delimiter = ',', default_values_t = [100u32, 1000, 10000])]
         peers: Vec<u32>,
@@ -113,12 +125,13 @@ fn main() -> ExitCode {
             json,
         } => sweep(&file, seeds, engine, jobs, json),
         Command::Bench {
+            engine,
             peers,
             size,
             seed,
             duration,
             json,
-        } => match bench(&peers, size, seed, duration, json) {
+        } => match bench(engine.kind(), &peers, size, seed, duration, json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("btsim: error: {e:#}");
@@ -303,6 +316,7 @@ fn run(
 }
 
 fn bench(
+    engine: EngineKind,
     peers: &[u32],
     size: u64,
     seed: u64,
@@ -329,7 +343,7 @@ fn bench(
         let name = format!("flash crowd of {n}");
         let (outcome, wall) = timed(|| {
             let mut meter = ProgressMeter::new(&name);
-            let o = engine::run(&scenario, seed, EngineKind::Fast, &mut |p| meter.show(p));
+            let o = engine::run(&scenario, seed, engine, &mut |p| meter.show(p));
             meter.clear();
             o
         });

@@ -50,7 +50,7 @@ pub enum EngineKind {
     /// Protocol sessions driven directly by an event-driven clock (`sim/src/fast/`).
     #[default]
     Fast,
-    /// The real runtime driver on turmoil's simulated network (not built yet).
+    /// The real runtime driver on turmoil's simulated network (`sim/src/turmoil/`).
     Turmoil,
 }
 

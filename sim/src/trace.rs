@@ -65,6 +65,15 @@ struct Sink {
     error: Option<std::io::Error>,
 }
 
+impl std::fmt::Debug for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trace")
+            .field("fingerprint", &self.fingerprint)
+            .field("writing", &self.sink.is_some())
+            .finish()
+    }
+}
+
 impl Default for Trace {
     fn default() -> Self {
         Trace::new(None)
@@ -110,7 +119,18 @@ impl Trace {
     pub fn words(&mut self, ws: &[u64]) {
         self.fingerprint.words(ws);
         if let Some(s) = self.sink.as_mut() {
-            s.write(ws);
+            s.write_with_host(None, ws);
+        }
+    }
+
+    /// One record of peer `host`: hashed as `host`, then `ws` (a code, then its words); written
+    /// as the code's name, `host=H`, then the labelled words.
+    #[inline]
+    pub fn host_record(&mut self, host: u64, ws: &[u64]) {
+        self.fingerprint.word(host);
+        self.fingerprint.words(ws);
+        if let Some(s) = self.sink.as_mut() {
+            s.write_with_host(Some(host), ws);
         }
     }
 
@@ -132,7 +152,7 @@ impl Trace {
 }
 
 impl Sink {
-    fn write(&mut self, ws: &[u64]) {
+    fn write_with_host(&mut self, host: Option<u64>, ws: &[u64]) {
         use std::io::Write;
         if self.error.is_some() {
             return;
@@ -149,10 +169,15 @@ impl Sink {
             Some(kind) => write!(self.out, "{kind}"),
             None => write!(self.out, "code{code}"),
         });
+        if let Some(h) = host {
+            result = result.and_then(|()| write!(self.out, " host={h}"));
+        }
         for w in rest {
-            result = result.and_then(|()| match labels.as_mut().and_then(Iterator::next) {
-                Some(label) => write!(self.out, " {label}={w}"),
-                None => write!(self.out, " {w}"),
+            result = result.and_then(|()| match labels.as_mut().map(Iterator::next) {
+                Some(Some(label)) => write!(self.out, " {label}={w}"),
+                // Past a named record's labels: padding (engines pad records to a fixed width).
+                Some(None) if *w == 0 => Ok(()),
+                _ => write!(self.out, " {w}"),
             });
         }
         if let Err(e) = result.and_then(|()| writeln!(self.out)) {

@@ -295,12 +295,14 @@ fn a_passing_run_exits_0_and_the_same_seed_prints_the_same_fingerprint() {
 }
 
 #[test]
-fn the_turmoil_engine_is_reported_as_not_built() {
-    // Proves `--engine turmoil` is understood and refused with exit code 2.
-    let path = scenario_path("quickstart.toml");
+fn the_turmoil_engine_refuses_a_scenario_over_its_host_limit() {
+    // Proves `--engine turmoil` on 5,000 peers exits 2 naming the limit, before running.
+    let path = scenario_path("flash-crowd-5000.toml");
     let out = btsim(&["run", path.to_str().unwrap(), "--engine", "turmoil"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at most 200 hosts"), "{stderr}");
+    assert!(stderr.contains("5001"), "{stderr}");
 }
 
 #[test]

@@ -24,10 +24,17 @@ pub fn content_byte(seed: u64, offset: u64) -> u8 {
     (content_word(seed, offset / 8) >> (8 * (offset % 8))) as u8
 }
 
-/// Fills `out` with the content generated from `seed`, starting at byte `offset`.
+/// Fills `out` with the content generated from `seed`, starting at byte `offset` (a word of
+/// content at a time: the same bytes as [`content_byte`], eight times fewer mixes).
 pub fn fill_content(seed: u64, offset: u64, out: &mut [u8]) {
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = content_byte(seed, offset + i as u64);
+    let mut i = 0;
+    while i < out.len() {
+        let at = offset + i as u64;
+        let word = content_word(seed, at / 8).to_le_bytes();
+        let skip = (at % 8) as usize;
+        let n = (8 - skip).min(out.len() - i);
+        out[i..i + n].copy_from_slice(&word[skip..skip + n]);
+        i += n;
     }
 }
 
@@ -123,6 +130,19 @@ impl MemStorage {
                 })
     }
 
+    /// Whether every block of `piece` holds the generated content (for a complete storage, a
+    /// block never written counts as right). Cheap: no bytes are compared.
+    pub fn piece_is_correct(&self, piece: PieceIndex) -> bool {
+        let state = self.lock();
+        self.layout
+            .blocks(piece)
+            .all(|b| match state.blocks.get(&(b.piece.get(), b.offset)) {
+                Some(Stored::Right) => true,
+                Some(Stored::Wrong(_)) => false,
+                None => self.complete,
+            })
+    }
+
     /// How many blocks hold bytes other than the generated content.
     pub fn wrong_blocks(&self) -> usize {
         self.lock()
@@ -185,11 +205,9 @@ impl Storage for MemStorage {
                 got: data.len(),
             });
         }
-        let offset = self.block_offset(block);
-        let right = data
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == content_byte(self.seed, offset + i as u64));
+        let mut expected = vec![0u8; data.len()];
+        fill_content(self.seed, self.block_offset(block), &mut expected);
+        let right = expected == data;
         let mut state = self.lock();
         if self
             .capacity
@@ -260,13 +278,26 @@ mod tests {
             assert_eq!(seeder.hash_piece(p).unwrap(), hashes[p.get() as usize]);
         }
         assert!(leecher.is_correct_and_complete());
+        assert!(leecher.piece_is_correct(l.piece(0).unwrap()));
         let first = l.blocks(l.piece(0).unwrap()).next().unwrap();
         leecher
             .write(first, &vec![0u8; first.len as usize])
             .unwrap();
         assert_eq!(leecher.wrong_blocks(), 1);
+        assert!(!leecher.piece_is_correct(first.piece));
         assert!(!leecher.is_correct_and_complete());
         assert_ne!(leecher.hash_piece(first.piece).unwrap(), hashes[0]);
+    }
+
+    #[test]
+    fn fill_content_gives_the_bytes_of_content_byte_at_any_offset() {
+        // Proves the word-at-a-time fill equals the byte-at-a-time definition, unaligned too.
+        for offset in [0u64, 1, 7, 8, 13, 1 << 20] {
+            let mut out = vec![0u8; 37];
+            fill_content(5, offset, &mut out);
+            let bytes: Vec<u8> = (0..37).map(|i| content_byte(5, offset + i)).collect();
+            assert_eq!(out, bytes, "offset {offset}");
+        }
     }
 
     #[test]

@@ -1,39 +1,80 @@
 //! [`TurmoilNet`]: the runtime's [`Net`] over turmoil's simulated TCP and UDP, so a simulated peer
-//! runs the same driver code as `bt get`. Names resolve through turmoil's host table.
+//! runs the same driver code as `bt get`. Names resolve through turmoil's host table (turmoil
+//! gives an unknown name a fresh address, so a lookup never fails).
+//!
+//! TCP streams go through [`PacedReader`] and [`PacedWriter`]: with a [`Pace`] (see
+//! [`TurmoilNet::paced`]) the host's bandwidth and TCP loss apply; without one they pass bytes
+//! straight through. UDP is not paced (announces are a few hundred bytes).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bt_runtime::net::{Net, NetBoundUdp, NetUdp};
 
+use super::pace::{Pace, PacedReader, PacedWriter};
+
 /// Sockets of the turmoil host the calling task runs on.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TurmoilNet;
+#[derive(Clone, Debug, Default)]
+pub struct TurmoilNet {
+    pace: Option<Arc<Pace>>,
+}
+
+impl TurmoilNet {
+    /// Streams whose bytes wait for `pace`'s links (shared by every connection made through
+    /// this value and its clones).
+    pub fn paced(pace: Arc<Pace>) -> Self {
+        TurmoilNet { pace: Some(pace) }
+    }
+
+    fn wrap(
+        &self,
+        stream: turmoil::net::TcpStream,
+    ) -> (
+        PacedReader<turmoil::net::tcp::OwnedReadHalf>,
+        PacedWriter<turmoil::net::tcp::OwnedWriteHalf>,
+    ) {
+        let (r, w) = stream.into_split();
+        (
+            PacedReader::new(r, self.pace.clone()),
+            PacedWriter::new(w, self.pace.clone()),
+        )
+    }
+}
+
+/// A listener that remembers the pace its accepted streams get.
+pub struct TurmoilListener {
+    inner: turmoil::net::TcpListener,
+    net: TurmoilNet,
+}
 
 impl Net for TurmoilNet {
     type Udp = TurmoilUdp;
     type BoundUdp = TurmoilBoundUdp;
-    type Reader = turmoil::net::tcp::OwnedReadHalf;
-    type Writer = turmoil::net::tcp::OwnedWriteHalf;
-    type Listener = turmoil::net::TcpListener;
+    type Reader = PacedReader<turmoil::net::tcp::OwnedReadHalf>;
+    type Writer = PacedWriter<turmoil::net::tcp::OwnedWriteHalf>;
+    type Listener = TurmoilListener;
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<(Self::Reader, Self::Writer)> {
-        Ok(turmoil::net::TcpStream::connect(addr).await?.into_split())
+        Ok(self.wrap(turmoil::net::TcpStream::connect(addr).await?))
     }
 
     async fn listen(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
-        turmoil::net::TcpListener::bind(addr).await
+        Ok(TurmoilListener {
+            inner: turmoil::net::TcpListener::bind(addr).await?,
+            net: self.clone(),
+        })
     }
 
     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
-        listener.local_addr()
+        listener.inner.local_addr()
     }
 
     async fn accept(
         listener: &mut Self::Listener,
     ) -> io::Result<(Self::Reader, Self::Writer, SocketAddr)> {
-        let (stream, addr) = listener.accept().await?;
-        let (r, w) = stream.into_split();
+        let (stream, addr) = listener.inner.accept().await?;
+        let (r, w) = listener.net.wrap(stream);
         Ok((r, w, addr))
     }
 

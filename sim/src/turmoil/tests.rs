@@ -49,7 +49,7 @@ fn run(rng_seed: u64) -> Duration {
         async move {
             let disk = Arc::new(MemStorage::complete(meta.info.layout.clone(), CONTENT_SEED));
             let mut driver = Driver::with_disk_threads(
-                TurmoilNet,
+                TurmoilNet::default(),
                 disk,
                 &meta,
                 Bitfield::full(n),
@@ -70,7 +70,7 @@ fn run(rng_seed: u64) -> Duration {
     sim.client("leecher", async move {
         let disk = Arc::new(MemStorage::empty(meta.info.layout.clone(), CONTENT_SEED));
         let mut driver = Driver::with_disk_threads(
-            TurmoilNet,
+            TurmoilNet::default(),
             disk.clone(),
             &meta,
             Bitfield::new(n),
@@ -111,4 +111,79 @@ fn a_leecher_downloads_from_a_seeder_on_turmoil() {
 fn the_same_seed_gives_the_same_run() {
     // Proves a turmoil run is a function of its seeds: the same seed, the same simulated time.
     assert_eq!(run(7), run(7));
+}
+
+/// Sends `bytes` from host "up" to host "down" over each of `conns` connections at once, with
+/// `pace` on the sender; returns the simulated time each connection took.
+fn paced_transfer(pace: super::pace::Pace, conns: usize, bytes: usize) -> Vec<Duration> {
+    use bt_runtime::net::Net;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_secs(60))
+        .min_message_latency(Duration::from_millis(10))
+        .max_message_latency(Duration::from_millis(10))
+        .rng_seed(1)
+        .build();
+    sim.host("down", move || async move {
+        let net = TurmoilNet::default();
+        let mut listener = net.listen("0.0.0.0:7000".parse()?).await?;
+        loop {
+            let (mut r, w, _) = TurmoilNet::accept(&mut listener).await?;
+            tokio::spawn(async move {
+                // Both halves stay open until the sender is done (a closed pair resets).
+                let _w = w;
+                let mut sink = vec![0u8; 64 * 1024];
+                while r.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    let took = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = took.clone();
+    sim.client("up", async move {
+        let net = TurmoilNet::paced(Arc::new(pace));
+        let to = SocketAddr::new(turmoil::lookup("down"), 7000);
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (r, mut w) = net.connect(to).await?;
+            tasks.push(tokio::spawn(async move {
+                let _r = r;
+                let start = tokio::time::Instant::now();
+                let data = vec![7u8; bytes];
+                for chunk in data.chunks(16 * 1024) {
+                    w.write_all(chunk).await.expect("the sink reads everything");
+                }
+                start.elapsed()
+            }));
+        }
+        for t in tasks {
+            let took = t.await?;
+            out.lock().unwrap().push(took);
+        }
+        Ok(())
+    });
+    sim.run().expect("the simulation completes");
+    took.lock().unwrap().clone()
+}
+
+#[test]
+fn an_uplink_paces_its_connections_fairly_at_its_rate() {
+    // Proves a 1 MiB/s uplink carries 2 × 1 MiB in about 2 s, the two connections finishing
+    // together (round robin), where an unpaced host sends at once.
+    let pace = super::pace::Pace {
+        up: Some(super::pace::Link::new(1024 * 1024)),
+        ..Default::default()
+    };
+    let took = paced_transfer(pace, 2, 1024 * 1024);
+    for t in &took {
+        assert!(
+            *t >= Duration::from_millis(1950) && *t <= Duration::from_millis(2100),
+            "{took:?}"
+        );
+    }
+    let unpaced = paced_transfer(super::pace::Pace::default(), 2, 1024 * 1024);
+    assert!(
+        unpaced.iter().all(|t| *t < Duration::from_millis(200)),
+        "{unpaced:?}"
+    );
 }
