@@ -79,7 +79,9 @@ pub enum CloseReason {
     Peer(PeerError),
     /// The peer sent data that failed verification too often.
     Banned,
-    /// Already connected to a peer with this peer id.
+    /// A second connection to a peer id. The one completed later is closed, except when two
+    /// peers dialled each other at once: then the one opened by the peer with the higher id, so
+    /// both ends close the same one.
     Duplicate,
     /// The remote side closed the socket (or the driver saw an error on it).
     Disconnected,
@@ -574,13 +576,19 @@ impl Torrent {
     fn on_peer_event(&mut self, now: Instant, conn: ConnId, event: PeerEvent) {
         match event {
             PeerEvent::Connected { peer_id, .. } => {
-                let duplicate = self
+                let other = self
                     .peers
                     .iter()
-                    .any(|(c, p)| *c != conn && p.conn.peer_id() == Some(peer_id));
-                if duplicate {
-                    self.close(conn, CloseReason::Duplicate);
-                    return;
+                    .find(|(c, p)| **c != conn && p.conn.peer_id() == Some(peer_id))
+                    .map(|(c, p)| (*c, p.conn.direction()));
+                if let Some((other, other_direction)) = other {
+                    let direction = self.peers[&conn].conn.direction();
+                    if self.keeps_newer(peer_id, direction, other_direction) {
+                        self.close(other, CloseReason::Duplicate);
+                    } else {
+                        self.close(conn, CloseReason::Duplicate);
+                        return;
+                    }
                 }
                 self.event(TorrentEvent::PeerConnected { conn, peer_id });
                 let have = self.picker.have().clone();
@@ -631,6 +639,23 @@ impl Torrent {
             | PeerEvent::Port(_)
             | PeerEvent::Extended { .. } => {}
         }
+    }
+
+    /// Of two connections to the peer `peer_id`, whether to keep the one whose handshake just
+    /// completed (opened in direction `newer`) rather than the one completed before (`older`).
+    ///
+    /// Both ends must keep the same TCP connection, or each closes the one the other kept and
+    /// neither survives (two peers dialling each other at once). A newer inbound connection is
+    /// closed before we answer its handshake (the answer is still unsent when the torrent sees
+    /// the handshake), so the peer never completes it and keeps the older one too: an
+    /// established connection is never replaced by a redial. A newer outbound one completed
+    /// because the peer answered it, having no completed connection to us then: it is the same
+    /// case at both ends (each completed the other's dial first), so the tie is broken on
+    /// something both ends know: the connection opened by the peer with the lower peer id is
+    /// kept (libtorrent breaks it on listen ports, which we do not learn from an inbound
+    /// connection). Two outbound connections: the older is kept, as libtorrent does.
+    fn keeps_newer(&self, peer_id: PeerId, newer: Direction, older: Direction) -> bool {
+        newer == Direction::Outbound && older == Direction::Inbound && self.our_id.0 < peer_id.0
     }
 
     fn on_block(&mut self, now: Instant, conn: ConnId, block: BlockRef, data: Bytes) {
