@@ -1,7 +1,8 @@
 //! Drives a `Torrent` state machine with a script read from the fuzz input: peers connecting and
-//! leaving, raw and well-formed wire messages, time passing, disk answers (right, wrong, failed)
-//! and socket backpressure. It must never panic, and its invariants must hold after every step:
-//! pieces we have never exceed the piece count, and a piece is verified only by its true hash.
+//! leaving, raw and well-formed wire messages, time passing, disk answers (right, wrong, failed;
+//! also to the read back of a failed piece's blocks) and socket backpressure. It must never
+//! panic, and its invariants must hold after every step: pieces we have never exceed the piece
+//! count, and a piece is verified only by its true hash.
 #![no_main]
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -174,6 +175,28 @@ fuzz_target!(|data: &[u8]| {
                                 Ok([0xee; 20])
                             } else {
                                 Ok(piece_digest(piece.get(), layout.piece_len(piece) as usize))
+                            },
+                        },
+                        DiskOp::HashBlocks { piece, blocks } => DiskDone::BlockHashes {
+                            piece,
+                            result: if fail {
+                                Err(err())
+                            } else {
+                                // The true block (6: a wrong one), or too few digests (op 5 with
+                                // bit 4 set).
+                                let take = if op & 0x10 != 0 {
+                                    blocks.len() / 2
+                                } else {
+                                    blocks.len()
+                                };
+                                Ok(blocks[..take]
+                                    .iter()
+                                    .map(|b| {
+                                        use sha1::{Digest, Sha1};
+                                        let byte = b.piece.get() as u8 ^ u8::from(op % 10 == 6);
+                                        Sha1::digest(vec![byte; b.len as usize]).into()
+                                    })
+                                    .collect())
                             },
                         },
                         DiskOp::Read { conn, block } => DiskDone::Read {

@@ -57,6 +57,19 @@ pub fn answer_disk(
                 result: Ok(digest),
             }
         }
+        DiskOp::HashBlocks { piece, blocks } => {
+            let digests = blocks
+                .iter()
+                .map(|b| {
+                    let start = at(b.piece, b.offset);
+                    Sha1::digest(&storage[start..start + b.len as usize]).into()
+                })
+                .collect();
+            DiskDone::BlockHashes {
+                piece,
+                result: Ok(digests),
+            }
+        }
         DiskOp::Read { conn, block } => {
             let start = at(block.piece, block.offset);
             let mut data = storage[start..start + block.len as usize].to_vec();

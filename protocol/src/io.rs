@@ -42,6 +42,16 @@ pub enum DiskOp {
         /// The block.
         block: BlockRef,
     },
+    /// Read these blocks of one piece back and SHA-1 each. The protocol asks this only of a piece
+    /// that failed its hash check (before it writes the piece again) and of such a piece once it
+    /// passed, to tell which peer sent a wrong block ("smart ban"); it writes nothing to the piece
+    /// until the answer comes.
+    HashBlocks {
+        /// The piece.
+        piece: PieceIndex,
+        /// Its blocks to hash, in the order the digests are expected.
+        blocks: Vec<BlockRef>,
+    },
 }
 
 /// A disk failure, as text from the driver (the protocol only reports it).
@@ -70,6 +80,14 @@ pub enum DiskDone {
         piece: PieceIndex,
         /// The digest.
         result: Result<[u8; 20], DiskError>,
+    },
+    /// A [`DiskOp::HashBlocks`] finished: the SHA-1 of each block asked, in the order asked, or
+    /// why they could not be read.
+    BlockHashes {
+        /// The piece.
+        piece: PieceIndex,
+        /// One digest per block.
+        result: Result<Vec<[u8; 20]>, DiskError>,
     },
     /// A [`DiskOp::Read`] finished.
     Read {

@@ -145,6 +145,40 @@ fn a_corrupt_peer_is_banned_and_the_data_still_completes() {
 }
 
 #[test]
+fn liars_mixed_with_honest_peers_are_banned_and_nobody_else() {
+    // Proves smart ban in a swarm: two fast corrupt seeders and a slow honest one, so most pieces
+    // mix good and bad blocks and fail. Every leecher completes, bans only liars, and each liar
+    // is banned by some leecher.
+    let total = 2 * MB;
+    let liar = NodeSpec {
+        seed: true,
+        upload_bytes_per_s: 4 * MB,
+        corrupt: true,
+    };
+    let mut specs = vec![seeder(MB), liar, liar];
+    specs.extend(std::iter::repeat_n(leecher(MB / 2), 6));
+    let mut s = Swarm::new(7, 65536, total, &specs, Duration::from_millis(30));
+    s.connect_all();
+    s.run(Duration::from_secs(3600), 20_000_000);
+    assert_data_complete(&s, total);
+    let liars = [s.nodes[1].addr.ip(), s.nodes[2].addr.ip()];
+    let mut failed = 0;
+    for n in &s.nodes[3..] {
+        for e in &n.events {
+            match e {
+                TorrentEvent::PeerBanned(ip) => assert!(liars.contains(ip), "{ip} banned"),
+                TorrentEvent::PieceFailed(_) => failed += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(failed > 0, "pieces mixed good and bad blocks");
+    for ip in liars {
+        assert!(s.nodes[3..].iter().any(|n| n.torrent.is_banned(ip)), "{ip}");
+    }
+}
+
+#[test]
 fn the_choker_never_unchokes_more_than_its_slots() {
     // Proves the upload slot bound (4 + 1 optimistic) holds on every node throughout a busy swarm.
     let total = 2 * MB;

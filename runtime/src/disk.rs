@@ -70,7 +70,7 @@ impl<D: Storage> Worker<D> {
                     _ => self.storage.perform(DiskOp::Hash { piece }),
                 }
             }
-            op @ DiskOp::Read { .. } => self.storage.perform(op),
+            op @ (DiskOp::Read { .. } | DiskOp::HashBlocks { .. }) => self.storage.perform(op),
         }
     }
 
@@ -198,7 +198,7 @@ impl DiskPool {
         }
         let piece = match &op {
             DiskOp::Write { block, .. } | DiskOp::Read { block, .. } => block.piece.get(),
-            DiskOp::Hash { piece } => piece.get(),
+            DiskOp::Hash { piece } | DiskOp::HashBlocks { piece, .. } => piece.get(),
         };
         let worker = piece as usize % self.queues.len();
         // A worker only ends when its queue is dropped, so the send cannot fail while we hold it.

@@ -150,6 +150,7 @@ fn every_shipped_scenario_has_a_test() {
         "flash-crowd-5000.toml",
         "flash-crowd.toml",
         "lossy-udp-tracker.toml",
+        "mixed-liars.toml",
         "partition-heal.toml",
         "quickstart.toml",
         "seeder-crash-restart.toml",
@@ -177,26 +178,27 @@ fn flash_crowd_5000_passes() {
 }
 
 #[test]
-fn known_bug_honest_peer_banned_still_fails() {
-    // Proves the known protocol bug is still there (honest peers banned for liars' blocks, see
-    // the scenario's comment). When this fails because the scenario passes, the protocol was
-    // fixed: move the scenario to sim/scenarios/ and turn this into a `_passes` test.
-    let (_, _, r) = run("known-bugs/honest-peer-banned.toml", None);
-    let check = r
-        .checks
-        .iter()
-        .find(|c| c.name == "no honest peer banned")
-        .expect("the scenario expects it");
-    assert!(!check.passed, "the bug is gone:\n{}", r.human());
-    // Everything else holds: the bug costs innocent peers, not safety.
+fn mixed_liars_passes() {
+    // Proves smart ban: with liars among the seeders and the leechers, pieces mix honest and bad
+    // blocks and fail, yet only liars are banned, no honest peer is, and every honest leecher
+    // completes. Before smart ban every contributor to a failed piece was blamed, and the honest
+    // seeder and honest leechers were banned with the liars.
+    let r = assert_passes("mixed-liars.toml");
+    let [honest, liars, lying_leechers, leechers] = &r.groups[..] else {
+        panic!("four groups");
+    };
+    assert!(leechers.hash_failures > 0, "pieces mixed: {}", r.human());
     assert!(
-        r.checks
-            .iter()
-            .filter(|c| c.name != "no honest peer banned")
-            .all(|c| c.passed),
+        liars.banned_by > 0 && lying_leechers.banned_by > 0,
         "{}",
         r.human()
     );
+    assert_eq!(honest.banned_by + leechers.banned_by, 0, "{}", r.human());
+    // Other seeds too (a small sweep).
+    for seed in 2..5 {
+        let (_, _, r) = run("mixed-liars.toml", Some(seed));
+        assert!(r.passed, "seed {seed}:\n{}", r.human());
+    }
 }
 
 #[test]
@@ -307,15 +309,13 @@ fn the_turmoil_engine_refuses_a_scenario_over_its_host_limit() {
 
 #[test]
 fn every_shipped_scenario_parses() {
-    // Proves every file in sim/scenarios (known bugs included) reads, so none rots unnoticed.
+    // Proves every file in sim/scenarios reads, so none rots unnoticed.
     let mut seen = 0;
-    for dir in [scenario_path(""), scenario_path("known-bugs")] {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-                seen += 1;
-            }
+    for entry in std::fs::read_dir(scenario_path("")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
         }
     }
     assert!(seen >= 7, "{seen} scenarios");

@@ -93,6 +93,21 @@ fn corrupt_peer_passes_on_turmoil() {
 }
 
 #[test]
+fn mixed_liars_passes_on_turmoil() {
+    // Proves the runtime's smart ban (blocks of a failed piece read back and hashed through the
+    // real Storage) bans only the liars among seeders and leechers.
+    let (_, outcome, r) = run("mixed-liars.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(
+        r.groups[0].banned_by + r.groups[3].banned_by,
+        0,
+        "{}",
+        r.human()
+    );
+    assert_eq!(outcome.violation_count, 0);
+}
+
+#[test]
 fn partition_heal_passes_on_turmoil() {
     // Proves the far side of a partition completes only after the heal at 65 s, and does.
     let (_, outcome, r) = run("partition-heal.toml");

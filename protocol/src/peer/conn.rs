@@ -16,6 +16,8 @@
 //!
 //! Bounds: the receive buffer is the frame decoder's ([`crate::wire::WireLimits`]); the peer's
 //! queued requests are at most [`PeerConfig::max_peer_requests`]; our outstanding requests at most
+//! [`PeerConfig::max_pipeline`]; the requests we withdrew (cancelled or timed out), remembered
+//! so that a reject crossing our cancel is not taken for a protocol breach, at most twice
 //! [`PeerConfig::max_pipeline`]; the allowed-fast set a peer gives us at most
 //! [`MAX_ALLOWED_FAST`]; events are drained by the caller after each call (at most one per frame).
 //! The transmit queue is the caller's to bound: it checks [`PeerConn::send_queue_len`] before
@@ -132,7 +134,8 @@ pub enum PeerError {
     #[error("extended message without the extension protocol")]
     ExtendedNotNegotiated,
     /// BEP 6: "if a peer receives a reject for a request that was never sent, it SHOULD close
-    /// the connection."
+    /// the connection." A reject for a request we withdrew lately (cancelled, or timed out) is
+    /// not this: it crossed our cancel on the wire, and is ignored (as libtorrent does).
     #[error("reject for a block we never requested")]
     RejectUnrequested,
     /// The peer queued more requests than [`PeerConfig::max_peer_requests`] (without the Fast
@@ -239,6 +242,9 @@ pub struct PeerConn {
 
     /// Our requests to the peer, with when they were sent.
     requests: BTreeMap<BlockRef, Instant>,
+    /// Requests we withdrew (cancelled or timed out), newest last, at most
+    /// [`PeerConn::withdrawn_cap`]: the peer may still reject them, not having seen the cancel.
+    withdrawn: VecDeque<BlockRef>,
     /// The peer's requests to us, in arrival order.
     peer_requests: VecDeque<BlockRef>,
     /// Pieces the peer lets us request while choked.
@@ -295,6 +301,7 @@ impl PeerConn {
             requests_while_choked: 0,
             unrequested_bytes: 0,
             requests: BTreeMap::new(),
+            withdrawn: VecDeque::new(),
             peer_requests: VecDeque::new(),
             allowed_fast: BTreeSet::new(),
             our_allowed_fast: BTreeSet::new(),
@@ -687,6 +694,8 @@ impl PeerConn {
                         data: payload,
                     });
                 } else {
+                    // Answered after all: no reject will follow for it.
+                    self.forget_withdrawn(block);
                     self.unrequested_bytes += u64::from(len);
                 }
             }
@@ -699,10 +708,12 @@ impl PeerConn {
             }
             Message::RejectRequest { piece, offset, len } => {
                 let block = self.block(piece, offset, len, layout)?;
-                if self.requests.remove(&block).is_none() {
+                if self.requests.remove(&block).is_some() {
+                    self.events.push_back(PeerEvent::Rejected(block));
+                } else if !self.forget_withdrawn(block) {
                     return Err(PeerError::RejectUnrequested);
                 }
-                self.events.push_back(PeerEvent::Rejected(block));
+                // A reject for a request we withdrew crossed our cancel: nothing to do.
             }
             Message::AllowedFast(piece) => {
                 let p = self.piece_index(piece, layout)?;
@@ -783,6 +794,7 @@ impl PeerConn {
             .collect();
         for block in expired {
             self.requests.remove(&block);
+            self.withdraw(block);
             self.events.push_back(PeerEvent::RequestTimedOut(block));
         }
         Ok(())
@@ -913,6 +925,7 @@ impl PeerConn {
         if self.requests.remove(&block).is_none() {
             return false;
         }
+        self.withdraw(block);
         self.send(
             now,
             Message::Cancel {
@@ -947,6 +960,34 @@ impl PeerConn {
         self.upload.record(now, u64::from(block.len));
         self.last_sent = now;
         true
+    }
+}
+
+impl PeerConn {
+    /// Most withdrawn requests remembered: twice the pipeline, so every request cancelled within
+    /// a round trip (at most a pipeline's worth, re-requested and cancelled once more) is still
+    /// known when its reject arrives.
+    fn withdrawn_cap(&self) -> usize {
+        (self.config.max_pipeline as usize).max(1) * 2
+    }
+
+    /// Remembers a request we no longer count as outstanding, forgetting the oldest past the cap.
+    fn withdraw(&mut self, block: BlockRef) {
+        if self.withdrawn.len() >= self.withdrawn_cap() {
+            self.withdrawn.pop_front();
+        }
+        self.withdrawn.push_back(block);
+    }
+
+    /// Forgets a withdrawn request; returns whether it was remembered.
+    fn forget_withdrawn(&mut self, block: BlockRef) -> bool {
+        match self.withdrawn.iter().rposition(|b| *b == block) {
+            Some(i) => {
+                self.withdrawn.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
-use crate::metainfo::{InfoHash, TorrentLayout};
+use crate::metainfo::{BlockRef, InfoHash, TorrentLayout};
 use crate::time::Instant;
 use crate::torrent::Bitfield;
 use crate::wire::{Handshake, Message, PeerId, Reserved};
@@ -242,6 +242,116 @@ fn choke_with_fast_rejects_explicitly() {
         ]
     );
     assert_eq!(a.outstanding_len(), 0);
+}
+
+/// Moves what `from` has to send into `to`, returning `to`'s first error.
+fn deliver(from: &mut PeerConn, to: &mut PeerConn, now: Instant) -> Result<(), PeerError> {
+    let l = layout();
+    let mut result = Ok(());
+    while let Some(bytes) = from.poll_transmit() {
+        result = result.and(to.handle_bytes(now, &bytes, &l));
+    }
+    result
+}
+
+#[test]
+fn a_reject_crossing_our_cancel_is_ignored() {
+    // Proves the race the simulator found in every flash crowd is harmless: we cancel a request
+    // (endgame) while the peer, not having seen the cancel, chokes us and rejects it (BEP 6).
+    // The late reject keeps the connection open and reports nothing; a second reject for the
+    // same block, which was never requested again, is a breach.
+    let (mut a, mut b) = connected(true);
+    let l = layout();
+    b.send_pieces(t(1), &Bitfield::full(4));
+    b.unchoke(t(1));
+    pump(&mut a, &mut b, t(1));
+    let blk = l.block(l.piece(0).unwrap(), 0).unwrap();
+    assert!(a.request(t(1), blk));
+    let (_, eb) = pump(&mut a, &mut b, t(1));
+    assert_eq!(eb, [PeerEvent::Request(blk)]);
+
+    assert!(a.cancel(t(2), blk));
+    let cancel_in_flight: Vec<Bytes> = std::iter::from_fn(|| a.poll_transmit()).collect();
+    assert_eq!(b.choke(t(2)), vec![blk], "b rejects the request it queued");
+    assert_eq!(deliver(&mut b, &mut a, t(2)), Ok(()));
+    let events: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert_eq!(events, [PeerEvent::Choked { dropped: vec![] }]);
+    for bytes in cancel_in_flight {
+        b.handle_bytes(t(2), &bytes, &l).unwrap();
+    }
+
+    let again = scripted_reject(&mut a, blk);
+    assert_eq!(again, Err(PeerError::RejectUnrequested));
+}
+
+/// Feeds `c` a reject for `blk` as if from its peer.
+fn scripted_reject(c: &mut PeerConn, blk: BlockRef) -> Result<(), PeerError> {
+    let bytes = frame(Message::RejectRequest {
+        piece: blk.piece.get(),
+        offset: blk.offset,
+        len: blk.len,
+    });
+    c.handle_bytes(t(3), &bytes, &layout())
+}
+
+#[test]
+fn a_reject_after_our_request_timed_out_is_ignored() {
+    // Proves a reject arriving after we gave up on the request (it timed out) does not close
+    // the connection: like a cancelled one, the request was ours.
+    let (mut a, mut b) = connected(true);
+    let l = layout();
+    b.send_pieces(t(1), &Bitfield::full(4));
+    b.unchoke(t(1));
+    pump(&mut a, &mut b, t(1));
+    let blk = l.block(l.piece(1).unwrap(), 1).unwrap();
+    assert!(a.request(t(1), blk));
+    pump(&mut a, &mut b, t(1));
+    let late = t(1) + PeerConfig::default().request_timeout;
+    a.handle_timeout(late).unwrap();
+    assert!(
+        std::iter::from_fn(|| a.poll_event()).any(|e| e == PeerEvent::RequestTimedOut(blk)),
+        "the request timed out"
+    );
+    assert_eq!(scripted_reject(&mut a, blk), Ok(()));
+    assert_eq!(a.poll_event(), None);
+}
+
+#[test]
+fn withdrawn_requests_are_remembered_within_a_bound() {
+    // Proves the memory of withdrawn requests is bounded (twice the pipeline): past the bound the
+    // oldest is forgotten, and a reject for it counts as one for a block never requested.
+    let config = PeerConfig {
+        max_pipeline: 2,
+        ..PeerConfig::default()
+    };
+    let mut a = PeerConn::new(
+        config,
+        Direction::Outbound,
+        HASH,
+        PeerId([1; 20]),
+        reserved(true, true),
+        layout().piece_count(),
+        Instant::ZERO,
+    );
+    let mut b = conn(Direction::Inbound, 2, true);
+    pump(&mut a, &mut b, t(0));
+    b.send_pieces(t(1), &Bitfield::full(4));
+    b.unchoke(t(1));
+    pump(&mut a, &mut b, t(1));
+    let l = layout();
+    let blocks: Vec<BlockRef> = l.pieces().flat_map(|p| l.blocks(p)).take(5).collect();
+    for blk in &blocks {
+        assert!(a.request(t(1), *blk));
+        assert!(a.cancel(t(1), *blk));
+    }
+    for blk in &blocks[1..] {
+        assert_eq!(scripted_reject(&mut a, *blk), Ok(()), "{blk:?} remembered");
+    }
+    assert_eq!(
+        scripted_reject(&mut a, blocks[0]),
+        Err(PeerError::RejectUnrequested),
+        "the oldest was forgotten"
+    );
 }
 
 #[test]

@@ -8,10 +8,11 @@
 //! - commands: [`Torrent::add_peer`];
 //! - output: [`Torrent::poll_output`], drained after every input and command.
 //!
-//! Rules it keeps (issue 3): a piece counts only once its SHA-1 matches; a mismatch drops the piece,
-//! fetches it again and blames the peers that sent its blocks (a peer is banned after
-//! [`TorrentConfig::ban_failed_pieces`] failures that are at least half of the pieces it helped
-//! with); only pieces we have are served, only to peers we unchoke (or allowed-fast); when a
+//! Rules it keeps (issue 3): a piece counts only once its SHA-1 matches; a mismatch drops the piece
+//! and fetches it again. Who is to blame: a peer that sent every block of a failed piece is banned
+//! at once; when several did, the blocks are read back and remembered with their senders, and once
+//! the piece passes the peers whose blocks differed from the verified data are banned (smart ban,
+//! see `smart_ban.rs`); honest peers that shared a piece with a liar are never blamed. Only pieces we have are served, only to peers we unchoke (or allowed-fast); when a
 //! block arrives, duplicate requests for it elsewhere are cancelled (endgame).
 //!
 //! Bounds: peers at most [`TorrentConfig::max_peers`]; disk reads in flight at most
@@ -23,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::smart_ban::{Judgement, SmartBan};
 use super::{Bitfield, Choker, ChokerConfig, PeerSnapshot, Picker, Received, Strategy};
 use crate::io::{ConnId, DiskDone, DiskError, DiskOp};
 use crate::metainfo::{BlockRef, InfoHash, PieceIndex, TorrentLayout};
@@ -47,9 +49,6 @@ pub struct TorrentConfig {
     pub max_peers: usize,
     /// Most disk reads (for serving) in flight at once.
     pub max_reads_in_flight: usize,
-    /// A peer is banned after this many failed pieces it contributed to (and at least half of all
-    /// the pieces it contributed to failed).
-    pub ban_failed_pieces: u32,
     /// How many allowed-fast pieces (BEP 6) we offer a peer.
     pub allowed_fast_count: usize,
     /// Serve a peer (issue disk reads for its requests) only while the bytes queued for its socket
@@ -65,7 +64,6 @@ impl Default for TorrentConfig {
             choker: ChokerConfig::default(),
             max_peers: 80,
             max_reads_in_flight: 256,
-            ban_failed_pieces: 2,
             allowed_fast_count: 10,
             send_buffer_watermark: 512 * 1024,
         }
@@ -79,7 +77,9 @@ pub enum CloseReason {
     Peer(PeerError),
     /// The peer sent data that failed verification too often.
     Banned,
-    /// Already connected to a peer with this peer id.
+    /// A second connection to a peer id. The one completed later is closed, except when two
+    /// peers dialled each other at once: then the one opened by the peer with the higher id, so
+    /// both ends close the same one.
     Duplicate,
     /// The remote side closed the socket (or the driver saw an error on it).
     Disconnected,
@@ -164,12 +164,6 @@ pub struct TorrentStats {
     pub wasted: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Record {
-    contributed: u32,
-    failed: u32,
-}
-
 #[derive(Debug)]
 struct Peer {
     conn: PeerConn,
@@ -192,9 +186,10 @@ pub struct Torrent {
     picker: Picker,
     choker: Choker<ConnId>,
     peers: BTreeMap<ConnId, Peer>,
-    /// Addresses that sent blocks of each piece in progress.
-    contributors: BTreeMap<u32, BTreeSet<IpAddr>>,
-    records: BTreeMap<IpAddr, Record>,
+    /// Who sent each block written of each piece in progress.
+    contributors: BTreeMap<u32, Vec<(BlockRef, IpAddr)>>,
+    /// Who sent what in pieces that failed, to ban the liars once the pieces pass.
+    smart_ban: SmartBan,
     banned: BTreeSet<IpAddr>,
     /// Block writes not yet acknowledged, per piece.
     pending_writes: BTreeMap<u32, u32>,
@@ -237,7 +232,7 @@ impl Torrent {
             choker,
             peers: BTreeMap::new(),
             contributors: BTreeMap::new(),
-            records: BTreeMap::new(),
+            smart_ban: SmartBan::new(),
             banned: BTreeSet::new(),
             pending_writes: BTreeMap::new(),
             awaiting_hash: BTreeSet::new(),
@@ -447,6 +442,20 @@ impl Torrent {
                 }
             }
             DiskDone::Hashed { piece, result } => self.on_hashed(now, piece, result),
+            DiskDone::BlockHashes { piece, result } => {
+                if let Err(e) = &result {
+                    self.event(TorrentEvent::DiskError(e.clone()));
+                }
+                match self.smart_ban.handle_hashes(piece, result) {
+                    Judgement::Failed { ban } => {
+                        // The failed data is read: the piece may be written again.
+                        self.picker.piece_failed(piece);
+                        ban.into_iter().for_each(|ip| self.ban(ip));
+                    }
+                    Judgement::Passed { ban } => ban.into_iter().for_each(|ip| self.ban(ip)),
+                    Judgement::Unexpected => {}
+                }
+            }
             DiskDone::Read {
                 conn,
                 block,
@@ -479,24 +488,16 @@ impl Torrent {
     }
 
     fn on_hashed(&mut self, now: Instant, piece: PieceIndex, result: Result<[u8; 20], DiskError>) {
-        let index = piece.get();
-        let contributors = self.contributors.remove(&index).unwrap_or_default();
+        let senders = self.contributors.remove(&piece.get()).unwrap_or_default();
         let expected = self.piece_hashes.get(piece.as_usize()).copied();
-        let ok = match result {
-            Ok(digest) => Some(digest) == expected,
+        let digest = match result {
+            Ok(digest) => Some(digest),
             Err(e) => {
                 self.event(TorrentEvent::DiskError(e));
-                false
+                None
             }
         };
-        for ip in &contributors {
-            let r = self.records.entry(*ip).or_default();
-            r.contributed += 1;
-            if !ok {
-                r.failed += 1;
-            }
-        }
-        if ok {
+        if digest.is_some() && digest == expected {
             self.picker.piece_verified(piece);
             self.stats.verified += u64::from(self.layout.piece_len(piece));
             self.event(TorrentEvent::PieceVerified(piece));
@@ -505,20 +506,35 @@ impl Torrent {
                     p.conn.send_have(now, piece);
                 }
             }
+            if let Some(op) = self.smart_ban.piece_passed(piece) {
+                self.outputs.push_back(TorrentOutput::Disk(op));
+            }
             if self.is_complete() {
                 self.event(TorrentEvent::Complete);
                 self.rechoke_soon = true;
             }
-        } else {
+            return;
+        }
+        self.stats.wasted += u64::from(self.layout.piece_len(piece));
+        self.event(TorrentEvent::PieceFailed(piece));
+        if digest.is_none() {
+            // The disk failed, not a peer: blame nobody.
             self.picker.piece_failed(piece);
-            self.stats.wasted += u64::from(self.layout.piece_len(piece));
-            self.event(TorrentEvent::PieceFailed(piece));
-            for ip in contributors {
-                let r = self.records[&ip];
-                if r.failed >= self.config.ban_failed_pieces && r.failed * 2 >= r.contributed {
-                    self.ban(ip);
-                }
-            }
+            return;
+        }
+        let first = senders.first().map(|(_, ip)| *ip);
+        if let Some(ip) = first
+            && senders.iter().all(|(_, other)| *other == ip)
+        {
+            // One peer sent it all: it sent the bad data.
+            self.picker.piece_failed(piece);
+            self.ban(ip);
+            return;
+        }
+        match self.smart_ban.piece_failed(piece, senders) {
+            // The piece is fetched again once its blocks are read (`DiskDone::BlockHashes`).
+            Some(op) => self.outputs.push_back(TorrentOutput::Disk(op)),
+            None => self.picker.piece_failed(piece),
         }
     }
 
@@ -574,13 +590,19 @@ impl Torrent {
     fn on_peer_event(&mut self, now: Instant, conn: ConnId, event: PeerEvent) {
         match event {
             PeerEvent::Connected { peer_id, .. } => {
-                let duplicate = self
+                let other = self
                     .peers
                     .iter()
-                    .any(|(c, p)| *c != conn && p.conn.peer_id() == Some(peer_id));
-                if duplicate {
-                    self.close(conn, CloseReason::Duplicate);
-                    return;
+                    .find(|(c, p)| **c != conn && p.conn.peer_id() == Some(peer_id))
+                    .map(|(c, p)| (*c, p.conn.direction()));
+                if let Some((other, other_direction)) = other {
+                    let direction = self.peers[&conn].conn.direction();
+                    if self.keeps_newer(peer_id, direction, other_direction) {
+                        self.close(other, CloseReason::Duplicate);
+                    } else {
+                        self.close(conn, CloseReason::Duplicate);
+                        return;
+                    }
                 }
                 self.event(TorrentEvent::PeerConnected { conn, peer_id });
                 let have = self.picker.have().clone();
@@ -633,6 +655,23 @@ impl Torrent {
         }
     }
 
+    /// Of two connections to the peer `peer_id`, whether to keep the one whose handshake just
+    /// completed (opened in direction `newer`) rather than the one completed before (`older`).
+    ///
+    /// Both ends must keep the same TCP connection, or each closes the one the other kept and
+    /// neither survives (two peers dialling each other at once). A newer inbound connection is
+    /// closed before we answer its handshake (the answer is still unsent when the torrent sees
+    /// the handshake), so the peer never completes it and keeps the older one too: an
+    /// established connection is never replaced by a redial. A newer outbound one completed
+    /// because the peer answered it, having no completed connection to us then: it is the same
+    /// case at both ends (each completed the other's dial first), so the tie is broken on
+    /// something both ends know: the connection opened by the peer with the lower peer id is
+    /// kept (libtorrent breaks it on listen ports, which we do not learn from an inbound
+    /// connection). Two outbound connections: the older is kept, as libtorrent does.
+    fn keeps_newer(&self, peer_id: PeerId, newer: Direction, older: Direction) -> bool {
+        newer == Direction::Outbound && older == Direction::Inbound && self.our_id.0 < peer_id.0
+    }
+
     fn on_block(&mut self, now: Instant, conn: ConnId, block: BlockRef, data: Bytes) {
         self.stats.downloaded += u64::from(block.len);
         // Endgame: nobody else needs to send this block now.
@@ -646,7 +685,10 @@ impl Torrent {
             outcome => {
                 let piece = block.piece.get();
                 let ip = self.peers[&conn].addr.ip();
-                self.contributors.entry(piece).or_default().insert(ip);
+                self.contributors
+                    .entry(piece)
+                    .or_default()
+                    .push((block, ip));
                 *self.pending_writes.entry(piece).or_default() += 1;
                 self.outputs
                     .push_back(TorrentOutput::Disk(DiskOp::Write { block, data }));

@@ -6,6 +6,7 @@ mod bitfield;
 mod choker;
 mod machine;
 mod picker;
+mod smart_ban;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use choker::{Choker, ChokerConfig, PeerSnapshot, Unchoked};
@@ -13,6 +14,11 @@ pub use machine::{
     AddPeerError, CloseReason, Torrent, TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats,
 };
 pub use picker::{ENDGAME_MAX_BLOCKS, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy};
+pub use smart_ban::{MAX_RECORDED_BLOCKS, MAX_SENDERS_PER_BLOCK};
 
 #[cfg(test)]
+mod duplicate_tests;
+#[cfg(test)]
 mod machine_tests;
+#[cfg(test)]
+mod smart_ban_tests;

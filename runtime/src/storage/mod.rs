@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use bt_protocol::io::{DiskDone, DiskError, DiskOp};
 use bt_protocol::metainfo::{BlockRef, PieceIndex};
 use bytes::Bytes;
+use sha1::{Digest, Sha1};
 
 mod fs;
 mod handles;
@@ -49,6 +50,15 @@ pub trait Storage: Send + Sync {
     /// The SHA-1 of `piece` as stored.
     fn hash_piece(&self, piece: PieceIndex) -> Result<[u8; 20], StorageError>;
 
+    /// The SHA-1 of each of `blocks` as stored, in order (the protocol's smart ban reads back the
+    /// blocks of a piece that failed to tell which peer sent a wrong one).
+    fn hash_blocks(&self, blocks: &[BlockRef]) -> Result<Vec<[u8; 20]>, StorageError> {
+        blocks
+            .iter()
+            .map(|b| self.read(*b).map(|data| Sha1::digest(&data).into()))
+            .collect()
+    }
+
     /// Makes every write done so far durable (fsync).
     fn flush(&self) -> Result<(), StorageError>;
 
@@ -64,6 +74,10 @@ pub trait Storage: Send + Sync {
             DiskOp::Hash { piece } => DiskDone::Hashed {
                 piece,
                 result: self.hash_piece(piece).map_err(text),
+            },
+            DiskOp::HashBlocks { piece, blocks } => DiskDone::BlockHashes {
+                piece,
+                result: self.hash_blocks(&blocks).map_err(text),
             },
             DiskOp::Read { conn, block } => DiskDone::Read {
                 conn,

@@ -605,7 +605,8 @@ fn concurrent_writes_land_correctly() {
 
 #[test]
 fn perform_answers_each_disk_op() {
-    // Proves perform maps each DiskOp to its DiskDone, with a failure worded for a person.
+    // Proves perform maps each DiskOp to its DiskDone (a read back hashes each block as stored),
+    // with a failure worded for a person.
     let model = Model::odd();
     let storage = model.storage(4);
     let p0 = model.piece(0);
@@ -645,6 +646,18 @@ fn perform_answers_each_disk_op() {
         DiskDone::Hashed {
             piece: p0,
             result: Ok(model.info().pieces[0])
+        }
+    );
+    let blocks: Vec<_> = model.info().layout.blocks(p0).collect();
+    let digests = blocks
+        .iter()
+        .map(|b| Sha1::digest(model.block_data(*b)).into())
+        .collect();
+    assert_eq!(
+        storage.perform(DiskOp::HashBlocks { piece: p0, blocks }),
+        DiskDone::BlockHashes {
+            piece: p0,
+            result: Ok(digests)
         }
     );
 }

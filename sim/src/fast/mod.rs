@@ -811,6 +811,13 @@ impl<'a> World<'a> {
                 piece,
                 result: Ok(host.disk.hash(content, piece)),
             },
+            DiskOp::HashBlocks { piece, blocks } => DiskDone::BlockHashes {
+                piece,
+                result: Ok(blocks
+                    .iter()
+                    .map(|b| host.disk.block_hash(content, *b))
+                    .collect()),
+            },
             DiskOp::Read { conn, block } => {
                 if !has(host, block.piece.get()) {
                     self.violation(format!(

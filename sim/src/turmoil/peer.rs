@@ -377,6 +377,12 @@ impl Storage for SimDisk {
         self.mem.hash_piece(piece)
     }
 
+    /// Smart ban's read-back of a failed piece: the stored bytes as they are (no upload, so
+    /// neither the unverified-read observer nor a corrupt peer's bit flips apply).
+    fn hash_blocks(&self, blocks: &[BlockRef]) -> Result<Vec<[u8; 20]>, StorageError> {
+        self.mem.hash_blocks(blocks)
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         Ok(())
     }
