@@ -15,4 +15,6 @@ pub use machine::{
 pub use picker::{ENDGAME_MAX_BLOCKS, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy};
 
 #[cfg(test)]
+mod incremental_tests;
+#[cfg(test)]
 mod machine_tests;
