@@ -553,8 +553,8 @@ impl Torrent {
             }
         }
         if ok {
-            self.picker.piece_verified(piece);
             self.piece_gained(piece);
+            self.picker.piece_verified(piece);
             self.stats.verified += u64::from(self.layout.piece_len(piece));
             self.event(TorrentEvent::PieceVerified(piece));
             for p in self.peers.values_mut() {
@@ -940,11 +940,13 @@ impl Torrent {
         }
     }
 
-    /// We verified `piece`: peers that have it offer one piece fewer (those left with none lose
-    /// our interest), and every connected peer is sent a have.
+    /// We are verifying `piece` (called before the picker learns it): unless we had it already,
+    /// peers that have it offer one piece fewer (those left with none lose our interest); every
+    /// connected peer is sent a have.
     fn piece_gained(&mut self, piece: PieceIndex) {
+        let new = !self.picker.have().get(piece.get());
         for (c, p) in self.peers.iter_mut() {
-            if p.conn.peer_pieces().get(piece.get()) {
+            if new && p.conn.peer_pieces().get(piece.get()) {
                 p.missing = p.missing.saturating_sub(1);
                 if p.missing == 0 {
                     self.dirty.insert(*c);
