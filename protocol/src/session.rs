@@ -13,12 +13,15 @@
 //!   [`Session::accept`];
 //! - output: [`Session::poll_output`], drained after every input and command.
 //!
+//! Cost: timers and routing do not walk the connections: incoming connections still waiting for
+//! their handshake sit in a set ordered by arrival, each torrent keeps its own timer set.
+//!
 //! Bounds: connections at most [`SessionConfig::max_connections`]; an incoming connection not yet
 //! routed holds at most the 48 handshake bytes needed to route it, for at most
 //! [`SessionConfig::handshake_timeout`].
 
 use core::net::SocketAddr;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::io::{ConnId, DiskDone, DiskOp};
@@ -156,6 +159,8 @@ pub struct Session {
     torrents: BTreeMap<TorrentId, Torrent>,
     by_hash: BTreeMap<InfoHash, TorrentId>,
     conns: BTreeMap<ConnId, Conn>,
+    /// The [`Conn::Pending`] connections by arrival: `(since, conn)`.
+    pending: BTreeSet<(Instant, ConnId)>,
     next_torrent: u32,
     outputs: VecDeque<Output>,
 }
@@ -178,6 +183,7 @@ impl Session {
             torrents: BTreeMap::new(),
             by_hash: BTreeMap::new(),
             conns: BTreeMap::new(),
+            pending: BTreeSet::new(),
             next_torrent: 0,
             outputs: VecDeque::new(),
         }
@@ -207,12 +213,12 @@ impl Session {
 
     /// The next time [`Session::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let pending = self.conns.values().filter_map(|c| match c {
-            Conn::Pending { since, .. } => Some(*since + self.config.handshake_timeout),
-            Conn::Attached(_) => None,
-        });
+        let pending = self
+            .pending
+            .first()
+            .map(|(since, _)| *since + self.config.handshake_timeout);
         let torrents = self.torrents.values().filter_map(Torrent::poll_timeout);
-        pending.chain(torrents).min()
+        pending.into_iter().chain(torrents).min()
     }
 
     /// The next output. Drain after every input and command.
@@ -299,6 +305,7 @@ impl Session {
         addr: SocketAddr,
     ) -> Result<(), SessionError> {
         self.check_new_conn(conn)?;
+        self.pending.insert((now, conn));
         self.conns.insert(
             conn,
             Conn::Pending {
@@ -368,13 +375,18 @@ impl Session {
         if let Err(e) = torrent.add_peer(now, conn, addr, Direction::Inbound) {
             return self.refuse(conn, SessionCloseReason::Refused(e));
         }
+        self.remove_conn(conn);
         self.conns.insert(conn, Conn::Attached(id));
+        let torrent = self
+            .torrents
+            .get_mut(&id)
+            .expect("by_hash and torrents agree");
         torrent.handle_bytes(now, conn, &buffer);
         self.collect(id);
     }
 
     fn refuse(&mut self, conn: ConnId, reason: SessionCloseReason) {
-        self.conns.remove(&conn);
+        self.remove_conn(conn);
         self.outputs.push_back(Output::Close { conn, reason });
     }
 
@@ -391,7 +403,7 @@ impl Session {
 
     /// `conn`'s socket closed or failed.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
-        if let Some(Conn::Attached(t)) = self.conns.remove(&conn)
+        if let Some(Conn::Attached(t)) = self.remove_conn(conn)
             && let Some(torrent) = self.torrents.get_mut(&t)
         {
             torrent.peer_disconnected(now, conn);
@@ -409,12 +421,15 @@ impl Session {
 
     /// Fires what is due. Early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<ConnId> = self
-            .conns
+        // `now - since` shrinks as `since` grows: the expired ones are a prefix. Refused in handle
+        // order, as a walk over the connections would.
+        let mut expired: Vec<ConnId> = self
+            .pending
             .iter()
-            .filter(|(_, c)| matches!(c, Conn::Pending { since, .. } if now - *since >= self.config.handshake_timeout))
-            .map(|(c, _)| *c)
+            .take_while(|(since, _)| now - *since >= self.config.handshake_timeout)
+            .map(|(_, c)| *c)
             .collect();
+        expired.sort_unstable();
         for conn in expired {
             self.refuse(conn, SessionCloseReason::HandshakeTimeout);
         }
@@ -426,6 +441,15 @@ impl Session {
                 self.collect(id);
             }
         }
+    }
+
+    /// Forgets `conn`, keeping [`Session::pending`] in step.
+    fn remove_conn(&mut self, conn: ConnId) -> Option<Conn> {
+        let removed = self.conns.remove(&conn);
+        if let Some(Conn::Pending { since, .. }) = &removed {
+            self.pending.remove(&(*since, conn));
+        }
+        removed
     }
 
     /// Moves a torrent's outputs to the session's, forgetting connections it closed.

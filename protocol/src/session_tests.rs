@@ -179,6 +179,48 @@ fn incoming_connections_are_routed_or_refused() {
 }
 
 #[test]
+fn unrouted_connections_time_out_oldest_first_in_handle_order() {
+    // Proves the session's timer is the earliest unrouted connection's handshake deadline, that
+    // routing or a disconnect takes a connection off it, and that the expired ones are refused
+    // in handle order.
+    let layout = TorrentLayout::new(32768, &[100_000]).unwrap();
+    let mut s = side(1, &layout, &content(100_000), true);
+    let t0 = Instant::ZERO;
+    let t1 = t0 + Duration::from_secs(1);
+    let timeout = SessionConfig::default().handshake_timeout;
+    // Conn 9 waits longer than conn 7 but has the larger handle.
+    s.session
+        .accept(t0 + Duration::from_millis(500), ConnId(9), addr(5))
+        .unwrap();
+    s.session.accept(t1, ConnId(7), addr(6)).unwrap();
+    s.session.accept(t0, ConnId(8), addr(7)).unwrap();
+    s.session.accept(t0, ConnId(6), addr(8)).unwrap();
+    assert_eq!(s.session.poll_timeout(), Some(t0 + timeout));
+    s.session
+        .handle_bytes(t0, ConnId(8), &handshake_bytes(HASH));
+    s.session.handle_disconnect(t0, ConnId(6));
+    drain(&mut s, &layout, t0);
+    s.closed.clear();
+    // Conn 8 is routed now: its torrent's timer is its handshake deadline too, so the earliest
+    // left is at most the unrouted ones' (t1 + timeout).
+    assert!(
+        s.session
+            .poll_timeout()
+            .is_some_and(|at| at <= t1 + timeout)
+    );
+    let later = t1 + timeout;
+    s.session.handle_timeout(later);
+    drain(&mut s, &layout, later);
+    let refused: Vec<ConnId> = s
+        .closed
+        .iter()
+        .filter(|(_, r)| *r == SessionCloseReason::HandshakeTimeout)
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(refused, vec![ConnId(7), ConnId(9)]);
+}
+
+#[test]
 fn commands_check_their_arguments() {
     // Proves duplicate torrents and connection handles are refused, and removing a torrent closes
     // its connections.

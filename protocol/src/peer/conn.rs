@@ -23,12 +23,13 @@
 //! The transmit queue is the caller's to bound: it checks [`PeerConn::send_queue_len`] before
 //! serving more blocks.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::RateMeter;
+use super::requests::Requests;
 use crate::metainfo::{BLOCK_SIZE, BlockRef, InfoHash, PieceIndex, TorrentLayout};
 use crate::time::Instant;
 use crate::torrent::{Bitfield, BitfieldError};
@@ -241,7 +242,7 @@ pub struct PeerConn {
     unrequested_bytes: u64,
 
     /// Our requests to the peer, with when they were sent.
-    requests: BTreeMap<BlockRef, Instant>,
+    requests: Requests,
     /// Requests we withdrew (cancelled or timed out), newest last, at most
     /// [`PeerConn::withdrawn_cap`]: the peer may still reject them, not having seen the cancel.
     withdrawn: VecDeque<BlockRef>,
@@ -300,7 +301,7 @@ impl PeerConn {
             snubbed: false,
             requests_while_choked: 0,
             unrequested_bytes: 0,
-            requests: BTreeMap::new(),
+            requests: Requests::default(),
             withdrawn: VecDeque::new(),
             peer_requests: VecDeque::new(),
             allowed_fast: BTreeSet::new(),
@@ -463,8 +464,8 @@ impl PeerConn {
         }
         let mut next = (self.last_received + self.config.idle_timeout)
             .min(self.last_sent + self.config.keepalive_interval);
-        if let Some(oldest) = self.requests.values().min() {
-            next = next.min(*oldest + self.config.request_timeout);
+        if let Some(oldest) = self.requests.oldest() {
+            next = next.min(oldest + self.config.request_timeout);
             if !self.snubbed {
                 next = next.min(self.last_block + self.config.snub_time);
             }
@@ -785,15 +786,7 @@ impl PeerConn {
         if !self.requests.is_empty() && now - self.last_block >= self.config.snub_time {
             self.snubbed = true;
         }
-        let timeout = self.config.request_timeout;
-        let expired: Vec<BlockRef> = self
-            .requests
-            .iter()
-            .filter(|(_, sent)| now - **sent >= timeout)
-            .map(|(b, _)| *b)
-            .collect();
-        for block in expired {
-            self.requests.remove(&block);
+        for block in self.requests.expire(now, self.config.request_timeout) {
             self.withdraw(block);
             self.events.push_back(PeerEvent::RequestTimedOut(block));
         }

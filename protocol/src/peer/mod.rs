@@ -4,6 +4,7 @@
 mod allowed_fast;
 mod conn;
 mod rate;
+mod requests;
 
 pub use allowed_fast::allowed_fast_set;
 pub use conn::{Direction, MAX_ALLOWED_FAST, PeerConfig, PeerConn, PeerError, PeerEvent};

@@ -1,7 +1,8 @@
 //! [`RateMeter`]: bytes per second over a rolling window, from timestamps the caller gives.
 //!
-//! One-second buckets in a fixed ring: O(1) memory and time per sample, whatever the traffic. The
-//! rate is the bytes in the last [`RateMeter::WINDOW_SECS`] whole seconds (plus the current
+//! One-second buckets in a fixed ring: O(1) memory and time per sample, whatever the traffic. A
+//! running sum of the ring makes [`RateMeter::rate`] O(1) too (plus one step per whole second
+//! since the last sample, at most [`RateMeter::WINDOW_SECS`]). The rate is the bytes in the last [`RateMeter::WINDOW_SECS`] whole seconds (plus the current
 //! partial one) divided by the time they span, so a peer that just connected is not under-rated.
 
 use crate::time::Instant;
@@ -13,6 +14,8 @@ pub struct RateMeter {
     /// The second (since the epoch) that `buckets[current]` counts.
     current_sec: u64,
     current: usize,
+    /// The sum of `buckets` (a `u128`, so no sum of saturated buckets overflows).
+    sum: u128,
     /// When the first sample or the meter's creation happened.
     started: Instant,
     total: u64,
@@ -28,6 +31,7 @@ impl RateMeter {
             buckets: [0; Self::WINDOW_SECS as usize + 1],
             current_sec: now.as_micros() / 1_000_000,
             current: 0,
+            sum: 0,
             started: now,
             total: 0,
         }
@@ -41,6 +45,7 @@ impl RateMeter {
         let steps = (sec - self.current_sec).min(self.buckets.len() as u64);
         for _ in 0..steps {
             self.current = (self.current + 1) % self.buckets.len();
+            self.sum -= u128::from(self.buckets[self.current]);
             self.buckets[self.current] = 0;
         }
         self.current_sec = sec;
@@ -49,7 +54,10 @@ impl RateMeter {
     /// Counts `bytes` moved at `now`. Earlier-than-last timestamps count in the current second.
     pub fn record(&mut self, now: Instant, bytes: u64) {
         self.advance(now);
-        self.buckets[self.current] = self.buckets[self.current].saturating_add(bytes);
+        let bucket = &mut self.buckets[self.current];
+        let before = *bucket;
+        *bucket = before.saturating_add(bytes);
+        self.sum += u128::from(*bucket - before);
         self.total = self.total.saturating_add(bytes);
     }
 
@@ -59,18 +67,22 @@ impl RateMeter {
         let age = now_sec.saturating_sub(self.current_sec);
         let len = self.buckets.len();
         // Bucket `j` steps back from the current one counts second `current_sec - j`; it is in the
-        // window if that second is at most WINDOW_SECS before `now`'s.
-        let sum: u64 = (0..len as u64)
-            .filter(|j| age + j <= Self::WINDOW_SECS)
-            .map(|j| self.buckets[(self.current + len - j as usize) % len])
-            .sum();
+        // window if that second is at most WINDOW_SECS before `now`'s: all but the `age` oldest.
+        let sum = if age > Self::WINDOW_SECS {
+            0
+        } else {
+            let oldest: u128 = (Self::WINDOW_SECS - age + 1..len as u64)
+                .map(|j| u128::from(self.buckets[(self.current + len - j as usize) % len]))
+                .sum();
+            self.sum - oldest
+        };
         // The window spans WINDOW_SECS whole seconds plus the fraction of the current one, but
         // never more than the meter has existed.
         let into_current = now.as_micros() % 1_000_000;
         let window_micros = Self::WINDOW_SECS * 1_000_000 + into_current;
         let alive_micros = u64::try_from((now - self.started).as_micros()).unwrap_or(u64::MAX);
         let span = window_micros.min(alive_micros).max(1_000_000);
-        ((u128::from(sum) * 1_000_000) / u128::from(span)) as u64
+        ((sum * 1_000_000) / u128::from(span)) as u64
     }
 
     /// Bytes counted since creation.
@@ -124,5 +136,44 @@ mod tests {
         m.record(Instant::from_micros(u64::MAX), 5);
         let _ = m.rate(Instant::from_micros(u64::MAX));
         let _ = m.rate(at(0));
+    }
+
+    /// The rate as the meter computed it before the running sum: every bucket of the ring looked
+    /// at afresh.
+    fn rate_from_scratch(m: &RateMeter, now: Instant) -> u64 {
+        let now_sec = now.as_micros() / 1_000_000;
+        let age = now_sec.saturating_sub(m.current_sec);
+        let len = m.buckets.len();
+        let sum: u128 = (0..len as u64)
+            .filter(|j| age + j <= RateMeter::WINDOW_SECS)
+            .map(|j| u128::from(m.buckets[(m.current + len - j as usize) % len]))
+            .sum();
+        let into_current = now.as_micros() % 1_000_000;
+        let window_micros = RateMeter::WINDOW_SECS * 1_000_000 + into_current;
+        let alive_micros = u64::try_from((now - m.started).as_micros()).unwrap_or(u64::MAX);
+        let span = window_micros.min(alive_micros).max(1_000_000);
+        ((sum * 1_000_000) / u128::from(span)) as u64
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn running_sum_matches_the_ring(
+            start in 0u64..5_000_000,
+            steps in proptest::collection::vec((0u64..3_000_000, 0u64..100_000, 0u64..30_000_000), 1..60),
+        ) {
+            // Proves the O(1) rate equals summing the ring afresh, at every sample and at later
+            // instants up to past the window, with gaps, bursts and timestamps out of order.
+            let mut t = start;
+            let mut m = RateMeter::new(Instant::from_micros(start));
+            for (gap, bytes, probe) in steps {
+                t += gap;
+                let at = Instant::from_micros(if bytes % 7 == 0 { t.saturating_sub(gap * 2) } else { t });
+                m.record(at, bytes);
+                for later in [t, t + probe, t + probe / 3, t.saturating_sub(probe)] {
+                    let later = Instant::from_micros(later);
+                    proptest::prop_assert_eq!(m.rate(later), rate_from_scratch(&m, later));
+                }
+            }
+        }
     }
 }

@@ -176,6 +176,19 @@ impl Bitfield {
         })
     }
 
+    /// How many pieces `other` has that this one lacks (what we could get from a peer). Both must
+    /// cover the same number of pieces; otherwise 0, as [`Bitfield::lacks_any_of`] says `false`.
+    pub fn count_lacked(&self, other: &Bitfield) -> u32 {
+        if self.len != other.len {
+            return 0;
+        }
+        self.bytes
+            .iter()
+            .zip(&other.bytes)
+            .map(|(mine, theirs)| (theirs & !mine).count_ones())
+            .sum()
+    }
+
     /// Whether `other` has any piece this one lacks (whether we are interested in a peer).
     /// Both must cover the same number of pieces; otherwise `false`.
     pub fn lacks_any_of(&self, other: &Bitfield) -> bool {

@@ -12,8 +12,21 @@
 //! and fetches it again. Who is to blame: a peer that sent every block of a failed piece is banned
 //! at once; when several did, the blocks are read back and remembered with their senders, and once
 //! the piece passes the peers whose blocks differed from the verified data are banned (smart ban,
-//! see `smart_ban.rs`); honest peers that shared a piece with a liar are never blamed. Only pieces we have are served, only to peers we unchoke (or allowed-fast); when a
-//! block arrives, duplicate requests for it elsewhere are cancelled (endgame).
+//! see `smart_ban.rs`); honest peers that shared a piece with a liar are never blamed. Only
+//! pieces we have are served, only to peers we unchoke (or allowed-fast); when a block arrives,
+//! duplicate requests for it elsewhere are cancelled (endgame).
+//!
+//! Cost per input (issue: the fast engine's speed): the work of one input does not grow with the
+//! connected peers, as in libtorrent. Each peer keeps the count of pieces it has that we lack
+//! (interested = count > 0), updated on its haves and bitfield and, for every peer, when we verify
+//! a piece (O(peers) per piece, not per input). `drive` looks only at the peers an input touched
+//! (`dirty`: asked for more blocks; `touched`: flushed and their timer refreshed), at the peers
+//! whose last pick ran short once the picker's [`Picker::epoch`] moved, at the peers waiting for
+//! the disk-read bound once it frees up, and at every peer once per second (a measured rate, and
+//! so a pipeline target, only grows at a second's turn). Peer deadlines sit in a set ordered by
+//! time, so [`Torrent::poll_timeout`] is O(1) and [`Torrent::handle_timeout`] visits only the
+//! peers due. The decisions are the same as asking every peer on every input; debug builds check
+//! the bookkeeping against a from-scratch computation after every input.
 //!
 //! Bounds: peers at most [`TorrentConfig::max_peers`]; disk reads in flight at most
 //! [`TorrentConfig::max_reads_in_flight`]; per-peer state is bounded by [`crate::peer::PeerConn`];
@@ -172,6 +185,13 @@ struct Peer {
     unsent: usize,
     /// Queued requests with a disk read in flight.
     reading: BTreeSet<BlockRef>,
+    /// How many pieces the peer has that we lack: we are interested while it is above zero.
+    missing: u32,
+    /// Set while the events of the read that brought the peer's piece announcement are handled:
+    /// `missing` counted its pieces as they stand after the whole read, haves included.
+    counted_whole: bool,
+    /// The connection's [`PeerConn::poll_timeout`] as entered in [`Torrent::timers`].
+    deadline: Option<Instant>,
 }
 
 /// The state machine of one torrent. See the module docs.
@@ -202,6 +222,22 @@ pub struct Torrent {
     stats: TorrentStats,
     outputs: VecDeque<TorrentOutput>,
     scratch: Vec<BlockRef>,
+    /// Every peer's deadline, earliest first (one entry per peer with a deadline).
+    timers: BTreeSet<(Instant, ConnId)>,
+    /// Peers whose state changed since the last `drive`: their requests are looked at again.
+    dirty: BTreeSet<ConnId>,
+    /// Peers a command may have written to since the last `drive`: flushed, deadline refreshed.
+    /// A superset of `dirty` once `drive` starts.
+    touched: BTreeSet<ConnId>,
+    /// Peers whose pipeline stayed below its target at their last pick, with the picker's
+    /// [`Picker::epoch`] before it: asked again once the epoch moves.
+    short: BTreeMap<ConnId, u64>,
+    /// Peers whose serving stopped at [`TorrentConfig::max_reads_in_flight`].
+    read_blocked: BTreeSet<ConnId>,
+    /// The second (since the epoch) in which `drive` last looked at every peer.
+    swept_sec: Option<u64>,
+    /// Reused list of the peers one pass looks at.
+    candidates: Vec<ConnId>,
 }
 
 impl Torrent {
@@ -242,6 +278,13 @@ impl Torrent {
             stats: TorrentStats::default(),
             outputs: VecDeque::new(),
             scratch: Vec::new(),
+            timers: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            short: BTreeMap::new(),
+            read_blocked: BTreeSet::new(),
+            swept_sec: None,
+            candidates: Vec::new(),
         }
     }
 
@@ -307,11 +350,7 @@ impl Torrent {
 
     /// The next time [`Torrent::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let peers = self
-            .peers
-            .values()
-            .filter_map(|p| p.conn.poll_timeout())
-            .min();
+        let peers = self.timers.first().map(|(at, _)| *at);
         let rechoke = (!self.peers.is_empty()).then(|| self.choker.next_rechoke());
         peers.into_iter().chain(rechoke).min()
     }
@@ -356,9 +395,13 @@ impl Torrent {
                 addr,
                 unsent: 0,
                 reading: BTreeSet::new(),
+                missing: 0,
+                counted_whole: false,
+                deadline: None,
             },
         );
         self.flush(conn);
+        self.refresh_deadline(conn);
         Ok(())
     }
 
@@ -369,6 +412,8 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
+        self.dirty.insert(conn);
+        self.touched.insert(conn);
         if let Err(e) = peer.conn.handle_bytes(now, bytes, &self.layout) {
             self.process_events(now, conn);
             self.close(conn, CloseReason::Peer(e));
@@ -383,6 +428,7 @@ impl Torrent {
     pub fn handle_sent(&mut self, now: Instant, conn: ConnId, bytes: usize) {
         if let Some(peer) = self.peers.get_mut(&conn) {
             peer.unsent = peer.unsent.saturating_sub(bytes);
+            self.touched.insert(conn);
             self.drive(now);
         }
     }
@@ -397,11 +443,21 @@ impl Torrent {
 
     /// Fires what is due: peer timers and rechoking. Early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        // Only the peers due: for the others `PeerConn::handle_timeout` does nothing. In handle
+        // order, as a walk over every peer would go.
+        let mut conns: Vec<ConnId> = self
+            .timers
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, conn)| *conn)
+            .collect();
+        conns.sort_unstable();
         for conn in conns {
             let Some(peer) = self.peers.get_mut(&conn) else {
                 continue;
             };
+            self.dirty.insert(conn);
+            self.touched.insert(conn);
             match peer.conn.handle_timeout(now) {
                 Ok(()) => self.process_events(now, conn),
                 Err(e) => {
@@ -463,6 +519,7 @@ impl Torrent {
             } => {
                 self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
                 if let Some(peer) = self.peers.get_mut(&conn) {
+                    self.touched.insert(conn);
                     peer.reading.remove(&block);
                     match result {
                         Ok(data) => {
@@ -498,6 +555,7 @@ impl Torrent {
             }
         };
         if digest.is_some() && digest == expected {
+            self.piece_gained(piece);
             self.picker.piece_verified(piece);
             self.stats.verified += u64::from(self.layout.piece_len(piece));
             self.event(TorrentEvent::PieceVerified(piece));
@@ -569,6 +627,13 @@ impl Torrent {
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
+        if let Some(at) = peer.deadline {
+            self.timers.remove(&(at, conn));
+        }
+        self.dirty.remove(&conn);
+        self.touched.remove(&conn);
+        self.short.remove(&conn);
+        self.read_blocked.remove(&conn);
         self.stats.wasted += peer.conn.unrequested_bytes();
         self.picker.remove_peer(peer.conn.peer_pieces());
         for block in peer.conn.outstanding() {
@@ -584,6 +649,9 @@ impl Torrent {
             if !self.peers.contains_key(&conn) {
                 return;
             }
+        }
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.counted_whole = false;
         }
     }
 
@@ -623,10 +691,24 @@ impl Torrent {
                 peer.conn.send_allowed_fast(now, &allowed);
             }
             PeerEvent::Pieces => {
-                let pieces = self.peers[&conn].conn.peer_pieces().clone();
-                self.picker.add_peer(&pieces);
+                let peer = self
+                    .peers
+                    .get_mut(&conn)
+                    .expect("events come from live peers");
+                // The pieces as they stand after this whole read: later haves in it are counted.
+                peer.missing = self.picker.have().count_lacked(peer.conn.peer_pieces());
+                peer.counted_whole = true;
+                self.picker.add_peer(peer.conn.peer_pieces());
             }
-            PeerEvent::Have(piece) => self.picker.peer_has(piece),
+            PeerEvent::Have(piece) => {
+                self.picker.peer_has(piece);
+                if !self.picker.have().get(piece.get())
+                    && let Some(peer) = self.peers.get_mut(&conn)
+                    && !peer.counted_whole
+                {
+                    peer.missing += 1;
+                }
+            }
             PeerEvent::Choked { dropped } => {
                 for b in dropped {
                     self.picker.request_dropped(b);
@@ -676,8 +758,9 @@ impl Torrent {
         self.stats.downloaded += u64::from(block.len);
         // Endgame: nobody else needs to send this block now.
         for (c, p) in self.peers.iter_mut() {
-            if *c != conn {
-                p.conn.cancel(now, block);
+            if *c != conn && p.conn.cancel(now, block) {
+                self.dirty.insert(*c);
+                self.touched.insert(*c);
             }
         }
         match self.picker.block_received(block) {
@@ -721,6 +804,7 @@ impl Torrent {
             if !p.conn.is_connected() {
                 continue;
             }
+            self.touched.insert(*c);
             if unchoked.contains(c) {
                 p.conn.unchoke(now);
             } else {
@@ -734,13 +818,50 @@ impl Torrent {
         if self.rechoke_soon {
             self.rechoke(now);
         }
+        self.request_more(now);
+        self.serve();
+        self.flush_touched();
+        #[cfg(debug_assertions)]
+        self.check_bookkeeping(now);
+    }
+
+    /// Interest and request pipelines of the peers that may want a change (see the module docs),
+    /// in handle order: the same requests as looking at every peer.
+    fn request_more(&mut self, now: Instant) {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        // A pipeline target follows the measured rate, which without new data only falls within
+        // a second; at a second's turn it may rise, so then every peer is looked at.
+        let sec = now.as_micros() / 1_000_000;
+        let sweep = self.swept_sec != Some(sec);
+        if sweep {
+            self.swept_sec = Some(sec);
+            candidates.extend(self.peers.keys().copied());
+        } else {
+            candidates.extend(self.dirty.iter().copied());
+            candidates.extend(self.short.keys().copied());
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
-        for p in self.peers.values_mut() {
+        for &c in &candidates {
+            if !sweep
+                && !self.dirty.contains(&c)
+                && self.short.get(&c) == Some(&self.picker.epoch())
+            {
+                // Its last pick ran short and nothing became pickable since.
+                continue;
+            }
+            let Some(p) = self.peers.get_mut(&c) else {
+                continue;
+            };
+            self.short.remove(&c);
             let conn = &mut p.conn;
             if !conn.is_connected() {
                 continue;
             }
-            let wanted = self.picker.have().lacks_any_of(conn.peer_pieces());
+            self.touched.insert(c);
+            let wanted = p.missing > 0;
             conn.set_interested(now, wanted);
             if !wanted {
                 continue;
@@ -766,6 +887,7 @@ impl Torrent {
             if want == 0 {
                 continue;
             }
+            let epoch = self.picker.epoch();
             scratch.clear();
             let pieces = allowed_only.as_ref().unwrap_or(conn.peer_pieces());
             self.picker
@@ -775,17 +897,34 @@ impl Torrent {
                     self.picker.request_dropped(b);
                 }
             }
+            if conn.outstanding_len() < target {
+                self.short.insert(c, epoch);
+            }
         }
+        self.dirty.clear();
         self.scratch = scratch;
-        self.serve();
-        self.flush_all();
+        self.candidates = candidates;
     }
 
     /// Issues disk reads for queued requests, oldest first, while each peer's unsent bytes and
-    /// reads in flight stay under the watermark and the torrent's read bound.
+    /// reads in flight stay under the watermark and the torrent's read bound. Looks at the peers
+    /// touched since the last pass and, while the read bound has room, those it held back: the
+    /// others have every queued request read or wait for their own sends, as before.
     fn serve(&mut self) {
         let watermark = self.config.send_buffer_watermark;
-        for (conn, peer) in self.peers.iter_mut() {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        candidates.extend(self.touched.iter().copied());
+        if self.reads_in_flight < self.config.max_reads_in_flight && !self.read_blocked.is_empty() {
+            candidates.extend(self.read_blocked.iter().copied());
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
+        for &conn in &candidates {
+            self.read_blocked.remove(&conn);
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
             if !peer.conn.is_connected() {
                 continue;
             }
@@ -803,26 +942,98 @@ impl Torrent {
                 if budget < block.len as usize
                     || self.reads_in_flight >= self.config.max_reads_in_flight
                 {
+                    if self.reads_in_flight >= self.config.max_reads_in_flight {
+                        self.read_blocked.insert(conn);
+                    }
                     break;
                 }
                 budget -= block.len as usize;
                 self.reads_in_flight += 1;
                 reading.insert(block);
                 self.outputs
-                    .push_back(TorrentOutput::Disk(DiskOp::Read { conn: *conn, block }));
+                    .push_back(TorrentOutput::Disk(DiskOp::Read { conn, block }));
+            }
+        }
+        self.candidates = candidates;
+    }
+
+    /// Moves the pending bytes of every peer touched since the last pass to the outputs, in
+    /// handle order, and refreshes their deadlines. Untouched peers have nothing pending.
+    fn flush_touched(&mut self) {
+        while let Some(conn) = self.touched.pop_first() {
+            self.flush(conn);
+            self.refresh_deadline(conn);
+        }
+    }
+
+    /// Keeps [`Torrent::timers`] in step with `conn`'s [`PeerConn::poll_timeout`].
+    fn refresh_deadline(&mut self, conn: ConnId) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let deadline = peer.conn.poll_timeout();
+        if deadline != peer.deadline {
+            if let Some(at) = peer.deadline {
+                self.timers.remove(&(at, conn));
+            }
+            if let Some(at) = deadline {
+                self.timers.insert((at, conn));
+            }
+            peer.deadline = deadline;
+        }
+    }
+
+    /// We are verifying `piece` (called before the picker learns it): unless we had it already,
+    /// peers that have it offer one piece fewer (those left with none lose our interest); every
+    /// connected peer is sent a have.
+    fn piece_gained(&mut self, piece: PieceIndex) {
+        let new = !self.picker.have().get(piece.get());
+        for (c, p) in self.peers.iter_mut() {
+            if new && p.conn.peer_pieces().get(piece.get()) {
+                p.missing = p.missing.saturating_sub(1);
+                if p.missing == 0 {
+                    self.dirty.insert(*c);
+                }
+            }
+            if p.conn.is_connected() {
+                self.touched.insert(*c);
             }
         }
     }
 
-    /// Moves every peer's pending bytes to the outputs.
-    fn flush_all(&mut self) {
-        for (conn, peer) in self.peers.iter_mut() {
-            while let Some(bytes) = peer.conn.poll_transmit() {
-                peer.unsent += bytes.len();
-                self.outputs
-                    .push_back(TorrentOutput::Transmit { conn: *conn, bytes });
+    /// Debug builds: the incremental bookkeeping equals a from-scratch computation over every
+    /// peer (interest counts, deadlines, nothing left unflushed, no pipeline left short unseen).
+    #[cfg(debug_assertions)]
+    fn check_bookkeeping(&self, now: Instant) {
+        let mut with_deadline = 0;
+        for (c, p) in &self.peers {
+            let conn = &p.conn;
+            assert_eq!(
+                p.missing,
+                self.picker.have().count_lacked(conn.peer_pieces()),
+                "{c:?}: interest count"
+            );
+            assert_eq!(p.deadline, conn.poll_timeout(), "{c:?}: deadline");
+            if let Some(at) = p.deadline {
+                with_deadline += 1;
+                assert!(self.timers.contains(&(at, *c)), "{c:?}: timer entry");
+            }
+            assert_eq!(conn.send_queue_len(), 0, "{c:?}: unflushed bytes");
+            if conn.is_connected() {
+                assert_eq!(conn.am_interested(), p.missing > 0, "{c:?}: interest");
+                let can_request = !conn.peer_choking()
+                    || conn
+                        .allowed_fast()
+                        .any(|piece| conn.peer_pieces().get(piece));
+                if p.missing > 0
+                    && can_request
+                    && conn.outstanding_len() < conn.pipeline_target(now) as usize
+                {
+                    assert!(self.short.contains_key(c), "{c:?}: short pipeline unseen");
+                }
             }
         }
+        assert_eq!(self.timers.len(), with_deadline, "stale timer entries");
     }
 
     fn flush(&mut self, conn: ConnId) {

@@ -73,6 +73,8 @@ pub struct Picker {
     tiebreak: Vec<u32>,
     partial: BTreeMap<u32, Partial>,
     rng: Rng,
+    /// See [`Picker::epoch`].
+    epoch: u64,
 }
 
 impl Picker {
@@ -89,7 +91,23 @@ impl Picker {
             tiebreak,
             partial: BTreeMap::new(),
             rng,
+            epoch: 0,
         }
+    }
+
+    /// A counter that changes whenever blocks may have become pickable that were not: a request
+    /// dropped, a piece failed, a piece started and left with missing blocks, or (near the end)
+    /// anything that may start endgame. While it stays the same, a [`Picker::pick`] for a peer
+    /// whose pieces and requests did not change hands out nothing if the last one ran short: the
+    /// torrent uses this to skip asking again (conservative: it may change needlessly).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether every piece is verified, being hashed or started: endgame may begin from here on.
+    fn near_end(&self) -> bool {
+        self.have.count() as usize + self.hashing.count() as usize + self.partial.len()
+            >= self.layout.piece_count() as usize
     }
 
     /// Our verified pieces.
@@ -175,6 +193,12 @@ impl Picker {
             );
             let remaining = max - (out.len() - start);
             self.pick_from_partial(peer_pieces, Some(piece.get()), remaining, out);
+            // Its blocks not taken now are there for other peers.
+            self.epoch += 1;
+        }
+        // Taking the last missing blocks may start endgame for other peers.
+        if out.len() > start && self.near_end() {
+            self.epoch += 1;
         }
         // 3. Endgame: duplicate requests for blocks in flight elsewhere.
         if out.len() - start < max && self.in_endgame() {
@@ -290,6 +314,8 @@ impl Picker {
 
     /// A requested block arrived (already validated against the layout).
     pub fn block_received(&mut self, block: BlockRef) -> Received {
+        // (A completed piece moves from partial to hashing: this stays the same.)
+        let near_end = self.near_end();
         let Some(partial) = self.partial.get_mut(&block.piece.get()) else {
             return Received::Unwanted;
         };
@@ -299,6 +325,10 @@ impl Picker {
         }
         *slot = Block::Received;
         partial.received += 1;
+        // One block fewer to arrive may start endgame.
+        if near_end {
+            self.epoch += 1;
+        }
         if partial.received as usize == partial.blocks.len() {
             self.partial.remove(&block.piece.get());
             self.hashing.set(block.piece.get());
@@ -311,6 +341,7 @@ impl Picker {
     /// A request is no longer in flight without data (timeout, reject, choke, peer gone): the block
     /// may be picked again.
     pub fn request_dropped(&mut self, block: BlockRef) {
+        self.epoch += 1;
         if let Some(partial) = self.partial.get_mut(&block.piece.get()) {
             let slot = &mut partial.blocks[(block.offset / crate::metainfo::BLOCK_SIZE) as usize];
             *slot = match *slot {
@@ -329,6 +360,7 @@ impl Picker {
 
     /// The hash of `piece` did not match: forget its blocks and fetch it again.
     pub fn piece_failed(&mut self, piece: PieceIndex) {
+        self.epoch += 1;
         self.hashing.clear(piece.get());
         self.partial.remove(&piece.get());
     }
