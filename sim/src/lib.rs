@@ -8,6 +8,7 @@
 //! - [`mod@bench`]: `btsim bench`, an engine's speed on flash crowds.
 //! - [`sweep`]: `btsim sweep`, one scenario over many seeds on every core.
 //! - [`trace`]: the fingerprint of a run's event stream.
+//! - `watch`: the wire observer both engines run on every connection.
 //! - [`turmoil`]: the engine that runs the runtime's real driver on turmoil hosts.
 
 pub mod bench;
@@ -19,3 +20,4 @@ pub mod scenario;
 pub mod sweep;
 pub mod trace;
 pub mod turmoil;
+mod watch;

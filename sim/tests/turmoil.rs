@@ -50,6 +50,10 @@ fn quickstart_passes_on_turmoil() {
         "one `started` per peer: {}",
         r.human()
     );
+    // The wire observer read every block the drivers received (so its silence means something).
+    let blocks = outcome.hosts.iter().map(|h| h.downloaded).sum::<u64>() / 16384;
+    let observed = outcome.diagnostics["wire_blocks_observed"];
+    assert!(observed >= blocks, "observed {observed} of {blocks} blocks");
 }
 
 #[test]

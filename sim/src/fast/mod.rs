@@ -28,7 +28,6 @@ mod announce;
 mod net;
 pub mod queue;
 pub mod tracker;
-mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

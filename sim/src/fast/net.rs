@@ -130,7 +130,7 @@ pub(super) struct Conn {
     /// Bytes sent and not yet reported to the session (`handle_sent`).
     unreported: usize,
     /// The wire observer's view of what this end sent.
-    watch: Box<super::watch::EndWatch>,
+    watch: Box<crate::watch::EndWatch>,
 }
 
 /// A hasher for [`ConnId`]s (sequential integers): one multiply. Deterministic; the table is
@@ -293,10 +293,10 @@ impl World<'_> {
             }
             for b in breaches {
                 self.violation(match b {
-                    super::watch::Breach::BlockWhileChoking { piece } => format!(
+                    crate::watch::Breach::BlockWhileChoking { piece } => format!(
                         "peer {h} sent a block of piece {piece} to peer {remote_host}, which it chokes, outside the allowed-fast set"
                     ),
-                    super::watch::Breach::TooManyRequests { in_flight } => format!(
+                    crate::watch::Breach::TooManyRequests { in_flight } => format!(
                         "peer {h} has {in_flight} requests in flight to peer {remote_host}, over the cap of {}",
                         self.max_pipeline
                     ),

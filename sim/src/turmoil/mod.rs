@@ -26,6 +26,7 @@
 pub mod net;
 pub mod pace;
 mod peer;
+pub mod tap;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -315,6 +316,7 @@ impl<'a> Engine<'a> {
                 ..AnnouncerConfig::default()
             },
             loss,
+            wire_blocks: Arc::default(),
         });
         Engine {
             scenario,
@@ -586,6 +588,12 @@ impl<'a> Engine<'a> {
             .collect();
         let mut diagnostics = BTreeMap::new();
         diagnostics.insert("turmoil_steps".to_owned(), self.steps);
+        diagnostics.insert(
+            "wire_blocks_observed".to_owned(),
+            self.ctx
+                .wire_blocks
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         diagnostics.insert(
             "peer_lives".to_owned(),
             s.hosts.iter().map(|h| u64::from(h.lives)).sum(),

@@ -4,7 +4,9 @@
 //!
 //! TCP streams go through [`PacedReader`] and [`PacedWriter`]: with a [`Pace`] (see
 //! [`TurmoilNet::paced`]) the host's bandwidth and TCP loss apply; without one they pass bytes
-//! straight through. UDP is not paced (announces are a few hundred bytes).
+//! straight through. Around them, [`super::tap`] lets the wire observer read both directions
+//! when one is given ([`TurmoilNet::observed`]). UDP is not paced (announces are a few hundred
+//! bytes).
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,31 +15,44 @@ use std::sync::Arc;
 use bt_runtime::net::{Net, NetBoundUdp, NetUdp};
 
 use super::pace::{Pace, PacedReader, PacedWriter};
+use super::tap::{Observer, TappedReader, TappedWriter, tap};
+
+type Reader = TappedReader<PacedReader<turmoil::net::tcp::OwnedReadHalf>>;
+type Writer = TappedWriter<PacedWriter<turmoil::net::tcp::OwnedWriteHalf>>;
 
 /// Sockets of the turmoil host the calling task runs on.
 #[derive(Clone, Debug, Default)]
 pub struct TurmoilNet {
     pace: Option<Arc<Pace>>,
+    observer: Option<Observer>,
 }
 
 impl TurmoilNet {
     /// Streams whose bytes wait for `pace`'s links (shared by every connection made through
     /// this value and its clones).
     pub fn paced(pace: Arc<Pace>) -> Self {
-        TurmoilNet { pace: Some(pace) }
+        TurmoilNet {
+            pace: Some(pace),
+            observer: None,
+        }
     }
 
-    fn wrap(
-        &self,
-        stream: turmoil::net::TcpStream,
-    ) -> (
-        PacedReader<turmoil::net::tcp::OwnedReadHalf>,
-        PacedWriter<turmoil::net::tcp::OwnedWriteHalf>,
-    ) {
+    /// Streams the wire observer reads, reporting to `observer`.
+    pub fn observed(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn wrap(&self, stream: turmoil::net::TcpStream) -> (Reader, Writer) {
+        let remote = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (r, w) = stream.into_split();
-        (
+        tap(
             PacedReader::new(r, self.pace.clone()),
             PacedWriter::new(w, self.pace.clone()),
+            remote,
+            self.observer.as_ref(),
         )
     }
 }
@@ -51,8 +66,8 @@ pub struct TurmoilListener {
 impl Net for TurmoilNet {
     type Udp = TurmoilUdp;
     type BoundUdp = TurmoilBoundUdp;
-    type Reader = PacedReader<turmoil::net::tcp::OwnedReadHalf>;
-    type Writer = PacedWriter<turmoil::net::tcp::OwnedWriteHalf>;
+    type Reader = Reader;
+    type Writer = Writer;
     type Listener = TurmoilListener;
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<(Self::Reader, Self::Writer)> {

@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 
 use super::net::TurmoilNet;
 use super::pace::{Link, Loss, Pace};
+use super::tap::Observer;
 use crate::engine::MAX_VIOLATIONS_KEPT;
 use crate::scenario::{Behaviour, GroupSpec, Role};
 use crate::trace::Trace;
@@ -396,6 +397,8 @@ pub(super) struct Ctx {
     pub(super) announcer: AnnouncerConfig,
     /// TCP loss: the fraction and the first retransmission timeout.
     pub(super) loss: Option<(f64, Duration)>,
+    /// Blocks the wire observer saw arrive, over every peer.
+    pub(super) wire_blocks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One life of peer `id`: a driver over its disk and its paced sockets, until it leaves (or the
@@ -433,8 +436,16 @@ pub(super) async fn life(
         },
         ..SessionConfig::default()
     };
+    let observer = Observer {
+        report: {
+            let shared = shared.clone();
+            Arc::new(move |what: String| shared.violation(format!("peer {id} {what}")))
+        },
+        blocks: ctx.wire_blocks.clone(),
+        cap: TorrentConfig::default().peer.max_pipeline as usize,
+    };
     let mut driver = Driver::with_disk_threads(
-        TurmoilNet::paced(Arc::new(pace)),
+        TurmoilNet::paced(Arc::new(pace)).observed(observer),
         disk.clone(),
         &ctx.meta,
         have,

@@ -1,12 +1,15 @@
-//! The wire observer: reads every byte each peer sends, outside the peers, and checks two rules
-//! of the peer wire protocol on the stream itself (not on what the sessions believe):
+//! The wire observer, for both engines: reads every byte each peer sends (and, on the turmoil
+//! engine, receives), outside the peers, and checks two rules of the peer wire protocol on the
+//! stream itself (not on what the sessions believe):
 //!
 //! - no block goes to a peer we choke, unless it is in a piece we told it was allowed fast
 //!   (BEP 6): a `piece` after our `choke` and before our `unchoke` is a violation;
 //! - a peer never has more requests in flight to another than the cap (`max_pipeline`): a
-//!   request counts from when it is sent until its block or reject is sent back, or it is
-//!   cancelled. The answer is counted when the other end sends it, before the requester hears
-//!   it, so the observer's count never exceeds the requester's own: no false alarms.
+//!   request counts from when it is sent until its block or reject comes back, or it is
+//!   cancelled. The fast engine sees both ends and counts an answer when the other end sends it
+//!   ([`EndWatch::answered`]); the turmoil engine sees one host's socket and counts it when it
+//!   arrives ([`EndWatch::received`]). Either way the observer's count never exceeds the
+//!   requester's own: no false alarms.
 //!
 //! The parser skips piece payloads without copying them and keeps only the fields it needs;
 //! the requests it tracks per end are bounded by the cap plus one (beyond it, the violation is
@@ -32,7 +35,7 @@ const MAX_ALLOWED_FAST: usize = 256;
 
 /// A message the observer cares about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Seen {
+pub(crate) enum Seen {
     /// `choke`.
     Choke,
     /// `unchoke`.
@@ -46,7 +49,7 @@ pub(super) enum Seen {
 /// A streaming reader of one direction of a connection: skips the handshake, then reads frame
 /// headers and the few fields it needs, skipping the rest of each frame.
 #[derive(Debug)]
-pub(super) struct Parser {
+pub(crate) struct Parser {
     handshake_left: usize,
     header: [u8; 17],
     have: usize,
@@ -70,7 +73,7 @@ impl Default for Parser {
 
 impl Parser {
     /// Reads `bytes`, calling `seen` for each message of interest, in stream order.
-    pub(super) fn feed(&mut self, mut bytes: &[u8], seen: &mut dyn FnMut(Seen)) {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8], seen: &mut dyn FnMut(Seen)) {
         let hs = self.handshake_left.min(bytes.len());
         self.handshake_left -= hs;
         bytes = &bytes[hs..];
@@ -126,8 +129,10 @@ impl Parser {
 
 /// What the observer knows about one end of a connection (one direction of its stream).
 #[derive(Debug, Default)]
-pub(super) struct EndWatch {
+pub(crate) struct EndWatch {
     parser: Parser,
+    /// The other direction, when this end also sees what it receives (turmoil).
+    incoming: Parser,
     /// Whether this end chokes the other (every connection starts choked).
     choking: Option<bool>,
     /// Pieces this end told the other it may have while choked.
@@ -138,7 +143,7 @@ pub(super) struct EndWatch {
 
 /// A rule broken on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Breach {
+pub(crate) enum Breach {
     /// A block sent while choking the receiver, not allowed fast.
     BlockWhileChoking { piece: u32 },
     /// More requests in flight than the cap.
@@ -153,7 +158,7 @@ impl EndWatch {
 
     /// Reads what this end sends; `answered` is called for each block this end answers (a
     /// `piece` or `reject`), so the caller can clear it from the other end's requests.
-    pub(super) fn sent(
+    pub(crate) fn sent(
         &mut self,
         bytes: &[u8],
         cap: usize,
@@ -196,8 +201,28 @@ impl EndWatch {
     }
 
     /// The other end answered the request for `(piece, begin)`.
-    pub(super) fn answered(&mut self, piece: u32, begin: u32) {
+    pub(crate) fn answered(&mut self, piece: u32, begin: u32) {
         self.requests.remove(&(piece, begin));
+    }
+
+    /// Reads what this end receives: each `piece` or `reject` answers one of its requests.
+    /// Returns how many blocks (and rejects) arrived.
+    pub(crate) fn received(&mut self, bytes: &[u8]) -> u64 {
+        let mut incoming = std::mem::take(&mut self.incoming);
+        let mut answers = 0;
+        incoming.feed(bytes, &mut |m| {
+            if let Seen::Block {
+                id: PIECE | REJECT,
+                piece,
+                begin,
+            } = m
+            {
+                answers += 1;
+                self.answered(piece, begin);
+            }
+        });
+        self.incoming = incoming;
+        answers
     }
 }
 
@@ -280,6 +305,25 @@ mod tests {
         .concat();
         assert!(breaches(&mut end, &more, 4, 3).is_empty());
         assert_eq!(end.requests.len(), 3);
+    }
+
+    #[test]
+    fn answers_received_free_request_slots() {
+        // Proves the turmoil side: blocks and rejects arriving on the receive side, split at any
+        // point, clear the requests they answer.
+        let mut end = EndWatch::default();
+        let reqs: Vec<Vec<u8>> = (0..3).map(|i| frame(REQUEST, &[i, 0, 16384], 0)).collect();
+        assert!(breaches(&mut end, &stream(&reqs), 100, 3).is_empty());
+        let back = stream(&[
+            frame(PIECE, &[0, 0], 16384),
+            frame(REJECT, &[2, 0, 16384], 0),
+        ]);
+        let mut answers = 0;
+        for c in back.chunks(5) {
+            answers += end.received(c);
+        }
+        assert_eq!(answers, 2);
+        assert_eq!(end.requests.iter().copied().collect::<Vec<_>>(), [(1, 0)]);
     }
 
     #[test]
