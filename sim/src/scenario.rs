@@ -218,6 +218,33 @@ pub struct Target {
     pub which: Which,
 }
 
+impl Target {
+    /// Narrows `members` (the peers of the group the fault can apply to now, by host number in
+    /// ascending order; `first` is the group's first host number) to those this target names:
+    /// all of them, the one with the given index in the group (if it is among them), or `n` of
+    /// them drawn with `rng`, in ascending order.
+    pub fn choose<T: Copy + Ord + TryFrom<usize>>(
+        &self,
+        mut members: Vec<T>,
+        first: usize,
+        rng: &mut bt_protocol::rng::Rng,
+    ) -> Vec<T> {
+        match self.which {
+            Which::All => members,
+            Which::Index(i) => match T::try_from(first + i as usize) {
+                Ok(h) if members.contains(&h) => vec![h],
+                _ => Vec::new(),
+            },
+            Which::Random(n) => {
+                rng.shuffle(&mut members);
+                members.truncate(n as usize);
+                members.sort_unstable();
+                members
+            }
+        }
+    }
+}
+
 /// What a fault does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultAction {

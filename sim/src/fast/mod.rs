@@ -44,7 +44,7 @@ use bt_protocol::tracker::{Announcer, AnnouncerConfig};
 
 use crate::content::{Content, Disk};
 use crate::engine::{HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress};
-use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, Which};
+use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario};
 use crate::trace::Trace;
 
 use net::Burst;
@@ -917,34 +917,18 @@ impl<'a> World<'a> {
 
     /// The peers of `target` a fault applies to, among those in `states`.
     fn targets(&mut self, target: crate::scenario::Target, states: &[State]) -> Vec<HostId> {
-        let mut members: Vec<HostId> = (0..self.hosts.len() as HostId)
+        let members: Vec<HostId> = (0..self.hosts.len() as HostId)
             .filter(|h| {
                 let host = &self.hosts[*h as usize];
                 host.group == target.group && states.contains(&host.state)
             })
             .collect();
-        match target.which {
-            Which::All => members,
-            Which::Index(i) => {
-                let first = self
-                    .hosts
-                    .iter()
-                    .position(|h| h.group == target.group)
-                    .expect("the group has peers") as HostId;
-                let h = first + i;
-                if members.contains(&h) {
-                    vec![h]
-                } else {
-                    Vec::new()
-                }
-            }
-            Which::Random(n) => {
-                self.fault_rng.shuffle(&mut members);
-                members.truncate(n as usize);
-                members.sort_unstable();
-                members
-            }
-        }
+        let first = self
+            .hosts
+            .iter()
+            .position(|h| h.group == target.group)
+            .expect("the group has peers");
+        target.choose(members, first, &mut self.fault_rng)
     }
 
     fn fault(&mut self, i: usize) {

@@ -42,7 +42,7 @@ use bt_runtime::storage::mem::piece_hashes;
 use bt_runtime::trackerd::Trackerd;
 
 use crate::engine::{HostEnd, HostOutcome, Outcome, Progress, RunError};
-use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, TrackerKind, Which};
+use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, TrackerKind};
 
 use net::TurmoilNet;
 use peer::{Ctx, Life, Shared, SimDisk};
@@ -460,29 +460,14 @@ impl<'a> Engine<'a> {
     /// The peers of `target` a fault applies to, among those in `lives`.
     fn targets(&mut self, target: crate::scenario::Target, lives: &[Life]) -> Vec<usize> {
         let s = self.shared.lock();
-        let mut members: Vec<usize> = (0..s.hosts.len())
+        let members: Vec<usize> = (0..s.hosts.len())
             .filter(|&h| s.hosts[h].group == target.group && lives.contains(&s.hosts[h].life))
             .collect();
-        match target.which {
-            Which::All => members,
-            Which::Index(i) => {
-                let Some(first) = s.hosts.iter().position(|h| h.group == target.group) else {
-                    return Vec::new();
-                };
-                let h = first + i as usize;
-                if members.contains(&h) {
-                    vec![h]
-                } else {
-                    Vec::new()
-                }
-            }
-            Which::Random(n) => {
-                self.fault_rng.shuffle(&mut members);
-                members.truncate(n as usize);
-                members.sort_unstable();
-                members
-            }
-        }
+        let Some(first) = s.hosts.iter().position(|h| h.group == target.group) else {
+            return Vec::new();
+        };
+        drop(s);
+        target.choose(members, first, &mut self.fault_rng)
     }
 
     fn fault(&mut self, i: usize) {
