@@ -126,11 +126,7 @@ impl Net for TokioNet {
     }
 
     async fn udp_connect(&self, remote: SocketAddr) -> io::Result<Self::Udp> {
-        let local: SocketAddr = if remote.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
+        let local = wildcard_for(remote);
         let io = tokio::net::UdpSocket::bind(local).await?;
         io.connect(remote).await?;
         let state = quinn_udp::UdpSocketState::new((&io).into())?;
@@ -258,5 +254,15 @@ impl NetBoundUdp for QuinnBoundUdp {
             }
         }
         Ok((len.min(stride), meta.addr))
+    }
+}
+
+/// The wildcard address, any port, of `remote`'s family: where a UDP socket that talks to
+/// `remote` binds.
+pub fn wildcard_for(remote: SocketAddr) -> SocketAddr {
+    if remote.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     }
 }

@@ -774,6 +774,17 @@ impl Scenario {
         Scenario::parse(&name, &source)
     }
 
+    /// The announcer's interval floor in a simulated swarm: bt's minute, lowered to the shortest
+    /// tracker interval so short scenario intervals take effect.
+    pub fn announce_interval_floor(&self) -> Duration {
+        self.trackers
+            .iter()
+            .map(|t| t.interval)
+            .min()
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60))
+    }
+
     /// Total peers over all groups.
     pub fn host_count(&self) -> u32 {
         self.groups.iter().map(|g| g.count).sum()

@@ -417,14 +417,7 @@ fn open_error(path: &Path, e: io::Error) -> StorageError {
 
 impl Storage for FsStorage {
     fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
-        if data.len() != block.len as usize {
-            return Err(StorageError::WrongBlockLength {
-                piece: block.piece,
-                offset: block.offset,
-                expected: block.len,
-                got: data.len(),
-            });
-        }
+        StorageError::check_block_len(block, data)?;
         let start = self.layout.piece_offset(block.piece) + u64::from(block.offset);
         for span in self.layout.spans(start, block.len) {
             if self.files[span.file].padding {

@@ -197,14 +197,7 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
-        if data.len() != block.len as usize {
-            return Err(StorageError::WrongBlockLength {
-                piece: block.piece,
-                offset: block.offset,
-                expected: block.len,
-                got: data.len(),
-            });
-        }
+        StorageError::check_block_len(block, data)?;
         let mut expected = vec![0u8; data.len()];
         fill_content(self.seed, self.block_offset(block), &mut expected);
         let right = expected == data;

@@ -160,6 +160,19 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Refuses `data` that is not `block`'s length (every [`Storage::write`] checks this first).
+    pub fn check_block_len(block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
+        if data.len() == block.len as usize {
+            return Ok(());
+        }
+        Err(StorageError::WrongBlockLength {
+            piece: block.piece,
+            offset: block.offset,
+            expected: block.len,
+            got: data.len(),
+        })
+    }
+
     /// An OS error met while `doing` something to `path`.
     fn io(doing: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StorageError::Io {

@@ -628,13 +628,7 @@ impl<'a> World<'a> {
         if host.is_complete() && host.completed_at.is_none() {
             host.completed_at = Some(now);
         }
-        let floor = scenario
-            .trackers
-            .iter()
-            .map(|t| t.interval)
-            .min()
-            .unwrap_or(Duration::from_secs(60))
-            .min(Duration::from_secs(60));
+        let floor = scenario.announce_interval_floor();
         let config = AnnouncerConfig {
             interval_floor: floor,
             ..AnnouncerConfig::default()

@@ -291,13 +291,7 @@ impl<'a> Engine<'a> {
         }
         joins.sort_by_key(|j| (j.at, j.host));
 
-        let floor = scenario
-            .trackers
-            .iter()
-            .map(|t| t.interval)
-            .min()
-            .unwrap_or(Duration::from_secs(60))
-            .min(Duration::from_secs(60));
+        let floor = scenario.announce_interval_floor();
         // A lost segment is resent after 200 ms or twice the round trip, whichever is longer.
         let rtt = 2 * link.latency + link.jitter;
         let loss =

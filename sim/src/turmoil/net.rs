@@ -94,11 +94,7 @@ impl Net for TurmoilNet {
     }
 
     async fn udp_connect(&self, remote: SocketAddr) -> io::Result<Self::Udp> {
-        let local: SocketAddr = if remote.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
+        let local = bt_runtime::net::wildcard_for(remote);
         let socket = turmoil::net::UdpSocket::bind(local).await?;
         Ok(TurmoilUdp { socket, remote })
     }
