@@ -15,7 +15,8 @@
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
 //! bytes; a writer's queue is bounded by the protocol (blocks are queued only under its send-buffer
 //! watermark; control messages are small and few per event); at most [`MAX_CANDIDATES`] peers
-//! wait to be dialled and [`MAX_DIALS`] connects run at once; one announce is in flight.
+//! wait to be dialled and [`MAX_DIALS`] connects (or [`Driver::set_max_half_open`]) run at once;
+//! one announce is in flight.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -58,7 +59,8 @@ pub const MAX_DISK_BACKLOG: usize = 16 * 1024 * 1024;
 /// Most peer addresses waiting to be dialled.
 pub const MAX_CANDIDATES: usize = 2000;
 
-/// Most outgoing connects in progress at once.
+/// Most outgoing connects in progress at once (half-open connections), unless
+/// [`Driver::set_max_half_open`] says otherwise.
 pub const MAX_DIALS: usize = 16;
 
 /// How long a connect may take.
@@ -264,6 +266,7 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     outgoing: BTreeMap<SocketAddr, ConnId>,
     outgoing_addr: BTreeMap<ConnId, SocketAddr>,
     dialing: usize,
+    max_dials: usize,
     max_peers: usize,
 }
 
@@ -342,8 +345,14 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             outgoing: BTreeMap::new(),
             outgoing_addr: BTreeMap::new(),
             dialing: 0,
+            max_dials: MAX_DIALS,
             max_peers,
         })
+    }
+
+    /// Most outgoing connects in progress at once (default [`MAX_DIALS`]; at least 1).
+    pub fn set_max_half_open(&mut self, max: usize) {
+        self.max_dials = max.max(1);
     }
 
     /// How often [`Report::Status`] is produced (default 1 s).
@@ -430,7 +439,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             .session
             .torrent(self.torrent)
             .map_or(0, |t| t.peer_count());
-        while self.dialing < MAX_DIALS
+        while self.dialing < self.max_dials
             && peers + self.dialing < self.max_peers
             && let Some(addr) = self.candidates.pop_front()
         {

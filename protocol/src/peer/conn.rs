@@ -61,6 +61,10 @@ pub struct PeerConfig {
     pub handshake_timeout: Duration,
     /// Most requests from the peer queued and not yet answered.
     pub max_peer_requests: usize,
+    /// Longest extended message (BEP 10) payload the peer may send, in bytes; a longer length
+    /// prefix closes the connection before its body is buffered
+    /// ([`WireLimits::max_extended_len`]).
+    pub max_extended_len: u32,
 }
 
 impl Default for PeerConfig {
@@ -75,6 +79,7 @@ impl Default for PeerConfig {
             idle_timeout: Duration::from_secs(180),
             handshake_timeout: Duration::from_secs(20),
             max_peer_requests: 500,
+            max_extended_len: crate::wire::DEFAULT_MAX_EXTENDED_LEN,
         }
     }
 }
@@ -281,6 +286,10 @@ impl PeerConn {
         piece_count: u32,
         now: Instant,
     ) -> Self {
+        let limits = WireLimits {
+            max_extended_len: config.max_extended_len,
+            ..WireLimits::for_pieces(piece_count)
+        };
         let mut conn = PeerConn {
             config,
             direction,
@@ -291,7 +300,7 @@ impl PeerConn {
             peer_id: None,
             fast: false,
             extensions: false,
-            decoder: FrameDecoder::new(WireLimits::for_pieces(piece_count)),
+            decoder: FrameDecoder::new(limits),
             am_choking: true,
             am_interested: false,
             peer_choking: true,

@@ -28,7 +28,8 @@ pub(crate) fn run(target: &str, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let path = PathBuf::from(target);
-    let bytes = super::read_torrent_file(&path)?;
+    let bytes =
+        super::read_torrent_file(&path, bt_protocol::metainfo::MAX_TORRENT_FILE_SIZE as u64)?;
     let meta = Metainfo::from_bytes(&bytes).with_context(|| path.display().to_string())?;
     for w in &meta.warnings {
         eprintln!("bt: warning: {}: {w}", path.display());

@@ -3,10 +3,11 @@
 
 mod create;
 mod info;
+mod limits;
 mod tracker;
 mod transfer;
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
@@ -30,7 +31,7 @@ enum Command {
     },
     /// Make a .torrent from a file or a folder.
     Create(create::CreateArgs),
-    /// Download a torrent (peers given with --peer; tracker announces are not built yet).
+    /// Download a torrent from the peers its trackers give and any --peer.
     Get(transfer::GetArgs),
     /// Check the data in a folder and seed it.
     Seed(transfer::SeedArgs),
@@ -50,12 +51,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Reads a `.torrent` file with a bound on its size, naming the file in any error.
-pub(crate) fn read_torrent_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+/// At most `limit` + 1 bytes are read, so a caller can tell a file over the limit.
+pub(crate) fn read_torrent_file(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     use std::io::Read;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let limit = bt_protocol::metainfo::MAX_TORRENT_FILE_SIZE as u64;
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)

@@ -22,6 +22,8 @@ use bt_runtime::resume::ResumeState;
 use bt_runtime::storage::{DEFAULT_MAX_OPEN_FILES, FsStorage, Storage};
 use bt_runtime::tracker::{Clock, announce};
 use bt_runtime::units::format_bytes;
+
+use super::limits::LimitArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `bt get`.
@@ -41,9 +43,6 @@ pub(crate) struct GetArgs {
     /// How to choose pieces.
     #[arg(long, value_enum, default_value = "rarest")]
     strategy: StrategyArg,
-    /// Most peers at once.
-    #[arg(long, value_name = "N", default_value_t = 80)]
-    max_peers: usize,
     /// Keep seeding after the download completes, until interrupted.
     #[arg(long)]
     seed: bool,
@@ -56,6 +55,8 @@ pub(crate) struct GetArgs {
     /// Announce to every tracker of the torrent, print what each answered, and exit.
     #[arg(long)]
     announce_only: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// Arguments of `bt seed`.
@@ -75,6 +76,8 @@ pub(crate) struct SeedArgs {
     /// Say more: every failed connection, every tracker answer.
     #[arg(short, long)]
     verbose: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -82,11 +85,6 @@ enum StrategyArg {
     Rarest,
     Sequential,
     Random,
-}
-
-fn load(path: &PathBuf) -> anyhow::Result<Metainfo> {
-    let bytes = super::read_torrent_file(path)?;
-    Metainfo::from_bytes(&bytes).with_context(|| path.display().to_string())
 }
 
 fn threads() -> usize {
@@ -459,6 +457,7 @@ struct Run<'a> {
     listen: SocketAddr,
     peers: &'a [SocketAddr],
     stop: StopWhen,
+    max_half_open: usize,
 }
 
 async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finished> {
@@ -471,6 +470,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         run.config,
         seed_from_clock(),
     )?;
+    driver.set_max_half_open(run.max_half_open);
     driver.set_trackers(run.meta.trackers.clone(), AnnouncerConfig::default());
     let addr = driver
         .listen(run.listen)
@@ -494,7 +494,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
 }
 
 pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
-    let meta = load(&args.torrent)?;
+    let meta = args.limits.load(&args.torrent)?;
     if args.announce_only {
         return announce_only(&meta, &args);
     }
@@ -519,7 +519,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
         StrategyArg::Sequential => Strategy::Sequential,
         StrategyArg::Random => Strategy::Random,
     };
-    config.torrent.max_peers = args.max_peers;
+    args.limits.apply(&mut config);
     let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
     let stop = if args.seed {
         StopWhen::Interrupted
@@ -536,6 +536,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
         listen: args.listen,
         peers: &args.peers,
         stop,
+        max_half_open: args.limits.max_half_open(),
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
@@ -564,7 +565,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
-    let meta = load(&args.torrent)?;
+    let meta = args.limits.load(&args.torrent)?;
     if !args.dir.is_dir() {
         bail!("{} is not a folder", args.dir.display());
     }
@@ -586,15 +587,18 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
     save_resume(&storage, &meta, &args.dir, &have);
     let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut config = SessionConfig::default();
+    args.limits.apply(&mut config);
     let run = Run {
         meta: &meta,
         dir: &args.dir,
         storage,
         have,
-        config: SessionConfig::default(),
+        config,
         listen: args.listen,
         peers: &[],
         stop: StopWhen::Interrupted,
+        max_half_open: args.limits.max_half_open(),
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
