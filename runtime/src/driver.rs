@@ -168,6 +168,9 @@ pub enum Report {
         event: AnnounceEvent,
         /// What it said.
         response: AnnounceResponse,
+        /// How long until the next announce: the tracker's interval after our clamps (at least
+        /// [`AnnouncerConfig::interval_floor`], at most a day); `None` when none is planned.
+        next_in: Option<Duration>,
     },
     /// An announce failed.
     TrackerFailed {
@@ -709,6 +712,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         match announced.result {
             Ok(response) => {
                 announcer.handle_success(now, &url, &response);
+                let next_in = announcer.poll_timeout().map(|at| at.saturating_since(now));
                 if event != AnnounceEvent::Stopped {
                     for &peer in &response.peers {
                         self.add_peer(peer);
@@ -718,6 +722,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     url,
                     event,
                     response,
+                    next_in,
                 });
             }
             Err(error) => {

@@ -237,7 +237,8 @@ impl Display {
                 url,
                 event,
                 response,
-            } => self.tracker_answered(url, *event, response),
+                next_in,
+            } => self.tracker_answered(url, *event, response, *next_in),
             Report::TrackerFailed {
                 url,
                 error,
@@ -271,7 +272,13 @@ impl Display {
         }
     }
 
-    fn tracker_answered(&mut self, url: &str, event: AnnounceEvent, r: &AnnounceResponse) {
+    fn tracker_answered(
+        &mut self,
+        url: &str,
+        event: AnnounceEvent,
+        r: &AnnounceResponse,
+        next_in: Option<Duration>,
+    ) {
         if let Some(warning) = &r.warning {
             self.line(
                 serde_json::json!({"event": "tracker_warning", "url": url, "warning": warning}),
@@ -282,10 +289,14 @@ impl Display {
             "event": "tracker_answer", "url": url, "announced": event.as_param(),
             "peers": r.peers.len(), "seeders": r.complete, "leechers": r.incomplete,
             "interval_s": r.interval.as_secs(),
+            "next_announce_s": next_in.map(|d| d.as_secs()),
         });
         // One line for the first answer, then only when asked to say more.
         if self.json || self.verbose || event == AnnounceEvent::Started {
-            self.line(json, format!("tracker {url}: {}", describe_answer(r)));
+            self.line(
+                json,
+                format!("tracker {url}: {}", describe_answer(r, next_in)),
+            );
         }
     }
 
@@ -338,7 +349,7 @@ impl Display {
 }
 
 /// "12 peers (3 seeders, 9 leechers), next announce in 30m".
-fn describe_answer(r: &AnnounceResponse) -> String {
+fn describe_answer(r: &AnnounceResponse, next_in: Option<Duration>) -> String {
     let mut out = format!(
         "{} peer{}",
         r.peers.len(),
@@ -347,10 +358,12 @@ fn describe_answer(r: &AnnounceResponse) -> String {
     if let (Some(s), Some(l)) = (r.complete, r.incomplete) {
         out.push_str(&format!(" ({s} seeders, {l} leechers)"));
     }
-    out.push_str(&format!(
-        ", next announce in {}",
-        humantime::format_duration(r.interval)
-    ));
+    if let Some(next) = next_in {
+        out.push_str(&format!(
+            ", next announce in {}",
+            humantime::format_duration(next)
+        ));
+    }
     out
 }
 
@@ -698,7 +711,11 @@ fn announce_line(json: bool, url: &str, result: &Result<&AnnounceResponse, Strin
             serde_json::json!({"event": "tracker_error", "url": url, "error": e})
         ),
         (false, Ok(r)) => {
-            println!("{url}: {}", describe_answer(r));
+            println!(
+                "{url}: {}, interval {}",
+                describe_answer(r, None),
+                humantime::format_duration(r.interval)
+            );
             if let Some(w) = &r.warning {
                 println!("  warning: {w}");
             }
