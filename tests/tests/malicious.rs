@@ -135,6 +135,11 @@ fn path_traversal_in_every_form_is_refused_before_anything_is_written() {
         ("empty-component", multi(ok, &[&[b"", b"evil"]]), "empty"),
         ("nul-in-component", multi(ok, &[&[b"ev\0il"]]), "NUL"),
         (
+            "name-too-long",
+            multi(ok, &[&[&[b'a'; 256]]]),
+            "longer than 255 bytes",
+        ),
+        (
             "dotdot-folder-name",
             multi(b"..", &[&[b"evil"]]),
             "refers to a folder by `.` or `..`",
@@ -208,6 +213,39 @@ fn path_traversal_in_every_form_is_refused_before_anything_is_written() {
         assert_eq!(tree(&case), vec!["t.torrent"], "{name}: wrote something");
     }
     assert!(!Path::new("/tmp/evil").exists());
+
+    // A path deeper than the system allows is refused before the first write too.
+    let deep: Vec<&[u8]> = std::iter::repeat_n(&b"d"[..], 2100)
+        .chain([&b"f"[..]])
+        .collect();
+    let case = tmp.path().join("too-deep");
+    std::fs::create_dir_all(&case).unwrap();
+    let t = case.join("t.torrent");
+    std::fs::write(&t, multi(ok, &[&deep])).unwrap();
+    let out_dir = case.join("out");
+    let out = run_bt_in(
+        None,
+        &[
+            "get",
+            t.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--peer",
+            "127.0.0.1:1",
+        ],
+        Duration::from_secs(30),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is longer than the 4096 bytes a path may have"),
+        "{err}"
+    );
+    assert!(
+        tree(&out_dir).is_empty(),
+        "too-deep: wrote {:?}",
+        tree(&out_dir)
+    );
 }
 
 /// A folder `multi/` with `a.bin` and `sub/b.bin`, and a torrent of it.

@@ -11,8 +11,8 @@ pub use layout::{
     TorrentLayout,
 };
 pub use torrent::{
-    CreateError, FileAttr, FileEntry, Info, MAX_TORRENT_FILE_SIZE, Metainfo, MetainfoError,
-    NewFile, TorrentOptions, build_torrent,
+    CreateError, FileAttr, FileEntry, Info, MAX_COMPONENT_LEN, MAX_TORRENT_FILE_SIZE, Metainfo,
+    MetainfoError, NewFile, TorrentOptions, build_torrent,
 };
 
 #[cfg(test)]

@@ -375,6 +375,20 @@ fn unsafe_component(path: &[&str]) -> (String, &'static str) {
 }
 
 #[test]
+fn refuses_a_component_longer_than_file_systems_allow() {
+    // Proves a 256-byte name is refused up front while a 255-byte one is accepted.
+    let long = "a".repeat(256);
+    let (component, why) = unsafe_component(&["ok", &long]);
+    assert_eq!(component, long);
+    assert!(why.contains("longer than 255 bytes"), "{why}");
+    let fits = "a".repeat(255);
+    let b = with_info(|i| {
+        i.insert(&b"files"[..], Value::List(vec![file(&["ok", &fits], 8)]));
+    });
+    assert!(Metainfo::from_bytes(&b).is_ok());
+}
+
+#[test]
 fn refuses_empty_component() {
     // Proves an empty path component is refused.
     assert_eq!(unsafe_component(&["a", "", "b"]).0, "");

@@ -249,6 +249,10 @@ fn optional_text(dict: &Dict<'_>, key: &str, warnings: &mut Vec<String>) -> Opti
     }
 }
 
+/// The longest file or folder name accepted, in bytes: `NAME_MAX` of Linux file systems (ext4,
+/// XFS, btrfs, tmpfs). A longer name could not be created, and would fail only at the first write.
+pub const MAX_COMPONENT_LEN: usize = 255;
+
 /// Checks one path component; `path` is for the message.
 fn check_component(component: &str, path: &str) -> Result<(), MetainfoError> {
     let why = if component.is_empty() {
@@ -259,6 +263,8 @@ fn check_component(component: &str, path: &str) -> Result<(), MetainfoError> {
         Some("contains a path separator")
     } else if component.contains('\0') {
         Some("contains a NUL byte")
+    } else if component.len() > MAX_COMPONENT_LEN {
+        Some("is longer than 255 bytes, more than file systems allow in a name")
     } else {
         None
     };

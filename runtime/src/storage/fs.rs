@@ -97,6 +97,9 @@ fn kind_name(meta: &Metadata) -> &'static str {
     }
 }
 
+/// The longest full path a file may have, in bytes with its terminating NUL: Linux's `PATH_MAX`.
+pub const MAX_PATH_LEN: usize = 4096;
+
 impl FsStorage {
     /// Storage for `info`'s files under `download_dir`, which must exist. Nothing is created yet;
     /// at most `max_open_files` (at least 1) files are kept open at once.
@@ -128,14 +131,22 @@ impl FsStorage {
             .map(|f| {
                 let mut path = root.clone();
                 path.extend(&f.path);
-                FileSlot {
+                if path.as_os_str().len() >= MAX_PATH_LEN {
+                    let shown = path.to_string_lossy();
+                    let cut = shown.floor_char_boundary(200);
+                    return Err(StorageError::PathTooLong {
+                        path: format!("{}...", &shown[..cut]),
+                        max: MAX_PATH_LEN,
+                    });
+                }
+                Ok(FileSlot {
                     components: f.path.clone(),
                     path,
                     padding: f.attr.padding,
                     length: f.length,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(FsStorage {
             root,
             layout: info.layout.clone(),

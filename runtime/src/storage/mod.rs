@@ -29,7 +29,7 @@ mod handles;
 pub mod hash;
 pub mod mem;
 
-pub use fs::{DEFAULT_MAX_OPEN_FILES, FsStorage};
+pub use fs::{DEFAULT_MAX_OPEN_FILES, FsStorage, MAX_PATH_LEN};
 pub use mem::MemStorage;
 
 #[cfg(test)]
@@ -97,6 +97,15 @@ pub enum StorageError {
     NoDownloadDir {
         /// The folder given.
         path: PathBuf,
+    },
+    /// A file's full path is longer than the system accepts (`PATH_MAX`, 4096 bytes on Linux):
+    /// it could never be opened, so the torrent is refused before anything is written.
+    #[error("{path} is longer than the {max} bytes a path may have")]
+    PathTooLong {
+        /// The start of the path (its first 200 bytes).
+        path: String,
+        /// The bound.
+        max: usize,
     },
     /// A path that should be a folder is something else (or the other way round).
     #[error("{path} is {found}, where the torrent needs {needed}")]
