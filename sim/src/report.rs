@@ -9,7 +9,7 @@ use bt_protocol::time::Instant;
 use bt_runtime::units::{format_bytes, format_count};
 use serde::Serialize;
 
-use crate::engine::{HostEnd, HostOutcome, Outcome};
+use crate::engine::{AttackOutcome, CLEAN_CLOSES, HostEnd, HostOutcome, Outcome};
 use crate::scenario::{Behaviour, EngineKind, Role, Scenario};
 
 /// Three points of a distribution, in seconds.
@@ -66,6 +66,95 @@ pub struct GroupReport {
     pub bans_issued: u64,
     /// Bans of its peers by others.
     pub banned_by: u64,
+    /// Connections its peers closed, by reason ([`crate::engine::close_reason_name`]; empty when
+    /// the engine does not count them per group).
+    pub closes: BTreeMap<String, u64>,
+    /// For an attacker group: what the honest peers did to its connections.
+    pub attack: Option<AttackReport>,
+}
+
+/// What became of one attacker group's connections to honest peers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttackReport {
+    /// The attack (`sim/README.md`).
+    pub attack: String,
+    /// Connections that opened.
+    pub connections: u64,
+    /// Closed by the honest side, by reason.
+    pub closed: BTreeMap<String, u64>,
+    /// Closed by the honest side, in all.
+    pub closed_total: u64,
+    /// Of those, closed for a reason that is a clean close (the honest peer left), not a verdict.
+    pub closed_clean: u64,
+    /// Seconds from the honest side's open to its close, over the closed ones.
+    pub close_s: Option<Spread>,
+    /// Open at both ends when the run ended.
+    pub open_at_end: u64,
+    /// Ended some other way (the honest peer crashed).
+    pub ended_otherwise: u64,
+    /// The most bytes an honest peer had queued to send on one connection to an attacker.
+    pub max_queued_to: u64,
+    /// The most bytes an attacker had queued on one connection.
+    pub max_queued_by: u64,
+    /// Bytes the attackers sent.
+    pub bytes_sent: u64,
+    /// Bytes the attackers received.
+    pub bytes_received: u64,
+}
+
+impl AttackReport {
+    fn new(attack: &str, a: &AttackOutcome) -> AttackReport {
+        let closed_total: u64 = a.closed.values().sum();
+        let closed_clean = a
+            .closed
+            .iter()
+            .filter(|(name, _)| CLEAN_CLOSES.contains(&name.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        AttackReport {
+            attack: attack.to_owned(),
+            connections: a.connections,
+            closed: a.closed.clone(),
+            closed_total,
+            closed_clean,
+            close_s: Spread::of(a.close_micros.iter().map(|m| *m as f64 / 1e6).collect()),
+            open_at_end: a.open_at_end,
+            ended_otherwise: a.connections.saturating_sub(closed_total + a.open_at_end),
+            max_queued_to: a.max_queued_to,
+            max_queued_by: a.max_queued_by,
+            bytes_sent: a.bytes_sent,
+            bytes_received: a.bytes_received,
+        }
+    }
+
+    /// Whether every connection was closed by the honest side for a reason that is a verdict.
+    fn all_closed(&self) -> bool {
+        self.connections > 0 && self.closed_total == self.connections && self.closed_clean == 0
+    }
+
+    /// One line: connections, how they ended, the time to close, the queues.
+    fn summary(&self) -> String {
+        let reasons: Vec<String> = self
+            .closed
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let mut line = format!(
+            "{}: {}/{} closed by the honest side",
+            self.attack, self.closed_total, self.connections
+        );
+        if let Some(t) = self.close_s {
+            let _ = write!(line, " in {:.2} / {:.2} / {:.2} s", t.min, t.median, t.max);
+        }
+        if !reasons.is_empty() {
+            let _ = write!(line, " ({})", reasons.join(", "));
+        }
+        let _ = write!(line, ", {} open at the end", self.open_at_end);
+        if self.ended_otherwise > 0 {
+            let _ = write!(line, ", {} ended otherwise", self.ended_otherwise);
+        }
+        line
+    }
 }
 
 /// The swarm's figures.
@@ -185,6 +274,11 @@ impl Report {
                     hash_failures: hosts.iter().map(|h| h.hash_failures).sum(),
                     bans_issued: hosts.iter().map(|h| h.bans_issued).sum(),
                     banned_by: hosts.iter().map(|h| h.banned_by).sum(),
+                    closes: outcome.group_closes.get(g).cloned().unwrap_or_default(),
+                    attack: match (spec.attack, outcome.attacks.get(g)) {
+                        (Some(attack), Some(Some(a))) => Some(AttackReport::new(attack.name(), a)),
+                        _ => None,
+                    },
                 }
             })
             .collect();
@@ -310,7 +404,10 @@ impl Report {
                 .hosts
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| scenario.groups[h.group].behaviour != Behaviour::Corrupt)
+                .filter(|(_, h)| {
+                    let g = &scenario.groups[h.group];
+                    g.behaviour != Behaviour::Corrupt && g.role != Role::Attacker
+                })
                 .collect();
             let banned: Vec<String> = honest
                 .iter()
@@ -344,6 +441,45 @@ impl Report {
                         if banned.len() > 5 { ", ..." } else { "" }
                     )
                 },
+            });
+        }
+        if !expect.attackers_closed.is_empty() {
+            let attacks: Vec<&AttackReport> = expect
+                .attackers_closed
+                .iter()
+                .filter_map(|g| groups.get(*g).and_then(|r| r.attack.as_ref()))
+                .collect();
+            let failed: Vec<String> = attacks
+                .iter()
+                .filter(|a| !a.all_closed())
+                .map(|a| a.summary())
+                .collect();
+            let names: Vec<&str> = attacks.iter().map(|a| a.attack.as_str()).collect();
+            checks.push(Check {
+                name: format!("attackers closed ({})", names.join(", ")),
+                passed: failed.is_empty() && attacks.len() == expect.attackers_closed.len(),
+                detail: if failed.is_empty() {
+                    let n: u64 = attacks.iter().map(|a| a.connections).sum();
+                    format!("all {n} connections closed by the honest side with a reason")
+                } else {
+                    format!("not all: {}", failed.join("; "))
+                },
+            });
+        }
+        if let Some(bound) = expect.queued_to_attackers_at_most {
+            let most = groups
+                .iter()
+                .filter_map(|g| g.attack.as_ref())
+                .map(|a| a.max_queued_to)
+                .max()
+                .unwrap_or(0);
+            checks.push(Check {
+                name: format!(
+                    "honest peers queue at most {} to an attacker",
+                    format_bytes(bound)
+                ),
+                passed: most <= bound,
+                detail: format!("the most on one connection: {}", format_bytes(most)),
             });
         }
         checks.push(Check {
@@ -398,7 +534,7 @@ impl Report {
         );
         for g in &self.groups {
             let done = match g.role {
-                Role::Seeder => "-".to_owned(),
+                Role::Seeder | Role::Attacker => "-".to_owned(),
                 Role::Leecher => g.completed.to_string(),
             };
             let completion = g.completion_s.map_or("-".to_owned(), |s| {
@@ -407,6 +543,7 @@ impl Report {
             let role = match g.role {
                 Role::Seeder => "seeder",
                 Role::Leecher => "leecher",
+                Role::Attacker => "attacker",
             };
             let _ = writeln!(
                 out,
@@ -436,6 +573,16 @@ impl Report {
             }
             if !notes.is_empty() {
                 let _ = writeln!(out, "{:<14} ({})", "", notes.join(", "));
+            }
+            if let Some(a) = &g.attack {
+                let _ = writeln!(out, "{:<14} {}", "", a.summary());
+                let _ = writeln!(
+                    out,
+                    "{:<14} queued: honest peers at most {} on one connection to it, it at most {}",
+                    "",
+                    format_bytes(a.max_queued_to),
+                    format_bytes(a.max_queued_by)
+                );
             }
         }
         let t = &self.totals;

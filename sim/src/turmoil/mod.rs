@@ -151,6 +151,12 @@ fn run_with(
             limit: MAX_HOSTS,
         });
     }
+    if let Some(g) = scenario.groups.iter().find(|g| g.role == Role::Attacker) {
+        return Err(RunError::Unsupported(format!(
+            "group `{}` is an attacker, and attackers run on the fast engine only (use --engine fast)",
+            g.name
+        )));
+    }
     let meta = torrent(scenario, seed).map_err(RunError::Setup)?;
     let mut engine = Engine::new(scenario, seed, meta);
     if let Some(out) = out {
@@ -277,7 +283,8 @@ impl<'a> Engine<'a> {
                 let layout = meta.info.layout.clone();
                 let mem = match group.role {
                     Role::Seeder => MemStorage::complete(layout, seed),
-                    Role::Leecher => MemStorage::empty(layout, seed),
+                    // Refused by `run_with` before any host is built.
+                    Role::Leecher | Role::Attacker => MemStorage::empty(layout, seed),
                 };
                 let corrupt = group.behaviour == Behaviour::Corrupt;
                 disks.push(Arc::new(SimDisk::new(mem, corrupt, id, shared.clone())));
@@ -590,6 +597,10 @@ impl<'a> Engine<'a> {
             diagnostics,
             announces: s.announces,
             event_counts: std::mem::take(&mut s.event_counts),
+            group_closes: (0..self.scenario.groups.len())
+                .map(|g| s.group_closes.remove(&g).unwrap_or_default())
+                .collect(),
+            attacks: vec![None; self.scenario.groups.len()],
         }
     }
 }

@@ -114,6 +114,8 @@ pub(super) struct State {
     pub(super) violations: Vec<String>,
     pub(super) violation_count: u64,
     pub(super) close_reasons: BTreeMap<String, u64>,
+    /// Per group: connections its peers closed, by [`crate::engine::close_reason_name`].
+    pub(super) group_closes: BTreeMap<usize, BTreeMap<String, u64>>,
     pub(super) announces: u64,
     pub(super) complete: u32,
 }
@@ -151,7 +153,7 @@ impl Shared {
             seed,
             verified: match group.role {
                 Role::Seeder => Bitfield::full(pieces),
-                Role::Leecher => Bitfield::new(pieces),
+                Role::Leecher | Role::Attacker => Bitfield::new(pieces),
             },
             verified_this_life: 0,
             joined_at: None,
@@ -231,6 +233,12 @@ impl Shared {
             Report::ConnectFailed { .. } => ("connect_failed", [10, 0, 0]),
             Report::PeerClosed { reason, .. } => {
                 *s.close_reasons.entry(reason.clone()).or_default() += 1;
+                let group = s.hosts[id].group;
+                *s.group_closes
+                    .entry(group)
+                    .or_default()
+                    .entry(crate::engine::close_reason_name(reason))
+                    .or_default() += 1;
                 ("peer_closed", [11, 0, 0])
             }
             Report::TrackerAnswered { response, .. } => {
