@@ -139,8 +139,9 @@ pub struct AttackOutcome {
     /// For each closed one, microseconds of simulated time from the honest side's open to its
     /// close, in the order they closed.
     pub close_micros: Vec<u64>,
-    /// Connections still open at both ends when the run ended.
-    pub open_at_end: u64,
+    /// For each connection still open at both ends when the run ended, microseconds since the
+    /// honest side opened it.
+    pub open_micros: Vec<u64>,
     /// The most bytes an honest peer ever had queued to send on one connection to an attacker.
     pub max_queued_to: u64,
     /// The most bytes an attacker ever had queued to send on one connection (its own bound).

@@ -90,6 +90,14 @@ pub struct AttackReport {
     pub close_s: Option<Spread>,
     /// Open at both ends when the run ended.
     pub open_at_end: u64,
+    /// How long the oldest of those had been open, in seconds.
+    pub open_oldest_s: Option<f64>,
+    /// How long each of those had been open, in seconds.
+    #[serde(skip)]
+    open_s: Vec<f64>,
+    /// Seconds from open to close of each closed one.
+    #[serde(skip)]
+    closed_s: Vec<f64>,
     /// Ended some other way (the honest peer crashed).
     pub ended_otherwise: u64,
     /// The most bytes an honest peer had queued to send on one connection to an attacker.
@@ -118,8 +126,13 @@ impl AttackReport {
             closed_total,
             closed_clean,
             close_s: Spread::of(a.close_micros.iter().map(|m| *m as f64 / 1e6).collect()),
-            open_at_end: a.open_at_end,
-            ended_otherwise: a.connections.saturating_sub(closed_total + a.open_at_end),
+            open_at_end: a.open_micros.len() as u64,
+            open_oldest_s: a.open_micros.iter().max().map(|m| *m as f64 / 1e6),
+            open_s: a.open_micros.iter().map(|m| *m as f64 / 1e6).collect(),
+            closed_s: a.close_micros.iter().map(|m| *m as f64 / 1e6).collect(),
+            ended_otherwise: a
+                .connections
+                .saturating_sub(closed_total + a.open_micros.len() as u64),
             max_queued_to: a.max_queued_to,
             max_queued_by: a.max_queued_by,
             bytes_sent: a.bytes_sent,
@@ -127,9 +140,20 @@ impl AttackReport {
         }
     }
 
-    /// Whether every connection was closed by the honest side for a reason that is a verdict.
-    fn all_closed(&self) -> bool {
-        self.connections > 0 && self.closed_total == self.connections && self.closed_clean == 0
+    /// Whether every connection was closed by the honest side for a reason that is a verdict,
+    /// within `within` seconds if given (then one still open at the end for less than that is
+    /// pending, not a failure), and at least one was.
+    fn all_closed(&self, within: Option<f64>) -> bool {
+        let pending = self
+            .open_s
+            .iter()
+            .filter(|age| within.is_some_and(|w| **age < w))
+            .count() as u64;
+        let late = within.is_some_and(|w| self.closed_s.iter().any(|t| *t > w));
+        self.closed_total > 0
+            && self.closed_total + pending == self.connections
+            && self.closed_clean == 0
+            && !late
     }
 
     /// One line: connections, how they ended, the time to close, the queues.
@@ -150,6 +174,9 @@ impl AttackReport {
             let _ = write!(line, " ({})", reasons.join(", "));
         }
         let _ = write!(line, ", {} open at the end", self.open_at_end);
+        if let Some(oldest) = self.open_oldest_s {
+            let _ = write!(line, " (the oldest for {oldest:.1} s)");
+        }
         if self.ended_otherwise > 0 {
             let _ = write!(line, ", {} ended otherwise", self.ended_otherwise);
         }
@@ -444,6 +471,7 @@ impl Report {
             });
         }
         if !expect.attackers_closed.is_empty() {
+            let within = expect.attackers_close_within.map(|w| w.as_secs_f64());
             let attacks: Vec<&AttackReport> = expect
                 .attackers_closed
                 .iter()
@@ -451,16 +479,21 @@ impl Report {
                 .collect();
             let failed: Vec<String> = attacks
                 .iter()
-                .filter(|a| !a.all_closed())
+                .filter(|a| !a.all_closed(within))
                 .map(|a| a.summary())
                 .collect();
             let names: Vec<&str> = attacks.iter().map(|a| a.attack.as_str()).collect();
+            let within_text = within.map_or(String::new(), |w| format!(" within {w} s"));
             checks.push(Check {
-                name: format!("attackers closed ({})", names.join(", ")),
+                name: format!("attackers closed{within_text} ({})", names.join(", ")),
                 passed: failed.is_empty() && attacks.len() == expect.attackers_closed.len(),
                 detail: if failed.is_empty() {
-                    let n: u64 = attacks.iter().map(|a| a.connections).sum();
-                    format!("all {n} connections closed by the honest side with a reason")
+                    let n: u64 = attacks.iter().map(|a| a.closed_total).sum();
+                    let pending: u64 = attacks.iter().map(|a| a.open_at_end).sum();
+                    format!(
+                        "{n} connections closed by the honest side with a reason; \
+                         {pending} opened too late to tell"
+                    )
                 } else {
                     format!("not all: {}", failed.join("; "))
                 },

@@ -179,6 +179,8 @@ pub enum Attack {
     BadRequest,
     /// Requests for every block, over and over, without the Fast extension.
     RequestFlood,
+    /// The same flood from a peer that claims the Fast extension (so it can be sent rejects).
+    RequestFloodFast,
     /// `piece` messages for blocks nobody asked for, at the attacker's uplink rate.
     UnrequestedPiece,
     /// A length prefix of 4 GiB - 1 after the handshake.
@@ -195,12 +197,13 @@ pub enum Attack {
 
 impl Attack {
     /// Every attack, in the order the README lists them.
-    pub const ALL: [Attack; 11] = [
+    pub const ALL: [Attack; 12] = [
         Attack::WrongInfoHash,
         Attack::BadBitfield,
         Attack::HaveOutOfRange,
         Attack::BadRequest,
         Attack::RequestFlood,
+        Attack::RequestFloodFast,
         Attack::UnrequestedPiece,
         Attack::HugeLengthPrefix,
         Attack::Slowloris,
@@ -217,6 +220,7 @@ impl Attack {
             Attack::HaveOutOfRange => "have_out_of_range",
             Attack::BadRequest => "bad_request",
             Attack::RequestFlood => "request_flood",
+            Attack::RequestFloodFast => "request_flood_fast",
             Attack::UnrequestedPiece => "unrequested_piece",
             Attack::HugeLengthPrefix => "huge_length_prefix",
             Attack::Slowloris => "slowloris",
@@ -367,6 +371,10 @@ pub struct Expect {
     /// Attacker groups (by index) whose every connection to an honest peer was closed by the
     /// honest side for a reason other than a clean close, none left open.
     pub attackers_closed: Vec<usize>,
+    /// With `attackers_closed`: each of those connections is closed within this long of opening
+    /// (one still open at the end younger than this is pending, not a failure). `None`: by the
+    /// end of the run.
+    pub attackers_close_within: Option<Duration>,
     /// No honest peer ever had more than this many bytes queued to send on one connection to an
     /// attacker.
     pub queued_to_attackers_at_most: Option<u64>,
@@ -753,6 +761,8 @@ struct RawExpect {
     #[serde(default)]
     attackers_closed: Option<Spanned<RawGroups>>,
     #[serde(default)]
+    attackers_close_within: Option<Spanned<Seconds>>,
+    #[serde(default)]
     queued_to_attackers_at_most: Option<Spanned<Bytes>>,
 }
 
@@ -840,8 +850,21 @@ impl Scenario {
             Some(x) => Some(*x.get_ref()),
         };
         let attackers_closed = check_attackers_closed(&cx, &raw.expect, &groups)?;
+        let attackers_close_within = match &raw.expect.attackers_close_within {
+            Some(w) if attackers_closed.is_empty() => {
+                return Err(cx.err(
+                    w.span(),
+                    "attackers_close_within goes with attackers_closed",
+                ));
+            }
+            Some(w) if w.get_ref().0.is_zero() => {
+                return Err(cx.err(w.span(), "must be more than 0 s"));
+            }
+            w => w.as_ref().map(|w| w.get_ref().0),
+        };
         let expect = Expect {
             attackers_closed,
+            attackers_close_within,
             queued_to_attackers_at_most: raw
                 .expect
                 .queued_to_attackers_at_most

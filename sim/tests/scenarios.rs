@@ -149,6 +149,7 @@ fn every_shipped_scenario_has_a_test() {
         "corrupt-peer.toml",
         "flash-crowd-5000.toml",
         "flash-crowd.toml",
+        "hostile-flood-fast.toml",
         "hostile-mixed.toml",
         "lossy-udp-tracker.toml",
         "mixed-liars.toml",
@@ -244,8 +245,19 @@ fn hostile_mixed_passes_and_names_each_close() {
     ];
     for (group, reasons, within_s) in expected {
         let a = attack(&r, group);
-        assert!(a.connections > 0, "{group}: {}", r.human());
-        assert_eq!(a.closed_total, a.connections, "{group}: {}", r.human());
+        assert!(a.closed_total > 0, "{group}: {}", r.human());
+        // Those still open at the end opened too late to be closed yet.
+        assert_eq!(
+            a.closed_total + a.open_at_end,
+            a.connections,
+            "{group}: {}",
+            r.human()
+        );
+        assert!(
+            a.open_oldest_s.is_none_or(|s| s < *within_s),
+            "{group}: {}",
+            r.human()
+        );
         for reason in a.closed.keys() {
             assert!(
                 reasons.contains(&reason.as_str()),
@@ -282,6 +294,30 @@ fn hostile_mixed_reports_the_attacks_the_protocol_does_not_close_yet() {
     // The unrequested blocks did arrive: the attack ran.
     assert!(
         attack(&r, "unrequested").bytes_sent > 1 << 20,
+        "{}",
+        r.human()
+    );
+}
+
+#[test]
+fn hostile_flood_fast_is_served_within_the_send_buffer() {
+    // Proves a request flood from peers with the Fast extension does not grow what honest peers
+    // queue for them past the protocol's send-buffer watermark (512 KiB and a block) and does
+    // not stop the leechers; it is served, not closed (the flooders download the torrent over
+    // and over), which this test pins down so a protocol change shows here.
+    let r = assert_passes("hostile-flood-fast.toml");
+    assert_eq!(r.groups[1].completed, 4, "{}", r.human());
+    let a = attack(&r, "flood-fast");
+    assert!(a.connections > 0, "{}", r.human());
+    assert_eq!(a.closed_total, 0, "flooders are closed now: {}", r.human());
+    assert!(
+        a.max_queued_to > 256 * 1024,
+        "the flood was served: {}",
+        r.human()
+    );
+    assert!(a.max_queued_to <= 512 * 1024 + 32 * 1024, "{}", r.human());
+    assert!(
+        a.bytes_received > 4 * r.totals.torrent_bytes,
         "{}",
         r.human()
     );

@@ -78,13 +78,16 @@ impl Attacker {
     }
 
     /// Our handshake, for `info_hash`, with a fresh peer id (one per connection, so no two of
-    /// an attacker's connections are duplicates of each other) and no extension bits (without
-    /// the Fast extension an honest peer cannot reject requests: it has to close).
+    /// an attacker's connections are duplicates of each other) and no extension bits but for
+    /// [`Attack::RequestFloodFast`] (without the Fast extension an honest peer cannot reject
+    /// requests: it has to close).
     fn handshake(&mut self, info_hash: InfoHash) -> [u8; 68] {
         let mut id = *b"-XX0001-000000000000";
         self.rng.fill(&mut id[8..]);
+        let mut reserved = Reserved::NONE;
+        reserved.set_fast(self.attack == Attack::RequestFloodFast);
         Handshake {
-            reserved: Reserved::NONE,
+            reserved,
             info_hash,
             peer_id: PeerId(id),
         }
@@ -167,7 +170,7 @@ impl Attacker {
                 Message::Request { piece, offset, len }.encode_into(out);
                 None
             }
-            Attack::RequestFlood => {
+            Attack::RequestFlood | Attack::RequestFloodFast => {
                 Message::Interested.encode_into(out);
                 flood(script, layout, FLOOD_BATCH, out);
                 Some(Duration::from_millis(100))
@@ -235,7 +238,7 @@ impl Attacker {
                 }
                 Some(Duration::from_millis(50))
             }
-            Attack::RequestFlood => {
+            Attack::RequestFlood | Attack::RequestFloodFast => {
                 let fit = (room / 17) as u32;
                 flood(script, layout, fit.min(FLOOD_BATCH), &mut out);
                 Some(Duration::from_millis(100))

@@ -1055,24 +1055,23 @@ impl<'a> World<'a> {
             between_seeds / 2,
         );
         diagnostics.insert("wire_blocks_observed".to_owned(), self.wire_answers);
-        // Attacker connections whose two ends are both still open.
+        // Attacker connections whose two ends are both still open, and how long they have been.
+        let end = self.ended_at;
         for host in &self.hosts {
             if host.attacker.is_none() {
                 continue;
             }
-            let open = host
+            let ages: Vec<u64> = host
                 .conns
                 .iter()
                 .filter_map(|c| self.conns.get(c))
                 .filter(|c| c.state == net::ConnState::Open)
-                .filter(|c| {
-                    self.conns
-                        .get(&c.remote)
-                        .is_some_and(|r| r.state == net::ConnState::Open)
-                })
-                .count() as u64;
+                .filter_map(|c| self.conns.get(&c.remote))
+                .filter(|r| r.state == net::ConnState::Open)
+                .map(|r| (end - r.opened_at()).as_micros() as u64)
+                .collect();
             if let Some(Some(a)) = self.attacks.get_mut(host.group) {
-                a.open_at_end += open;
+                a.open_micros.extend(ages);
             }
         }
         let hosts = self

@@ -172,6 +172,11 @@ impl Conn {
     pub(super) fn queued(&self) -> usize {
         self.queued
     }
+
+    /// When it opened.
+    pub(super) fn opened_at(&self) -> Instant {
+        self.opened_at
+    }
 }
 
 /// A hasher for [`ConnId`]s (sequential integers): one multiply. Deterministic; the table is
