@@ -226,3 +226,39 @@ pub fn run_traced(
         EngineKind::Turmoil => crate::turmoil::run_traced(scenario, seed, progress, trace),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::close_reason_name;
+
+    #[test]
+    fn close_reason_names_keep_the_rule_and_drop_the_values() {
+        // Proves the stable names: wrappers kept down to the rule, values and the session's
+        // Torrent wrapper dropped, plain names unchanged.
+        for (debug, name) in [
+            (
+                "Torrent(Peer(Wire(FrameTooLong { id: 7, len: 4294967295, max: 16393 })))",
+                "Peer/Wire/FrameTooLong",
+            ),
+            (
+                "Torrent(Peer(Bitfield(WrongLength { received: 3, expected: 4, pieces: 28 })))",
+                "Peer/Bitfield/WrongLength",
+            ),
+            (
+                "Torrent(Peer(WrongInfoHash(InfoHash(1f2e))))",
+                "Peer/WrongInfoHash",
+            ),
+            ("UnknownTorrent(InfoHash(1f2e))", "UnknownTorrent"),
+            (
+                "Torrent(Peer(HandshakeTimeout(20s)))",
+                "Peer/HandshakeTimeout",
+            ),
+            ("Refused(Banned(10.0.0.3))", "Refused/Banned"),
+            ("Torrent(Disconnected)", "Disconnected"),
+            ("Left", "Left"),
+            ("", ""),
+        ] {
+            assert_eq!(close_reason_name(debug), name, "{debug}");
+        }
+    }
+}

@@ -442,6 +442,21 @@ fn the_turmoil_engine_refuses_a_scenario_over_its_host_limit() {
 }
 
 #[test]
+fn the_turmoil_engine_refuses_attackers() {
+    // Proves `--engine turmoil` on a scenario with attackers exits 2 naming the group and the
+    // engine that runs them, before running.
+    let path = scenario_path("hostile-mixed.toml");
+    let out = btsim(&["run", path.to_str().unwrap(), "--engine", "turmoil"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("group `wrong-hash` is an attacker"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fast engine only"), "{stderr}");
+}
+
+#[test]
 fn every_shipped_scenario_parses() {
     // Proves every file in sim/scenarios reads, so none rots unnoticed.
     let mut seen = 0;
