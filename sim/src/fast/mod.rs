@@ -187,7 +187,7 @@ struct Host {
     behaviour: Behaviour,
     role: Role,
     /// The script, for a peer of role attacker (which has no session).
-    attacker: Option<Box<attack::Attacker>>,
+    attacker: Option<Box<crate::attack::Attacker>>,
     // The uplink: connections with bytes queued, served round robin.
     uplink_busy: bool,
     active: VecDeque<ConnId>,
@@ -409,7 +409,7 @@ impl<'a> World<'a> {
                     behaviour: group.behaviour,
                     role: group.role,
                     attacker: group.attack.map(|a| {
-                        Box::new(attack::Attacker::new(
+                        Box::new(crate::attack::Attacker::new(
                             a,
                             host_rng.fork(u64::from(id) | 1 << 32),
                         ))
