@@ -29,9 +29,6 @@ pub enum RunError {
         /// The most the engine runs.
         limit: u32,
     },
-    /// The engine cannot run something the scenario has.
-    #[error("{0}")]
-    Unsupported(String),
     /// The scenario could not be set up (its torrent could not be built).
     #[error("cannot set up the scenario: {0}")]
     Setup(String),
@@ -142,9 +139,13 @@ pub struct AttackOutcome {
     /// For each connection still open at both ends when the run ended, microseconds since the
     /// honest side opened it.
     pub open_micros: Vec<u64>,
+    /// Whether the engine measured `max_queued_to` (the fast engine does; on the turmoil engine
+    /// the runtime's queues are inside its tasks).
+    pub queues_measured: bool,
     /// The most bytes an honest peer ever had queued to send on one connection to an attacker.
     pub max_queued_to: u64,
-    /// The most bytes an attacker ever had queued to send on one connection (its own bound).
+    /// The most bytes an attacker ever had queued to send on one connection (its own bound; on
+    /// the turmoil engine, the most it wrote at once).
     pub max_queued_by: u64,
     /// Bytes the attackers sent.
     pub bytes_sent: u64,

@@ -487,7 +487,12 @@ impl<'a> World<'a> {
             attacks: scenario
                 .groups
                 .iter()
-                .map(|g| g.attack.map(|_| AttackOutcome::default()))
+                .map(|g| {
+                    g.attack.map(|_| AttackOutcome {
+                        queues_measured: true,
+                        ..AttackOutcome::default()
+                    })
+                })
                 .collect(),
             attack_conns_open: 0,
         }
