@@ -234,6 +234,32 @@ fn hostile_mixed_reports_the_attacks_the_protocol_does_not_close_yet() {
 }
 
 #[test]
+fn attackers_closed_fails_while_an_attack_stays_open() {
+    // Proves the attackers_closed check has teeth: switched on for every group of
+    // hostile-mixed.toml today, it fails, and names the attacks left open and nothing else.
+    let text = std::fs::read_to_string(scenario_path("hostile-mixed.toml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("attackers_closed ="))
+        .expect("the line to switch on");
+    let text = text.replace(line, "attackers_closed = true");
+    let scenario = Scenario::parse("all-closed.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = engine::run(&scenario, 1, EngineKind::Fast, &mut |_| {}).unwrap();
+    let r = Report::new("all-closed.toml", &scenario, &outcome, Duration::ZERO);
+    assert!(!r.passed, "{}", r.human());
+    let check = r
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("attackers closed"))
+        .expect("the check");
+    assert!(!check.passed, "{}", r.human());
+    for open in ["slowloris:", "choke_storm:", "unrequested_piece:"] {
+        assert!(check.detail.contains(open), "{open}: {}", check.detail);
+    }
+    assert!(!check.detail.contains("silent:"), "{}", check.detail);
+}
+
+#[test]
 fn hostile_flood_fast_is_served_within_the_send_buffer() {
     // Proves a request flood from peers with the Fast extension does not grow what honest peers
     // queue for them past the protocol's send-buffer watermark (512 KiB and a block) and does
