@@ -119,6 +119,81 @@ pub struct Outcome {
     pub announces: u64,
     /// Events handled, by kind (engine-specific names).
     pub event_counts: BTreeMap<String, u64>,
+    /// Per group (by index): connections its peers closed, by [`close_reason_name`]. Empty when
+    /// the engine does not count them per group.
+    pub group_closes: Vec<BTreeMap<String, u64>>,
+    /// Per group (by index): what honest peers did to its attackers (`None` for other groups).
+    pub attacks: Vec<Option<AttackOutcome>>,
+}
+
+/// What happened to the connections between one attacker group and honest peers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttackOutcome {
+    /// Connections that opened (the TCP connect answered, either way round).
+    pub connections: u64,
+    /// Of those, the ones the honest side closed, by [`close_reason_name`].
+    pub closed: BTreeMap<String, u64>,
+    /// For each closed one, microseconds of simulated time from the honest side's open to its
+    /// close, in the order they closed.
+    pub close_micros: Vec<u64>,
+    /// For each connection still open at both ends when the run ended, microseconds since the
+    /// honest side opened it.
+    pub open_micros: Vec<u64>,
+    /// Whether the engine measured `max_queued_to` (the fast engine does; on the turmoil engine
+    /// the runtime's queues are inside its tasks).
+    pub queues_measured: bool,
+    /// The most bytes an honest peer ever had queued to send on one connection to an attacker.
+    pub max_queued_to: u64,
+    /// The most bytes an attacker ever had queued to send on one connection (its own bound; on
+    /// the turmoil engine, the most it wrote at once).
+    pub max_queued_by: u64,
+    /// Bytes the attackers sent.
+    pub bytes_sent: u64,
+    /// Bytes the attackers received.
+    pub bytes_received: u64,
+}
+
+/// Close reasons that are no verdict on the peer: the other side went away, or we left.
+pub const CLEAN_CLOSES: [&str; 3] = ["Disconnected", "Left", "TorrentRemoved"];
+
+/// A stable name for a close reason from its `Debug` form: the variant names down to the rule
+/// broken, without the values they carry, `/`-separated, the session's `Torrent(..)` wrapper
+/// left out. `Torrent(Peer(Wire(FrameTooLong { id: 7, .. })))` is `Peer/Wire/FrameTooLong`,
+/// `UnknownTorrent(InfoHash(..))` is `UnknownTorrent`, `Left` stays `Left`.
+pub fn close_reason_name(debug: &str) -> String {
+    /// Variants that wrap another reason (their payload names the rule).
+    const WRAPPERS: [&str; 6] = [
+        "Torrent",
+        "Peer",
+        "Wire",
+        "Bitfield",
+        "Handshake",
+        "Refused",
+    ];
+    let mut parts = Vec::new();
+    let mut rest = debug.trim();
+    loop {
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let (ident, after) = rest.split_at(end);
+        if ident.is_empty() {
+            break;
+        }
+        if WRAPPERS.contains(&ident) && after.starts_with('(') {
+            if ident != "Torrent" {
+                parts.push(ident);
+            }
+            rest = &after[1..];
+            continue;
+        }
+        parts.push(ident);
+        break;
+    }
+    if parts.is_empty() {
+        return debug.to_owned();
+    }
+    parts.join("/")
 }
 
 /// Violations kept word for word; the rest are only counted.
@@ -150,5 +225,41 @@ pub fn run_traced(
         EngineKind::Fast => crate::fast::run_traced(scenario, seed, progress, trace)
             .map_err(|e| RunError::Trace(e.to_string())),
         EngineKind::Turmoil => crate::turmoil::run_traced(scenario, seed, progress, trace),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_reason_name;
+
+    #[test]
+    fn close_reason_names_keep_the_rule_and_drop_the_values() {
+        // Proves the stable names: wrappers kept down to the rule, values and the session's
+        // Torrent wrapper dropped, plain names unchanged.
+        for (debug, name) in [
+            (
+                "Torrent(Peer(Wire(FrameTooLong { id: 7, len: 4294967295, max: 16393 })))",
+                "Peer/Wire/FrameTooLong",
+            ),
+            (
+                "Torrent(Peer(Bitfield(WrongLength { received: 3, expected: 4, pieces: 28 })))",
+                "Peer/Bitfield/WrongLength",
+            ),
+            (
+                "Torrent(Peer(WrongInfoHash(InfoHash(1f2e))))",
+                "Peer/WrongInfoHash",
+            ),
+            ("UnknownTorrent(InfoHash(1f2e))", "UnknownTorrent"),
+            (
+                "Torrent(Peer(HandshakeTimeout(20s)))",
+                "Peer/HandshakeTimeout",
+            ),
+            ("Refused(Banned(10.0.0.3))", "Refused/Banned"),
+            ("Torrent(Disconnected)", "Disconnected"),
+            ("Left", "Left"),
+            ("", ""),
+        ] {
+            assert_eq!(close_reason_name(debug), name, "{debug}");
+        }
     }
 }

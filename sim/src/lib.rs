@@ -9,8 +9,10 @@
 //! - [`sweep`]: `btsim sweep`, one scenario over many seeds on every core.
 //! - [`trace`]: the fingerprint of a run's event stream.
 //! - `watch`: the wire observer both engines run on every connection.
+//! - `attack`: the scripts of hostile peers (groups of role `attacker`), for both engines.
 //! - [`turmoil`]: the engine that runs the runtime's real driver on turmoil hosts.
 
+mod attack;
 pub mod bench;
 pub mod content;
 pub mod engine;

@@ -9,7 +9,7 @@ use bt_protocol::time::Instant;
 use bt_runtime::units::{format_bytes, format_count};
 use serde::Serialize;
 
-use crate::engine::{HostEnd, HostOutcome, Outcome};
+use crate::engine::{AttackOutcome, CLEAN_CLOSES, HostEnd, HostOutcome, Outcome};
 use crate::scenario::{Behaviour, EngineKind, Role, Scenario};
 
 /// Three points of a distribution, in seconds.
@@ -66,6 +66,125 @@ pub struct GroupReport {
     pub bans_issued: u64,
     /// Bans of its peers by others.
     pub banned_by: u64,
+    /// Connections its peers closed, by reason ([`crate::engine::close_reason_name`]; empty when
+    /// the engine does not count them per group).
+    pub closes: BTreeMap<String, u64>,
+    /// For an attacker group: what the honest peers did to its connections.
+    pub attack: Option<AttackReport>,
+}
+
+/// What became of one attacker group's connections to honest peers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttackReport {
+    /// The attack (`sim/README.md`).
+    pub attack: String,
+    /// Connections that opened.
+    pub connections: u64,
+    /// Closed by the honest side, by reason.
+    pub closed: BTreeMap<String, u64>,
+    /// Closed by the honest side, in all.
+    pub closed_total: u64,
+    /// Of those, closed for a reason that is a clean close (the honest peer left), not a verdict.
+    pub closed_clean: u64,
+    /// Seconds from the honest side's open to its close, over the closed ones.
+    pub close_s: Option<Spread>,
+    /// Open at both ends when the run ended.
+    pub open_at_end: u64,
+    /// How long the oldest of those had been open, in seconds.
+    pub open_oldest_s: Option<f64>,
+    /// How long each of those had been open, in seconds.
+    #[serde(skip)]
+    open_s: Vec<f64>,
+    /// Seconds from open to close of each closed one.
+    #[serde(skip)]
+    closed_s: Vec<f64>,
+    /// Ended some other way (the honest peer crashed).
+    pub ended_otherwise: u64,
+    /// Whether the engine measured `max_queued_to`.
+    pub queues_measured: bool,
+    /// The most bytes an honest peer had queued to send on one connection to an attacker.
+    pub max_queued_to: u64,
+    /// The most bytes an attacker had queued on one connection.
+    pub max_queued_by: u64,
+    /// Bytes the attackers sent.
+    pub bytes_sent: u64,
+    /// Bytes the attackers received.
+    pub bytes_received: u64,
+}
+
+impl AttackReport {
+    fn new(attack: &str, a: &AttackOutcome) -> AttackReport {
+        let closed_total: u64 = a.closed.values().sum();
+        let closed_clean = a
+            .closed
+            .iter()
+            .filter(|(name, _)| CLEAN_CLOSES.contains(&name.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        AttackReport {
+            attack: attack.to_owned(),
+            connections: a.connections,
+            closed: a.closed.clone(),
+            closed_total,
+            closed_clean,
+            close_s: Spread::of(a.close_micros.iter().map(|m| *m as f64 / 1e6).collect()),
+            open_at_end: a.open_micros.len() as u64,
+            open_oldest_s: a.open_micros.iter().max().map(|m| *m as f64 / 1e6),
+            open_s: a.open_micros.iter().map(|m| *m as f64 / 1e6).collect(),
+            closed_s: a.close_micros.iter().map(|m| *m as f64 / 1e6).collect(),
+            ended_otherwise: a
+                .connections
+                .saturating_sub(closed_total + a.open_micros.len() as u64),
+            queues_measured: a.queues_measured,
+            max_queued_to: a.max_queued_to,
+            max_queued_by: a.max_queued_by,
+            bytes_sent: a.bytes_sent,
+            bytes_received: a.bytes_received,
+        }
+    }
+
+    /// Whether every connection was closed by the honest side for a reason that is a verdict,
+    /// within `within` seconds if given (then one still open at the end for less than that is
+    /// pending, not a failure), and at least one was.
+    fn all_closed(&self, within: Option<f64>) -> bool {
+        let pending = self
+            .open_s
+            .iter()
+            .filter(|age| within.is_some_and(|w| **age < w))
+            .count() as u64;
+        let late = within.is_some_and(|w| self.closed_s.iter().any(|t| *t > w));
+        self.closed_total > 0
+            && self.closed_total + pending == self.connections
+            && self.closed_clean == 0
+            && !late
+    }
+
+    /// One line: connections, how they ended, the time to close, the queues.
+    fn summary(&self) -> String {
+        let reasons: Vec<String> = self
+            .closed
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let mut line = format!(
+            "{}: {}/{} closed by the honest side",
+            self.attack, self.closed_total, self.connections
+        );
+        if let Some(t) = self.close_s {
+            let _ = write!(line, " in {:.2} / {:.2} / {:.2} s", t.min, t.median, t.max);
+        }
+        if !reasons.is_empty() {
+            let _ = write!(line, " ({})", reasons.join(", "));
+        }
+        let _ = write!(line, ", {} open at the end", self.open_at_end);
+        if let Some(oldest) = self.open_oldest_s {
+            let _ = write!(line, " (the oldest for {oldest:.1} s)");
+        }
+        if self.ended_otherwise > 0 {
+            let _ = write!(line, ", {} ended otherwise", self.ended_otherwise);
+        }
+        line
+    }
 }
 
 /// The swarm's figures.
@@ -185,6 +304,11 @@ impl Report {
                     hash_failures: hosts.iter().map(|h| h.hash_failures).sum(),
                     bans_issued: hosts.iter().map(|h| h.bans_issued).sum(),
                     banned_by: hosts.iter().map(|h| h.banned_by).sum(),
+                    closes: outcome.group_closes.get(g).cloned().unwrap_or_default(),
+                    attack: match (spec.attack, outcome.attacks.get(g)) {
+                        (Some(attack), Some(Some(a))) => Some(AttackReport::new(attack.name(), a)),
+                        _ => None,
+                    },
                 }
             })
             .collect();
@@ -310,7 +434,10 @@ impl Report {
                 .hosts
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| scenario.groups[h.group].behaviour != Behaviour::Corrupt)
+                .filter(|(_, h)| {
+                    let g = &scenario.groups[h.group];
+                    g.behaviour != Behaviour::Corrupt && g.role != Role::Attacker
+                })
                 .collect();
             let banned: Vec<String> = honest
                 .iter()
@@ -344,6 +471,62 @@ impl Report {
                         if banned.len() > 5 { ", ..." } else { "" }
                     )
                 },
+            });
+        }
+        if !expect.attackers_closed.is_empty() {
+            let within = expect.attackers_close_within.map(|w| w.as_secs_f64());
+            let attacks: Vec<&AttackReport> = expect
+                .attackers_closed
+                .iter()
+                .filter_map(|g| groups.get(*g).and_then(|r| r.attack.as_ref()))
+                .collect();
+            let failed: Vec<String> = attacks
+                .iter()
+                .filter(|a| !a.all_closed(within))
+                .map(|a| a.summary())
+                .collect();
+            let names: Vec<&str> = attacks.iter().map(|a| a.attack.as_str()).collect();
+            let within_text = within.map_or(String::new(), |w| format!(" within {w} s"));
+            checks.push(Check {
+                name: format!("attackers closed{within_text} ({})", names.join(", ")),
+                passed: failed.is_empty() && attacks.len() == expect.attackers_closed.len(),
+                detail: if failed.is_empty() {
+                    let n: u64 = attacks.iter().map(|a| a.closed_total).sum();
+                    let pending: u64 = attacks.iter().map(|a| a.open_at_end).sum();
+                    format!(
+                        "{n} connections closed by the honest side with a reason; \
+                         {pending} opened too late to tell"
+                    )
+                } else {
+                    format!("not all: {}", failed.join("; "))
+                },
+            });
+        }
+        if let Some(bound) = expect.queued_to_attackers_at_most {
+            let attacks: Vec<&AttackReport> =
+                groups.iter().filter_map(|g| g.attack.as_ref()).collect();
+            let most = attacks.iter().map(|a| a.max_queued_to).max().unwrap_or(0);
+            let measured = attacks.iter().all(|a| a.queues_measured);
+            let name = format!(
+                "honest peers queue at most {} to an attacker",
+                format_bytes(bound)
+            );
+            // Said, not judged, where the engine cannot see the queues.
+            checks.push(if measured {
+                Check {
+                    name,
+                    passed: most <= bound,
+                    detail: format!("the most on one connection: {}", format_bytes(most)),
+                }
+            } else {
+                Check {
+                    name,
+                    passed: true,
+                    detail: format!(
+                        "not measured by the {} engine (the runtime's queues are inside its tasks)",
+                        outcome.engine.name()
+                    ),
+                }
             });
         }
         checks.push(Check {
@@ -398,7 +581,7 @@ impl Report {
         );
         for g in &self.groups {
             let done = match g.role {
-                Role::Seeder => "-".to_owned(),
+                Role::Seeder | Role::Attacker => "-".to_owned(),
                 Role::Leecher => g.completed.to_string(),
             };
             let completion = g.completion_s.map_or("-".to_owned(), |s| {
@@ -407,6 +590,7 @@ impl Report {
             let role = match g.role {
                 Role::Seeder => "seeder",
                 Role::Leecher => "leecher",
+                Role::Attacker => "attacker",
             };
             let _ = writeln!(
                 out,
@@ -436,6 +620,18 @@ impl Report {
             }
             if !notes.is_empty() {
                 let _ = writeln!(out, "{:<14} ({})", "", notes.join(", "));
+            }
+            if let Some(a) = &g.attack {
+                let _ = writeln!(out, "{:<14} {}", "", a.summary());
+            }
+            if let Some(a) = g.attack.as_ref().filter(|a| a.queues_measured) {
+                let _ = writeln!(
+                    out,
+                    "{:<14} queued: honest peers at most {} on one connection to it, it at most {}",
+                    "",
+                    format_bytes(a.max_queued_to),
+                    format_bytes(a.max_queued_by)
+                );
             }
         }
         let t = &self.totals;

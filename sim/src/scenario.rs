@@ -159,6 +159,81 @@ pub enum Role {
     Seeder,
     /// Starts with none.
     Leecher,
+    /// A scripted hostile peer (fast engine only): not a protocol session but raw bytes on the
+    /// wire, as its group's [`Attack`] says.
+    Attacker,
+}
+
+/// What a scripted hostile peer does on every connection it opens or accepts (`attack` in a
+/// `[[group]]` of role `attacker`; `sim/README.md` describes each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attack {
+    /// A handshake for another torrent.
+    WrongInfoHash,
+    /// A bitfield one byte short, or with the spare bits past the last piece set.
+    BadBitfield,
+    /// A `have` for a piece past the end of the torrent.
+    HaveOutOfRange,
+    /// A request past the end of a piece, or for more than 16 KiB.
+    BadRequest,
+    /// Requests for every block, over and over, without the Fast extension.
+    RequestFlood,
+    /// The same flood from a peer that claims the Fast extension (so it can be sent rejects).
+    RequestFloodFast,
+    /// `piece` messages for blocks nobody asked for, at the attacker's uplink rate.
+    UnrequestedPiece,
+    /// A length prefix of 4 GiB - 1 after the handshake.
+    HugeLengthPrefix,
+    /// After a prompt handshake, one byte a second of a message that never ends.
+    Slowloris,
+    /// The handshake itself at one byte a second.
+    SlowlorisHandshake,
+    /// Claims every piece, then choke and unchoke in turn, many times a second.
+    ChokeStorm,
+    /// Opens the connection and never sends a byte.
+    Silent,
+}
+
+impl Attack {
+    /// Every attack, in the order the README lists them.
+    pub const ALL: [Attack; 12] = [
+        Attack::WrongInfoHash,
+        Attack::BadBitfield,
+        Attack::HaveOutOfRange,
+        Attack::BadRequest,
+        Attack::RequestFlood,
+        Attack::RequestFloodFast,
+        Attack::UnrequestedPiece,
+        Attack::HugeLengthPrefix,
+        Attack::Slowloris,
+        Attack::SlowlorisHandshake,
+        Attack::ChokeStorm,
+        Attack::Silent,
+    ];
+
+    /// The name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attack::WrongInfoHash => "wrong_info_hash",
+            Attack::BadBitfield => "bad_bitfield",
+            Attack::HaveOutOfRange => "have_out_of_range",
+            Attack::BadRequest => "bad_request",
+            Attack::RequestFlood => "request_flood",
+            Attack::RequestFloodFast => "request_flood_fast",
+            Attack::UnrequestedPiece => "unrequested_piece",
+            Attack::HugeLengthPrefix => "huge_length_prefix",
+            Attack::Slowloris => "slowloris",
+            Attack::SlowlorisHandshake => "slowloris_handshake",
+            Attack::ChokeStorm => "choke_storm",
+            Attack::Silent => "silent",
+        }
+    }
+
+    /// The attack called `name`.
+    pub fn from_name(name: &str) -> Option<Attack> {
+        Attack::ALL.into_iter().find(|a| a.name() == name)
+    }
 }
 
 /// How a peer behaves.
@@ -196,6 +271,8 @@ pub struct GroupSpec {
     pub behaviour: Behaviour,
     /// Most connections each of its peers keeps (bt's `--max-peers`).
     pub max_peers: usize,
+    /// What its peers do, when the role is [`Role::Attacker`].
+    pub attack: Option<Attack>,
 }
 
 /// Which peers of a group a fault hits.
@@ -291,6 +368,16 @@ pub struct Expect {
     pub corrupt_peers_banned: bool,
     /// No peer that is not corrupt was banned by anyone.
     pub no_honest_peer_banned: bool,
+    /// Attacker groups (by index) whose every connection to an honest peer was closed by the
+    /// honest side for a reason other than a clean close, none left open.
+    pub attackers_closed: Vec<usize>,
+    /// With `attackers_closed`: each of those connections is closed within this long of opening
+    /// (one still open at the end younger than this is pending, not a failure). `None`: by the
+    /// end of the run.
+    pub attackers_close_within: Option<Duration>,
+    /// No honest peer ever had more than this many bytes queued to send on one connection to an
+    /// attacker.
+    pub queued_to_attackers_at_most: Option<u64>,
 }
 
 // ---- errors ----
@@ -634,6 +721,8 @@ struct RawGroup {
     behaviour: Option<Spanned<Behaviour>>,
     #[serde(default)]
     max_peers: Option<Spanned<u32>>,
+    #[serde(default)]
+    attack: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -669,6 +758,20 @@ struct RawExpect {
     corrupt_peers_banned: Option<bool>,
     #[serde(default)]
     no_honest_peer_banned: Option<bool>,
+    #[serde(default)]
+    attackers_closed: Option<Spanned<RawGroups>>,
+    #[serde(default)]
+    attackers_close_within: Option<Spanned<Seconds>>,
+    #[serde(default)]
+    queued_to_attackers_at_most: Option<Spanned<Bytes>>,
+}
+
+/// `true` (every group it can apply to), `false`, or a list of group names.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawGroups {
+    All(bool),
+    Names(Vec<String>),
 }
 
 // ---- checks ----
@@ -746,7 +849,27 @@ impl Scenario {
             }
             Some(x) => Some(*x.get_ref()),
         };
+        let attackers_closed = check_attackers_closed(&cx, &raw.expect, &groups)?;
+        let attackers_close_within = match &raw.expect.attackers_close_within {
+            Some(w) if attackers_closed.is_empty() => {
+                return Err(cx.err(
+                    w.span(),
+                    "attackers_close_within goes with attackers_closed",
+                ));
+            }
+            Some(w) if w.get_ref().0.is_zero() => {
+                return Err(cx.err(w.span(), "must be more than 0 s"));
+            }
+            w => w.as_ref().map(|w| w.get_ref().0),
+        };
         let expect = Expect {
+            attackers_closed,
+            attackers_close_within,
+            queued_to_attackers_at_most: raw
+                .expect
+                .queued_to_attackers_at_most
+                .as_ref()
+                .map(|b| b.get_ref().0),
             all_complete_by: raw.expect.all_complete_by.map(|s| s.0),
             no_corrupt_piece_kept: raw.expect.no_corrupt_piece_kept.unwrap_or(false),
             seeder_upload_at_most,
@@ -1021,6 +1144,49 @@ fn check_groups(
                 "leave_after counts pieces downloaded: it applies to leechers",
             ));
         }
+        let attack = match (&r.attack, r.role) {
+            (None, Role::Attacker) => {
+                return Err(cx.err(
+                    r.name.span(),
+                    format!(
+                        "a group of role \"attacker\" needs `attack` (one of {})",
+                        attack_names()
+                    ),
+                ));
+            }
+            (None, _) => None,
+            (Some(a), Role::Attacker) => match Attack::from_name(a.get_ref().trim()) {
+                Some(attack) => Some(attack),
+                None if a.get_ref().trim() == "corrupt" => {
+                    return Err(cx.err(
+                        a.span(),
+                        "corrupt data comes from a protocol peer: give a seeder group \
+                         behaviour = \"corrupt\"",
+                    ));
+                }
+                None => {
+                    return Err(cx.err(
+                        a.span(),
+                        format!(
+                            "unknown attack `{}` (expected one of {})",
+                            a.get_ref(),
+                            attack_names()
+                        ),
+                    ));
+                }
+            },
+            (Some(a), _) => {
+                return Err(cx.err(a.span(), "`attack` goes with role = \"attacker\""));
+            }
+        };
+        if let (Some(b), Role::Attacker) = (&r.behaviour, r.role)
+            && behaviour != Behaviour::Honest
+        {
+            return Err(cx.err(
+                b.span(),
+                "an attacker follows its `attack`, not a behaviour",
+            ));
+        }
         let max_peers = match &r.max_peers {
             None => TorrentConfig::default().max_peers,
             Some(m) if !(1..=1000).contains(m.get_ref()) => {
@@ -1042,9 +1208,49 @@ fn check_groups(
                 RawStrategy::Random => Strategy::Random,
             },
             behaviour,
+            attack,
         });
     }
     Ok(groups)
+}
+
+/// The attack names, for error messages.
+fn attack_names() -> String {
+    let names: Vec<&str> = Attack::ALL.iter().map(|a| a.name()).collect();
+    names.join(", ")
+}
+
+/// The attacker groups `attackers_closed` names: all of them for `true`, none for `false`.
+fn check_attackers_closed(
+    cx: &Ctx<'_>,
+    raw: &RawExpect,
+    groups: &[GroupSpec],
+) -> Result<Vec<usize>, ScenarioError> {
+    let Some(value) = &raw.attackers_closed else {
+        return Ok(Vec::new());
+    };
+    let attackers = || (0..groups.len()).filter(|g| groups[*g].role == Role::Attacker);
+    match value.get_ref() {
+        RawGroups::All(false) => Ok(Vec::new()),
+        RawGroups::All(true) if attackers().next().is_none() => Err(cx.err(
+            value.span(),
+            "attackers_closed needs a group of role \"attacker\"",
+        )),
+        RawGroups::All(true) => Ok(attackers().collect()),
+        RawGroups::Names(names) => names
+            .iter()
+            .map(|name| {
+                let g = group_index(cx, groups, name, value.span())?;
+                if groups[g].role != Role::Attacker {
+                    return Err(cx.err(
+                        value.span(),
+                        format!("group `{}` is not of role \"attacker\"", groups[g].name),
+                    ));
+                }
+                Ok(g)
+            })
+            .collect(),
+    }
 }
 
 fn group_index(

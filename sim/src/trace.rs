@@ -19,6 +19,16 @@ impl Default for Fingerprint {
 }
 
 impl Fingerprint {
+    /// The hash of `text`'s bytes alone (to feed a name as one word).
+    pub fn of_str(text: &str) -> u64 {
+        let mut f = Fingerprint::default();
+        for b in text.bytes() {
+            f.0 ^= u64::from(b);
+            f.0 = f.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        f.0
+    }
+
     /// Feeds one word.
     #[inline]
     pub fn word(&mut self, w: u64) {

@@ -13,6 +13,8 @@ use bt_sim::engine::{self, HostEnd, Outcome};
 use bt_sim::report::Report;
 use bt_sim::scenario::{EngineKind, Scenario};
 
+mod hostile;
+
 fn scenario_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
@@ -94,6 +96,34 @@ fn corrupt_peer_passes_on_turmoil() {
     assert!(r.passed, "{}", r.human());
     assert!(r.groups[2].hash_failures > 0, "{}", r.human());
     assert_eq!(outcome.violation_count, 0);
+}
+
+#[test]
+fn hostile_mixed_on_turmoil_closes_the_same_attacks_for_the_same_reasons() {
+    // Proves the real runtime, against attacker hosts on raw turmoil sockets, closes every
+    // attack the fast engine's sessions close, for the same named reasons in the same times,
+    // leaves the same three open and completes the honest leechers.
+    let (_, _, r) = run("hostile-mixed.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].completed, 8, "{}", r.human());
+    hostile::assert_closed_with_their_reasons(&r);
+    hostile::assert_not_closed_yet(&r);
+}
+
+#[test]
+fn hostile_mixed_on_turmoil_is_deterministic() {
+    // Proves the attacker hosts keep turmoil runs deterministic: the first 12 s (attackers
+    // dialling and being closed, streams running) twice with one seed give one fingerprint,
+    // another seed another.
+    let path = scenario_path("hostile-mixed.toml");
+    let mut scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    scenario.duration = Duration::from_secs(12);
+    let (a, _) = run_scenario("hostile-mixed.toml", &scenario, 1);
+    let (b, _) = run_scenario("hostile-mixed.toml", &scenario, 1);
+    let (c, _) = run_scenario("hostile-mixed.toml", &scenario, 2);
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a, b);
+    assert_ne!(a.fingerprint, c.fingerprint);
 }
 
 #[test]

@@ -25,6 +25,7 @@
 //! stops producing is a violation).
 
 mod announce;
+mod attack;
 mod net;
 pub mod queue;
 pub mod tracker;
@@ -43,7 +44,7 @@ use bt_protocol::torrent::{Bitfield, TorrentConfig, TorrentEvent};
 use bt_protocol::tracker::{Announcer, AnnouncerConfig};
 
 use crate::content::{Content, Disk};
-use crate::engine::{HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress};
+use crate::engine::{AttackOutcome, HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress};
 use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario};
 use crate::trace::Trace;
 
@@ -113,11 +114,17 @@ enum Ev {
     TrackerRequest(Box<announce::Request>),
     /// A tracker's answer (or the client's timeout) reaches the peer.
     TrackerAnswer(Box<announce::Answer>),
+    /// An attacker's script on one connection is due.
+    AttackTick {
+        host: HostId,
+        epoch: u32,
+        conn: ConnId,
+    },
 }
 
 impl Ev {
     /// Names of the kinds, in [`Ev::kind`] order.
-    const KINDS: [&'static str; 11] = [
+    const KINDS: [&'static str; 12] = [
         "join",
         "timer",
         "fault",
@@ -129,6 +136,7 @@ impl Ev {
         "disk_read",
         "tracker_request",
         "tracker_answer",
+        "attack_tick",
     ];
 
     fn kind(&self) -> u8 {
@@ -144,6 +152,7 @@ impl Ev {
             Ev::DiskRead { .. } => 8,
             Ev::TrackerRequest(_) => 9,
             Ev::TrackerAnswer(_) => 10,
+            Ev::AttackTick { .. } => 11,
         }
     }
 }
@@ -177,6 +186,8 @@ struct Host {
     down_rate: Option<u64>,
     behaviour: Behaviour,
     role: Role,
+    /// The script, for a peer of role attacker (which has no session).
+    attacker: Option<Box<crate::attack::Attacker>>,
     // The uplink: connections with bytes queued, served round robin.
     uplink_busy: bool,
     active: VecDeque<ConnId>,
@@ -270,6 +281,13 @@ struct World<'a> {
     read_buf: Vec<u8>,
     /// Events handled, by kind ([`Ev::KINDS`]).
     event_counts: [u64; Ev::KINDS.len()],
+    /// Per group: connections its peers closed, by [`crate::engine::close_reason_name`].
+    group_closes: Vec<BTreeMap<String, u64>>,
+    /// Per group: what became of its attackers' connections (`None` for other groups).
+    attacks: Vec<Option<AttackOutcome>>,
+    /// Attacker connection ends with a script running: the run is not over while there are any
+    /// (it waits for the honest side to close them, or for its end).
+    attack_conns_open: u32,
 }
 
 /// Runs `scenario` with `seed`. See the module docs.
@@ -320,6 +338,9 @@ pub fn code_name(code: u64) -> Option<&'static str> {
         40 => "announce host tracker event",
         41 => "tracker_request host tracker",
         42 => "tracker_answer host ok",
+        50 => "attack_open host conn",
+        51 => "attack_tick host conn",
+        52 => "attack_closed host conn reason",
         _ => return None,
     })
 }
@@ -387,6 +408,12 @@ impl<'a> World<'a> {
                     down_rate: group.down,
                     behaviour: group.behaviour,
                     role: group.role,
+                    attacker: group.attack.map(|a| {
+                        Box::new(crate::attack::Attacker::new(
+                            a,
+                            host_rng.fork(u64::from(id) | 1 << 32),
+                        ))
+                    }),
                     uplink_busy: false,
                     active: VecDeque::new(),
                     down_free_at: Instant::ZERO,
@@ -456,6 +483,18 @@ impl<'a> World<'a> {
             ended_at: Instant::ZERO,
             read_buf: Vec::new(),
             event_counts: [0; Ev::KINDS.len()],
+            group_closes: vec![BTreeMap::new(); scenario.groups.len()],
+            attacks: scenario
+                .groups
+                .iter()
+                .map(|g| {
+                    g.attack.map(|_| AttackOutcome {
+                        queues_measured: true,
+                        ..AttackOutcome::default()
+                    })
+                })
+                .collect(),
+            attack_conns_open: 0,
         }
     }
 
@@ -485,7 +524,10 @@ impl<'a> World<'a> {
     /// Nothing left that could change the verdict: everyone joined, every fault fired, every peer
     /// that should complete has.
     fn settled(&self) -> bool {
-        self.joins_pending == 0 && self.faults_pending == 0 && self.incomplete == 0
+        self.joins_pending == 0
+            && self.faults_pending == 0
+            && self.incomplete == 0
+            && self.attack_conns_open == 0
     }
 
     fn run(&mut self, progress: &mut dyn FnMut(&Progress)) {
@@ -584,6 +626,7 @@ impl<'a> World<'a> {
             }
             Ev::TrackerRequest(request) => self.on_tracker_request(*request),
             Ev::TrackerAnswer(answer) => self.on_tracker_answer(*answer),
+            Ev::AttackTick { host, epoch, conn } => self.on_attack_tick(host, epoch, conn),
         }
     }
 
@@ -595,6 +638,15 @@ impl<'a> World<'a> {
         let content = Arc::clone(&self.content);
         let scenario = self.scenario;
         let host = &mut self.hosts[h as usize];
+        if host.attacker.is_some() {
+            // No session: the script speaks for it; it announces like any peer.
+            host.state = State::Up;
+            host.joined_at.get_or_insert(now);
+            self.start_announcer(h);
+            self.running += 1;
+            self.settle(h);
+            return;
+        }
         let group = &scenario.groups[host.group];
         let config = SessionConfig {
             torrent: TorrentConfig {
@@ -628,18 +680,24 @@ impl<'a> World<'a> {
         if host.is_complete() && host.completed_at.is_none() {
             host.completed_at = Some(now);
         }
-        let floor = scenario.announce_interval_floor();
-        let config = AnnouncerConfig {
-            interval_floor: floor,
-            ..AnnouncerConfig::default()
-        };
-        let tiers = self.tracker_urls.iter().map(|u| vec![u.clone()]).collect();
-        let mut announcer = Announcer::new(config, tiers, &mut host.rng);
-        announcer.started(now);
-        host.announcer = Some(announcer);
+        self.start_announcer(h);
         self.running += 1;
         self.recount(h);
         self.settle(h);
+    }
+
+    /// Gives peer `h` a new announcer, which says `started`.
+    fn start_announcer(&mut self, h: HostId) {
+        let now = self.now();
+        let config = AnnouncerConfig {
+            interval_floor: self.scenario.announce_interval_floor(),
+            ..AnnouncerConfig::default()
+        };
+        let tiers = self.tracker_urls.iter().map(|u| vec![u.clone()]).collect();
+        let host = &mut self.hosts[h as usize];
+        let mut announcer = Announcer::new(config, tiers, &mut host.rng);
+        announcer.started(now);
+        host.announcer = Some(announcer);
     }
 
     /// Keeps [`World::incomplete`] and [`World::complete`] in step with peer `h`.
@@ -1002,6 +1060,25 @@ impl<'a> World<'a> {
             between_seeds / 2,
         );
         diagnostics.insert("wire_blocks_observed".to_owned(), self.wire_answers);
+        // Attacker connections whose two ends are both still open, and how long they have been.
+        let end = self.ended_at;
+        for host in &self.hosts {
+            if host.attacker.is_none() {
+                continue;
+            }
+            let ages: Vec<u64> = host
+                .conns
+                .iter()
+                .filter_map(|c| self.conns.get(c))
+                .filter(|c| c.state == net::ConnState::Open)
+                .filter_map(|c| self.conns.get(&c.remote))
+                .filter(|r| r.state == net::ConnState::Open)
+                .map(|r| (end - r.opened_at()).as_micros() as u64)
+                .collect();
+            if let Some(Some(a)) = self.attacks.get_mut(host.group) {
+                a.open_micros.extend(ages);
+            }
+        }
         let hosts = self
             .hosts
             .iter()
@@ -1052,6 +1129,8 @@ impl<'a> World<'a> {
                 .filter(|(_, n)| *n > 0)
                 .map(|(k, n)| (k.to_string(), n))
                 .collect(),
+            group_closes: self.group_closes,
+            attacks: self.attacks,
         }
     }
 }

@@ -131,6 +131,52 @@ pub(super) struct Conn {
     unreported: usize,
     /// The wire observer's view of what this end sent.
     watch: Box<crate::watch::EndWatch>,
+    /// When it opened (the SYN accepted, or its answer arrived).
+    opened_at: Instant,
+    /// Bytes of data in `out`.
+    queued: usize,
+    /// The other end is an attacker's.
+    to_attacker: bool,
+    /// This end is an attacker's.
+    is_attacker: bool,
+}
+
+impl Conn {
+    /// A new end of peer `host` to `remote` (of `remote_host`), in `state`, at `now`.
+    fn new(
+        world: &World<'_>,
+        host: HostId,
+        remote: ConnId,
+        remote_host: HostId,
+        state: ConnState,
+    ) -> Conn {
+        let now = world.now();
+        Conn {
+            host,
+            remote,
+            remote_host,
+            state,
+            out: Default::default(),
+            active: false,
+            stream_at: now,
+            unreported: 0,
+            watch: Box::default(),
+            opened_at: now,
+            queued: 0,
+            to_attacker: world.hosts[remote_host as usize].attacker.is_some(),
+            is_attacker: world.hosts[host as usize].attacker.is_some(),
+        }
+    }
+
+    /// Bytes of data waiting for the uplink.
+    pub(super) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// When it opened.
+    pub(super) fn opened_at(&self) -> Instant {
+        self.opened_at
+    }
 }
 
 /// A hasher for [`ConnId`]s (sequential integers): one multiply. Deterministic; the table is
@@ -274,7 +320,12 @@ impl World<'_> {
             return;
         };
         debug_assert_eq!(c.host, h);
-        if let Item::Data(bytes) = &item {
+        // The observer's rules are for two protocol peers: an attacker breaks them on purpose,
+        // and its choke storms void requests the observer would count as in flight.
+        let watched = !(c.to_attacker || c.is_attacker);
+        if let Item::Data(bytes) = &item
+            && watched
+        {
             // The wire observer reads the stream in the order the session wrote it.
             let mut answered = Vec::new();
             let mut breaches = Vec::new();
@@ -306,6 +357,19 @@ impl World<'_> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        c.queued += item.len();
+        if c.to_attacker || c.is_attacker {
+            let (queued, to) = (c.queued as u64, c.to_attacker);
+            let attacker = if to { c.remote_host } else { c.host };
+            let group = self.hosts[attacker as usize].group;
+            if let Some(Some(a)) = self.attacks.get_mut(group) {
+                if to {
+                    a.max_queued_to = a.max_queued_to.max(queued);
+                } else {
+                    a.max_queued_by = a.max_queued_by.max(queued);
+                }
+            }
+        }
         c.out.push_back(item);
         if !c.active {
             c.active = true;
@@ -327,6 +391,24 @@ impl World<'_> {
             }
             ConnState::Open => c.state = ConnState::Closing,
         }
+        let (to_attacker, remote_host, opened_at) = (c.to_attacker, c.remote_host, c.opened_at);
+        let name = crate::engine::close_reason_name(&reason);
+        if to_attacker {
+            let micros = (self.now() - opened_at).as_micros() as u64;
+            let group = self.hosts[remote_host as usize].group;
+            self.trace.words(&[
+                52,
+                u64::from(h),
+                conn.0,
+                crate::trace::Fingerprint::of_str(&name),
+            ]);
+            if let Some(Some(a)) = self.attacks.get_mut(group) {
+                *a.closed.entry(name.clone()).or_default() += 1;
+                a.close_micros.push(micros);
+            }
+        }
+        let group = self.hosts[h as usize].group;
+        *self.group_closes[group].entry(name).or_default() += 1;
         *self.close_reasons.entry(reason).or_default() += 1;
         self.enqueue(h, conn, Item::Fin);
     }
@@ -342,7 +424,15 @@ impl World<'_> {
         host.outgoing.clear();
         host.dialing = 0;
         for conn in std::mem::take(&mut host.conns) {
-            self.conns.remove(&conn);
+            let Some(c) = self.conns.remove(&conn) else {
+                continue;
+            };
+            if c.is_attacker {
+                self.attack_end_gone(h, conn);
+            } else if c.to_attacker {
+                // The attacker does not hold on to a dead connection either.
+                self.forget(c.remote);
+            }
         }
     }
 
@@ -351,6 +441,9 @@ impl World<'_> {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if c.is_attacker {
+            self.attack_end_gone(c.host, conn);
+        }
         let host = &mut self.hosts[c.host as usize];
         host.conns.remove(&conn);
         if c.state == ConnState::Dialing {
@@ -380,6 +473,7 @@ impl World<'_> {
                     break;
                 }
                 let item = c.out.pop_front().expect("peeked");
+                c.queued -= item.len();
                 burst.len += item.len();
                 let fin = matches!(item, Item::Fin);
                 burst.items.push(item);
@@ -491,9 +585,15 @@ impl World<'_> {
                     Some(Item::Open) => {
                         let c = self.conns.get_mut(&to).expect("looked up above");
                         c.state = ConnState::Open;
-                        let remote_host = c.remote_host;
+                        c.opened_at = now;
+                        let (remote_host, is_attacker) = (c.remote_host, c.is_attacker);
                         let host = &mut self.hosts[h as usize];
                         host.dialing -= 1;
+                        if is_attacker {
+                            self.attack_open(h, to);
+                            self.settle(h);
+                            return;
+                        }
                         let torrent = host.torrent;
                         let refused = match host.session.as_mut() {
                             Some(s) => s.connect(now, torrent, to, host_addr(remote_host)).is_err(),
@@ -505,6 +605,16 @@ impl World<'_> {
                     }
                     // A reset: the dial failed.
                     _ => self.forget(to),
+                }
+            }
+            ConnState::Open if self.hosts[h as usize].attacker.is_some() => {
+                // An attacker reads and discards; a FIN means the honest side closed.
+                let group = self.hosts[h as usize].group;
+                if let Some(Some(a)) = self.attacks.get_mut(group) {
+                    a.bytes_received += burst.len as u64;
+                }
+                if burst.has_fin() {
+                    self.forget(to);
                 }
             }
             ConnState::Open => {
@@ -569,30 +679,20 @@ impl World<'_> {
             return;
         }
         self.trace.words(&[13, u64::from(to_host), to.0]);
-        let accepted = host
-            .session
-            .as_mut()
-            .is_some_and(|s| s.accept(now, to, host_addr(from_host)).is_ok());
+        let accepted = match (&host.attacker, host.session.as_mut()) {
+            (Some(_), _) => host.conns.len() < self.scenario.groups[host.group].max_peers,
+            (None, Some(s)) => s.accept(now, to, host_addr(from_host)).is_ok(),
+            (None, None) => false,
+        };
         if !accepted {
             self.transit_reset(to, from, to_host, from_host);
             return;
         }
         host.conns.insert(to);
-        self.conns.insert(
-            to,
-            Conn {
-                host: to_host,
-                remote: from,
-                remote_host: from_host,
-                state: ConnState::Open,
-                out: Default::default(),
-                active: false,
-                stream_at: now,
-                unreported: 0,
-                watch: Box::default(),
-            },
-        );
+        let c = Conn::new(self, to_host, from, from_host, ConnState::Open);
+        self.conns.insert(to, c);
         self.transit(to, from, to_host, from_host, Burst::one(Item::Open));
+        self.attack_open(to_host, to);
         self.settle(to_host);
     }
 
@@ -611,9 +711,17 @@ impl World<'_> {
     /// Queues a peer address to dial, as the runtime's `Driver::add_peer` does.
     pub(super) fn add_peer(&mut self, h: HostId, addr: std::net::SocketAddr) {
         let hosts = self.hosts.len();
+        let Some(other) = host_of_ip(addr.ip()).filter(|o| (*o as usize) < hosts) else {
+            return;
+        };
+        let other_attacks = self.hosts[other as usize].attacker.is_some();
         let host = &mut self.hosts[h as usize];
+        if let Some(a) = &host.attacker
+            && (other_attacks || a.tried.contains(&addr))
+        {
+            return;
+        }
         if addr == host.addr
-            || host_of_ip(addr.ip()).is_none_or(|o| o as usize >= hosts)
             || host.queued.contains(&addr)
             || host.outgoing.contains_key(&addr)
             || host.candidates.len() >= bt_runtime::driver::MAX_CANDIDATES
@@ -631,11 +739,14 @@ impl World<'_> {
             if host.state != State::Up {
                 return;
             }
-            let peers = host
-                .session
-                .as_ref()
-                .and_then(|s| s.torrent(host.torrent))
-                .map_or(0, |t| t.peer_count());
+            let peers = match &host.attacker {
+                Some(_) => host.conns.len() - host.dialing,
+                None => host
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.torrent(host.torrent))
+                    .map_or(0, |t| t.peer_count()),
+            };
             let max_peers = self.scenario.groups[host.group].max_peers;
             if host.dialing >= bt_runtime::driver::MAX_DIALS || peers + host.dialing >= max_peers {
                 return;
@@ -656,20 +767,11 @@ impl World<'_> {
         host.dialing += 1;
         host.outgoing.insert(addr, from);
         host.conns.insert(from);
-        self.conns.insert(
-            from,
-            Conn {
-                host: h,
-                remote: to,
-                remote_host: to_host,
-                state: ConnState::Dialing,
-                out: Default::default(),
-                active: false,
-                stream_at: now,
-                unreported: 0,
-                watch: Box::default(),
-            },
-        );
+        if let Some(a) = host.attacker.as_mut() {
+            a.tried.insert(addr);
+        }
+        let c = Conn::new(self, h, to, to_host, ConnState::Dialing);
+        self.conns.insert(from, c);
         self.trace.words(&[15, u64::from(h), u64::from(to_host)]);
         self.queue.push(
             now + bt_runtime::driver::CONNECT_TIMEOUT,

@@ -242,3 +242,99 @@ fn missing_sections_are_reported() {
     );
     assert!(e.message.contains("[[group]]"), "{e}");
 }
+
+/// `GOOD` with an attacker group `flood` appended to its groups and `expect` lines added.
+fn with_attacker(group: &str, expect: &str) -> String {
+    replace(
+        "[[fault]]\nat = 60",
+        &format!("{group}\n\n[[fault]]\nat = 60"),
+    )
+    .replace(
+        "seeder_upload_at_most = 2.5",
+        &format!("seeder_upload_at_most = 2.5\n{expect}"),
+    )
+}
+
+const FLOOD: &str =
+    "[[group]]\nname = \"flood\"\nrole = \"attacker\"\nattack = \"request_flood\"\ncount = 2";
+
+#[test]
+fn an_attacker_group_reads_with_its_attack_and_expectations() {
+    // Proves role = "attacker" with `attack`, `attackers_closed` (true or names),
+    // `attackers_close_within` and `queued_to_attackers_at_most` read as documented.
+    let s = parse(&with_attacker(
+        FLOOD,
+        "attackers_closed = true\nattackers_close_within = 25\nqueued_to_attackers_at_most = \"1 MiB\"",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let g = &s.groups[2];
+    assert_eq!(
+        (g.role, g.attack),
+        (Role::Attacker, Some(Attack::RequestFlood))
+    );
+    assert_eq!(s.expect.attackers_closed, vec![2]);
+    assert_eq!(
+        s.expect.attackers_close_within,
+        Some(Duration::from_secs(25))
+    );
+    assert_eq!(s.expect.queued_to_attackers_at_most, Some(1 << 20));
+    let s = parse(&with_attacker(FLOOD, "attackers_closed = [\"flood\"]")).unwrap();
+    assert_eq!(s.expect.attackers_closed, vec![2]);
+    for a in Attack::ALL {
+        assert_eq!(Attack::from_name(a.name()), Some(a));
+    }
+}
+
+#[test]
+fn attacker_mistakes_are_named_with_their_key() {
+    // Proves each wrong use of the attacker keys is refused with its key and a message saying
+    // what is wrong.
+    for (group, expect, key, words) in [
+        (
+            FLOOD.replace("request_flood", "request_floood"),
+            "",
+            "group.attack",
+            "unknown attack `request_floood`",
+        ),
+        (
+            FLOOD.replace("request_flood", "corrupt"),
+            "",
+            "group.attack",
+            "behaviour = \"corrupt\"",
+        ),
+        (
+            FLOOD.replace("\nattack = \"request_flood\"", ""),
+            "",
+            "group.name",
+            "needs `attack`",
+        ),
+        (
+            FLOOD.replace("attacker", "leecher"),
+            "",
+            "group.attack",
+            "goes with role = \"attacker\"",
+        ),
+        (
+            format!("{FLOOD}\nbehaviour = \"slow\""),
+            "",
+            "group.behaviour",
+            "not a behaviour",
+        ),
+        (
+            FLOOD.to_owned(),
+            "attackers_closed = [\"crowd\"]",
+            "expect.attackers_closed",
+            "not of role \"attacker\"",
+        ),
+        (
+            FLOOD.to_owned(),
+            "attackers_close_within = 10",
+            "expect.attackers_close_within",
+            "goes with attackers_closed",
+        ),
+    ] {
+        let e = error(&with_attacker(&group, expect));
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.message.contains(words), "{e}");
+    }
+}

@@ -23,6 +23,7 @@
 //! Bounds: at most [`MAX_HOSTS`] hosts (peers and trackers); the run stops at the scenario's
 //! duration; progress every [`PROGRESS_EVERY`] steps.
 
+mod attacker;
 pub mod net;
 pub mod pace;
 mod peer;
@@ -184,6 +185,9 @@ pub fn code_name(code: u64) -> Option<&'static str> {
         25 => "peer_gone conn",
         26 => "disk_error",
         50 => "start host life",
+        70 => "attack_open host conn",
+        71 => "attack_tick host conn",
+        72 => "attack_closed honest_host reason",
         60 => "fault index",
         _ => return None,
     })
@@ -277,7 +281,8 @@ impl<'a> Engine<'a> {
                 let layout = meta.info.layout.clone();
                 let mem = match group.role {
                     Role::Seeder => MemStorage::complete(layout, seed),
-                    Role::Leecher => MemStorage::empty(layout, seed),
+                    // An attacker has no storage: its disk is never used.
+                    Role::Leecher | Role::Attacker => MemStorage::empty(layout, seed),
                 };
                 let corrupt = group.behaviour == Behaviour::Corrupt;
                 disks.push(Arc::new(SimDisk::new(mem, corrupt, id, shared.clone())));
@@ -344,6 +349,7 @@ impl<'a> Engine<'a> {
                 .hosts
                 .iter()
                 .any(peer::HostState::should_complete)
+            && self.shared.lock().attack_open.is_empty()
     }
 
     fn progress(&self) -> Progress {
@@ -409,9 +415,15 @@ impl<'a> Engine<'a> {
         let name = self.names[id].clone();
         // Up from now: its first life begins in the next step.
         self.shared.lock().hosts[id].life = Life::Up;
-        self.sim.host(name.as_str(), move || {
-            peer::life(ctx.clone(), shared.clone(), disk.clone(), id)
-        });
+        if self.scenario.groups[self.shared.lock().hosts[id].group].role == Role::Attacker {
+            self.sim.host(name.as_str(), move || {
+                attacker::life(ctx.clone(), shared.clone(), id)
+            });
+        } else {
+            self.sim.host(name.as_str(), move || {
+                peer::life(ctx.clone(), shared.clone(), disk.clone(), id)
+            });
+        }
         // The link's loss and the tracker's own reach UDP trackers through turmoil's fail rate
         // (UDP only: turmoil's TCP does not retransmit, so peer links take loss in `pace`
         // instead, and an HTTP tracker's own `loss` is not modelled on this engine).
@@ -590,6 +602,26 @@ impl<'a> Engine<'a> {
             diagnostics,
             announces: s.announces,
             event_counts: std::mem::take(&mut s.event_counts),
+            group_closes: (0..self.scenario.groups.len())
+                .map(|g| s.group_closes.remove(&g).unwrap_or_default())
+                .collect(),
+            attacks: self
+                .scenario
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(g, spec)| {
+                    spec.attack?;
+                    let mut a = s.attacks.remove(&g).unwrap_or_default();
+                    a.open_micros = s
+                        .attack_open
+                        .values()
+                        .filter(|(group, _)| *group == g)
+                        .map(|(_, at)| now.as_micros().saturating_sub(at.as_micros()))
+                        .collect();
+                    Some(a)
+                })
+                .collect(),
         }
     }
 }

@@ -19,6 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bt_protocol::io::ConnId;
 use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, Metainfo, PieceIndex};
 use bt_protocol::rng::Rng;
 use bt_protocol::session::SessionConfig;
@@ -33,7 +34,7 @@ use tokio::sync::Notify;
 use super::net::TurmoilNet;
 use super::pace::{Link, Loss, Pace};
 use super::tap::Observer;
-use crate::engine::MAX_VIOLATIONS_KEPT;
+use crate::engine::{AttackOutcome, MAX_VIOLATIONS_KEPT};
 use crate::scenario::{Behaviour, GroupSpec, Role};
 use crate::trace::Trace;
 
@@ -114,6 +115,13 @@ pub(super) struct State {
     pub(super) violations: Vec<String>,
     pub(super) violation_count: u64,
     pub(super) close_reasons: BTreeMap<String, u64>,
+    /// Per group: connections its peers closed, by [`crate::engine::close_reason_name`].
+    pub(super) group_closes: BTreeMap<usize, BTreeMap<String, u64>>,
+    /// Per attacker group: what became of its connections.
+    pub(super) attacks: BTreeMap<usize, AttackOutcome>,
+    /// Attacker connections open: by (honest peer, the attacker's address as it sees it), the
+    /// attacker's group and when it opened.
+    pub(super) attack_open: BTreeMap<(usize, SocketAddr), (usize, Instant)>,
     pub(super) announces: u64,
     pub(super) complete: u32,
 }
@@ -151,7 +159,7 @@ impl Shared {
             seed,
             verified: match group.role {
                 Role::Seeder => Bitfield::full(pieces),
-                Role::Leecher => Bitfield::new(pieces),
+                Role::Leecher | Role::Attacker => Bitfield::new(pieces),
             },
             verified_this_life: 0,
             joined_at: None,
@@ -180,7 +188,7 @@ impl Shared {
     }
 
     /// Begins a life of peer `id`: its resume state, its seed and its stop signal.
-    fn begin_life(&self, id: usize) -> (Bitfield, u64, usize, Arc<Notify>) {
+    pub(super) fn begin_life(&self, id: usize) -> (Bitfield, u64, usize, Arc<Notify>) {
         let now = sim_now();
         let mut s = self.lock();
         let s = &mut *s;
@@ -215,6 +223,53 @@ impl Shared {
         }
     }
 
+    /// Attacker `id` opened connection `conn` with honest peer `honest`, which knows it by
+    /// `seen_as`.
+    pub(super) fn attack_opened(
+        &self,
+        id: usize,
+        honest: usize,
+        seen_as: SocketAddr,
+        conn: ConnId,
+    ) {
+        let now = sim_now();
+        let mut s = self.lock();
+        let group = s.hosts[id].group;
+        s.attacks.entry(group).or_default().connections += 1;
+        s.attack_open.insert((honest, seen_as), (group, now));
+        s.trace.at(now.as_micros());
+        s.trace.words(&[70, id as u64, conn.0]);
+    }
+
+    /// A script tick of attacker `id` on `conn`.
+    pub(super) fn attack_tick(&self, id: usize, conn: ConnId) {
+        let mut s = self.lock();
+        s.trace.at(sim_now().as_micros());
+        s.trace.words(&[71, id as u64, conn.0]);
+    }
+
+    /// Attacker `id` wrote `n` bytes.
+    pub(super) fn attack_sent(&self, id: usize, n: usize) {
+        let mut s = self.lock();
+        let group = s.hosts[id].group;
+        let a = s.attacks.entry(group).or_default();
+        a.bytes_sent += n as u64;
+        a.max_queued_by = a.max_queued_by.max(n as u64);
+    }
+
+    /// Attacker `id` read `n` bytes.
+    pub(super) fn attack_received(&self, id: usize, n: usize) {
+        let mut s = self.lock();
+        let group = s.hosts[id].group;
+        s.attacks.entry(group).or_default().bytes_received += n as u64;
+    }
+
+    /// The attacker's connection known to `honest` as `seen_as` ended (the honest side's close,
+    /// already recorded from its report, or its crash).
+    pub(super) fn attack_ended(&self, honest: usize, seen_as: SocketAddr) {
+        self.lock().attack_open.remove(&(honest, seen_as));
+    }
+
     /// Takes one report of peer `id`'s driver.
     fn on_report(&self, id: usize, disk: &SimDisk, report: &Report) {
         let now = sim_now();
@@ -229,8 +284,24 @@ impl Shared {
             }
             Report::Event(event) => on_event(s, now, id, disk, event),
             Report::ConnectFailed { .. } => ("connect_failed", [10, 0, 0]),
-            Report::PeerClosed { reason, .. } => {
+            Report::PeerClosed { reason, addr } => {
                 *s.close_reasons.entry(reason.clone()).or_default() += 1;
+                let group = s.hosts[id].group;
+                let name = crate::engine::close_reason_name(reason);
+                if let Some((attackers, opened)) = s.attack_open.remove(&(id, *addr)) {
+                    s.trace.at(now.as_micros());
+                    s.trace
+                        .words(&[72, id as u64, crate::trace::Fingerprint::of_str(&name)]);
+                    let a = s.attacks.entry(attackers).or_default();
+                    *a.closed.entry(name.clone()).or_default() += 1;
+                    a.close_micros
+                        .push(now.as_micros().saturating_sub(opened.as_micros()));
+                }
+                *s.group_closes
+                    .entry(group)
+                    .or_default()
+                    .entry(name)
+                    .or_default() += 1;
                 ("peer_closed", [11, 0, 0])
             }
             Report::TrackerAnswered { response, .. } => {

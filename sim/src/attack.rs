@@ -1,0 +1,295 @@
+//! Scripted hostile peers, for both engines: a group of role `attacker` is not a protocol
+//! [`bt_protocol::session::Session`] but an [`Attacker`] script that writes raw bytes on every
+//! connection it dials (to the peers the tracker gives it) or accepts (from honest peers that
+//! dial it), one [`Attack`] per group. The engines carry the bytes (`fast/attack.rs`,
+//! `turmoil/attacker.rs`); this module only says what to send and when.
+//!
+//! What a script sends depends only on the attack, the torrent and the attacker's own random
+//! stream (forked from the scenario seed), so runs are deterministic.
+//!
+//! Bounds: a script writes at most the room it is given (the engines give [`MAX_QUEUED`] less
+//! what is already queued on the connection); there is one script per open connection.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bt_protocol::io::ConnId;
+use bt_protocol::metainfo::{BLOCK_SIZE, InfoHash, TorrentLayout};
+use bt_protocol::rng::Rng;
+use bt_protocol::wire::{Handshake, Message, PeerId, Reserved};
+
+use crate::scenario::Attack;
+
+/// Most bytes an attacker keeps queued on one connection.
+pub(crate) const MAX_QUEUED: usize = 64 * 1024;
+
+/// Requests a flooding attacker sends in one go (more than the protocol's 500 queued requests).
+const FLOOD_BATCH: u32 = 1_000;
+
+/// One attacker's state.
+pub(crate) struct Attacker {
+    attack: Attack,
+    rng: Rng,
+    /// The script of each open connection.
+    scripts: BTreeMap<ConnId, Script>,
+    /// Addresses dialled already: each is dialled once.
+    pub(crate) tried: BTreeSet<SocketAddr>,
+}
+
+/// Where one connection's script is.
+struct Script {
+    /// Steps taken (bytes trickled, messages sent, blocks sent: it depends on the attack).
+    step: u64,
+    /// The first block of the cycle a streaming attack walks.
+    start: u32,
+    /// The bytes a trickling attack sends one at a time.
+    trickle: Vec<u8>,
+}
+
+/// What a script step hands the engine: bytes to queue, and when to be called again.
+pub(crate) struct Step {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) again: Option<Duration>,
+}
+
+impl Attacker {
+    /// An attacker running `attack`, drawing from `rng`.
+    pub(crate) fn new(attack: Attack, rng: Rng) -> Self {
+        Attacker {
+            attack,
+            rng,
+            scripts: BTreeMap::new(),
+            tried: BTreeSet::new(),
+        }
+    }
+
+    /// Whether `conn` has a script running.
+    pub(crate) fn runs(&self, conn: ConnId) -> bool {
+        self.scripts.contains_key(&conn)
+    }
+
+    /// Forgets `conn`; whether it had a script.
+    pub(crate) fn forget(&mut self, conn: ConnId) -> bool {
+        self.scripts.remove(&conn).is_some()
+    }
+
+    /// Our handshake, for `info_hash`, with a fresh peer id (one per connection, so no two of
+    /// an attacker's connections are duplicates of each other) and no extension bits but for
+    /// [`Attack::RequestFloodFast`] (without the Fast extension an honest peer cannot reject
+    /// requests: it has to close).
+    fn handshake(&mut self, info_hash: InfoHash) -> [u8; 68] {
+        let mut id = *b"-XX0001-000000000000";
+        self.rng.fill(&mut id[8..]);
+        let mut reserved = Reserved::NONE;
+        reserved.set_fast(self.attack == Attack::RequestFloodFast);
+        Handshake {
+            reserved,
+            info_hash,
+            peer_id: PeerId(id),
+        }
+        .encode()
+    }
+
+    /// The connection `conn` opened: what the script sends first.
+    pub(crate) fn opened(
+        &mut self,
+        conn: ConnId,
+        info_hash: InfoHash,
+        layout: &TorrentLayout,
+    ) -> Step {
+        let mut script = Script {
+            step: 0,
+            start: self.rng.below(u64::from(total_blocks(layout))) as u32,
+            trickle: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let again = match self.attack {
+            Attack::Silent => None,
+            Attack::WrongInfoHash => {
+                let mut other = info_hash;
+                self.rng.fill(&mut other.0);
+                if other == info_hash {
+                    other.0[0] ^= 0xff;
+                }
+                out.extend_from_slice(&self.handshake(other));
+                None
+            }
+            Attack::SlowlorisHandshake => {
+                script.trickle = self.handshake(info_hash).to_vec();
+                Some(Duration::ZERO)
+            }
+            _ => {
+                out.extend_from_slice(&self.handshake(info_hash));
+                self.after_handshake(&mut script, layout, &mut out)
+            }
+        };
+        self.scripts.insert(conn, script);
+        Step { bytes: out, again }
+    }
+
+    /// What the script sends right after a well-formed handshake; when it is due again.
+    fn after_handshake(
+        &mut self,
+        script: &mut Script,
+        layout: &TorrentLayout,
+        out: &mut Vec<u8>,
+    ) -> Option<Duration> {
+        let pieces = layout.piece_count();
+        let bitfield_len = pieces.div_ceil(8) as usize;
+        match self.attack {
+            Attack::Silent | Attack::WrongInfoHash | Attack::SlowlorisHandshake => None,
+            Attack::BadBitfield => {
+                // Spare bits need a piece count that is not a multiple of 8.
+                let len = if !pieces.is_multiple_of(8) && self.rng.below(2) == 0 {
+                    bitfield_len
+                } else {
+                    bitfield_len - 1
+                };
+                Message::Bitfield(&vec![0xff; len]).encode_into(out);
+                None
+            }
+            Attack::HaveOutOfRange => {
+                let piece = pieces + self.rng.below(1 << 16) as u32;
+                Message::Have { piece }.encode_into(out);
+                None
+            }
+            Attack::BadRequest => {
+                Message::Interested.encode_into(out);
+                let piece = self.rng.below(u64::from(pieces)) as u32;
+                let (offset, len) = if self.rng.below(2) == 0 {
+                    // The block just past the piece's end.
+                    let index = layout.piece(piece).expect("below the piece count");
+                    (layout.piece_len(index), BLOCK_SIZE)
+                } else {
+                    (0, 2 * BLOCK_SIZE)
+                };
+                Message::Request { piece, offset, len }.encode_into(out);
+                None
+            }
+            Attack::RequestFlood | Attack::RequestFloodFast => {
+                Message::Interested.encode_into(out);
+                flood(script, layout, FLOOD_BATCH, out);
+                Some(Duration::from_millis(100))
+            }
+            Attack::UnrequestedPiece => Some(Duration::ZERO),
+            Attack::HugeLengthPrefix => {
+                out.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 7]);
+                None
+            }
+            Attack::Slowloris => {
+                // A block message that would take four and a half hours to arrive.
+                let data = vec![0u8; BLOCK_SIZE as usize];
+                Message::Piece {
+                    piece: 0,
+                    offset: 0,
+                    data: &data,
+                }
+                .encode_into(&mut script.trickle);
+                Some(Duration::from_secs(1))
+            }
+            Attack::ChokeStorm => {
+                // Every piece (spare bits clear), so leechers want it, then an unchoke.
+                let mut bits = vec![0xff; bitfield_len];
+                if !pieces.is_multiple_of(8) {
+                    bits[bitfield_len - 1] = 0xff << (8 - pieces % 8);
+                }
+                Message::Bitfield(&bits).encode_into(out);
+                Message::Unchoke.encode_into(out);
+                Some(Duration::from_millis(50))
+            }
+        }
+    }
+
+    /// The script of `conn` is due: its next bytes (at most `room`), and when it is due again.
+    pub(crate) fn tick(&mut self, conn: ConnId, layout: &TorrentLayout, room: usize) -> Step {
+        let attack = self.attack;
+        let Some(script) = self.scripts.get_mut(&conn) else {
+            return Step {
+                bytes: Vec::new(),
+                again: None,
+            };
+        };
+        let mut out = Vec::new();
+        let again = match attack {
+            Attack::Slowloris | Attack::SlowlorisHandshake => {
+                match script.trickle.get(script.step as usize) {
+                    Some(b) if room > 0 => {
+                        out.push(*b);
+                        script.step += 1;
+                        Some(Duration::from_secs(1))
+                    }
+                    Some(_) => Some(Duration::from_secs(1)),
+                    None => None,
+                }
+            }
+            Attack::ChokeStorm => {
+                if room >= 5 {
+                    let m = if script.step.is_multiple_of(2) {
+                        Message::Choke
+                    } else {
+                        Message::Unchoke
+                    };
+                    m.encode_into(&mut out);
+                    script.step += 1;
+                }
+                Some(Duration::from_millis(50))
+            }
+            Attack::RequestFlood | Attack::RequestFloodFast => {
+                let fit = (room / 17) as u32;
+                flood(script, layout, fit.min(FLOOD_BATCH), &mut out);
+                Some(Duration::from_millis(100))
+            }
+            Attack::UnrequestedPiece => {
+                let data = vec![0u8; BLOCK_SIZE as usize];
+                let blocks = total_blocks(layout);
+                let mut room = room;
+                while room >= BLOCK_SIZE as usize + 13 {
+                    let n = (u64::from(script.start) + script.step) % u64::from(blocks);
+                    let block = nth_block(layout, n as u32);
+                    let before = out.len();
+                    Message::Piece {
+                        piece: block.0,
+                        offset: block.1,
+                        data: &data[..block.2 as usize],
+                    }
+                    .encode_into(&mut out);
+                    room -= out.len() - before;
+                    script.step += 1;
+                }
+                Some(Duration::from_millis(50))
+            }
+            _ => None,
+        };
+        Step { bytes: out, again }
+    }
+}
+
+/// Blocks in the torrent.
+fn total_blocks(layout: &TorrentLayout) -> u32 {
+    layout.pieces().map(|p| layout.block_count(p)).sum()
+}
+
+/// Block `n` of the torrent in order: (piece, offset, length).
+fn nth_block(layout: &TorrentLayout, mut n: u32) -> (u32, u32, u32) {
+    for p in layout.pieces() {
+        let count = layout.block_count(p);
+        if n < count {
+            let b = layout.block(p, n).expect("in range");
+            return (p.get(), b.offset, b.len);
+        }
+        n -= count;
+    }
+    (0, 0, BLOCK_SIZE.min(layout.piece_length()))
+}
+
+/// Appends `count` requests for the blocks after the script's last, cycling.
+fn flood(script: &mut Script, layout: &TorrentLayout, count: u32, out: &mut Vec<u8>) {
+    let blocks = total_blocks(layout);
+    for _ in 0..count {
+        let n = (u64::from(script.start) + script.step) % u64::from(blocks);
+        let (piece, offset, len) = nth_block(layout, n as u32);
+        Message::Request { piece, offset, len }.encode_into(out);
+        script.step += 1;
+    }
+}
