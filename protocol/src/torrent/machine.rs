@@ -611,7 +611,7 @@ impl Torrent {
         let backoff = match &self.stall {
             // Blocks in flight when it started fail too: the wait stands.
             Some(s) if s.retry_at.is_some() => return,
-            Some(s) => (s.backoff * 2).min(self.config.disk_retry_max),
+            Some(s) => s.backoff.saturating_mul(2).min(self.config.disk_retry_max),
             None => {
                 self.stalls += 1;
                 self.event(TorrentEvent::DiskError(error.clone()));
@@ -667,6 +667,9 @@ impl Torrent {
                 self.outputs.push_back(TorrentOutput::Disk(op));
             }
             if self.is_complete() {
+                // Nothing is left to write.
+                self.stall = None;
+                self.probing.clear();
                 self.event(TorrentEvent::Complete);
                 self.rechoke_soon = true;
             }
