@@ -1,6 +1,6 @@
 //! Crash safety (issue 6): one `bt get` killed with SIGKILL at [`KILLS`] pseudo-random moments
 //! (chosen from [`CRASH_SEED`]: some before the run's first resume save, some right after a save,
-//! some in the middle of a piece, some anywhere), restarted into the same folder each time, then
+//! some during one, some in the middle of a piece, some anywhere), restarted into the same folder each time, then
 //! run to completion. The download goes through a [`SlowRelay`] at 1 MiB/s, so it lasts long
 //! enough to be killed that often, and the relay counts what each run received.
 //!
@@ -34,9 +34,9 @@ const PIECE_LEN: u64 = 64 * 1024;
 /// How often `bt get` saves resume data here (10 s by default): runs of a few seconds see saves.
 const RESUME_INTERVAL: &str = "2s";
 
-/// The content, about 32 MiB in three files of odd sizes.
+/// The content, about 40 MiB in three files of odd sizes.
 const FILES: &[(&str, usize)] = &[
-    ("crash/a.bin", 21_000_017),
+    ("crash/a.bin", 29_000_017),
     ("crash/sub/b.bin", 11_534_327),
     ("crash/c.bin", 4_111),
 ];
@@ -57,6 +57,8 @@ enum Moment {
     Early(Duration),
     /// As soon as the resume file changes: right after a save.
     AfterSave,
+    /// As soon as the resume file's temporary copy appears: during a save.
+    MidSave,
     /// This long after its `n`th verified piece: in the middle of the next one.
     MidPiece(usize, Duration),
     /// This long after it listens.
@@ -98,15 +100,28 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The temporary file a resume save writes before renaming it over the resume file.
+fn resume_tmp(resume: &Path) -> PathBuf {
+    let mut name = resume.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
 /// Waits until `moment`, bounded: at most 10 s whatever it is.
 fn wait_for_moment(bt: &mut BtProc, moment: Moment, resume: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
     match moment {
         Moment::Early(d) | Moment::Anytime(d) => std::thread::sleep(d),
         Moment::AfterSave => {
             let before = modified(resume);
-            let deadline = Instant::now() + Duration::from_secs(10);
             while modified(resume) == before && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Moment::MidSave => {
+            let tmp = resume_tmp(resume);
+            while !tmp.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
             }
         }
         Moment::MidPiece(n, d) => {
@@ -177,15 +192,18 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
     let setup = started.elapsed();
     let mut rng = Rng(CRASH_SEED);
     let mut runs: Vec<Run> = Vec::new();
+    let mut mid_save = 0;
     for k in 0..KILLS {
-        let moment = match k % 4 {
+        let moment = match k % 5 {
             0 => Moment::Early(rng.ms(50, 1_800)),
             1 => Moment::AfterSave,
             2 => Moment::MidPiece(1 + rng.below(20) as usize, rng.ms(5, 50)),
+            3 => Moment::MidSave,
             _ => Moment::Anytime(rng.ms(0, 3_000)),
         };
         let relay = SlowRelay::start(seeder.addr, RATE as usize);
         let run_start = Instant::now();
+        let run_start_time = SystemTime::now();
         let mut bt = BtProc::get(&torrent.path, &out, &[relay.addr()], &extra);
         wait_for_moment(&mut bt, moment, &resume);
         bt.proc().kill();
@@ -196,6 +214,10 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
             "{context}: the download completed before the kill; make the torrent larger\n{}",
             bt.log()
         );
+        // A kill between writing the temporary copy and renaming it leaves the copy behind (until
+        // the next save replaces it).
+        mid_save +=
+            usize::from(modified(&resume_tmp(&resume)).is_some_and(|t| t >= run_start_time));
         assert_resume_whole(&resume, &context);
         let delivered = relay.delivered();
         runs.push(run_from(&mut bt, Some(moment), delivered, ran));
@@ -240,7 +262,8 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
     }
     let delivered: u64 = runs.iter().map(|r| r.delivered).sum();
     println!(
-        "delivered {delivered} bytes in all for {total} ({:.3}x), lost to kills {lost_total}; \
+        "{KILLS} kills ({mid_save} during a save, its temporary file left behind); delivered \
+         {delivered} bytes in all for {total} ({:.3}x), lost to kills {lost_total}; \
          last run's status says downloaded {final_downloaded}; wall {:.1} s (setup {:.1} s, \
          kills {:.1} s)",
         delivered as f64 / total as f64,
