@@ -14,7 +14,7 @@ use crate::metainfo::{BlockRef, InfoHash, TorrentLayout};
 use crate::peer::Direction;
 use crate::rng::Rng;
 use crate::time::Instant;
-use crate::wire::{Handshake, Message, PeerId, Reserved};
+use crate::wire::{Message, PeerId};
 
 const HASH: InfoHash = InfoHash([9; 20]);
 
@@ -103,15 +103,7 @@ impl Leecher {
         self.t
             .add_peer(self.now, conn, addr, Direction::Inbound)
             .unwrap();
-        let mut reserved = Reserved::NONE;
-        reserved.set_fast(true);
-        let mut input = Handshake {
-            reserved,
-            info_hash: HASH,
-            peer_id: PeerId([n; 20]),
-        }
-        .encode()
-        .to_vec();
+        let mut input = harness::fast_handshake(HASH, PeerId([n; 20]));
         input.extend(frame(pieces));
         if unchoke {
             input.extend(frame(Message::Unchoke));
@@ -203,6 +195,19 @@ impl Leecher {
         self.pump();
     }
 
+    /// Lets `seed` serve every request and the disk answer, 10 ms at a time, until the torrent
+    /// completes (at most 100 rounds).
+    fn run_to_completion(&mut self, seed: ConnId) {
+        for _ in 0..100 {
+            if self.t.is_complete() {
+                break;
+            }
+            self.serve(seed);
+            self.answer_disk();
+            self.advance_to(self.now + Duration::from_millis(10));
+        }
+    }
+
     fn disk_errors(&self) -> usize {
         self.events
             .iter()
@@ -278,14 +283,7 @@ fn a_full_disk_pauses_requests_reports_once_and_retries_with_a_doubling_backoff(
     // Space is back: the next retry ends the stall and the download completes.
     l.full = false;
     l.advance_to(at);
-    for _ in 0..100 {
-        if l.t.is_complete() {
-            break;
-        }
-        l.serve(seed);
-        l.answer_disk();
-        l.advance_to(l.now + Duration::from_millis(10));
-    }
+    l.run_to_completion(seed);
     assert!(l.t.write_stall().is_none(), "the stall ended");
     assert!(l.t.is_complete(), "complete once space is back");
     assert_eq!(l.disk_errors(), 1);
@@ -345,14 +343,7 @@ fn verified_pieces_stay_and_uploads_go_on_while_the_disk_is_full() {
     l.full = false;
     l.advance_to(Instant::ZERO + Duration::from_secs(5));
     let asked_before = l.asked.len();
-    for _ in 0..100 {
-        if l.t.is_complete() {
-            break;
-        }
-        l.serve(seed);
-        l.answer_disk();
-        l.advance_to(l.now + Duration::from_millis(10));
-    }
+    l.run_to_completion(seed);
     assert!(l.t.is_complete());
     assert!(l.t.write_stall().is_none());
     let again = &l.asked[asked_before..];
