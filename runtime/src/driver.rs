@@ -282,6 +282,8 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     outgoing_addr: BTreeMap<ConnId, SocketAddr>,
     dialing: usize,
     max_peers: usize,
+    /// Whether the last status reported showed a write stall.
+    stalled: bool,
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
@@ -360,6 +362,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             outgoing_addr: BTreeMap::new(),
             dialing: 0,
             max_peers,
+            stalled: false,
         })
     }
 
@@ -639,12 +642,25 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     }
                     if matches!(event, TorrentEvent::DiskError(_)) {
                         // Whether it started a write stall, and until when, the status says.
-                        reports.push(Report::Status(self.status()));
+                        let status = self.status();
+                        self.stalled = status.write_stall.is_some();
+                        reports.push(Report::Status(status));
                     }
                     reports.push(Report::Event(event));
                 }
             }
         }
+        if self.stalled && self.write_stall_ended() {
+            // Said at once, not at the next tick.
+            self.stalled = false;
+            reports.push(Report::Status(self.status()));
+        }
+    }
+
+    fn write_stall_ended(&self) -> bool {
+        self.session
+            .torrent(self.torrent)
+            .is_some_and(|t| t.write_stall().is_none())
     }
 
     fn handle_input(&mut self, input: Input<N>, reports: &mut Vec<Report>) {

@@ -193,8 +193,8 @@ struct Display {
     /// Whether a peer was ever connected, and whether "no peers" was already said.
     had_peers: bool,
     said_no_peers: bool,
-    /// The write stall last said (its episode and error), until it is said to be over.
-    stall: Option<(u64, String)>,
+    /// The write stall last said (its episode, error and wait), until it is said to be over.
+    stall: Option<(u64, String, Duration)>,
 }
 
 /// After this long without a single peer, the user is told.
@@ -244,7 +244,7 @@ impl Display {
             ),
             // A write stall was said with the status before it.
             Report::Event(TorrentEvent::DiskError(e))
-                if self.stall.as_ref().is_some_and(|(_, said)| *said == e.to_string()) => {}
+                if self.stall.as_ref().is_some_and(|(_, said, _)| *said == e.to_string()) => {}
             Report::Event(TorrentEvent::DiskError(e)) => self.line(
                 serde_json::json!({"event": "disk_error", "error": e.to_string()}),
                 format!("disk error: {e}"),
@@ -313,19 +313,32 @@ impl Display {
     }
 
     /// Says when writes stall ("disk full writing /x/y; paused, retrying in 5 s") and when they
-    /// work again: once per stall.
+    /// work again, once per stall; with `-v` or `--json`, each failed retry too.
     fn write_stall(&mut self, s: &Status) {
+        let retry_s = |st: &bt_runtime::driver::StallStatus| {
+            st.retry_in.unwrap_or(st.backoff).as_secs_f64().ceil() as u64
+        };
         match (&s.write_stall, &self.stall) {
-            (Some(st), said) if said.as_ref().map(|(episode, _)| *episode) != Some(st.episode) => {
-                let retry_s = st.retry_in.unwrap_or(st.backoff).as_secs_f64().ceil() as u64;
+            (Some(st), Some((episode, _, backoff)))
+                if *episode == st.episode && *backoff != st.backoff =>
+            {
+                if self.json || self.verbose {
+                    self.line(
+                        serde_json::json!({"event": "writes_still_failing", "retry_in_s": retry_s(st)}),
+                        format!("writing still fails; retrying in {} s", retry_s(st)),
+                    );
+                }
+                self.stall = Some((st.episode, st.error.clone(), st.backoff));
+            }
+            (Some(st), said) if said.as_ref().map(|(episode, ..)| *episode) != Some(st.episode) => {
                 self.line(
                     serde_json::json!({
-                        "event": "writes_paused", "error": st.error, "retry_in_s": retry_s,
+                        "event": "writes_paused", "error": st.error, "retry_in_s": retry_s(st),
                         "verified_bytes": s.verified_bytes,
                     }),
-                    format!("{}; paused, retrying in {retry_s} s", st.error),
+                    format!("{}; paused, retrying in {} s", st.error, retry_s(st)),
                 );
-                self.stall = Some((st.episode, st.error.clone()));
+                self.stall = Some((st.episode, st.error.clone(), st.backoff));
             }
             (None, Some(_)) => {
                 self.stall = None;
