@@ -19,6 +19,19 @@ use crate::time::Instant;
 use crate::torrent::{Bitfield, Torrent, TorrentConfig, TorrentEvent, TorrentOutput};
 use crate::wire::PeerId;
 
+/// The handshake a scripted peer `peer_id` sends for `info_hash`, with the fast extension (BEP 6).
+pub fn fast_handshake(info_hash: InfoHash, peer_id: PeerId) -> Vec<u8> {
+    let mut reserved = crate::wire::Reserved::NONE;
+    reserved.set_fast(true);
+    crate::wire::Handshake {
+        reserved,
+        info_hash,
+        peer_id,
+    }
+    .encode()
+    .to_vec()
+}
+
 /// The content byte at `offset` of the torrent: cheap, deterministic, different per position.
 pub fn content_byte(offset: u64) -> u8 {
     let x = offset.wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -137,6 +137,22 @@ pub struct Status {
     pub upload_rate: u64,
     /// Connected peers.
     pub peers: usize,
+    /// Writes to the disk failing (it is full, say): no new blocks are asked for until writing is
+    /// tried again. The transfer goes on serving and keeps its connections; verified data stays.
+    pub write_stall: Option<StallStatus>,
+}
+
+/// A write stall, as [`Status::write_stall`] shows it (see `bt_protocol::torrent::WriteStall`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StallStatus {
+    /// The failure that started it, in words ("disk full writing /x/y").
+    pub error: String,
+    /// Which stall of this run it is: 1 for the first.
+    pub episode: u64,
+    /// How long until writing is tried again; `None` while it is being tried.
+    pub retry_in: Option<Duration>,
+    /// The wait before the latest retry (5 s at first, doubling while retries fail).
+    pub backoff: Duration,
 }
 
 /// What the driver hands to its caller as things happen.
@@ -144,7 +160,8 @@ pub struct Status {
 pub enum Report {
     /// A periodic snapshot.
     Status(Status),
-    /// A protocol event (piece verified, peer connected, ...).
+    /// A protocol event (piece verified, peer connected, ...). A [`TorrentEvent::DiskError`]
+    /// comes right after a status, whose [`Status::write_stall`] says whether it stalled writes.
     Event(TorrentEvent),
     /// A connection attempt failed.
     ConnectFailed {
@@ -271,6 +288,8 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     dialing: usize,
     max_dials: usize,
     max_peers: usize,
+    /// Whether the last status reported showed a write stall.
+    stalled: bool,
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
@@ -350,6 +369,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             dialing: 0,
             max_dials: MAX_DIALS,
             max_peers,
+            stalled: false,
         })
     }
 
@@ -523,6 +543,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             download_rate,
             upload_rate,
             peers: t.peer_count(),
+            write_stall: t.write_stall().map(|s| StallStatus {
+                error: s.error.to_string(),
+                episode: s.episode,
+                retry_in: s.retry_at.map(|at| at.saturating_since(self.now())),
+                backoff: s.backoff,
+            }),
         }
     }
 
@@ -626,10 +652,27 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     {
                         announcer.completed(self.clock.now());
                     }
+                    if matches!(event, TorrentEvent::DiskError(_)) {
+                        // Whether it started a write stall, and until when, the status says.
+                        let status = self.status();
+                        self.stalled = status.write_stall.is_some();
+                        reports.push(Report::Status(status));
+                    }
                     reports.push(Report::Event(event));
                 }
             }
         }
+        if self.stalled && self.write_stall_ended() {
+            // Said at once, not at the next tick.
+            self.stalled = false;
+            reports.push(Report::Status(self.status()));
+        }
+    }
+
+    fn write_stall_ended(&self) -> bool {
+        self.session
+            .torrent(self.torrent)
+            .is_some_and(|t| t.write_stall().is_none())
     }
 
     fn handle_input(&mut self, input: Input<N>, reports: &mut Vec<Report>) {

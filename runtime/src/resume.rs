@@ -542,6 +542,26 @@ mod tests {
     }
 
     #[test]
+    fn a_save_cut_short_leaves_the_previous_state() {
+        // Proves what a kill in the middle of a save leaves (a torn temporary file, no rename)
+        // loads as the previous state, and the next save replaces the leftover.
+        let (model, storage, have) = saved();
+        let (dir, hash) = (model.root(), &model.meta.info_hash);
+        let mut tmp = resume_path(dir, hash).into_os_string();
+        tmp.push(".tmp");
+        let good = std::fs::read(resume_path(dir, hash)).unwrap();
+        std::fs::write(&tmp, &good[..good.len() / 3]).unwrap();
+        let state = ResumeState::load(dir, hash, model.info()).expect("the previous state");
+        assert_eq!(state.saved_pieces(), &have);
+        let mut fewer = have.clone();
+        fewer.clear(1);
+        ResumeState::save(dir, hash, &fewer, &storage.file_stamps()).unwrap();
+        assert!(!std::path::Path::new(&tmp).exists(), "the leftover is gone");
+        let state = ResumeState::load(dir, hash, model.info()).unwrap();
+        assert_eq!(state.saved_pieces(), &fewer);
+    }
+
+    #[test]
     fn padding_files_need_no_stamp() {
         // Proves pieces touching padding files are vouched for by their real files alone.
         let model = Model::padded();

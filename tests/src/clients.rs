@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -969,10 +969,12 @@ pub fn tree_equal(a: &Path, b: &Path) {
 }
 
 /// A TCP relay from a local port to `upstream`, passing at most `rate` bytes per second each
-/// way per connection. Stops accepting when dropped.
+/// way per connection. Stops accepting when dropped. Counts the bytes it delivered downstream
+/// ([`SlowRelay::delivered`]).
 pub struct SlowRelay {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    delivered: Arc<AtomicU64>,
 }
 
 impl SlowRelay {
@@ -983,6 +985,8 @@ impl SlowRelay {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let counter = delivered.clone();
         std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -991,19 +995,25 @@ impl SlowRelay {
                         let Ok(up) = TcpStream::connect(upstream) else {
                             continue;
                         };
-                        for (from, to) in [
-                            (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                            (up, down),
+                        for (from, to, count) in [
+                            (down.try_clone().unwrap(), up.try_clone().unwrap(), None),
+                            (up, down, Some(counter.clone())),
                         ] {
                             let stopped = stopped.clone();
-                            std::thread::spawn(move || pipe(from, to, rate, &stopped));
+                            std::thread::spawn(move || {
+                                pipe(from, to, rate, &stopped, count.as_deref());
+                            });
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
         });
-        SlowRelay { addr, stop }
+        SlowRelay {
+            addr,
+            stop,
+            delivered,
+        }
     }
 }
 
@@ -1011,6 +1021,11 @@ impl SlowRelay {
     /// Where to connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Bytes written to the connecting side (from upstream) so far, over all connections.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::SeqCst)
     }
 }
 
@@ -1021,8 +1036,14 @@ impl Drop for SlowRelay {
 }
 
 /// Copies `from` to `to` in 8 KiB steps paced to `rate` bytes per second, until either side
-/// closes or `stop` is set.
-fn pipe(mut from: TcpStream, mut to: TcpStream, rate: usize, stop: &AtomicBool) {
+/// closes or `stop` is set; adds the bytes written to `count`.
+fn pipe(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rate: usize,
+    stop: &AtomicBool,
+    count: Option<&AtomicU64>,
+) {
     let mut buf = [0u8; 8192];
     let step = Duration::from_secs_f64(buf.len() as f64 / rate as f64);
     from.set_read_timeout(Some(Duration::from_millis(500)))
@@ -1033,6 +1054,9 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, rate: usize, stop: &AtomicBool) 
             Ok(n) => {
                 if to.write_all(&buf[..n]).is_err() {
                     break;
+                }
+                if let Some(c) = count {
+                    c.fetch_add(n as u64, Ordering::SeqCst);
                 }
                 std::thread::sleep(step);
             }

@@ -28,11 +28,21 @@
 //! peers due. The decisions are the same as asking every peer on every input; debug builds check
 //! the bookkeeping against a from-scratch computation after every input.
 //!
+//! Disk full (issue 6): a failed block write starts a *write stall* ([`Torrent::write_stall`]):
+//! the error is reported once ([`TorrentEvent::DiskError`]), our requests in flight are cancelled
+//! and no new blocks are asked for (serving uploads and every connection go on), and the piece of
+//! the failed write is given back to the picker (verified pieces are never touched). After a
+//! backoff ([`TorrentConfig::disk_retry_first`], doubling up to [`TorrentConfig::disk_retry_max`]
+//! while retries fail) requests go out again; the stall ends when a piece written after the retry
+//! has all its writes succeed. (Not on the first successful write: on a full disk a rewrite into
+//! space the file already holds succeeds, and a stall must not end and start again per block.)
+//!
 //! Bounds: peers at most [`TorrentConfig::max_peers`]; disk reads in flight at most
 //! [`TorrentConfig::max_reads_in_flight`]; per-peer state is bounded by [`crate::peer::PeerConn`];
 //! per-piece bookkeeping exists only for pieces in progress; outputs are drained after each call.
 
 use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
@@ -67,6 +77,10 @@ pub struct TorrentConfig {
     /// Serve a peer (issue disk reads for its requests) only while the bytes queued for its socket
     /// and not yet reported sent ([`Torrent::handle_sent`]), plus reads in flight, stay under this.
     pub send_buffer_watermark: usize,
+    /// After a failed block write, how long no new blocks are requested before trying again.
+    pub disk_retry_first: Duration,
+    /// The longest wait between retries while writes keep failing (the wait doubles each time).
+    pub disk_retry_max: Duration,
 }
 
 impl Default for TorrentConfig {
@@ -79,6 +93,8 @@ impl Default for TorrentConfig {
             max_reads_in_flight: 256,
             allowed_fast_count: 10,
             send_buffer_watermark: 512 * 1024,
+            disk_retry_first: Duration::from_secs(5),
+            disk_retry_max: Duration::from_secs(60),
         }
     }
 }
@@ -137,7 +153,8 @@ pub enum TorrentEvent {
     PieceFailed(PieceIndex),
     /// Every piece is verified.
     Complete,
-    /// The disk failed; the affected piece is fetched again.
+    /// The disk failed; the affected piece is fetched again. A failed write is reported once per
+    /// write stall (see [`Torrent::write_stall`]), not once per block.
     DiskError(DiskError),
 }
 
@@ -175,6 +192,20 @@ pub struct TorrentStats {
     pub verified: u64,
     /// Bytes of pieces that failed their hash check, and of blocks nobody wanted any more.
     pub wasted: u64,
+}
+
+/// A run of failed block writes (a full disk, say), from the first failure to the first piece
+/// written whole after a retry. See the module docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteStall {
+    /// The failure that started it (the one reported).
+    pub error: DiskError,
+    /// Which stall this is: 1 for the torrent's first, counting up.
+    pub episode: u64,
+    /// When requests go out again; `None` once they have (retrying: the next writes tell).
+    pub retry_at: Option<Instant>,
+    /// The wait before the latest retry.
+    pub backoff: Duration,
 }
 
 #[derive(Debug)]
@@ -217,6 +248,13 @@ pub struct Torrent {
     awaiting_hash: BTreeSet<u32>,
     /// Pieces with a failed write: dropped when their writes are all answered.
     write_failed: BTreeSet<u32>,
+    /// The write stall under way, if any.
+    stall: Option<WriteStall>,
+    /// Write stalls so far.
+    stalls: u64,
+    /// Pieces with a write issued since a stall's latest retry (a subset of the pieces in
+    /// progress): one written whole ends the stall.
+    probing: BTreeSet<u32>,
     reads_in_flight: usize,
     rechoke_soon: bool,
     stats: TorrentStats,
@@ -273,6 +311,9 @@ impl Torrent {
             pending_writes: BTreeMap::new(),
             awaiting_hash: BTreeSet::new(),
             write_failed: BTreeSet::new(),
+            stall: None,
+            stalls: 0,
+            probing: BTreeSet::new(),
             reads_in_flight: 0,
             rechoke_soon: true,
             stats: TorrentStats::default(),
@@ -348,11 +389,18 @@ impl Torrent {
         self.banned.contains(&ip)
     }
 
+    /// The write stall under way (writes failed: no new blocks are requested until its
+    /// `retry_at`), if any. See the module docs.
+    pub fn write_stall(&self) -> Option<&WriteStall> {
+        self.stall.as_ref()
+    }
+
     /// The next time [`Torrent::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let peers = self.timers.first().map(|(at, _)| *at);
         let rechoke = (!self.peers.is_empty()).then(|| self.choker.next_rechoke());
-        peers.into_iter().chain(rechoke).min()
+        let retry = self.stall.as_ref().and_then(|s| s.retry_at);
+        peers.into_iter().chain(rechoke).chain(retry).min()
     }
 
     /// The next output, if any. Drain after every input and command.
@@ -469,6 +517,13 @@ impl Torrent {
         if now >= self.choker.next_rechoke() {
             self.rechoke_soon = true;
         }
+        if let Some(stall) = &mut self.stall
+            && stall.retry_at.is_some_and(|at| at <= now)
+        {
+            // Try the disk again: every peer may be asked for blocks.
+            stall.retry_at = None;
+            self.dirty.extend(self.peers.keys().copied());
+        }
         self.drive(now);
     }
 
@@ -479,7 +534,7 @@ impl Torrent {
                 let piece = block.piece.get();
                 if let Err(e) = result {
                     self.write_failed.insert(piece);
-                    self.event(TorrentEvent::DiskError(e));
+                    self.write_failed_now(now, e);
                 }
                 let left = self.pending_writes.get_mut(&piece).map(|n| {
                     *n = n.saturating_sub(1);
@@ -487,11 +542,17 @@ impl Torrent {
                 });
                 if left == Some(0) {
                     self.pending_writes.remove(&piece);
+                    let probed = self.probing.remove(&piece);
                     if self.write_failed.remove(&piece) {
                         self.awaiting_hash.remove(&piece);
                         self.contributors.remove(&piece);
                         self.picker.piece_failed(block.piece);
                     } else if self.awaiting_hash.remove(&piece) {
+                        if probed {
+                            // A whole piece reached the disk after the retry: space is back.
+                            self.stall = None;
+                            self.probing.clear();
+                        }
                         self.outputs
                             .push_back(TorrentOutput::Disk(DiskOp::Hash { piece: block.piece }));
                     }
@@ -544,6 +605,44 @@ impl Torrent {
         self.outputs.push_back(TorrentOutput::Event(e));
     }
 
+    /// A block write failed: starts a write stall (reported once), or after a failed retry waits
+    /// twice as long; while waiting nothing is requested and what is in flight is cancelled.
+    fn write_failed_now(&mut self, now: Instant, error: DiskError) {
+        let backoff = match &self.stall {
+            // Blocks in flight when it started fail too: the wait stands.
+            Some(s) if s.retry_at.is_some() => return,
+            Some(s) => s.backoff.saturating_mul(2).min(self.config.disk_retry_max),
+            None => {
+                self.stalls += 1;
+                self.event(TorrentEvent::DiskError(error.clone()));
+                self.config.disk_retry_first
+            }
+        };
+        self.probing.clear();
+        let episode = self.stall.as_ref().map_or(self.stalls, |s| s.episode);
+        let error = self.stall.take().map_or(error, |s| s.error);
+        self.stall = Some(WriteStall {
+            error,
+            episode,
+            retry_at: Some(now.saturating_add(backoff)),
+            backoff,
+        });
+        // What is in flight would only fail to be written: cancel it, give it back.
+        for (c, p) in self.peers.iter_mut() {
+            self.scratch.clear();
+            self.scratch.extend(p.conn.outstanding());
+            for &b in &self.scratch {
+                if p.conn.cancel(now, b) {
+                    self.picker.request_dropped(b);
+                }
+            }
+            if !self.scratch.is_empty() {
+                self.touched.insert(*c);
+            }
+        }
+        self.scratch.clear();
+    }
+
     fn on_hashed(&mut self, now: Instant, piece: PieceIndex, result: Result<[u8; 20], DiskError>) {
         let senders = self.contributors.remove(&piece.get()).unwrap_or_default();
         let expected = self.piece_hashes.get(piece.as_usize()).copied();
@@ -568,6 +667,9 @@ impl Torrent {
                 self.outputs.push_back(TorrentOutput::Disk(op));
             }
             if self.is_complete() {
+                // Nothing is left to write.
+                self.stall = None;
+                self.probing.clear();
                 self.event(TorrentEvent::Complete);
                 self.rechoke_soon = true;
             }
@@ -773,6 +875,9 @@ impl Torrent {
                     .or_default()
                     .push((block, ip));
                 *self.pending_writes.entry(piece).or_default() += 1;
+                if self.stall.as_ref().is_some_and(|s| s.retry_at.is_none()) {
+                    self.probing.insert(piece);
+                }
                 self.outputs
                     .push_back(TorrentOutput::Disk(DiskOp::Write { block, data }));
                 if outcome == Received::PieceComplete {
@@ -844,6 +949,8 @@ impl Torrent {
             candidates.dedup();
         }
         let mut scratch = std::mem::take(&mut self.scratch);
+        // A write stall waiting to retry: interest goes on, requests wait.
+        let paused = self.requests_paused();
         for &c in &candidates {
             if !sweep
                 && !self.dirty.contains(&c)
@@ -863,7 +970,7 @@ impl Torrent {
             self.touched.insert(c);
             let wanted = p.missing > 0;
             conn.set_interested(now, wanted);
-            if !wanted {
+            if !wanted || paused {
                 continue;
             }
             // Choked: only the pieces the peer allows fast (BEP 6), if any.
@@ -1026,6 +1133,7 @@ impl Torrent {
                         .allowed_fast()
                         .any(|piece| conn.peer_pieces().get(piece));
                 if p.missing > 0
+                    && !self.requests_paused()
                     && can_request
                     && conn.outstanding_len() < conn.pipeline_target(now) as usize
                 {
@@ -1034,6 +1142,11 @@ impl Torrent {
             }
         }
         assert_eq!(self.timers.len(), with_deadline, "stale timer entries");
+    }
+
+    /// Whether a write stall holds requests back now.
+    fn requests_paused(&self) -> bool {
+        self.stall.as_ref().is_some_and(|s| s.retry_at.is_some())
     }
 
     fn flush(&mut self, conn: ConnId) {

@@ -12,10 +12,13 @@ pub use bitfield::{Bitfield, BitfieldError};
 pub use choker::{Choker, ChokerConfig, PeerSnapshot, Unchoked};
 pub use machine::{
     AddPeerError, CloseReason, Torrent, TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats,
+    WriteStall,
 };
 pub use picker::{ENDGAME_MAX_BLOCKS, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy};
 pub use smart_ban::{MAX_RECORDED_BLOCKS, MAX_SENDERS_PER_BLOCK};
 
+#[cfg(test)]
+mod disk_full_tests;
 #[cfg(test)]
 mod duplicate_tests;
 #[cfg(test)]

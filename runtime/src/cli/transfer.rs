@@ -57,6 +57,9 @@ pub(crate) struct GetArgs {
     announce_only: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    /// How often resume data is saved while downloading (for tests of crash safety).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, hide = true)]
+    resume_interval: Duration,
 }
 
 /// Arguments of `bt seed`.
@@ -91,13 +94,21 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// What [`check_existing`] found.
+struct Checked {
+    /// The verified pieces.
+    have: Bitfield,
+    /// How many of them the resume file vouched for (the rest were rechecked).
+    vouched: u32,
+}
+
 /// Checks the data already in `dir`, trusting the resume file for pieces whose files are unchanged.
 fn check_existing(
     storage: &FsStorage,
     meta: &Metainfo,
     dir: &Path,
     quiet: bool,
-) -> anyhow::Result<Bitfield> {
+) -> anyhow::Result<Checked> {
     let n = meta.info.layout.piece_count();
     let vouched = ResumeState::load(dir, &meta.info_hash, &meta.info)
         .map(|r| r.vouched_pieces(&storage.file_stamps()))
@@ -126,11 +137,15 @@ fn check_existing(
         )
         .with_context(|| format!("checking the data in {}", dir.display()))?;
     bar.finish_and_clear();
+    let vouched_count = vouched.count();
     let mut have = vouched;
     for i in checked.ones() {
         have.set(i);
     }
-    Ok(have)
+    Ok(Checked {
+        have,
+        vouched: vouched_count,
+    })
 }
 
 fn save_resume(storage: &FsStorage, meta: &Metainfo, dir: &Path, have: &Bitfield) {
@@ -176,6 +191,8 @@ struct Display {
     /// Whether a peer was ever connected, and whether "no peers" was already said.
     had_peers: bool,
     said_no_peers: bool,
+    /// The write stall last said (its episode, error and wait), until it is said to be over.
+    stall: Option<(u64, String, Duration)>,
 }
 
 /// After this long without a single peer, the user is told.
@@ -201,6 +218,7 @@ impl Display {
             started: std::time::Instant::now(),
             had_peers: false,
             said_no_peers: false,
+            stall: None,
         }
     }
 
@@ -222,6 +240,9 @@ impl Display {
                 serde_json::json!({"event": "peer_banned", "ip": ip.to_string()}),
                 format!("banned {ip}: it sent data that failed verification"),
             ),
+            // A write stall was said with the status before it.
+            Report::Event(TorrentEvent::DiskError(e))
+                if self.stall.as_ref().is_some_and(|(_, said, _)| *said == e.to_string()) => {}
             Report::Event(TorrentEvent::DiskError(e)) => self.line(
                 serde_json::json!({"event": "disk_error", "error": e.to_string()}),
                 format!("disk error: {e}"),
@@ -300,7 +321,47 @@ impl Display {
         }
     }
 
+    /// Says when writes stall ("disk full writing /x/y; paused, retrying in 5 s") and when they
+    /// work again, once per stall; with `-v` or `--json`, each failed retry too.
+    fn write_stall(&mut self, s: &Status) {
+        let retry_s = |st: &bt_runtime::driver::StallStatus| {
+            st.retry_in.unwrap_or(st.backoff).as_secs_f64().ceil() as u64
+        };
+        match (&s.write_stall, &self.stall) {
+            (Some(st), Some((episode, _, backoff)))
+                if *episode == st.episode && *backoff != st.backoff =>
+            {
+                if self.json || self.verbose {
+                    self.line(
+                        serde_json::json!({"event": "writes_still_failing", "retry_in_s": retry_s(st)}),
+                        format!("writing still fails; retrying in {} s", retry_s(st)),
+                    );
+                }
+                self.stall = Some((st.episode, st.error.clone(), st.backoff));
+            }
+            (Some(st), said) if said.as_ref().map(|(episode, ..)| *episode) != Some(st.episode) => {
+                self.line(
+                    serde_json::json!({
+                        "event": "writes_paused", "error": st.error, "retry_in_s": retry_s(st),
+                        "verified_bytes": s.verified_bytes,
+                    }),
+                    format!("{}; paused, retrying in {} s", st.error, retry_s(st)),
+                );
+                self.stall = Some((st.episode, st.error.clone(), st.backoff));
+            }
+            (None, Some(_)) => {
+                self.stall = None;
+                self.line(
+                    serde_json::json!({"event": "writes_resumed", "verified_bytes": s.verified_bytes}),
+                    "writing works again; the download goes on".into(),
+                );
+            }
+            _ => {}
+        }
+    }
+
     fn status(&mut self, s: &Status) {
+        self.write_stall(s);
         self.had_peers |= s.peers > 0;
         if !self.had_peers
             && !self.said_no_peers
@@ -331,6 +392,7 @@ impl Display {
                     "verified_bytes": s.verified_bytes, "total_bytes": s.total_bytes,
                     "downloaded": s.downloaded, "uploaded": s.uploaded,
                     "download_rate": s.download_rate, "upload_rate": s.upload_rate, "peers": s.peers,
+                    "writes_paused": s.write_stall.is_some(),
                 })
             );
         } else if self.terminal {
@@ -393,11 +455,12 @@ async fn interrupted() {
     }
 }
 
-/// How often, at most, resume data is saved while a download runs.
+/// How often, at most, resume data is saved while a download runs (`bt seed`'s; `bt get` takes
+/// `--resume-interval`, 10 s by default).
 const RESUME_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Saves resume data on its own thread while the driver runs, so a crash or a kill costs at most
-/// [`RESUME_SAVE_INTERVAL`] of rechecking. It sees the driver's reports: verified pieces add to
+/// one save interval of rechecking. It sees the driver's reports: verified pieces add to
 /// its copy of the verified set; a status report at least that long after the last save hands a
 /// snapshot to the thread, which writes the resume file ([`write_resume`]: every piece in the
 /// snapshot was written before it was verified). One save at a time: a snapshot waits while one
@@ -405,13 +468,20 @@ const RESUME_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 struct ResumeSaver {
     have: Bitfield,
     dirty: bool,
+    every: Duration,
     last: std::time::Instant,
     tx: Option<std::sync::mpsc::SyncSender<Bitfield>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ResumeSaver {
-    fn start(storage: Arc<FsStorage>, meta: &Metainfo, dir: &Path, have: Bitfield) -> Self {
+    fn start(
+        storage: Arc<FsStorage>,
+        meta: &Metainfo,
+        dir: &Path,
+        have: Bitfield,
+        every: Duration,
+    ) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bitfield>(1);
         let (info_hash, dir) = (meta.info_hash, dir.to_owned());
         let thread = std::thread::spawn(move || {
@@ -427,6 +497,7 @@ impl ResumeSaver {
         ResumeSaver {
             have,
             dirty: false,
+            every,
             last: std::time::Instant::now(),
             tx: Some(tx),
             thread: Some(thread),
@@ -439,7 +510,7 @@ impl ResumeSaver {
                 self.have.set(p.get());
                 self.dirty = true;
             }
-            Report::Status(_) if self.dirty && self.last.elapsed() >= RESUME_SAVE_INTERVAL => {
+            Report::Status(_) if self.dirty && self.last.elapsed() >= self.every => {
                 if let Some(tx) = &self.tx
                     && tx.try_send(self.have.clone()).is_ok()
                 {
@@ -471,10 +542,17 @@ struct Run<'a> {
     peers: &'a [SocketAddr],
     stop: StopWhen,
     max_half_open: usize,
+    resume_interval: Duration,
 }
 
 async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finished> {
-    let mut saver = ResumeSaver::start(run.storage.clone(), run.meta, run.dir, run.have.clone());
+    let mut saver = ResumeSaver::start(
+        run.storage.clone(),
+        run.meta,
+        run.dir,
+        run.have.clone(),
+        run.resume_interval,
+    );
     let mut driver = Driver::new(
         TokioNet,
         run.storage,
@@ -525,7 +603,24 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
         DEFAULT_MAX_OPEN_FILES,
     )?);
     storage.create_empty_files()?;
-    let have = check_existing(&storage, &meta, &args.dir, args.json)?;
+    let checked = check_existing(&storage, &meta, &args.dir, args.json)?;
+    let have = checked.have;
+    if args.json {
+        // What this run starts from: how a test sees that a restart kept what was verified.
+        let layout = &meta.info.layout;
+        let verified_bytes: u64 = have
+            .ones()
+            .filter_map(|i| layout.piece(i))
+            .map(|p| u64::from(layout.piece_len(p)))
+            .sum();
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "checked", "have": have.count(), "pieces": have.len(),
+                "vouched": checked.vouched, "verified_bytes": verified_bytes,
+            })
+        );
+    }
     let mut config = SessionConfig::default();
     config.torrent.strategy = match args.strategy {
         StrategyArg::Rarest => Strategy::RarestFirst,
@@ -550,6 +645,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
         peers: &args.peers,
         stop,
         max_half_open: args.limits.max_half_open(),
+        resume_interval: args.resume_interval,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
@@ -587,7 +683,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         &meta.info,
         DEFAULT_MAX_OPEN_FILES,
     )?);
-    let have = check_existing(&storage, &meta, &args.dir, args.json)?;
+    let have = check_existing(&storage, &meta, &args.dir, args.json)?.have;
     if !have.is_complete() {
         bail!(
             "{} holds {} of {} pieces of {}: bt seed needs the complete, correct data",
@@ -612,6 +708,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         peers: &[],
         stop: StopWhen::Interrupted,
         max_half_open: args.limits.max_half_open(),
+        resume_interval: RESUME_SAVE_INTERVAL,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
