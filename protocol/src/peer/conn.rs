@@ -526,6 +526,13 @@ impl PeerConn {
             && (!self.peer_choking || self.allowed_fast.contains(&piece.get()))
     }
 
+    /// Bytes received and not yet taken as a frame (an incomplete frame or handshake): at most
+    /// the decoder's bound ([`crate::wire::WireLimits::max_frame_len`]), whatever a length
+    /// prefix claims.
+    pub fn receive_buffered_len(&self) -> usize {
+        self.decoder.buffered_len()
+    }
+
     /// Bytes queued for the socket and not yet taken by [`PeerConn::poll_transmit`].
     pub fn send_queue_len(&self) -> usize {
         self.transmit_len + self.scratch.len()

@@ -19,6 +19,8 @@ pub use smart_ban::{MAX_RECORDED_BLOCKS, MAX_SENDERS_PER_BLOCK};
 #[cfg(test)]
 mod duplicate_tests;
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
 mod machine_tests;
