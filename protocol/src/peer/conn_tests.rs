@@ -590,3 +590,37 @@ fn timeouts_after_odd_times_are_harmless() {
     while c.poll_transmit().is_some() {}
     assert!(c.poll_timeout().unwrap() > t(1));
 }
+
+#[test]
+fn the_frame_timeout_runs_per_frame_not_per_stream() {
+    // Proves the frame timeout measures each frame from its own first byte: a slow but steady
+    // peer whose every read ends mid-frame (haves cut in 5-byte reads, 20 s apart, so each frame
+    // takes 40 s) stays open for ten minutes, while one frame left unfinished closes at 60 s.
+    let l = layout();
+    let mut c = scripted(true, &[frame(Message::HaveNone)]).unwrap();
+    let stream: Vec<u8> = (0..15u32)
+        .flat_map(|i| frame(Message::Have { piece: i % 4 }))
+        .collect();
+    let mut now = t(1);
+    for chunk in stream.chunks(5) {
+        now = now + std::time::Duration::from_secs(20);
+        c.handle_timeout(now).expect("a steady peer stays");
+        c.handle_bytes(now, chunk, &l).expect("valid haves");
+    }
+    assert!(now >= t(500), "the stream ran for minutes");
+    assert_eq!(c.receive_buffered_len(), 0, "every frame completed");
+    c.handle_bytes(now, &frame(Message::Have { piece: 1 })[..3], &l)
+        .unwrap();
+    let timeout = PeerConfig::default().frame_timeout;
+    let due = now + timeout;
+    assert!(
+        c.poll_timeout() <= Some(due),
+        "the unfinished frame has a deadline"
+    );
+    c.handle_timeout(now + (timeout - std::time::Duration::from_micros(1)))
+        .unwrap();
+    assert_eq!(
+        c.handle_timeout(due),
+        Err(PeerError::FrameTimeout(PeerConfig::default().frame_timeout))
+    );
+}
