@@ -473,16 +473,22 @@ fn slowloris_is_closed_at_the_frame_timeout() {
     let seed = BtProc::seed(&fx.torrent.path, &fx.tmp.path().join("src"), &[]);
     let (s, h) = (seed.addr, fx.hash);
     let trickle = |mut p: FakePeer, bytes: Vec<u8>| -> Closed {
-        // One byte a second; 100 bytes at most (the frame timeout comes at the 61st).
+        // One byte a second; 100 bytes at most (the frame timeout comes at the 61st). The
+        // result counts from the first byte.
+        let start = std::time::Instant::now();
         for b in bytes.iter().take(100) {
-            if p.send(&[*b]).is_err() {
-                return p.wait_closed(Duration::from_secs(5));
-            }
-            if let Closed::After(d) = p.wait_closed(Duration::from_secs(1)) {
-                return Closed::After(d);
+            let closed = match p.send(&[*b]) {
+                Ok(()) => p.wait_closed(Duration::from_secs(1)),
+                Err(_) => p.wait_closed(Duration::from_secs(5)),
+            };
+            if let Closed::After(_) = closed {
+                return Closed::After(start.elapsed());
             }
         }
-        p.wait_closed(Duration::from_secs(5))
+        match p.wait_closed(Duration::from_secs(5)) {
+            Closed::After(_) => Closed::After(start.elapsed()),
+            still => still,
+        }
     };
     let block = piece(0, 0, &[0xee; 16 * 1024]);
     let seed_cases = vec![
