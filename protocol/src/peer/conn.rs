@@ -173,10 +173,11 @@ pub enum PeerError {
     #[error("reject for a block we never requested")]
     RejectUnrequested,
     /// Our policy (a request flood): the peer queued more requests than
-    /// [`PeerConfig::max_peer_requests`] without the Fast extension (we cannot reject them), or,
-    /// with it, went on to send that many more (rejected, or repeats of queued ones) before we
-    /// served it a block. BEP 3 sets no bound; libtorrent rejects past its queue bound
-    /// (`max_allowed_in_request_queue`).
+    /// [`PeerConfig::max_peer_requests`] without the Fast extension (we cannot reject them), or
+    /// went on to send that many more that we refused (rejected as over the queue bound or for a
+    /// piece we do not have, or repeats of queued ones) before we served it a block. BEP 3 sets
+    /// no bound; libtorrent rejects past its queue bound (`max_allowed_in_request_queue`) and
+    /// closes a peer that keeps making invalid requests.
     #[error("more than {0} requests queued")]
     TooManyRequests(usize),
     /// The peer kept requesting while choked: more than [`PeerConfig::max_peer_requests`]
@@ -297,14 +298,17 @@ pub struct PeerConn {
     seen_first_message: bool,
     snubbed: bool,
     requests_while_choked: u32,
-    /// Requests refused (rejected as over the queue bound, or repeats of queued ones) since we
-    /// last sent the peer a block: at most [`PeerConfig::max_peer_requests`].
+    /// Requests refused (rejected as over the queue bound or for a piece we lack, or repeats of
+    /// queued ones) since we last sent the peer a block: at most
+    /// [`PeerConfig::max_peer_requests`].
     requests_refused: u32,
     /// Block bytes that arrived unrequested (cancelled, timed out, or never asked for).
     unrequested_bytes: u64,
     /// Blocks that arrived that we never asked for (not withdrawn either): at most
     /// [`PeerConfig::max_unrequested_blocks`].
     never_requested_blocks: u32,
+    /// A breach found by a command ([`PeerConn::refuse_request`]), returned by the next input.
+    failed: Option<PeerError>,
     /// When the first byte of the frame still incomplete in the decoder arrived.
     partial_frame_since: Option<Instant>,
     /// When the peer choked us lately, oldest first, within [`PeerConfig::choke_window`]: at
@@ -374,6 +378,7 @@ impl PeerConn {
             unrequested_bytes: 0,
             never_requested_blocks: 0,
             partial_frame_since: None,
+            failed: None,
             recent_chokes: VecDeque::new(),
             requests: Requests::default(),
             withdrawn: VecDeque::new(),
@@ -540,6 +545,10 @@ impl PeerConn {
 
     /// The next time [`PeerConn::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed.is_some() {
+            // Due now: the last time anything happened is in the past.
+            return Some(self.last_received.min(self.last_sent));
+        }
         if self.state == State::Handshaking {
             return Some(self.connected_at + self.config.handshake_timeout);
         }
@@ -606,6 +615,9 @@ impl PeerConn {
         mut bytes: &[u8],
         layout: &TorrentLayout,
     ) -> Result<(), PeerError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         if !bytes.is_empty() {
             self.last_received = now;
         }
@@ -851,7 +863,7 @@ impl PeerConn {
 
     fn on_request(&mut self, now: Instant, block: BlockRef) -> Result<(), PeerError> {
         let allowed = !self.am_choking || self.our_allowed_fast.contains(&block.piece.get());
-        let bound = u32::try_from(self.config.max_peer_requests).unwrap_or(u32::MAX);
+        let bound = self.refusal_bound();
         if !allowed {
             // A request may cross our choke in flight; only a peer that keeps at it is closed.
             self.requests_while_choked += 1;
@@ -887,6 +899,9 @@ impl PeerConn {
     /// Fires what is due at `now`: handshake and idle timeouts (an error: close), keep-alives,
     /// request timeouts and snubbing. Early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), PeerError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         if self.state == State::Handshaking {
             if now - self.connected_at >= self.config.handshake_timeout {
                 return Err(PeerError::HandshakeTimeout(self.config.handshake_timeout));
@@ -1001,6 +1016,23 @@ impl PeerConn {
         true
     }
 
+    /// Refuses a queued request for a piece we do not have, as [`PeerConn::reject_request`]
+    /// does, and counts it: BEP 3 peers request only pieces we announced, so a peer that makes
+    /// more than [`PeerConfig::max_peer_requests`] such or other refused requests before we send
+    /// it a block is flooding, and the next [`PeerConn::handle_bytes`] or
+    /// [`PeerConn::handle_timeout`] (due at once, see [`PeerConn::poll_timeout`]) fails with
+    /// [`PeerError::TooManyRequests`]. Returns whether it was queued.
+    pub fn refuse_request(&mut self, now: Instant, block: BlockRef) -> bool {
+        if !self.reject_request(now, block) {
+            return false;
+        }
+        self.requests_refused = self.requests_refused.saturating_add(1);
+        if self.requests_refused > self.refusal_bound() && self.failed.is_none() {
+            self.failed = Some(PeerError::TooManyRequests(self.config.max_peer_requests));
+        }
+        true
+    }
+
     /// Unchokes the peer.
     pub fn unchoke(&mut self, now: Instant) {
         if self.am_choking {
@@ -1094,6 +1126,11 @@ impl PeerConn {
             self.withdrawn.pop_front();
         }
         self.withdrawn.push_back(block);
+    }
+
+    /// [`PeerConfig::max_peer_requests`] as a count of refused requests.
+    fn refusal_bound(&self) -> u32 {
+        u32::try_from(self.config.max_peer_requests).unwrap_or(u32::MAX)
     }
 
     /// Counts a choke at `now` within [`PeerConfig::choke_window`]; an error past

@@ -826,3 +826,41 @@ fn a_peer_sending_corrupt_data_is_banned() {
     );
     lab.assert_honest_completes(secs(120));
 }
+
+#[test]
+fn requests_for_pieces_we_lack_close_past_the_bound() {
+    // Proves a peer we unchoked that keeps requesting a piece we do not have (BEP 3: peers
+    // request what we announced) gets one reject per request and, past a queue's worth with no
+    // block served, is closed with TooManyRequests; the download goes on.
+    let mut lab = Lab::default(Role::Leecher);
+    lab.hostile_open(
+        true,
+        &[frame(Message::HaveNone), frame(Message::Interested)],
+    );
+    lab.run_for(secs(1));
+    assert!(
+        !lab.under.torrent.peer(HOSTILE).expect("open").am_choking(),
+        "the interested fake peer is unchoked"
+    );
+    let lacked = (0..PIECES)
+        .rev()
+        .find(|p| !lab.under.torrent.have().get(*p))
+        .expect("a piece still missing after 1 s");
+    let bound = PeerConfig::default().max_peer_requests;
+    let one = request(lacked, 0, 16 * 1024);
+    for i in 0..=bound {
+        assert_eq!(
+            lab.hostile_closed(),
+            None,
+            "request {i} is refused, not fatal"
+        );
+        lab.hostile_send(&one);
+    }
+    // The breach is found by the refusal, so the connection closes at once, not at the next read.
+    lab.run_for(Duration::from_millis(1));
+    lab.assert_closed(peer(PeerError::TooManyRequests(bound)));
+    let (served, rejected) = served_and_rejected(&lab.hostile_frames());
+    assert_eq!(served, 0);
+    assert_eq!(rejected, bound + 1, "one reject per request, no more");
+    lab.assert_honest_completes(secs(60));
+}
