@@ -69,8 +69,8 @@ pub struct PeerConfig {
     /// Close when the handshake is not done after this long.
     pub handshake_timeout: Duration,
     /// Most requests from the peer queued and not yet answered. Also the most requests we refuse
-    /// (we choke it, or its queue is full) before the connection closes: see
-    /// [`PeerError::TooManyRequests`] and [`PeerError::RequestWhileChoked`].
+    /// (sent while we choke it, over the queue bound, repeats, or for pieces we lack) before the
+    /// connection closes: see [`PeerError::TooManyRequests`] and [`PeerError::RequestWhileChoked`].
     pub max_peer_requests: usize,
     /// A frame must arrive whole within this time of its first byte, or the connection closes
     /// ([`PeerError::FrameTimeout`]; a peer trickling bytes, slowloris, otherwise keeps the idle
