@@ -624,3 +624,95 @@ fn the_frame_timeout_runs_per_frame_not_per_stream() {
         Err(PeerError::FrameTimeout(PeerConfig::default().frame_timeout))
     );
 }
+
+#[test]
+fn an_honest_rechoke_pace_is_no_choke_storm() {
+    // Proves the choke window slides: a peer that chokes and unchokes us every 10 s (a normal
+    // rechoke) stays open for ten minutes, while 21 chokes within one minute close it.
+    let l = layout();
+    let mut c = scripted(true, &[frame(Message::HaveAll)]).unwrap();
+    for i in 0..60u64 {
+        let now = t(2 + i * 10);
+        let pair = [frame(Message::Unchoke), frame(Message::Choke)].concat();
+        c.handle_bytes(now, &pair, &l).expect("a choke every 10 s");
+    }
+    let config = PeerConfig::default();
+    let start = t(1000);
+    let mut result = Ok(());
+    for i in 0..=config.max_chokes {
+        let pair = [frame(Message::Unchoke), frame(Message::Choke)].concat();
+        result = c.handle_bytes(
+            start + std::time::Duration::from_secs(u64::from(i)),
+            &pair,
+            &l,
+        );
+        if result.is_err() {
+            assert_eq!(
+                i, config.max_chokes,
+                "the 21st choke in a minute is the storm"
+            );
+        }
+    }
+    assert_eq!(
+        result,
+        Err(PeerError::ChokeStorm {
+            chokes: config.max_chokes + 1,
+            window: config.choke_window
+        })
+    );
+}
+
+#[test]
+fn late_blocks_of_withdrawn_requests_are_not_unrequested() {
+    // Proves blocks that answer requests we cancelled, or that a choke voided (no Fast), are
+    // dropped as waste without counting towards the unrequested-block bound; a block never
+    // requested counts.
+    let l = layout();
+    let config = PeerConfig {
+        max_unrequested_blocks: 0,
+        ..PeerConfig::default()
+    };
+    for fast in [true, false] {
+        let mut c = PeerConn::new(
+            config.clone(),
+            Direction::Outbound,
+            HASH,
+            PeerId([1; 20]),
+            reserved(fast, true),
+            l.piece_count(),
+            t(0),
+        );
+        let mut hs = their_handshake(HASH, 9, fast);
+        hs.extend(frame(Message::Bitfield(&[0xf0])));
+        hs.extend(frame(Message::Unchoke));
+        c.handle_bytes(t(1), &hs, &l).unwrap();
+        let a = l.block(l.piece(0).unwrap(), 0).unwrap();
+        let b = l.block(l.piece(0).unwrap(), 1).unwrap();
+        assert!(c.request(t(1), a) && c.request(t(1), b));
+        assert!(c.cancel(t(1), a));
+        if !fast {
+            c.handle_bytes(t(2), &frame(Message::Choke), &l).unwrap();
+        }
+        let data = vec![0; 16384];
+        for blk in [a, b] {
+            let m = Message::Piece {
+                piece: 0,
+                offset: blk.offset,
+                data: &data,
+            };
+            c.handle_bytes(t(3), &frame(m), &l)
+                .expect("a late block is not a breach");
+        }
+        let never = l.block(l.piece(1).unwrap(), 0).unwrap();
+        let m = Message::Piece {
+            piece: 1,
+            offset: never.offset,
+            data: &data,
+        };
+        assert_eq!(
+            c.handle_bytes(t(3), &frame(m), &l),
+            Err(PeerError::UnrequestedBlocks(0)),
+            "fast: {fast}"
+        );
+    }
+}
