@@ -344,8 +344,8 @@ fn bt_get_closes_each_hostile_seed_and_completes_byte_identical() {
     // Proves a real `bt get`, given an honest seed (behind a slow relay) and a crowd of fake
     // seeds on their own loopback addresses, closes each fake with its named reason (wrong info
     // hash, bad bitfield, have out of range, unrequested blocks, a 4 GiB length prefix, a choke
-    // storm, corrupt data: banned, silence), keeps its memory under 200 MiB, and completes the
-    // download byte for byte.
+    // storm, corrupt data: banned, silence), and a fake leecher flooding requests for a piece it
+    // lacks; that its memory stays under 200 MiB, and the download completes byte for byte.
     let fx = fixture("hostile-get");
     let seed = BtProc::seed(&fx.torrent.path, &fx.tmp.path().join("src"), &[]);
     let h = fx.hash;
@@ -444,7 +444,7 @@ fn bt_get_closes_each_hostile_seed_and_completes_byte_identical() {
     // `--seed`: bt stays up after the download, so every case ends on its own terms.
     let get = BtProc::get(&fx.torrent.path, &out, &peers, &["--seed", "-v"]);
     let rss = RssWatch::start(get.pid());
-    let cases = fakes
+    let mut cases: Vec<Case> = fakes
         .into_iter()
         .map(|(name, expect, (_, thread))| Case {
             name,
@@ -452,6 +452,51 @@ fn bt_get_closes_each_hostile_seed_and_completes_byte_identical() {
             thread,
         })
         .collect();
+    // A fake leecher that dials bt get, is unchoked (a leecher's slots go to interested
+    // leechers) and floods requests for a piece bt has not announced.
+    let g = get.addr;
+    cases.push(spawn(
+        "requests for a piece bt lacks",
+        &["TooManyRequests"],
+        move || {
+            let mut p = open_to_seed(g, h, 29, true);
+            let _ = p.send(&[bare(id::HAVE_NONE), bare(id::INTERESTED)].concat());
+            let mut announced = vec![false; PIECES as usize];
+            let mut unchoked = false;
+            for _ in 0..1000 {
+                let Some(f) = p.read_frame(Duration::from_secs(15)) else {
+                    break;
+                };
+                match f.id {
+                    Some(id::UNCHOKE) => {
+                        unchoked = true;
+                        break;
+                    }
+                    Some(id::HAVE_ALL) => announced.iter_mut().for_each(|a| *a = true),
+                    Some(id::HAVE) if f.payload.len() == 4 => {
+                        let i = u32::from_be_bytes(f.payload[..4].try_into().expect("4 bytes"));
+                        if let Some(a) = announced.get_mut(i as usize) {
+                            *a = true;
+                        }
+                    }
+                    Some(id::BITFIELD) => {
+                        for (i, a) in announced.iter_mut().enumerate() {
+                            let byte = f.payload.get(i / 8).copied().unwrap_or(0);
+                            *a |= byte & (0x80 >> (i % 8)) != 0;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            assert!(unchoked, "bt get unchokes an interested leecher");
+            // Not the last piece: it is shorter than one block.
+            let lacked = announced[..PIECES as usize - 1]
+                .iter()
+                .rposition(|a| !a)
+                .expect("bt get still lacks a piece") as u32;
+            flood(p, &request(lacked, 0, 16 * 1024), 200_000)
+        },
+    ));
     let reasons = check_cases(&get, cases);
     get.wait_complete(Duration::from_secs(60));
     tree_equal(&fx.tmp.path().join("src/hostile"), &out.join("hostile"));
