@@ -405,6 +405,15 @@ fn peer(e: PeerError) -> CloseReason {
     CloseReason::Peer(e)
 }
 
+/// A `piece` message for block 0 of piece 0 with wrong bytes (0xee).
+fn junk_block() -> Vec<u8> {
+    frame(Message::Piece {
+        piece: 0,
+        offset: 0,
+        data: &[0xee; 16 * 1024],
+    })
+}
+
 fn request(piece: u32, offset: u32, len: u32) -> Vec<u8> {
     frame(Message::Request { piece, offset, len })
 }
@@ -548,7 +557,7 @@ fn a_request_flood_closes_with_the_queue_bound() {
         lab.hostile_send(&[handshake(HASH, fast), frame(Message::Interested)].concat());
         lab.run_for(secs(1));
         let blocks = all_blocks(&lab.layout);
-        // 2,000 requests in one read: the distinct blocks (23) over and over.
+        // 2,000 requests in one read: the 24 distinct blocks over and over.
         let flood: Vec<u8> = (0..2000)
             .flat_map(|i| {
                 let (p, o, l) = blocks[i % blocks.len()];
@@ -597,12 +606,7 @@ fn blocks_we_never_asked_for_are_dropped_then_close() {
     let mut lab = Lab::default(Role::Leecher);
     // Have-none: we never request from it, so every block it sends is unrequested.
     lab.hostile_open(true, &[frame(Message::HaveNone), frame(Message::Unchoke)]);
-    let junk = vec![0xee; 16 * 1024];
-    let block = frame(Message::Piece {
-        piece: 0,
-        offset: 0,
-        data: &junk,
-    });
+    let block = junk_block();
     let max = PeerConfig::default().max_unrequested_blocks;
     for i in 0..max {
         lab.hostile_send(&block);
@@ -663,12 +667,7 @@ fn a_frame_trickled_a_byte_a_second_closes_after_the_frame_timeout() {
     let mut lab = Lab::new(Role::Leecher, TorrentConfig::default(), 8 * 1024);
     lab.hostile_open(true, &[frame(Message::HaveNone)]);
     let started = lab.now;
-    let junk = vec![0xee; 16 * 1024];
-    let block = frame(Message::Piece {
-        piece: 0,
-        offset: 0,
-        data: &junk,
-    });
+    let block = junk_block();
     let timeout = PeerConfig::default().frame_timeout;
     let mut sent = 0;
     for byte in &block {
