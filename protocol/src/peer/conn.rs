@@ -49,6 +49,12 @@ use crate::wire::{
 /// The most allowed-fast pieces we keep from one peer (BEP 6 suggests 10; libtorrent caps similarly).
 pub const MAX_ALLOWED_FAST: usize = 64;
 
+/// A choke that comes within this time of our not-interested is taken as its answer, however it
+/// crossed our interested again, and does not count towards [`PeerError::ChokeStorm`]: a round
+/// trip, with room for a slow link. A peer cannot use it to storm: it can make us lose interest
+/// only by having nothing we lack, and then we ask it for nothing.
+pub const INVITED_CHOKE_GRACE: Duration = Duration::from_secs(10);
+
 /// Tunables of a peer connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -79,7 +85,8 @@ pub struct PeerConfig {
     /// peer that slow has already missed our request timeout (30 s) and been snubbed (60 s); the
     /// one-time bitfield of a 2^21-piece torrent (256 KiB) needs 4.4 KiB/s.
     pub frame_timeout: Duration,
-    /// The most times the peer may choke us within [`PeerConfig::choke_window`]
+    /// The most times the peer may choke us while we are interested (and did not lately say
+    /// otherwise, see [`INVITED_CHOKE_GRACE`]) within [`PeerConfig::choke_window`]
     /// ([`PeerError::ChokeStorm`] past it). Default 20 a minute: rechoking runs every 10 s in
     /// the clients we know (libtorrent 15 s, Transmission 10 s), so an honest peer chokes us at
     /// most about 6 times a minute.
@@ -191,8 +198,9 @@ pub enum PeerError {
     /// trickling one byte at a time is never silent.
     #[error("a frame took longer than {0:?} to arrive")]
     FrameTimeout(Duration),
-    /// Our policy (choke/unchoke storm): the peer choked us more than [`PeerConfig::max_chokes`]
-    /// times within [`PeerConfig::choke_window`]. BEP 3: "choking ... should not be done too
+    /// Our policy (choke/unchoke storm): the peer choked us, interested, more than
+    /// [`PeerConfig::max_chokes`] times within [`PeerConfig::choke_window`] (chokes answering our
+    /// not-interested do not count). BEP 3: "choking ... should not be done too
     /// often"; clients rechoke every 10 s.
     #[error("choked us {chokes} times within {window:?}")]
     ChokeStorm {
@@ -311,6 +319,8 @@ pub struct PeerConn {
     failed: Option<PeerError>,
     /// When the first byte of the frame still incomplete in the decoder arrived.
     partial_frame_since: Option<Instant>,
+    /// When we last told the peer we are not interested.
+    uninterested_at: Option<Instant>,
     /// When the peer choked us lately, oldest first, within [`PeerConfig::choke_window`]: at
     /// most [`PeerConfig::max_chokes`] entries.
     recent_chokes: VecDeque<Instant>,
@@ -379,6 +389,7 @@ impl PeerConn {
             never_requested_blocks: 0,
             partial_frame_since: None,
             failed: None,
+            uninterested_at: None,
             recent_chokes: VecDeque::new(),
             requests: Requests::default(),
             withdrawn: VecDeque::new(),
@@ -730,7 +741,15 @@ impl PeerConn {
         match message {
             Message::KeepAlive | Message::Unknown { .. } => {}
             Message::Choke => {
-                if !self.peer_choking {
+                // A peer rightly chokes us once we said we are not interested (and unchokes us
+                // when we are again): our interest flaps as we catch up with its pieces, many
+                // times a minute in a fast swarm, and its choke may arrive after we are
+                // interested again. Only a choke we did not invite counts towards a storm.
+                let invited = !self.am_interested
+                    || self
+                        .uninterested_at
+                        .is_some_and(|at| now - at < INVITED_CHOKE_GRACE);
+                if !self.peer_choking && !invited {
                     self.count_choke(now)?;
                 }
                 self.peer_choking = true;
@@ -973,6 +992,9 @@ impl PeerConn {
     pub fn set_interested(&mut self, now: Instant, interested: bool) {
         if self.am_interested != interested {
             self.am_interested = interested;
+            if !interested {
+                self.uninterested_at = Some(now);
+            }
             let m = if interested {
                 Message::Interested
             } else {

@@ -631,6 +631,7 @@ fn an_honest_rechoke_pace_is_no_choke_storm() {
     // rechoke) stays open for ten minutes, while 21 chokes within one minute close it.
     let l = layout();
     let mut c = scripted(true, &[frame(Message::HaveAll)]).unwrap();
+    c.set_interested(t(1), true);
     for i in 0..60u64 {
         let now = t(2 + i * 10);
         let pair = [frame(Message::Unchoke), frame(Message::Choke)].concat();
@@ -715,4 +716,29 @@ fn late_blocks_of_withdrawn_requests_are_not_unrequested() {
             "fast: {fast}"
         );
     }
+}
+
+#[test]
+fn chokes_answering_our_lost_interest_are_no_storm() {
+    // Proves the chokes our own interest flapping invites do not count: we lose and regain
+    // interest 100 times within a minute, and each time the peer's choke arrives just after we
+    // are interested again (it crossed our interested on the wire), then it unchokes us; the
+    // connection stays open. Uninvited chokes while we stay interested still close it.
+    let l = layout();
+    let mut c = scripted(true, &[frame(Message::HaveAll)]).unwrap();
+    for i in 0..100u64 {
+        let now = t(2) + std::time::Duration::from_millis(i * 500);
+        c.set_interested(now, false);
+        c.set_interested(now, true);
+        let pair = [frame(Message::Choke), frame(Message::Unchoke)].concat();
+        c.handle_bytes(now, &pair, &l).expect("an invited choke");
+    }
+    let later = t(200);
+    let storm = [frame(Message::Choke), frame(Message::Unchoke)]
+        .concat()
+        .repeat(PeerConfig::default().max_chokes as usize + 1);
+    assert!(matches!(
+        c.handle_bytes(later, &storm, &l),
+        Err(PeerError::ChokeStorm { .. })
+    ));
 }

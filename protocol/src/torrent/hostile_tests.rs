@@ -744,10 +744,12 @@ fn a_peer_that_never_speaks_closes_after_the_handshake_timeout() {
 fn a_choke_unchoke_storm_closes_and_our_requests_stay_bounded() {
     // Proves a choke/unchoke storm costs us at most a minimal pipeline of requests per unchoke
     // (the fake peer sends no block, so its pipeline target stays at the minimum) and closes at
-    // the 21st choke within a minute (ChokeStorm); with and without the Fast extension.
+    // the 21st choke within a minute while we want its pieces (ChokeStorm); with and without the
+    // Fast extension.
     let config = PeerConfig::default();
     for fast in [false, true] {
-        let mut lab = Lab::default(Role::Leecher);
+        // A slow honest link: we stay interested in the fake peer's pieces all through.
+        let mut lab = Lab::new(Role::Leecher, TorrentConfig::default(), 16 * 1024);
         lab.hostile_open(fast, &[frame(Message::Bitfield(&[0xff, 0xf0]))]);
         let mut requests = 0;
         let mut unchokes = 0;
