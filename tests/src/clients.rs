@@ -744,6 +744,11 @@ impl BtProc {
         BtProc { addr, proc }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     /// The process (events, waits, log).
     pub fn proc(&mut self) -> &mut Proc {
         &mut self.proc

@@ -1,9 +1,11 @@
 //! Shared helpers for bt's end-to-end tests: finding and running the `bt` binary, the fixture
 //! torrents, and asking libtorrent (python3-libtorrent, the reference implementation) about a
-//! torrent; and ([`clients`]) real clients and a tracker on loopback for the interop tests.
+//! torrent; ([`clients`]) real clients and a tracker on loopback for the interop tests; and
+//! ([`fake_peer`]) a scripted misbehaving peer over raw TCP for the hostile-peer tests.
 //! Every process started here is waited for or killed; every wait is bounded.
 
 pub mod clients;
+pub mod fake_peer;
 
 pub use clients::{
     Aria2Seeder, BtProc, LtSeeder, MadeTorrent, Opentracker, Proc, SWARM_FILES, SlowRelay,

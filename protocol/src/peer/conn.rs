@@ -19,7 +19,16 @@
 //! [`PeerConfig::max_pipeline`]; the requests we withdrew (cancelled or timed out), remembered
 //! so that a reject crossing our cancel is not taken for a protocol breach, at most twice
 //! [`PeerConfig::max_pipeline`]; the allowed-fast set a peer gives us at most
-//! [`MAX_ALLOWED_FAST`]; events are drained by the caller after each call (at most one per frame).
+//! [`MAX_ALLOWED_FAST`]; the chokes remembered, at most [`PeerConfig::max_chokes`]; events are
+//! drained by the caller after each call (at most one per frame).
+//!
+//! Hostile peers: every breach closes with a [`PeerError`] naming the rule, and floods end too:
+//! requests past the queue or while choked ([`PeerError::TooManyRequests`],
+//! [`PeerError::RequestWhileChoked`]), blocks never asked for ([`PeerError::UnrequestedBlocks`]),
+//! chokes ([`PeerError::ChokeStorm`]), a frame trickled a byte at a time
+//! ([`PeerError::FrameTimeout`]), a frame longer than its bound ([`PeerError::Wire`], judged from
+//! its 5-byte header, so no buffer grows with a claimed length), silence
+//! ([`PeerError::HandshakeTimeout`], [`PeerError::IdleTimeout`]).
 //! The transmit queue is the caller's to bound: it checks [`PeerConn::send_queue_len`] before
 //! serving more blocks.
 
@@ -40,6 +49,12 @@ use crate::wire::{
 /// The most allowed-fast pieces we keep from one peer (BEP 6 suggests 10; libtorrent caps similarly).
 pub const MAX_ALLOWED_FAST: usize = 64;
 
+/// A choke that comes within this time of our not-interested is taken as its answer, however it
+/// crossed our interested again, and does not count towards [`PeerError::ChokeStorm`]: a round
+/// trip, with room for a slow link. A peer cannot use it to storm: it can make us lose interest
+/// only by having nothing we lack, and then we ask it for nothing.
+pub const INVITED_CHOKE_GRACE: Duration = Duration::from_secs(10);
+
 /// Tunables of a peer connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -59,12 +74,33 @@ pub struct PeerConfig {
     pub idle_timeout: Duration,
     /// Close when the handshake is not done after this long.
     pub handshake_timeout: Duration,
-    /// Most requests from the peer queued and not yet answered.
+    /// Most requests from the peer queued and not yet answered. Also the most requests we refuse
+    /// (sent while we choke it, over the queue bound, repeats, or for pieces we lack) before the
+    /// connection closes: see [`PeerError::TooManyRequests`] and [`PeerError::RequestWhileChoked`].
     pub max_peer_requests: usize,
     /// Longest extended message (BEP 10) payload the peer may send, in bytes; a longer length
     /// prefix closes the connection before its body is buffered
     /// ([`WireLimits::max_extended_len`]).
     pub max_extended_len: u32,
+    /// A frame must arrive whole within this time of its first byte, or the connection closes
+    /// ([`PeerError::FrameTimeout`]; a peer trickling bytes, slowloris, otherwise keeps the idle
+    /// timer from firing forever). Default 60 s: the largest frame a peer sends while
+    /// downloading is a 16 KiB block, which takes 60 s only below 273 bytes per second, and a
+    /// peer that slow has already missed our request timeout (30 s) and been snubbed (60 s); the
+    /// one-time bitfield of a 2^21-piece torrent (256 KiB) needs 4.4 KiB/s.
+    pub frame_timeout: Duration,
+    /// The most times the peer may choke us while we are interested (and did not lately say
+    /// otherwise, see [`INVITED_CHOKE_GRACE`]) within [`PeerConfig::choke_window`]
+    /// ([`PeerError::ChokeStorm`] past it). Default 20 a minute: rechoking runs every 10 s in
+    /// the clients we know (libtorrent 15 s, Transmission 10 s), so an honest peer chokes us at
+    /// most about 6 times a minute.
+    pub max_chokes: u32,
+    /// The window of [`PeerConfig::max_chokes`].
+    pub choke_window: Duration,
+    /// The most blocks the peer may send that we never asked for (neither outstanding nor lately
+    /// withdrawn) before the connection closes ([`PeerError::UnrequestedBlocks`]). They are
+    /// dropped, counted in [`PeerConn::unrequested_bytes`], and never reach the disk.
+    pub max_unrequested_blocks: u32,
 }
 
 impl Default for PeerConfig {
@@ -80,6 +116,10 @@ impl Default for PeerConfig {
             handshake_timeout: Duration::from_secs(20),
             max_peer_requests: 500,
             max_extended_len: crate::wire::DEFAULT_MAX_EXTENDED_LEN,
+            frame_timeout: Duration::from_secs(60),
+            max_chokes: 20,
+            choke_window: Duration::from_secs(60),
+            max_unrequested_blocks: 64,
         }
     }
 }
@@ -144,13 +184,41 @@ pub enum PeerError {
     /// not this: it crossed our cancel on the wire, and is ignored (as libtorrent does).
     #[error("reject for a block we never requested")]
     RejectUnrequested,
-    /// The peer queued more requests than [`PeerConfig::max_peer_requests`] (without the Fast
-    /// extension we cannot reject them).
+    /// Our policy (a request flood): the peer queued more requests than
+    /// [`PeerConfig::max_peer_requests`] without the Fast extension (we cannot reject them), or
+    /// went on to send that many more that we refused (rejected as over the queue bound or for a
+    /// piece we do not have, or repeats of queued ones) before we served it a block. BEP 3 sets
+    /// no bound; libtorrent rejects past its queue bound (`max_allowed_in_request_queue`) and
+    /// closes a peer that keeps making invalid requests.
     #[error("more than {0} requests queued")]
     TooManyRequests(usize),
-    /// The peer kept requesting while choked without the Fast extension to reject them.
+    /// The peer kept requesting while choked: more than [`PeerConfig::max_peer_requests`]
+    /// requests since our choke (BEP 3: a choked peer's requests are void; BEP 6 rejects them,
+    /// but a peer that goes on regardless is flooding; libtorrent closes such a peer too,
+    /// `too_many_requests_when_choked`).
     #[error("requests while choked")]
     RequestWhileChoked,
+    /// Our policy (slowloris): a frame was not whole [`PeerConfig::frame_timeout`] after its
+    /// first byte arrived. BEP 3 only bounds silence (two minutes between keep-alives); a peer
+    /// trickling one byte at a time is never silent.
+    #[error("a frame took longer than {0:?} to arrive")]
+    FrameTimeout(Duration),
+    /// Our policy (choke/unchoke storm): the peer choked us, interested, more than
+    /// [`PeerConfig::max_chokes`] times within [`PeerConfig::choke_window`] (chokes answering our
+    /// not-interested do not count). BEP 3: "choking ... should not be done too
+    /// often"; clients rechoke every 10 s.
+    #[error("choked us {chokes} times within {window:?}")]
+    ChokeStorm {
+        /// Chokes counted within the window.
+        chokes: u32,
+        /// The window.
+        window: Duration,
+    },
+    /// Our policy: the peer sent more than [`PeerConfig::max_unrequested_blocks`] blocks we
+    /// never requested (BEP 3: blocks answer requests). libtorrent ignores such blocks and counts
+    /// them as waste; we do too, up to the bound.
+    #[error("more than {0} blocks we never requested")]
+    UnrequestedBlocks(u32),
     /// Nothing arrived for [`PeerConfig::idle_timeout`].
     #[error("no message for {0:?}")]
     IdleTimeout(Duration),
@@ -243,8 +311,24 @@ pub struct PeerConn {
     seen_first_message: bool,
     snubbed: bool,
     requests_while_choked: u32,
+    /// Requests refused (rejected as over the queue bound or for a piece we lack, or repeats of
+    /// queued ones) since we last sent the peer a block: at most
+    /// [`PeerConfig::max_peer_requests`].
+    requests_refused: u32,
     /// Block bytes that arrived unrequested (cancelled, timed out, or never asked for).
     unrequested_bytes: u64,
+    /// Blocks that arrived that we never asked for (not withdrawn either): at most
+    /// [`PeerConfig::max_unrequested_blocks`].
+    never_requested_blocks: u32,
+    /// A breach found by a command ([`PeerConn::refuse_request`]), returned by the next input.
+    failed: Option<PeerError>,
+    /// When the first byte of the frame still incomplete in the decoder arrived.
+    partial_frame_since: Option<Instant>,
+    /// When we last told the peer we are not interested.
+    uninterested_at: Option<Instant>,
+    /// When the peer choked us lately, oldest first, within [`PeerConfig::choke_window`]: at
+    /// most [`PeerConfig::max_chokes`] entries.
+    recent_chokes: VecDeque<Instant>,
 
     /// Our requests to the peer, with when they were sent.
     requests: Requests,
@@ -309,7 +393,13 @@ impl PeerConn {
             seen_first_message: false,
             snubbed: false,
             requests_while_choked: 0,
+            requests_refused: 0,
             unrequested_bytes: 0,
+            never_requested_blocks: 0,
+            partial_frame_since: None,
+            failed: None,
+            uninterested_at: None,
+            recent_chokes: VecDeque::new(),
             requests: Requests::default(),
             withdrawn: VecDeque::new(),
             peer_requests: VecDeque::new(),
@@ -461,6 +551,13 @@ impl PeerConn {
             && (!self.peer_choking || self.allowed_fast.contains(&piece.get()))
     }
 
+    /// Bytes received and not yet taken as a frame (an incomplete frame or handshake): at most
+    /// the decoder's bound ([`crate::wire::WireLimits::max_frame_len`]), whatever a length
+    /// prefix claims.
+    pub fn receive_buffered_len(&self) -> usize {
+        self.decoder.buffered_len()
+    }
+
     /// Bytes queued for the socket and not yet taken by [`PeerConn::poll_transmit`].
     pub fn send_queue_len(&self) -> usize {
         self.transmit_len + self.scratch.len()
@@ -468,11 +565,18 @@ impl PeerConn {
 
     /// The next time [`PeerConn::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed.is_some() {
+            // Due now: the last time anything happened is in the past.
+            return Some(self.last_received.min(self.last_sent));
+        }
         if self.state == State::Handshaking {
             return Some(self.connected_at + self.config.handshake_timeout);
         }
         let mut next = (self.last_received + self.config.idle_timeout)
             .min(self.last_sent + self.config.keepalive_interval);
+        if let Some(since) = self.partial_frame_since {
+            next = next.min(since + self.config.frame_timeout);
+        }
         if let Some(oldest) = self.requests.oldest() {
             next = next.min(oldest + self.config.request_timeout);
             if !self.snubbed {
@@ -531,27 +635,43 @@ impl PeerConn {
         mut bytes: &[u8],
         layout: &TorrentLayout,
     ) -> Result<(), PeerError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         if !bytes.is_empty() {
             self.last_received = now;
         }
+        // Whether a frame (or the handshake) completed in this read: then what stays buffered is
+        // the start of a frame whose first byte came in this read.
+        let mut completed = false;
         loop {
             let taken = self.decoder.extend(bytes);
             bytes = &bytes[taken..];
             if self.state == State::Handshaking {
                 match self.decoder.take_handshake()? {
-                    Some(hs) => self.on_handshake(now, hs)?,
-                    None if bytes.is_empty() => return Ok(()),
+                    Some(hs) => {
+                        completed = true;
+                        self.on_handshake(now, hs)?;
+                    }
+                    None if bytes.is_empty() => break,
                     None => continue,
                 }
             }
             while let Some(frame) = self.decoder.next_frame()? {
+                completed = true;
                 let payload = frame.payload().clone();
                 self.on_message(now, frame.message(), payload, layout)?;
             }
             if bytes.is_empty() {
-                return Ok(());
+                break;
             }
         }
+        self.partial_frame_since = match self.decoder.buffered_len() {
+            0 => None,
+            _ if completed => Some(now),
+            _ => self.partial_frame_since.or(Some(now)),
+        };
+        Ok(())
     }
 
     fn on_handshake(&mut self, now: Instant, hs: Handshake) -> Result<(), PeerError> {
@@ -630,14 +750,29 @@ impl PeerConn {
         match message {
             Message::KeepAlive | Message::Unknown { .. } => {}
             Message::Choke => {
+                // A peer rightly chokes us once we said we are not interested (and unchokes us
+                // when we are again): our interest flaps as we catch up with its pieces, many
+                // times a minute in a fast swarm, and its choke may arrive after we are
+                // interested again. Only a choke we did not invite counts towards a storm.
+                let invited = !self.am_interested
+                    || self
+                        .uninterested_at
+                        .is_some_and(|at| now - at < INVITED_CHOKE_GRACE);
+                if !self.peer_choking && !invited {
+                    self.count_choke(now)?;
+                }
                 self.peer_choking = true;
                 // BEP 6: with the Fast extension a choke does not void requests; the peer rejects
                 // the ones it will not serve.
-                let dropped = if self.fast {
+                let dropped: Vec<BlockRef> = if self.fast {
                     Vec::new()
                 } else {
                     std::mem::take(&mut self.requests).into_keys().collect()
                 };
+                // A block already on its way when the peer choked is not one we never asked for.
+                for b in &dropped {
+                    self.withdraw(*b);
+                }
                 self.events.push_back(PeerEvent::Choked { dropped });
             }
             Message::Unchoke => {
@@ -704,9 +839,17 @@ impl PeerConn {
                         data: payload,
                     });
                 } else {
-                    // Answered after all: no reject will follow for it.
-                    self.forget_withdrawn(block);
                     self.unrequested_bytes += u64::from(len);
+                    // A withdrawn request answered after all: no reject will follow for it. A
+                    // block never asked for counts towards the bound.
+                    if !self.forget_withdrawn(block) {
+                        self.never_requested_blocks += 1;
+                        if self.never_requested_blocks > self.config.max_unrequested_blocks {
+                            return Err(PeerError::UnrequestedBlocks(
+                                self.config.max_unrequested_blocks,
+                            ));
+                        }
+                    }
                 }
             }
             Message::Cancel { piece, offset, len } => {
@@ -748,27 +891,33 @@ impl PeerConn {
 
     fn on_request(&mut self, now: Instant, block: BlockRef) -> Result<(), PeerError> {
         let allowed = !self.am_choking || self.our_allowed_fast.contains(&block.piece.get());
+        let bound = self.refusal_bound();
         if !allowed {
-            if self.fast {
-                self.send(now, reject(block));
-                return Ok(());
-            }
             // A request may cross our choke in flight; only a peer that keeps at it is closed.
             self.requests_while_choked += 1;
-            if self.requests_while_choked > self.config.max_peer_requests as u32 {
+            if self.requests_while_choked > bound {
                 return Err(PeerError::RequestWhileChoked);
             }
-            return Ok(());
-        }
-        if self.peer_requests.contains(&block) {
-            return Ok(());
-        }
-        if self.peer_requests.len() >= self.config.max_peer_requests {
             if self.fast {
                 self.send(now, reject(block));
-                return Ok(());
             }
-            return Err(PeerError::TooManyRequests(self.config.max_peer_requests));
+            return Ok(());
+        }
+        let repeat = self.peer_requests.contains(&block);
+        if repeat || self.peer_requests.len() >= self.config.max_peer_requests {
+            if !self.fast && !repeat {
+                return Err(PeerError::TooManyRequests(self.config.max_peer_requests));
+            }
+            // Refused (a repeat is dropped, an overflow rejected): a peer that goes on sending
+            // more than a queue's worth before we serve it a block is flooding.
+            self.requests_refused += 1;
+            if self.requests_refused > bound {
+                return Err(PeerError::TooManyRequests(self.config.max_peer_requests));
+            }
+            if !repeat {
+                self.send(now, reject(block));
+            }
+            return Ok(());
         }
         self.peer_requests.push_back(block);
         self.events.push_back(PeerEvent::Request(block));
@@ -778,6 +927,9 @@ impl PeerConn {
     /// Fires what is due at `now`: handshake and idle timeouts (an error: close), keep-alives,
     /// request timeouts and snubbing. Early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), PeerError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         if self.state == State::Handshaking {
             if now - self.connected_at >= self.config.handshake_timeout {
                 return Err(PeerError::HandshakeTimeout(self.config.handshake_timeout));
@@ -786,6 +938,11 @@ impl PeerConn {
         }
         if now - self.last_received >= self.config.idle_timeout {
             return Err(PeerError::IdleTimeout(self.config.idle_timeout));
+        }
+        if let Some(since) = self.partial_frame_since
+            && now - since >= self.config.frame_timeout
+        {
+            return Err(PeerError::FrameTimeout(self.config.frame_timeout));
         }
         if now - self.last_sent >= self.config.keepalive_interval {
             self.send(now, Message::KeepAlive);
@@ -844,6 +1001,9 @@ impl PeerConn {
     pub fn set_interested(&mut self, now: Instant, interested: bool) {
         if self.am_interested != interested {
             self.am_interested = interested;
+            if !interested {
+                self.uninterested_at = Some(now);
+            }
             let m = if interested {
                 Message::Interested
             } else {
@@ -883,6 +1043,23 @@ impl PeerConn {
         self.peer_requests.remove(i);
         if self.fast {
             self.send(now, reject(block));
+        }
+        true
+    }
+
+    /// Refuses a queued request for a piece we do not have, as [`PeerConn::reject_request`]
+    /// does, and counts it: BEP 3 peers request only pieces we announced, so a peer that makes
+    /// more than [`PeerConfig::max_peer_requests`] such or other refused requests before we send
+    /// it a block is flooding, and the next [`PeerConn::handle_bytes`] or
+    /// [`PeerConn::handle_timeout`] (due at once, see [`PeerConn::poll_timeout`]) fails with
+    /// [`PeerError::TooManyRequests`]. Returns whether it was queued.
+    pub fn refuse_request(&mut self, now: Instant, block: BlockRef) -> bool {
+        if !self.reject_request(now, block) {
+            return false;
+        }
+        self.requests_refused = self.requests_refused.saturating_add(1);
+        if self.requests_refused > self.refusal_bound() && self.failed.is_none() {
+            self.failed = Some(PeerError::TooManyRequests(self.config.max_peer_requests));
         }
         true
     }
@@ -950,6 +1127,7 @@ impl PeerConn {
             return false;
         };
         self.peer_requests.remove(i);
+        self.requests_refused = 0;
         let mut header = BytesMut::with_capacity(13);
         header.put_u32(9 + block.len);
         header.put_u8(crate::wire::id::PIECE);
@@ -979,6 +1157,32 @@ impl PeerConn {
             self.withdrawn.pop_front();
         }
         self.withdrawn.push_back(block);
+    }
+
+    /// [`PeerConfig::max_peer_requests`] as a count of refused requests.
+    fn refusal_bound(&self) -> u32 {
+        u32::try_from(self.config.max_peer_requests).unwrap_or(u32::MAX)
+    }
+
+    /// Counts a choke at `now` within [`PeerConfig::choke_window`]; an error past
+    /// [`PeerConfig::max_chokes`]. Keeps at most that many times.
+    fn count_choke(&mut self, now: Instant) -> Result<(), PeerError> {
+        let window = self.config.choke_window;
+        while self
+            .recent_chokes
+            .front()
+            .is_some_and(|at| now - *at >= window)
+        {
+            self.recent_chokes.pop_front();
+        }
+        if self.recent_chokes.len() >= self.config.max_chokes as usize {
+            return Err(PeerError::ChokeStorm {
+                chokes: self.config.max_chokes.saturating_add(1),
+                window,
+            });
+        }
+        self.recent_chokes.push_back(now);
+        Ok(())
     }
 
     /// Forgets a withdrawn request; returns whether it was remembered.

@@ -590,3 +590,155 @@ fn timeouts_after_odd_times_are_harmless() {
     while c.poll_transmit().is_some() {}
     assert!(c.poll_timeout().unwrap() > t(1));
 }
+
+#[test]
+fn the_frame_timeout_runs_per_frame_not_per_stream() {
+    // Proves the frame timeout measures each frame from its own first byte: a slow but steady
+    // peer whose every read ends mid-frame (haves cut in 5-byte reads, 20 s apart, so each frame
+    // takes 40 s) stays open for ten minutes, while one frame left unfinished closes at 60 s.
+    let l = layout();
+    let mut c = scripted(true, &[frame(Message::HaveNone)]).unwrap();
+    let stream: Vec<u8> = (0..15u32)
+        .flat_map(|i| frame(Message::Have { piece: i % 4 }))
+        .collect();
+    let mut now = t(1);
+    for chunk in stream.chunks(5) {
+        now = now + std::time::Duration::from_secs(20);
+        c.handle_timeout(now).expect("a steady peer stays");
+        c.handle_bytes(now, chunk, &l).expect("valid haves");
+    }
+    assert!(now >= t(500), "the stream ran for minutes");
+    assert_eq!(c.receive_buffered_len(), 0, "every frame completed");
+    c.handle_bytes(now, &frame(Message::Have { piece: 1 })[..3], &l)
+        .unwrap();
+    let timeout = PeerConfig::default().frame_timeout;
+    let due = now + timeout;
+    assert!(
+        c.poll_timeout() <= Some(due),
+        "the unfinished frame has a deadline"
+    );
+    c.handle_timeout(now + (timeout - std::time::Duration::from_micros(1)))
+        .unwrap();
+    assert_eq!(
+        c.handle_timeout(due),
+        Err(PeerError::FrameTimeout(PeerConfig::default().frame_timeout))
+    );
+}
+
+#[test]
+fn an_honest_rechoke_pace_is_no_choke_storm() {
+    // Proves the choke window slides: a peer that chokes and unchokes us every 10 s (a normal
+    // rechoke) stays open for ten minutes, while 21 chokes within one minute close it.
+    let l = layout();
+    let mut c = scripted(true, &[frame(Message::HaveAll)]).unwrap();
+    c.set_interested(t(1), true);
+    for i in 0..60u64 {
+        let now = t(2 + i * 10);
+        let pair = [frame(Message::Unchoke), frame(Message::Choke)].concat();
+        c.handle_bytes(now, &pair, &l).expect("a choke every 10 s");
+    }
+    let config = PeerConfig::default();
+    let start = t(1000);
+    let mut result = Ok(());
+    for i in 0..=config.max_chokes {
+        let pair = [frame(Message::Unchoke), frame(Message::Choke)].concat();
+        result = c.handle_bytes(
+            start + std::time::Duration::from_secs(u64::from(i)),
+            &pair,
+            &l,
+        );
+        if result.is_err() {
+            assert_eq!(
+                i, config.max_chokes,
+                "the 21st choke in a minute is the storm"
+            );
+        }
+    }
+    assert_eq!(
+        result,
+        Err(PeerError::ChokeStorm {
+            chokes: config.max_chokes + 1,
+            window: config.choke_window
+        })
+    );
+}
+
+#[test]
+fn late_blocks_of_withdrawn_requests_are_not_unrequested() {
+    // Proves blocks that answer requests we cancelled, or that a choke voided (no Fast), are
+    // dropped as waste without counting towards the unrequested-block bound; a block never
+    // requested counts.
+    let l = layout();
+    let config = PeerConfig {
+        max_unrequested_blocks: 0,
+        ..PeerConfig::default()
+    };
+    for fast in [true, false] {
+        let mut c = PeerConn::new(
+            config.clone(),
+            Direction::Outbound,
+            HASH,
+            PeerId([1; 20]),
+            reserved(fast, true),
+            l.piece_count(),
+            t(0),
+        );
+        let mut hs = their_handshake(HASH, 9, fast);
+        hs.extend(frame(Message::Bitfield(&[0xf0])));
+        hs.extend(frame(Message::Unchoke));
+        c.handle_bytes(t(1), &hs, &l).unwrap();
+        let a = l.block(l.piece(0).unwrap(), 0).unwrap();
+        let b = l.block(l.piece(0).unwrap(), 1).unwrap();
+        assert!(c.request(t(1), a) && c.request(t(1), b));
+        assert!(c.cancel(t(1), a));
+        if !fast {
+            c.handle_bytes(t(2), &frame(Message::Choke), &l).unwrap();
+        }
+        let data = vec![0; 16384];
+        for blk in [a, b] {
+            let m = Message::Piece {
+                piece: 0,
+                offset: blk.offset,
+                data: &data,
+            };
+            c.handle_bytes(t(3), &frame(m), &l)
+                .expect("a late block is not a breach");
+        }
+        let never = l.block(l.piece(1).unwrap(), 0).unwrap();
+        let m = Message::Piece {
+            piece: 1,
+            offset: never.offset,
+            data: &data,
+        };
+        assert_eq!(
+            c.handle_bytes(t(3), &frame(m), &l),
+            Err(PeerError::UnrequestedBlocks(0)),
+            "fast: {fast}"
+        );
+    }
+}
+
+#[test]
+fn chokes_answering_our_lost_interest_are_no_storm() {
+    // Proves the chokes our own interest flapping invites do not count: we lose and regain
+    // interest 100 times within a minute, and each time the peer's choke arrives just after we
+    // are interested again (it crossed our interested on the wire), then it unchokes us; the
+    // connection stays open. Uninvited chokes while we stay interested still close it.
+    let l = layout();
+    let mut c = scripted(true, &[frame(Message::HaveAll)]).unwrap();
+    for i in 0..100u64 {
+        let now = t(2) + std::time::Duration::from_millis(i * 500);
+        c.set_interested(now, false);
+        c.set_interested(now, true);
+        let pair = [frame(Message::Choke), frame(Message::Unchoke)].concat();
+        c.handle_bytes(now, &pair, &l).expect("an invited choke");
+    }
+    let later = t(200);
+    let storm = [frame(Message::Choke), frame(Message::Unchoke)]
+        .concat()
+        .repeat(PeerConfig::default().max_chokes as usize + 1);
+    assert!(matches!(
+        c.handle_bytes(later, &storm, &l),
+        Err(PeerError::ChokeStorm { .. })
+    ));
+}

@@ -7,7 +7,9 @@ mod rate;
 mod requests;
 
 pub use allowed_fast::allowed_fast_set;
-pub use conn::{Direction, MAX_ALLOWED_FAST, PeerConfig, PeerConn, PeerError, PeerEvent};
+pub use conn::{
+    Direction, INVITED_CHOKE_GRACE, MAX_ALLOWED_FAST, PeerConfig, PeerConn, PeerError, PeerEvent,
+};
 pub use rate::RateMeter;
 
 #[cfg(test)]

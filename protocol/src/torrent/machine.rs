@@ -824,7 +824,7 @@ impl Torrent {
                 if !self.picker.have().get(block.piece.get())
                     && let Some(p) = self.peers.get_mut(&conn)
                 {
-                    p.conn.reject_request(now, block);
+                    p.conn.refuse_request(now, block);
                 }
             }
             PeerEvent::Rejected(block) | PeerEvent::RequestTimedOut(block) => {

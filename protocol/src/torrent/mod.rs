@@ -22,6 +22,8 @@ mod disk_full_tests;
 #[cfg(test)]
 mod duplicate_tests;
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
 mod machine_tests;
