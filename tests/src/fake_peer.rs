@@ -40,13 +40,21 @@ pub mod id {
 /// The 68-byte handshake (BEP 3) for `info_hash` from `peer_id`, with the Fast extension bit
 /// (BEP 6: reserved byte 7, bit 0x04) if `fast`.
 pub fn handshake(info_hash: &[u8; 20], peer_id: &[u8; 20], fast: bool) -> Vec<u8> {
-    let mut v = Vec::with_capacity(68);
-    v.push(19);
-    v.extend_from_slice(b"BitTorrent protocol");
     let mut reserved = [0u8; 8];
     if fast {
         reserved[7] |= 0x04;
     }
+    handshake_reserved(info_hash, peer_id, reserved)
+}
+
+/// The extension protocol bit (BEP 10: reserved byte 5, bit 0x10).
+pub const EXTENSION_PROTOCOL: [u8; 8] = [0, 0, 0, 0, 0, 0x10, 0, 0];
+
+/// The 68-byte handshake with these `reserved` bytes.
+pub fn handshake_reserved(info_hash: &[u8; 20], peer_id: &[u8; 20], reserved: [u8; 8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(68);
+    v.push(19);
+    v.extend_from_slice(b"BitTorrent protocol");
     v.extend_from_slice(&reserved);
     v.extend_from_slice(info_hash);
     v.extend_from_slice(peer_id);
