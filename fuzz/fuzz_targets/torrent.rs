@@ -2,11 +2,14 @@
 //! leaving, raw and well-formed wire messages, time passing, disk answers (right, wrong, failed;
 //! also to the read back of a failed piece's blocks) and socket backpressure. It must never
 //! panic, and its invariants must hold after every step: pieces we have never exceed the piece
-//! count, and a piece is verified only by its true hash.
+//! count, a piece is verified only by its true hash, and a connection closed (by the torrent, for
+//! a peer error, or by the driver) gets no more bytes or disk reads until it is added again.
+//!
+//! Set `TORRENT_DEBUG=1` to print each operation byte and the outputs it caused.
 #![no_main]
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bt_protocol::io::{ConnId, DiskDone, DiskError, DiskOp};
@@ -78,9 +81,15 @@ fuzz_target!(|data: &[u8]| {
     );
     let mut now = Instant::ZERO;
     let mut pending: VecDeque<DiskOp> = VecDeque::new();
+    // Connections closed and not added again.
+    let mut closed: BTreeSet<ConnId> = BTreeSet::new();
 
+    let debug = std::env::var_os("TORRENT_DEBUG").is_some();
     for _ in 0..10_000 {
         let Some(op) = s.byte() else { break };
+        if debug {
+            eprintln!("op {op} (kind {}, conn {}) at {now:?}", op % 10, op >> 5);
+        }
         let conn = ConnId(u64::from(op >> 5));
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, op >> 5)), 6881);
         match op % 10 {
@@ -90,7 +99,9 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     Direction::Outbound
                 };
-                let _ = torrent.add_peer(now, conn, addr, dir);
+                if torrent.add_peer(now, conn, addr, dir).is_ok() {
+                    closed.remove(&conn);
+                }
             }
             1 => {
                 let len = usize::from(s.byte().unwrap_or(0));
@@ -235,8 +246,34 @@ fuzz_target!(|data: &[u8]| {
             _ => torrent.handle_sent(now, conn, usize::from(s.byte().unwrap_or(0)) * 1024),
         }
         while let Some(out) = torrent.poll_output() {
+            if debug {
+                match &out {
+                    TorrentOutput::Transmit { conn, bytes } => {
+                        eprintln!("  Transmit {conn:?}: {} bytes", bytes.len())
+                    }
+                    other => eprintln!("  {other:?}"),
+                }
+            }
             match out {
+                TorrentOutput::Transmit { conn, .. } => {
+                    assert!(
+                        !closed.contains(&conn),
+                        "bytes for {conn:?} after it closed"
+                    );
+                }
+                TorrentOutput::Close { conn, .. } => {
+                    assert!(!closed.contains(&conn), "{conn:?} closed twice");
+                }
+                TorrentOutput::Event(TorrentEvent::PeerClosed { conn, .. }) => {
+                    assert!(closed.insert(conn), "{conn:?} closed twice");
+                }
                 TorrentOutput::Disk(d) => {
+                    if let DiskOp::Read { conn, .. } = &d {
+                        assert!(
+                            !closed.contains(conn),
+                            "a read for {conn:?} after it closed"
+                        );
+                    }
                     if pending.len() < 4096 {
                         pending.push_back(d);
                     }
