@@ -112,12 +112,55 @@ pub fn info_hash_bytes(hex: &str) -> [u8; 20] {
 
 /// A process's resident memory in KiB (`VmRSS` in `/proc/PID/status`), if it still runs.
 pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// A process's peak resident memory in KiB (`VmHWM`), if it still runs.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
+}
+
+/// Content for fake peers to meet bt over: generated `files` in `src/` of a fresh folder, a
+/// torrent of `src/<top>` (pieces of `piece_len`, no tracker), and its info hash as bytes.
+pub struct Swarm {
+    /// The folder (content under `src/`, the torrent as `t.torrent`).
+    pub tmp: crate::TempDir,
+    /// The torrent.
+    pub torrent: crate::MadeTorrent,
+    /// Its info hash.
+    pub hash: [u8; 20],
+}
+
+impl Swarm {
+    /// Makes the content of `files` (paths under `top/`) and its torrent, in a folder named
+    /// after `name`.
+    pub fn new(name: &str, top: &str, files: &[(&str, usize)], piece_len: &str) -> Swarm {
+        let tmp = crate::TempDir::new(name);
+        let src = tmp.path().join("src");
+        crate::gen_files(&src, files);
+        let torrent = crate::make_torrent(
+            &src.join(top),
+            &[],
+            piece_len,
+            &tmp.path().join("t.torrent"),
+        );
+        let hash = info_hash_bytes(&torrent.info_hash);
+        Swarm { tmp, torrent, hash }
+    }
+
+    /// The folder a seed serves.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.tmp.path().join("src")
+    }
 }
 
 /// How a wait for the victim to close ended.

@@ -15,11 +15,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bt_tests::fake_peer::{
-    Closed, FakePeer, bare, frame, handshake, have, id, info_hash_bytes, piece, request, vm_rss_kib,
+    Closed, FakePeer, Swarm, bare, frame, handshake, have, id, piece, request, vm_rss_kib,
 };
-use bt_tests::{
-    BtProc, MadeTorrent, SlowRelay, TempDir, gen_files, is_event, make_torrent, tree_equal,
-};
+use bt_tests::{BtProc, SlowRelay, is_event, tree_equal};
 
 /// 4 MiB and some: 132 pieces of 32 KiB, the last one 1,696 bytes, so the bitfield has 4 spare
 /// bits.
@@ -32,26 +30,10 @@ const RSS_BOUND_KIB: u64 = 200 * 1024;
 /// How long bt may take to close a fake peer (the handshake timeout, 20 s, is the longest).
 const CLOSE_WITHIN: Duration = Duration::from_secs(40);
 
-/// The content, its torrent, and the folder the seed serves.
-struct Fixture {
-    tmp: TempDir,
-    torrent: MadeTorrent,
-    hash: [u8; 20],
-}
-
-fn fixture(name: &str) -> Fixture {
-    let tmp = TempDir::new(name);
-    let src = tmp.path().join("src");
-    gen_files(&src, FILES);
-    let torrent = make_torrent(
-        &src.join("hostile"),
-        &[],
-        "32K",
-        &tmp.path().join("t.torrent"),
-    );
-    assert_eq!(torrent.pieces, u64::from(PIECES));
-    let hash = info_hash_bytes(&torrent.info_hash);
-    Fixture { tmp, torrent, hash }
+fn fixture(name: &str) -> Swarm {
+    let fx = Swarm::new(name, "hostile", FILES, "32K");
+    assert_eq!(fx.torrent.pieces, u64::from(PIECES));
+    fx
 }
 
 /// A distinct peer id per case (bt closes a second connection from one peer id).
@@ -207,7 +189,7 @@ fn bt_seed_closes_each_hostile_leecher_and_keeps_serving() {
     // that the seed's memory stays under 200 MiB through the floods, and that an honest
     // `bt get` running at the same time completes byte for byte.
     let fx = fixture("hostile-seed");
-    let seed = BtProc::seed(&fx.torrent.path, &fx.tmp.path().join("src"), &[]);
+    let seed = BtProc::seed(&fx.torrent.path, &fx.data_dir(), &[]);
     let pid = seed.pid();
     let rss = RssWatch::start(pid);
     let (s, h) = (seed.addr, fx.hash);
@@ -343,7 +325,7 @@ fn bt_get_closes_each_hostile_seed_and_completes_byte_identical() {
     // storm, corrupt data: banned, silence), and a fake leecher flooding requests for a piece it
     // lacks; that its memory stays under 200 MiB, and the download completes byte for byte.
     let fx = fixture("hostile-get");
-    let seed = BtProc::seed(&fx.torrent.path, &fx.tmp.path().join("src"), &[]);
+    let seed = BtProc::seed(&fx.torrent.path, &fx.data_dir(), &[]);
     let h = fx.hash;
     let junk = vec![0xee_u8; 16 * 1024];
     let all: Vec<u8> = [vec![0xff; 16], vec![0xf0]].concat();
@@ -515,7 +497,7 @@ fn slowloris_is_closed_at_the_frame_timeout() {
     // `bt seed` (the fake dials it) and by `bt get` (it dials the fake), while an honest download
     // completes.
     let fx = fixture("hostile-slowloris");
-    let seed = BtProc::seed(&fx.torrent.path, &fx.tmp.path().join("src"), &[]);
+    let seed = BtProc::seed(&fx.torrent.path, &fx.data_dir(), &[]);
     let (s, h) = (seed.addr, fx.hash);
     let trickle = |mut p: FakePeer, bytes: Vec<u8>| -> Closed {
         // One byte a second; 100 bytes at most (the frame timeout comes at the 61st). The

@@ -6,37 +6,21 @@
 use std::time::Duration;
 
 use bt_tests::fake_peer::{
-    Closed, EXTENSION_PROTOCOL, FakePeer, bare, frame, handshake, handshake_reserved, id,
-    info_hash_bytes, request,
+    Closed, EXTENSION_PROTOCOL, FakePeer, Swarm, bare, frame, handshake, handshake_reserved, id,
+    request,
 };
-use bt_tests::{BtProc, MadeTorrent, TempDir, gen_files, is_event, make_torrent};
+use bt_tests::{BtProc, is_event};
 
 /// 40 pieces of 16 KiB.
 const FILES: &[(&str, usize)] = &[("limits/data.bin", 40 * 16 * 1024)];
 const PIECES: usize = 40;
 
-struct Fixture {
-    tmp: TempDir,
-    torrent: MadeTorrent,
-    hash: [u8; 20],
+fn fixture(name: &str) -> Swarm {
+    Swarm::new(name, "limits", FILES, "16K")
 }
 
-fn fixture(name: &str) -> Fixture {
-    let tmp = TempDir::new(name);
-    let src = tmp.path().join("src");
-    gen_files(&src, FILES);
-    let torrent = make_torrent(
-        &src.join("limits"),
-        &[],
-        "16K",
-        &tmp.path().join("t.torrent"),
-    );
-    let hash = info_hash_bytes(&torrent.info_hash);
-    Fixture { tmp, torrent, hash }
-}
-
-fn seed(f: &Fixture, extra: &[&str]) -> BtProc {
-    BtProc::seed(&f.torrent.path, &f.tmp.path().join("src"), extra)
+fn seed(f: &Swarm, extra: &[&str]) -> BtProc {
+    BtProc::seed(&f.torrent.path, &f.data_dir(), extra)
 }
 
 fn peer_id(n: u8) -> [u8; 20] {
@@ -56,7 +40,7 @@ fn close_reason(bt: &BtProc, peer: &FakePeer) -> String {
 }
 
 /// Dials `bt`, handshakes with `reserved`, and reads bt's handshake.
-fn connect(bt: &BtProc, f: &Fixture, n: u8, reserved: [u8; 8]) -> FakePeer {
+fn connect(bt: &BtProc, f: &Swarm, n: u8, reserved: [u8; 8]) -> FakePeer {
     let mut p = FakePeer::dial(bt.addr);
     p.send(&handshake_reserved(&f.hash, &peer_id(n), reserved))
         .unwrap();
@@ -156,7 +140,7 @@ fn max_peers_refuses_connections_past_the_bound() {
 
 /// How many requests `bt get` (with `extra`) keeps in flight to a seed that never answers: the
 /// requests it sends in the 3 s after the seed unchokes it.
-fn requests_in_flight(f: &Fixture, n: u8, extra: &[&str]) -> usize {
+fn requests_in_flight(f: &Swarm, n: u8, extra: &[&str]) -> usize {
     let listener = FakePeer::listen(30 + n);
     let addr = listener.local_addr().unwrap();
     let out = f.tmp.path().join(format!("out-{n}"));
@@ -165,8 +149,9 @@ fn requests_in_flight(f: &Fixture, n: u8, extra: &[&str]) -> usize {
     assert_eq!(p.read_handshake(Duration::from_secs(10)), f.hash);
     p.send(&handshake(&f.hash, &peer_id(n), false)).unwrap();
     let mut bits = vec![0xffu8; PIECES.div_ceil(8)];
-    if PIECES % 8 != 0 {
-        *bits.last_mut().unwrap() = 0xff << (8 - PIECES % 8);
+    if !PIECES.is_multiple_of(8) {
+        // Only the first `PIECES % 8` bits of the last byte stand for pieces.
+        *bits.last_mut().unwrap() = !(0xffu8 >> (PIECES % 8));
     }
     p.send(&frame(id::BITFIELD, &bits)).unwrap();
     p.send(&bare(id::UNCHOKE)).unwrap();

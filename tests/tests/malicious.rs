@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bt_tests::fake_peer::vm_hwm_kib;
 use bt_tests::{BtProc, TempDir, field_u64, is_event, run_bt, run_bt_in};
 use serde_json::Value;
 
@@ -92,6 +93,24 @@ fn tree(dir: &Path) -> Vec<String> {
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `bt get TORRENT -o OUT --peer 127.0.0.1:1 EXTRA...` (bounded to 30 s), which must fail
+/// with exit code 1, and returns its stderr.
+fn refused_get(torrent: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "get",
+        torrent.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--peer",
+        "127.0.0.1:1",
+    ];
+    args.extend_from_slice(extra);
+    let run = run_bt_in(None, &args, Duration::from_secs(30));
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "bt {args:?}: {err}");
+    err
 }
 
 // ---- torrents ----
@@ -192,20 +211,7 @@ fn path_traversal_in_every_form_is_refused_before_anything_is_written() {
         let t = case.join("t.torrent");
         std::fs::write(&t, &bytes).unwrap();
         let out_dir = case.join("deep/out");
-        let out = run_bt_in(
-            Some(&case),
-            &[
-                "get",
-                t.to_str().unwrap(),
-                "-o",
-                out_dir.to_str().unwrap(),
-                "--peer",
-                "127.0.0.1:1",
-            ],
-            Duration::from_secs(30),
-        );
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        let err = refused_get(&t, &out_dir, &[]);
         assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");
         assert!(err.starts_with("bt: error: "), "{name}: {err}");
         assert!(err.contains("unsafe component"), "{name}: {err}");
@@ -223,20 +229,7 @@ fn path_traversal_in_every_form_is_refused_before_anything_is_written() {
     let t = case.join("t.torrent");
     std::fs::write(&t, multi(ok, &[&deep])).unwrap();
     let out_dir = case.join("out");
-    let out = run_bt_in(
-        None,
-        &[
-            "get",
-            t.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-            "--peer",
-            "127.0.0.1:1",
-        ],
-        Duration::from_secs(30),
-    );
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused_get(&t, &out_dir, &[]);
     assert!(
         err.contains("is longer than the 4096 bytes a path may have"),
         "{err}"
@@ -299,20 +292,7 @@ fn symbolic_links_leading_outside_the_output_folder_are_never_followed() {
         let out_dir = tmp.path().join(format!("{name}-out"));
         std::fs::create_dir_all(&out_dir).unwrap();
         setup(&out_dir, &outside);
-        let out = run_bt_in(
-            None,
-            &[
-                "get",
-                t.to_str().unwrap(),
-                "-o",
-                out_dir.to_str().unwrap(),
-                "--peer",
-                "127.0.0.1:1",
-            ],
-            Duration::from_secs(30),
-        );
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        let err = refused_get(&t, &out_dir, &[]);
         assert!(
             err.contains("symbolic link leading outside the download folder"),
             "{name}: {err}"
@@ -368,13 +348,7 @@ fn many_pieces(n: usize) -> Vec<u8> {
 
 /// The peak resident memory of process `pid` (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kb * 1024
+    vm_hwm_kib(pid).expect("VmHWM in /proc/PID/status") * 1024
 }
 
 #[test]
@@ -400,22 +374,7 @@ fn a_torrent_of_millions_of_pieces_is_bounded_and_a_larger_one_refused() {
     assert!(peak < 600 << 20, "bt get holds {} MiB", peak >> 20);
     get.proc().kill();
 
-    let lowered = run_bt_in(
-        None,
-        &[
-            "get",
-            big.to_str().unwrap(),
-            "-o",
-            out_dir.to_str().unwrap(),
-            "--peer",
-            "127.0.0.1:1",
-            "--max-metadata-size",
-            "1MiB",
-        ],
-        Duration::from_secs(30),
-    );
-    let err = stderr(&lowered);
-    assert_eq!(lowered.status.code(), Some(1), "{err}");
+    let err = refused_get(&big, &out_dir, &["--max-metadata-size", "1MiB"]);
     assert!(
         err.contains("larger than --max-metadata-size 1 MiB"),
         "{err}"
