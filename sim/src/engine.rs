@@ -139,6 +139,8 @@ pub struct AttackOutcome {
     /// For each connection still open at both ends when the run ended, microseconds since the
     /// honest side opened it.
     pub open_micros: Vec<u64>,
+    /// For each of `open_micros`, the honest peer's index in [`Outcome::hosts`].
+    pub open_honest: Vec<usize>,
     /// Whether the engine measured `max_queued_to` (the fast engine does; on the turmoil engine
     /// the runtime's queues are inside its tasks).
     pub queues_measured: bool,

@@ -92,7 +92,11 @@ pub struct AttackReport {
     pub open_at_end: u64,
     /// How long the oldest of those had been open, in seconds.
     pub open_oldest_s: Option<f64>,
-    /// How long each of those had been open, in seconds.
+    /// Of those, where the group is in `attackers_closed_if_interested`: the ones to an honest
+    /// peer that had every piece within `attackers_close_within` of the open, so wanted
+    /// nothing from the attacker (not interested).
+    pub open_uninterested: u64,
+    /// How long each of the others had been open, in seconds.
     #[serde(skip)]
     open_s: Vec<f64>,
     /// Seconds from open to close of each closed one.
@@ -113,7 +117,19 @@ pub struct AttackReport {
 }
 
 impl AttackReport {
-    fn new(attack: &str, a: &AttackOutcome) -> AttackReport {
+    /// The report of `a`; `uninterested` tells, for an open connection's age and honest peer
+    /// (index), whether it passes as one to a peer not interested.
+    fn new(
+        attack: &str,
+        a: &AttackOutcome,
+        uninterested: impl Fn(u64, usize) -> bool,
+    ) -> AttackReport {
+        let spared: Vec<bool> = a
+            .open_micros
+            .iter()
+            .zip(&a.open_honest)
+            .map(|(age, honest)| uninterested(*age, *honest))
+            .collect();
         let closed_total: u64 = a.closed.values().sum();
         let closed_clean = a
             .closed
@@ -130,7 +146,14 @@ impl AttackReport {
             close_s: Spread::of(a.close_micros.iter().map(|m| *m as f64 / 1e6).collect()),
             open_at_end: a.open_micros.len() as u64,
             open_oldest_s: a.open_micros.iter().max().map(|m| *m as f64 / 1e6),
-            open_s: a.open_micros.iter().map(|m| *m as f64 / 1e6).collect(),
+            open_uninterested: spared.iter().filter(|s| **s).count() as u64,
+            open_s: a
+                .open_micros
+                .iter()
+                .zip(&spared)
+                .filter(|(_, s)| !**s)
+                .map(|(m, _)| *m as f64 / 1e6)
+                .collect(),
             closed_s: a.close_micros.iter().map(|m| *m as f64 / 1e6).collect(),
             ended_otherwise: a
                 .connections
@@ -154,7 +177,7 @@ impl AttackReport {
             .count() as u64;
         let late = within.is_some_and(|w| self.closed_s.iter().any(|t| *t > w));
         self.closed_total > 0
-            && self.closed_total + pending == self.connections
+            && self.closed_total + pending + self.open_uninterested == self.connections
             && self.closed_clean == 0
             && !late
     }
@@ -179,6 +202,13 @@ impl AttackReport {
         let _ = write!(line, ", {} open at the end", self.open_at_end);
         if let Some(oldest) = self.open_oldest_s {
             let _ = write!(line, " (the oldest for {oldest:.1} s)");
+        }
+        if self.open_uninterested > 0 {
+            let _ = write!(
+                line,
+                ", {} of them to peers not interested",
+                self.open_uninterested
+            );
         }
         if self.ended_otherwise > 0 {
             let _ = write!(line, ", {} ended otherwise", self.ended_otherwise);
@@ -306,7 +336,25 @@ impl Report {
                     banned_by: hosts.iter().map(|h| h.banned_by).sum(),
                     closes: outcome.group_closes.get(g).cloned().unwrap_or_default(),
                     attack: match (spec.attack, outcome.attacks.get(g)) {
-                        (Some(attack), Some(Some(a))) => Some(AttackReport::new(attack.name(), a)),
+                        (Some(attack), Some(Some(a))) => {
+                            let judged =
+                                scenario.expect.attackers_closed_if_interested.contains(&g);
+                            let within = scenario.expect.attackers_close_within;
+                            let end = outcome.sim_time.as_micros();
+                            // Not interested: the honest peer had every piece (a seeder, or a
+                            // leecher that completed) by the end of the close window.
+                            let uninterested = |age: u64, honest: usize| {
+                                let (Some(w), Some(h)) = (within, outcome.hosts.get(honest)) else {
+                                    return false;
+                                };
+                                let opened = end.saturating_sub(age);
+                                judged
+                                    && h.completed_at.is_some_and(|c| {
+                                        c.as_micros() <= opened + w.as_micros() as u64
+                                    })
+                            };
+                            Some(AttackReport::new(attack.name(), a, uninterested))
+                        }
                         _ => None,
                     },
                 }
@@ -492,11 +540,19 @@ impl Report {
                 passed: failed.is_empty() && attacks.len() == expect.attackers_closed.len(),
                 detail: if failed.is_empty() {
                     let n: u64 = attacks.iter().map(|a| a.closed_total).sum();
-                    let pending: u64 = attacks.iter().map(|a| a.open_at_end).sum();
-                    format!(
+                    let spared: u64 = attacks.iter().map(|a| a.open_uninterested).sum();
+                    let pending: u64 = attacks.iter().map(|a| a.open_at_end).sum::<u64>() - spared;
+                    let mut detail = format!(
                         "{n} connections closed by the honest side with a reason; \
                          {pending} opened too late to tell"
-                    )
+                    );
+                    if spared > 0 {
+                        let _ = write!(
+                            detail,
+                            "; {spared} open to peers not interested (by design)"
+                        );
+                    }
+                    detail
                 } else {
                     format!("not all: {}", failed.join("; "))
                 },

@@ -375,6 +375,11 @@ pub struct Expect {
     /// (one still open at the end younger than this is pending, not a failure). `None`: by the
     /// end of the run.
     pub attackers_close_within: Option<Duration>,
+    /// Of `attackers_closed`, groups judged only where the honest peer wants what the attacker
+    /// announces: a connection still open at the end to a peer that had every piece within
+    /// `attackers_close_within` of its open (a seeder, a leecher that completed) is not
+    /// interested in anyone, so it passes (the protocol does not count chokes then).
+    pub attackers_closed_if_interested: Vec<usize>,
     /// No honest peer ever had more than this many bytes queued to send on one connection to an
     /// attacker.
     pub queued_to_attackers_at_most: Option<u64>,
@@ -763,6 +768,8 @@ struct RawExpect {
     #[serde(default)]
     attackers_close_within: Option<Spanned<Seconds>>,
     #[serde(default)]
+    attackers_closed_if_interested: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
     queued_to_attackers_at_most: Option<Spanned<Bytes>>,
 }
 
@@ -862,9 +869,33 @@ impl Scenario {
             }
             w => w.as_ref().map(|w| w.get_ref().0),
         };
+        let attackers_closed_if_interested = match &raw.expect.attackers_closed_if_interested {
+            None => Vec::new(),
+            Some(_) if attackers_close_within.is_none() => {
+                return Err(cx.err_key(
+                    "attackers_closed_if_interested",
+                    "attackers_closed_if_interested goes with attackers_close_within",
+                ));
+            }
+            Some(names) => names
+                .get_ref()
+                .iter()
+                .map(|name| {
+                    let g = group_index(&cx, &groups, name, names.span())?;
+                    if !attackers_closed.contains(&g) {
+                        return Err(cx.err(
+                            names.span(),
+                            format!("group `{}` is not in attackers_closed", groups[g].name),
+                        ));
+                    }
+                    Ok(g)
+                })
+                .collect::<Result<_, _>>()?,
+        };
         let expect = Expect {
             attackers_closed,
             attackers_close_within,
+            attackers_closed_if_interested,
             queued_to_attackers_at_most: raw
                 .expect
                 .queued_to_attackers_at_most

@@ -153,6 +153,7 @@ fn every_shipped_scenario_has_a_test() {
         "flash-crowd.toml",
         "hostile-flood-fast.toml",
         "hostile-mixed.toml",
+        "hostile-slow.toml",
         "lossy-udp-tracker.toml",
         "mixed-liars.toml",
         "partition-heal.toml",
@@ -207,24 +208,29 @@ fn mixed_liars_passes() {
 
 #[test]
 fn hostile_mixed_passes_and_names_each_close() {
-    // Proves every attack the protocol handles today is closed by the honest side for the rule
-    // it breaks (the named reason, on every connection, both when the attacker dials and when it
-    // is dialled), within the expected time, while the honest leechers complete, the liar is
-    // banned and honest peers never queue more than a little to an attacker.
+    // Proves every attack is closed by the honest side for the rule it breaks (the named
+    // reason, on every connection, both when the attacker dials and when it is dialled), within
+    // the expected time, while the honest leechers complete, the liar is banned and honest peers
+    // never queue more than a little to an attacker: the unrequested blocks past 64
+    // (Peer/UnrequestedBlocks) and the choke storm wherever the honest peer is interested
+    // (Peer/ChokeStorm) among them.
     let r = assert_passes("hostile-mixed.toml");
     assert_eq!(r.groups[1].completed, 8, "{}", r.human());
-    hostile::assert_closed_with_their_reasons(&r);
-}
-
-#[test]
-fn hostile_mixed_reports_the_attacks_the_protocol_does_not_close_yet() {
-    // Proves the three attacks PeerConn does not close today (a slowloris after the handshake, a
-    // choke storm, unrequested pieces) are reported as connections left open, not faked as
-    // closed, and cost the honest peers no queue. When PeerConn closes them this test fails:
-    // then set `attackers_closed = true` in hostile-mixed.toml and turn these asserts around.
-    let (_, _, r) = run("hostile-mixed.toml", None);
-    hostile::assert_not_closed_yet(&r);
-    for group in hostile::NOT_CLOSED_YET {
+    hostile::assert_closed_with_their_reasons(&r, true);
+    // The unrequested blocks did go out, and bt closed on them: the attack ran.
+    let u = hostile::attack(&r, "unrequested");
+    assert_eq!(u.closed.get("Peer/UnrequestedBlocks"), Some(&u.connections));
+    assert!(u.bytes_sent > u.connections * 64 * 16384, "{}", r.human());
+    // The choke storm closed on leechers that wanted the attacker's pieces; the connections
+    // left open are all to peers not interested (the seeder, leechers that had completed).
+    let c = hostile::attack(&r, "choke-storm");
+    assert!(
+        c.closed.get("Peer/ChokeStorm").is_some_and(|n| *n > 0),
+        "{}",
+        r.human()
+    );
+    assert_eq!(c.open_at_end, c.open_uninterested, "{}", r.human());
+    for group in ["unrequested", "choke-storm"] {
         assert!(
             hostile::attack(&r, group).max_queued_to < 1024,
             "{group}: {}",
@@ -234,53 +240,78 @@ fn hostile_mixed_reports_the_attacks_the_protocol_does_not_close_yet() {
 }
 
 #[test]
-fn attackers_closed_fails_while_an_attack_stays_open() {
-    // Proves the attackers_closed check has teeth: switched on for every group of
-    // hostile-mixed.toml today, it fails, and names the attacks left open and nothing else.
+fn hostile_slow_closes_the_slowloris_on_the_frame_timeout() {
+    // Proves the slowloris after the handshake (a block message a byte a second, each byte
+    // resetting the idle timer) is closed by the frame timeout, Peer/FrameTimeout, 60 s after
+    // its first byte, on every connection old enough to tell, and costs the honest peers no
+    // queue.
+    let r = assert_passes("hostile-slow.toml");
+    assert_eq!(r.groups[1].completed, 4, "{}", r.human());
+    hostile::assert_slowloris_closed(&r);
+    assert!(
+        hostile::attack(&r, "slowloris").max_queued_to < 1024,
+        "{}",
+        r.human()
+    );
+}
+
+/// `hostile-mixed.toml` with `edit` applied to its text, run on the fast engine: its
+/// attackers-closed check, which must fail.
+fn failing_attackers_check(edit: impl Fn(&str) -> String) -> bt_sim::report::Check {
     let text = std::fs::read_to_string(scenario_path("hostile-mixed.toml")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("attackers_closed ="))
-        .expect("the line to switch on");
-    let text = text.replace(line, "attackers_closed = true");
-    let scenario = Scenario::parse("all-closed.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let text = edit(&text);
+    let scenario = Scenario::parse("edited.toml", &text).unwrap_or_else(|e| panic!("{e}"));
     let outcome = engine::run(&scenario, 1, EngineKind::Fast, &mut |_| {}).unwrap();
-    let r = Report::new("all-closed.toml", &scenario, &outcome, Duration::ZERO);
+    let r = Report::new("edited.toml", &scenario, &outcome, Duration::ZERO);
     assert!(!r.passed, "{}", r.human());
     let check = r
         .checks
         .iter()
         .find(|c| c.name.starts_with("attackers closed"))
-        .expect("the check");
+        .expect("the check")
+        .clone();
     assert!(!check.passed, "{}", r.human());
-    for open in ["slowloris:", "choke_storm:", "unrequested_piece:"] {
+    check
+}
+
+#[test]
+fn attackers_closed_fails_while_an_attack_stays_open() {
+    // Proves the attackers_closed check has teeth. With a close window shorter than the
+    // handshake timeout (10 s, not 25 s) it fails and names the two attacks closed at 20 s and
+    // nothing else; without `attackers_closed_if_interested` it fails on the choke storm's
+    // connections to peers not interested, and on nothing else.
+    let check = failing_attackers_check(|t| {
+        t.replace("attackers_close_within = 25", "attackers_close_within = 10")
+    });
+    for open in ["slowloris_handshake:", "silent:"] {
         assert!(check.detail.contains(open), "{open}: {}", check.detail);
     }
+    for closed in ["choke_storm:", "unrequested_piece:", "wrong_info_hash:"] {
+        assert!(!check.detail.contains(closed), "{closed}: {}", check.detail);
+    }
+    let check = failing_attackers_check(|t| {
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("attackers_closed_if_interested ="))
+            .expect("the line to take out");
+        t.replace(line, "")
+    });
+    assert!(check.detail.contains("choke_storm:"), "{}", check.detail);
     assert!(!check.detail.contains("silent:"), "{}", check.detail);
 }
 
 #[test]
-fn hostile_flood_fast_is_served_within_the_send_buffer() {
-    // Proves a request flood from peers with the Fast extension does not grow what honest peers
-    // queue for them past the protocol's send-buffer watermark (512 KiB and a block) and does
-    // not stop the leechers; it is served, not closed (the flooders download the torrent over
-    // and over), which this test pins down so a protocol change shows here.
+fn hostile_flood_fast_is_closed_for_requests_while_choked() {
+    // Proves a request flood from peers with the Fast extension, sent before anyone unchokes
+    // them, is rejected and then closed once it passes 500 requests since the choke
+    // (Peer/RequestWhileChoked, within a second), that honest peers queue almost nothing for the
+    // flooders meanwhile (rejects are 17 bytes each), and that the leechers complete.
     let r = assert_passes("hostile-flood-fast.toml");
     assert_eq!(r.groups[1].completed, 4, "{}", r.human());
+    hostile::assert_group_closed(&r, "flood-fast", &["Peer/RequestWhileChoked"], 1.0);
     let a = hostile::attack(&r, "flood-fast");
-    assert!(a.connections > 0, "{}", r.human());
-    assert_eq!(a.closed_total, 0, "flooders are closed now: {}", r.human());
-    assert!(
-        a.max_queued_to > 256 * 1024,
-        "the flood was served: {}",
-        r.human()
-    );
-    assert!(a.max_queued_to <= 512 * 1024 + 32 * 1024, "{}", r.human());
-    assert!(
-        a.bytes_received > 4 * r.totals.torrent_bytes,
-        "{}",
-        r.human()
-    );
+    assert_eq!(a.open_at_end, 0, "{}", r.human());
+    assert!(a.max_queued_to < 16 * 1024, "{}", r.human());
 }
 
 /// `name` twice with `seed` gives the identical outcome; with `seed + 1` another run.

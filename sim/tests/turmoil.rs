@@ -101,13 +101,42 @@ fn corrupt_peer_passes_on_turmoil() {
 #[test]
 fn hostile_mixed_on_turmoil_closes_the_same_attacks_for_the_same_reasons() {
     // Proves the real runtime, against attacker hosts on raw turmoil sockets, closes every
-    // attack the fast engine's sessions close, for the same named reasons in the same times,
-    // leaves the same three open and completes the honest leechers.
+    // attack the fast engine's sessions close, for the same named reasons in the same times
+    // (Peer/UnrequestedBlocks, and Peer/ChokeStorm wherever it is interested, among them), and
+    // completes the honest leechers.
     let (_, _, r) = run("hostile-mixed.toml");
     assert!(r.passed, "{}", r.human());
     assert_eq!(r.groups[1].completed, 8, "{}", r.human());
-    hostile::assert_closed_with_their_reasons(&r);
-    hostile::assert_not_closed_yet(&r);
+    hostile::assert_closed_with_their_reasons(&r, true);
+    let u = hostile::attack(&r, "unrequested");
+    assert_eq!(u.closed.get("Peer/UnrequestedBlocks"), Some(&u.connections));
+    let c = hostile::attack(&r, "choke-storm");
+    assert!(
+        c.closed.get("Peer/ChokeStorm").is_some_and(|n| *n > 0),
+        "{}",
+        r.human()
+    );
+    assert_eq!(c.open_at_end, c.open_uninterested, "{}", r.human());
+}
+
+#[test]
+fn hostile_slow_on_turmoil_closes_the_slowloris_on_the_frame_timeout() {
+    // Proves the runtime closes the slowloris after the handshake on its frame timeout
+    // (Peer/FrameTimeout, 60 s after the first byte), as the fast engine's sessions do.
+    let (_, _, r) = run("hostile-slow.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].completed, 4, "{}", r.human());
+    hostile::assert_slowloris_closed(&r);
+}
+
+#[test]
+fn hostile_flood_fast_on_turmoil_is_closed_for_requests_while_choked() {
+    // Proves the runtime closes a Fast-extension request flood sent while choked, as the fast
+    // engine's sessions do (Peer/RequestWhileChoked), and completes the leechers.
+    let (_, _, r) = run("hostile-flood-fast.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].completed, 4, "{}", r.human());
+    hostile::assert_group_closed(&r, "flood-fast", &["Peer/RequestWhileChoked"], 1.0);
 }
 
 #[test]

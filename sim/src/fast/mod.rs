@@ -1066,17 +1066,18 @@ impl<'a> World<'a> {
             if host.attacker.is_none() {
                 continue;
             }
-            let ages: Vec<u64> = host
+            let open: Vec<(u64, usize)> = host
                 .conns
                 .iter()
                 .filter_map(|c| self.conns.get(c))
                 .filter(|c| c.state == net::ConnState::Open)
                 .filter_map(|c| self.conns.get(&c.remote))
                 .filter(|r| r.state == net::ConnState::Open)
-                .map(|r| (end - r.opened_at()).as_micros() as u64)
+                .map(|r| ((end - r.opened_at()).as_micros() as u64, r.host as usize))
                 .collect();
             if let Some(Some(a)) = self.attacks.get_mut(host.group) {
-                a.open_micros.extend(ages);
+                a.open_micros.extend(open.iter().map(|(age, _)| *age));
+                a.open_honest.extend(open.iter().map(|(_, h)| *h));
             }
         }
         let hosts = self

@@ -278,8 +278,15 @@ fn an_attacker_group_reads_with_its_attack_and_expectations() {
         Some(Duration::from_secs(25))
     );
     assert_eq!(s.expect.queued_to_attackers_at_most, Some(1 << 20));
+    assert!(s.expect.attackers_closed_if_interested.is_empty());
     let s = parse(&with_attacker(FLOOD, "attackers_closed = [\"flood\"]")).unwrap();
     assert_eq!(s.expect.attackers_closed, vec![2]);
+    let s = parse(&with_attacker(
+        FLOOD,
+        "attackers_closed = true\nattackers_close_within = 3\nattackers_closed_if_interested = [\"flood\"]",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.expect.attackers_closed_if_interested, vec![2]);
     for a in Attack::ALL {
         assert_eq!(Attack::from_name(a.name()), Some(a));
     }
@@ -331,6 +338,24 @@ fn attacker_mistakes_are_named_with_their_key() {
             "attackers_close_within = 10",
             "expect.attackers_close_within",
             "goes with attackers_closed",
+        ),
+        (
+            FLOOD.to_owned(),
+            "attackers_closed = true\nattackers_closed_if_interested = [\"flood\"]",
+            "expect.attackers_closed_if_interested",
+            "goes with attackers_close_within",
+        ),
+        (
+            FLOOD.to_owned(),
+            "attackers_closed = []\nattackers_close_within = 3\nattackers_closed_if_interested = [\"flood\"]",
+            "expect.attackers_close_within",
+            "goes with attackers_closed",
+        ),
+        (
+            format!("{FLOOD}\n\n{}", FLOOD.replace("\"flood\"", "\"other\"")),
+            "attackers_closed = [\"other\"]\nattackers_close_within = 3\nattackers_closed_if_interested = [\"flood\"]",
+            "expect.attackers_closed_if_interested",
+            "not in attackers_closed",
         ),
     ] {
         let e = error(&with_attacker(&group, expect));

@@ -613,12 +613,12 @@ impl<'a> Engine<'a> {
                 .map(|(g, spec)| {
                     spec.attack?;
                     let mut a = s.attacks.remove(&g).unwrap_or_default();
-                    a.open_micros = s
-                        .attack_open
-                        .values()
-                        .filter(|(group, _)| *group == g)
-                        .map(|(_, at)| now.as_micros().saturating_sub(at.as_micros()))
+                    let open = s.attack_open.iter().filter(|(_, (group, _))| *group == g);
+                    a.open_micros = open
+                        .clone()
+                        .map(|(_, (_, at))| now.as_micros().saturating_sub(at.as_micros()))
                         .collect();
+                    a.open_honest = open.map(|((honest, _), _)| *honest).collect();
                     Some(a)
                 })
                 .collect(),
