@@ -17,14 +17,27 @@
 //!   keep-alive only from a timeout, choke/unchoke and interested/not-interested alternating, Fast
 //!   and extended messages only when negotiated). This bounds the output by the input;
 //! - and when the step succeeds, exactly what it must: every request of the peer is queued (a
-//!   `Request` event) if we unchoke it or the piece is allowed-fast and there is room, ignored if
-//!   queued already, else rejected with the Fast extension; every cancel of a queued request
+//!   `Request` event) if we unchoke it or the piece is allowed-fast and there is room, else
+//!   refused (rejected with the Fast extension, a repeat of a queued one silently, without Fast
+//!   a request over a full queue closes); every cancel of a queued request
 //!   gives a `Cancel` event; every command that says it acted sent its message (choke rejects
 //!   with Fast, a have, our pieces, allowed-fast, ...);
 //! - events are justified too: a block only for a request in flight, a request only when we do
 //!   not choke the peer (or the piece is allowed-fast), at most one event per frame received plus
 //!   one `Have` per piece the peer newly announces;
 //! - after `handle_timeout` succeeds, `poll_timeout` is in the future (no busy timer);
+//! - every close is judged by a model of PeerConn's rules, except those of the stream's own
+//!   form (handshake, frame decoding, bitfields, the order of the piece announcement): a modelled
+//!   error comes exactly when its rule is first broken, and is that error. The hostile-peer
+//!   rules: `FrameTimeout` once a partial frame sat `frame_timeout` from its first byte (each
+//!   frame its own timer); `ChokeStorm` past `max_chokes` counted chokes in `choke_window` (only
+//!   while we are interested and not within `INVITED_CHOKE_GRACE` of our not-interested);
+//!   `UnrequestedBlocks` past `max_unrequested_blocks` blocks neither in flight nor withdrawn
+//!   (cancelled, timed out, or dropped by a choke; at most twice the pipeline remembered);
+//!   `RequestWhileChoked` past `max_peer_requests` requests while we choke since our unchoke;
+//!   `TooManyRequests` past `max_peer_requests` refusals (over the queue with Fast, repeats,
+//!   `refuse_request`) since our last block served, on the next input or timer for
+//!   `refuse_request`; the timers' errors (handshake, idle, frame) exactly;
 //! - an error closes the connection: its output is drained and checked, and no step follows.
 //!
 //! Commands other than `request` (which checks for itself) are issued only once the connection
