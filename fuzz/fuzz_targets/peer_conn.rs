@@ -682,7 +682,9 @@ impl Harness {
                     return Some(PeerError::RejectUnrequested);
                 }
             }
-            Message::Have { piece } | Message::AllowedFast(piece) | Message::SuggestPiece(piece)
+            Message::Have { piece }
+            | Message::AllowedFast(piece)
+            | Message::SuggestPiece(piece)
                 if piece >= n =>
             {
                 return Some(PeerError::PieceOutOfRange(piece));
