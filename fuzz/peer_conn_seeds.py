@@ -14,7 +14,7 @@ import struct
 
 STEPS = ["Handshake", "Msg", "Split", "Batch", "Raw", "Wait", "Deadline", "Request", "Cancel",
          "Choke", "Unchoke", "Interested", "SendBlock", "RejectRequest", "SendHave", "SendPieces",
-         "SendAllowedFast", "SendExtended"]
+         "SendAllowedFast", "SendExtended", "RefuseRequest"]
 MSGS = ["KeepAlive", "Choke", "Unchoke", "Interested", "NotInterested", "Have", "Bitfield",
         "RawBitfield", "HaveAll", "HaveNone", "Request", "Piece", "Cancel", "Port", "Suggest",
         "Reject", "AllowedFast", "Extended", "Unknown"]
@@ -39,11 +39,14 @@ def byte_vec(bs): return vec([u8(b) for b in bs])
 
 def setup(inbound=False, fast=True, ext=True, piece_len=32767, pieces=3, last_len=9999,
           max_pipeline=4, min_pipeline=1, max_peer_requests=3, timeouts=(29, 59, 89, 179, 19),
-          pipeline_time_ms=3000):
-    """`piece_len` and `last_len` are lengths - 1, `pieces` the count - 1 (see `Setup`)."""
+          pipeline_time_ms=3000, frame_timeout=59, choke_window=59, max_chokes=5,
+          max_unrequested_blocks=5, max_extended_len=1000):
+    """`piece_len` and `last_len` are lengths - 1, `pieces` the count - 1, `frame_timeout` and
+    `choke_window` seconds - 1 (see `Setup`)."""
     return (flag(inbound) + flag(fast) + flag(ext) + u16(piece_len) + u8(pieces) + u16(last_len)
             + u8(max_pipeline) + u8(min_pipeline) + u8(max_peer_requests) + bytes(timeouts)
-            + u16(pipeline_time_ms))
+            + u16(pipeline_time_ms) + u8(frame_timeout) + u8(choke_window) + u8(max_chokes)
+            + u8(max_unrequested_blocks) + u16(max_extended_len))
 
 
 def block(kind="Valid", *args):
@@ -92,7 +95,7 @@ def step(name, *args):
         out += byte_vec(args[0])
     elif name == "Wait":
         out += u16(args[0]) + u8(args[1])
-    elif name in ("Request", "Cancel", "RejectRequest"):
+    elif name in ("Request", "Cancel", "RejectRequest", "RefuseRequest"):
         out += args[0]
     elif name == "Interested":
         out += flag(args[0])
@@ -208,6 +211,102 @@ SEEDS = {
         step("Deadline"),
         step("Raw", b"\x00\x00\x00\x05\x04\x00\x00\x00"),
         step("Raw", b"\x09"),
+    ),
+    # Once crashed the target's own event model (which took the pieces from after the have): a
+    # have-none and a have in one read.
+    "regress-have-none-then-have": setup(timeouts=(29, 59, 9, 30, 19)) + steps(
+        HS,
+        step("Raw", b"\x00\x00\x00\x00"),
+        step("Wait", 10000, 0),
+        step("Deadline"),
+        step("Deadline"),
+        step("Batch", [msg("HaveNone"), msg("Have", piece(75))]),
+    ),
+    # The hostile-peer rules, each up to its bound and then past it.
+    # Slowloris: a frame's first bytes, a wait under the frame timeout, a frame completing and
+    # another started (its own timer), then the timeout (FrameTimeout).
+    "frame-timeout": setup(frame_timeout=9) + steps(
+        HS,
+        step("Raw", b"\x00\x00"),
+        step("Wait", 6000, 0),
+        step("Raw", b"\x00\x01\x01\x00\x00"),
+        step("Wait", 6000, 0),
+        step("Raw", b"\x00\x01"),
+        step("Wait", 9000, 0),
+    ),
+    # A choke storm while we are interested: chokes answering our not-interested are free, then
+    # max_chokes (2) counted ones, the third closes (ChokeStorm).
+    "choke-storm": setup(fast=False, max_chokes=2, choke_window=59) + steps(
+        HS,
+        step("Msg", msg("Bitfield", [0xf0], False)),
+        step("Interested", True),
+        step("Msg", msg("Unchoke")),
+        step("Interested", False),
+        step("Msg", msg("Choke")),
+        step("Msg", msg("Unchoke")),
+        step("Interested", True),
+        step("Msg", msg("Choke")),
+        step("Wait", 11000, 0),
+        step("Batch", [msg("Unchoke"), msg("Choke"), msg("Unchoke"), msg("Choke"),
+                       msg("Unchoke"), msg("Choke")]),
+    ),
+    # Blocks never asked for (dropped) up to the bound, a late block of a choke-dropped request
+    # and of a cancelled one (tolerated), then one more never asked for (UnrequestedBlocks).
+    "unrequested-blocks": setup(fast=False, max_unrequested_blocks=2) + steps(
+        HS,
+        step("Msg", msg("Bitfield", [0xf0], False)),
+        step("Interested", True),
+        step("Msg", msg("Unchoke")),
+        step("Request", block("Valid", 0, 0)),
+        step("Request", block("Valid", 1, 0)),
+        step("Msg", msg("Choke")),
+        step("Msg", msg("Piece", block("Valid", 0, 0), 0)),
+        step("Msg", msg("Unchoke")),
+        step("Request", block("Valid", 2, 0)),
+        step("Cancel", block("Ours", 0)),
+        step("Msg", msg("Piece", block("Valid", 2, 0), 0)),
+        step("Msg", msg("Piece", block("Valid", 3, 0), 0)),
+        step("Msg", msg("Piece", block("Valid", 3, 1), 0)),
+        step("Msg", msg("Piece", block("Valid", 0, 1), 0)),
+    ),
+    # With Fast, refused requests are rejected up to max_peer_requests (2) past the full queue:
+    # over the bound, a repeat (dropped), a block served resets the count, then too many
+    # (TooManyRequests).
+    "fast-refused": setup(inbound=True, max_peer_requests=2) + steps(
+        step("Handshake", True, True, False, False, 6),
+        step("SendPieces", [3]),
+        step("Unchoke"),
+        step("Batch", [msg("Request", block("Valid", 0, 0)), msg("Request", block("Valid", 0, 1)),
+                       msg("Request", block("Valid", 1, 0)),
+                       msg("Request", block("Valid", 0, 0))]),
+        step("SendBlock", block("Theirs", 0), False),
+        step("Batch", [msg("Request", block("Valid", 2, 0)), msg("Request", block("Valid", 2, 1)),
+                       msg("Request", block("Valid", 3, 0)), msg("Request", block("Valid", 3, 1))]),
+    ),
+    # With Fast, requests while choked are rejected up to the bound, then RequestWhileChoked.
+    "fast-while-choked": setup(inbound=True, max_peer_requests=2) + steps(
+        step("Handshake", True, True, False, False, 6),
+        step("SendPieces", [3]),
+        step("Msg", msg("Request", block("Valid", 0, 0))),
+        step("Msg", msg("Request", block("Valid", 0, 1))),
+        step("Msg", msg("Request", block("Valid", 1, 0))),
+    ),
+    # refuse_request (pieces we lack) counts too: past the bound the next input closes.
+    "refuse-request": setup(inbound=True, max_peer_requests=1) + steps(
+        step("Handshake", True, True, False, False, 6),
+        step("SendPieces", [3]),
+        step("Unchoke"),
+        step("Msg", msg("Request", block("Valid", 0, 0))),
+        step("RefuseRequest", block("Theirs", 0)),
+        step("Msg", msg("Request", block("Valid", 1, 0))),
+        step("RefuseRequest", block("Theirs", 0)),
+        step("Msg", msg("KeepAlive")),
+    ),
+    # An extended message at the bound, then one past it (a wire error).
+    "extended-bound": setup(max_extended_len=24) + steps(
+        HS,
+        step("Msg", msg("Extended", 0, b"d1:md11:ut_metadatai3eee")),
+        step("Msg", msg("Extended", 0, b"d1:md11:ut_metadatai33eee")),
     ),
 }
 

@@ -17,14 +17,27 @@
 //!   keep-alive only from a timeout, choke/unchoke and interested/not-interested alternating, Fast
 //!   and extended messages only when negotiated). This bounds the output by the input;
 //! - and when the step succeeds, exactly what it must: every request of the peer is queued (a
-//!   `Request` event) if we unchoke it or the piece is allowed-fast and there is room, ignored if
-//!   queued already, else rejected with the Fast extension; every cancel of a queued request
+//!   `Request` event) if we unchoke it or the piece is allowed-fast and there is room, else
+//!   refused (rejected with the Fast extension, a repeat of a queued one silently, without Fast
+//!   a request over a full queue closes); every cancel of a queued request
 //!   gives a `Cancel` event; every command that says it acted sent its message (choke rejects
 //!   with Fast, a have, our pieces, allowed-fast, ...);
 //! - events are justified too: a block only for a request in flight, a request only when we do
 //!   not choke the peer (or the piece is allowed-fast), at most one event per frame received plus
 //!   one `Have` per piece the peer newly announces;
 //! - after `handle_timeout` succeeds, `poll_timeout` is in the future (no busy timer);
+//! - every close is judged by a model of PeerConn's rules, except those of the stream's own
+//!   form (handshake, frame decoding, bitfields, the order of the piece announcement): a modelled
+//!   error comes exactly when its rule is first broken, and is that error. The hostile-peer
+//!   rules: `FrameTimeout` once a partial frame sat `frame_timeout` from its first byte (each
+//!   frame its own timer); `ChokeStorm` past `max_chokes` counted chokes in `choke_window` (only
+//!   while we are interested and not within `INVITED_CHOKE_GRACE` of our not-interested);
+//!   `UnrequestedBlocks` past `max_unrequested_blocks` blocks neither in flight nor withdrawn
+//!   (cancelled, timed out, or dropped by a choke; at most twice the pipeline remembered);
+//!   `RequestWhileChoked` past `max_peer_requests` requests while we choke since our unchoke;
+//!   `TooManyRequests` past `max_peer_requests` refusals (over the queue with Fast, repeats,
+//!   `refuse_request`) since our last block served, on the next input or timer for
+//!   `refuse_request`; the timers' errors (handshake, idle, frame) exactly;
 //! - an error closes the connection: its output is drained and checked, and no step follows.
 //!
 //! Commands other than `request` (which checks for itself) are issued only once the connection
@@ -33,15 +46,17 @@
 //! Set `PEER_CONN_DEBUG=1` to print the decoded steps of an input.
 #![no_main]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, InfoHash, TorrentLayout};
-use bt_protocol::peer::{Direction, MAX_ALLOWED_FAST, PeerConfig, PeerConn, PeerError, PeerEvent};
+use bt_protocol::peer::{
+    Direction, INVITED_CHOKE_GRACE, MAX_ALLOWED_FAST, PeerConfig, PeerConn, PeerError, PeerEvent,
+};
 use bt_protocol::time::Instant;
 use bt_protocol::torrent::Bitfield;
-use bt_protocol::wire::{FrameDecoder, Handshake, Message, PeerId, Reserved, WireLimits};
+use bt_protocol::wire::{FrameDecoder, Handshake, Message, PeerId, Reserved, WireLimits, id};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
@@ -67,6 +82,15 @@ struct Setup {
     /// Seconds - 1 for request timeout, snub time, keep-alive, idle and handshake timeouts.
     timeouts: [u8; 5],
     pipeline_time_ms: u16,
+    /// Seconds - 1 of the frame timeout and of the choke window.
+    frame_timeout: u8,
+    choke_window: u8,
+    /// Chokes allowed per window, modulo 6.
+    max_chokes: u8,
+    /// Blocks never asked for allowed, modulo 6.
+    max_unrequested_blocks: u8,
+    /// Longest extended payload the peer may send, modulo 1024.
+    max_extended_len: u16,
 }
 
 /// A block named on the wire or in a command.
@@ -170,6 +194,8 @@ enum Step {
         id: u8,
         payload: Vec<u8>,
     },
+    /// Refuse a queued request for a piece we lack (counted towards `max_peer_requests`).
+    RefuseRequest(BlockSel),
 }
 
 /// The data of a block: a byte derived from where it is.
@@ -202,6 +228,34 @@ struct Harness {
     shadow_fast: bool,
     peer_pieces: Bitfield,
     have_events: u32,
+    /// Whether both sides have the extension protocol.
+    our_extensions: bool,
+    shadow_extensions: bool,
+
+    // The model of the hostile-peer rules, kept by the shadow as the frames go (before the
+    // connection sees them), by our commands and by the timers.
+    /// Our requests in flight as the peer's frames leave them.
+    live_ours: BTreeSet<BlockRef>,
+    /// Requests we withdrew (cancelled, timed out, dropped by a choke), oldest first, at most
+    /// twice the pipeline.
+    withdrawn: VecDeque<BlockRef>,
+    /// Blocks that came neither requested nor withdrawn.
+    never_requested: u32,
+    /// Requests while we choke since our last unchoke; refused requests since our last block.
+    requests_while_choked: u32,
+    requests_refused: u32,
+    /// The error a command stored for the next input (`refuse_request`).
+    failed: Option<PeerError>,
+    /// When the first byte of the partial frame in the decoder came.
+    partial_since: Option<Instant>,
+    /// When we last said not-interested.
+    uninterested_at: Option<Instant>,
+    /// Counted chokes within the window.
+    recent_chokes: VecDeque<Instant>,
+    /// Whether the peer chokes us, as its frames say.
+    peer_choking: bool,
+    connected_at: Instant,
+    last_received: Instant,
 }
 
 /// What a step may make us send.
@@ -226,6 +280,9 @@ struct Allowed {
     in_flight_before: usize,
     /// Whether `pieces` must be used (the command sends something).
     pieces_required: bool,
+    /// The error the model says the input must end with (the first rule broken); the shadow
+    /// stops there.
+    expect: Option<PeerError>,
 
     // Exact expectations, checked when the step succeeds.
     /// The peer's queued requests as its frames in this step leave them.
@@ -261,6 +318,11 @@ impl Harness {
             idle_timeout: secs(3),
             handshake_timeout: secs(4),
             max_peer_requests: usize::from(setup.max_peer_requests % 12),
+            max_extended_len: u32::from(setup.max_extended_len % 1024),
+            frame_timeout: Duration::from_secs(1 + u64::from(setup.frame_timeout)),
+            max_chokes: u32::from(setup.max_chokes % 6),
+            choke_window: Duration::from_secs(1 + u64::from(setup.choke_window)),
+            max_unrequested_blocks: u32::from(setup.max_unrequested_blocks % 6),
         };
         let mut reserved = Reserved::NONE;
         reserved.set_fast(setup.our_fast);
@@ -280,7 +342,10 @@ impl Harness {
             layout.piece_count(),
             now,
         );
-        let limits = WireLimits::for_pieces(layout.piece_count());
+        let limits = WireLimits {
+            max_extended_len: config.max_extended_len,
+            ..WireLimits::for_pieces(layout.piece_count())
+        };
         Harness {
             config,
             conn,
@@ -290,7 +355,7 @@ impl Harness {
             our_allowed_fast: BTreeSet::new(),
             ours_decoder: FrameDecoder::new(WireLimits {
                 max_extended_len: MAX_EXTENDED as u32,
-                ..limits
+                ..WireLimits::for_pieces(layout.piece_count())
             }),
             our_handshake_seen: false,
             we_choke: true,
@@ -301,6 +366,20 @@ impl Harness {
             shadow_fast: false,
             peer_pieces: Bitfield::new(layout.piece_count()),
             have_events: 0,
+            our_extensions: setup.our_extensions,
+            shadow_extensions: false,
+            live_ours: BTreeSet::new(),
+            withdrawn: VecDeque::new(),
+            never_requested: 0,
+            requests_while_choked: 0,
+            requests_refused: 0,
+            failed: None,
+            partial_since: None,
+            uninterested_at: None,
+            recent_chokes: VecDeque::new(),
+            peer_choking: true,
+            connected_at: now,
+            last_received: now,
             layout,
         }
     }
@@ -414,72 +493,281 @@ impl Harness {
         m.encode_into(out);
     }
 
-    /// Feeds bytes from the peer; the shadow decoder notes the requests among them.
+    /// Feeds bytes from the peer; the shadow decoder notes the requests among them and the rule
+    /// they break first, and the result must be what the model says.
     fn feed(&mut self, bytes: &[u8], allowed: &mut Allowed) -> Result<(), PeerError> {
-        self.shadow(bytes, allowed);
-        self.conn.handle_bytes(self.now, bytes, &self.layout)
+        let mut completed = false;
+        if let Some(e) = &self.failed {
+            // A command's breach ends the next input before it is read.
+            allowed.expect = Some(e.clone());
+        } else {
+            if !bytes.is_empty() {
+                self.last_received = self.now;
+            }
+            completed = self.shadow(bytes, allowed);
+        }
+        let result = self.conn.handle_bytes(self.now, bytes, &self.layout);
+        judge(&result, allowed.expect.take());
+        if result.is_ok() {
+            // The frame timer runs from the first byte of the frame still partial.
+            self.partial_since = match self.theirs_decoder.buffered_len() {
+                0 => None,
+                _ if completed => Some(self.now),
+                _ => self.partial_since.or(Some(self.now)),
+            };
+            assert_eq!(
+                self.conn.receive_buffered_len(),
+                self.theirs_decoder.buffered_len(),
+                "receive_buffered_len"
+            );
+            assert!(self.conn.receive_buffered_len() <= self.theirs_decoder.max_buffered_len());
+        }
+        result
     }
 
-    fn shadow(&mut self, mut bytes: &[u8], allowed: &mut Allowed) {
+    /// What `handle_timeout` at `now` must return.
+    fn expect_timeout(&self) -> Option<PeerError> {
+        let c = &self.config;
+        if let Some(e) = &self.failed {
+            return Some(e.clone());
+        }
+        if !self.their_handshake_seen {
+            return (self.now - self.connected_at >= c.handshake_timeout)
+                .then_some(PeerError::HandshakeTimeout(c.handshake_timeout));
+        }
+        if self.now - self.last_received >= c.idle_timeout {
+            return Some(PeerError::IdleTimeout(c.idle_timeout));
+        }
+        if self
+            .partial_since
+            .is_some_and(|since| self.now - since >= c.frame_timeout)
+        {
+            return Some(PeerError::FrameTimeout(c.frame_timeout));
+        }
+        None
+    }
+
+    fn timeout(&mut self) -> Result<(), PeerError> {
+        let expect = self.expect_timeout();
+        let result = self.conn.handle_timeout(self.now);
+        // Every error of a timer is modelled: it must be exactly the expected one.
+        assert_eq!(result.as_ref().err(), expect.as_ref(), "handle_timeout");
+        result
+    }
+
+    /// Remembers a withdrawn request, as the connection does (at most twice the pipeline).
+    fn withdraw(&mut self, b: BlockRef) {
+        if self.withdrawn.len() >= (self.config.max_pipeline as usize).max(1) * 2 {
+            self.withdrawn.pop_front();
+        }
+        self.withdrawn.push_back(b);
+    }
+
+    fn forget_withdrawn(&mut self, b: BlockRef) -> bool {
+        match self.withdrawn.iter().rposition(|w| *w == b) {
+            Some(i) => {
+                self.withdrawn.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs the peer's bytes through the shadow decoder; returns whether a frame (or the
+    /// handshake) completed. Stops at the first breach the model knows (`allowed.expect`).
+    fn shadow(&mut self, mut bytes: &[u8], allowed: &mut Allowed) -> bool {
+        let mut completed = false;
         loop {
             let taken = self.theirs_decoder.extend(bytes);
             bytes = &bytes[taken..];
             if !self.their_handshake_seen {
                 match self.theirs_decoder.take_handshake() {
                     Ok(Some(hs)) => {
+                        completed = true;
                         self.their_handshake_seen = true;
                         self.shadow_fast = self.our_fast && hs.reserved.fast();
+                        self.shadow_extensions =
+                            self.our_extensions && hs.reserved.extension_protocol();
                     }
-                    Ok(None) if bytes.is_empty() => return,
+                    Ok(None) if bytes.is_empty() => return completed,
                     Ok(None) => continue,
-                    Err(_) => return,
+                    Err(_) => return completed,
                 }
             }
             loop {
                 match self.theirs_decoder.next_frame() {
                     Ok(Some(frame)) => {
+                        completed = true;
                         allowed.frames_in += 1;
-                        match frame.message() {
-                            Message::Request { piece, offset, len } => {
-                                if let Some(b) = self.layout.block_at(piece, offset, len) {
-                                    allowed.rejects.push(b);
-                                    self.shadow_request(b, allowed);
-                                }
-                            }
-                            Message::Cancel { piece, offset, len } => {
-                                if let Some(b) = self.layout.block_at(piece, offset, len)
-                                    && allowed.queue.remove(&b)
-                                {
-                                    allowed.must_cancel.push(b);
-                                }
-                            }
-                            _ => {}
+                        allowed.expect = self.shadow_frame(frame.message(), allowed);
+                        if allowed.expect.is_some() {
+                            return completed;
                         }
                     }
                     Ok(None) => break,
-                    Err(_) => return,
+                    Err(_) => return completed,
                 }
             }
             if bytes.is_empty() {
-                return;
+                return completed;
             }
         }
     }
 
+    /// One frame of the peer as the model sees it: the error it must close with, if any.
+    fn shadow_frame(&mut self, m: Message<'_>, allowed: &mut Allowed) -> Option<PeerError> {
+        let n = self.layout.piece_count();
+        let fast_only = match m {
+            Message::HaveAll => Some(id::HAVE_ALL),
+            Message::HaveNone => Some(id::HAVE_NONE),
+            Message::SuggestPiece(_) => Some(id::SUGGEST_PIECE),
+            Message::RejectRequest { .. } => Some(id::REJECT_REQUEST),
+            Message::AllowedFast(_) => Some(id::ALLOWED_FAST),
+            _ => None,
+        };
+        if let Some(id) = fast_only
+            && !self.shadow_fast
+        {
+            return Some(PeerError::FastNotNegotiated(id));
+        }
+        let block = |piece, offset, len| {
+            self.layout
+                .block_at(piece, offset, len)
+                .ok_or(PeerError::InvalidBlock { piece, offset, len })
+        };
+        match m {
+            Message::Request { piece, offset, len } => match block(piece, offset, len) {
+                Ok(b) => {
+                    allowed.rejects.push(b);
+                    return self.shadow_request(b, allowed);
+                }
+                Err(e) => return Some(e),
+            },
+            Message::Cancel { piece, offset, len } => match block(piece, offset, len) {
+                Ok(b) => {
+                    if allowed.queue.remove(&b) {
+                        allowed.must_cancel.push(b);
+                    }
+                }
+                Err(e) => return Some(e),
+            },
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => {
+                let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                let b = match block(piece, offset, len) {
+                    Ok(b) => b,
+                    Err(e) => return Some(e),
+                };
+                // A late block of a withdrawn request (cancelled, timed out, dropped by a choke)
+                // is tolerated; one never asked for counts towards the bound.
+                if !self.live_ours.remove(&b) && !self.forget_withdrawn(b) {
+                    self.never_requested += 1;
+                    if self.never_requested > self.config.max_unrequested_blocks {
+                        return Some(PeerError::UnrequestedBlocks(
+                            self.config.max_unrequested_blocks,
+                        ));
+                    }
+                }
+            }
+            Message::RejectRequest { piece, offset, len } => {
+                let b = match block(piece, offset, len) {
+                    Ok(b) => b,
+                    Err(e) => return Some(e),
+                };
+                // A reject crossing our cancel is fine; one for nothing we asked is a breach.
+                if !self.live_ours.remove(&b) && !self.forget_withdrawn(b) {
+                    return Some(PeerError::RejectUnrequested);
+                }
+            }
+            Message::Have { piece }
+            | Message::AllowedFast(piece)
+            | Message::SuggestPiece(piece)
+                if piece >= n =>
+            {
+                return Some(PeerError::PieceOutOfRange(piece));
+            }
+            Message::Extended { .. } if !self.shadow_extensions => {
+                return Some(PeerError::ExtendedNotNegotiated);
+            }
+            Message::Choke => {
+                // Only a choke we did not invite counts: interested, and not within the grace
+                // of our not-interested.
+                let now = self.now;
+                let invited = !self.conn.am_interested()
+                    || self
+                        .uninterested_at
+                        .is_some_and(|at| now - at < INVITED_CHOKE_GRACE);
+                if !self.peer_choking && !invited {
+                    let window = self.config.choke_window;
+                    while self
+                        .recent_chokes
+                        .front()
+                        .is_some_and(|at| now - *at >= window)
+                    {
+                        self.recent_chokes.pop_front();
+                    }
+                    if self.recent_chokes.len() >= self.config.max_chokes as usize {
+                        return Some(PeerError::ChokeStorm {
+                            chokes: self.config.max_chokes + 1,
+                            window,
+                        });
+                    }
+                    self.recent_chokes.push_back(now);
+                }
+                self.peer_choking = true;
+                if !self.shadow_fast {
+                    // BEP 3: a choke voids our requests; they count as withdrawn.
+                    for b in std::mem::take(&mut self.live_ours) {
+                        self.withdraw(b);
+                    }
+                }
+            }
+            Message::Unchoke => self.peer_choking = false,
+            _ => {}
+        }
+        None
+    }
+
     /// What the connection must do with the peer's request `b` (BEP 3, BEP 6): queue it while
-    /// we unchoke it (or the piece is allowed-fast), unless queued already; else reject it with
-    /// the Fast extension (without, it is dropped or the connection closes).
-    fn shadow_request(&self, b: BlockRef, allowed: &mut Allowed) {
+    /// we unchoke it (or the piece is allowed-fast) and there is room; else refuse it: a reject
+    /// with the Fast extension (none for a repeat of a queued one), silence without, and past
+    /// `max_peer_requests` refusals (since our unchoke for requests while choked, since our last
+    /// block for the others) the connection closes. Without Fast, a request over a full queue
+    /// closes it at once (it cannot be rejected).
+    fn shadow_request(&mut self, b: BlockRef, allowed: &mut Allowed) -> Option<PeerError> {
+        let max = self.config.max_peer_requests;
+        let bound = max as u32;
         let welcome = !self.conn.am_choking() || self.our_allowed_fast.contains(&b.piece.get());
-        if welcome && allowed.queue.contains(&b) {
-            return;
+        if !welcome {
+            self.requests_while_choked += 1;
+            if self.requests_while_choked > bound {
+                return Some(PeerError::RequestWhileChoked);
+            }
+            if self.shadow_fast {
+                allowed.must_reject.push(b);
+            }
+            return None;
         }
-        if welcome && allowed.queue.len() < self.config.max_peer_requests {
-            allowed.queue.insert(b);
-            allowed.must_request.push(b);
-        } else if self.shadow_fast {
-            allowed.must_reject.push(b);
+        let repeat = allowed.queue.contains(&b);
+        if repeat || allowed.queue.len() >= max {
+            if !self.shadow_fast && !repeat {
+                return Some(PeerError::TooManyRequests(max));
+            }
+            self.requests_refused += 1;
+            if self.requests_refused > bound {
+                return Some(PeerError::TooManyRequests(max));
+            }
+            if !repeat {
+                allowed.must_reject.push(b);
+            }
+            return None;
         }
+        allowed.queue.insert(b);
+        allowed.must_request.push(b);
+        None
     }
 
     /// Whether a command may be issued now (as `Torrent` does: once connected; an outbound
@@ -501,6 +789,7 @@ impl Harness {
         self.check_output(&mut allowed);
         if result.is_ok() {
             self.check_exact(&mut allowed);
+            assert_eq!(self.live_ours, self.ours, "the model's requests in flight");
         }
         if timeout && result.is_ok() {
             let next = self
@@ -570,7 +859,7 @@ impl Harness {
                 self.now = now + Duration::from_millis(ms);
                 allowed.keepalive = true;
                 *timeout = true;
-                self.conn.handle_timeout(self.now)?;
+                self.timeout()?;
             }
             Step::Deadline => {
                 if let Some(at) = self.conn.poll_timeout() {
@@ -578,7 +867,7 @@ impl Harness {
                 }
                 allowed.keepalive = true;
                 *timeout = true;
-                self.conn.handle_timeout(self.now)?;
+                self.timeout()?;
             }
             Step::Request(sel) => {
                 let block = self.block(*sel);
@@ -593,6 +882,7 @@ impl Harness {
                 );
                 if sent {
                     assert!(self.ours.insert(block));
+                    assert!(self.live_ours.insert(block));
                     allowed.request = Some(block);
                 }
             }
@@ -603,6 +893,8 @@ impl Harness {
                 assert_eq!(self.conn.cancel(now, block), was);
                 if was {
                     self.ours.remove(&block);
+                    self.live_ours.remove(&block);
+                    self.withdraw(block);
                     allowed.cancel = Some(block);
                 }
             }
@@ -630,10 +922,16 @@ impl Harness {
             }
             Step::Unchoke => {
                 allowed.unchoke = self.conn.am_choking();
+                if self.conn.am_choking() {
+                    self.requests_while_choked = 0;
+                }
                 self.conn.unchoke(now);
             }
             Step::Interested(on) => {
                 allowed.interest = self.conn.am_interested() != *on;
+                if allowed.interest && !*on {
+                    self.uninterested_at = Some(now);
+                }
                 self.conn.set_interested(now, *on);
             }
             Step::SendBlock { block, wrong_len } => {
@@ -650,6 +948,7 @@ impl Harness {
                 assert_eq!(sent, queued && !wrong_len);
                 if sent {
                     self.theirs.remove(&b);
+                    self.requests_refused = 0;
                     allowed.block = Some(b);
                 }
             }
@@ -662,6 +961,26 @@ impl Harness {
                     if self.conn.fast_extension() {
                         allowed.rejects.push(b);
                         allowed.must_reject.push(b);
+                    }
+                }
+            }
+            Step::RefuseRequest(sel) => {
+                let b = self.block(*sel);
+                let queued = self.theirs.contains(&b);
+                assert_eq!(self.conn.refuse_request(now, b), queued);
+                if queued {
+                    self.theirs.remove(&b);
+                    if self.conn.fast_extension() {
+                        allowed.rejects.push(b);
+                        allowed.must_reject.push(b);
+                    }
+                    // Counted; past the bound the next input or timer closes the connection.
+                    self.requests_refused += 1;
+                    if self.requests_refused > self.config.max_peer_requests as u32
+                        && self.failed.is_none()
+                    {
+                        self.failed =
+                            Some(PeerError::TooManyRequests(self.config.max_peer_requests));
                     }
                 }
             }
@@ -760,8 +1079,14 @@ impl Harness {
                     );
                     assert_eq!(data.as_ref(), block_data(block, block.len as usize));
                 }
-                PeerEvent::Rejected(block) | PeerEvent::RequestTimedOut(block) => {
+                PeerEvent::Rejected(block) => {
                     assert!(self.ours.remove(&block), "{block:?} was not in flight");
+                }
+                PeerEvent::RequestTimedOut(block) => {
+                    assert!(self.ours.remove(&block), "{block:?} was not in flight");
+                    // Only timers time requests out: no frame of the step saw it.
+                    assert!(self.live_ours.remove(&block));
+                    self.withdraw(block);
                 }
                 PeerEvent::Choked { dropped } => {
                     if self.conn.fast_extension() {
@@ -976,6 +1301,33 @@ impl Harness {
         assert_eq!(c.peer_pieces().len(), self.layout.piece_count());
         assert!(c.pipeline_target(self.now) <= self.config.max_pipeline.max(1));
         assert!(self.theirs_decoder.buffered_len() <= self.theirs_decoder.max_buffered_len());
+    }
+}
+
+/// Whether the model judges this error: every rule but the stream's own form (handshake, frames,
+/// bitfields, the order of the piece announcement), which the decoder and `Bitfield` check.
+fn modelled(e: &PeerError) -> bool {
+    !matches!(
+        e,
+        PeerError::Handshake(_)
+            | PeerError::WrongInfoHash(_)
+            | PeerError::SelfConnection
+            | PeerError::Wire(_)
+            | PeerError::PiecesNotFirst
+            | PeerError::Bitfield(_)
+    )
+}
+
+/// The result of an input against the model's verdict: a rule the model knows closes the
+/// connection exactly when it is broken, with that error; an error of the stream's form may come
+/// first (the model does not judge it).
+fn judge(result: &Result<(), PeerError>, expect: Option<PeerError>) {
+    match (result, expect) {
+        (Ok(()), None) => {}
+        (Ok(()), Some(e)) => panic!("the peer broke a rule ({e:?}) and the connection went on"),
+        (Err(e), _) if !modelled(e) => {}
+        (Err(e), Some(x)) => assert_eq!(*e, x, "closed for another rule"),
+        (Err(e), None) => panic!("closed for a rule the peer did not break: {e:?}"),
     }
 }
 
