@@ -47,10 +47,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        if taken == 0 && (input.is_empty() || decoder.buffered_len() == decoder.max_buffered_len()) {
+        if taken == 0 && (input.is_empty() || decoder.buffered_len() == decoder.max_buffered_len())
+        {
             // Nothing more can be offered (input done) or the decoder is stuck full, which its
             // contract says cannot happen without a frame or an error above.
-            assert!(input.is_empty(), "decoder full yet yields no frame and no error");
+            assert!(
+                input.is_empty(),
+                "decoder full yet yields no frame and no error"
+            );
             return;
         }
     }
