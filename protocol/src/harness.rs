@@ -12,7 +12,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 use crate::io::{ConnId, DiskDone, DiskOp};
-use crate::metainfo::{InfoHash, TorrentLayout};
+use crate::metainfo::{BlockRef, InfoHash, TorrentLayout};
 use crate::peer::Direction;
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -30,6 +30,48 @@ pub fn fast_handshake(info_hash: InfoHash, peer_id: PeerId) -> Vec<u8> {
     }
     .encode()
     .to_vec()
+}
+
+/// A frame a torrent sent to a scripted peer, as far as the peer's tests care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// A request for this block.
+    Request(BlockRef),
+    /// A cancel of this block.
+    Cancel(BlockRef),
+    /// A `piece` message (a block uploaded).
+    Block,
+    /// Anything else.
+    Other,
+}
+
+/// Takes the whole frames off `buf`, the bytes a torrent sent one scripted peer (its 68-byte
+/// handshake first, if `buf` starts with one), and says what each was; a partial frame stays.
+pub fn take_sent(buf: &mut Vec<u8>, layout: &TorrentLayout) -> Vec<Sent> {
+    if buf.len() >= 68 && buf[0] == 19 {
+        buf.drain(..68);
+    }
+    let mut out = Vec::new();
+    while buf.len() >= 4 {
+        let len = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+        if buf.len() < 4 + len {
+            break;
+        }
+        let word = |at: usize| u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
+        let block = || {
+            layout
+                .block_at(word(5), word(9), word(13))
+                .expect("the torrent names its own blocks")
+        };
+        out.push(match (len, buf.get(4).copied()) {
+            (13, Some(crate::wire::id::REQUEST)) => Sent::Request(block()),
+            (13, Some(crate::wire::id::CANCEL)) => Sent::Cancel(block()),
+            (_, Some(crate::wire::id::PIECE)) => Sent::Block,
+            _ => Sent::Other,
+        });
+        buf.drain(..4 + len);
+    }
+    out
 }
 
 /// The content byte at `offset` of the torrent: cheap, deterministic, different per position.

@@ -108,15 +108,7 @@ fn hostile_mixed_on_turmoil_closes_the_same_attacks_for_the_same_reasons() {
     assert!(r.passed, "{}", r.human());
     assert_eq!(r.groups[1].completed, 8, "{}", r.human());
     hostile::assert_closed_with_their_reasons(&r, true);
-    let u = hostile::attack(&r, "unrequested");
-    assert_eq!(u.closed.get("Peer/UnrequestedBlocks"), Some(&u.connections));
-    let c = hostile::attack(&r, "choke-storm");
-    assert!(
-        c.closed.get("Peer/ChokeStorm").is_some_and(|n| *n > 0),
-        "{}",
-        r.human()
-    );
-    assert_eq!(c.open_at_end, c.open_uninterested, "{}", r.human());
+    hostile::assert_unrequested_and_choke_storm_closed(&r);
 }
 
 #[test]

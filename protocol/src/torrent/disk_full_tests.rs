@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use sha1::{Digest, Sha1};
 
 use super::*;
-use crate::harness;
+use crate::harness::{self, Sent};
 use crate::io::{ConnId, DiskDone, DiskError, DiskOp};
 use crate::metainfo::{BlockRef, InfoHash, TorrentLayout};
 use crate::peer::Direction;
@@ -126,32 +126,23 @@ impl Leecher {
             }
         }
         for (conn, buf) in &mut self.sent {
-            if buf.len() >= 68 && buf[0] == 19 {
-                buf.drain(..68);
-            }
-            while buf.len() >= 4 {
-                let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
-                if buf.len() < 4 + len {
-                    break;
+            for sent in harness::take_sent(buf, &self.layout) {
+                match sent {
+                    Sent::Request(block) => {
+                        self.requests.entry(*conn).or_default().push(block);
+                        self.asked.push(block);
+                        self.requested += 1;
+                    }
+                    Sent::Cancel(block) => {
+                        self.requests
+                            .entry(*conn)
+                            .or_default()
+                            .retain(|b| *b != block);
+                        self.cancelled += 1;
+                    }
+                    Sent::Block => self.blocks_sent += 1,
+                    Sent::Other => {}
                 }
-                let word = |at: usize| u32::from_be_bytes(buf[at..at + 4].try_into().unwrap());
-                let id = buf.get(4).copied();
-                if len == 13 && id == Some(crate::wire::id::REQUEST) {
-                    let block = self.layout.block_at(word(5), word(9), word(13)).unwrap();
-                    self.requests.entry(*conn).or_default().push(block);
-                    self.asked.push(block);
-                    self.requested += 1;
-                } else if len == 13 && id == Some(crate::wire::id::CANCEL) {
-                    let block = self.layout.block_at(word(5), word(9), word(13)).unwrap();
-                    self.requests
-                        .entry(*conn)
-                        .or_default()
-                        .retain(|b| *b != block);
-                    self.cancelled += 1;
-                } else if id == Some(crate::wire::id::PIECE) {
-                    self.blocks_sent += 1;
-                }
-                buf.drain(..4 + len);
             }
         }
     }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use sha1::{Digest, Sha1};
 
 use super::*;
-use crate::harness;
+use crate::harness::{self, Sent};
 use crate::io::{ConnId, DiskDone, DiskError, DiskOp};
 use crate::metainfo::{BlockRef, InfoHash, TorrentLayout};
 use crate::peer::{Direction, PeerConfig};
@@ -112,27 +112,18 @@ impl Leecher {
             }
         }
         for (conn, buf) in &mut self.sent {
-            if buf.len() >= 68 && buf[0] == 19 {
-                buf.drain(..68);
-            }
-            while buf.len() >= 4 {
-                let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
-                if buf.len() < 4 + len {
-                    break;
-                }
-                let word = |at: usize| u32::from_be_bytes(buf[at..at + 4].try_into().unwrap());
-                if len == 13 && buf[4] == crate::wire::id::REQUEST {
-                    let block = self.layout.block_at(word(5), word(9), word(13)).unwrap();
-                    self.requests.entry(*conn).or_default().push(block);
-                } else if len == 13 && buf[4] == crate::wire::id::CANCEL {
-                    let block = self.layout.block_at(word(5), word(9), word(13)).unwrap();
-                    let left = self.requests.entry(*conn).or_default();
-                    left.retain(|b| *b != block);
-                    if left.is_empty() {
-                        self.requests.remove(conn);
+            for sent in harness::take_sent(buf, &self.layout) {
+                match sent {
+                    Sent::Request(block) => self.requests.entry(*conn).or_default().push(block),
+                    Sent::Cancel(block) => {
+                        let left = self.requests.entry(*conn).or_default();
+                        left.retain(|b| *b != block);
+                        if left.is_empty() {
+                            self.requests.remove(conn);
+                        }
                     }
+                    Sent::Block | Sent::Other => {}
                 }
-                buf.drain(..4 + len);
             }
         }
     }

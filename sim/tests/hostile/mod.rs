@@ -104,3 +104,18 @@ pub(crate) fn assert_slowloris_closed(r: &Report) {
     let t = attack(r, "slowloris").close_s.expect("closed");
     assert!(t.min >= 60.0, "not before the frame timeout: {}", r.human());
 }
+
+/// `hostile-mixed.toml`: every unrequested-piece connection closed for its blocks past 64, and the
+/// choke storm closed somewhere, with every connection it left open going to a peer that wants
+/// nothing from it (the seeder, leechers that had completed).
+pub(crate) fn assert_unrequested_and_choke_storm_closed(r: &Report) {
+    let u = attack(r, "unrequested");
+    assert_eq!(u.closed.get("Peer/UnrequestedBlocks"), Some(&u.connections));
+    let c = attack(r, "choke-storm");
+    assert!(
+        c.closed.get("Peer/ChokeStorm").is_some_and(|n| *n > 0),
+        "{}",
+        r.human()
+    );
+    assert_eq!(c.open_at_end, c.open_uninterested, "{}", r.human());
+}
