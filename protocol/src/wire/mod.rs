@@ -14,6 +14,7 @@ mod extended;
 mod handshake;
 mod limits;
 mod message;
+mod ut_metadata;
 
 pub use decoder::{Frame, FrameDecoder};
 pub use error::WireError;
@@ -26,6 +27,10 @@ pub use limits::{
     DEFAULT_MAX_BLOCK_LEN, DEFAULT_MAX_EXTENDED_LEN, UNKNOWN_PIECE_COUNT_BOUND, WireLimits,
 };
 pub use message::{LENGTH_PREFIX_LEN, Message, id};
+pub use ut_metadata::{
+    FetchProgress, METADATA_DECODE_LIMITS, METADATA_PIECE_LEN, MetadataError, MetadataFetch,
+    MetadataMessage, metadata_piece, metadata_piece_count,
+};
 
 #[cfg(test)]
 mod tests;
