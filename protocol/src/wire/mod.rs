@@ -15,6 +15,7 @@ mod handshake;
 mod limits;
 mod message;
 mod ut_metadata;
+mod ut_pex;
 
 pub use decoder::{Frame, FrameDecoder};
 pub use error::WireError;
@@ -31,6 +32,7 @@ pub use ut_metadata::{
     FetchProgress, METADATA_DECODE_LIMITS, METADATA_PIECE_LEN, MetadataError, MetadataFetch,
     MetadataMessage, metadata_piece, metadata_piece_count,
 };
+pub use ut_pex::{MAX_PEX_PEERS, PEX_DECODE_LIMITS, PexError, PexFlags, PexMessage};
 
 #[cfg(test)]
 mod tests;
