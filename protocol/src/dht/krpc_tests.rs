@@ -137,6 +137,67 @@ fn bep5_get_peers() {
 }
 
 #[test]
+fn bep5_get_peers_with_nodes() {
+    // Proves the BEP 5 get_peers response with nodes and a token (its `nodes9:def456...`
+    // placeholder replaced by one whole node) round-trips byte for byte.
+    assert_both_ways(
+        b"d1:rd2:id20:abcdefghij01234567895:nodes26:mnopqrstuvwxyz123456\x0a\x00\x00\x01\x1a\xe15:token8:aoeusnthe1:t2:aa1:y1:re",
+        &msg(Body::Response(Response {
+            id: id(b"abcdefghij0123456789"),
+            nodes: vec![CompactNode {
+                id: id(b"mnopqrstuvwxyz123456"),
+                addr: "10.0.0.1:6881".parse().unwrap(),
+            }],
+            token: Some(Token::new(&b"aoeusnth"[..]).unwrap()),
+            ..Response::default()
+        })),
+    );
+}
+
+#[test]
+fn bep32_ipv6_values() {
+    // Proves an 18-byte IPv6 compact peer in `values` (BEP 32) round-trips next to an IPv4 one.
+    let mut bytes = b"d1:rd2:id20:abcdefghij01234567896:valuesl6:axje.u18:".to_vec();
+    bytes.extend_from_slice(&[
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 80,
+    ]);
+    bytes.extend_from_slice(b"ee1:t2:aa1:y1:re");
+    assert_both_ways(
+        &bytes,
+        &msg(Body::Response(Response {
+            id: id(b"abcdefghij0123456789"),
+            values: vec![
+                "97.120.106.101:11893".parse().unwrap(),
+                "[2001:db8::2]:80".parse().unwrap(),
+            ],
+            ..Response::default()
+        })),
+    );
+}
+
+#[test]
+fn encode_puts_nodes_under_their_family() {
+    // Proves encode skips an IPv6 node given in `nodes` and an IPv4 one given in `nodes6`.
+    let v4 = CompactNode {
+        id: NodeId([1; 20]),
+        addr: "10.0.0.1:1".parse().unwrap(),
+    };
+    let v6 = CompactNode {
+        id: NodeId([2; 20]),
+        addr: "[::1]:2".parse().unwrap(),
+    };
+    let m = msg(Body::Response(Response {
+        nodes: vec![v4, v6],
+        nodes6: vec![v4, v6],
+        ..Response::default()
+    }));
+    let Body::Response(r) = Message::decode(&m.encode()).unwrap().body else {
+        panic!("not a response");
+    };
+    assert_eq!((r.nodes, r.nodes6), (vec![v4], vec![v6]));
+}
+
+#[test]
 fn bep5_announce_peer() {
     // Proves the BEP 5 announce_peer example (with implied_port) round-trips byte for byte.
     assert_both_ways(
