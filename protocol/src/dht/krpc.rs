@@ -3,7 +3,7 @@
 //! A KRPC message is one UDP datagram holding one bencoded dictionary: `t` (transaction id), `y`
 //! (`q` query, `r` response, `e` error), then `q` and `a` (method and arguments), `r` (return
 //! values) or `e` (`[code, message]`); `v` (client version) and `ro` (BEP 43 read-only) are
-//! optional. A response names no method: the caller matches it to its query by transaction id,
+//! optional, and so is `ip` (BEP 42: the receiver's address as the sender saw it). A response names no method: the caller matches it to its query by transaction id,
 //! so decoding yields a generic [`Response`] with every field any response may carry.
 //!
 //! Parsing is tolerant the way deployed nodes are: unknown keys are ignored, optional keys of the
@@ -272,6 +272,9 @@ pub struct Message {
     pub transaction: TransactionId,
     /// `v`: the sender's client version, if it sent one of at most [`MAX_VERSION_LEN`] bytes.
     pub version: Option<Version>,
+    /// `ip` (BEP 42): the receiver's address as the sender saw it (6 or 18 bytes on the wire;
+    /// another length is ignored). Responses carry it so a node learns its external address.
+    pub ip: Option<SocketAddr>,
     /// `ro` nonzero (BEP 43): the sender is read-only and should not be queried or put in a
     /// routing table.
     pub read_only: bool,
@@ -409,6 +412,7 @@ impl Message {
         })?;
         let version = bytes(dict, b"v").and_then(Version::new);
         let read_only = int(dict, b"ro").is_some_and(|ro| ro != 0);
+        let ip = bytes(dict, b"ip").and_then(compact_addr);
         let body = match bytes(dict, b"y").ok_or(KrpcError::MissingType)? {
             b"q" => Body::Query(decode_query(dict)?),
             b"r" => Body::Response(decode_response(dict)?),
@@ -418,6 +422,7 @@ impl Message {
         Ok(Message {
             transaction,
             version,
+            ip,
             read_only,
             body,
         })
@@ -429,6 +434,11 @@ impl Message {
         dict.insert(&b"t"[..], Value::bytes(self.transaction.as_bytes()));
         if let Some(version) = &self.version {
             dict.insert(&b"v"[..], Value::bytes(version.as_bytes()));
+        }
+        if let Some(ip) = &self.ip {
+            let mut b = Vec::with_capacity(18);
+            push_compact_addr(&mut b, ip);
+            dict.insert(&b"ip"[..], Value::owned_bytes(b));
         }
         if self.read_only {
             dict.insert(&b"ro"[..], Value::Int(1));

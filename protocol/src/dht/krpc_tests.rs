@@ -20,6 +20,7 @@ fn msg(body: Body) -> Message {
     Message {
         transaction: t(b"aa"),
         version: None,
+        ip: None,
         read_only: false,
         body,
     }
@@ -267,6 +268,23 @@ fn version_read_only_and_unknown_keys() {
         decoded.encode(),
         b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz1234564:wantl2:n6ee1:q9:find_node2:roi1e1:t2:aa1:v4:LT\x01\x001:y1:qe"
     );
+}
+
+#[test]
+fn bep42_ip() {
+    // Proves BEP 42's `ip` (the receiver's address as the sender saw it) round-trips, and one of
+    // a length that is neither 6 nor 18 is ignored.
+    let mut m = msg(Body::Response(Response {
+        id: id(b"mnopqrstuvwxyz123456"),
+        ..Response::default()
+    }));
+    m.ip = Some("1.2.3.4:6881".parse().unwrap());
+    assert_both_ways(
+        b"d2:ip6:\x01\x02\x03\x04\x1a\xe11:rd2:id20:mnopqrstuvwxyz123456e1:t2:aa1:y1:re",
+        &m,
+    );
+    let odd = Message::decode(b"d2:ip5:abcde1:rd2:id20:mnopqrstuvwxyz123456e1:t2:aa1:y1:re");
+    assert_eq!(odd.unwrap().ip, None);
 }
 
 #[test]
@@ -545,12 +563,14 @@ fn message() -> impl Strategy<Value = Message> {
     (
         bounded::<MAX_TRANSACTION_LEN>(),
         proptest::option::of(bounded::<MAX_VERSION_LEN>()),
+        proptest::option::of(prop_oneof![v4(), v6()]),
         any::<bool>(),
         body,
     )
-        .prop_map(|(transaction, version, read_only, body)| Message {
+        .prop_map(|(transaction, version, ip, read_only, body)| Message {
             transaction,
             version,
+            ip,
             read_only,
             body,
         })
