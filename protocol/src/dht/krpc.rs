@@ -2,9 +2,10 @@
 //!
 //! A KRPC message is one UDP datagram holding one bencoded dictionary: `t` (transaction id), `y`
 //! (`q` query, `r` response, `e` error), then `q` and `a` (method and arguments), `r` (return
-//! values) or `e` (`[code, message]`); `v` (client version) and `ro` (BEP 43 read-only) are
-//! optional, and so is `ip` (BEP 42: the receiver's address as the sender saw it). A response names no method: the caller matches it to its query by transaction id,
-//! so decoding yields a generic [`Response`] with every field any response may carry.
+//! values) or `e` (`[code, message]`); `v` (client version), `ip` (BEP 42: the receiver's address
+//! as the sender saw it) and `ro` (BEP 43 read-only) are optional. A response names no method:
+//! the caller matches it to its query by transaction id, so decoding yields a generic
+//! [`Response`] with every field any response may carry.
 //!
 //! Parsing is tolerant the way deployed nodes are: unknown keys are ignored, optional keys of the
 //! wrong type are skipped, compact peers that are neither 6 nor 18 bytes are dropped, an unknown
