@@ -6,6 +6,7 @@
 //!
 //! - [`bencode`]: decoding bencode as real clients do (lenient where libtorrent is, strict where the
 //!   meaning would be ambiguous) and encoding it canonically.
+//! - [`dht`]: the mainline DHT (BEP 5, 32): so far the KRPC message codec ([`dht::Message`]).
 //! - [`harness`]: an in-memory, deterministic swarm of [`torrent::Torrent`]s for tests and
 //!   benchmarks.
 //! - [`io`]: connection handles and the disk work the protocol asks its driver for.
@@ -65,6 +66,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bencode;
+pub mod dht;
 pub mod harness;
 pub mod io;
 pub mod metainfo;
