@@ -8,6 +8,12 @@
 //! the simulator; every `select!` is `biased;` for determinism. Disk work goes to a [`Storage`]
 //! ([`crate::storage::FsStorage`] for real files).
 //!
+//! Magnets ([`Driver::new_magnet`]): the torrent starts with only its info hash; the protocol
+//! fetches the metadata from peers, and when it arrives the driver opens the storage through the
+//! caller's [`StorageOpener`] and starts the disk; the connections stay. Where each peer came from
+//! (tracker, PEX, the user, incoming) follows it into [`Report::PeerConnected`] and
+//! [`Status::sources`].
+//!
 //! Trackers: an [`Announcer`] decides when to announce to which URL; each announce runs as a task
 //! ([`crate::tracker::announce`]) and comes back as an input. Peers from the answers (and from
 //! [`Driver::add_peer`]) wait in a queue and are dialled while the torrent has room.
@@ -18,13 +24,13 @@
 //! wait to be dialled and [`MAX_DIALS`] connects (or [`Driver::set_max_half_open`]) run at once;
 //! one announce is in flight.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bt_protocol::io::{ConnId, DiskDone, DiskOp};
-use bt_protocol::metainfo::Metainfo;
+use bt_protocol::metainfo::{InfoHash, Metainfo, TorrentLayout};
 use bt_protocol::rng::Rng;
 use bt_protocol::session::{Output, Session, SessionConfig, TorrentId};
 use bt_protocol::time::Instant as ProtoInstant;
@@ -76,6 +82,11 @@ pub const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Peers asked of a tracker per announce.
 pub const NUMWANT: u32 = 80;
 
+/// One disk thread per core, at most 4.
+pub fn default_disk_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(4))
+}
+
 /// Why [`Driver::new`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -103,6 +114,9 @@ pub enum Outcome {
     Complete,
     /// Ctrl-C (or the stop handle) ended it first.
     Interrupted,
+    /// It could not go on: [`Finished::error`] says why (a magnet's metadata parsed but named
+    /// unsafe paths, or its files could not be opened).
+    Failed,
 }
 
 /// What [`Driver::run`] returns.
@@ -114,7 +128,69 @@ pub struct Finished {
     pub status: Status,
     /// The verified pieces, for the resume file.
     pub have: Bitfield,
+    /// Why it failed, for [`Outcome::Failed`].
+    pub error: Option<String>,
 }
+
+/// Where the driver learned of a peer (`bt get -v` says it per connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerSource {
+    /// A tracker's answer.
+    Tracker,
+    /// The DHT (BEP 5).
+    Dht,
+    /// Another peer's PEX message (BEP 11).
+    Pex,
+    /// Given by the user ([`Driver::add_peer`]: `--peer`, a magnet's `x.pe`).
+    Direct,
+    /// It connected to us.
+    Incoming,
+}
+
+impl PeerSource {
+    /// The lower-case name shown to users: `tracker`, `dht`, `pex`, `direct`, `incoming`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerSource::Tracker => "tracker",
+            PeerSource::Dht => "dht",
+            PeerSource::Pex => "pex",
+            PeerSource::Direct => "direct",
+            PeerSource::Incoming => "incoming",
+        }
+    }
+}
+
+/// Connected peers by where they came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// From trackers.
+    pub tracker: usize,
+    /// From the DHT.
+    pub dht: usize,
+    /// From PEX.
+    pub pex: usize,
+    /// Given by the user.
+    pub direct: usize,
+    /// Connected to us.
+    pub incoming: usize,
+}
+
+impl SourceCounts {
+    fn count(&mut self, source: PeerSource) {
+        let slot = match source {
+            PeerSource::Tracker => &mut self.tracker,
+            PeerSource::Dht => &mut self.dht,
+            PeerSource::Pex => &mut self.pex,
+            PeerSource::Direct => &mut self.direct,
+            PeerSource::Incoming => &mut self.incoming,
+        };
+        *slot += 1;
+    }
+}
+
+/// Opens a magnet's storage once its metadata has arrived (see [`Driver::new_magnet`]); an error
+/// in words stops the driver with [`Outcome::Failed`].
+pub type StorageOpener<D> = Box<dyn FnOnce(&Metainfo) -> Result<Arc<D>, String> + Send>;
 
 /// A snapshot for progress displays.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +213,11 @@ pub struct Status {
     pub upload_rate: u64,
     /// Connected peers.
     pub peers: usize,
+    /// Connected peers by where they came from.
+    pub sources: SourceCounts,
+    /// While a magnet's metadata is being fetched: (pieces of 16 KiB received, pieces in all, 0
+    /// while no peer has said the size). `None` once the metadata is known.
+    pub metadata: Option<(u32, u32)>,
     /// Writes to the disk failing (it is full, say): no new blocks are asked for until writing is
     /// tried again. The transfer goes on serving and keeps its connections; verified data stays.
     pub write_stall: Option<StallStatus>,
@@ -176,6 +257,25 @@ pub enum Report {
         addr: SocketAddr,
         /// Why, for a person debugging (`-v`).
         reason: String,
+    },
+    /// A magnet's metadata arrived and checked out against its info hash; the download goes on
+    /// with it. (Its trackers are the magnet's own; the info dictionary has none.)
+    MetadataReceived(Box<Metainfo>),
+    /// A handshake completed with a peer learned from `source`.
+    PeerConnected {
+        /// The peer.
+        addr: SocketAddr,
+        /// Where it came from.
+        source: PeerSource,
+    },
+    /// New peers were queued to dial.
+    PeersFound {
+        /// Where they came from.
+        source: PeerSource,
+        /// From which peer, for PEX.
+        from: Option<SocketAddr>,
+        /// How many were new.
+        count: usize,
     },
     /// A tracker answered an announce.
     TrackerAnswered {
@@ -250,6 +350,7 @@ enum Input<N: Net> {
 
 struct ConnTasks {
     addr: SocketAddr,
+    source: PeerSource,
     writer: mpsc::UnboundedSender<Bytes>,
     reader: JoinHandle<()>,
 }
@@ -257,7 +358,14 @@ struct ConnTasks {
 /// Drives one torrent's protocol session over a [`Net`] and a [`Storage`].
 pub struct Driver<N: Net, D: Storage + 'static> {
     net: N,
-    disk: DiskPool,
+    /// The disk threads; `None` while a magnet's metadata is being fetched.
+    disk: Option<DiskPool>,
+    /// How many disk threads to start (0: inline).
+    disk_threads: usize,
+    /// Opens a magnet's storage when its metadata arrives.
+    opener: Option<StorageOpener<D>>,
+    /// Why the run cannot go on, once it cannot.
+    failed: Option<String>,
     _storage: std::marker::PhantomData<D>,
     session: Session,
     torrent: TorrentId,
@@ -281,10 +389,11 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     udp_connections: BTreeMap<SocketAddr, UdpConnection>,
     /// Peers waiting to be dialled, and the same as a set.
     candidates: VecDeque<SocketAddr>,
-    queued: BTreeSet<SocketAddr>,
+    /// The queued addresses, with where each came from.
+    queued: BTreeMap<SocketAddr, PeerSource>,
     /// Outgoing connections by address (dialling or open), and their addresses by connection.
     outgoing: BTreeMap<SocketAddr, ConnId>,
-    outgoing_addr: BTreeMap<ConnId, SocketAddr>,
+    outgoing_addr: BTreeMap<ConnId, (SocketAddr, PeerSource)>,
     dialing: usize,
     max_dials: usize,
     max_peers: usize,
@@ -303,8 +412,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         config: SessionConfig,
         seed: u64,
     ) -> Result<Self, DriverError> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        Self::with_disk_threads(net, disk, meta, have, config, seed, threads)
+        Self::with_disk_threads(net, disk, meta, have, config, seed, default_disk_threads())
     }
 
     /// Like [`Driver::new`] with `disk_threads` disk threads; 0 does disk work inline on the
@@ -326,23 +434,55 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             meta.info.pieces.clone(),
             have,
         )?;
+        session.set_metadata(
+            torrent,
+            Bytes::copy_from_slice(&meta.info_bytes),
+            meta.info.private,
+        );
+        let mut driver = Self::with_session(net, session, torrent, seed, disk_threads, max_peers);
+        driver.start_disk(disk, &meta.info.layout)?;
+        Ok(driver)
+    }
+
+    /// A driver for a magnet link's torrent, of which only the info hash is known: it fetches the
+    /// metadata from the peers it finds (BEP 9), then calls `open` with it for the storage and
+    /// downloads as for a torrent file, keeping its connections. `disk_threads` as in
+    /// [`Driver::with_disk_threads`].
+    pub fn new_magnet(
+        net: N,
+        info_hash: InfoHash,
+        open: StorageOpener<D>,
+        config: SessionConfig,
+        seed: u64,
+        disk_threads: usize,
+    ) -> Result<Self, DriverError> {
+        let max_peers = config.torrent.max_peers;
+        let mut session = Session::new(config, seed);
+        let torrent = session.add_magnet(info_hash)?;
+        let mut driver = Self::with_session(net, session, torrent, seed, disk_threads, max_peers);
+        driver.opener = Some(open);
+        Ok(driver)
+    }
+
+    /// The driver's state around a session holding `torrent`, before its disk starts.
+    fn with_session(
+        net: N,
+        session: Session,
+        torrent: TorrentId,
+        seed: u64,
+        disk_threads: usize,
+        max_peers: usize,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
-        let to_driver = tx.clone();
-        let disk = match disk_threads {
-            0 => DiskPool::inline(disk, &meta.info.layout),
-            workers => DiskPool::start(disk, &meta.info.layout, workers, move |done| {
-                // On a disk thread: wait for room in the driver's queue. After the driver is
-                // gone the result has nowhere to go.
-                let _ = to_driver.blocking_send(Input::Disk { torrent, done });
-            })
-            .map_err(DriverError::Threads)?,
-        };
         let mut rng = Rng::new(seed).fork(0x6472_6976_6572);
         let announce_key = rng.next_u32();
-        Ok(Driver {
+        Driver {
             net,
-            disk,
+            disk: None,
+            disk_threads,
+            opener: None,
+            failed: None,
             _storage: std::marker::PhantomData,
             session,
             torrent,
@@ -363,14 +503,29 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             announce_task: None,
             udp_connections: BTreeMap::new(),
             candidates: VecDeque::new(),
-            queued: BTreeSet::new(),
+            queued: BTreeMap::new(),
             outgoing: BTreeMap::new(),
             outgoing_addr: BTreeMap::new(),
             dialing: 0,
             max_dials: MAX_DIALS,
             max_peers,
             stalled: false,
-        })
+        }
+    }
+
+    /// Starts the disk threads (or the inline disk) over `disk`.
+    fn start_disk(&mut self, disk: Arc<D>, layout: &TorrentLayout) -> Result<(), DriverError> {
+        let (to_driver, torrent) = (self.tx.clone(), self.torrent);
+        self.disk = Some(match self.disk_threads {
+            0 => DiskPool::inline(disk, layout),
+            workers => DiskPool::start(disk, layout, workers, move |done| {
+                // On a disk thread: wait for room in the driver's queue. After the driver is
+                // gone the result has nowhere to go.
+                let _ = to_driver.blocking_send(Input::Disk { torrent, done });
+            })
+            .map_err(DriverError::Threads)?,
+        });
+        Ok(())
     }
 
     /// Most outgoing connects in progress at once (default [`MAX_DIALS`]; at least 1).
@@ -410,6 +565,8 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             }
         }));
         self.local_addr = Some(local);
+        // Told to peers in our extension handshake, so PEX can pass on where we listen.
+        self.session.set_listen_port(local.port());
         Ok(local)
     }
 
@@ -437,6 +594,11 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     /// Queues a peer to dial; it is dialled when the torrent has room. Known addresses (queued,
     /// dialling or connected) and our own listening address are ignored.
     pub fn add_peer(&mut self, addr: SocketAddr) {
+        self.add_candidate(addr, PeerSource::Direct);
+    }
+
+    /// Queues a peer learned from `source`; returns whether it was new.
+    fn add_candidate(&mut self, addr: SocketAddr, source: PeerSource) -> bool {
         // Our own listening address (a tracker lists us too). On a wildcard listen only the
         // loopback form is known to be us; another host may well use the same port, and a
         // connection to ourselves by a public address is caught by the peer id check.
@@ -446,14 +608,15 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         });
         if own
             || addr.port() == 0
-            || self.queued.contains(&addr)
+            || self.queued.contains_key(&addr)
             || self.outgoing.contains_key(&addr)
             || self.candidates.len() >= MAX_CANDIDATES
         {
-            return;
+            return false;
         }
-        self.queued.insert(addr);
+        self.queued.insert(addr, source);
         self.candidates.push_back(addr);
+        true
     }
 
     /// Dials queued peers while there is room for more.
@@ -466,15 +629,15 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             && peers + self.dialing < self.max_peers
             && let Some(addr) = self.candidates.pop_front()
         {
-            self.queued.remove(&addr);
-            self.dial(addr);
+            let source = self.queued.remove(&addr).unwrap_or(PeerSource::Direct);
+            self.dial(addr, source);
         }
     }
 
-    fn dial(&mut self, addr: SocketAddr) {
+    fn dial(&mut self, addr: SocketAddr, source: PeerSource) {
         let conn = self.alloc_conn();
         self.outgoing.insert(addr, conn);
-        self.outgoing_addr.insert(conn, addr);
+        self.outgoing_addr.insert(conn, (addr, source));
         self.dialing += 1;
         let net = self.net.clone();
         let tx = self.tx.clone();
@@ -501,7 +664,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     }
 
     fn forget_outgoing(&mut self, conn: ConnId) {
-        if let Some(addr) = self.outgoing_addr.remove(&conn) {
+        if let Some((addr, _)) = self.outgoing_addr.remove(&conn) {
             self.outgoing.remove(&addr);
         }
     }
@@ -543,6 +706,11 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             download_rate,
             upload_rate,
             peers: t.peer_count(),
+            sources: self.conns.values().fold(SourceCounts::default(), |mut c, tasks| {
+                c.count(tasks.source);
+                c
+            }),
+            metadata: t.metadata_progress(),
             write_stall: t.write_stall().map(|s| StallStatus {
                 error: s.error.to_string(),
                 episode: s.episode,
@@ -556,6 +724,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         &mut self,
         conn: ConnId,
         addr: SocketAddr,
+        source: PeerSource,
         mut reader: N::Reader,
         mut writer: N::Writer,
     ) {
@@ -604,6 +773,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             conn,
             ConnTasks {
                 addr,
+                source,
                 writer: wtx,
                 reader: reader_task,
             },
@@ -642,24 +812,17 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     if let DiskOp::Write { block, .. } = &op {
                         self.disk_backlog += block.len as usize;
                     }
-                    if let Some(done) = self.disk.submit(op) {
+                    // The protocol asks for no disk work before a magnet's metadata (whose event
+                    // comes first and opens the disk); after a failed open nothing goes on.
+                    let done = match &mut self.disk {
+                        Some(disk) => disk.submit(op),
+                        None => None,
+                    };
+                    if let Some(done) = done {
                         self.disk_done(torrent, done);
                     }
                 }
-                Output::Event { event, .. } => {
-                    if event == TorrentEvent::Complete
-                        && let Some(announcer) = &mut self.announcer
-                    {
-                        announcer.completed(self.clock.now());
-                    }
-                    if matches!(event, TorrentEvent::DiskError(_)) {
-                        // Whether it started a write stall, and until when, the status says.
-                        let status = self.status();
-                        self.stalled = status.write_stall.is_some();
-                        reports.push(Report::Status(status));
-                    }
-                    reports.push(Report::Event(event));
-                }
+                Output::Event { event, .. } => self.handle_event(event, reports),
             }
         }
         if self.stalled && self.write_stall_ended() {
@@ -667,6 +830,82 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             self.stalled = false;
             reports.push(Report::Status(self.status()));
         }
+    }
+
+    fn handle_event(&mut self, event: TorrentEvent, reports: &mut Vec<Report>) {
+        match &event {
+            TorrentEvent::Complete => {
+                if let Some(announcer) = &mut self.announcer {
+                    announcer.completed(self.clock.now());
+                }
+            }
+            TorrentEvent::DiskError(_) => {
+                // Whether it started a write stall, and until when, the status says.
+                let status = self.status();
+                self.stalled = status.write_stall.is_some();
+                reports.push(Report::Status(status));
+            }
+            TorrentEvent::PeerConnected { conn, .. } => {
+                if let Some(tasks) = self.conns.get(conn) {
+                    reports.push(Report::PeerConnected {
+                        addr: tasks.addr,
+                        source: tasks.source,
+                    });
+                }
+            }
+            TorrentEvent::PeersLearned { from, peers } => {
+                let count = peers
+                    .iter()
+                    .filter(|&&p| self.add_candidate(p, PeerSource::Pex))
+                    .count();
+                reports.push(Report::PeersFound {
+                    source: PeerSource::Pex,
+                    from: self.conns.get(from).map(|t| t.addr),
+                    count,
+                });
+            }
+            TorrentEvent::MetadataReceived => self.metadata_received(reports),
+            TorrentEvent::MetadataInvalid(why) => {
+                self.failed = Some(format!("the torrent's metadata is unusable: {why}"));
+            }
+            _ => {}
+        }
+        reports.push(Report::Event(event));
+    }
+
+    /// A magnet's metadata arrived: opens its storage and starts the disk.
+    fn metadata_received(&mut self, reports: &mut Vec<Report>) {
+        let Some(info) = self
+            .session
+            .torrent(self.torrent)
+            .and_then(|t| t.info_bytes())
+            .cloned()
+        else {
+            return;
+        };
+        let meta = match Metainfo::from_info_bytes(&info) {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.failed = Some(format!("the torrent's metadata is unusable: {e}"));
+                return;
+            }
+        };
+        let Some(open) = self.opener.take() else {
+            return;
+        };
+        match open(&meta) {
+            Ok(storage) => {
+                if let Err(e) = self.start_disk(storage, &meta.info.layout) {
+                    self.failed = Some(e.to_string());
+                    return;
+                }
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                return;
+            }
+        }
+        reports.push(Report::MetadataReceived(Box::new(meta)));
     }
 
     fn write_stall_ended(&self) -> bool {
@@ -691,7 +930,11 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 writer,
             } => {
                 self.dialing -= 1;
-                self.start_conn(conn, addr, reader, writer);
+                let source = self
+                    .outgoing_addr
+                    .get(&conn)
+                    .map_or(PeerSource::Direct, |(_, s)| *s);
+                self.start_conn(conn, addr, source, reader, writer);
                 if self.session.connect(now, self.torrent, conn, addr).is_err() {
                     self.close_conn(conn);
                 }
@@ -710,7 +953,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 addr,
             } => {
                 let conn = self.alloc_conn();
-                self.start_conn(conn, addr, reader, writer);
+                self.start_conn(conn, addr, PeerSource::Incoming, reader, writer);
                 if self.session.accept(now, conn, addr).is_err() {
                     self.close_conn(conn);
                 }
@@ -758,7 +1001,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 let next_in = announcer.poll_timeout().map(|at| at.saturating_since(now));
                 if event != AnnounceEvent::Stopped {
                     for &peer in &response.peers {
-                        self.add_peer(peer);
+                        self.add_candidate(peer, PeerSource::Tracker);
                     }
                 }
                 reports.push(Report::TrackerAnswered {
@@ -790,6 +1033,13 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             return;
         };
         let status = self.status();
+        // Before a magnet's metadata the size is unknown; what is left must not read as zero, or
+        // the tracker takes us for a seeder (libtorrent sends one block's worth too).
+        let left = if status.metadata.is_some() {
+            u64::from(bt_protocol::metainfo::BLOCK_SIZE)
+        } else {
+            status.total_bytes - status.verified_bytes
+        };
         let request = AnnounceRequest {
             info_hash: self
                 .session
@@ -800,7 +1050,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             port: self.local_addr.map_or(0, |a| a.port()),
             uploaded: status.uploaded,
             downloaded: status.downloaded,
-            left: status.total_bytes - status.verified_bytes,
+            left,
             event: announce.event,
             numwant: Some(if announce.event == AnnounceEvent::Stopped {
                 0
@@ -867,6 +1117,9 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             for r in reports.drain(..) {
                 report(&r);
             }
+            if self.failed.is_some() {
+                break Outcome::Failed;
+            }
             if stop == StopWhen::Complete && self.is_complete() {
                 break Outcome::Complete;
             }
@@ -908,6 +1161,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             outcome,
             status,
             have,
+            error: self.failed.take(),
         }
     }
 

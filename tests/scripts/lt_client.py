@@ -3,7 +3,10 @@
 
 Usage:
   /usr/bin/python3 tests/scripts/lt_client.py seed TORRENT DIR PORT [--timeout S]
-  /usr/bin/python3 tests/scripts/lt_client.py get TORRENT DIR PORT [--peer ADDR:PORT]... [--timeout S]
+  /usr/bin/python3 tests/scripts/lt_client.py get TORRENT|MAGNET DIR PORT [--peer ADDR:PORT]... [--timeout S]
+
+Either mode also takes --dht (run libtorrent's DHT node on the listen port, loopback nodes allowed)
+and --dht-bootstrap ADDR:PORT (repeatable; the nodes it starts from, with --dht).
 
 DIR is the save path: a multi-file torrent named NAME lives in DIR/NAME. PORT 0 lets libtorrent
 pick a free port; the port it listens on is in the events.
@@ -15,6 +18,8 @@ stdout is newline-delimited JSON, one event per line:
   {"event": "finished", "port": N}             get: every piece downloaded and checked
   {"event": "tracker_reply", "url": U, "peers": N}  / {"event": "tracker_error", "url": U, "error": E}
   {"event": "peer_connected", "addr": "IP:PORT"}
+  {"event": "metadata_received", "after_s": F}  get of a magnet: the metadata arrived and checked out
+  {"event": "dht_nodes", "nodes": N}            with --dht, once a second while it changes
 
 seed keeps seeding (and announcing to the torrent's trackers) until it is killed or --timeout
 (default 600 s) runs out; get exits 0 when the download is complete, 1 when --timeout (default 60 s)
@@ -30,6 +35,8 @@ import time
 
 import libtorrent as lt
 
+STARTED = time.monotonic()
+
 
 def emit(**event):
     print(json.dumps(event), flush=True)
@@ -40,15 +47,22 @@ def parse(argv):
         return None
     opts = {"mode": argv[1], "torrent": argv[2], "dir": argv[3], "port": int(argv[4]), "peers": []}
     opts["timeout"] = 600.0 if opts["mode"] == "seed" else 60.0
+    opts["dht"] = False
+    opts["bootstrap"] = []
     rest = argv[5:]
     while rest:
         flag = rest.pop(0)
+        if flag == "--dht":
+            opts["dht"] = True
+            continue
         if not rest:
             return None
         value = rest.pop(0)
         if flag == "--peer" and opts["mode"] == "get":
             host, _, port = value.rpartition(":")
             opts["peers"].append((host.strip("[]"), int(port)))
+        elif flag == "--dht-bootstrap":
+            opts["bootstrap"].append(value)
         elif flag == "--timeout":
             opts["timeout"] = float(value)
         else:
@@ -56,10 +70,9 @@ def parse(argv):
     return opts
 
 
-def make_session(port):
-    return lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:%d" % port,
+def make_session(opts):
+    settings = {
+            "listen_interfaces": "127.0.0.1:%d" % opts["port"],
             "enable_dht": False,
             "enable_lsd": False,
             "enable_upnp": False,
@@ -83,7 +96,20 @@ def make_session(port):
             | lt.alert.category_t.connect_notification
             | lt.alert.category_t.peer_notification,
         }
-    )
+    if opts["dht"]:
+        # Every node of a test is 127.0.0.1: allow many per IP and private addresses.
+        settings.update(
+            {
+                "enable_dht": True,
+                "dht_bootstrap_nodes": ",".join(opts["bootstrap"]),
+                "dht_restrict_routing_ips": False,
+                "dht_restrict_search_ips": False,
+                "dht_ignore_dark_internet": False,
+                "dht_enforce_node_id": False,
+                "dht_prefer_verified_node_ids": False,
+            }
+        )
+    return lt.session(settings)
 
 
 def drain_alerts(ses):
@@ -101,14 +127,19 @@ def drain_alerts(ses):
             emit(event="peer_disconnected", addr="%s:%d" % tuple(a.endpoint), reason=a.message())
         elif isinstance(a, lt.incoming_connection_alert):
             emit(event="incoming_connection", addr="%s:%d" % tuple(a.endpoint))
+        elif isinstance(a, lt.metadata_received_alert):
+            emit(event="metadata_received", after_s=time.monotonic() - STARTED)
         elif isinstance(a, (lt.listen_failed_alert, lt.torrent_error_alert, lt.file_error_alert)):
             emit(event="error", message=a.message())
     return alerts
 
 
 def add(ses, opts):
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(opts["torrent"])
+    if opts["torrent"].startswith("magnet:"):
+        params = lt.parse_magnet_uri(opts["torrent"])
+    else:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(opts["torrent"])
     params.save_path = opts["dir"]
     params.flags &= ~lt.torrent_flags.auto_managed
     params.flags &= ~lt.torrent_flags.paused
@@ -188,7 +219,7 @@ def main(argv):
     if opts is None:
         sys.stderr.write(__doc__)
         return 2
-    ses = make_session(opts["port"])
+    ses = make_session(opts)
     handle = add(ses, opts)
     if opts["mode"] == "seed":
         return seed(ses, handle, opts)

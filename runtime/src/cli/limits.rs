@@ -29,7 +29,7 @@ pub(crate) struct LimitArgs {
     /// Longest extension message (BEP 10) a peer may send; a longer one closes its connection.
     #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = message_size)]
     max_message_size: u64,
-    /// Largest torrent metadata (.torrent file) accepted.
+    /// Largest torrent metadata accepted: a .torrent file, or a magnet's info dictionary from peers.
     #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = metadata_size)]
     max_metadata_size: u64,
 }
@@ -76,6 +76,8 @@ impl LimitArgs {
         peer.min_pipeline = peer.min_pipeline.min(peer.max_pipeline);
         peer.max_peer_requests = self.max_peer_requests;
         peer.max_extended_len = u32::try_from(self.max_message_size).unwrap_or(u32::MAX);
+        // The same bound for a magnet's metadata fetched from peers as for a torrent file.
+        torrent.max_metadata_size = u32::try_from(self.max_metadata_size).unwrap_or(u32::MAX);
         config.max_connections = config.max_connections.max(self.max_peers);
     }
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bt_protocol::metainfo::Metainfo;
+use bt_protocol::metainfo::magnet::MagnetLink;
+use bt_protocol::metainfo::{InfoHash, Metainfo};
 use bt_protocol::rng::Rng;
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::{Bitfield, Strategy, TorrentEvent};
@@ -16,7 +17,9 @@ use bt_protocol::tracker::{
     AnnounceRequest, AnnounceResponse, AnnouncerConfig, Event as AnnounceEvent, TrackerUrl,
 };
 use bt_protocol::wire::PeerId;
-use bt_runtime::driver::{Driver, Finished, Outcome, Report, Status, StopWhen};
+use bt_runtime::driver::{
+    Driver, Finished, Outcome, Report, Status, StopWhen, default_disk_threads,
+};
 use bt_runtime::net::TokioNet;
 use bt_runtime::resume::ResumeState;
 use bt_runtime::storage::{DEFAULT_MAX_OPEN_FILES, FsStorage, Storage};
@@ -29,8 +32,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Arguments of `bt get`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct GetArgs {
-    /// The .torrent file.
-    torrent: PathBuf,
+    /// The .torrent file, or a magnet link (`magnet:?xt=urn:btih:...`; quote it in the shell).
+    #[arg(value_name = "TORRENT|MAGNET")]
+    torrent: String,
     /// Where to put the data (created if missing).
     #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
@@ -289,8 +293,57 @@ impl Display {
                 serde_json::json!({"event": "peer_closed", "addr": addr.to_string(), "reason": reason}),
                 format!("closed {addr}: {reason}"),
             ),
-            Report::ConnectFailed { .. } | Report::PeerClosed { .. } | Report::Event(_) => {}
+            Report::PeerConnected { addr, source } if self.json || self.verbose => self.line(
+                serde_json::json!({"event": "peer_connected", "addr": addr.to_string(), "source": source.name()}),
+                format!("connected to {addr} (from {})", source.name()),
+            ),
+            Report::PeersFound {
+                source,
+                from,
+                count,
+            } if (self.json || self.verbose) && *count > 0 => {
+                let from_text = from.map_or(String::new(), |f| format!(" from {f}"));
+                self.line(
+                    serde_json::json!({
+                        "event": "peers_found", "source": source.name(), "count": count,
+                        "from": from.map(|f| f.to_string()),
+                    }),
+                    format!(
+                        "{}{from_text}: {count} new peer{}",
+                        source.name(),
+                        if *count == 1 { "" } else { "s" }
+                    ),
+                );
+            }
+            // Said by `metadata_received`, which the caller calls with what it needs.
+            Report::MetadataReceived(_) => {}
+            Report::ConnectFailed { .. }
+            | Report::PeerClosed { .. }
+            | Report::PeerConnected { .. }
+            | Report::PeersFound { .. }
+            | Report::Event(_) => {}
         }
+    }
+
+    /// A magnet's metadata arrived `after` the start: says what the torrent is, and the bar now
+    /// measures its bytes.
+    fn metadata_received(&mut self, meta: &Metainfo, after: Duration) {
+        let layout = &meta.info.layout;
+        self.bar.set_length(layout.total_length());
+        self.line(
+            serde_json::json!({
+                "event": "metadata_received", "name": meta.info.name,
+                "pieces": layout.piece_count(), "total_bytes": layout.total_length(),
+                "metadata_bytes": meta.info_bytes.len(), "after_s": after.as_secs_f64(),
+            }),
+            format!(
+                "metadata received in {:.1} s: {} ({}, {} pieces)",
+                after.as_secs_f64(),
+                meta.info.name,
+                format_bytes(layout.total_length()),
+                layout.piece_count()
+            ),
+        );
     }
 
     fn tracker_answered(
@@ -365,7 +418,7 @@ impl Display {
         self.had_peers |= s.peers > 0;
         if !self.had_peers
             && !self.said_no_peers
-            && s.have < s.pieces
+            && (s.have < s.pieces || s.metadata.is_some())
             && self.started.elapsed() >= NO_PEERS_NOTICE
         {
             self.said_no_peers = true;
@@ -377,13 +430,16 @@ impl Display {
                 ),
             );
         }
-        let msg = format!(
-            "down {}/s up {}/s, {} peer{}",
-            format_bytes(s.download_rate),
-            format_bytes(s.upload_rate),
-            s.peers,
-            if s.peers == 1 { "" } else { "s" }
-        );
+        let peers = format!("{} peer{}", s.peers, if s.peers == 1 { "" } else { "s" });
+        let msg = match s.metadata {
+            Some((got, 0)) => format!("fetching metadata ({got} pieces), {peers}"),
+            Some((got, all)) => format!("fetching metadata ({got}/{all} pieces), {peers}"),
+            None => format!(
+                "down {}/s up {}/s, {peers}",
+                format_bytes(s.download_rate),
+                format_bytes(s.upload_rate),
+            ),
+        };
         if self.json {
             println!(
                 "{}",
@@ -393,6 +449,11 @@ impl Display {
                     "downloaded": s.downloaded, "uploaded": s.uploaded,
                     "download_rate": s.download_rate, "upload_rate": s.upload_rate, "peers": s.peers,
                     "writes_paused": s.write_stall.is_some(),
+                    "metadata": s.metadata.map(|(got, all)| serde_json::json!({"received": got, "pieces": all})),
+                    "sources": {
+                        "tracker": s.sources.tracker, "dht": s.sources.dht, "pex": s.sources.pex,
+                        "direct": s.sources.direct, "incoming": s.sources.incoming,
+                    },
                 })
             );
         } else if self.terminal {
@@ -400,6 +461,10 @@ impl Display {
             self.bar.set_message(msg);
         } else if self.last_plain.elapsed() >= Duration::from_secs(5) {
             self.last_plain = std::time::Instant::now();
+            if s.metadata.is_some() {
+                eprintln!("{msg}");
+                return;
+            }
             eprintln!(
                 "{:.1}% ({}/{} pieces), {msg}",
                 s.verified_bytes as f64 * 100.0 / s.total_bytes.max(1) as f64,
@@ -585,14 +650,241 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
 }
 
 pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
-    let meta = args.limits.load(&args.torrent)?;
+    if args.torrent.starts_with("magnet:") {
+        let magnet = MagnetLink::parse(&args.torrent)
+            .with_context(|| format!("cannot use the magnet link {}", args.torrent))?;
+        if args.announce_only {
+            bail!("--announce-only needs a .torrent file");
+        }
+        let peers = magnet_peers(&magnet, &args.peers);
+        // A torrent saved by an earlier run of the same magnet: go on from its data.
+        return match saved_torrent(&args.dir, &magnet.info_hash, &args.limits) {
+            Some(mut meta) => {
+                for url in &magnet.trackers {
+                    if !meta.tracker_urls().any(|u| u == url) {
+                        meta.trackers.push(vec![url.clone()]);
+                    }
+                }
+                get_torrent(&meta, &args, &peers)
+            }
+            None => get_magnet(&magnet, &args, &peers),
+        };
+    }
+    let meta = args.limits.load(Path::new(&args.torrent))?;
     if args.announce_only {
         return announce_only(&meta, &args);
     }
-    if args.peers.is_empty() && meta.trackers.iter().all(Vec::is_empty) {
+    get_torrent(&meta, &args, &args.peers)
+}
+
+/// The peers to dial for a magnet: `--peer`s and the link's `x.pe` (IP literals; names are
+/// skipped with a warning, as resolving them could stall the start).
+fn magnet_peers(magnet: &MagnetLink, given: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut peers = given.to_vec();
+    for p in &magnet.peers {
+        match p.parse::<SocketAddr>() {
+            Ok(addr) => peers.push(addr),
+            Err(_) => eprintln!("bt: warning: ignoring the magnet's peer `{p}`: not IP:PORT"),
+        }
+    }
+    peers
+}
+
+/// The most `.torrent` files [`saved_torrent`] looks at in a folder.
+const MAX_SAVED_TORRENTS: usize = 64;
+
+/// A `.torrent` in `dir` for `info_hash` (the one [`save_torrent_file`] wrote for a magnet).
+fn saved_torrent(dir: &Path, info_hash: &InfoHash, limits: &LimitArgs) -> Option<Metainfo> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "torrent") && p.is_file())
+        .take(MAX_SAVED_TORRENTS)
+        .filter_map(|p| limits.load(&p).ok())
+        .find(|m| m.info_hash == *info_hash)
+}
+
+/// A torrent file holding `info` (the raw info dictionary) and `trackers`, one per tier.
+fn torrent_file_bytes(info: &[u8], trackers: &[String]) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(s.len().to_string().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(s);
+    }
+    let mut out = b"d".to_vec();
+    if let Some(first) = trackers.first() {
+        string(&mut out, b"announce");
+        string(&mut out, first.as_bytes());
+        string(&mut out, b"announce-list");
+        out.push(b'l');
+        for t in trackers {
+            out.push(b'l');
+            string(&mut out, t.as_bytes());
+            out.push(b'e');
+        }
+        out.push(b'e');
+    }
+    string(&mut out, b"info");
+    out.extend_from_slice(info);
+    out.push(b'e');
+    out
+}
+
+/// Saves a magnet's torrent as `<dir>/<name>.torrent`, beside the data; returns its path.
+fn save_torrent_file(dir: &Path, meta: &Metainfo, trackers: &[String]) -> std::io::Result<PathBuf> {
+    let path = dir.join(format!("{}.torrent", meta.info.name));
+    let tmp = dir.join(format!(".{}.torrent.part", meta.info.name));
+    std::fs::write(&tmp, torrent_file_bytes(&meta.info_bytes, trackers))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+fn session_config(args: &GetArgs) -> SessionConfig {
+    let mut config = SessionConfig::default();
+    config.torrent.strategy = match args.strategy {
+        StrategyArg::Rarest => Strategy::RarestFirst,
+        StrategyArg::Sequential => Strategy::Sequential,
+        StrategyArg::Random => Strategy::Random,
+    };
+    args.limits.apply(&mut config);
+    config
+}
+
+/// `bt get` of a magnet whose metadata is not on disk yet: fetches it from peers, saves the
+/// `.torrent` beside the data, then downloads as for a torrent file (same run, same connections).
+fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyhow::Result<()> {
+    if peers.is_empty() && magnet.trackers.is_empty() {
+        bail!(
+            "the magnet link names no tracker (tr=) and no peer (x.pe=), and no --peer was given: \
+             nowhere to find peers"
+        );
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let opened: Arc<std::sync::Mutex<Option<Arc<FsStorage>>>> = Arc::default();
+    let open = {
+        let (dir, trackers, opened) = (args.dir.clone(), magnet.trackers.clone(), opened.clone());
+        Box::new(move |meta: &Metainfo| -> Result<Arc<FsStorage>, String> {
+            let storage = FsStorage::open(&dir, &meta.info, DEFAULT_MAX_OPEN_FILES)
+                .map_err(|e| format!("{e:#}"))?;
+            storage.create_empty_files().map_err(|e| format!("{e:#}"))?;
+            if let Err(e) = save_torrent_file(&dir, meta, &trackers) {
+                eprintln!("bt: warning: could not save the torrent file: {e}");
+            }
+            let storage = Arc::new(storage);
+            *opened.lock().unwrap_or_else(|p| p.into_inner()) = Some(storage.clone());
+            Ok(storage)
+        })
+    };
+    let mut display = Display::new(args.json, args.verbose, 0);
+    let stop = if args.seed {
+        StopWhen::Interrupted
+    } else {
+        StopWhen::Complete
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let started = std::time::Instant::now();
+    let mut meta: Option<Metainfo> = None;
+    let mut saver: Option<ResumeSaver> = None;
+    let finished = runtime.block_on(async {
+        let mut driver = Driver::new_magnet(
+            TokioNet,
+            magnet.info_hash,
+            open,
+            session_config(args),
+            seed_from_clock(),
+            default_disk_threads(),
+        )?;
+        driver.set_max_half_open(args.limits.max_half_open());
+        driver.set_trackers(
+            magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
+            AnnouncerConfig::default(),
+        );
+        let addr = driver
+            .listen(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        display.line(
+            serde_json::json!({"event": "listening", "addr": addr.to_string()}),
+            format!("listening on {addr}"),
+        );
+        for p in peers {
+            driver.add_peer(*p);
+        }
+        let finished = driver
+            .run(stop, interrupted(), |r| {
+                if let Report::MetadataReceived(m) = r {
+                    display.metadata_received(m, started.elapsed());
+                    let storage = opened.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(storage) = storage {
+                        let have = Bitfield::new(m.info.layout.piece_count());
+                        saver = Some(ResumeSaver::start(
+                            storage,
+                            m,
+                            &args.dir,
+                            have,
+                            args.resume_interval,
+                        ));
+                    }
+                    meta = Some((**m).clone());
+                }
+                if let Some(saver) = &mut saver {
+                    saver.observe(r);
+                }
+                display.report(r);
+            })
+            .await;
+        anyhow::Ok(finished)
+    })?;
+    if let Some(saver) = saver {
+        saver.finish();
+    }
+    display.bar.finish_and_clear();
+    let storage = opened.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let (Some(meta), Some(storage)) = (&meta, storage) {
+        save_resume(&storage, meta, &args.dir, &finished.have);
+    }
+    finish_get(meta.as_ref(), args, &finished)
+}
+
+/// The end of `bt get`: success only with every piece verified.
+fn finish_get(meta: Option<&Metainfo>, args: &GetArgs, finished: &Finished) -> anyhow::Result<()> {
+    if let Some(error) = &finished.error {
+        bail!("{error}");
+    }
+    let interrupted = if finished.outcome == Outcome::Interrupted {
+        " (interrupted)"
+    } else {
+        ""
+    };
+    let Some(meta) = meta else {
+        bail!("stopped before the torrent's metadata arrived{interrupted}");
+    };
+    if finished.have.is_complete() {
+        if !args.json {
+            println!(
+                "{}: complete and verified in {}",
+                meta.info.name,
+                args.dir.display()
+            );
+        }
+        Ok(())
+    } else {
+        bail!(
+            "stopped with {} of {} pieces verified{interrupted}",
+            finished.have.count(),
+            finished.have.len(),
+        )
+    }
+}
+
+/// `bt get` of a torrent whose metadata we have (a file, or a magnet's saved torrent).
+fn get_torrent(meta: &Metainfo, args: &GetArgs, peers: &[SocketAddr]) -> anyhow::Result<()> {
+    if peers.is_empty() && meta.trackers.iter().all(Vec::is_empty) {
         bail!(
             "{} names no tracker and no --peer was given: nowhere to find peers",
-            args.torrent.display()
+            args.torrent
         );
     }
     std::fs::create_dir_all(&args.dir)
@@ -603,7 +895,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
         DEFAULT_MAX_OPEN_FILES,
     )?);
     storage.create_empty_files()?;
-    let checked = check_existing(&storage, &meta, &args.dir, args.json)?;
+    let checked = check_existing(&storage, meta, &args.dir, args.json)?;
     let have = checked.have;
     if args.json {
         // What this run starts from: how a test sees that a restart kept what was verified.
@@ -621,13 +913,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
             })
         );
     }
-    let mut config = SessionConfig::default();
-    config.torrent.strategy = match args.strategy {
-        StrategyArg::Rarest => Strategy::RarestFirst,
-        StrategyArg::Sequential => Strategy::Sequential,
-        StrategyArg::Random => Strategy::Random,
-    };
-    args.limits.apply(&mut config);
+    let config = session_config(args);
     let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
     let stop = if args.seed {
         StopWhen::Interrupted
@@ -636,41 +922,21 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let run = Run {
-        meta: &meta,
+        meta,
         dir: &args.dir,
         storage: storage.clone(),
         have,
         config,
         listen: args.listen,
-        peers: &args.peers,
+        peers,
         stop,
         max_half_open: args.limits.max_half_open(),
         resume_interval: args.resume_interval,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
-    save_resume(&storage, &meta, &args.dir, &finished.have);
-    if finished.have.is_complete() {
-        if !args.json {
-            println!(
-                "{}: complete and verified in {}",
-                meta.info.name,
-                args.dir.display()
-            );
-        }
-        Ok(())
-    } else {
-        bail!(
-            "stopped with {} of {} pieces verified{}",
-            finished.have.count(),
-            finished.have.len(),
-            if finished.outcome == Outcome::Interrupted {
-                " (interrupted)"
-            } else {
-                ""
-            }
-        )
-    }
+    save_resume(&storage, meta, &args.dir, &finished.have);
+    finish_get(Some(meta), args, &finished)
 }
 
 pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
@@ -727,7 +993,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
 fn announce_only(meta: &Metainfo, args: &GetArgs) -> anyhow::Result<()> {
     let urls: Vec<&String> = meta.trackers.iter().flatten().collect();
     if urls.is_empty() {
-        bail!("{} names no tracker", args.torrent.display());
+        bail!("{} names no tracker", args.torrent);
     }
     let mut rng = Rng::new(seed_from_clock());
     let mut id = *b"-BT0100-000000000000";
