@@ -44,6 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::dht::{DhtInput, DhtReport, DhtRunner, DhtSetup};
 use crate::disk::DiskPool;
 use crate::net::Net;
 use crate::storage::Storage;
@@ -130,6 +131,8 @@ pub struct Finished {
     pub have: Bitfield,
     /// Why it failed, for [`Outcome::Failed`].
     pub error: Option<String>,
+    /// The DHT routing table to save for the next run, when the DHT ran.
+    pub dht_state: Option<Vec<u8>>,
 }
 
 /// Where the driver learned of a peer (`bt get -v` says it per connection).
@@ -298,6 +301,8 @@ pub enum Report {
         /// When the next announce (to this or another tracker) happens; zero for at once.
         retry_in: Option<Duration>,
     },
+    /// The DHT node (see [`Driver::start_dht`]).
+    Dht(DhtReport),
     /// An announce has had no answer for [`SLOW_TRACKER_NOTICE`]; it goes on.
     TrackerSlow {
         /// The tracker's URL.
@@ -346,6 +351,7 @@ enum Input<N: Net> {
     AnnounceSlow {
         url: String,
     },
+    Dht(DhtInput),
 }
 
 struct ConnTasks {
@@ -399,6 +405,10 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     max_peers: usize,
     /// Whether the last status reported showed a write stall.
     stalled: bool,
+    /// The DHT node, once started.
+    dht: Option<DhtRunner>,
+    /// What the DHT said since the last drain.
+    dht_reports: Vec<DhtReport>,
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
@@ -510,6 +520,8 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             max_dials: MAX_DIALS,
             max_peers,
             stalled: false,
+            dht: None,
+            dht_reports: Vec::new(),
         }
     }
 
@@ -573,6 +585,34 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     /// The address peers can reach us on, once listening.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// Starts a DHT node (BEP 5) on UDP at `setup.bind`, finding peers for the torrent and
+    /// announcing it (with our listening port, so call [`Driver::listen`] first); returns the
+    /// bound address. Peers that send a BEP 5 `port` message are tried as nodes too.
+    pub async fn start_dht(&mut self, setup: DhtSetup) -> std::io::Result<SocketAddr> {
+        let info_hash = self
+            .session
+            .torrent(self.torrent)
+            .expect("the driver's torrent exists")
+            .info_hash();
+        let port = self.local_addr.map_or(0, |a| a.port());
+        let now = self.now();
+        let (runner, local) = DhtRunner::start(
+            &self.net,
+            setup,
+            info_hash,
+            port,
+            now,
+            &mut self.rng,
+            self.tx.clone(),
+            Input::Dht,
+            &mut self.dht_reports,
+        )
+        .await?;
+        self.dht = Some(runner);
+        self.session.set_dht_port(local.port());
+        Ok(local)
     }
 
     /// Announces to these trackers (BEP 12 tiers, each a list of URLs) while running: `started`
@@ -865,6 +905,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 });
             }
             TorrentEvent::MetadataReceived => self.metadata_received(reports),
+            TorrentEvent::DhtPort { addr } => {
+                let now = self.now();
+                if let Some(dht) = &mut self.dht {
+                    dht.add_node(now, *addr);
+                }
+            }
             TorrentEvent::MetadataInvalid(why) => {
                 self.failed = Some(format!("the torrent's metadata is unusable: {why}"));
             }
@@ -964,6 +1010,11 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 url,
                 waited: SLOW_TRACKER_NOTICE,
             }),
+            Input::Dht(input) => {
+                if let Some(dht) = &mut self.dht {
+                    dht.handle(now, input, &mut self.dht_reports);
+                }
+            }
         }
     }
 
@@ -1088,6 +1139,28 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         }));
     }
 
+    /// Starts a due DHT announce, sends its datagrams, and queues the peers it found.
+    fn pump_dht(&mut self, reports: &mut Vec<Report>) {
+        let Some(dht) = &mut self.dht else {
+            return;
+        };
+        let now = self.clock.now();
+        let mut peers = Vec::new();
+        dht.pump(now, &mut self.dht_reports, &mut peers);
+        let count = peers
+            .into_iter()
+            .filter(|&p| self.add_candidate(p, PeerSource::Dht))
+            .count();
+        if count > 0 {
+            reports.push(Report::PeersFound {
+                source: PeerSource::Dht,
+                from: None,
+                count,
+            });
+        }
+        reports.extend(self.dht_reports.drain(..).map(Report::Dht));
+    }
+
     /// Whether every piece is verified.
     pub fn is_complete(&self) -> bool {
         self.session
@@ -1113,6 +1186,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         let outcome = loop {
             self.process_outputs(&mut reports);
             self.pump_trackers();
+            self.pump_dht(&mut reports);
             self.dial_more();
             for r in reports.drain(..) {
                 report(&r);
@@ -1123,13 +1197,14 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             if stop == StopWhen::Complete && self.is_complete() {
                 break Outcome::Complete;
             }
-            let next = match (
+            let next = [
                 self.session.poll_timeout(),
                 self.announcer.as_ref().and_then(Announcer::poll_timeout),
-            ) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+                self.dht.as_ref().and_then(DhtRunner::poll_timeout),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let deadline = next
                 .map(|t| self.deadline(t))
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -1143,6 +1218,9 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = self.now();
                     self.session.handle_timeout(now);
+                    if let Some(dht) = &mut self.dht {
+                        dht.handle_timeout(now);
+                    }
                 }
                 _ = tick.tick() => report(&Report::Status(self.status())),
             }
@@ -1162,6 +1240,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             status,
             have,
             error: self.failed.take(),
+            dht_state: self.dht.as_ref().map(DhtRunner::state),
         }
     }
 

@@ -14,6 +14,7 @@
 //! - [`units`]: byte sizes as people read and write them.
 
 pub mod create;
+pub mod dht;
 pub mod disk;
 pub mod driver;
 pub mod net;

@@ -2,6 +2,7 @@
 //! yet are not defined, so they do not appear in `--help`.
 
 mod create;
+mod dht;
 mod info;
 mod limits;
 mod tracker;

@@ -17,6 +17,7 @@ use bt_protocol::tracker::{
     AnnounceRequest, AnnounceResponse, AnnouncerConfig, Event as AnnounceEvent, TrackerUrl,
 };
 use bt_protocol::wire::PeerId;
+use bt_runtime::dht::DhtReport;
 use bt_runtime::driver::{
     Driver, Finished, Outcome, Report, Status, StopWhen, default_disk_threads,
 };
@@ -26,6 +27,7 @@ use bt_runtime::storage::{DEFAULT_MAX_OPEN_FILES, FsStorage, Storage};
 use bt_runtime::tracker::{Clock, announce};
 use bt_runtime::units::format_bytes;
 
+use super::dht::DhtArgs;
 use super::limits::LimitArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -61,6 +63,8 @@ pub(crate) struct GetArgs {
     announce_only: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    dht: DhtArgs,
     /// How often resume data is saved while downloading (for tests of crash safety).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, hide = true)]
     resume_interval: Duration,
@@ -85,6 +89,8 @@ pub(crate) struct SeedArgs {
     verbose: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    dht: DhtArgs,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -315,6 +321,7 @@ impl Display {
                     ),
                 );
             }
+            Report::Dht(d) => self.dht(d),
             // Said by `metadata_received`, which the caller calls with what it needs.
             Report::MetadataReceived(_) => {}
             Report::ConnectFailed { .. }
@@ -322,6 +329,40 @@ impl Display {
             | Report::PeerConnected { .. }
             | Report::PeersFound { .. }
             | Report::Event(_) => {}
+        }
+    }
+
+    fn dht(&mut self, d: &DhtReport) {
+        let loud = self.json || self.verbose;
+        match d {
+            DhtReport::Listening(addr) if loud => self.line(
+                serde_json::json!({"event": "dht_listening", "addr": addr.to_string()}),
+                format!("DHT node on udp {addr}"),
+            ),
+            DhtReport::BadState(e) => self.line(
+                serde_json::json!({"event": "dht_bad_state", "error": e}),
+                format!("warning: ignoring the saved DHT routing table: {e}"),
+            ),
+            DhtReport::BootstrapFailed { node, error } if loud => self.line(
+                serde_json::json!({"event": "dht_bootstrap_failed", "node": node, "error": error}),
+                format!("DHT bootstrap node {node}: {error}"),
+            ),
+            DhtReport::Bootstrapped { nodes } if loud => self.line(
+                serde_json::json!({"event": "dht_bootstrapped", "nodes": nodes}),
+                format!("DHT: {nodes} nodes"),
+            ),
+            DhtReport::Announced {
+                peers,
+                announced,
+                nodes,
+            } if loud => self.line(
+                serde_json::json!({
+                    "event": "dht_announced", "peers": peers, "announced_to": announced,
+                    "nodes": nodes,
+                }),
+                format!("DHT announce: {peers} peers found, announced to {announced} nodes ({nodes} in the table)"),
+            ),
+            _ => {}
         }
     }
 
@@ -608,6 +649,7 @@ struct Run<'a> {
     stop: StopWhen,
     max_half_open: usize,
     resume_interval: Duration,
+    dht: &'a DhtArgs,
 }
 
 async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finished> {
@@ -636,6 +678,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         serde_json::json!({"event": "listening", "addr": addr.to_string()}),
         format!("listening on {addr}"),
     );
+    start_dht(&mut driver, run.dht, addr, run.meta.info.private).await;
     for p in run.peers {
         driver.add_peer(*p);
     }
@@ -646,7 +689,31 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         })
         .await;
     saver.finish();
+    if let Some(state) = &finished.dht_state {
+        run.dht.save(state);
+    }
     Ok(finished)
+}
+
+/// Starts the DHT beside the listener at `addr` unless it is off; a failure is a warning (the
+/// transfer goes on with its other peer sources).
+async fn start_dht<D: Storage + 'static>(
+    driver: &mut Driver<TokioNet, D>,
+    dht: &DhtArgs,
+    addr: SocketAddr,
+    private: bool,
+) {
+    let Some(setup) = dht.setup(addr, private) else {
+        return;
+    };
+    // The TCP port for UDP too, as BitTorrent clients do; any port if it is taken.
+    let any = SocketAddr::new(addr.ip(), 0);
+    if let Err(e) = driver.start_dht(setup.clone()).await {
+        let retry = bt_runtime::dht::DhtSetup { bind: any, ..setup };
+        if let Err(e2) = driver.start_dht(retry).await {
+            eprintln!("bt: warning: no DHT: cannot bind UDP on {addr} ({e}) or {any} ({e2})");
+        }
+    }
 }
 
 pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
@@ -754,10 +821,10 @@ fn session_config(args: &GetArgs) -> SessionConfig {
 /// `bt get` of a magnet whose metadata is not on disk yet: fetches it from peers, saves the
 /// `.torrent` beside the data, then downloads as for a torrent file (same run, same connections).
 fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyhow::Result<()> {
-    if peers.is_empty() && magnet.trackers.is_empty() {
+    if peers.is_empty() && magnet.trackers.is_empty() && args.dht.is_off() {
         bail!(
-            "the magnet link names no tracker (tr=) and no peer (x.pe=), and no --peer was given: \
-             nowhere to find peers"
+            "the magnet link names no tracker (tr=) and no peer (x.pe=), no --peer was given and \
+             the DHT is off: nowhere to find peers"
         );
     }
     std::fs::create_dir_all(&args.dir)
@@ -809,6 +876,9 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             serde_json::json!({"event": "listening", "addr": addr.to_string()}),
             format!("listening on {addr}"),
         );
+        // Whether the torrent is private is known only with its metadata; a magnet link is
+        // public by nature (BEP 27 torrents are shared as files).
+        start_dht(&mut driver, &args.dht, addr, false).await;
         for p in peers {
             driver.add_peer(*p);
         }
@@ -839,6 +909,9 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     })?;
     if let Some(saver) = saver {
         saver.finish();
+    }
+    if let Some(state) = &finished.dht_state {
+        args.dht.save(state);
     }
     display.bar.finish_and_clear();
     let storage = opened.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -881,10 +954,18 @@ fn finish_get(meta: Option<&Metainfo>, args: &GetArgs, finished: &Finished) -> a
 
 /// `bt get` of a torrent whose metadata we have (a file, or a magnet's saved torrent).
 fn get_torrent(meta: &Metainfo, args: &GetArgs, peers: &[SocketAddr]) -> anyhow::Result<()> {
-    if peers.is_empty() && meta.trackers.iter().all(Vec::is_empty) {
+    if peers.is_empty()
+        && meta.trackers.iter().all(Vec::is_empty)
+        && (args.dht.is_off() || meta.info.private)
+    {
         bail!(
-            "{} names no tracker and no --peer was given: nowhere to find peers",
-            args.torrent
+            "{} names no tracker, no --peer was given and the DHT is off{}: nowhere to find peers",
+            args.torrent,
+            if meta.info.private {
+                " (the torrent is private)"
+            } else {
+                ""
+            }
         );
     }
     std::fs::create_dir_all(&args.dir)
@@ -932,6 +1013,7 @@ fn get_torrent(meta: &Metainfo, args: &GetArgs, peers: &[SocketAddr]) -> anyhow:
         stop,
         max_half_open: args.limits.max_half_open(),
         resume_interval: args.resume_interval,
+        dht: &args.dht,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
@@ -975,6 +1057,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         stop: StopWhen::Interrupted,
         max_half_open: args.limits.max_half_open(),
         resume_interval: RESUME_SAVE_INTERVAL,
+        dht: &args.dht,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();

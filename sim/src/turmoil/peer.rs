@@ -312,7 +312,7 @@ impl Shared {
             Report::TrackerSlow { .. } => ("tracker_slow", [14, 0, 0]),
             Report::MetadataReceived(_) => ("metadata_received", [15, 0, 0]),
             // Said again by the protocol's own events (connected) or by the peers dialled.
-            Report::PeerConnected { .. } | Report::PeersFound { .. } => return,
+            Report::PeerConnected { .. } | Report::PeersFound { .. } | Report::Dht(_) => return,
         };
         // Status snapshots are bookkeeping (ten a second per peer): hashed, not counted.
         if kind != "status" {

@@ -1,0 +1,358 @@
+//! The driver's DHT node (BEP 5): the protocol's sans-IO [`Dht`] over one bound UDP socket.
+//!
+//! A receive task hands every datagram to the driver as an input; the driver feeds it to the
+//! machine and hands what the machine wants sent to a send task through a bounded queue
+//! ([`MAX_SEND_QUEUE`] datagrams: past it a datagram is dropped, as a congested network would).
+//! The node starts from the routing table a previous run saved ([`DhtSetup::saved`], see
+//! [`encode_state`]) and from the bootstrap nodes, resolved by name in a task of their own so a
+//! slow resolver does not hold up the start. Once the table has nodes it announces the torrent
+//! (a `get_peers` lookup, then `announce_peer` to the closest nodes), again every
+//! [`REANNOUNCE`]; the peers found are queued to dial like a tracker's.
+//!
+//! Bounds: the send queue; each datagram read is at most [`MAX_DATAGRAM`] bytes; the machine
+//! bounds its own state (routing table, transactions, lookups, peer store).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bt_protocol::dht::{Dht, DhtConfig, DhtEvent, NodeId, load_state, save_state};
+use bt_protocol::metainfo::InfoHash;
+use bt_protocol::rng::Rng;
+use bt_protocol::time::Instant;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::net::{Net, NetBoundUdp};
+
+/// Datagrams waiting for the send task before new ones are dropped.
+pub const MAX_SEND_QUEUE: usize = 256;
+
+/// The longest datagram read (KRPC messages are far shorter; BEP 5 nodes keep to one MTU).
+pub const MAX_DATAGRAM: usize = 2048;
+
+/// How often the torrent is announced to the DHT again while the driver runs.
+pub const REANNOUNCE: Duration = Duration::from_secs(15 * 60);
+
+/// The public routers a node with no saved table starts from (what libtorrent, Transmission and
+/// qBittorrent use).
+pub const DEFAULT_BOOTSTRAP: &[&str] = &[
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "router.utorrent.com:6881",
+    "dht.libtorrent.org:25401",
+];
+
+/// How to start a driver's DHT node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhtSetup {
+    /// Where to bind the UDP socket (port 0 picks one; bt uses its TCP listening port).
+    pub bind: SocketAddr,
+    /// Nodes to start from, `host:port` each.
+    pub bootstrap: Vec<String>,
+    /// A routing table saved by an earlier run ([`encode_state`]), if any.
+    pub saved: Option<Vec<u8>>,
+}
+
+/// A routing table to save between runs: our node id and the nodes we know.
+pub fn encode_state(dht: &Dht) -> Vec<u8> {
+    save_state(dht.id(), &dht.nodes())
+}
+
+/// What the DHT tells the driver's caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DhtReport {
+    /// The node listens on this UDP address.
+    Listening(SocketAddr),
+    /// A saved routing table could not be read (it is ignored).
+    BadState(String),
+    /// A bootstrap name did not resolve.
+    BootstrapFailed {
+        /// The `host:port` given.
+        node: String,
+        /// Why.
+        error: String,
+    },
+    /// The routing table has nodes: lookups can start.
+    Bootstrapped {
+        /// Nodes in the table.
+        nodes: usize,
+    },
+    /// An announce (its lookup) finished.
+    Announced {
+        /// Peers it found in all.
+        peers: usize,
+        /// Nodes that took our announce.
+        announced: usize,
+        /// Nodes in the table now.
+        nodes: usize,
+    },
+}
+
+/// What the DHT's tasks hand the driver.
+pub(crate) enum DhtInput {
+    /// A datagram arrived.
+    Datagram {
+        /// From where.
+        from: SocketAddr,
+        /// Its bytes.
+        bytes: Bytes,
+    },
+    /// The bootstrap names resolved (those that did).
+    Resolved {
+        /// Their addresses.
+        addrs: Vec<SocketAddr>,
+        /// Names that failed, with why.
+        failed: Vec<(String, String)>,
+    },
+}
+
+/// How long after a bootstrap that found no node it is tried again.
+pub const REBOOTSTRAP: Duration = Duration::from_secs(60);
+
+/// The node and its tasks.
+pub(crate) struct DhtRunner {
+    dht: Dht,
+    info_hash: InfoHash,
+    /// Our TCP port, announced to the DHT.
+    port: u16,
+    out: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The bootstrap nodes' addresses, once resolved (bounded by what the user gave).
+    bootstrap: Vec<SocketAddr>,
+    /// When to bootstrap again if the table is still empty.
+    next_bootstrap: Option<Instant>,
+    /// When to announce next; `None` while one runs or before the table has nodes.
+    next_announce: Option<Instant>,
+    announcing: bool,
+    bootstrapped: bool,
+}
+
+impl DhtRunner {
+    /// Binds the socket and starts the tasks; their inputs reach the driver through `to_driver`,
+    /// wrapped by `wrap`. Returns the runner and the bound address.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start<N: Net, I: Send + 'static>(
+        net: &N,
+        setup: DhtSetup,
+        info_hash: InfoHash,
+        port: u16,
+        now: Instant,
+        rng: &mut Rng,
+        to_driver: mpsc::Sender<I>,
+        wrap: fn(DhtInput) -> I,
+        reports: &mut Vec<DhtReport>,
+    ) -> std::io::Result<(DhtRunner, SocketAddr)> {
+        let socket = std::sync::Arc::new(net.udp_bind(setup.bind).await?);
+        let local = socket.local_addr()?;
+        let (saved_id, saved_nodes) = match setup.saved.as_deref().map(load_state) {
+            Some(Ok((id, nodes))) => (Some(id), nodes),
+            Some(Err(e)) => {
+                reports.push(DhtReport::BadState(e.to_string()));
+                (None, Vec::new())
+            }
+            None => (None, Vec::new()),
+        };
+        let id = saved_id.unwrap_or_else(|| {
+            let mut id = [0u8; 20];
+            rng.fill(&mut id);
+            NodeId(id)
+        });
+        let mut dht = Dht::new(DhtConfig::default(), id, rng.fork(0x0064_6874));
+        for (_, addr) in saved_nodes {
+            dht.add_node(now, addr);
+        }
+        let (out, mut out_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(MAX_SEND_QUEUE);
+        let sender = socket.clone();
+        let send_task = tokio::spawn(async move {
+            while let Some((to, bytes)) = out_rx.recv().await {
+                // A failed send (an unreachable address) is a lost datagram, as UDP goes.
+                let _ = sender.send_to(&bytes, to).await;
+            }
+        });
+        let tx = to_driver.clone();
+        let recv_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            loop {
+                match socket.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        let bytes = Bytes::copy_from_slice(&buf[..n]);
+                        if tx
+                            .send(wrap(DhtInput::Datagram { from, bytes }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // An ICMP error surfaces as a failed receive on some systems: not fatal.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        });
+        let resolver = net.clone();
+        let names = setup.bootstrap;
+        let resolve_task = tokio::spawn(async move {
+            let mut addrs = Vec::new();
+            let mut failed = Vec::new();
+            for name in names {
+                match resolve(&resolver, &name).await {
+                    Ok(found) => addrs.extend(found),
+                    Err(e) => failed.push((name, e)),
+                }
+            }
+            let _ = to_driver
+                .send(wrap(DhtInput::Resolved { addrs, failed }))
+                .await;
+        });
+        reports.push(DhtReport::Listening(local));
+        let runner = DhtRunner {
+            dht,
+            info_hash,
+            port,
+            out,
+            tasks: vec![send_task, recv_task, resolve_task],
+            bootstrap: Vec::new(),
+            next_bootstrap: None,
+            next_announce: None,
+            announcing: false,
+            bootstrapped: false,
+        };
+        Ok((runner, local))
+    }
+
+    /// The routing table to save ([`encode_state`]).
+    pub(crate) fn state(&self) -> Vec<u8> {
+        encode_state(&self.dht)
+    }
+
+    /// A node to try: a peer's BEP 5 `port` message.
+    pub(crate) fn add_node(&mut self, now: Instant, addr: SocketAddr) {
+        self.dht.add_node(now, addr);
+    }
+
+    /// Takes an input of the DHT's tasks.
+    pub(crate) fn handle(&mut self, now: Instant, input: DhtInput, reports: &mut Vec<DhtReport>) {
+        match input {
+            DhtInput::Datagram { from, bytes } => self.dht.handle_datagram(now, from, &bytes),
+            DhtInput::Resolved { addrs, failed } => {
+                for (node, error) in failed {
+                    reports.push(DhtReport::BootstrapFailed { node, error });
+                }
+                self.bootstrap = addrs;
+                self.start_bootstrap(now);
+            }
+        }
+    }
+
+    fn start_bootstrap(&mut self, now: Instant) {
+        for &addr in &self.bootstrap {
+            self.dht.add_node(now, addr);
+        }
+        self.dht.bootstrap(now);
+        self.next_bootstrap = Some(now + REBOOTSTRAP);
+    }
+
+    /// The next time [`DhtRunner::handle_timeout`] has work.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.dht.poll_timeout(),
+            self.next_announce,
+            self.next_bootstrap,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Time has passed.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.dht.handle_timeout(now);
+        if self.next_bootstrap.is_some_and(|at| at <= now) {
+            if self.dht.node_count() == 0 {
+                self.start_bootstrap(now);
+            } else {
+                self.next_bootstrap = None;
+            }
+        }
+    }
+
+    /// Starts a due announce, hands datagrams to the send task, and takes the machine's events:
+    /// the peers found go into `peers`.
+    pub(crate) fn pump(
+        &mut self,
+        now: Instant,
+        reports: &mut Vec<DhtReport>,
+        peers: &mut Vec<SocketAddr>,
+    ) {
+        if self.next_announce.is_some_and(|at| at <= now) {
+            self.next_announce = None;
+            self.announcing = true;
+            self.dht.announce(now, self.info_hash, Some(self.port));
+        }
+        while let Some(t) = self.dht.poll_transmit() {
+            // Full: dropped, as a congested link would; the machine times the query out.
+            let _ = self.out.try_send((t.to, t.bytes));
+        }
+        while let Some(event) = self.dht.poll_event() {
+            match event {
+                DhtEvent::Peers {
+                    info_hash,
+                    peers: found,
+                    ..
+                } if info_hash == self.info_hash => peers.extend(found),
+                DhtEvent::Peers { .. } => {}
+                DhtEvent::LookupDone {
+                    info_hash,
+                    peers: found,
+                    announced,
+                    ..
+                } if info_hash == self.info_hash => {
+                    self.announcing = false;
+                    self.next_announce = Some(now + REANNOUNCE);
+                    reports.push(DhtReport::Announced {
+                        peers: found,
+                        announced,
+                        nodes: self.dht.node_count(),
+                    });
+                }
+                DhtEvent::LookupDone { .. } => {}
+                DhtEvent::Bootstrapped { nodes } => {
+                    if !self.bootstrapped {
+                        self.bootstrapped = true;
+                        reports.push(DhtReport::Bootstrapped { nodes });
+                    }
+                    if !self.announcing && self.next_announce.is_none() {
+                        self.next_announce = Some(now);
+                    }
+                }
+            }
+        }
+        // Started by an event just now: at once, not at the next wake-up.
+        if self.next_announce.is_some_and(|at| at <= now) {
+            self.pump(now, reports, peers);
+        }
+    }
+}
+
+impl Drop for DhtRunner {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Resolves `host:port` (an IP literal needs no resolver).
+async fn resolve<N: Net>(net: &N, node: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(addr) = node.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let (host, port) = node
+        .rsplit_once(':')
+        .ok_or_else(|| "not HOST:PORT".to_owned())?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port `{port}`"))?;
+    net.resolve(host.to_owned(), port)
+        .await
+        .map_err(|e| e.to_string())
+}
