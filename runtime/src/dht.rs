@@ -7,7 +7,8 @@
 //! [`encode_state`]) and from the bootstrap nodes, resolved by name in a task of their own so a
 //! slow resolver does not hold up the start. Once the table has nodes it announces the torrent
 //! (a `get_peers` lookup, then `announce_peer` to the closest nodes), again every
-//! [`REANNOUNCE`]; the peers found are queued to dial like a tracker's.
+//! [`REANNOUNCE`] (sooner, from [`EMPTY_LOOKUP_RETRY`] doubling, while lookups find no peer); the
+//! peers found are queued to dial like a tracker's.
 //!
 //! Bounds: the send queue; each datagram read is at most [`MAX_DATAGRAM`] bytes; the machine
 //! bounds its own state (routing table, transactions, lookups, peer store).
@@ -107,6 +108,11 @@ pub(crate) enum DhtInput {
     },
 }
 
+/// After a lookup that found no peer, the next comes this soon, doubling up to [`REANNOUNCE`]
+/// while lookups stay empty: a magnet with no other peer source waits on the DHT, and a seeder
+/// may announce itself just after our first lookup.
+pub const EMPTY_LOOKUP_RETRY: Duration = Duration::from_secs(5);
+
 /// How long after a bootstrap that found no node it is tried again.
 pub const REBOOTSTRAP: Duration = Duration::from_secs(60);
 
@@ -126,6 +132,8 @@ pub(crate) struct DhtRunner {
     next_announce: Option<Instant>,
     announcing: bool,
     bootstrapped: bool,
+    /// Lookups in a row that found no peer.
+    empty_lookups: u32,
 }
 
 impl DhtRunner {
@@ -217,6 +225,7 @@ impl DhtRunner {
             next_announce: None,
             announcing: false,
             bootstrapped: false,
+            empty_lookups: 0,
         };
         Ok((runner, local))
     }
@@ -309,7 +318,18 @@ impl DhtRunner {
                     ..
                 } if info_hash == self.info_hash => {
                     self.announcing = false;
-                    self.next_announce = Some(now + REANNOUNCE);
+                    self.empty_lookups = if found == 0 {
+                        self.empty_lookups.saturating_add(1)
+                    } else {
+                        0
+                    };
+                    let wait = match self.empty_lookups {
+                        0 => REANNOUNCE,
+                        n => EMPTY_LOOKUP_RETRY
+                            .saturating_mul(1 << (n - 1).min(16))
+                            .min(REANNOUNCE),
+                    };
+                    self.next_announce = Some(now + wait);
                     reports.push(DhtReport::Announced {
                         peers: found,
                         announced,

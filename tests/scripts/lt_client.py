@@ -5,6 +5,9 @@ Usage:
   /usr/bin/python3 tests/scripts/lt_client.py seed TORRENT DIR PORT [--timeout S]
   /usr/bin/python3 tests/scripts/lt_client.py get TORRENT|MAGNET DIR PORT [--peer ADDR:PORT]... [--timeout S]
 
+  /usr/bin/python3 tests/scripts/lt_client.py node - - PORT [--dht-bootstrap ADDR:PORT]... [--timeout S]
+    a DHT node and nothing else (a bootstrap node for tests); prints {"event": "dht_node", "port": N}
+
 Either mode also takes --dht (run libtorrent's DHT node on the listen port, loopback nodes allowed)
 and --dht-bootstrap ADDR:PORT (repeatable; the nodes it starts from, with --dht).
 
@@ -30,12 +33,14 @@ Message Stream Encryption; libtorrent's first try would be encrypted). Must run 
 (python3-libtorrent exists only for the Debian interpreter).
 """
 import json
+import warnings
 import sys
 import time
 
 import libtorrent as lt
 
 STARTED = time.monotonic()
+warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def emit(**event):
@@ -43,11 +48,11 @@ def emit(**event):
 
 
 def parse(argv):
-    if len(argv) < 5 or argv[1] not in ("seed", "get"):
+    if len(argv) < 5 or argv[1] not in ("seed", "get", "node"):
         return None
     opts = {"mode": argv[1], "torrent": argv[2], "dir": argv[3], "port": int(argv[4]), "peers": []}
-    opts["timeout"] = 600.0 if opts["mode"] == "seed" else 60.0
-    opts["dht"] = False
+    opts["timeout"] = 60.0 if opts["mode"] == "get" else 600.0
+    opts["dht"] = opts["mode"] == "node"
     opts["bootstrap"] = []
     rest = argv[5:]
     while rest:
@@ -146,12 +151,43 @@ def add(ses, opts):
     return ses.add_torrent(params)
 
 
+def dht_nodes(ses):
+    return ses.status().dht_nodes
+
+
+def node(ses, opts):
+    """A DHT node only: reports its port, then the size of its routing table as it changes."""
+    deadline = time.monotonic() + opts["timeout"]
+    emit(event="dht_node", port=ses.listen_port())
+    last = -1
+    while time.monotonic() < deadline:
+        drain_alerts(ses)
+        n = dht_nodes(ses)
+        if n != last:
+            emit(event="dht_nodes", nodes=n)
+            last = n
+        time.sleep(0.2)
+    return 0
+
+
 def seed(ses, handle, opts):
     deadline = time.monotonic() + opts["timeout"]
     announced = False
     checked = False
+    last_dht = 0.0
+    last_nodes = -1
     while time.monotonic() < deadline:
         checked |= any(isinstance(a, lt.torrent_checked_alert) for a in drain_alerts(ses))
+        now = time.monotonic()
+        if opts["dht"] and now - last_dht >= 2:
+            # Announce again and again: the first announces go out before the routing table has
+            # its bootstrap node, and the default interval is 15 minutes.
+            handle.force_dht_announce()
+            last_dht = now
+            n = dht_nodes(ses)
+            if n != last_nodes:
+                emit(event="dht_nodes", nodes=n)
+                last_nodes = n
         st = handle.status()
         if not announced and st.is_seeding and ses.is_listening():
             emit(event="seeding", port=ses.listen_port())
@@ -174,6 +210,7 @@ def get(ses, handle, opts):
         handle.connect_peer((host, port))
     last_connect = time.monotonic()
     last_progress = 0.0
+    last_dht = 0.0
     while True:
         drain_alerts(ses)
         st = handle.status()
@@ -189,6 +226,11 @@ def get(ses, handle, opts):
             last_progress = now
         if st.is_seeding:
             break
+        # With the DHT, look the torrent up again every 2 s while no peer is connected (the default
+        # interval is 15 minutes, and the first lookup may run before the seeder announced).
+        if opts["dht"] and st.num_peers == 0 and now - last_dht >= 2:
+            handle.force_dht_announce()
+            last_dht = now
         # A given peer libtorrent failed to reach is forgotten: ask again while none is connected.
         if opts["peers"] and st.num_peers == 0 and now - last_connect >= 2:
             for host, port in opts["peers"]:
@@ -220,6 +262,8 @@ def main(argv):
         sys.stderr.write(__doc__)
         return 2
     ses = make_session(opts)
+    if opts["mode"] == "node":
+        return node(ses, opts)
     handle = add(ses, opts)
     if opts["mode"] == "seed":
         return seed(ses, handle, opts)

@@ -522,8 +522,20 @@ impl LtSeeder {
     /// name), and waits (at most [`START_TIMEOUT`]) until it has checked the data, is a seeder and
     /// listens. It picks its own port.
     pub fn start(torrent: &Path, dir: &Path) -> LtSeeder {
+        LtSeeder::start_with(torrent, dir, &[])
+    }
+
+    /// [`LtSeeder::start`] with libtorrent's DHT on (UDP on its listening port), started from
+    /// `bootstrap`, announcing the torrent every 2 s.
+    pub fn start_with_dht(torrent: &Path, dir: &Path, bootstrap: SocketAddr) -> LtSeeder {
+        let boot = bootstrap.to_string();
+        LtSeeder::start_with(torrent, dir, &["--dht", "--dht-bootstrap", &boot])
+    }
+
+    fn start_with(torrent: &Path, dir: &Path, extra: &[&str]) -> LtSeeder {
         let mut cmd = lt_client_command("seed", torrent, dir, 0);
         cmd.args(["--timeout", &LT_SEED_LIFETIME_SECS.to_string()]);
+        cmd.args(extra);
         let proc = Proc::spawn("libtorrent seeder", cmd);
         let ev = proc.wait_for(|e| is_event(e, "seeding"), START_TIMEOUT);
         let port = u16::try_from(field_u64(&ev, "port")).expect("a port number");
@@ -536,6 +548,36 @@ impl LtSeeder {
     }
 
     /// The seeder process (its events and log).
+    pub fn proc(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+/// A libtorrent session that is only a DHT node on 127.0.0.1 (`lt_client.py node`): a bootstrap
+/// node for DHT tests. Killed when dropped.
+pub struct LtDhtNode {
+    /// Its UDP port (127.0.0.1).
+    pub port: u16,
+    proc: Proc,
+}
+
+impl LtDhtNode {
+    /// Starts it and waits (at most [`START_TIMEOUT`]) for its port.
+    pub fn start() -> LtDhtNode {
+        let mut cmd = lt_client_command("node", Path::new("-"), Path::new("-"), 0);
+        cmd.args(["--timeout", &LT_SEED_LIFETIME_SECS.to_string()]);
+        let proc = Proc::spawn("libtorrent DHT node", cmd);
+        let ev = proc.wait_for(|e| is_event(e, "dht_node"), START_TIMEOUT);
+        let port = u16::try_from(field_u64(&ev, "port")).expect("a port number");
+        LtDhtNode { port, proc }
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The process (events and log).
     pub fn proc(&self) -> &Proc {
         &self.proc
     }

@@ -8,7 +8,7 @@ pub mod clients;
 pub mod fake_peer;
 
 pub use clients::{
-    Aria2Seeder, BtProc, LtSeeder, MadeTorrent, Opentracker, Proc, SWARM_FILES, SlowRelay,
+    Aria2Seeder, BtProc, LtDhtNode, LtSeeder, MadeTorrent, Opentracker, Proc, SWARM_FILES, SlowRelay,
     aria2_get, aria2_get_udp, bt_swarm, field_u64, free_port, gen_files, is_event, lt_get,
     make_torrent, tree_equal,
 };
