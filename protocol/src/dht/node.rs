@@ -671,8 +671,8 @@ impl Dht {
         }
     }
 
-    /// The `k` closest nodes of the families `want` asks for (BEP 32), by default the family of
-    /// the querier's address.
+    /// The `k` closest nodes (the querier left out) of the families `want` asks for (BEP 32), by
+    /// default the family of the querier's address.
     fn closest_for(
         &self,
         from: SocketAddr,
@@ -687,7 +687,11 @@ impl Dht {
         let k = self.config.k;
         let pick = |yes: bool, table: &RoutingTable| {
             if yes {
-                table.closest(target, k)
+                // The querier itself is no news to it.
+                let mut nodes = table.closest(target, k + 1);
+                nodes.retain(|n| n.addr != from);
+                nodes.truncate(k);
+                nodes
             } else {
                 Vec::new()
             }
