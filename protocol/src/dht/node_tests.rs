@@ -825,3 +825,53 @@ proptest! {
         run_steps(steps);
     }
 }
+
+#[test]
+fn get_peers_answers_fit_in_one_datagram() {
+    // Proves a get_peers answer with a full store of IPv6 peers and both node families stays
+    // within MAX_ANSWER_LEN, by carrying fewer peers.
+    let config = DhtConfig {
+        ipv6: true,
+        ..DhtConfig::default()
+    };
+    let mut d = Dht::new(config, OWN, Rng::new(1));
+    fill(&mut d, 30, v4);
+    fill(&mut d, 30, |i| {
+        SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 1, i as u16], 6881))
+    });
+    let hash = InfoHash([5; 20]);
+    let get_peers = query(Query::GetPeers {
+        id: id_n(1),
+        info_hash: hash,
+        want: Want { n4: true, n6: true },
+    });
+    for i in 0..100u16 {
+        let from = SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 2, i], 6881));
+        d.handle_datagram(Instant::ZERO, from, &get_peers);
+        let out = drain(&mut d);
+        let (_, m) = out.iter().find(|(to, _)| *to == from).unwrap();
+        let token = response_of(m).token.clone().unwrap();
+        let announce = query(Query::AnnouncePeer {
+            id: id_n(1),
+            info_hash: hash,
+            port: 7000,
+            implied_port: false,
+            token,
+        });
+        d.handle_datagram(Instant::ZERO, from, &announce);
+        drain(&mut d);
+    }
+    assert_eq!(d.peer_store().peer_count(), 100);
+    let from = addr("[2001:db8::3:1]:6881");
+    d.handle_datagram(Instant::ZERO, from, &get_peers);
+    let out: Vec<Transmit> = std::iter::from_fn(|| d.poll_transmit()).collect();
+    let answer = out.iter().find(|t| t.to == from).unwrap();
+    assert!(
+        answer.bytes.len() <= MAX_ANSWER_LEN,
+        "{}",
+        answer.bytes.len()
+    );
+    let r = response_of(&Message::decode(&answer.bytes).unwrap()).clone();
+    assert_eq!((r.nodes.len(), r.nodes6.len()), (8, 8));
+    assert!(r.values.len() >= 30, "{}", r.values.len());
+}
