@@ -875,3 +875,48 @@ fn get_peers_answers_fit_in_one_datagram() {
     assert_eq!((r.nodes.len(), r.nodes6.len()), (8, 8));
     assert!(r.values.len() >= 30, "{}", r.values.len());
 }
+
+#[test]
+fn full_bucket_pings_its_oldest_questionable_node_and_replaces_it_when_silent() {
+    // Proves the machine acts on BEP 5's replacement rule: a newcomer to a full bucket makes it
+    // ping the least recently seen questionable node; silent twice, that node is replaced by a
+    // cached newcomer.
+    let mut d = dht();
+    let far = |i: u8| NodeId([0x80 + i; 20]); // first bit differs from OWN's: one far bucket
+    for i in 0..8u8 {
+        let t = Instant::from_micros(u64::from(i));
+        d.handle_datagram(t, v4(u32::from(i)), &query(Query::Ping { id: far(i) }));
+    }
+    drain(&mut d);
+    assert_eq!(d.node_count(), 8);
+    let mut now = Instant::from_micros(100);
+    d.handle_datagram(now, v4(100), &query(Query::Ping { id: far(100) }));
+    let out = drain(&mut d);
+    let pings: Vec<SocketAddr> = out
+        .iter()
+        .filter(|(_, m)| matches!(m.body, Body::Query(Query::Ping { .. })))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(pings, vec![v4(0)], "the least recently seen is pinged");
+    assert_eq!(d.node_count(), 8, "the newcomer waits in the cache");
+    now = now + Duration::from_secs(5);
+    d.handle_timeout(now);
+    assert!(d.routing_table(false).entry(v4(0)).is_some(), "one failure");
+    d.handle_datagram(now, v4(101), &query(Query::Ping { id: far(101) }));
+    let out = drain(&mut d);
+    assert!(
+        out.iter()
+            .any(|(to, m)| *to == v4(0) && matches!(m.body, Body::Query(_)))
+    );
+    now = now + Duration::from_secs(5);
+    d.handle_timeout(now);
+    assert!(
+        d.routing_table(false).entry(v4(0)).is_none(),
+        "bad, replaced"
+    );
+    assert!(
+        d.routing_table(false).entry(v4(101)).is_some(),
+        "the freshest newcomer"
+    );
+    assert_eq!(d.node_count(), 8);
+}
