@@ -41,7 +41,7 @@ pub use krpc::{
 pub use lookup::{Candidate, CandidateState, Lookup, MAX_CANDIDATES, MAX_LOOKUP_PEERS};
 pub use node::{
     BOOTSTRAP_RETRY, Dht, DhtConfig, DhtEvent, ERROR_METHOD_UNKNOWN, ERROR_PROTOCOL, LookupId,
-    MAINTENANCE_INTERVAL, MAX_BOOTSTRAP_ADDRS, Transmit,
+    MAINTENANCE_INTERVAL, MAX_ANSWER_LEN, MAX_BOOTSTRAP_ADDRS, Transmit,
 };
 pub use routing::{
     GOOD_WINDOW, Insertion, MAX_BUCKETS, MAX_FAILURES, NodeEntry, NodeStatus, REPLACEMENT_CACHE,

@@ -43,6 +43,11 @@ pub const BOOTSTRAP_RETRY: Duration = Duration::from_secs(30);
 /// How often expired announces are dropped and an emptied table is noticed.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Largest answer we send, in bytes: a `get_peers` answer carries fewer peers than
+/// [`DhtConfig::max_values_per_answer`] if they would not fit (one unfragmented datagram on a
+/// 1,500-byte MTU).
+pub const MAX_ANSWER_LEN: usize = 1_400;
+
 /// KRPC error code for a protocol error, such as a bad token (BEP 5).
 pub const ERROR_PROTOCOL: i64 = 203;
 
@@ -69,7 +74,8 @@ pub struct DhtConfig {
     pub max_transmits: usize,
     /// Events queued for [`Dht::poll_event`] (1,024); the oldest `Peers` event is dropped first.
     pub max_events: usize,
-    /// Peers in one `get_peers` answer (100, as libtorrent).
+    /// Peers in one `get_peers` answer (100, as libtorrent; fewer if they would not fit in
+    /// [`MAX_ANSWER_LEN`]).
     pub max_values_per_answer: usize,
     /// BEP 43 read-only: our queries carry `ro=1` and we answer no queries.
     pub read_only: bool,
@@ -637,9 +643,13 @@ impl Dht {
                 info_hash, want, ..
             } => {
                 let (nodes, nodes6) = self.closest_for(from, &NodeId::from(info_hash), want);
-                let values =
-                    self.store
-                        .peers(now, &info_hash, from, self.config.max_values_per_answer);
+                // Keep the answer within MAX_ANSWER_LEN: 8 bytes per IPv4 peer ("6:" + 6),
+                // 20 per IPv6 one, 26 and 38 per node, at most 200 for the rest (t, y, id, ip, token, keys).
+                let used = 200 + nodes.len() * 26 + nodes6.len() * 38;
+                let per_value = if from.is_ipv4() { 8 } else { 20 };
+                let room = MAX_ANSWER_LEN.saturating_sub(used) / per_value;
+                let max = self.config.max_values_per_answer.min(room);
+                let values = self.store.peers(now, &info_hash, from, max);
                 let token = Token::new(self.tokens.token(from.ip())).expect("8 bytes fit");
                 ours(Response {
                     nodes,
@@ -671,8 +681,8 @@ impl Dht {
         }
     }
 
-    /// The `k` closest nodes of the families `want` asks for (BEP 32), by default the family of
-    /// the querier's address.
+    /// The `k` closest nodes (the querier left out) of the families `want` asks for (BEP 32), by
+    /// default the family of the querier's address.
     fn closest_for(
         &self,
         from: SocketAddr,
@@ -687,7 +697,11 @@ impl Dht {
         let k = self.config.k;
         let pick = |yes: bool, table: &RoutingTable| {
             if yes {
-                table.closest(target, k)
+                // The querier itself is no news to it.
+                let mut nodes = table.closest(target, k + 1);
+                nodes.retain(|n| n.addr != from);
+                nodes.truncate(k);
+                nodes
             } else {
                 Vec::new()
             }

@@ -13,6 +13,10 @@
 //! least recently seen questionable node: one that fails twice is replaced by the freshest
 //! replacement.
 //!
+//! An id never moves to another address; an address that answers one of our queries with a new
+//! id (a restarted node) replaces its old entry, while a query claiming a new id for a known
+//! address is ignored (queries are easier to spoof than answers to our transaction ids).
+//!
 //! Bounds: at most [`MAX_BUCKETS`] buckets of at most `k` nodes and [`REPLACEMENT_CACHE`]
 //! replacements each; an address appears at most once in the table; our own id never does.
 
@@ -111,7 +115,8 @@ pub enum Insertion {
         /// The node to ping, if any.
         ping: Option<SocketAddr>,
     },
-    /// The node was refused: our own id, or an address already in the table under another id.
+    /// The node was refused: our own id, an id already in the table at another address, or
+    /// (from a query) an address already in the table under another id.
     Refused,
 }
 
@@ -335,22 +340,34 @@ impl RoutingTable {
                 n.last_query = Some(now);
             }
         };
-        // Already known? The address must match: an id does not move to another address.
-        for bucket in &mut self.buckets {
-            if let Some(n) = bucket
+        // Already known? An id does not move to another address; an address answering our
+        // query with a new id is a node that restarted: its old entry goes.
+        let mut restarted = None;
+        for (b, bucket) in self.buckets.iter_mut().enumerate() {
+            if let Some(i) = bucket
                 .nodes
-                .iter_mut()
-                .find(|n| n.addr == addr || n.id == id)
+                .iter()
+                .position(|n| n.addr == addr || n.id == id)
             {
-                if n.addr != addr || n.id != id {
+                let n = &mut bucket.nodes[i];
+                if n.id == id && n.addr == addr {
+                    touch(n);
+                    if response {
+                        bucket.last_changed = Some(now);
+                    }
+                    return Insertion::Updated;
+                }
+                if n.id == id || !response {
                     return Insertion::Refused;
                 }
-                touch(n);
-                if response {
-                    bucket.last_changed = Some(now);
-                }
-                return Insertion::Updated;
+                restarted = Some((b, i));
+                break;
             }
+        }
+        if let Some((b, i)) = restarted {
+            let bucket = &mut self.buckets[b];
+            bucket.nodes.remove(i);
+            bucket.promote();
         }
         let mut node = NodeEntry::new(id, addr);
         touch(&mut node);

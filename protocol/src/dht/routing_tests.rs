@@ -153,8 +153,8 @@ fn full_bucket_pings_questionable_then_replaces_bad() {
 
 #[test]
 fn refuses_own_id_and_moved_addresses() {
-    // Proves our own id never enters, and neither an id at a second address nor a second id at
-    // a known address.
+    // Proves our own id never enters, nor an id at a second address, nor a second id claimed by
+    // a query from a known address; an answer with a new id replaces the restarted node.
     let mut t = RoutingTable::new(OWN, 8);
     assert_eq!(t.heard_response(at(0), OWN, addr(1)), Insertion::Refused);
     t.heard_response(at(0), id_at(2, 1), addr(1));
@@ -163,7 +163,7 @@ fn refuses_own_id_and_moved_addresses() {
         Insertion::Refused
     );
     assert_eq!(
-        t.heard_response(at(0), id_at(3, 1), addr(1)),
+        t.heard_query(at(0), id_at(3, 1), addr(1)),
         Insertion::Refused
     );
     assert_eq!(
@@ -171,6 +171,13 @@ fn refuses_own_id_and_moved_addresses() {
         Insertion::Updated
     );
     assert_eq!(t.len(), 1);
+    // An answer to our query with a new id: the node restarted, its old entry goes.
+    assert_eq!(
+        t.heard_response(at(1), id_at(3, 1), addr(1)),
+        Insertion::Added
+    );
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.entry(addr(1)).unwrap().id, id_at(3, 1));
 }
 
 #[test]
