@@ -6,7 +6,8 @@
 //!
 //! - [`bencode`]: decoding bencode as real clients do (lenient where libtorrent is, strict where the
 //!   meaning would be ambiguous) and encoding it canonically.
-//! - [`dht`]: the mainline DHT (BEP 5, 32): so far the KRPC message codec ([`dht::Message`]).
+//! - [`dht`]: the mainline DHT (BEP 5, 32): the KRPC codec ([`dht::Message`]), the routing table,
+//!   write tokens, iterative lookups, the peer store and the node machine ([`dht::Dht`]).
 //! - [`harness`]: an in-memory, deterministic swarm of [`torrent::Torrent`]s for tests and
 //!   benchmarks.
 //! - [`io`]: connection handles and the disk work the protocol asks its driver for.
