@@ -31,10 +31,23 @@ use libfuzzer_sys::fuzz_target;
 const PIECE: u64 = 32768;
 const TOTAL: u64 = 7 * PIECE + 1000;
 
-/// The true content of the torrent: one byte value per piece.
+/// The true content of the torrent: one byte value per piece. Digests are computed once.
 fn piece_digest(piece: u32, len: usize) -> [u8; 20] {
     use sha1::{Digest, Sha1};
-    Sha1::digest(vec![piece as u8; len]).into()
+    static DIGESTS: std::sync::OnceLock<Vec<[u8; 20]>> = std::sync::OnceLock::new();
+    let table = DIGESTS.get_or_init(|| {
+        (0..8u32)
+            .map(|p| {
+                let len = if p == 7 { TOTAL - 7 * PIECE } else { PIECE };
+                Sha1::digest(vec![p as u8; len as usize]).into()
+            })
+            .collect()
+    });
+    let full = if piece == 7 { TOTAL - 7 * PIECE } else { PIECE };
+    match table.get(piece as usize) {
+        Some(d) if len as u64 == full => *d,
+        _ => Sha1::digest(vec![piece as u8; len]).into(),
+    }
 }
 
 struct Script<'a>(&'a [u8]);
@@ -87,8 +100,15 @@ fn extended(id: u8, payload: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let mut s = Script(data);
     let setup = s.byte().unwrap_or(0);
-    let info = info_dict(if setup & 1 != 0 { 20_000 } else { 0 });
-    let parsed = Info::from_info_bytes(&info).unwrap();
+    static INFOS: std::sync::OnceLock<[(Vec<u8>, Info); 2]> = std::sync::OnceLock::new();
+    let infos = INFOS.get_or_init(|| {
+        [0, 20_000].map(|pad| {
+            let info = info_dict(pad);
+            let parsed = Info::from_info_bytes(&info).unwrap();
+            (info, parsed)
+        })
+    });
+    let (info, parsed) = &infos[usize::from(setup & 1)];
     let layout = parsed.layout.clone();
     let hash = InfoHash::of_info_bytes(&info);
     let config = TorrentConfig {

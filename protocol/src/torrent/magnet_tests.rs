@@ -773,3 +773,28 @@ fn unknown_or_malformed_extension_messages_are_ignored() {
     lab.send(c, &meta(MetadataMessage::Request { piece: 0 }));
     assert!(matches!(&lab.take(c)[..], [Got::Extended { id: 8, .. }]));
 }
+
+#[test]
+fn a_lie_about_the_size_does_not_stall_the_fetch() {
+    // Proves the fetch starts over when the peer whose size it took leaves and the others give
+    // another size: the honest peer, refused while the liar was there, is asked then.
+    let (info, hash) = info_dict(PIECE_LEN, TOTAL, 0);
+    let mut lab = Lab::magnet(TorrentConfig::default(), hash);
+    let liar = lab.connect(2, Direction::Outbound, reserved(false));
+    lab.send(liar, &ext_hs(&[("ut_metadata", 4)], Some(50_000), None));
+    assert_eq!(lab.metadata_requests(liar, 4), vec![0, 1]);
+    let honest = lab.connect(3, Direction::Outbound, reserved(false));
+    lab.send(
+        honest,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
+    assert!(
+        lab.metadata_requests(honest, 4).is_empty(),
+        "another size: refused"
+    );
+    lab.t.peer_disconnected(lab.now, liar);
+    lab.drain();
+    assert_eq!(lab.metadata_requests(honest, 4), vec![0]);
+    answer(&mut lab, honest, &info, &[0]);
+    assert!(lab.t.has_metadata());
+}
