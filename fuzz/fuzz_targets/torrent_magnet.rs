@@ -162,14 +162,17 @@ fuzz_target!(|data: &[u8]| {
                 torrent.handle_bytes(now, conn, &raw);
             }
             2 => {
+                // The kind takes the low 4 bits of `op`: the extensions come from their own byte
+                // (the extension protocol is on unless bit 1 says otherwise).
+                let flags = s.byte().unwrap_or(0);
                 let mut reserved = Reserved::NONE;
-                reserved.set_fast(op & 0x10 != 0);
-                reserved.set_extension_protocol(op & 0x08 != 0);
-                reserved.set_dht(op & 0x04 != 0);
+                reserved.set_fast(flags & 1 != 0);
+                reserved.set_extension_protocol(flags & 2 == 0);
+                reserved.set_dht(flags & 4 != 0);
                 let hs = Handshake {
                     reserved,
                     info_hash: hash,
-                    peer_id: PeerId([op; 20]),
+                    peer_id: PeerId([op ^ flags; 20]),
                 };
                 torrent.handle_bytes(now, conn, &hs.encode());
             }
