@@ -839,3 +839,34 @@ fn a_liar_mixed_with_an_honest_peer_is_found_and_the_honest_one_kept() {
     assert!(lab.t.is_banned(addr(2).ip()));
     assert!(!lab.t.is_banned(addr(3).ip()));
 }
+
+#[test]
+fn the_dht_bit_follows_the_dht_port() {
+    // Proves BEP 5 reserved bits: our handshake sets the DHT bit once a DHT port is known (in
+    // the config, or set later for the connections made after), and not before.
+    let (info, _) = info_dict(PIECE_LEN, TOTAL, 0);
+    let our_reserved = |t: &mut Torrent, n: u8| {
+        t.add_peer(
+            Instant::ZERO,
+            ConnId(u64::from(n)),
+            addr(n),
+            Direction::Outbound,
+        )
+        .unwrap();
+        let Some(TorrentOutput::Transmit { bytes, .. }) = t.poll_output() else {
+            panic!("our handshake goes first");
+        };
+        Handshake::parse(&bytes).unwrap().reserved
+    };
+    let mut lab = Lab::seeder(TorrentConfig::default(), &info, false);
+    assert!(!our_reserved(&mut lab.t, 2).dht());
+    lab.t.set_dht_port(6999);
+    let r = our_reserved(&mut lab.t, 3);
+    assert!(r.dht() && r.fast() && r.extension_protocol());
+    let config = TorrentConfig {
+        dht_port: Some(6999),
+        ..TorrentConfig::default()
+    };
+    let mut lab = Lab::seeder(config, &info, false);
+    assert!(our_reserved(&mut lab.t, 2).dht());
+}
