@@ -109,7 +109,12 @@ impl Lab {
 
     /// A magnet link's torrent for `hash`.
     pub(super) fn magnet(config: TorrentConfig, hash: InfoHash) -> Lab {
-        Lab::with(Torrent::new_magnet(config, hash, PeerId([1; 20]), Rng::new(1)))
+        Lab::with(Torrent::new_magnet(
+            config,
+            hash,
+            PeerId([1; 20]),
+            Rng::new(1),
+        ))
     }
 
     /// A seeder of the torrent whose info dictionary is `info`.
@@ -132,9 +137,7 @@ impl Lab {
     /// Connects scripted peer `n` (at [`addr`]`(n)`) in `direction` and sends its handshake.
     pub(super) fn connect(&mut self, n: u8, direction: Direction, reserved: Reserved) -> ConnId {
         let conn = ConnId(u64::from(n));
-        self.t
-            .add_peer(self.now, conn, addr(n), direction)
-            .unwrap();
+        self.t.add_peer(self.now, conn, addr(n), direction).unwrap();
         self.rx
             .insert(conn, (FrameDecoder::new(WireLimits::default()), false));
         let hs = Handshake {
@@ -244,7 +247,9 @@ impl Lab {
         self.take(conn)
             .into_iter()
             .filter_map(|g| match g {
-                Got::Extended { id: 0, payload } => Some(ExtendedHandshake::parse(&payload).unwrap()),
+                Got::Extended { id: 0, payload } => {
+                    Some(ExtendedHandshake::parse(&payload).unwrap())
+                }
                 _ => None,
             })
             .collect()
@@ -416,8 +421,15 @@ fn a_magnet_fetches_metadata_from_three_seeders_at_once_and_downloads() {
     assert!(magnet.torrent.has_metadata());
     assert_eq!(magnet.torrent.metadata_progress(), None);
     assert_eq!(magnet.torrent.layout(), &s.layout);
-    assert!(magnet.completed_at.is_some(), "{} pieces", magnet.torrent.have().count());
-    assert!(magnet.storage == content(total), "the data is verified byte for byte");
+    assert!(
+        magnet.completed_at.is_some(),
+        "{} pieces",
+        magnet.torrent.have().count()
+    );
+    assert!(
+        magnet.storage == content(total),
+        "the data is verified byte for byte"
+    );
     assert_eq!(magnet.torrent.peer_count(), 3, "the connections were kept");
     let serving = s.nodes[..3]
         .iter()
@@ -451,17 +463,24 @@ fn while_fetching_nothing_is_requested_written_or_unchoked() {
         _ => unreachable!(),
     })
     .unwrap();
-    assert_eq!(hs.metadata_size, None, "BEP 9: no size without the metadata");
+    assert_eq!(
+        hs.metadata_size, None,
+        "BEP 9: no size without the metadata"
+    );
     lab.send(c, &frame(Message::HaveAll));
     lab.send(c, &frame(Message::Interested));
     lab.send(c, &frame(Message::Unchoke));
     lab.advance(Duration::from_secs(25));
     let got = lab.take(c);
     assert!(
-        got.iter().all(|g| matches!(g, Got::Other(_)) && g != &Got::Interested),
+        got.iter()
+            .all(|g| matches!(g, Got::Other(_)) && g != &Got::Interested),
         "{got:?}"
     );
-    assert!(got.iter().all(|g| !format!("{g:?}").contains("Unchoke")), "{got:?}");
+    assert!(
+        got.iter().all(|g| !format!("{g:?}").contains("Unchoke")),
+        "{got:?}"
+    );
     assert!(lab.disk.is_empty());
     assert!(!lab.t.is_complete());
     assert!(lab.t.have().is_empty());
@@ -486,15 +505,29 @@ fn wrong_metadata_closes_the_liar_and_an_honest_peer_resolves_it() {
     assert_eq!(info.len().div_ceil(METADATA_PIECE_LEN), 2);
     let mut lab = Lab::magnet(TorrentConfig::default(), hash);
     let liar = lab.connect(2, Direction::Outbound, reserved(false));
-    lab.send(liar, &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None));
+    lab.send(
+        liar,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
     assert_eq!(lab.metadata_requests(liar, 4), vec![0, 1]);
     let honest = lab.connect(3, Direction::Outbound, reserved(false));
-    lab.send(honest, &ext_hs(&[("ut_metadata", 5)], Some(info.len() as u64), None));
-    assert_eq!(lab.metadata_requests(honest, 5), Vec::<u32>::new(), "all asked");
+    lab.send(
+        honest,
+        &ext_hs(&[("ut_metadata", 5)], Some(info.len() as u64), None),
+    );
+    assert_eq!(
+        lab.metadata_requests(honest, 5),
+        Vec::<u32>::new(),
+        "all asked"
+    );
     let mut lie = info.clone();
     lie[100] ^= 0xff;
     answer(&mut lab, liar, &lie, &[0, 1]);
-    assert!(lab.closed.contains(&(liar, CloseReason::BadMetadata)), "{:?}", lab.closed);
+    assert!(
+        lab.closed.contains(&(liar, CloseReason::BadMetadata)),
+        "{:?}",
+        lab.closed
+    );
     assert!(lab.events.contains(&TorrentEvent::PeerBanned(addr(2).ip())));
     assert!(lab.t.is_banned(addr(2).ip()));
     assert!(!lab.t.has_metadata());
@@ -523,7 +556,10 @@ fn a_metadata_size_over_the_cap_is_refused() {
     assert_eq!(lab.t.extension_stats().metadata_sizes_refused, 1);
     assert_eq!(lab.t.metadata_progress(), Some((0, 0)));
     let fine = lab.connect(3, Direction::Outbound, reserved(false));
-    lab.send(fine, &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None));
+    lab.send(
+        fine,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
     assert_eq!(lab.metadata_requests(fine, 4), vec![0]);
     answer(&mut lab, fine, &info, &[0]);
     assert!(lab.t.has_metadata());
@@ -538,7 +574,10 @@ fn piece_announcements_before_the_metadata_are_checked_afterwards() {
     let (info, hash) = info_dict(PIECE_LEN, TOTAL, 0);
     let mut lab = Lab::magnet(TorrentConfig::default(), hash);
     let good = lab.connect(2, Direction::Outbound, reserved(false));
-    lab.send(good, &frame(Message::Bitfield(Bitfield::full(40).as_bytes())));
+    lab.send(
+        good,
+        &frame(Message::Bitfield(Bitfield::full(40).as_bytes())),
+    );
     let wrong = lab.connect(3, Direction::Outbound, reserved(false));
     lab.send(wrong, &frame(Message::Bitfield(&[0xff; 6])));
     let haves = lab.connect(4, Direction::Outbound, reserved(false));
@@ -546,8 +585,15 @@ fn piece_announcements_before_the_metadata_are_checked_afterwards() {
     lab.send(haves, &frame(Message::Have { piece: 39 }));
     let far = lab.connect(5, Direction::Outbound, reserved(false));
     lab.send(far, &frame(Message::Have { piece: 45 }));
-    assert!(lab.closed.is_empty(), "nothing is judged yet: {:?}", lab.closed);
-    lab.send(good, &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None));
+    assert!(
+        lab.closed.is_empty(),
+        "nothing is judged yet: {:?}",
+        lab.closed
+    );
+    lab.send(
+        good,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
     answer(&mut lab, good, &info, &[0]);
     assert!(lab.t.has_metadata());
     assert!(
@@ -562,7 +608,10 @@ fn piece_announcements_before_the_metadata_are_checked_afterwards() {
         "{:?}",
         lab.closed
     );
-    assert!(lab.closed.contains(&(far, CloseReason::Peer(PeerError::PieceOutOfRange(45)))));
+    assert!(
+        lab.closed
+            .contains(&(far, CloseReason::Peer(PeerError::PieceOutOfRange(45))))
+    );
     let g = lab.t.peer(good).unwrap();
     assert!(g.layout_known() && g.peer_pieces().is_complete());
     assert!(g.am_interested());
@@ -580,10 +629,16 @@ fn an_unanswered_metadata_request_moves_to_another_peer() {
     let (info, hash) = info_dict(PIECE_LEN, TOTAL, 0);
     let mut lab = Lab::magnet(TorrentConfig::default(), hash);
     let silent = lab.connect(2, Direction::Outbound, reserved(false));
-    lab.send(silent, &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None));
+    lab.send(
+        silent,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
     assert_eq!(lab.metadata_requests(silent, 4), vec![0]);
     let other = lab.connect(3, Direction::Outbound, reserved(false));
-    lab.send(other, &ext_hs(&[("ut_metadata", 6)], Some(info.len() as u64), None));
+    lab.send(
+        other,
+        &ext_hs(&[("ut_metadata", 6)], Some(info.len() as u64), None),
+    );
     assert!(lab.metadata_requests(other, 6).is_empty());
     lab.advance(Duration::from_secs(29));
     assert!(lab.metadata_requests(other, 6).is_empty(), "not yet");
@@ -606,10 +661,16 @@ fn a_metadata_reject_frees_the_piece() {
     let (info, hash) = info_dict(PIECE_LEN, TOTAL, 0);
     let mut lab = Lab::magnet(TorrentConfig::default(), hash);
     let a = lab.connect(2, Direction::Outbound, reserved(false));
-    lab.send(a, &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None));
+    lab.send(
+        a,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
     assert_eq!(lab.metadata_requests(a, 4), vec![0]);
     let b = lab.connect(3, Direction::Outbound, reserved(false));
-    lab.send(b, &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None));
+    lab.send(
+        b,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
     lab.send(a, &meta(MetadataMessage::Reject { piece: 0 }));
     assert_eq!(lab.metadata_requests(b, 4), vec![0]);
     answer(&mut lab, b, &info, &[0]);
@@ -620,12 +681,15 @@ fn a_metadata_reject_frees_the_piece() {
 fn invalid_metadata_with_the_right_hash_is_fatal() {
     // Proves MetadataInvalid: a dictionary that hashes right but does not parse as an info
     // dictionary (here an unsafe name) stops the fetch with the reason.
-    let info = b"d6:lengthi5e4:name2:..12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae"
-        .to_vec();
+    let info =
+        b"d6:lengthi5e4:name2:..12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaae".to_vec();
     let hash = InfoHash::of_info_bytes(&info);
     let mut lab = Lab::magnet(TorrentConfig::default(), hash);
     let a = lab.connect(2, Direction::Outbound, reserved(false));
-    lab.send(a, &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None));
+    lab.send(
+        a,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
     assert_eq!(lab.metadata_requests(a, 4), vec![0]);
     answer(&mut lab, a, &info, &[0]);
     assert!(
@@ -637,7 +701,10 @@ fn invalid_metadata_with_the_right_hash_is_fatal() {
     );
     assert!(!lab.t.has_metadata());
     lab.advance(Duration::from_secs(60));
-    assert!(lab.metadata_requests(a, 4).is_empty(), "nothing more is fetched");
+    assert!(
+        lab.metadata_requests(a, 4).is_empty(),
+        "nothing more is fetched"
+    );
 }
 
 #[test]
@@ -668,16 +735,138 @@ fn unknown_or_malformed_extension_messages_are_ignored() {
     let (info, _) = info_dict(PIECE_LEN, TOTAL, 0);
     let mut lab = Lab::seeder(TorrentConfig::default(), &info, false);
     let c = lab.connect(4, Direction::Outbound, reserved(false));
-    lab.send(c, &frame(Message::Extended { id: 77, payload: b"x" }));
-    lab.send(c, &frame(Message::Extended { id: 0, payload: b"i3e" }));
-    lab.send(c, &frame(Message::Extended { id: OUR_UT_METADATA, payload: b"d" }));
+    lab.send(
+        c,
+        &frame(Message::Extended {
+            id: 77,
+            payload: b"x",
+        }),
+    );
+    lab.send(
+        c,
+        &frame(Message::Extended {
+            id: 0,
+            payload: b"i3e",
+        }),
+    );
+    lab.send(
+        c,
+        &frame(Message::Extended {
+            id: OUR_UT_METADATA,
+            payload: b"d",
+        }),
+    );
     assert!(lab.closed.is_empty());
     let s = lab.t.extension_stats();
-    assert_eq!((s.unknown_extended, s.bad_handshakes, s.bad_metadata_messages), (1, 1, 1));
+    assert_eq!(
+        (
+            s.unknown_extended,
+            s.bad_handshakes,
+            s.bad_metadata_messages
+        ),
+        (1, 1, 1)
+    );
     // A peer that resends its handshake updates its ids.
     lab.send(c, &ext_hs(&[("ut_metadata", 4)], None, None));
     lab.send(c, &ext_hs(&[("ut_metadata", 8)], None, None));
     lab.take(c);
     lab.send(c, &meta(MetadataMessage::Request { piece: 0 }));
     assert!(matches!(&lab.take(c)[..], [Got::Extended { id: 8, .. }]));
+}
+
+#[test]
+fn a_lie_about_the_size_does_not_stall_the_fetch() {
+    // Proves the fetch starts over when the peer whose size it took leaves and the others give
+    // another size: the honest peer, refused while the liar was there, is asked then.
+    let (info, hash) = info_dict(PIECE_LEN, TOTAL, 0);
+    let mut lab = Lab::magnet(TorrentConfig::default(), hash);
+    let liar = lab.connect(2, Direction::Outbound, reserved(false));
+    lab.send(liar, &ext_hs(&[("ut_metadata", 4)], Some(50_000), None));
+    assert_eq!(lab.metadata_requests(liar, 4), vec![0, 1]);
+    let honest = lab.connect(3, Direction::Outbound, reserved(false));
+    lab.send(
+        honest,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
+    assert!(
+        lab.metadata_requests(honest, 4).is_empty(),
+        "another size: refused"
+    );
+    lab.t.peer_disconnected(lab.now, liar);
+    lab.drain();
+    assert_eq!(lab.metadata_requests(honest, 4), vec![0]);
+    answer(&mut lab, honest, &info, &[0]);
+    assert!(lab.t.has_metadata());
+}
+
+#[test]
+fn a_liar_mixed_with_an_honest_peer_is_found_and_the_honest_one_kept() {
+    // Proves metadata blame with several senders: when pieces from a liar and an honest peer
+    // fail together nobody is banned at once; the fetch then asks one peer at a time, and once
+    // the metadata is known the peer whose piece differed from it is closed with BadMetadata and
+    // banned, and the honest one is not.
+    let (info, hash) = info_dict(PIECE_LEN, TOTAL, 20_000);
+    let mut lab = Lab::magnet(TorrentConfig::default(), hash);
+    let liar = lab.connect(2, Direction::Outbound, reserved(false));
+    lab.send(
+        liar,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
+    assert_eq!(lab.metadata_requests(liar, 4), vec![0, 1]);
+    let honest = lab.connect(3, Direction::Outbound, reserved(false));
+    lab.send(
+        honest,
+        &ext_hs(&[("ut_metadata", 5)], Some(info.len() as u64), None),
+    );
+    // The liar rejects piece 1, which goes to the honest peer.
+    lab.send(liar, &meta(MetadataMessage::Reject { piece: 1 }));
+    assert_eq!(lab.metadata_requests(honest, 5), vec![1]);
+    let mut lie = info.clone();
+    lie[100] ^= 0xff;
+    answer(&mut lab, liar, &lie, &[0]);
+    answer(&mut lab, honest, &info, &[1]);
+    assert!(
+        lab.closed.is_empty(),
+        "who lied is not known yet: {:?}",
+        lab.closed
+    );
+    // One peer at a time now: the honest one (the liar is backed off after its reject).
+    assert_eq!(lab.metadata_requests(honest, 5), vec![0, 1]);
+    assert!(lab.metadata_requests(liar, 4).is_empty());
+    answer(&mut lab, honest, &info, &[0, 1]);
+    assert!(lab.t.has_metadata());
+    assert_eq!(lab.closed, vec![(liar, CloseReason::BadMetadata)]);
+    assert!(lab.t.is_banned(addr(2).ip()));
+    assert!(!lab.t.is_banned(addr(3).ip()));
+}
+
+#[test]
+fn the_dht_bit_follows_the_dht_port() {
+    // Proves BEP 5 reserved bits: our handshake sets the DHT bit once a DHT port is known (in
+    // the config, or set later for the connections made after), and not before.
+    let (info, _) = info_dict(PIECE_LEN, TOTAL, 0);
+    let our_reserved = |t: &mut Torrent, n: u8| {
+        t.add_peer(
+            Instant::ZERO,
+            ConnId(u64::from(n)),
+            addr(n),
+            Direction::Outbound,
+        )
+        .unwrap();
+        let Some(TorrentOutput::Transmit { bytes, .. }) = t.poll_output() else {
+            panic!("our handshake goes first");
+        };
+        Handshake::parse(&bytes).unwrap().reserved
+    };
+    let mut lab = Lab::seeder(TorrentConfig::default(), &info, false);
+    assert!(!our_reserved(&mut lab.t, 2).dht());
+    lab.t.set_dht_port(6999);
+    let r = our_reserved(&mut lab.t, 3);
+    assert!(r.dht() && r.fast() && r.extension_protocol());
+    let config = TorrentConfig {
+        dht_port: Some(6999),
+        ..TorrentConfig::default()
+    };
+    let mut lab = Lab::seeder(config, &info, false);
+    assert!(our_reserved(&mut lab.t, 2).dht());
 }
