@@ -9,8 +9,9 @@
 //! - getters: [`Session::peer_id`], [`Session::torrent`], [`Session::poll_timeout`];
 //! - input: [`Session::handle_bytes`], [`Session::handle_sent`], [`Session::handle_disconnect`],
 //!   [`Session::handle_disk`], [`Session::handle_timeout`];
-//! - commands: [`Session::add_torrent`], [`Session::remove_torrent`], [`Session::connect`],
-//!   [`Session::accept`];
+//! - commands: [`Session::add_torrent`], [`Session::add_magnet`], [`Session::set_metadata`],
+//!   [`Session::remove_torrent`], [`Session::connect`], [`Session::accept`],
+//!   [`Session::set_listen_port`], [`Session::set_dht_port`];
 //! - output: [`Session::poll_output`], drained after every input and command.
 //!
 //! Cost: timers and routing do not walk the connections: incoming connections still waiting for
@@ -253,6 +254,52 @@ impl Session {
         self.torrents.insert(id, torrent);
         self.by_hash.insert(info_hash, id);
         Ok(id)
+    }
+
+    /// Adds a torrent known only by its info hash (a magnet link, BEP 9): it fetches its
+    /// metadata from its peers, then downloads (see [`Torrent::new_magnet`]). Incoming
+    /// connections for its info hash are routed to it as for any torrent.
+    pub fn add_magnet(&mut self, info_hash: InfoHash) -> Result<TorrentId, SessionError> {
+        if self.by_hash.contains_key(&info_hash) {
+            return Err(SessionError::DuplicateTorrent(info_hash));
+        }
+        let id = TorrentId(self.next_torrent);
+        self.next_torrent += 1;
+        let torrent = Torrent::new_magnet(
+            self.config.torrent.clone(),
+            info_hash,
+            self.peer_id,
+            self.rng.fork(u64::from(id.0)),
+        );
+        self.torrents.insert(id, torrent);
+        self.by_hash.insert(info_hash, id);
+        Ok(id)
+    }
+
+    /// The info dictionary of torrent `id` (made from a `.torrent` file) and whether it is
+    /// private: see [`Torrent::set_metadata`]. Does nothing for an unknown id.
+    pub fn set_metadata(&mut self, id: TorrentId, info: bytes::Bytes, private: bool) {
+        if let Some(t) = self.torrents.get_mut(&id) {
+            t.set_metadata(info, private);
+        }
+    }
+
+    /// Our TCP listen port, advertised to the peers of every torrent, present and future, in the
+    /// extension handshakes sent after the call (BEP 10 `p`).
+    pub fn set_listen_port(&mut self, port: u16) {
+        self.config.torrent.listen_port = Some(port);
+        for t in self.torrents.values_mut() {
+            t.set_listen_port(port);
+        }
+    }
+
+    /// Our DHT node's UDP port, for every torrent, present and future: see
+    /// [`Torrent::set_dht_port`].
+    pub fn set_dht_port(&mut self, port: u16) {
+        self.config.torrent.dht_port = Some(port);
+        for t in self.torrents.values_mut() {
+            t.set_dht_port(port);
+        }
     }
 
     /// Removes a torrent and closes its connections.

@@ -6,7 +6,9 @@
 //! so code past it never checks bounds again ("parse, don't validate").
 //!
 //! Invariants: `piece_length` is in `1..=MAX_PIECE_LENGTH`; `total_length` is in
-//! `1..=MAX_TOTAL_LENGTH`; `piece_count == ceil(total_length / piece_length)` fits in `u32`.
+//! `1..=MAX_TOTAL_LENGTH`; `piece_count == ceil(total_length / piece_length)` fits in `u32`. The one
+//! exception is [`TorrentLayout::empty`] (no files, no pieces): the placeholder of a magnet link
+//! whose metadata is still being fetched, through which no [`PieceIndex`] can be made.
 
 use std::fmt;
 
@@ -125,6 +127,18 @@ impl TorrentLayout {
         })
     }
 
+    /// The layout of no data at all: 0 pieces, 0 files. A magnet link's torrent has it until its
+    /// metadata arrives (BEP 9); [`TorrentLayout::piece`] and [`TorrentLayout::block_at`] refuse
+    /// every index, so nothing past it ever names a piece.
+    pub fn empty() -> Self {
+        TorrentLayout {
+            piece_length: BLOCK_SIZE,
+            total_length: 0,
+            piece_count: 0,
+            file_starts: vec![0],
+        }
+    }
+
     /// The nominal piece length.
     pub fn piece_length(&self) -> u32 {
         self.piece_length
@@ -135,7 +149,7 @@ impl TorrentLayout {
         self.total_length
     }
 
-    /// Number of pieces (at least 1).
+    /// Number of pieces (at least 1, except for [`TorrentLayout::empty`]).
     pub fn piece_count(&self) -> u32 {
         self.piece_count
     }
@@ -155,9 +169,9 @@ impl TorrentLayout {
         (0..self.piece_count).map(PieceIndex)
     }
 
-    /// The last piece.
+    /// The last piece (piece 0 for [`TorrentLayout::empty`], which has none).
     pub fn last_piece(&self) -> PieceIndex {
-        PieceIndex(self.piece_count - 1)
+        PieceIndex(self.piece_count.saturating_sub(1))
     }
 
     /// The length of the last piece (equal to `piece_length` when it divides the total).

@@ -322,9 +322,49 @@ impl Metainfo {
         })
     }
 
+    /// A metainfo made of an info dictionary alone (the bytes a magnet link's peers sent, BEP 9):
+    /// validated exactly as the `info` of a `.torrent` file (paths, lengths, piece hashes), with
+    /// the info hash computed from `bytes`; no trackers, web seeds or other top-level keys.
+    pub fn from_info_bytes(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
+        let mut warnings = Vec::new();
+        let info = Info::parse_bytes(bytes, &mut warnings)?;
+        Ok(Metainfo {
+            info_hash: InfoHash::of_info_bytes(bytes),
+            info,
+            info_bytes: bytes.to_vec(),
+            trackers: Vec::new(),
+            web_seeds: Vec::new(),
+            creation_date: None,
+            comment: None,
+            created_by: None,
+            warnings,
+        })
+    }
+
     /// Every tracker URL, tier by tier.
     pub fn tracker_urls(&self) -> impl Iterator<Item = &str> {
         self.trackers.iter().flatten().map(String::as_str)
+    }
+}
+
+impl Info {
+    /// Parses and validates a bencoded info dictionary on its own (BEP 9 metadata), with the same
+    /// checks as the `info` of a `.torrent` file. At most [`MAX_TORRENT_FILE_SIZE`] bytes.
+    pub fn from_info_bytes(bytes: &[u8]) -> Result<Info, MetainfoError> {
+        Info::parse_bytes(bytes, &mut Vec::new())
+    }
+
+    fn parse_bytes(bytes: &[u8], warnings: &mut Vec<String>) -> Result<Info, MetainfoError> {
+        if bytes.len() > MAX_TORRENT_FILE_SIZE {
+            return Err(MetainfoError::FileTooLarge(bytes.len()));
+        }
+        let decoded = bencode::decode(bytes, DecodeLimits::default())?;
+        warnings.extend(decoded.warnings.iter().map(|w| w.to_string()));
+        let dict = decoded
+            .value
+            .as_dict()
+            .ok_or_else(|| wrong_type("info", "a dictionary", &decoded.value))?;
+        parse_info(dict, warnings)
     }
 }
 

@@ -20,7 +20,18 @@
 //! so that a reject crossing our cancel is not taken for a protocol breach, at most twice
 //! [`PeerConfig::max_pipeline`]; the allowed-fast set a peer gives us at most
 //! [`MAX_ALLOWED_FAST`]; the chokes remembered, at most [`PeerConfig::max_chokes`]; events are
-//! drained by the caller after each call (at most one per frame).
+//! drained by the caller after each call (at most one per frame, and one per piece announced when
+//! the layout becomes known).
+//!
+//! Unknown piece count (a magnet link before its metadata, BEP 9): a connection made with
+//! [`PeerConn::new_unknown_layout`] keeps the peer's piece announcements raw: the first bitfield
+//! (at most `max_pieces / 8` bytes, the decoder's bitfield bound), have-all or have-none, and its
+//! haves and later bitfields as one bit per piece (at most `max_pieces / 8` bytes), refusing any
+//! index at or past `max_pieces` ([`PeerError::PieceOutOfRange`]). [`PeerConn::set_layout`]
+//! checks them against the real piece count, closing as a bitfield of the wrong size would
+//! ([`PeerError::Bitfield`], [`PeerError::PieceOutOfRange`]), and then emits the usual
+//! [`PeerEvent::Pieces`]. Until then no block is requested, and the peer's requests (we announced
+//! nothing, and choke) are dropped, counted towards [`PeerError::RequestWhileChoked`].
 //!
 //! Hostile peers: every breach closes with a [`PeerError`] naming the rule, and floods end too:
 //! requests past the queue or while choked ([`PeerError::TooManyRequests`],
@@ -289,6 +300,39 @@ enum State {
     Open,
 }
 
+/// The peer's piece announcements while the piece count is unknown (see the module docs).
+#[derive(Debug)]
+struct Unlaid {
+    /// The most pieces the torrent may turn out to have: announcements past it are refused.
+    max_pieces: u32,
+    /// The first message was a bitfield: its bytes, checked once the piece count is known. At most
+    /// `max_pieces / 8` bytes (the decoder's bound).
+    bitfield: Option<Bytes>,
+    /// The first message was have-all.
+    have_all: bool,
+    /// A bitfield, have-all or have-none came first.
+    announced: bool,
+    /// Pieces from haves, later bitfields and later have-alls, one bit each (most significant
+    /// first, as on the wire), grown on demand: at most `max_pieces / 8` bytes.
+    haves: Vec<u8>,
+    /// A have-all came after other messages (taken as haves of every piece).
+    late_have_all: bool,
+}
+
+impl Unlaid {
+    fn set_have(&mut self, piece: u32) -> Result<(), PeerError> {
+        if piece >= self.max_pieces {
+            return Err(PeerError::PieceOutOfRange(piece));
+        }
+        let byte = (piece / 8) as usize;
+        if self.haves.len() <= byte {
+            self.haves.resize(byte + 1, 0);
+        }
+        self.haves[byte] |= 0x80 >> (piece % 8);
+        Ok(())
+    }
+}
+
 /// The state machine of one peer connection. See the module docs for the calling convention.
 #[derive(Debug)]
 pub struct PeerConn {
@@ -299,6 +343,8 @@ pub struct PeerConn {
     our_reserved: Reserved,
     state: State,
     peer_id: Option<PeerId>,
+    /// The peer's reserved bits, once its handshake arrived.
+    peer_reserved: Option<Reserved>,
     fast: bool,
     extensions: bool,
     decoder: FrameDecoder,
@@ -356,9 +402,171 @@ pub struct PeerConn {
     encode_buf: Vec<u8>,
     transmit: VecDeque<Bytes>,
     transmit_len: usize,
+    /// Set while the piece count is unknown: the announcements kept until [`PeerConn::set_layout`].
+    unlaid: Option<Unlaid>,
 }
 
 impl PeerConn {
+    /// A connection for the torrent `info_hash` whose piece count is not known yet (a magnet
+    /// link, BEP 9), at most `max_pieces`: the peer's piece announcements are kept until
+    /// [`PeerConn::set_layout`] (see the module docs). Otherwise as [`PeerConn::new`].
+    pub fn new_unknown_layout(
+        config: PeerConfig,
+        direction: Direction,
+        info_hash: InfoHash,
+        our_id: PeerId,
+        our_reserved: Reserved,
+        max_pieces: u32,
+        now: Instant,
+    ) -> Self {
+        let mut conn = PeerConn::new(
+            config,
+            direction,
+            info_hash,
+            our_id,
+            our_reserved,
+            max_pieces,
+            now,
+        );
+        conn.peer_pieces = Bitfield::new(0);
+        conn.unlaid = Some(Unlaid {
+            max_pieces,
+            bitfield: None,
+            have_all: false,
+            announced: false,
+            haves: Vec::new(),
+            late_have_all: false,
+        });
+        conn
+    }
+
+    /// Whether the piece count is known (always, except for a connection made with
+    /// [`PeerConn::new_unknown_layout`] before [`PeerConn::set_layout`]).
+    pub fn layout_known(&self) -> bool {
+        self.unlaid.is_none()
+    }
+
+    /// The torrent's layout is now known (its metadata arrived): the piece announcements kept
+    /// so far are checked against it and become [`PeerConn::peer_pieces`], with a
+    /// [`PeerEvent::Pieces`] if there were any. An error (a bitfield of the wrong size, an index
+    /// out of range) means: close the connection for that reason. Does nothing if the layout
+    /// was known already.
+    pub fn set_layout(&mut self, layout: &TorrentLayout) -> Result<(), PeerError> {
+        let Some(unlaid) = self.unlaid.take() else {
+            return Ok(());
+        };
+        let n = layout.piece_count();
+        self.decoder.set_limits(WireLimits {
+            max_extended_len: self.config.max_extended_len,
+            ..WireLimits::for_pieces(n)
+        });
+        let mut pieces = match (&unlaid.bitfield, unlaid.have_all) {
+            (Some(bits), _) => Bitfield::from_wire(bits, n)?,
+            (None, true) => Bitfield::full(n),
+            (None, false) => Bitfield::new(n),
+        };
+        if unlaid.late_have_all {
+            pieces = Bitfield::full(n);
+        }
+        let mut any_have = false;
+        for (i, byte) in unlaid.haves.iter().enumerate() {
+            for bit in 0..8u32 {
+                if byte & (0x80 >> bit) != 0 {
+                    let piece = i as u32 * 8 + bit;
+                    if piece >= n {
+                        return Err(PeerError::PieceOutOfRange(piece));
+                    }
+                    pieces.set(piece);
+                    any_have = true;
+                }
+            }
+        }
+        if let Some(&piece) = self.allowed_fast.iter().find(|p| **p >= n) {
+            return Err(PeerError::PieceOutOfRange(piece));
+        }
+        self.peer_pieces = pieces;
+        if unlaid.announced || any_have || unlaid.late_have_all {
+            self.events.push_back(PeerEvent::Pieces);
+        }
+        for &piece in &self.allowed_fast {
+            let p = layout.piece(piece).expect("checked in range above");
+            self.events.push_back(PeerEvent::AllowedFast(p));
+        }
+        Ok(())
+    }
+
+    /// A message about pieces or blocks while the piece count is unknown: kept, or dropped, or
+    /// refused (see the module docs). `Ok(false)` for the messages handled as usual.
+    fn on_unlaid_message(
+        &mut self,
+        message: &Message<'_>,
+        payload: &Bytes,
+        first: bool,
+    ) -> Result<bool, PeerError> {
+        let bound = self.refusal_bound();
+        let Some(unlaid) = self.unlaid.as_mut() else {
+            return Ok(false);
+        };
+        match *message {
+            Message::Have { piece } => unlaid.set_have(piece)?,
+            Message::Bitfield(bits) if first => {
+                // The payload is the bitfield's bytes, shared with the receive buffer.
+                debug_assert_eq!(payload.len(), bits.len());
+                unlaid.bitfield = Some(payload.clone());
+                unlaid.announced = true;
+            }
+            Message::Bitfield(bits) => {
+                for (i, byte) in bits.iter().enumerate() {
+                    for bit in 0..8u32 {
+                        if byte & (0x80 >> bit) != 0 {
+                            unlaid.set_have(i as u32 * 8 + bit)?;
+                        }
+                    }
+                }
+            }
+            Message::HaveAll if first => {
+                unlaid.have_all = true;
+                unlaid.announced = true;
+            }
+            Message::HaveAll => unlaid.late_have_all = true,
+            Message::HaveNone if first => unlaid.announced = true,
+            Message::HaveNone => return Err(PeerError::PiecesNotFirst),
+            Message::Request { .. } => {
+                // We announced nothing and choke: a void request, as one crossing our choke.
+                self.requests_while_choked += 1;
+                if self.requests_while_choked > bound {
+                    return Err(PeerError::RequestWhileChoked);
+                }
+            }
+            Message::Piece { data, .. } => {
+                self.unrequested_bytes += data.len() as u64;
+                self.never_requested_blocks += 1;
+                if self.never_requested_blocks > self.config.max_unrequested_blocks {
+                    return Err(PeerError::UnrequestedBlocks(
+                        self.config.max_unrequested_blocks,
+                    ));
+                }
+            }
+            Message::Cancel { .. } => {}
+            Message::RejectRequest { .. } => return Err(PeerError::RejectUnrequested),
+            Message::AllowedFast(piece) => {
+                if piece >= unlaid.max_pieces {
+                    return Err(PeerError::PieceOutOfRange(piece));
+                }
+                if self.allowed_fast.len() < MAX_ALLOWED_FAST {
+                    self.allowed_fast.insert(piece);
+                }
+            }
+            Message::SuggestPiece(piece) => {
+                if piece >= unlaid.max_pieces {
+                    return Err(PeerError::PieceOutOfRange(piece));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// A connection for the torrent `info_hash` of `piece_count` pieces, opened at `now`. For an
     /// outbound connection our handshake is queued at once.
     pub fn new(
@@ -382,6 +590,7 @@ impl PeerConn {
             our_reserved,
             state: State::Handshaking,
             peer_id: None,
+            peer_reserved: None,
             fast: false,
             extensions: false,
             decoder: FrameDecoder::new(limits),
@@ -416,6 +625,7 @@ impl PeerConn {
             encode_buf: Vec::new(),
             transmit: VecDeque::new(),
             transmit_len: 0,
+            unlaid: None,
         };
         if direction == Direction::Outbound {
             conn.send_handshake(now);
@@ -438,6 +648,11 @@ impl PeerConn {
     /// The peer's id, once the handshake is done.
     pub fn peer_id(&self) -> Option<PeerId> {
         self.peer_id
+    }
+
+    /// The peer's reserved bits (its extensions), once the handshake is done.
+    pub fn peer_reserved(&self) -> Option<Reserved> {
+        self.peer_reserved
     }
 
     /// Whether both sides support the Fast extension (BEP 6).
@@ -686,6 +901,7 @@ impl PeerConn {
         }
         self.state = State::Open;
         self.peer_id = Some(hs.peer_id);
+        self.peer_reserved = Some(hs.reserved);
         self.fast = hs.reserved.fast() && self.our_reserved.fast();
         self.extensions =
             hs.reserved.extension_protocol() && self.our_reserved.extension_protocol();
@@ -746,6 +962,9 @@ impl PeerConn {
             && !self.fast
         {
             return Err(PeerError::FastNotNegotiated(id));
+        }
+        if self.on_unlaid_message(&message, &payload, first)? {
+            return Ok(());
         }
         match message {
             Message::KeepAlive | Message::Unknown { .. } => {}
@@ -964,7 +1183,8 @@ impl PeerConn {
     /// Tells the peer which pieces we have, as the first message after the handshake: have-all or
     /// have-none when the Fast extension allows, else a bitfield (omitted when empty).
     pub fn send_pieces(&mut self, now: Instant, ours: &Bitfield) {
-        if self.fast && ours.is_complete() {
+        // A bitfield of no pieces (a magnet link's torrent before its metadata) is have-none.
+        if self.fast && ours.is_complete() && !ours.is_empty() {
             self.send(now, Message::HaveAll);
         } else if self.fast && ours.is_clear() {
             self.send(now, Message::HaveNone);
@@ -994,6 +1214,13 @@ impl PeerConn {
     pub fn send_extended(&mut self, now: Instant, id: u8, payload: &[u8]) {
         if self.extensions {
             self.send(now, Message::Extended { id, payload });
+        }
+    }
+
+    /// Sends our DHT node's UDP port (BEP 5 `port`); ignored unless the peer set the DHT bit.
+    pub fn send_port(&mut self, now: Instant, port: u16) {
+        if self.peer_reserved.is_some_and(|r| r.dht()) {
+            self.send(now, Message::Port(port));
         }
     }
 

@@ -2,10 +2,13 @@
 //! and serving.
 //!
 //! Methods, in the quinn-proto order:
-//! - getters: [`Torrent::have`], [`Torrent::is_complete`], [`Torrent::stats`], [`Torrent::poll_timeout`];
+//! - getters: [`Torrent::have`], [`Torrent::is_complete`], [`Torrent::stats`], [`Torrent::poll_timeout`],
+//!   [`Torrent::has_metadata`], [`Torrent::metadata_progress`], [`Torrent::info_bytes`],
+//!   [`Torrent::is_private`], [`Torrent::extension_stats`];
 //! - input: [`Torrent::handle_bytes`] (a socket read), [`Torrent::handle_disk`] (a disk answer),
 //!   [`Torrent::handle_timeout`], [`Torrent::peer_disconnected`];
-//! - commands: [`Torrent::add_peer`];
+//! - commands: [`Torrent::add_peer`], [`Torrent::set_metadata`], [`Torrent::set_listen_port`],
+//!   [`Torrent::set_dht_port`];
 //! - output: [`Torrent::poll_output`], drained after every input and command.
 //!
 //! Rules it keeps (issue 3): a piece counts only once its SHA-1 matches; a mismatch drops the piece
@@ -37,6 +40,12 @@
 //! has all its writes succeed. (Not on the first successful write: on a full disk a rewrite into
 //! space the file already holds succeeds, and a stall must not end and start again per block.)
 //!
+//! Extensions (issue 7): our BEP 10 extension handshake, BEP 9 metadata serving, BEP 11 PEX and
+//! the BEP 5 `port` message live in `machine/extensions.rs`; the magnet phase (a torrent made
+//! with [`Torrent::new_magnet`] fetching its metadata from peers, then going on as any torrent
+//! with the same connections) in `machine/magnet.rs`. Their module docs give their rules and
+//! bounds.
+//!
 //! Bounds: peers at most [`TorrentConfig::max_peers`]; disk reads in flight at most
 //! [`TorrentConfig::max_reads_in_flight`]; per-peer state is bounded by [`crate::peer::PeerConn`];
 //! per-piece bookkeeping exists only for pieces in progress; outputs are drained after each call.
@@ -46,6 +55,16 @@ use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
+
+mod extensions;
+mod magnet;
+
+use extensions::PeerExt;
+pub use extensions::{
+    ExtensionStats, METADATA_REJECT_SLACK, OUR_UT_METADATA, OUR_UT_PEX, PEX_MAX_PER_MESSAGE,
+};
+pub use magnet::METADATA_REQUESTS_PER_PEER;
+use magnet::MagnetFetch;
 
 use super::smart_ban::{Judgement, SmartBan};
 use super::{Bitfield, Choker, ChokerConfig, PeerSnapshot, Picker, Received, Strategy};
@@ -81,6 +100,24 @@ pub struct TorrentConfig {
     pub disk_retry_first: Duration,
     /// The longest wait between retries while writes keep failing (the wait doubles each time).
     pub disk_retry_max: Duration,
+    /// The largest info dictionary a magnet link's torrent accepts from peers, in bytes (BEP 9
+    /// `metadata_size`; a peer announcing more is not asked). It also bounds the piece count
+    /// assumed for the peers' bitfields before the metadata arrives (one 20-byte hash per piece).
+    pub max_metadata_size: u32,
+    /// A `ut_metadata` request unanswered this long is asked of another peer (BEP 9).
+    pub metadata_timeout: Duration,
+    /// Our client name and version, sent as `v` in the extension handshake (BEP 10).
+    pub client_version: String,
+    /// Whether to exchange peers with peers that support `ut_pex` (BEP 11). Private torrents
+    /// (BEP 27) never do, whatever this says.
+    pub pex: bool,
+    /// How often each peer is sent a `ut_pex` message (BEP 11: at most once a minute).
+    pub pex_interval: Duration,
+    /// Our TCP listen port, sent as `p` in the extension handshake (BEP 10), if known.
+    pub listen_port: Option<u16>,
+    /// Our DHT node's UDP port: when set, the DHT bit is set in our handshake and the port is
+    /// sent (BEP 5 `port`) to peers that set theirs.
+    pub dht_port: Option<u16>,
 }
 
 impl Default for TorrentConfig {
@@ -95,6 +132,13 @@ impl Default for TorrentConfig {
             send_buffer_watermark: 512 * 1024,
             disk_retry_first: Duration::from_secs(5),
             disk_retry_max: Duration::from_secs(60),
+            max_metadata_size: 64 * 1024 * 1024,
+            metadata_timeout: Duration::from_secs(30),
+            client_version: "bt/0.1.0".to_owned(),
+            pex: true,
+            pex_interval: Duration::from_secs(60),
+            listen_port: None,
+            dht_port: None,
         }
     }
 }
@@ -112,6 +156,9 @@ pub enum CloseReason {
     Duplicate,
     /// The remote side closed the socket (or the driver saw an error on it).
     Disconnected,
+    /// The peer sent metadata (BEP 9 `ut_metadata` pieces) that did not hash to the info hash.
+    /// Its address is banned too, as for bad piece data.
+    BadMetadata,
 }
 
 /// Why [`Torrent::add_peer`] refused a connection.
@@ -156,6 +203,27 @@ pub enum TorrentEvent {
     /// The disk failed; the affected piece is fetched again. A failed write is reported once per
     /// write stall (see [`Torrent::write_stall`]), not once per block.
     DiskError(DiskError),
+    /// A magnet link's metadata arrived and checked out (BEP 9): from now on
+    /// [`Torrent::layout`], [`Torrent::have`] and [`Torrent::info_bytes`] are the real torrent's,
+    /// and the download goes on as for a `.torrent`.
+    MetadataReceived,
+    /// The metadata hashes to the info hash but is not a valid info dictionary (an unsafe path,
+    /// say): the torrent cannot go on. Fatal: the driver stops it.
+    MetadataInvalid(String),
+    /// A peer told us of other peers of the swarm (BEP 11 `ut_pex` added peers, at most
+    /// [`crate::wire::MAX_PEX_PEERS`], without our own address or those we are connected to).
+    PeersLearned {
+        /// The connection that told us.
+        from: ConnId,
+        /// Their listen addresses.
+        peers: Vec<SocketAddr>,
+    },
+    /// A peer gave its DHT node's address (BEP 5 `port`; its IP with that port), once per
+    /// connection.
+    DhtPort {
+        /// The DHT node's address.
+        addr: SocketAddr,
+    },
 }
 
 /// Everything the torrent asks its driver to do.
@@ -223,6 +291,8 @@ struct Peer {
     counted_whole: bool,
     /// The connection's [`PeerConn::poll_timeout`] as entered in [`Torrent::timers`].
     deadline: Option<Instant>,
+    /// Extension protocol state (BEP 10, 9, 11, 5).
+    ext: PeerExt,
 }
 
 /// The state machine of one torrent. See the module docs.
@@ -276,6 +346,19 @@ pub struct Torrent {
     swept_sec: Option<u64>,
     /// Reused list of the peers one pass looks at.
     candidates: Vec<ConnId>,
+    /// The info dictionary, once known: served to peers (BEP 9).
+    info_bytes: Option<Bytes>,
+    /// BEP 27: no PEX.
+    private: bool,
+    /// The metadata fetch of a magnet link, until the metadata arrives.
+    fetch: Option<Box<MagnetFetch>>,
+    /// When the next round of PEX messages goes out, while some peer takes them.
+    pex_next: Option<Instant>,
+    /// Our addresses as peers saw them (BEP 10 `yourip`), at most [`MAX_OUR_IPS`]: to leave
+    /// ourselves out of what PEX teaches us.
+    our_ips: BTreeSet<IpAddr>,
+    /// Extension counters.
+    ext_stats: ExtensionStats,
 }
 
 impl Torrent {
@@ -293,6 +376,7 @@ impl Torrent {
         let mut our_reserved = Reserved::NONE;
         our_reserved.set_fast(true);
         our_reserved.set_extension_protocol(true);
+        our_reserved.set_dht(config.dht_port.is_some());
         let picker = Picker::new(layout.clone(), have, config.strategy, rng.fork(1));
         let choker = Choker::new(config.choker, rng.fork(2));
         Torrent {
@@ -326,6 +410,12 @@ impl Torrent {
             read_blocked: BTreeSet::new(),
             swept_sec: None,
             candidates: Vec::new(),
+            info_bytes: None,
+            private: false,
+            fetch: None,
+            pex_next: None,
+            our_ips: BTreeSet::new(),
+            ext_stats: ExtensionStats::default(),
         }
     }
 
@@ -346,9 +436,9 @@ impl Torrent {
         self.picker.have()
     }
 
-    /// Whether every piece is verified.
+    /// Whether every piece is verified (never while a magnet link's metadata is being fetched).
     pub fn is_complete(&self) -> bool {
-        self.picker.have().is_complete()
+        self.fetch.is_none() && self.picker.have().is_complete()
     }
 
     /// Byte counters, including those of connections still open.
@@ -400,7 +490,14 @@ impl Torrent {
         let peers = self.timers.first().map(|(at, _)| *at);
         let rechoke = (!self.peers.is_empty()).then(|| self.choker.next_rechoke());
         let retry = self.stall.as_ref().and_then(|s| s.retry_at);
-        peers.into_iter().chain(rechoke).chain(retry).min()
+        let metadata = self.fetch.as_ref().and_then(|f| f.next_deadline());
+        peers
+            .into_iter()
+            .chain(rechoke)
+            .chain(retry)
+            .chain(metadata)
+            .chain(self.pex_next)
+            .min()
     }
 
     /// The next output, if any. Drain after every input and command.
@@ -427,15 +524,27 @@ impl Torrent {
         if self.peers.len() >= self.config.max_peers {
             return Err(AddPeerError::TooManyPeers(self.config.max_peers));
         }
-        let peer_conn = PeerConn::new(
-            self.config.peer.clone(),
-            direction,
-            self.info_hash,
-            self.our_id,
-            self.our_reserved,
-            self.layout.piece_count(),
-            now,
-        );
+        let peer_conn = if self.fetch.is_some() {
+            PeerConn::new_unknown_layout(
+                self.config.peer.clone(),
+                direction,
+                self.info_hash,
+                self.our_id,
+                self.our_reserved,
+                self.config.max_metadata_size / 20,
+                now,
+            )
+        } else {
+            PeerConn::new(
+                self.config.peer.clone(),
+                direction,
+                self.info_hash,
+                self.our_id,
+                self.our_reserved,
+                self.layout.piece_count(),
+                now,
+            )
+        };
         self.peers.insert(
             conn,
             Peer {
@@ -446,6 +555,7 @@ impl Torrent {
                 missing: 0,
                 counted_whole: false,
                 deadline: None,
+                ext: PeerExt::default(),
             },
         );
         self.flush(conn);
@@ -523,6 +633,10 @@ impl Torrent {
             // Try the disk again: every peer may be asked for blocks.
             stall.retry_at = None;
             self.dirty.extend(self.peers.keys().copied());
+        }
+        self.metadata_timeouts(now);
+        if self.pex_next.is_some_and(|at| at <= now) {
+            self.pex_round(now);
         }
         self.drive(now);
     }
@@ -743,6 +857,7 @@ impl Torrent {
         }
         self.rechoke_soon = true;
         self.event(TorrentEvent::PeerClosed { conn, reason });
+        self.metadata_peer_gone(conn);
     }
 
     fn process_events(&mut self, now: Instant, conn: ConnId) {
@@ -775,6 +890,7 @@ impl Torrent {
                     }
                 }
                 self.event(TorrentEvent::PeerConnected { conn, peer_id });
+                self.extensions_connected(now, conn);
                 let have = self.picker.have().clone();
                 let allowed = match self.peers[&conn].addr.ip() {
                     IpAddr::V4(ip) if !have.is_clear() && !have.is_complete() => allowed_fast_set(
@@ -830,12 +946,12 @@ impl Torrent {
             PeerEvent::Rejected(block) | PeerEvent::RequestTimedOut(block) => {
                 self.picker.request_dropped(block);
             }
+            PeerEvent::Extended { id, payload } => self.on_extended(now, conn, id, payload),
+            PeerEvent::Port(port) => self.on_dht_port(conn, port),
             PeerEvent::Unchoked
             | PeerEvent::Cancel(_)
             | PeerEvent::AllowedFast(_)
-            | PeerEvent::Suggest(_)
-            | PeerEvent::Port(_)
-            | PeerEvent::Extended { .. } => {}
+            | PeerEvent::Suggest(_) => {}
         }
     }
 
@@ -889,10 +1005,13 @@ impl Torrent {
 
     fn rechoke(&mut self, now: Instant) {
         self.rechoke_soon = false;
+        // While a magnet link's metadata is fetched we have nothing to offer: everyone stays
+        // choked (the choker still runs, so its round timer moves on).
+        let fetching = self.fetch.is_some();
         let snapshots: Vec<PeerSnapshot<ConnId>> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.conn.is_connected())
+            .filter(|(_, p)| !fetching && p.conn.is_connected())
             .map(|(c, p)| PeerSnapshot {
                 key: *c,
                 interested: p.conn.peer_interested(),
@@ -924,6 +1043,7 @@ impl Torrent {
             self.rechoke(now);
         }
         self.request_more(now);
+        self.request_metadata_all(now);
         self.serve();
         self.flush_touched();
         #[cfg(debug_assertions)]

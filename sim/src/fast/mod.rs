@@ -962,6 +962,10 @@ impl<'a> World<'a> {
                     "peer {h}: disk error {e} from a disk that never fails"
                 ));
             }
+            TorrentEvent::MetadataReceived
+            | TorrentEvent::MetadataInvalid(_)
+            | TorrentEvent::PeersLearned { .. }
+            | TorrentEvent::DhtPort { .. } => {}
         }
     }
 

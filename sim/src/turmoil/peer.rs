@@ -389,6 +389,10 @@ fn on_event(
             );
             ("disk_error", [26, 0, 0])
         }
+        TorrentEvent::MetadataReceived
+        | TorrentEvent::MetadataInvalid(_)
+        | TorrentEvent::PeersLearned { .. }
+        | TorrentEvent::DhtPort { .. } => ("extension", [27, 0, 0]),
     }
 }
 

@@ -1,0 +1,386 @@
+//! The magnet phase of a [`Torrent`] (BEP 9): a torrent made from an info hash alone fetches its
+//! info dictionary from its peers, then becomes a normal torrent, keeping its connections.
+//!
+//! While fetching, the torrent's layout is [`TorrentLayout::empty`]: no piece exists, nothing is
+//! requested, written or served, every peer stays choked, and Fast peers are told have-none. Each
+//! connection keeps the peer's piece announcements raw ([`PeerConn::new_unknown_layout`](crate::peer::PeerConn::new_unknown_layout)) until the
+//! layout is known. Every peer whose extension handshake gives a `ut_metadata` id and a
+//! `metadata_size` that [`MetadataFetch`] accepts (at most
+//! [`TorrentConfig::max_metadata_size`](super::TorrentConfig)) is asked for pieces, lowest first,
+//! at most [`METADATA_REQUESTS_PER_PEER`] at a time, so several peers serve at once. A request
+//! unanswered after [`TorrentConfig::metadata_timeout`](super::TorrentConfig), or rejected, frees
+//! its piece for another peer and keeps that peer from being asked for the same time again.
+//!
+//! When the pieces hash to the info hash, the dictionary is parsed with the checks of a
+//! `.torrent` file ([`Info::from_info_bytes`]): valid, it gives the layout, the piece hashes and an
+//! empty picker, each connection learns the layout ([`PeerConn::set_layout`](crate::peer::PeerConn::set_layout): closed if its
+//! bitfield does not fit), our extension handshake goes out again with `metadata_size`, and
+//! [`TorrentEvent::MetadataReceived`] is emitted; invalid, [`TorrentEvent::MetadataInvalid`]
+//! (fatal) and nothing more is fetched. Pieces that do not hash to the info hash: every peer that
+//! sent one is closed ([`CloseReason::BadMetadata`]) and banned, and the fetch starts over with the
+//! others.
+//!
+//! Cost: while fetching, every input walks the peers (to ask free pieces of those that may be
+//! asked), only in this phase.
+//! Bounds: the fetch holds at most the size cap of data; per peer at most
+//! [`METADATA_REQUESTS_PER_PEER`] requests; the timer set holds at most two entries per
+//! request asked (its deadline and the backoff it may start).
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use super::{CloseReason, Torrent, TorrentConfig, TorrentEvent};
+use crate::io::ConnId;
+use crate::metainfo::{Info, InfoHash, TorrentLayout};
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::torrent::{Bitfield, Picker};
+use crate::wire::{FetchProgress, MetadataFetch, MetadataMessage, PeerId};
+
+/// The most `ut_metadata` requests in flight to one peer.
+pub const METADATA_REQUESTS_PER_PEER: usize = 2;
+
+/// The state of the metadata fetch.
+#[derive(Debug)]
+pub(super) struct MagnetFetch {
+    fetch: MetadataFetch<ConnId>,
+    /// Request deadlines (`Some(piece)`) and ends of a peer's backoff (`None`), by time.
+    timers: BTreeSet<(Instant, ConnId, Option<u32>)>,
+    /// The random stream of the picker to build when the metadata arrives: the one a torrent made
+    /// from the `.torrent` file would have had.
+    picker_rng: Rng,
+    /// The metadata hashed right but did not parse: nothing more is fetched.
+    invalid: bool,
+}
+
+impl MagnetFetch {
+    /// When the next metadata timer is due.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _, _)| *at)
+    }
+}
+
+impl Torrent {
+    /// A torrent known only by its info hash (a magnet link): it fetches its metadata from its
+    /// peers (BEP 9), then downloads as a torrent made with [`Torrent::new`] would, with no piece
+    /// verified yet. Until then [`Torrent::has_metadata`] is false, [`Torrent::layout`] has no
+    /// pieces and no disk work is asked for. See the module docs of `magnet.rs`.
+    pub fn new_magnet(
+        config: TorrentConfig,
+        info_hash: InfoHash,
+        our_id: PeerId,
+        rng: Rng,
+    ) -> Self {
+        // `Torrent::new` forks the picker's stream first: the same fork of the same state.
+        let picker_rng = rng.clone().fork(1);
+        let fetch = MagnetFetch {
+            fetch: MetadataFetch::new(info_hash, config.max_metadata_size),
+            timers: BTreeSet::new(),
+            picker_rng,
+            invalid: false,
+        };
+        let mut t = Torrent::new(
+            config,
+            info_hash,
+            TorrentLayout::empty(),
+            Vec::new(),
+            Bitfield::new(0),
+            our_id,
+            rng,
+        );
+        t.fetch = Some(Box::new(fetch));
+        t
+    }
+
+    /// Whether the metadata is known: false only for a magnet link's torrent still fetching it.
+    pub fn has_metadata(&self) -> bool {
+        self.fetch.is_none()
+    }
+
+    /// While fetching the metadata: pieces received and pieces in all (0 while no peer gave its
+    /// size). `None` once the metadata is known.
+    pub fn metadata_progress(&self) -> Option<(u32, u32)> {
+        self.fetch.as_ref().map(|f| f.fetch.progress())
+    }
+
+    /// The fetch is under way (not done, not failed).
+    fn fetching(&self) -> bool {
+        self.fetch.as_ref().is_some_and(|f| !f.invalid)
+    }
+
+    /// `conn`'s extension handshake changed: whether it may be asked for metadata, and ask it.
+    pub(super) fn metadata_peer_changed(&mut self, now: Instant, conn: ConnId) {
+        if !self.fetching() {
+            return;
+        }
+        let f = self.fetch.as_mut().expect("fetching");
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let usable = match (p.ext.ut_metadata, p.ext.metadata_size) {
+            (Some(_), Some(size)) => {
+                let ok = f.fetch.handle_size(size).is_ok();
+                if !ok {
+                    self.ext_stats.metadata_sizes_refused += 1;
+                }
+                ok
+            }
+            _ => false,
+        };
+        if p.ext.meta_usable && !usable {
+            f.fetch.peer_gone(&conn);
+            for (piece, at) in p.ext.meta_asked.drain(..) {
+                f.timers.remove(&(at, conn, Some(piece)));
+            }
+        }
+        p.ext.meta_usable = usable;
+        self.request_metadata(now, conn);
+    }
+
+    /// Asks `conn` for free metadata pieces, up to [`METADATA_REQUESTS_PER_PEER`].
+    fn request_metadata(&mut self, now: Instant, conn: ConnId) {
+        let timeout = self.config.metadata_timeout;
+        let Some(f) = self.fetch.as_mut().filter(|f| !f.invalid) else {
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let Some(their_id) = p.ext.ut_metadata else {
+            return;
+        };
+        if !p.ext.meta_usable
+            || !p.conn.is_connected()
+            || p.ext.meta_backoff.is_some_and(|at| at > now)
+        {
+            return;
+        }
+        while p.ext.meta_asked.len() < METADATA_REQUESTS_PER_PEER {
+            let Some(piece) = f.fetch.next_request(&conn) else {
+                break;
+            };
+            let deadline = now + timeout;
+            p.ext.meta_asked.push((piece, deadline));
+            f.timers.insert((deadline, conn, Some(piece)));
+            let mut buf = Vec::new();
+            MetadataMessage::Request { piece }.encode_into(&mut buf);
+            p.conn.send_extended(now, their_id, &buf);
+            self.touched.insert(conn);
+        }
+    }
+
+    /// Asks every peer that may be asked, in handle order (from `drive`, after every input).
+    pub(super) fn request_metadata_all(&mut self, now: Instant) {
+        if !self.fetching() {
+            return;
+        }
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            self.request_metadata(now, conn);
+        }
+    }
+
+    /// Forgets that `piece` is asked of `conn`; whether it was.
+    fn metadata_answered(&mut self, conn: ConnId, piece: u32) -> bool {
+        let (Some(f), Some(p)) = (self.fetch.as_mut(), self.peers.get_mut(&conn)) else {
+            return false;
+        };
+        let Some(i) = p.ext.meta_asked.iter().position(|(q, _)| *q == piece) else {
+            return false;
+        };
+        let (_, at) = p.ext.meta_asked.remove(i);
+        f.timers.remove(&(at, conn, Some(piece)));
+        true
+    }
+
+    /// `conn` is not asked for metadata until the metadata timeout passes.
+    fn metadata_backoff(&mut self, now: Instant, conn: ConnId) {
+        let until = now + self.config.metadata_timeout;
+        if let (Some(f), Some(p)) = (self.fetch.as_mut(), self.peers.get_mut(&conn)) {
+            p.ext.meta_backoff = Some(until);
+            f.timers.insert((until, conn, None));
+        }
+    }
+
+    /// A `ut_metadata` message from `conn`.
+    pub(super) fn on_metadata_message(&mut self, now: Instant, conn: ConnId, payload: &[u8]) {
+        let Ok(message) = MetadataMessage::decode(payload) else {
+            self.ext_stats.bad_metadata_messages += 1;
+            return;
+        };
+        match message {
+            MetadataMessage::Request { piece } => self.serve_metadata(now, conn, piece),
+            MetadataMessage::Reject { piece } => {
+                if !self.metadata_answered(conn, piece) {
+                    self.ext_stats.bad_metadata_messages += 1;
+                    return;
+                }
+                if let Some(f) = self.fetch.as_mut() {
+                    f.fetch.handle_reject(&conn, piece);
+                }
+                self.metadata_backoff(now, conn);
+            }
+            MetadataMessage::Data {
+                piece,
+                total_size,
+                data,
+            } => {
+                if !self.metadata_answered(conn, piece) {
+                    // Not asked, or answered after its timeout: the piece went to another peer.
+                    self.ext_stats.bad_metadata_messages += 1;
+                    return;
+                }
+                let f = self
+                    .fetch
+                    .as_mut()
+                    .expect("asked pieces exist only while fetching");
+                match f.fetch.handle_data(&conn, piece, total_size, data) {
+                    Ok(FetchProgress::Stored) => self.request_metadata(now, conn),
+                    Ok(FetchProgress::Done(bytes)) => self.metadata_done(now, bytes),
+                    Ok(FetchProgress::Failed { blame }) => self.metadata_failed(now, blame),
+                    Err(_) => {
+                        // A piece of the wrong length or size: this peer is not asked again.
+                        self.ext_stats.bad_metadata_messages += 1;
+                        f.fetch.handle_reject(&conn, piece);
+                        f.fetch.peer_gone(&conn);
+                        if let Some(p) = self.peers.get_mut(&conn) {
+                            p.ext.meta_usable = false;
+                            for (q, at) in p.ext.meta_asked.drain(..) {
+                                f.timers.remove(&(at, conn, Some(q)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The metadata did not hash to the info hash: its senders are closed and banned, and the
+    /// fetch starts over with the others.
+    fn metadata_failed(&mut self, now: Instant, blame: Vec<ConnId>) {
+        for conn in blame {
+            if let Some(ip) = self.peers.get(&conn).map(|p| p.addr.ip()) {
+                self.close(conn, CloseReason::BadMetadata);
+                self.ban(ip);
+            }
+        }
+        // Every request is void: the fetch forgot them. Sizes are taken afresh.
+        if let Some(f) = self.fetch.as_mut() {
+            f.timers.clear();
+        }
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for &conn in &conns {
+            if let Some(p) = self.peers.get_mut(&conn) {
+                p.ext.meta_asked.clear();
+                p.ext.meta_backoff = None;
+                p.ext.meta_usable = false;
+            }
+        }
+        for conn in conns {
+            self.metadata_peer_changed(now, conn);
+        }
+    }
+
+    /// Fires the metadata timers due: a request unanswered frees its piece for another peer.
+    pub(super) fn metadata_timeouts(&mut self, now: Instant) {
+        let Some(f) = self.fetch.as_mut() else {
+            return;
+        };
+        let due: Vec<(Instant, ConnId, Option<u32>)> = f
+            .timers
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .copied()
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut backoffs = Vec::new();
+        for entry in due {
+            f.timers.remove(&entry);
+            let (_, conn, what) = entry;
+            let Some(p) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            match what {
+                Some(piece) => {
+                    p.ext.meta_asked.retain(|(q, _)| *q != piece);
+                    f.fetch.handle_reject(&conn, piece);
+                    self.ext_stats.metadata_timeouts += 1;
+                    backoffs.push(conn);
+                }
+                None => {
+                    if p.ext.meta_backoff.is_some_and(|at| at <= now) {
+                        p.ext.meta_backoff = None;
+                    }
+                }
+            }
+        }
+        backoffs.dedup();
+        for conn in backoffs {
+            self.metadata_backoff(now, conn);
+        }
+    }
+
+    /// `conn` left: its pieces may be asked of others.
+    pub(super) fn metadata_peer_gone(&mut self, conn: ConnId) {
+        let Some(f) = self.fetch.as_mut() else {
+            return;
+        };
+        f.fetch.peer_gone(&conn);
+        f.timers.retain(|(_, c, _)| *c != conn);
+    }
+
+    /// The metadata hashed to the info hash: parse it and become a normal torrent.
+    fn metadata_done(&mut self, now: Instant, bytes: Vec<u8>) {
+        let info = match Info::from_info_bytes(&bytes) {
+            Ok(info) => info,
+            Err(e) => {
+                if let Some(f) = self.fetch.as_mut() {
+                    f.invalid = true;
+                    f.timers.clear();
+                }
+                self.event(TorrentEvent::MetadataInvalid(e.to_string()));
+                return;
+            }
+        };
+        let fetch = self.fetch.take().expect("fetching");
+        let n = info.layout.piece_count();
+        self.info_bytes = Some(Bytes::from(bytes));
+        self.private = info.private;
+        self.layout = info.layout;
+        self.piece_hashes = info.pieces;
+        self.picker = Picker::new(
+            self.layout.clone(),
+            Bitfield::new(n),
+            self.config.strategy,
+            fetch.picker_rng,
+        );
+        self.short.clear();
+        self.rechoke_soon = true;
+        if self.private {
+            self.stop_pex();
+        }
+        self.event(TorrentEvent::MetadataReceived);
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            let Some(p) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            p.ext.meta_asked.clear();
+            p.ext.meta_backoff = None;
+            self.dirty.insert(conn);
+            self.touched.insert(conn);
+            match p.conn.set_layout(&self.layout) {
+                Ok(()) => {
+                    self.process_events(now, conn);
+                    if self.peers.get(&conn).is_some_and(|p| p.ext.handshake_sent) {
+                        self.send_ext_handshake(now, conn);
+                    }
+                }
+                Err(e) => self.close(conn, CloseReason::Peer(e)),
+            }
+        }
+    }
+}
