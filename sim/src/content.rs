@@ -16,7 +16,8 @@
 use std::sync::OnceLock;
 
 use bt_protocol::metainfo::{
-    BLOCK_SIZE, BlockRef, InfoHash, NewFile, PieceIndex, TorrentLayout, TorrentOptions, build_torrent,
+    BLOCK_SIZE, BlockRef, InfoHash, NewFile, PieceIndex, TorrentLayout, TorrentOptions,
+    build_torrent,
 };
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
@@ -290,7 +291,10 @@ mod tests {
             files: vec![40_000, 60_000],
         };
         let m = Content::generate(4, &multi).unwrap();
-        assert_ne!(m.info_hash, c.info_hash, "the file list is in the dictionary");
+        assert_ne!(
+            m.info_hash, c.info_hash,
+            "the file list is in the dictionary"
+        );
     }
 
     #[test]

@@ -827,7 +827,10 @@ fn magnets_check(scenario: &Scenario, outcome: &Outcome, within: Duration) -> Ch
             }
         })
         .collect();
-    let resolved = magnets.iter().filter(|(_, h)| h.metadata_at.is_some()).count();
+    let resolved = magnets
+        .iter()
+        .filter(|(_, h)| h.metadata_at.is_some())
+        .count();
     let mut detail = format!(
         "{resolved}/{} had the metadata, the slowest {slowest:.2} s after joining",
         magnets.len()

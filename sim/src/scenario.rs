@@ -1298,7 +1298,10 @@ fn check_groups(
             ));
         }
         if let (Some(p), Role::Attacker) = (&r.pex, r.role) {
-            return Err(cx.err(p.span(), "an attacker follows its `attack`: pex is for seeders and leechers"));
+            return Err(cx.err(
+                p.span(),
+                "an attacker follows its `attack`: pex is for seeders and leechers",
+            ));
         }
         groups.push(GroupSpec {
             magnet,

@@ -397,7 +397,8 @@ fn host_of_ip(ip: IpAddr) -> Option<HostId> {
 
 impl<'a> World<'a> {
     fn new(scenario: &'a Scenario, seed: u64) -> Result<Self, RunError> {
-        let content = Arc::new(Content::generate(seed, &scenario.torrent).map_err(RunError::Setup)?);
+        let content =
+            Arc::new(Content::generate(seed, &scenario.torrent).map_err(RunError::Setup)?);
         let mut master = Rng::new(seed);
         let mut join_rng = master.fork(1);
         let net_rng = master.fork(2);
