@@ -140,6 +140,33 @@ pub fn answer_disk(
     }
 }
 
+/// A bencoded single-file info dictionary named `test` for [`content`] of `total` bytes in
+/// `piece_length` pieces, with an ignored `x-pad` key of `pad` bytes (to make the metadata span
+/// several 16 KiB `ut_metadata` pieces), and its info hash.
+pub fn info_dict(piece_length: u64, total: u64, pad: usize) -> (Vec<u8>, InfoHash) {
+    let data = content(total);
+    let mut pieces = Vec::new();
+    for chunk in data.chunks(piece_length as usize) {
+        pieces.extend_from_slice(&Sha1::digest(chunk));
+    }
+    let mut info = format!("d6:lengthi{total}e4:name4:test12:piece lengthi{piece_length}e6:pieces")
+        .into_bytes();
+    info.extend_from_slice(format!("{}:", pieces.len()).as_bytes());
+    info.extend_from_slice(&pieces);
+    info.extend_from_slice(format!("5:x-pad{pad}:").as_bytes());
+    info.extend(std::iter::repeat_n(b'0', pad));
+    info.push(b'e');
+    let hash = InfoHash::of_info_bytes(&info);
+    (info, hash)
+}
+
+/// The piece hashes of an info dictionary made by [`info_dict`].
+fn info_hashes(info: &[u8]) -> Vec<[u8; 20]> {
+    crate::metainfo::Info::from_info_bytes(info)
+        .expect("info_dict makes valid dictionaries")
+        .pieces
+}
+
 /// How a node behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeSpec {
@@ -203,6 +230,48 @@ pub struct Swarm {
 }
 
 impl Swarm {
+    /// A swarm as [`Swarm::new`], but for the real info dictionary of [`info_dict`] (with `pad`
+    /// bytes of padding): every node knows it ([`Torrent::set_metadata`]) except those listed in
+    /// `magnets`, which start from the info hash alone ([`Torrent::new_magnet`]).
+    pub fn new_with_metadata(
+        seed: u64,
+        piece_length: u64,
+        total: u64,
+        specs: &[NodeSpec],
+        magnets: &[usize],
+        pad: usize,
+        latency: Duration,
+    ) -> Swarm {
+        let (info, hash) = info_dict(piece_length, total, pad);
+        let mut swarm = Swarm::new(seed, piece_length, total, specs, latency);
+        let mut rng = Rng::new(seed ^ 0x6d61_676e);
+        for (i, node) in swarm.nodes.iter_mut().enumerate() {
+            let id = node.torrent.our_id();
+            node.torrent = if magnets.contains(&i) {
+                Torrent::new_magnet(TorrentConfig::default(), hash, id, rng.fork(i as u64))
+            } else {
+                let have = if node.spec.seed {
+                    Bitfield::full(swarm.layout.piece_count())
+                } else {
+                    Bitfield::new(swarm.layout.piece_count())
+                };
+                let hashes = info_hashes(&info);
+                let mut t = Torrent::new(
+                    TorrentConfig::default(),
+                    hash,
+                    swarm.layout.clone(),
+                    hashes,
+                    have,
+                    id,
+                    rng.fork(i as u64),
+                );
+                t.set_metadata(Bytes::from(info.clone()), false);
+                t
+            };
+        }
+        swarm
+    }
+
     /// A swarm for a torrent of `total` bytes in `piece_length` pieces, one node per spec.
     pub fn new(
         seed: u64,

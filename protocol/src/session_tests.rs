@@ -261,3 +261,79 @@ fn the_seed_decides_the_peer_id() {
     assert_ne!(a, c);
     assert_eq!(&a.0[..8], b"-BT0100-");
 }
+
+#[test]
+fn a_magnet_session_takes_an_incoming_seeder_and_completes() {
+    // Proves Session::add_magnet: an incoming connection for the magnet's info hash is routed to
+    // it, the metadata comes over that connection, and the download completes; a second magnet
+    // for the same hash is refused.
+    let (info, hash) = crate::harness::info_dict(32768, 300_000, 0);
+    let layout = TorrentLayout::new(32768, &[300_000]).unwrap();
+    let data = content(300_000);
+    let hashes: Vec<[u8; 20]> = data.chunks(32768).map(|c| Sha1::digest(c).into()).collect();
+    let mut seeder_session = Session::new(SessionConfig::default(), 1);
+    seeder_session.set_listen_port(51413);
+    let seeder_torrent = seeder_session
+        .add_torrent(
+            hash,
+            layout.clone(),
+            hashes,
+            Bitfield::full(layout.piece_count()),
+        )
+        .unwrap();
+    seeder_session.set_metadata(seeder_torrent, Bytes::from(info.clone()), false);
+    let mut seeder = Side {
+        session: seeder_session,
+        torrent: seeder_torrent,
+        storage: data.clone(),
+        complete: true,
+        closed: Vec::new(),
+    };
+    let mut magnet_session = Session::new(SessionConfig::default(), 2);
+    let magnet_torrent = magnet_session.add_magnet(hash).unwrap();
+    assert_eq!(
+        magnet_session.add_magnet(hash),
+        Err(SessionError::DuplicateTorrent(hash))
+    );
+    let mut magnet = Side {
+        session: magnet_session,
+        torrent: magnet_torrent,
+        storage: vec![0; data.len()],
+        complete: false,
+        closed: Vec::new(),
+    };
+    let (c_out, c_in) = (ConnId(10), ConnId(20));
+    let mut now = Instant::ZERO;
+    seeder
+        .session
+        .connect(now, seeder.torrent, c_out, addr(2))
+        .unwrap();
+    magnet.session.accept(now, c_in, addr(1)).unwrap();
+    for _ in 0..10_000 {
+        let to_magnet = drain(&mut seeder, &layout, now);
+        let to_seeder = drain(&mut magnet, &layout, now);
+        for (_, bytes) in &to_magnet {
+            magnet.session.handle_bytes(now, c_in, bytes);
+        }
+        for (_, bytes) in &to_seeder {
+            seeder.session.handle_bytes(now, c_out, bytes);
+        }
+        if magnet.complete {
+            break;
+        }
+        if to_seeder.is_empty() && to_magnet.is_empty() {
+            now = now + Duration::from_secs(1);
+            for s in [&mut seeder, &mut magnet] {
+                if s.session.poll_timeout().is_some_and(|t| t <= now) {
+                    s.session.handle_timeout(now);
+                }
+            }
+        }
+    }
+    assert!(magnet.complete, "the magnet did not complete");
+    assert!(magnet.storage == data);
+    let t = magnet.session.torrent(magnet.torrent).unwrap();
+    assert!(t.has_metadata());
+    assert_eq!(t.info_bytes().map(|b| b.to_vec()), Some(info));
+    assert!(seeder.closed.is_empty() && magnet.closed.is_empty());
+}

@@ -541,3 +541,37 @@ fn refuses_wrong_types() {
         "`info.piece length` is a byte string, expected an integer"
     );
 }
+
+#[test]
+fn an_info_dictionary_alone_parses_as_in_a_torrent_file() {
+    // Proves Info/Metainfo::from_info_bytes (BEP 9 metadata): the same Info as from the
+    // `.torrent` holding it, the info hash of the bytes, no trackers; an unsafe path and a
+    // non-dictionary are refused as in a file.
+    let root = multi();
+    let torrent = Metainfo::from_bytes(&encode(&Value::Dict(root.clone())).unwrap()).unwrap();
+    let info_bytes = torrent.info_bytes.clone();
+    let alone = Metainfo::from_info_bytes(&info_bytes).unwrap();
+    assert_eq!(alone.info, torrent.info);
+    assert_eq!(alone.info_hash, torrent.info_hash);
+    assert!(alone.trackers.is_empty());
+    assert_eq!(Info::from_info_bytes(&info_bytes).unwrap(), torrent.info);
+
+    let mut info = Dict::new();
+    info.insert(&b"name"[..], Value::string(".."));
+    info.insert(&b"piece length"[..], Value::Int(4));
+    info.insert(&b"pieces"[..], Value::owned_bytes(vec![7u8; 20]));
+    info.insert(&b"length"[..], Value::Int(3));
+    let bad = encode(&Value::Dict(info)).unwrap();
+    assert!(matches!(
+        Info::from_info_bytes(&bad),
+        Err(MetainfoError::UnsafePath { .. })
+    ));
+    assert!(matches!(
+        Info::from_info_bytes(b"li1ee"),
+        Err(MetainfoError::WrongType { .. })
+    ));
+    assert!(matches!(
+        Info::from_info_bytes(b"d"),
+        Err(MetainfoError::Bencode(_))
+    ));
+}

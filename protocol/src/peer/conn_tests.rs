@@ -742,3 +742,84 @@ fn chokes_answering_our_lost_interest_are_no_storm() {
         Err(PeerError::ChokeStorm { .. })
     ));
 }
+
+/// A connection of unknown piece count (at most 100 pieces) that has taken the peer's handshake.
+fn unlaid() -> PeerConn {
+    let mut c = PeerConn::new_unknown_layout(
+        PeerConfig::default(),
+        Direction::Outbound,
+        HASH,
+        PeerId([1; 20]),
+        reserved(true, true),
+        100,
+        Instant::ZERO,
+    );
+    c.handle_bytes(
+        Instant::ZERO,
+        &their_handshake(HASH, 2, true),
+        &TorrentLayout::empty(),
+    )
+    .unwrap();
+    while c.poll_event().is_some() {}
+    c
+}
+
+fn message(m: Message<'_>) -> Vec<u8> {
+    let mut v = Vec::new();
+    m.encode_into(&mut v);
+    v
+}
+
+#[test]
+fn announcements_before_the_layout_are_kept_then_checked() {
+    // Proves the unknown-layout mode: a bitfield and haves are kept without events, become the
+    // peer's pieces with one Pieces event once the layout is known; a bitfield of the wrong size
+    // then fails, and an index past the bound fails at once.
+    let empty = TorrentLayout::empty();
+    let mut c = unlaid();
+    let bits = [0b1010_0000];
+    c.handle_bytes(Instant::ZERO, &message(Message::Bitfield(&bits)), &empty)
+        .unwrap();
+    c.handle_bytes(Instant::ZERO, &message(Message::Have { piece: 3 }), &empty)
+        .unwrap();
+    c.handle_bytes(Instant::ZERO, &message(Message::AllowedFast(1)), &empty)
+        .unwrap();
+    assert_eq!(c.poll_event(), None);
+    assert!(!c.layout_known());
+    c.set_layout(&layout()).unwrap();
+    assert!(c.layout_known());
+    assert_eq!(c.poll_event(), Some(PeerEvent::Pieces));
+    assert_eq!(c.peer_pieces().ones().collect::<Vec<_>>(), vec![0, 2, 3]);
+    assert!(matches!(c.poll_event(), Some(PeerEvent::AllowedFast(p)) if p.get() == 1));
+
+    let mut c = unlaid();
+    c.handle_bytes(Instant::ZERO, &message(Message::Bitfield(&[0, 0])), &empty)
+        .unwrap();
+    assert!(matches!(
+        c.set_layout(&layout()),
+        Err(PeerError::Bitfield(_))
+    ));
+
+    let mut c = unlaid();
+    assert_eq!(
+        c.handle_bytes(
+            Instant::ZERO,
+            &message(Message::Have { piece: 100 }),
+            &empty
+        ),
+        Err(PeerError::PieceOutOfRange(100))
+    );
+
+    let mut c = unlaid();
+    c.handle_bytes(Instant::ZERO, &message(Message::Have { piece: 50 }), &empty)
+        .unwrap();
+    assert_eq!(c.set_layout(&layout()), Err(PeerError::PieceOutOfRange(50)));
+
+    // Have-all before the layout: every piece.
+    let mut c = unlaid();
+    c.handle_bytes(Instant::ZERO, &message(Message::HaveAll), &empty)
+        .unwrap();
+    c.set_layout(&layout()).unwrap();
+    assert!(c.peer_pieces().is_complete());
+    assert_eq!(c.peer_pieces().len(), 4);
+}

@@ -426,7 +426,13 @@ impl Torrent {
         self.info_hash
     }
 
-    /// The torrent's geometry.
+    /// Our peer id on this torrent's connections.
+    pub fn our_id(&self) -> PeerId {
+        self.our_id
+    }
+
+    /// The torrent's geometry ([`TorrentLayout::empty`] while a magnet link's metadata is
+    /// fetched).
     pub fn layout(&self) -> &TorrentLayout {
         &self.layout
     }

@@ -171,9 +171,36 @@ impl Torrent {
     }
 
     /// Asks every peer that may be asked, in handle order (from `drive`, after every input).
+    ///
+    /// The fetch takes its size from the first peer that gave one, and refuses peers that give
+    /// another. If no peer that agrees is left while some peer gives another size (the first
+    /// one lied about it and left, say), the fetch starts over with the sizes of the peers
+    /// there are, so a lie cannot stall it.
     pub(super) fn request_metadata_all(&mut self, now: Instant) {
         if !self.fetching() {
             return;
+        }
+        let size = self.fetch.as_ref().and_then(|f| f.fetch.size());
+        if let Some(size) = size
+            && !self.peers.values().any(|p| p.ext.meta_usable)
+            && self.peers.values().any(|p| {
+                p.ext.ut_metadata.is_some()
+                    && p.ext.metadata_size.is_some_and(|s| s != u64::from(size))
+            })
+        {
+            let f = self.fetch.as_mut().expect("fetching");
+            f.fetch = MetadataFetch::new(self.info_hash, self.config.max_metadata_size);
+            f.timers.clear();
+            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            for &conn in &conns {
+                if let Some(p) = self.peers.get_mut(&conn) {
+                    p.ext.meta_asked.clear();
+                    p.ext.meta_backoff = None;
+                }
+            }
+            for conn in conns {
+                self.metadata_peer_changed(now, conn);
+            }
         }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
