@@ -798,3 +798,75 @@ fn a_lie_about_the_size_does_not_stall_the_fetch() {
     answer(&mut lab, honest, &info, &[0]);
     assert!(lab.t.has_metadata());
 }
+
+#[test]
+fn a_liar_mixed_with_an_honest_peer_is_found_and_the_honest_one_kept() {
+    // Proves metadata blame with several senders: when pieces from a liar and an honest peer
+    // fail together nobody is banned at once; the fetch then asks one peer at a time, and once
+    // the metadata is known the peer whose piece differed from it is closed with BadMetadata and
+    // banned, and the honest one is not.
+    let (info, hash) = info_dict(PIECE_LEN, TOTAL, 20_000);
+    let mut lab = Lab::magnet(TorrentConfig::default(), hash);
+    let liar = lab.connect(2, Direction::Outbound, reserved(false));
+    lab.send(
+        liar,
+        &ext_hs(&[("ut_metadata", 4)], Some(info.len() as u64), None),
+    );
+    assert_eq!(lab.metadata_requests(liar, 4), vec![0, 1]);
+    let honest = lab.connect(3, Direction::Outbound, reserved(false));
+    lab.send(
+        honest,
+        &ext_hs(&[("ut_metadata", 5)], Some(info.len() as u64), None),
+    );
+    // The liar rejects piece 1, which goes to the honest peer.
+    lab.send(liar, &meta(MetadataMessage::Reject { piece: 1 }));
+    assert_eq!(lab.metadata_requests(honest, 5), vec![1]);
+    let mut lie = info.clone();
+    lie[100] ^= 0xff;
+    answer(&mut lab, liar, &lie, &[0]);
+    answer(&mut lab, honest, &info, &[1]);
+    assert!(
+        lab.closed.is_empty(),
+        "who lied is not known yet: {:?}",
+        lab.closed
+    );
+    // One peer at a time now: the honest one (the liar is backed off after its reject).
+    assert_eq!(lab.metadata_requests(honest, 5), vec![0, 1]);
+    assert!(lab.metadata_requests(liar, 4).is_empty());
+    answer(&mut lab, honest, &info, &[0, 1]);
+    assert!(lab.t.has_metadata());
+    assert_eq!(lab.closed, vec![(liar, CloseReason::BadMetadata)]);
+    assert!(lab.t.is_banned(addr(2).ip()));
+    assert!(!lab.t.is_banned(addr(3).ip()));
+}
+
+#[test]
+fn the_dht_bit_follows_the_dht_port() {
+    // Proves BEP 5 reserved bits: our handshake sets the DHT bit once a DHT port is known (in
+    // the config, or set later for the connections made after), and not before.
+    let (info, _) = info_dict(PIECE_LEN, TOTAL, 0);
+    let our_reserved = |t: &mut Torrent, n: u8| {
+        t.add_peer(
+            Instant::ZERO,
+            ConnId(u64::from(n)),
+            addr(n),
+            Direction::Outbound,
+        )
+        .unwrap();
+        let Some(TorrentOutput::Transmit { bytes, .. }) = t.poll_output() else {
+            panic!("our handshake goes first");
+        };
+        Handshake::parse(&bytes).unwrap().reserved
+    };
+    let mut lab = Lab::seeder(TorrentConfig::default(), &info, false);
+    assert!(!our_reserved(&mut lab.t, 2).dht());
+    lab.t.set_dht_port(6999);
+    let r = our_reserved(&mut lab.t, 3);
+    assert!(r.dht() && r.fast() && r.extension_protocol());
+    let config = TorrentConfig {
+        dht_port: Some(6999),
+        ..TorrentConfig::default()
+    };
+    let mut lab = Lab::seeder(config, &info, false);
+    assert!(our_reserved(&mut lab.t, 2).dht());
+}

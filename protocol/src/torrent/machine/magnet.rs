@@ -16,17 +16,24 @@
 //! empty picker, each connection learns the layout ([`PeerConn::set_layout`](crate::peer::PeerConn::set_layout): closed if its
 //! bitfield does not fit), our extension handshake goes out again with `metadata_size`, and
 //! [`TorrentEvent::MetadataReceived`] is emitted; invalid, [`TorrentEvent::MetadataInvalid`]
-//! (fatal) and nothing more is fetched. Pieces that do not hash to the info hash: every peer that
-//! sent one is closed ([`CloseReason::BadMetadata`]) and banned, and the fetch starts over with the
-//! others.
+//! (fatal) and nothing more is fetched.
+//!
+//! Pieces that do not hash to the info hash: the fetch starts over with the other peers. If one
+//! peer sent them all, it is closed ([`CloseReason::BadMetadata`]) and banned at once. If several
+//! did, who lied is not known (an honest peer's pieces fail along with a liar's, as with piece
+//! data, see smart ban): their pieces are kept, the next attempts ask one peer at a time (so a
+//! failure names its liar), and once the metadata is known the senders of kept pieces that
+//! differ from it are closed ([`CloseReason::BadMetadata`]) and banned; honest ones are not.
 //!
 //! Cost: while fetching, every input walks the peers (to ask free pieces of those that may be
 //! asked), only in this phase.
-//! Bounds: the fetch holds at most the size cap of data; per peer at most
-//! [`METADATA_REQUESTS_PER_PEER`] requests; the timer set holds at most two entries per
-//! request asked (its deadline and the backoff it may start).
+//! Bounds: the fetch holds at most the size cap of data, and so do the pieces of the attempt
+//! under way kept with their senders, and the suspect pieces of failed attempts (the oldest are
+//! dropped past the cap); per peer at most [`METADATA_REQUESTS_PER_PEER`] requests; the timer
+//! set holds at most two entries per request asked (its deadline and the backoff it may start).
 
-use std::collections::BTreeSet;
+use core::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -36,7 +43,7 @@ use crate::metainfo::{Info, InfoHash, TorrentLayout};
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::torrent::{Bitfield, Picker};
-use crate::wire::{FetchProgress, MetadataFetch, MetadataMessage, PeerId};
+use crate::wire::{FetchProgress, MetadataFetch, MetadataMessage, PeerId, metadata_piece};
 
 /// The most `ut_metadata` requests in flight to one peer.
 pub const METADATA_REQUESTS_PER_PEER: usize = 2;
@@ -52,6 +59,23 @@ pub(super) struct MagnetFetch {
     picker_rng: Rng,
     /// The metadata hashed right but did not parse: nothing more is fetched.
     invalid: bool,
+    /// The pieces of the attempt under way, with who sent them (to judge an attempt that fails
+    /// with several senders): at most the size cap in bytes.
+    attempt: BTreeMap<u32, Sent>,
+    /// Pieces of failed attempts that had several senders, oldest first, judged against the
+    /// metadata once it is known: at most the size cap in bytes (the oldest go first).
+    suspects: VecDeque<(u32, Sent)>,
+    /// After a failure with several senders: pieces are asked of one peer at a time, so that a
+    /// failure names its liar.
+    one_source: bool,
+}
+
+/// A metadata piece as a peer sent it.
+#[derive(Debug)]
+struct Sent {
+    conn: ConnId,
+    ip: IpAddr,
+    data: Bytes,
 }
 
 impl MagnetFetch {
@@ -79,6 +103,9 @@ impl Torrent {
             timers: BTreeSet::new(),
             picker_rng,
             invalid: false,
+            attempt: BTreeMap::new(),
+            suspects: VecDeque::new(),
+            one_source: false,
         };
         let mut t = Torrent::new(
             config,
@@ -156,6 +183,16 @@ impl Torrent {
         {
             return;
         }
+        if f.one_source
+            && self
+                .peers
+                .iter()
+                .any(|(c, q)| *c != conn && !q.ext.meta_asked.is_empty())
+        {
+            // Another peer is the source of this attempt.
+            return;
+        }
+        let p = self.peers.get_mut(&conn).expect("looked up above");
         while p.ext.meta_asked.len() < METADATA_REQUESTS_PER_PEER {
             let Some(piece) = f.fetch.next_request(&conn) else {
                 break;
@@ -191,6 +228,7 @@ impl Torrent {
             let f = self.fetch.as_mut().expect("fetching");
             f.fetch = MetadataFetch::new(self.info_hash, self.config.max_metadata_size);
             f.timers.clear();
+            f.attempt.clear();
             let conns: Vec<ConnId> = self.peers.keys().copied().collect();
             for &conn in &conns {
                 if let Some(p) = self.peers.get_mut(&conn) {
@@ -258,11 +296,17 @@ impl Torrent {
                     self.ext_stats.bad_metadata_messages += 1;
                     return;
                 }
+                let ip = self.peers[&conn].addr.ip();
                 let f = self
                     .fetch
                     .as_mut()
                     .expect("asked pieces exist only while fetching");
-                match f.fetch.handle_data(&conn, piece, total_size, data) {
+                let result = f.fetch.handle_data(&conn, piece, total_size, data);
+                if result.is_ok() {
+                    let data = Bytes::copy_from_slice(data);
+                    f.attempt.insert(piece, Sent { conn, ip, data });
+                }
+                match result {
                     Ok(FetchProgress::Stored) => self.request_metadata(now, conn),
                     Ok(FetchProgress::Done(bytes)) => self.metadata_done(now, bytes),
                     Ok(FetchProgress::Failed { blame }) => self.metadata_failed(now, blame),
@@ -285,22 +329,41 @@ impl Torrent {
 
     /// The metadata did not hash to the info hash: its senders are closed and banned, and the
     /// fetch starts over with the others.
+    ///
+    /// Who lied is certain when one peer sent every piece: it is closed and banned at once. With
+    /// several senders it is not (an honest peer's pieces fail with a liar's): their pieces are
+    /// kept as suspects, judged once the metadata is known (the senders of pieces that differ
+    /// from it are closed and banned then, see `judge_suspects`), and the next attempts ask one
+    /// peer at a time.
     fn metadata_failed(&mut self, now: Instant, blame: Vec<ConnId>) {
-        for conn in blame {
-            if let Some(ip) = self.peers.get(&conn).map(|p| p.addr.ip()) {
-                self.close(conn, CloseReason::BadMetadata);
+        let f = self.fetch.as_mut().expect("a fetch failed");
+        let attempt = std::mem::take(&mut f.attempt);
+        if let [liar] = blame[..] {
+            let ip = attempt.values().find(|s| s.conn == liar).map(|s| s.ip);
+            self.close(liar, CloseReason::BadMetadata);
+            if let Some(ip) = ip {
                 self.ban(ip);
             }
+        } else {
+            let cap = self.config.max_metadata_size as usize;
+            f.one_source = true;
+            f.suspects.extend(attempt);
+            let mut held: usize = f.suspects.iter().map(|(_, s)| s.data.len()).sum();
+            while held > cap {
+                let Some((_, oldest)) = f.suspects.pop_front() else {
+                    break;
+                };
+                held -= oldest.data.len();
+            }
         }
-        // Every request is void: the fetch forgot them. Sizes are taken afresh.
+        // Every request is void: the fetch forgot them. Sizes are taken afresh; backoffs stand.
         if let Some(f) = self.fetch.as_mut() {
-            f.timers.clear();
+            f.timers.retain(|(_, _, piece)| piece.is_none());
         }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for &conn in &conns {
             if let Some(p) = self.peers.get_mut(&conn) {
                 p.ext.meta_asked.clear();
-                p.ext.meta_backoff = None;
                 p.ext.meta_usable = false;
             }
         }
@@ -359,8 +422,32 @@ impl Torrent {
         f.timers.retain(|(_, c, _)| *c != conn);
     }
 
+    /// The metadata is known: the senders of suspect pieces (from failed attempts with several
+    /// senders) that differ from it lied. They are closed (if still connected) and banned.
+    fn judge_suspects(&mut self, metadata: &[u8]) {
+        let Some(f) = self.fetch.as_mut() else {
+            return;
+        };
+        let suspects = std::mem::take(&mut f.suspects);
+        let mut liars: Vec<(ConnId, IpAddr)> = Vec::new();
+        for (piece, sent) in suspects {
+            if metadata_piece(metadata, piece) != Some(&sent.data[..])
+                && !liars.contains(&(sent.conn, sent.ip))
+            {
+                liars.push((sent.conn, sent.ip));
+            }
+        }
+        for (conn, ip) in liars {
+            if self.peers.get(&conn).is_some_and(|p| p.addr.ip() == ip) {
+                self.close(conn, CloseReason::BadMetadata);
+            }
+            self.ban(ip);
+        }
+    }
+
     /// The metadata hashed to the info hash: parse it and become a normal torrent.
     fn metadata_done(&mut self, now: Instant, bytes: Vec<u8>) {
+        self.judge_suspects(&bytes);
         let info = match Info::from_info_bytes(&bytes) {
             Ok(info) => info,
             Err(e) => {
