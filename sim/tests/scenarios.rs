@@ -388,57 +388,32 @@ fn pex_only_passes_and_needs_pex() {
     assert_eq!(r.groups[1].uploaded, 0, "{}", r.human());
 }
 
-/// Every check of `r` but the ones named `except` passed.
-fn passes_but(r: &Report, except: &[&str]) {
-    for c in &r.checks {
-        assert!(
-            c.passed || except.contains(&c.name.as_str()),
-            "{}",
-            r.human()
-        );
-    }
-}
-
 /// The reasons an honest peer closes a bad-metadata attacker for: the bad pieces, then its ban.
 const BAD_METADATA_CLOSES: &[&str] = &["BadMetadata", "Refused/Banned", "ConnectRefusedBySession"];
 
 #[test]
-fn bad_metadata_is_closed_and_every_magnet_resolves() {
+fn bad_metadata_is_closed_and_only_the_attackers_are_banned() {
     // Proves attackers that offer the metadata and send wrong pieces of it are closed with
     // BadMetadata and banned, while every magnet still gets the right metadata (the engine
-    // checks it is the torrent's info dictionary) and completes. Everything the scenario expects
-    // but `no_honest_peer_banned`, which the protocol breaks today: see the ignored test below.
+    // checks it is the torrent's info dictionary) and completes, and no honest peer is banned:
+    // with three metadata pieces a fetch takes some from an honest peer and some from an
+    // attacker, and only the attacker may be blamed. (Before the protocol's exact blame,
+    // 8c35183, every sender of a bad dictionary was banned: 5 of the 10 honest peers here.)
     let (_, outcome, r) = run("bad-metadata.toml", None);
-    passes_but(&r, &["no honest peer banned"]);
+    assert!(r.passed, "{}", r.human());
     assert_eq!(r.groups[1].completed, 8, "{}", r.human());
     assert_eq!(r.groups[1].magnets_resolved, Some(8), "{}", r.human());
     hostile::assert_group_closed(&r, "bad-metadata", BAD_METADATA_CLOSES, 1.0);
     let a = hostile::attack(&r, "bad-metadata");
-    assert!(
-        a.closed.get("BadMetadata").copied().unwrap_or(0) > 0,
-        "{}",
-        r.human()
-    );
+    assert!(a.closed.get("BadMetadata").copied().unwrap_or(0) > 0, "{}", r.human());
     assert!(r.groups[2].banned_by > 0, "{}", r.human());
+    assert_eq!(r.groups[0].banned_by + r.groups[1].banned_by, 0, "{}", r.human());
     assert_eq!(outcome.violation_count, 0);
-}
-
-#[test]
-#[ignore = "protocol (issue 7): a metadata fetch that mixes an honest peer's pieces with an \
-            attacker's blames and bans every sender (MetadataFetch's blame), so honest seeders \
-            and magnets are banned in bad-metadata.toml (seed 1: 5 of 10)"]
-fn bad_metadata_bans_no_honest_peer() {
-    // Proves only the senders of wrong metadata pieces are blamed: with three metadata pieces
-    // a fetch takes some from an honest peer and some from an attacker, and only the attacker
-    // may be closed and banned.
-    let (_, _, r) = run("bad-metadata.toml", None);
-    assert!(r.passed, "{}", r.human());
-    assert_eq!(
-        r.groups[0].banned_by + r.groups[1].banned_by,
-        0,
-        "{}",
-        r.human()
-    );
+    // Other seeds too (a small sweep): the mix differs, the verdict does not.
+    for seed in 2..4 {
+        let (_, _, r) = run("bad-metadata.toml", Some(seed));
+        assert!(r.passed, "seed {seed}:\n{}", r.human());
+    }
 }
 
 #[test]
