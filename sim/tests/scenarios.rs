@@ -405,9 +405,18 @@ fn bad_metadata_is_closed_and_only_the_attackers_are_banned() {
     assert_eq!(r.groups[1].magnets_resolved, Some(8), "{}", r.human());
     hostile::assert_group_closed(&r, "bad-metadata", BAD_METADATA_CLOSES, 1.0);
     let a = hostile::attack(&r, "bad-metadata");
-    assert!(a.closed.get("BadMetadata").copied().unwrap_or(0) > 0, "{}", r.human());
+    assert!(
+        a.closed.get("BadMetadata").copied().unwrap_or(0) > 0,
+        "{}",
+        r.human()
+    );
     assert!(r.groups[2].banned_by > 0, "{}", r.human());
-    assert_eq!(r.groups[0].banned_by + r.groups[1].banned_by, 0, "{}", r.human());
+    assert_eq!(
+        r.groups[0].banned_by + r.groups[1].banned_by,
+        0,
+        "{}",
+        r.human()
+    );
     assert_eq!(outcome.violation_count, 0);
     // Other seeds too (a small sweep): the mix differs, the verdict does not.
     for seed in 2..4 {

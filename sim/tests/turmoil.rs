@@ -251,8 +251,17 @@ fn bad_metadata_on_turmoil_is_closed_with_bad_metadata() {
         1.0,
     );
     let a = hostile::attack(&r, "bad-metadata");
-    assert!(a.closed.get("BadMetadata").copied().unwrap_or(0) > 0, "{}", r.human());
-    assert_eq!(r.groups[0].banned_by + r.groups[1].banned_by, 0, "{}", r.human());
+    assert!(
+        a.closed.get("BadMetadata").copied().unwrap_or(0) > 0,
+        "{}",
+        r.human()
+    );
+    assert_eq!(
+        r.groups[0].banned_by + r.groups[1].banned_by,
+        0,
+        "{}",
+        r.human()
+    );
 }
 
 const QUICK: &str = "quickstart.toml";
