@@ -17,7 +17,11 @@ use std::time::Duration;
 use bt_protocol::io::ConnId;
 use bt_protocol::metainfo::{BLOCK_SIZE, InfoHash, TorrentLayout};
 use bt_protocol::rng::Rng;
-use bt_protocol::wire::{Handshake, Message, PeerId, Reserved};
+use bt_protocol::torrent::OUR_UT_METADATA;
+use bt_protocol::wire::{
+    ExtendedHandshake, Handshake, METADATA_PIECE_LEN, Message, MetadataMessage, PeerId, Reserved,
+    metadata_piece_count,
+};
 
 use crate::scenario::Attack;
 
@@ -27,10 +31,15 @@ pub(crate) const MAX_QUEUED: usize = 64 * 1024;
 /// Requests a flooding attacker sends in one go (more than the protocol's 500 queued requests).
 const FLOOD_BATCH: u32 = 1_000;
 
+/// How often a [`Attack::BadMetadata`] script sends its round of metadata pieces.
+const BAD_METADATA_EVERY: Duration = Duration::from_millis(100);
+
 /// One attacker's state.
 pub(crate) struct Attacker {
     attack: Attack,
     rng: Rng,
+    /// The size of the torrent's real info dictionary (what [`Attack::BadMetadata`] advertises).
+    metadata_size: u32,
     /// The script of each open connection.
     scripts: BTreeMap<ConnId, Script>,
     /// Addresses dialled already: each is dialled once.
@@ -54,11 +63,13 @@ pub(crate) struct Step {
 }
 
 impl Attacker {
-    /// An attacker running `attack`, drawing from `rng`.
-    pub(crate) fn new(attack: Attack, rng: Rng) -> Self {
+    /// An attacker running `attack`, drawing from `rng`, for a torrent whose info dictionary
+    /// has `metadata_size` bytes.
+    pub(crate) fn new(attack: Attack, rng: Rng, metadata_size: u32) -> Self {
         Attacker {
             attack,
             rng,
+            metadata_size,
             scripts: BTreeMap::new(),
             tried: BTreeSet::new(),
         }
@@ -77,12 +88,13 @@ impl Attacker {
     /// Our handshake, for `info_hash`, with a fresh peer id (one per connection, so no two of
     /// an attacker's connections are duplicates of each other) and no extension bits but for
     /// [`Attack::RequestFloodFast`] (without the Fast extension an honest peer cannot reject
-    /// requests: it has to close).
+    /// requests: it has to close) and the extension protocol for [`Attack::BadMetadata`] (BEP 10).
     fn handshake(&mut self, info_hash: InfoHash) -> [u8; 68] {
         let mut id = *b"-XX0001-000000000000";
         self.rng.fill(&mut id[8..]);
         let mut reserved = Reserved::NONE;
         reserved.set_fast(self.attack == Attack::RequestFloodFast);
+        reserved.set_extension_protocol(self.attack == Attack::BadMetadata);
         Handshake {
             reserved,
             info_hash,
@@ -190,13 +202,26 @@ impl Attacker {
             }
             Attack::ChokeStorm => {
                 // Every piece (spare bits clear), so leechers want it, then an unchoke.
-                let mut bits = vec![0xff; bitfield_len];
-                if !pieces.is_multiple_of(8) {
-                    bits[bitfield_len - 1] = 0xff << (8 - pieces % 8);
-                }
-                Message::Bitfield(&bits).encode_into(out);
+                Message::Bitfield(&full_bitfield(pieces)).encode_into(out);
                 Message::Unchoke.encode_into(out);
                 Some(Duration::from_millis(50))
+            }
+            Attack::BadMetadata => {
+                // BEP 10: the extension handshake comes right after the BitTorrent one, offering
+                // the metadata at its true size; then every piece, so magnets want it.
+                let handshake = ExtendedHandshake {
+                    m: [("ut_metadata".to_owned(), 1)].into_iter().collect(),
+                    metadata_size: Some(u64::from(self.metadata_size)),
+                    ..ExtendedHandshake::default()
+                }
+                .encode();
+                Message::Extended {
+                    id: 0,
+                    payload: &handshake,
+                }
+                .encode_into(out);
+                Message::Bitfield(&full_bitfield(pieces)).encode_into(out);
+                Some(BAD_METADATA_EVERY)
             }
         }
     }
@@ -204,6 +229,7 @@ impl Attacker {
     /// The script of `conn` is due: its next bytes (at most `room`), and when it is due again.
     pub(crate) fn tick(&mut self, conn: ConnId, layout: &TorrentLayout, room: usize) -> Step {
         let attack = self.attack;
+        let metadata_size = self.metadata_size;
         let Some(script) = self.scripts.get_mut(&conn) else {
             return Step {
                 bytes: Vec::new(),
@@ -259,10 +285,55 @@ impl Attacker {
                 }
                 Some(Duration::from_millis(50))
             }
+            Attack::BadMetadata => {
+                // Every metadata piece in turn, each of its true length and wrong bytes, sent
+                // under the id bt advertises for ut_metadata (the script does not read what bt
+                // sends, so it cannot wait for the requests: a fetch takes what it asked for).
+                let pieces = metadata_piece_count(metadata_size).max(1);
+                let mut room = room;
+                // A round goes on from where the last one stopped for want of room.
+                for _ in 0..pieces {
+                    let piece = (script.step % u64::from(pieces)) as u32;
+                    let start = piece as usize * METADATA_PIECE_LEN;
+                    let len = (metadata_size as usize - start).min(METADATA_PIECE_LEN);
+                    let mut data = vec![0u8; len];
+                    self.rng.fill(&mut data);
+                    let mut payload = Vec::with_capacity(len + 64);
+                    MetadataMessage::Data {
+                        piece,
+                        total_size: u64::from(metadata_size),
+                        data: &data,
+                    }
+                    .encode_into(&mut payload);
+                    let before = out.len();
+                    Message::Extended {
+                        id: OUR_UT_METADATA,
+                        payload: &payload,
+                    }
+                    .encode_into(&mut out);
+                    if out.len() - before > room {
+                        out.truncate(before);
+                        break;
+                    }
+                    room -= out.len() - before;
+                    script.step += 1;
+                }
+                Some(BAD_METADATA_EVERY)
+            }
             _ => None,
         };
         Step { bytes: out, again }
     }
+}
+
+/// A bitfield of every one of `pieces` pieces, spare bits clear.
+fn full_bitfield(pieces: u32) -> Vec<u8> {
+    let len = pieces.div_ceil(8) as usize;
+    let mut bits = vec![0xff; len];
+    if !pieces.is_multiple_of(8) {
+        bits[len - 1] = 0xff << (8 - pieces % 8);
+    }
+    bits
 }
 
 /// Blocks in the torrent.

@@ -2,7 +2,8 @@
 //!
 //! Byte `i` of the torrent is [`content_byte`]`(seed, i)` (the protocol harness's
 //! `content_byte`, salted by the seed). [`Content`] generates the whole torrent once, hashes its
-//! pieces, and serves blocks as `Bytes` slices of that one buffer, so a block read costs no copy
+//! pieces, builds its info dictionary (a real one, [`build_torrent`]'s canonical bencode, so the
+//! info hash is its SHA-1 and a magnet peer can check the metadata it is sent), and serves blocks as `Bytes` slices of that one buffer, so a block read costs no copy
 //! whatever the number of peers. A corrupt peer serves slices of a second buffer with every bit
 //! flipped, made the first time one is asked for.
 //!
@@ -14,7 +15,10 @@
 
 use std::sync::OnceLock;
 
-use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, InfoHash, PieceIndex, TorrentLayout};
+use bt_protocol::metainfo::{
+    BLOCK_SIZE, BlockRef, InfoHash, NewFile, PieceIndex, TorrentLayout, TorrentOptions,
+    build_torrent,
+};
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
@@ -33,8 +37,11 @@ pub fn content_byte(seed: u64, offset: u64) -> u8 {
 pub struct Content {
     /// The geometry.
     pub layout: TorrentLayout,
-    /// The info hash peers use (derived from the seed and the piece hashes).
+    /// The info hash peers use: the SHA-1 of [`Content::info_bytes`].
     pub info_hash: InfoHash,
+    /// The bencoded info dictionary (name `btsim`; one file, or files `f0`, `f1`, ...; the
+    /// piece hashes): what a seeder serves to magnet peers (BEP 9).
+    pub info_bytes: Bytes,
     /// SHA-1 of each piece.
     pub piece_hashes: Vec<[u8; 20]>,
     bytes: Bytes,
@@ -44,8 +51,10 @@ pub struct Content {
 }
 
 impl Content {
-    /// Generates the content of `spec` from `seed` and hashes its pieces.
-    pub fn generate(seed: u64, spec: &TorrentSpec) -> Content {
+    /// Generates the content of `spec` from `seed`, hashes its pieces and builds its info
+    /// dictionary; fails only when no torrent can describe it (an info dictionary over the
+    /// protocol's 64 MiB bound: millions of pieces).
+    pub fn generate(seed: u64, spec: &TorrentSpec) -> Result<Content, String> {
         let layout = spec.layout();
         let total = layout.total_length();
         let mut data = vec![0u8; usize::try_from(total).expect("the scenario caps the size")];
@@ -59,17 +68,7 @@ impl Content {
                 Sha1::digest(&data[start..start + layout.piece_len(p) as usize]).into()
             })
             .collect();
-        let mut h = Sha1::new();
-        h.update(b"btsim");
-        h.update(seed.to_be_bytes());
-        h.update(u64::from(layout.piece_length()).to_be_bytes());
-        for f in &spec.files {
-            h.update(f.to_be_bytes());
-        }
-        for p in &piece_hashes {
-            h.update(p);
-        }
-        let info_hash = InfoHash(h.finalize().into());
+        let (info_bytes, info_hash) = info_dictionary(spec, &piece_hashes)?;
         let blocks_per_piece = layout.piece_length().div_ceil(BLOCK_SIZE);
         let block_count = layout
             .pieces()
@@ -80,15 +79,21 @@ impl Content {
             block_count,
             (layout.piece_count() as usize - 1) * blocks_per_piece as usize + last_piece_blocks
         );
-        Content {
+        Ok(Content {
             layout,
             info_hash,
+            info_bytes,
             piece_hashes,
             bytes: Bytes::from(data),
             corrupt: OnceLock::new(),
             blocks_per_piece,
             block_count,
-        }
+        })
+    }
+
+    /// The size of [`Content::info_bytes`], as a peer advertises it (BEP 9 `metadata_size`).
+    pub fn metadata_size(&self) -> u32 {
+        u32::try_from(self.info_bytes.len()).expect("build_torrent bounds the info dictionary")
     }
 
     /// The whole content.
@@ -134,6 +139,39 @@ impl Content {
             self.bytes.slice(range)
         }
     }
+}
+
+/// The info dictionary of `spec` with `piece_hashes`, and its SHA-1 (the info hash).
+fn info_dictionary(
+    spec: &TorrentSpec,
+    piece_hashes: &[[u8; 20]],
+) -> Result<(Bytes, InfoHash), String> {
+    let piece_length = u32::try_from(spec.piece_length)
+        .map_err(|_| "the piece length does not fit a torrent".to_owned())?;
+    let single = spec.files.len() == 1;
+    let files: Vec<NewFile> = spec
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, &length)| NewFile {
+            path: if single {
+                Vec::new()
+            } else {
+                vec![format!("f{i}")]
+            },
+            length,
+        })
+        .collect();
+    let (_, meta) = build_torrent(
+        "btsim",
+        piece_length,
+        &files,
+        piece_hashes,
+        &TorrentOptions::default(),
+    )
+    .map_err(|e| format!("cannot build the torrent's info dictionary: {e}"))?;
+    debug_assert_eq!(meta.info_hash, InfoHash::of_info_bytes(&meta.info_bytes));
+    Ok((Bytes::from(meta.info_bytes), meta.info_hash))
 }
 
 /// One peer's disk: for each block, whether it holds the right bytes. See the module docs.
@@ -223,8 +261,8 @@ mod tests {
     fn content_depends_on_seed_and_hashes_match() {
         // Proves two seeds give different content and info hashes, and each piece hash is the
         // SHA-1 of that piece's generated bytes (short last piece included).
-        let a = Content::generate(1, &spec(100_000, 32_768));
-        let b = Content::generate(2, &spec(100_000, 32_768));
+        let a = Content::generate(1, &spec(100_000, 32_768)).unwrap();
+        let b = Content::generate(2, &spec(100_000, 32_768)).unwrap();
         assert_ne!(a.bytes(), b.bytes());
         assert_ne!(a.info_hash, b.info_hash);
         let last = a.layout.last_piece();
@@ -235,10 +273,35 @@ mod tests {
     }
 
     #[test]
+    fn the_info_hash_is_the_sha1_of_a_real_info_dictionary() {
+        // Proves magnet peers can check the metadata: the info bytes parse as an info dictionary
+        // with the content's geometry and piece hashes, and hash to the info hash.
+        let c = Content::generate(4, &spec(100_000, 32_768)).unwrap();
+        assert_eq!(c.info_hash, InfoHash::of_info_bytes(&c.info_bytes));
+        let meta = bt_protocol::metainfo::Metainfo::from_bytes(
+            &[&b"d4:info"[..], &c.info_bytes, b"e"].concat(),
+        )
+        .unwrap();
+        assert_eq!(meta.info_hash, c.info_hash);
+        assert_eq!(meta.info.pieces, c.piece_hashes);
+        assert_eq!(meta.info.layout, c.layout);
+        assert_eq!(c.metadata_size() as usize, c.info_bytes.len());
+        let multi = TorrentSpec {
+            piece_length: 32_768,
+            files: vec![40_000, 60_000],
+        };
+        let m = Content::generate(4, &multi).unwrap();
+        assert_ne!(
+            m.info_hash, c.info_hash,
+            "the file list is in the dictionary"
+        );
+    }
+
+    #[test]
     fn a_disk_knows_which_pieces_are_right() {
         // Proves a piece hashes right only when every block was written with the right bytes,
         // and a corrupt block turns it wrong again.
-        let c = Content::generate(3, &spec(65_536, 32_768));
+        let c = Content::generate(3, &spec(65_536, 32_768)).unwrap();
         let mut disk = Disk::empty(&c);
         let p0 = c.layout.piece(0).unwrap();
         let blocks: Vec<BlockRef> = c.layout.blocks(p0).collect();

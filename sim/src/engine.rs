@@ -90,6 +90,11 @@ pub struct HostOutcome {
     pub corrupt_pieces_kept: u64,
     /// Pieces it had verified at the end.
     pub pieces: u32,
+    /// When a magnet peer first had the torrent's metadata (BEP 9); `None` for other peers and
+    /// for a magnet that never got it.
+    pub metadata_at: Option<Instant>,
+    /// Peers it learned through PEX (BEP 11) that were new to it and queued to dial.
+    pub pex_learned: u64,
 }
 
 /// What a run measured. Built by an engine, judged by [`crate::report`].
@@ -209,7 +214,7 @@ pub fn run(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Outcome, RunError> {
     match engine {
-        EngineKind::Fast => Ok(crate::fast::run(scenario, seed, progress)),
+        EngineKind::Fast => crate::fast::run(scenario, seed, progress),
         EngineKind::Turmoil => crate::turmoil::run(scenario, seed, progress),
     }
 }
@@ -224,8 +229,7 @@ pub fn run_traced(
     trace: Box<dyn std::io::Write + Send>,
 ) -> Result<Outcome, RunError> {
     match engine {
-        EngineKind::Fast => crate::fast::run_traced(scenario, seed, progress, trace)
-            .map_err(|e| RunError::Trace(e.to_string())),
+        EngineKind::Fast => crate::fast::run_traced(scenario, seed, progress, trace),
         EngineKind::Turmoil => crate::turmoil::run_traced(scenario, seed, progress, trace),
     }
 }

@@ -56,6 +56,12 @@ pub struct GroupReport {
     pub left: u32,
     /// Seconds from joining to having every piece, over the leechers that completed.
     pub completion_s: Option<Spread>,
+    /// For a magnet group: its peers that had the metadata (BEP 9) by the end.
+    pub magnets_resolved: Option<u32>,
+    /// For a magnet group: seconds from joining to having the metadata, over those that had it.
+    pub magnet_s: Option<Spread>,
+    /// New peers its peers learned through PEX (BEP 11) and queued to dial.
+    pub pex_learned: u64,
     /// Block bytes uploaded.
     pub uploaded: u64,
     /// Block bytes downloaded.
@@ -240,6 +246,8 @@ pub struct Totals {
     pub events: u64,
     /// Announces the trackers answered.
     pub announces: u64,
+    /// New peers learned through PEX by the honest peers, in all.
+    pub pex_learned: u64,
     /// Hash of the ordered event stream, 16 hex digits.
     pub fingerprint: String,
 }
@@ -320,7 +328,15 @@ impl Report {
                     .filter(|_| leecher)
                     .filter_map(|h| Some(secs_between(h.joined_at?, h.completed_at?)))
                     .collect();
+                let magnet_times: Vec<f64> = hosts
+                    .iter()
+                    .filter(|_| spec.magnet)
+                    .filter_map(|h| Some(secs_between(h.joined_at?, h.metadata_at?)))
+                    .collect();
                 GroupReport {
+                    magnets_resolved: spec.magnet.then_some(magnet_times.len() as u32),
+                    magnet_s: Spread::of(magnet_times),
+                    pex_learned: hosts.iter().map(|h| h.pex_learned).sum(),
                     name: spec.name.clone(),
                     role: spec.role,
                     peers: spec.count,
@@ -383,6 +399,11 @@ impl Report {
             speed: sim_seconds / wall_seconds.max(1e-9),
             events: outcome.events,
             announces: outcome.announces,
+            pex_learned: groups
+                .iter()
+                .filter(|g| g.role != Role::Attacker)
+                .map(|g| g.pex_learned)
+                .sum(),
             fingerprint: format!("{:016x}", outcome.fingerprint),
         };
 
@@ -436,6 +457,29 @@ impl Report {
                 name: format!("all complete by {by_s} s"),
                 passed: late.is_empty(),
                 detail,
+            });
+        }
+        if let Some(within) = expect.magnets_resolved_within {
+            checks.push(magnets_check(scenario, outcome, within));
+        }
+        if let Some(n) = expect.pex_learned_at_least {
+            let by_group: Vec<String> = groups
+                .iter()
+                .filter(|g| g.role != Role::Attacker && g.pex_learned > 0)
+                .map(|g| format!("{} {}", g.name, g.pex_learned))
+                .collect();
+            checks.push(Check {
+                name: format!("PEX taught at least {n} peers"),
+                passed: totals.pex_learned >= n,
+                detail: format!(
+                    "{} new peers learned through PEX ({})",
+                    totals.pex_learned,
+                    if by_group.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        by_group.join(", ")
+                    }
+                ),
             });
         }
         if expect.no_corrupt_piece_kept {
@@ -674,6 +718,20 @@ impl Report {
             if g.banned_by > 0 {
                 notes.push(format!("banned {} times by others", g.banned_by));
             }
+            if let Some(resolved) = g.magnets_resolved {
+                let mut note = format!("magnets: {resolved}/{} had the metadata", g.joined);
+                if let Some(m) = g.magnet_s {
+                    let _ = write!(
+                        note,
+                        " in {:.2} / {:.2} / {:.2} s from joining",
+                        m.min, m.median, m.max
+                    );
+                }
+                notes.push(note);
+            }
+            if g.pex_learned > 0 {
+                notes.push(format!("learned {} peers through PEX", g.pex_learned));
+            }
             if !notes.is_empty() {
                 let _ = writeln!(out, "{:<14} ({})", "", notes.join(", "));
             }
@@ -735,6 +793,59 @@ impl Report {
             let _ = writeln!(out, "FAIL; reproduce with: {}", self.reproduce);
         }
         out
+    }
+}
+
+/// The `magnets_resolved_within` check: every magnet peer that joined had its metadata within
+/// `within` of joining.
+fn magnets_check(scenario: &Scenario, outcome: &Outcome, within: Duration) -> Check {
+    let within_s = within.as_secs_f64();
+    let magnets: Vec<(usize, &HostOutcome)> = outcome
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| scenario.groups[h.group].magnet && h.joined_at.is_some())
+        .collect();
+    let mut slowest = 0.0f64;
+    let late: Vec<String> = magnets
+        .iter()
+        .filter_map(|(i, h)| {
+            let joined = h.joined_at?;
+            let first = outcome
+                .hosts
+                .iter()
+                .position(|o| o.group == h.group)
+                .unwrap_or(0);
+            let name = format!("{}#{}", scenario.groups[h.group].name, i - first);
+            match h.metadata_at {
+                Some(at) => {
+                    let took = secs_between(joined, at);
+                    slowest = slowest.max(took);
+                    (took > within_s).then(|| format!("{name} after {took:.2} s"))
+                }
+                None => Some(format!("{name} never")),
+            }
+        })
+        .collect();
+    let resolved = magnets
+        .iter()
+        .filter(|(_, h)| h.metadata_at.is_some())
+        .count();
+    let mut detail = format!(
+        "{resolved}/{} had the metadata, the slowest {slowest:.2} s after joining",
+        magnets.len()
+    );
+    if !late.is_empty() {
+        let shown: Vec<&str> = late.iter().take(5).map(String::as_str).collect();
+        let _ = write!(detail, "; not in time: {}", shown.join(", "));
+        if late.len() > 5 {
+            let _ = write!(detail, " and {} more", late.len() - 5);
+        }
+    }
+    Check {
+        name: format!("magnets resolved within {within_s} s"),
+        passed: late.is_empty() && !magnets.is_empty(),
+        detail,
     }
 }
 

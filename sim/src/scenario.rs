@@ -193,11 +193,14 @@ pub enum Attack {
     ChokeStorm,
     /// Opens the connection and never sends a byte.
     Silent,
+    /// Offers the metadata (BEP 10 handshake with `ut_metadata` and the true `metadata_size`)
+    /// and sends `ut_metadata` pieces of the right length and the wrong bytes (BEP 9).
+    BadMetadata,
 }
 
 impl Attack {
     /// Every attack, in the order the README lists them.
-    pub const ALL: [Attack; 12] = [
+    pub const ALL: [Attack; 13] = [
         Attack::WrongInfoHash,
         Attack::BadBitfield,
         Attack::HaveOutOfRange,
@@ -210,6 +213,7 @@ impl Attack {
         Attack::SlowlorisHandshake,
         Attack::ChokeStorm,
         Attack::Silent,
+        Attack::BadMetadata,
     ];
 
     /// The name used in scenario files and reports.
@@ -227,6 +231,7 @@ impl Attack {
             Attack::SlowlorisHandshake => "slowloris_handshake",
             Attack::ChokeStorm => "choke_storm",
             Attack::Silent => "silent",
+            Attack::BadMetadata => "bad_metadata",
         }
     }
 
@@ -273,6 +278,14 @@ pub struct GroupSpec {
     pub max_peers: usize,
     /// What its peers do, when the role is [`Role::Attacker`].
     pub attack: Option<Attack>,
+    /// Leechers only: each peer starts from the info hash alone and fetches the metadata from
+    /// its peers (BEP 9), as `bt get MAGNET` does.
+    pub magnet: bool,
+    /// A group (by index) whose every peer's address each peer of this one is given when it
+    /// joins, to dial (`bt get --peer`, a magnet's `x.pe`).
+    pub connect_to: Option<usize>,
+    /// Whether its peers exchange peers (BEP 11 `ut_pex`; bt's default is on).
+    pub pex: bool,
 }
 
 /// Which peers of a group a fault hits.
@@ -383,6 +396,10 @@ pub struct Expect {
     /// No honest peer ever had more than this many bytes queued to send on one connection to an
     /// attacker.
     pub queued_to_attackers_at_most: Option<u64>,
+    /// Every magnet peer that joined had its metadata within this long of joining.
+    pub magnets_resolved_within: Option<Duration>,
+    /// Honest peers together learned at least this many new peers through PEX (BEP 11).
+    pub pex_learned_at_least: Option<u64>,
 }
 
 // ---- errors ----
@@ -728,6 +745,12 @@ struct RawGroup {
     max_peers: Option<Spanned<u32>>,
     #[serde(default)]
     attack: Option<Spanned<String>>,
+    #[serde(default)]
+    magnet: Option<Spanned<bool>>,
+    #[serde(default)]
+    connect_to: Option<Spanned<String>>,
+    #[serde(default)]
+    pex: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -771,6 +794,10 @@ struct RawExpect {
     attackers_closed_if_interested: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     queued_to_attackers_at_most: Option<Spanned<Bytes>>,
+    #[serde(default)]
+    magnets_resolved_within: Option<Spanned<Seconds>>,
+    #[serde(default)]
+    pex_learned_at_least: Option<u64>,
 }
 
 /// `true` (every group it can apply to), `false`, or a list of group names.
@@ -828,7 +855,7 @@ impl Scenario {
             return Err(cx.err_key("duration", "the duration must be more than 0 s"));
         }
         let torrent = check_torrent(&cx, &raw.torrent)?;
-        let trackers = check_trackers(&cx, &raw.trackers)?;
+        let trackers = check_trackers(&cx, &raw.trackers, &raw.groups)?;
         let loss = match &raw.link.loss {
             None => 0.0,
             Some(l) if !(0.0..0.5).contains(l.get_ref()) => {
@@ -892,7 +919,29 @@ impl Scenario {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let magnets_resolved_within = match &raw.expect.magnets_resolved_within {
+            Some(w) if !groups.iter().any(|g| g.magnet) => {
+                return Err(cx.err(
+                    w.span(),
+                    "magnets_resolved_within needs a group with magnet = true",
+                ));
+            }
+            Some(w) if w.get_ref().0.is_zero() => {
+                return Err(cx.err(w.span(), "must be more than 0 s"));
+            }
+            w => w.as_ref().map(|w| w.get_ref().0),
+        };
+        if raw.expect.pex_learned_at_least.is_some()
+            && !groups.iter().any(|g| g.pex && g.role != Role::Attacker)
+        {
+            return Err(cx.err_key(
+                "pex_learned_at_least",
+                "pex_learned_at_least needs a group with PEX on (every group has pex = false)",
+            ));
+        }
         let expect = Expect {
+            magnets_resolved_within,
+            pex_learned_at_least: raw.expect.pex_learned_at_least,
             attackers_closed,
             attackers_close_within,
             attackers_closed_if_interested,
@@ -1049,13 +1098,19 @@ fn check_torrent(cx: &Ctx<'_>, raw: &RawTorrent) -> Result<TorrentSpec, Scenario
     })
 }
 
-fn check_trackers(cx: &Ctx<'_>, raw: &[RawTracker]) -> Result<Vec<TrackerSpec>, ScenarioError> {
-    if raw.is_empty() {
+fn check_trackers(
+    cx: &Ctx<'_>,
+    raw: &[RawTracker],
+    groups: &[Spanned<RawGroup>],
+) -> Result<Vec<TrackerSpec>, ScenarioError> {
+    if raw.is_empty() && !groups.iter().any(|g| g.get_ref().connect_to.is_some()) {
         return Err(ScenarioError::at(
             cx.file,
             cx.source,
             None,
-            "at least one [[tracker]] is needed: peers find each other through it".into(),
+            "at least one [[tracker]] is needed: peers find each other through it (or through \
+             a group's `connect_to`)"
+                .into(),
         ));
     }
     if raw.len() > MAX_TRACKERS {
@@ -1225,7 +1280,33 @@ fn check_groups(
             }
             Some(m) => *m.get_ref() as usize,
         };
+        let magnet = match &r.magnet {
+            Some(m) if *m.get_ref() && r.role != Role::Leecher => {
+                return Err(cx.err(
+                    m.span(),
+                    "magnet = true goes with role = \"leecher\" (a seeder has the metadata; an \
+                     attacker is a script)",
+                ));
+            }
+            m => m.as_ref().is_some_and(|m| *m.get_ref()),
+        };
+        if let (Some(c), Role::Attacker) = (&r.connect_to, r.role) {
+            return Err(cx.err(
+                c.span(),
+                "an attacker dials the peers its tracker gives: connect_to is for seeders and \
+                 leechers",
+            ));
+        }
+        if let (Some(p), Role::Attacker) = (&r.pex, r.role) {
+            return Err(cx.err(
+                p.span(),
+                "an attacker follows its `attack`: pex is for seeders and leechers",
+            ));
+        }
         groups.push(GroupSpec {
+            magnet,
+            connect_to: None,
+            pex: r.pex.as_ref().is_none_or(|p| *p.get_ref()),
             max_peers,
             name,
             role: r.role,
@@ -1241,6 +1322,12 @@ fn check_groups(
             behaviour,
             attack,
         });
+    }
+    // `connect_to` names any group, before or after this one.
+    for (g, r) in raw.iter().enumerate() {
+        if let Some(c) = &r.get_ref().connect_to {
+            groups[g].connect_to = Some(group_index(cx, &groups, c.get_ref(), c.span())?);
+        }
     }
     Ok(groups)
 }

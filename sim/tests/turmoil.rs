@@ -208,6 +208,62 @@ fn tracker_down_up_passes_on_turmoil() {
     assert!(all_completed_after(&outcome, 1, 60), "{}", r.human());
 }
 
+#[test]
+fn magnet_join_on_turmoil_resolves_through_the_real_driver() {
+    // Proves the runtime's magnet path (Driver::new_magnet: the metadata fetched from peers,
+    // then the storage opened by the engine's opener) resolves every magnet within seconds of
+    // joining and completes it, and that the same seed gives the same run twice.
+    let (scenario, a, r) = run("magnet-join.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[2].completed, 10, "{}", r.human());
+    assert_eq!(r.groups[2].magnets_resolved, Some(10), "{}", r.human());
+    assert!(r.groups[2].magnet_s.unwrap().max < 5.0, "{}", r.human());
+    let (b, _) = run_scenario("magnet-join.toml", &scenario, scenario.seed);
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn pex_only_passes_on_turmoil() {
+    // Proves the runtime's PEX (the driver dials the peers PeersLearned gives, reported as
+    // PeersFound) spreads a trackerless swarm whose leechers were each given only the seeder.
+    let (_, outcome, r) = run("pex-only.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].completed, 30, "{}", r.human());
+    assert!(r.totals.pex_learned >= 100, "{}", r.human());
+    assert!(r.groups[1].uploaded > 0, "{}", r.human());
+    assert_eq!(outcome.announces, 0);
+}
+
+#[test]
+fn bad_metadata_on_turmoil_is_closed_with_bad_metadata() {
+    // Proves the runtime, against attacker hosts sending wrong metadata pieces, closes them
+    // with BadMetadata and bans them, resolves and completes every magnet and bans no honest
+    // peer, as on the fast engine.
+    let (_, _, r) = run("bad-metadata.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].magnets_resolved, Some(8), "{}", r.human());
+    assert_eq!(r.groups[1].completed, 8, "{}", r.human());
+    hostile::assert_group_closed(
+        &r,
+        "bad-metadata",
+        &["BadMetadata", "Refused/Banned", "ConnectRefusedBySession"],
+        1.0,
+    );
+    let a = hostile::attack(&r, "bad-metadata");
+    assert!(
+        a.closed.get("BadMetadata").copied().unwrap_or(0) > 0,
+        "{}",
+        r.human()
+    );
+    assert_eq!(
+        r.groups[0].banned_by + r.groups[1].banned_by,
+        0,
+        "{}",
+        r.human()
+    );
+}
+
 const QUICK: &str = "quickstart.toml";
 
 #[test]

@@ -74,6 +74,9 @@ impl World<'_> {
             .expect("the announcer only knows our URLs");
         let left = match host.session.as_ref().and_then(|s| s.torrent(host.torrent)) {
             Some(t) if t.is_complete() => 0,
+            // A magnet before its metadata does not know its size; zero would read as a seed
+            // (the runtime, like libtorrent, says one block).
+            Some(t) if !t.has_metadata() => u64::from(bt_protocol::metainfo::BLOCK_SIZE),
             Some(t) => {
                 let layout = t.layout();
                 let missing = u64::from(layout.piece_count() - t.have().count());

@@ -33,7 +33,7 @@ down = "2 MiB/s"
 "#;
 
 fn run_text(text: &str, seed: u64) -> Outcome {
-    run(&scenario(text), seed, &mut |_| {})
+    run(&scenario(text), seed, &mut |_| {}).unwrap()
 }
 
 #[test]

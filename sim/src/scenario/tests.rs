@@ -363,3 +363,87 @@ fn attacker_mistakes_are_named_with_their_key() {
         assert!(e.message.contains(words), "{e}");
     }
 }
+
+#[test]
+fn magnet_pex_and_connect_to_keys_read_as_written() {
+    // Proves the issue 7 keys land in the model: magnet leechers, connect_to by name (to a
+    // group listed later too), PEX on by default and off where said, the bad_metadata attack,
+    // and the magnet and PEX expectations; and that connect_to stands in for a tracker.
+    let text = replace(
+        "behaviour = \"leave_after=3\"\nmax_peers = 30\n",
+        "behaviour = \"leave_after=3\"\nmax_peers = 30\nmagnet = true\nconnect_to = \"seed\"\npex = false\n",
+    )
+    .replace(
+        "[[group]]\nname = \"seed\"\nrole = \"seeder\"\n",
+        "[[group]]\nname = \"seed\"\nrole = \"seeder\"\nconnect_to = \"bad\"\n",
+    )
+    .replace(
+        "[[fault]]\nat = 60",
+        "[[group]]\nname = \"bad\"\nrole = \"attacker\"\nattack = \"bad_metadata\"\n\n[[fault]]\nat = 60",
+    )
+    .replace(
+        "seeder_upload_at_most = 2.5",
+        "seeder_upload_at_most = 2.5\nmagnets_resolved_within = 7.5\npex_learned_at_least = 12",
+    );
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let (seed, crowd) = (&s.groups[0], &s.groups[1]);
+    assert!(!seed.magnet && seed.pex);
+    assert_eq!(seed.connect_to, Some(2));
+    assert!(crowd.magnet && !crowd.pex);
+    assert_eq!(crowd.connect_to, Some(0));
+    assert_eq!(s.groups[2].attack, Some(Attack::BadMetadata));
+    assert_eq!(
+        s.expect.magnets_resolved_within,
+        Some(Duration::from_millis(7500))
+    );
+    assert_eq!(s.expect.pex_learned_at_least, Some(12));
+    // Without a tracker, connect_to is how peers meet.
+    let trackerless = text.replace(
+        "[[tracker]]\nkind = \"udp\"\ninterval = 30\npeers = 40\n",
+        "",
+    );
+    assert!(parse(&trackerless).unwrap().trackers.is_empty());
+}
+
+#[test]
+fn magnet_and_pex_mistakes_are_named_with_their_key() {
+    // Proves each misuse of the new keys is refused with its key and a reason.
+    for (from, to, key, words) in [
+        (
+            "role = \"seeder\"\n",
+            "role = \"seeder\"\nmagnet = true\n",
+            "group.magnet",
+            "goes with role = \"leecher\"",
+        ),
+        (
+            "max_peers = 30\n",
+            "max_peers = 30\nconnect_to = \"nobody\"\n",
+            "group.connect_to",
+            "no group named `nobody`",
+        ),
+        (
+            "seeder_upload_at_most = 2.5",
+            "seeder_upload_at_most = 2.5\nmagnets_resolved_within = 5",
+            "expect.magnets_resolved_within",
+            "needs a group with magnet = true",
+        ),
+    ] {
+        let e = error(&replace(from, to));
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.message.contains(words), "{e}");
+    }
+    // Every group with PEX off: nothing for pex_learned_at_least to count.
+    let text = replace("up = \"2 MiB/s\"\n", "up = \"2 MiB/s\"\npex = false\n")
+        .replace("max_peers = 30\n", "max_peers = 30\npex = false\n")
+        .replace(
+            "seeder_upload_at_most = 2.5",
+            "seeder_upload_at_most = 2.5\npex_learned_at_least = 1",
+        );
+    let e = error(&text);
+    assert_eq!(e.key.as_deref(), Some("expect.pex_learned_at_least"), "{e}");
+    // An attacker neither dials a group nor speaks PEX.
+    for extra in ["connect_to = \"seed\"", "pex = false"] {
+        let e = error(&with_attacker(&format!("{FLOOD}\n{extra}"), ""));
+        assert!(e.message.contains("attacker"), "{e}");
+    }
+}

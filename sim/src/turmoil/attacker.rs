@@ -53,7 +53,11 @@ pub(super) async fn life(ctx: Arc<Ctx>, shared: Arc<Shared>, id: usize) -> ::tur
     let max_peers = spec.max_peers;
     let mut rng = Rng::new(seed);
     let script = Arc::new(Mutex::new(Script {
-        attacker: Attacker::new(attack, rng.fork(1)),
+        attacker: Attacker::new(
+            attack,
+            rng.fork(1),
+            u32::try_from(ctx.meta.info_bytes.len()).unwrap_or(u32::MAX),
+        ),
         next_conn: 1,
         open: 0,
     }));

@@ -46,7 +46,7 @@ use crate::engine::{HostEnd, HostOutcome, Outcome, Progress, RunError};
 use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, TrackerKind};
 
 use net::TurmoilNet;
-use peer::{Ctx, Life, Shared, SimDisk};
+use peer::{Ctx, Life, PORT, Shared, SimDisk};
 
 /// Most hosts (peers and trackers) the engine runs: turmoil's cost per step grows with the
 /// cube of the hosts (every host's delivery walks every link).
@@ -266,6 +266,8 @@ impl<'a> Engine<'a> {
 
         // Peers: names (hence addresses) now, in scenario order; hosts at their join times.
         let shared = Arc::new(Shared::default());
+        shared.lock().info_hash = Some(meta.info_hash);
+        let mut group_addrs = vec![Vec::new(); scenario.groups.len()];
         let pieces = meta.info.layout.piece_count();
         let mut names = Vec::new();
         let mut disks = Vec::new();
@@ -276,6 +278,7 @@ impl<'a> Engine<'a> {
                 let name = format!("{}-{i}", group.name);
                 let ip = sim.lookup(name.as_str());
                 shared.lock().by_ip.insert(ip, id);
+                group_addrs[g].push((id, SocketAddr::new(ip, PORT)));
                 names.push(name);
                 shared.add_host(group, g, pieces, host_rng.next_u64());
                 let layout = meta.info.layout.clone();
@@ -316,6 +319,7 @@ impl<'a> Engine<'a> {
             },
             loss,
             wire_blocks: Arc::default(),
+            group_addrs,
         });
         Engine {
             scenario,
@@ -570,6 +574,8 @@ impl<'a> Engine<'a> {
                 bans_issued: h.bans_issued,
                 banned_by: h.banned_by,
                 corrupt_pieces_kept: h.corrupt_pieces_kept,
+                metadata_at: h.metadata_at,
+                pex_learned: h.pex_learned,
                 pieces: if h.joined_at.is_none() {
                     0
                 } else {

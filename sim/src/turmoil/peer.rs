@@ -11,6 +11,12 @@
 //! ([`MemStorage::piece_is_correct`]); a read for upload must be of a verified piece; no wrong
 //! block may be written into a verified piece. Each break is a violation in [`State`].
 //!
+//! A peer of a `magnet` group starts with [`Driver::new_magnet`] (the info hash alone; its
+//! opener hands the driver the peer's [`SimDisk`] once the metadata has arrived) until it has
+//! had the metadata, and with the torrent (and its resume state) from then on, so a crash
+//! before the metadata restarts as a magnet. A group's `connect_to` gives each life the
+//! addresses of the other group's peers ([`Driver::add_peer`]).
+//!
 //! Everything here runs on the simulation's one thread, in the deterministic order turmoil runs
 //! its hosts; the lock is never contended and never held across an await or another lock.
 
@@ -26,7 +32,7 @@ use bt_protocol::session::SessionConfig;
 use bt_protocol::time::Instant;
 use bt_protocol::torrent::{Bitfield, TorrentConfig, TorrentEvent};
 use bt_protocol::tracker::AnnouncerConfig;
-use bt_runtime::driver::{Driver, Report, StopWhen};
+use bt_runtime::driver::{Driver, PeerSource, Report, StopWhen};
 use bt_runtime::storage::{MemStorage, Storage, StorageError};
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -73,6 +79,10 @@ pub(super) struct HostState {
     verified_this_life: u32,
     pub(super) joined_at: Option<Instant>,
     pub(super) completed_at: Option<Instant>,
+    /// When a magnet peer first had the metadata.
+    pub(super) metadata_at: Option<Instant>,
+    /// Peers PEX taught it that were new to its driver.
+    pub(super) pex_learned: u64,
     /// Block bytes of lives that ended, and of this one as last reported.
     pub(super) past_uploaded: u64,
     pub(super) past_downloaded: u64,
@@ -124,6 +134,8 @@ pub(super) struct State {
     pub(super) attack_open: BTreeMap<(usize, SocketAddr), (usize, Instant)>,
     pub(super) announces: u64,
     pub(super) complete: u32,
+    /// The torrent's info hash, to check the metadata magnets take.
+    pub(super) info_hash: Option<bt_protocol::metainfo::InfoHash>,
 }
 
 impl State {
@@ -164,6 +176,8 @@ impl Shared {
             verified_this_life: 0,
             joined_at: None,
             completed_at: None,
+            metadata_at: None,
+            pex_learned: 0,
             past_uploaded: 0,
             past_downloaded: 0,
             life_uploaded: 0,
@@ -310,7 +324,24 @@ impl Shared {
             }
             Report::TrackerFailed { .. } => ("tracker_failed", [13, 0, 0]),
             Report::TrackerSlow { .. } => ("tracker_slow", [14, 0, 0]),
-            Report::MetadataReceived(_) => ("metadata_received", [15, 0, 0]),
+            Report::MetadataReceived(meta) => {
+                if Some(meta.info_hash) != s.info_hash {
+                    s.violation(
+                        now,
+                        format!("peer {id} took metadata that is not the torrent's"),
+                    );
+                }
+                s.hosts[id].metadata_at.get_or_insert(now);
+                ("metadata_received", [15, 0, 0])
+            }
+            Report::PeersFound {
+                source: PeerSource::Pex,
+                count,
+                ..
+            } => {
+                s.hosts[id].pex_learned += *count as u64;
+                ("pex_learned", [16, *count as u64, 0])
+            }
             // Said again by the protocol's own events (connected) or by the peers dialled.
             Report::PeerConnected { .. } | Report::PeersFound { .. } | Report::Dht(_) => return,
         };
@@ -389,10 +420,17 @@ fn on_event(
             );
             ("disk_error", [26, 0, 0])
         }
-        TorrentEvent::MetadataReceived
-        | TorrentEvent::MetadataInvalid(_)
-        | TorrentEvent::PeersLearned { .. }
-        | TorrentEvent::DhtPort { .. } => ("extension", [27, 0, 0]),
+        TorrentEvent::MetadataReceived => ("metadata", [27, 0, 0]),
+        TorrentEvent::MetadataInvalid(why) => {
+            s.violation(
+                now,
+                format!("peer {id}: metadata that hashes right was refused as invalid: {why}"),
+            );
+            ("metadata_invalid", [28, 0, 0])
+        }
+        TorrentEvent::PeersLearned { peers, .. } => ("peers_learned", [29, peers.len() as u64, 0]),
+        // The DHT is not simulated yet.
+        TorrentEvent::DhtPort { .. } => ("dht_port", [30, 0, 0]),
     }
 }
 
@@ -477,6 +515,8 @@ pub(super) struct Ctx {
     pub(super) loss: Option<(f64, Duration)>,
     /// Blocks the wire observer saw arrive, over every peer.
     pub(super) wire_blocks: Arc<std::sync::atomic::AtomicU64>,
+    /// Per group: its peers, by index and address (for `connect_to`).
+    pub(super) group_addrs: Vec<Vec<(usize, SocketAddr)>>,
 }
 
 /// One life of peer `id`: a driver over its disk and its paced sockets, until it leaves (or the
@@ -510,10 +550,12 @@ pub(super) async fn life(
         torrent: TorrentConfig {
             strategy: g.strategy,
             max_peers: g.max_peers,
+            pex: g.pex,
             ..TorrentConfig::default()
         },
         ..SessionConfig::default()
     };
+    let magnet = g.magnet && shared.lock().hosts[id].metadata_at.is_none();
     let observer = Observer {
         report: {
             let shared = shared.clone();
@@ -522,15 +564,29 @@ pub(super) async fn life(
         blocks: ctx.wire_blocks.clone(),
         cap: TorrentConfig::default().peer.max_pipeline as usize,
     };
-    let mut driver = Driver::with_disk_threads(
-        TurmoilNet::paced(Arc::new(pace)).observed(observer),
-        disk.clone(),
-        &ctx.meta,
-        have,
-        config,
-        seed,
-        0,
-    )?;
+    let net = TurmoilNet::paced(Arc::new(pace)).observed(observer);
+    let mut driver = if magnet {
+        // The storage is the peer's own disk, whatever the metadata says (the engine checks
+        // that it is the torrent's when the report comes).
+        let storage = disk.clone();
+        Driver::new_magnet(
+            net,
+            ctx.meta.info_hash,
+            Box::new(move |_| Ok(storage)),
+            config,
+            seed,
+            0,
+        )?
+    } else {
+        Driver::with_disk_threads(net, disk.clone(), &ctx.meta, have, config, seed, 0)?
+    };
+    if let Some(target) = g.connect_to {
+        for &(other, addr) in &ctx.group_addrs[target] {
+            if other != id {
+                driver.add_peer(addr);
+            }
+        }
+    }
     driver
         .listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT))
         .await?;
