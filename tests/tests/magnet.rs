@@ -145,3 +145,22 @@ fn libtorrent_gets_a_magnet_from_bt_seed() {
     eprintln!("libtorrent, magnet from bt seed: metadata after {} s", ev["after_s"]);
     tree_equal(&src.join("multi"), &dl.join("multi"));
 }
+
+#[test]
+fn a_bare_magnet_with_the_dht_off_is_refused_at_once() {
+    // Proves a magnet with no tracker and no x.pe, with --no-dht and no --peer, is refused in one
+    // line before anything is created: there is nowhere to find peers.
+    let tmp = TempDir::new("magnet-nowhere");
+    let dl = tmp.path().join("dl");
+    let link = format!("magnet:?xt=urn:btih:{}", "ab".repeat(20));
+    let out = bt_tests::run_bt_in(
+        None,
+        &["get", &link, "-o", dl.to_str().expect("UTF-8"), "--no-dht"],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nowhere to find peers"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!dl.exists(), "bt created {} anyway", dl.display());
+}

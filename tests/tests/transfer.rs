@@ -130,7 +130,8 @@ fn bt_seed_refuses_missing_or_wrong_data() {
 
 #[test]
 fn bt_get_with_nowhere_to_find_peers_says_so_at_once() {
-    // Proves a torrent with no tracker and no --peer is refused at once, in one line.
+    // Proves a torrent with no tracker and no --peer is refused at once, in one line, when the DHT
+    // is off (with the DHT on, bt looks for peers there: `tests/tests/dht.rs`).
     let tmp = TempDir::new("get-nowhere");
     let content = tmp.path().join("c");
     std::fs::create_dir_all(&content).unwrap();
@@ -154,13 +155,14 @@ fn bt_get_with_nowhere_to_find_peers_says_so_at_once() {
             torrent.to_str().unwrap(),
             "-o",
             tmp.path().join("dl").to_str().unwrap(),
+            "--no-dht",
         ],
         Duration::from_secs(30),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("names no tracker and no --peer"),
+        stderr.contains("names no tracker, no --peer was given and the DHT is off"),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
