@@ -22,8 +22,8 @@ use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 use bt_protocol::torrent::{Bitfield, Torrent, TorrentConfig, TorrentEvent, TorrentOutput};
 use bt_protocol::wire::{
-    ExtendedHandshake, Handshake, Message, MetadataMessage, PeerId, PexFlags, PexMessage,
-    Reserved, metadata_piece,
+    ExtendedHandshake, Handshake, Message, MetadataMessage, PeerId, PexFlags, PexMessage, Reserved,
+    metadata_piece,
 };
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
@@ -336,7 +336,11 @@ fuzz_target!(|data: &[u8]| {
                 if how & 2 != 0 {
                     data.truncate(usize::from(how));
                 }
-                let total_size = if how & 4 != 0 { 12345 } else { info.len() as u64 };
+                let total_size = if how & 4 != 0 {
+                    12345
+                } else {
+                    info.len() as u64
+                };
                 let mut payload = Vec::new();
                 MetadataMessage::Data {
                     piece,

@@ -746,10 +746,13 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             download_rate,
             upload_rate,
             peers: t.peer_count(),
-            sources: self.conns.values().fold(SourceCounts::default(), |mut c, tasks| {
-                c.count(tasks.source);
-                c
-            }),
+            sources: self
+                .conns
+                .values()
+                .fold(SourceCounts::default(), |mut c, tasks| {
+                    c.count(tasks.source);
+                    c
+                }),
             metadata: t.metadata_progress(),
             write_stall: t.write_stall().map(|s| StallStatus {
                 error: s.error.to_string(),

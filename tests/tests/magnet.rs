@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bt_protocol::metainfo::Metainfo;
 use bt_tests::{
-    BtProc, LtSeeder, MadeTorrent, TempDir, field_u64, gen_content, is_event, lt_get,
-    make_torrent, tree_equal,
+    BtProc, LtSeeder, MadeTorrent, TempDir, field_u64, gen_content, is_event, lt_get, make_torrent,
+    tree_equal,
 };
 use serde_json::Value;
 
@@ -142,7 +142,10 @@ fn libtorrent_gets_a_magnet_from_bt_seed() {
         .iter()
         .find(|e| is_event(e, "metadata_received"))
         .expect("libtorrent got the metadata");
-    eprintln!("libtorrent, magnet from bt seed: metadata after {} s", ev["after_s"]);
+    eprintln!(
+        "libtorrent, magnet from bt seed: metadata after {} s",
+        ev["after_s"]
+    );
     tree_equal(&src.join("multi"), &dl.join("multi"));
 }
 
