@@ -1,7 +1,8 @@
 //! The DHT end to end on loopback (issue 7): `bt get` of a bare magnet link (no tracker, no
 //! `x.pe`) finds its seeder through the DHT alone, libtorrent's DHT node being the bootstrap:
 //! a python3-libtorrent seeder, and `bt seed` (bt's node announcing, bt's node looking up). The
-//! routing table is saved for the next run.
+//! routing table is saved, and a second run whose only bootstrap node is dead finds the swarm
+//! from it.
 //!
 //! Each test prints how long the metadata took (wall seconds). Every process is killed by its
 //! PID when its guard drops; every wait is bounded.
@@ -100,6 +101,27 @@ fn bt_get_magnet_finds_a_libtorrent_seeder_through_the_dht() {
         wall.as_secs_f64()
     );
     tree_equal(&src.join("multi"), &dl.join("multi"));
+
+    // Again into a new folder, with a bootstrap node that does not exist: only the routing table
+    // the first run saved knows where the DHT is.
+    let state = tmp.path().join("dht.dat");
+    let again_dl = tmp.path().join("again");
+    let link = format!("magnet:?xt=urn:btih:{}", torrent.info_hash);
+    let mut again = BtProc::get(
+        Path::new(&link),
+        &again_dl,
+        &[],
+        &[
+            "--dht-bootstrap",
+            "127.0.0.1:1",
+            "--dht-state",
+            state.to_str().expect("UTF-8 temp path"),
+            "-v",
+        ],
+    );
+    again.wait_success(TRANSFER);
+    first(&mut again, "metadata_received");
+    tree_equal(&src.join("multi"), &again_dl.join("multi"));
 }
 
 #[test]
