@@ -436,20 +436,20 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         seed: u64,
         disk_threads: usize,
     ) -> Result<Self, DriverError> {
-        let max_peers = config.torrent.max_peers;
-        let mut session = Session::new(config, seed);
-        let torrent = session.add_torrent(
-            meta.info_hash,
-            meta.info.layout.clone(),
-            meta.info.pieces.clone(),
-            have,
-        )?;
-        session.set_metadata(
-            torrent,
-            Bytes::copy_from_slice(&meta.info_bytes),
-            meta.info.private,
-        );
-        let mut driver = Self::with_session(net, session, torrent, seed, disk_threads, max_peers);
+        let mut driver = Self::with_session(net, config, seed, disk_threads, |session| {
+            let torrent = session.add_torrent(
+                meta.info_hash,
+                meta.info.layout.clone(),
+                meta.info.pieces.clone(),
+                have,
+            )?;
+            session.set_metadata(
+                torrent,
+                Bytes::copy_from_slice(&meta.info_bytes),
+                meta.info.private,
+            );
+            Ok(torrent)
+        })?;
         driver.start_disk(disk, &meta.info.layout)?;
         Ok(driver)
     }
@@ -466,28 +466,30 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         seed: u64,
         disk_threads: usize,
     ) -> Result<Self, DriverError> {
-        let max_peers = config.torrent.max_peers;
-        let mut session = Session::new(config, seed);
-        let torrent = session.add_magnet(info_hash)?;
-        let mut driver = Self::with_session(net, session, torrent, seed, disk_threads, max_peers);
+        let mut driver = Self::with_session(net, config, seed, disk_threads, |session| {
+            session.add_magnet(info_hash)
+        })?;
         driver.opener = Some(open);
         Ok(driver)
     }
 
-    /// The driver's state around a session holding `torrent`, before its disk starts.
+    /// The driver's state around a session of `config` holding the torrent `add` adds, before
+    /// its disk starts.
     fn with_session(
         net: N,
-        session: Session,
-        torrent: TorrentId,
+        config: SessionConfig,
         seed: u64,
         disk_threads: usize,
-        max_peers: usize,
-    ) -> Self {
+        add: impl FnOnce(&mut Session) -> Result<TorrentId, bt_protocol::session::SessionError>,
+    ) -> Result<Self, DriverError> {
+        let max_peers = config.torrent.max_peers;
+        let mut session = Session::new(config, seed);
+        let torrent = add(&mut session)?;
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
         let mut rng = Rng::new(seed).fork(0x6472_6976_6572);
         let announce_key = rng.next_u32();
-        Driver {
+        Ok(Driver {
             net,
             disk: None,
             disk_threads,
@@ -522,7 +524,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             stalled: false,
             dht: None,
             dht_reports: Vec::new(),
-        }
+        })
     }
 
     /// Starts the disk threads (or the inline disk) over `disk`.

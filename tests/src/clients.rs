@@ -933,6 +933,20 @@ pub fn make_torrent(
     }
 }
 
+/// Generates [`crate::gen_content`]'s files under `tmp/src` and a torrent of `src/multi` (16 KiB
+/// pieces, no tracker) at `tmp/multi.torrent`; returns `src` and the torrent.
+pub fn multi_source(tmp: &crate::TempDir) -> (PathBuf, MadeTorrent) {
+    let src = tmp.path().join("src");
+    crate::gen_content(&src);
+    let torrent = make_torrent(
+        &src.join("multi"),
+        &[],
+        "16K",
+        &tmp.path().join("multi.torrent"),
+    );
+    (src, torrent)
+}
+
 /// A multi-file content of about 8 MiB for swarm tests (under `swarm/`: odd sizes, a nested
 /// folder, a zero-length file): with 16 KiB pieces, some 520 pieces for leechers to trade.
 pub const SWARM_FILES: &[(&str, usize)] = &[

@@ -11,25 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bt_tests::{
-    BtProc, LtDhtNode, LtSeeder, MadeTorrent, TempDir, field_u64, gen_content, is_event,
-    make_torrent, tree_equal,
+    BtProc, LtDhtNode, LtSeeder, MadeTorrent, TempDir, field_u64, is_event, multi_source,
+    tree_equal,
 };
 use serde_json::Value;
 
 /// The bound on one download, DHT lookups included.
 const TRANSFER: Duration = Duration::from_secs(90);
-
-fn source(tmp: &TempDir) -> (PathBuf, MadeTorrent) {
-    let src = tmp.path().join("src");
-    gen_content(&src);
-    let torrent = make_torrent(
-        &src.join("multi"),
-        &[],
-        "16K",
-        &tmp.path().join("multi.torrent"),
-    );
-    (src, torrent)
-}
 
 /// `bt get MAGNET` with only the DHT to find peers, started from `bootstrap`.
 fn bt_get_through_dht(
@@ -77,7 +65,7 @@ fn bt_get_magnet_finds_a_libtorrent_seeder_through_the_dht() {
     // Proves bt's DHT node bootstraps from libtorrent's, looks the info hash up, finds the
     // libtorrent seeder that announced itself there, and fetches metadata and data from it.
     let tmp = TempDir::new("dht-lt");
-    let (src, torrent) = source(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let node = LtDhtNode::start();
     let seeder = LtSeeder::start_with_dht(&torrent.path, &src, node.addr());
     let (mut bt, dl, wall) = bt_get_through_dht(&tmp, &torrent, node.addr());
@@ -129,7 +117,7 @@ fn bt_get_magnet_finds_bt_seed_through_the_dht() {
     // Proves bt's node announces a torrent (bt seed) and another bt's node finds it (bt get), both
     // started from libtorrent's node: announce_peer with a token and get_peers values, bt to bt.
     let tmp = TempDir::new("dht-bt");
-    let (src, torrent) = source(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let node = LtDhtNode::start();
     let boot = node.addr().to_string();
     let seed_state = tmp.path().join("seed-dht.dat");

@@ -6,32 +6,17 @@
 //! Each test prints how long the metadata took (wall seconds), the figure the closing note
 //! reports. Every process is killed by its PID when its guard drops; every wait is bounded.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bt_protocol::metainfo::Metainfo;
 use bt_tests::{
-    BtProc, LtSeeder, MadeTorrent, TempDir, field_u64, gen_content, is_event, lt_get, make_torrent,
-    tree_equal,
+    BtProc, LtSeeder, MadeTorrent, TempDir, field_u64, is_event, lt_get, multi_source, tree_equal,
 };
 use serde_json::Value;
 
 /// The bound on one download.
 const TRANSFER: Duration = Duration::from_secs(60);
-
-/// Generates `gen_content`'s files under `tmp/src` and a torrent of `src/multi` (16 KiB pieces, no
-/// tracker).
-fn source(tmp: &TempDir) -> (PathBuf, MadeTorrent) {
-    let src = tmp.path().join("src");
-    gen_content(&src);
-    let torrent = make_torrent(
-        &src.join("multi"),
-        &[],
-        "16K",
-        &tmp.path().join("multi.torrent"),
-    );
-    (src, torrent)
-}
 
 /// A magnet link for `torrent` with one `x.pe` peer.
 fn magnet(torrent: &MadeTorrent, peer: std::net::SocketAddr) -> String {
@@ -65,7 +50,7 @@ fn bt_get_magnet_from_bt_seed_through_x_pe_then_resumes_from_the_saved_torrent()
     // metadata), downloads byte for byte, saves the .torrent beside the data, and that a second
     // run of the same magnet finds that torrent and its verified data instead of fetching again.
     let tmp = TempDir::new("magnet-bt");
-    let (src, torrent) = source(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let seeder = BtProc::seed(&torrent.path, &src, &[]);
     let dl = tmp.path().join("dl");
     let link = magnet(&torrent, seeder.addr);
@@ -111,7 +96,7 @@ fn bt_get_magnet_from_a_libtorrent_seeder_through_x_pe() {
     // Proves bt fetches metadata and data from libtorrent (its ut_metadata and extension
     // handshake as the remote end) given only the magnet's x.pe.
     let tmp = TempDir::new("magnet-lt-to-bt");
-    let (src, torrent) = source(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let seeder = LtSeeder::start(&torrent.path, &src);
     let dl = tmp.path().join("dl");
     let link = magnet(&torrent, seeder.addr());
@@ -133,7 +118,7 @@ fn libtorrent_gets_a_magnet_from_bt_seed() {
     // Proves bt serves its metadata (BEP 9) to libtorrent, which has only the magnet and bt's
     // address, and then the data byte for byte.
     let tmp = TempDir::new("magnet-bt-to-lt");
-    let (src, torrent) = source(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let seeder = BtProc::seed(&torrent.path, &src, &[]);
     let dl = tmp.path().join("dl");
     let link = format!("magnet:?xt=urn:btih:{}", torrent.info_hash);
