@@ -15,7 +15,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-use bt_protocol::io::{ConnId, DiskDone, DiskError, DiskOp};
+use bt_protocol::io::{ConnId, DiskOp};
 use bt_protocol::metainfo::{Info, InfoHash};
 use bt_protocol::peer::Direction;
 use bt_protocol::rng::Rng;
@@ -27,6 +27,10 @@ use bt_protocol::wire::{
 };
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/torrent_script.rs"]
+mod torrent_script;
+use torrent_script::{Answer, Script, answer_disk, wire_message};
 
 const PIECE: u64 = 32768;
 const TOTAL: u64 = 7 * PIECE + 1000;
@@ -47,30 +51,6 @@ fn piece_digest(piece: u32, len: usize) -> [u8; 20] {
     match table.get(piece as usize) {
         Some(d) if len as u64 == full => *d,
         _ => Sha1::digest(vec![piece as u8; len]).into(),
-    }
-}
-
-struct Script<'a>(&'a [u8]);
-
-impl Script<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes([
-            self.byte()?,
-            self.byte()?,
-            self.byte()?,
-            self.byte()?,
-        ]))
-    }
-    fn take(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
     }
 }
 
@@ -177,48 +157,7 @@ fuzz_target!(|data: &[u8]| {
                 torrent.handle_bytes(now, conn, &hs.encode());
             }
             3 => {
-                let kind = s.byte().unwrap_or(0);
-                let a = s.u32().unwrap_or(0) % 9;
-                let offset = (u32::from(s.byte().unwrap_or(0)) % 3) * 16384;
-                let len = if s.byte().unwrap_or(0) & 1 == 0 {
-                    16384
-                } else {
-                    1000
-                };
-                let block_data = vec![a as u8; len as usize];
-                let bits = [s.byte().unwrap_or(0)];
-                let m = match kind % 12 {
-                    0 => Message::Unchoke,
-                    1 => Message::Choke,
-                    2 => Message::Interested,
-                    3 => Message::NotInterested,
-                    4 => Message::Have { piece: a },
-                    5 => Message::Bitfield(&bits),
-                    6 => Message::HaveAll,
-                    7 => Message::Request {
-                        piece: a,
-                        offset,
-                        len,
-                    },
-                    8 => Message::Piece {
-                        piece: a,
-                        offset,
-                        data: &block_data,
-                    },
-                    9 => Message::Cancel {
-                        piece: a,
-                        offset,
-                        len,
-                    },
-                    10 => Message::RejectRequest {
-                        piece: a,
-                        offset,
-                        len,
-                    },
-                    _ => Message::AllowedFast(a),
-                };
-                let mut buf = Vec::new();
-                m.encode_into(&mut buf);
+                let buf = wire_message(&mut s);
                 torrent.handle_bytes(now, conn, &buf);
             }
             4 => {
@@ -226,78 +165,14 @@ fuzz_target!(|data: &[u8]| {
                 torrent.handle_timeout(now);
             }
             5 | 6 | 7 => {
-                // Answer the oldest disk op: truthfully (5), with a wrong hash (6), or a failure (7).
-                if let Some(op_done) = pending.pop_front() {
-                    let fail = op % 16 == 7;
-                    let err = || DiskError("injected".into());
-                    let done = match op_done {
-                        DiskOp::Write { block, .. } => DiskDone::Written {
-                            block,
-                            result: if fail { Err(err()) } else { Ok(()) },
-                        },
-                        DiskOp::Hash { piece } => DiskDone::Hashed {
-                            piece,
-                            result: if fail {
-                                Err(err())
-                            } else if op % 16 == 6 {
-                                Ok([0xee; 20])
-                            } else {
-                                Ok(piece_digest(piece.get(), layout.piece_len(piece) as usize))
-                            },
-                        },
-                        DiskOp::HashBlocks { piece, blocks } => DiskDone::BlockHashes {
-                            piece,
-                            result: if fail {
-                                Err(err())
-                            } else {
-                                // The true block (6: a wrong one), or too few digests (op 5 with
-                                // bit 4 set).
-                                let take = if op & 0x10 != 0 {
-                                    blocks.len() / 2
-                                } else {
-                                    blocks.len()
-                                };
-                                Ok(blocks[..take]
-                                    .iter()
-                                    .map(|b| {
-                                        use sha1::{Digest, Sha1};
-                                        let byte = b.piece.get() as u8 ^ u8::from(op % 16 == 6);
-                                        Sha1::digest(vec![byte; b.len as usize]).into()
-                                    })
-                                    .collect())
-                            },
-                        },
-                        DiskOp::Read { conn, block } => DiskDone::Read {
-                            conn,
-                            block,
-                            result: if fail {
-                                Err(err())
-                            } else {
-                                Ok(Bytes::from(vec![
-                                    block.piece.get() as u8;
-                                    block.len as usize
-                                ]))
-                            },
-                        },
-                    };
-                    let refuted = match &done {
-                        DiskDone::Hashed { piece, result } => (result.as_ref().ok()
-                            != Some(&piece_digest(
-                                piece.get(),
-                                layout.piece_len(*piece) as usize,
-                            )))
-                        .then_some(*piece),
-                        _ => None,
-                    };
-                    let had = refuted.map(|p| torrent.have().get(p.get()));
-                    torrent.handle_disk(now, done);
-                    if let (Some(p), Some(false)) = (refuted, had) {
-                        assert!(
-                            !torrent.have().get(p.get()),
-                            "piece {p} verified by a wrong or failed hash"
-                        );
-                    }
-                }
+                // Answer the oldest disk op: truthfully (5), with a wrong hash (6), or a failure (7);
+                // too few block hashes with bit 4 set.
+                let how = Answer {
+                    fail: op % 16 == 7,
+                    wrong: op % 16 == 6,
+                    short: op & 0x10 != 0,
+                };
+                answer_disk(&mut torrent, now, &mut pending, how, &layout, piece_digest);
             }
             8 => torrent.peer_disconnected(now, conn),
             9 => torrent.handle_sent(now, conn, usize::from(s.byte().unwrap_or(0)) * 1024),
