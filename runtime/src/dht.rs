@@ -10,6 +10,10 @@
 //! [`REANNOUNCE`] (sooner, from [`EMPTY_LOOKUP_RETRY`] doubling, while lookups find no peer); the
 //! peers found are queued to dial like a tracker's.
 //!
+//! A node bound to an IPv6 address (dual-stack on `[::]`) keeps IPv6 nodes as well (BEP 32); IPv4
+//! senders seen as IPv4-mapped addresses are taken as IPv4. A magnet whose metadata turns out
+//! private stops its node (BEP 27).
+//!
 //! Bounds: the send queue; each datagram read is at most [`MAX_DATAGRAM`] bytes; the machine
 //! bounds its own state (routing table, transactions, lookups, peer store).
 
@@ -79,6 +83,8 @@ pub enum DhtReport {
         /// Nodes in the table.
         nodes: usize,
     },
+    /// The node stopped (a magnet's metadata showed a private torrent).
+    Stopped(String),
     /// An announce (its lookup) finished.
     Announced {
         /// Peers it found in all.
@@ -166,7 +172,12 @@ impl DhtRunner {
             rng.fill(&mut id);
             NodeId(id)
         });
-        let mut dht = Dht::new(DhtConfig::default(), id, rng.fork(0x0064_6874));
+        // An IPv6 socket (dual-stack on [::]) keeps IPv6 nodes too (BEP 32).
+        let config = DhtConfig {
+            ipv6: local.is_ipv6(),
+            ..DhtConfig::default()
+        };
+        let mut dht = Dht::new(config, id, rng.fork(0x0064_6874));
         for (_, addr) in saved_nodes {
             dht.add_node(now, addr);
         }
@@ -243,7 +254,9 @@ impl DhtRunner {
     /// Takes an input of the DHT's tasks.
     pub(crate) fn handle(&mut self, now: Instant, input: DhtInput, reports: &mut Vec<DhtReport>) {
         match input {
-            DhtInput::Datagram { from, bytes } => self.dht.handle_datagram(now, from, &bytes),
+            DhtInput::Datagram { from, bytes } => {
+                self.dht.handle_datagram(now, canonical(from), &bytes);
+            }
             DhtInput::Resolved { addrs, failed } => {
                 for (node, error) in failed {
                     reports.push(DhtReport::BootstrapFailed { node, error });
@@ -363,6 +376,18 @@ impl Drop for DhtRunner {
     }
 }
 
+/// `from` with an IPv4-mapped IPv6 address (how a dual-stack socket shows IPv4 senders) turned
+/// back into IPv4, so a node has one address whichever socket heard it.
+fn canonical(from: SocketAddr) -> SocketAddr {
+    match from {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => from,
+        },
+        v4 => v4,
+    }
+}
+
 /// Resolves `host:port` (an IP literal needs no resolver).
 async fn resolve<N: Net>(net: &N, node: &str) -> Result<Vec<SocketAddr>, String> {
     if let Ok(addr) = node.parse::<SocketAddr>() {
@@ -375,4 +400,19 @@ async fn resolve<N: Net>(net: &N, node: &str) -> Result<Vec<SocketAddr>, String>
     net.resolve(host.to_owned(), port)
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv4_senders_are_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:6881".parse().unwrap();
+        assert_eq!(canonical(mapped), "10.1.2.3:6881".parse().unwrap());
+        let v6: SocketAddr = "[2001:db8::1]:6881".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+        let v4: SocketAddr = "10.1.2.3:1".parse().unwrap();
+        assert_eq!(canonical(v4), v4);
+    }
 }

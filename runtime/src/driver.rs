@@ -956,6 +956,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 return;
             }
         }
+        if meta.info.private && self.dht.take().is_some() {
+            // BEP 27: a private torrent finds peers through its trackers only; the node's tasks
+            // stop as it drops.
+            self.dht_reports
+                .push(DhtReport::Stopped("the torrent is private".into()));
+        }
         reports.push(Report::MetadataReceived(Box::new(meta)));
     }
 

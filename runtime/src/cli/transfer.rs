@@ -339,6 +339,10 @@ impl Display {
                 serde_json::json!({"event": "dht_listening", "addr": addr.to_string()}),
                 format!("DHT node on udp {addr}"),
             ),
+            DhtReport::Stopped(why) if loud => self.line(
+                serde_json::json!({"event": "dht_stopped", "reason": why}),
+                format!("DHT off: {why}"),
+            ),
             DhtReport::BadState(e) => self.line(
                 serde_json::json!({"event": "dht_bad_state", "error": e}),
                 format!("warning: ignoring the saved DHT routing table: {e}"),
