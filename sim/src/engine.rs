@@ -95,6 +95,13 @@ pub struct HostOutcome {
     pub metadata_at: Option<Instant>,
     /// Peers it learned through PEX (BEP 11) that were new to it and queued to dial.
     pub pex_learned: u64,
+    /// Peers its DHT node (BEP 5) found that were new to it and queued to dial.
+    pub dht_peers: u64,
+    /// DHT lookups (announces) of its node that finished.
+    pub dht_lookups: u64,
+    /// DHT datagrams its node sent (the fast engine; the turmoil engine counts them at the
+    /// socket too).
+    pub dht_datagrams: u64,
 }
 
 /// What a run measured. Built by an engine, judged by [`crate::report`].

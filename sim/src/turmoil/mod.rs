@@ -24,6 +24,7 @@
 //! duration; progress every [`PROGRESS_EVERY`] steps.
 
 mod attacker;
+mod dht;
 pub mod net;
 pub mod pace;
 mod peer;
@@ -145,7 +146,8 @@ fn run_with(
     progress: &mut dyn FnMut(&Progress),
     out: Option<Box<dyn std::io::Write + Send>>,
 ) -> Result<Outcome, RunError> {
-    let hosts = scenario.host_count() + scenario.trackers.len() as u32;
+    let hosts =
+        scenario.host_count() + scenario.trackers.len() as u32 + scenario.dht_bootstrap_count();
     if hosts > MAX_HOSTS {
         return Err(RunError::TooManyHosts {
             hosts,
@@ -188,6 +190,7 @@ pub fn code_name(code: u64) -> Option<&'static str> {
         70 => "attack_open host conn",
         71 => "attack_tick host conn",
         72 => "attack_closed honest_host reason",
+        80 => "dht_boot_received node bytes",
         60 => "fault index",
         _ => return None,
     })
@@ -264,8 +267,21 @@ impl<'a> Engine<'a> {
             });
         }
 
-        // Peers: names (hence addresses) now, in scenario order; hosts at their join times.
+        // DHT bootstrap nodes: hosts from the start, each knowing the others.
         let shared = Arc::new(Shared::default());
+        let mut dht_rng = master.fork(6);
+        let boots: Vec<SocketAddr> = (0..scenario.dht_bootstrap_count())
+            .map(|b| SocketAddr::new(sim.lookup(dht::boot_name(b).as_str()), dht::DHT_PORT))
+            .collect();
+        for (b, &local) in boots.iter().enumerate() {
+            let others: Vec<SocketAddr> = boots.iter().copied().filter(|a| *a != local).collect();
+            let (seed, shared) = (dht_rng.next_u64(), shared.clone());
+            sim.host(dht::boot_name(b as u32), move || {
+                dht::boot_node(b as u32, local, others.clone(), seed, shared.clone())
+            });
+        }
+
+        // Peers: names (hence addresses) now, in scenario order; hosts at their join times.
         shared.lock().info_hash = Some(meta.info_hash);
         let mut group_addrs = vec![Vec::new(); scenario.groups.len()];
         let pieces = meta.info.layout.piece_count();
@@ -320,6 +336,7 @@ impl<'a> Engine<'a> {
             loss,
             wire_blocks: Arc::default(),
             group_addrs,
+            dht_bootstrap: boots.iter().map(SocketAddr::to_string).collect(),
         });
         Engine {
             scenario,
@@ -576,6 +593,9 @@ impl<'a> Engine<'a> {
                 corrupt_pieces_kept: h.corrupt_pieces_kept,
                 metadata_at: h.metadata_at,
                 pex_learned: h.pex_learned,
+                dht_peers: h.dht_peers,
+                dht_lookups: h.dht_lookups,
+                dht_datagrams: h.dht_sent.load(std::sync::atomic::Ordering::Relaxed),
                 pieces: if h.joined_at.is_none() {
                     0
                 } else {
@@ -591,6 +611,9 @@ impl<'a> Engine<'a> {
                 .wire_blocks
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
+        if self.scenario.dht.is_some() {
+            diagnostics.insert("dht_bootstrap_datagrams".to_owned(), s.dht_boot_datagrams);
+        }
         diagnostics.insert(
             "peer_lives".to_owned(),
             s.hosts.iter().map(|h| u64::from(h.lives)).sum(),
