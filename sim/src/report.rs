@@ -432,8 +432,7 @@ impl Report {
                 .map(|g| g.dht_peers)
                 .sum(),
             dht_lookups: groups.iter().map(|g| g.dht_lookups).sum(),
-            dht_datagrams: groups.iter().map(|g| g.dht_datagrams).sum::<u64>()
-                + boot_datagrams,
+            dht_datagrams: groups.iter().map(|g| g.dht_datagrams).sum::<u64>() + boot_datagrams,
             dht_bootstrap_datagrams: boot_datagrams,
             fingerprint: format!("{:016x}", outcome.fingerprint),
         };

@@ -1149,7 +1149,10 @@ fn check_torrent(cx: &Ctx<'_>, raw: &RawTorrent) -> Result<TorrentSpec, Scenario
 }
 
 /// The `[dht]` table: its bootstrap count (1 to [`MAX_DHT_BOOTSTRAP`]) and loss.
-fn check_dht(cx: &Ctx<'_>, raw: Option<&Spanned<RawDht>>) -> Result<Option<DhtSpec>, ScenarioError> {
+fn check_dht(
+    cx: &Ctx<'_>,
+    raw: Option<&Spanned<RawDht>>,
+) -> Result<Option<DhtSpec>, ScenarioError> {
     let Some(raw) = raw.map(Spanned::get_ref) else {
         return Ok(None);
     };
@@ -1385,7 +1388,10 @@ fn check_groups(
         }
         let dht_on = match &r.dht {
             Some(d) if !dht => {
-                return Err(cx.err(d.span(), "dht goes with a [dht] table (its bootstrap nodes)"));
+                return Err(cx.err(
+                    d.span(),
+                    "dht goes with a [dht] table (its bootstrap nodes)",
+                ));
             }
             Some(d) if r.role == Role::Attacker => {
                 return Err(cx.err(

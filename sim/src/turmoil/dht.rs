@@ -37,7 +37,10 @@ pub(super) async fn boot_node(
     seed: u64,
     shared: Arc<Shared>,
 ) -> ::turmoil::Result {
-    let socket = ::turmoil::net::UdpSocket::bind(local).await?;
+    // Turmoil binds only the unspecified address (the host's own); `local` is what others use.
+    let _ = local;
+    let any = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, DHT_PORT));
+    let socket = ::turmoil::net::UdpSocket::bind(any).await?;
     let mut rng = Rng::new(seed);
     let mut id = [0u8; 20];
     rng.fill(&mut id);

@@ -376,7 +376,9 @@ impl Shared {
             Report::Dht(DhtReport::Bootstrapped { nodes }) => {
                 ("dht_bootstrapped", [19, *nodes as u64, 0])
             }
-            Report::Dht(DhtReport::BadState(why) | DhtReport::BootstrapFailed { error: why, .. }) => {
+            Report::Dht(
+                DhtReport::BadState(why) | DhtReport::BootstrapFailed { error: why, .. },
+            ) => {
                 s.violation(now, format!("peer {id}: DHT start failed: {why}"));
                 ("dht_failed", [31, 0, 0])
             }
@@ -635,11 +637,9 @@ pub(super) async fn life(
         .listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT))
         .await?;
     if !ctx.dht_bootstrap.is_empty() && g.dht {
-        // The DHT node listens on UDP at the peer's own address and TCP port, as bt does.
-        let bind = ctx.group_addrs[group]
-            .iter()
-            .find(|(other, _)| *other == id)
-            .map_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT), |(_, a)| *a);
+        // The DHT node listens on UDP at the TCP port, as bt does (turmoil binds only the
+        // unspecified address, which is the host's own).
+        let bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT);
         driver
             .start_dht(DhtSetup {
                 bind,
