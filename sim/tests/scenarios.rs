@@ -470,7 +470,13 @@ fn dht_swarm_passes_through_the_dht_alone() {
     let outcome = engine::run(&scenario, 1, EngineKind::Fast, &mut |_| {}).unwrap();
     let r = Report::new("no-dht.toml", &scenario, &outcome, Duration::ZERO);
     assert!(!r.passed, "{}", r.human());
-    assert_eq!(r.totals.dht_peers, 0, "{}", r.human());
+    // Only the two seeders, whose nodes still run, find each other.
+    assert_eq!(
+        r.groups[1].dht_peers + r.groups[2].dht_peers,
+        0,
+        "{}",
+        r.human()
+    );
     assert_eq!(
         r.groups[1].completed + r.groups[2].completed,
         0,
@@ -483,9 +489,16 @@ fn dht_swarm_passes_through_the_dht_alone() {
 fn dht_swarm_recovers_from_crashes_with_fresh_nodes() {
     // Proves a crashed peer's DHT node goes with it and a restarted one starts a fresh node from
     // the bootstrap nodes, finds the swarm again and completes: 10 leechers crash at 8 s (most
-    // mid-download) and come back at 40 s.
+    // mid-download) and come back at 40 s. The magnets that join after the crash resolve in up
+    // to about 15 s, not 0.6: the crashed nodes stay in the routing tables, and a lookup whose
+    // three queries in flight all went to dead nodes waits out their 5 s query timeout before it
+    // asks anyone else, so the bootstrap (and only then the announce) crawls (see sim/README.md).
     let text = std::fs::read_to_string(scenario_path("dht-swarm.toml"))
         .unwrap()
+        .replace(
+            "magnets_resolved_within = 10",
+            "magnets_resolved_within = 30",
+        )
         .replace(
             "[expect]",
             "[[fault]]\nat = 8\ncrash = \"leechers\"\ncount = 10\n\n\
