@@ -102,7 +102,7 @@ pub(super) struct BootNode {
 }
 
 impl BootNode {
-    /// Bootstrap node `index`, its id from `rng`.
+    /// A bootstrap node, its id from `rng`.
     pub(super) fn new(rng: &mut Rng) -> Self {
         BootNode {
             dht: new_node(rng),
@@ -224,7 +224,7 @@ impl PeerDht {
                 }
             }
             // An event just now asked for an announce: start it at once.
-            if !self.next_announce.is_some_and(|at| at <= now) {
+            if self.next_announce.is_none_or(|at| at > now) {
                 return done;
             }
         }

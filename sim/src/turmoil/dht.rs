@@ -29,16 +29,14 @@ pub(super) fn boot_name(index: u32) -> String {
     format!("dht{index}")
 }
 
-/// Bootstrap node `index` at `local`, knowing the other nodes `others`, until its host stops.
+/// Bootstrap node `index`, knowing the other nodes `others`, until its host stops.
 pub(super) async fn boot_node(
     index: u32,
-    local: SocketAddr,
     others: Vec<SocketAddr>,
     seed: u64,
     shared: Arc<Shared>,
 ) -> ::turmoil::Result {
-    // Turmoil binds only the unspecified address (the host's own); `local` is what others use.
-    let _ = local;
+    // Turmoil binds only the unspecified address (the host's own).
     let any = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, DHT_PORT));
     let socket = ::turmoil::net::UdpSocket::bind(any).await?;
     let mut rng = Rng::new(seed);

@@ -277,7 +277,7 @@ impl<'a> Engine<'a> {
             let others: Vec<SocketAddr> = boots.iter().copied().filter(|a| *a != local).collect();
             let (seed, shared) = (dht_rng.next_u64(), shared.clone());
             sim.host(dht::boot_name(b as u32), move || {
-                dht::boot_node(b as u32, local, others.clone(), seed, shared.clone())
+                dht::boot_node(b as u32, others.clone(), seed, shared.clone())
             });
         }
 
@@ -453,6 +453,17 @@ impl<'a> Engine<'a> {
             if spec.kind == TrackerKind::Udp && loss > 0.0 {
                 self.sim
                     .set_link_fail_rate(name.as_str(), tracker_name(t).as_str(), loss);
+            }
+        }
+        // The DHT's loss reaches the links to the bootstrap hosts the same way (they carry UDP
+        // only); between peers DHT datagrams share the link with TCP and are not lost.
+        let dht_loss = self.scenario.dht.as_ref().map_or(0.0, |d| {
+            1.0 - (1.0 - self.scenario.link.loss) * (1.0 - d.loss)
+        });
+        if dht_loss > 0.0 {
+            for b in 0..self.scenario.dht_bootstrap_count() {
+                self.sim
+                    .set_link_fail_rate(name.as_str(), dht::boot_name(b).as_str(), dht_loss);
             }
         }
         // Partitions in force apply to newcomers too.
