@@ -20,11 +20,11 @@ pub enum RunError {
     Trace(String),
     /// The scenario has more hosts than the engine runs.
     #[error(
-        "the turmoil engine runs at most {limit} hosts (peers and trackers: its cost per step \
+        "the turmoil engine runs at most {limit} hosts (peers, trackers and DHT bootstrap nodes: its cost per step \
          grows with the cube of the hosts), and this scenario has {hosts}; use --engine fast"
     )]
     TooManyHosts {
-        /// Peers and trackers in the scenario.
+        /// Peers, trackers and DHT bootstrap nodes in the scenario.
         hosts: u32,
         /// The most the engine runs.
         limit: u32,

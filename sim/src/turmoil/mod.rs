@@ -20,7 +20,7 @@
 //! `biased;`; the runtime reads time only through tokio, which turmoil drives; disk work is
 //! inline. Nothing fed to the fingerprint depends on wall time or addresses in memory.
 //!
-//! Bounds: at most [`MAX_HOSTS`] hosts (peers and trackers); the run stops at the scenario's
+//! Bounds: at most [`MAX_HOSTS`] hosts (peers, trackers, DHT bootstrap nodes); the run stops at the scenario's
 //! duration; progress every [`PROGRESS_EVERY`] steps.
 
 mod attacker;
@@ -49,7 +49,7 @@ use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, Tracke
 use net::TurmoilNet;
 use peer::{Ctx, Life, PORT, Shared, SimDisk};
 
-/// Most hosts (peers and trackers) the engine runs: turmoil's cost per step grows with the
+/// Most hosts (peers, trackers, DHT bootstrap nodes) the engine runs: turmoil's cost per step grows with the
 /// cube of the hosts (every host's delivery walks every link).
 pub const MAX_HOSTS: u32 = 200;
 
