@@ -99,6 +99,8 @@ pub struct HostOutcome {
     pub dht_peers: u64,
     /// DHT lookups (announces) of its node that finished.
     pub dht_lookups: u64,
+    /// When its node first finished a lookup (`None`: never, or no DHT).
+    pub dht_first_lookup_at: Option<Instant>,
     /// DHT datagrams its node sent (the fast engine; the turmoil engine counts them at the
     /// socket too).
     pub dht_datagrams: u64,

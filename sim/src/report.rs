@@ -533,6 +533,9 @@ impl Report {
                 ),
             });
         }
+        if let Some(by) = expect.dht_lookups_done_by {
+            checks.push(dht_lookups_check(scenario, outcome, by));
+        }
         if expect.no_corrupt_piece_kept {
             let kept: u64 = outcome.hosts.iter().map(|h| h.corrupt_pieces_kept).sum();
             let failures: u64 = groups.iter().map(|g| g.hash_failures).sum();
@@ -862,6 +865,59 @@ impl Report {
             let _ = writeln!(out, "FAIL; reproduce with: {}", self.reproduce);
         }
         out
+    }
+}
+
+/// The `dht_lookups_done_by` check: every honest peer with a DHT node that joined had its first
+/// lookup finished by `by`.
+fn dht_lookups_check(scenario: &Scenario, outcome: &Outcome, by: Duration) -> Check {
+    let by_s = by.as_secs_f64();
+    let nodes: Vec<(usize, &HostOutcome)> = outcome
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| {
+            let g = &scenario.groups[h.group];
+            g.dht && g.role != Role::Attacker && h.joined_at.is_some()
+        })
+        .collect();
+    let late: Vec<String> = nodes
+        .iter()
+        .filter(|(_, h)| h.dht_first_lookup_at.is_none_or(|t| secs(t) > by_s))
+        .map(|(i, h)| {
+            let g = &scenario.groups[h.group];
+            let first = outcome
+                .hosts
+                .iter()
+                .position(|o| o.group == h.group)
+                .unwrap_or(0);
+            match h.dht_first_lookup_at {
+                Some(t) => format!("{}#{} at {:.1} s", g.name, i - first, secs(t)),
+                None => format!("{}#{} never", g.name, i - first),
+            }
+        })
+        .collect();
+    let last = nodes
+        .iter()
+        .filter_map(|(_, h)| h.dht_first_lookup_at)
+        .max()
+        .map_or(0.0, secs);
+    let mut detail = format!(
+        "{}/{} nodes finished a lookup, the last first one at {last:.1} s",
+        nodes.len() - late.len(),
+        nodes.len()
+    );
+    if !late.is_empty() {
+        let shown: Vec<&str> = late.iter().take(5).map(String::as_str).collect();
+        let _ = write!(detail, "; not in time: {}", shown.join(", "));
+        if late.len() > 5 {
+            let _ = write!(detail, " and {} more", late.len() - 5);
+        }
+    }
+    Check {
+        name: format!("DHT lookups done by {by_s} s"),
+        passed: late.is_empty() && !nodes.is_empty(),
+        detail,
     }
 }
 

@@ -419,6 +419,9 @@ pub struct Expect {
     pub pex_learned_at_least: Option<u64>,
     /// Honest peers together learned at least this many new peers through the DHT (BEP 5).
     pub dht_peers_found_at_least: Option<u64>,
+    /// Every honest peer with a DHT node that joined had its first DHT lookup finished by this
+    /// simulated time.
+    pub dht_lookups_done_by: Option<Duration>,
 }
 
 // ---- errors ----
@@ -831,6 +834,8 @@ struct RawExpect {
     pex_learned_at_least: Option<u64>,
     #[serde(default)]
     dht_peers_found_at_least: Option<u64>,
+    #[serde(default)]
+    dht_lookups_done_by: Option<Spanned<Seconds>>,
 }
 
 /// `true` (every group it can apply to), `false`, or a list of group names.
@@ -981,7 +986,18 @@ impl Scenario {
                 "dht_peers_found_at_least needs a [dht] table and a group with dht on",
             ));
         }
+        let any_dht = groups.iter().any(|g| g.dht && g.role != Role::Attacker);
+        let dht_lookups_done_by = match &raw.expect.dht_lookups_done_by {
+            Some(t) if !any_dht => {
+                return Err(cx.err(
+                    t.span(),
+                    "dht_lookups_done_by needs a [dht] table and a group with dht on",
+                ));
+            }
+            t => t.as_ref().map(|t| t.get_ref().0),
+        };
         let expect = Expect {
+            dht_lookups_done_by,
             dht_peers_found_at_least: raw.expect.dht_peers_found_at_least,
             magnets_resolved_within,
             pex_learned_at_least: raw.expect.pex_learned_at_least,

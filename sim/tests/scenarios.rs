@@ -513,6 +513,25 @@ fn dht_swarm_recovers_from_crashes_with_fresh_nodes() {
 }
 
 #[test]
+fn dht_lookups_done_by_fails_when_too_early() {
+    // Proves the DHT lookup check has teeth: peers join until 30 s, so a deadline of 10 s fails
+    // and names the nodes whose first lookup came later.
+    let text = std::fs::read_to_string(scenario_path("dht-swarm.toml"))
+        .unwrap()
+        .replace("dht_lookups_done_by = 60", "dht_lookups_done_by = 10");
+    let scenario = Scenario::parse("edited.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = engine::run(&scenario, 1, EngineKind::Fast, &mut |_| {}).unwrap();
+    let r = Report::new("edited.toml", &scenario, &outcome, Duration::ZERO);
+    let check = r
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("DHT lookups done by"))
+        .expect("the check");
+    assert!(!check.passed, "{}", r.human());
+    assert!(check.detail.contains("not in time"), "{}", check.detail);
+}
+
+#[test]
 fn dht_swarm_is_deterministic() {
     // Proves the DHT traffic (ids, transaction ids, jitter, loss, lookups) is a function of the
     // seed: the same seed twice gives the identical outcome, another seed another run.

@@ -265,7 +265,11 @@ impl World<'_> {
             return;
         };
         let (mut found, mut out) = (Vec::new(), Vec::new());
-        host.dht_lookups += d.pump(now, info_hash, &mut found, &mut out);
+        let done = d.pump(now, info_hash, &mut found, &mut out);
+        if done > 0 {
+            host.dht_lookups += done;
+            host.dht_first_lookup_at.get_or_insert(now);
+        }
         host.dht_datagrams += out.len() as u64;
         let from = host.addr;
         for t in out {

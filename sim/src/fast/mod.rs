@@ -236,6 +236,8 @@ struct Host {
     dht_peers: u64,
     /// Its DHT lookups that finished, over its lives.
     dht_lookups: u64,
+    /// When its first DHT lookup finished.
+    dht_first_lookup_at: Option<Instant>,
     /// DHT datagrams it sent, over its lives.
     dht_datagrams: u64,
     verified_this_life: u32,
@@ -494,6 +496,7 @@ impl<'a> World<'a> {
                     dht: None,
                     dht_peers: 0,
                     dht_lookups: 0,
+                    dht_first_lookup_at: None,
                     dht_datagrams: 0,
                     verified_this_life: 0,
                     leave_pending: false,
@@ -1274,6 +1277,7 @@ impl<'a> World<'a> {
                     pex_learned: host.pex_learned,
                     dht_peers: host.dht_peers,
                     dht_lookups: host.dht_lookups,
+                    dht_first_lookup_at: host.dht_first_lookup_at,
                     dht_datagrams: host.dht_datagrams,
                     pieces: host
                         .have()

@@ -465,7 +465,7 @@ fn dht_keys_read_as_written() {
         .replace("max_peers = 30\n", "max_peers = 30\ndht = false\n")
         .replace(
             "seeder_upload_at_most = 2.5",
-            "seeder_upload_at_most = 2.5\ndht_peers_found_at_least = 40",
+            "seeder_upload_at_most = 2.5\ndht_peers_found_at_least = 40\ndht_lookups_done_by = 12.5",
         );
     let s = parse(&text).unwrap_or_else(|e| panic!("{e}"));
     assert!(s.trackers.is_empty());
@@ -480,6 +480,10 @@ fn dht_keys_read_as_written() {
     assert_eq!(s.host_count(), 21, "bootstrap nodes are not peers");
     assert!(s.groups[0].dht && !s.groups[1].dht);
     assert_eq!(s.expect.dht_peers_found_at_least, Some(40));
+    assert_eq!(
+        s.expect.dht_lookups_done_by,
+        Some(Duration::from_millis(12_500))
+    );
     // Without [dht] nobody runs a node.
     let s = parse(GOOD).unwrap();
     assert!(s.dht.is_none() && s.groups.iter().all(|g| !g.dht));
@@ -516,6 +520,14 @@ fn dht_mistakes_are_named_with_their_key() {
                 "seeder_upload_at_most = 2.5\ndht_peers_found_at_least = 1",
             ),
             "expect.dht_peers_found_at_least",
+            "needs a [dht] table",
+        ),
+        (
+            replace(
+                "seeder_upload_at_most = 2.5",
+                "seeder_upload_at_most = 2.5\ndht_lookups_done_by = 10",
+            ),
+            "expect.dht_lookups_done_by",
             "needs a [dht] table",
         ),
     ] {

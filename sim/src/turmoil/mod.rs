@@ -617,6 +617,7 @@ impl<'a> Engine<'a> {
                 pex_learned: h.pex_learned,
                 dht_peers: h.dht_peers,
                 dht_lookups: h.dht_lookups,
+                dht_first_lookup_at: h.dht_first_lookup_at,
                 dht_datagrams: h.dht_sent.load(std::sync::atomic::Ordering::Relaxed),
                 pieces: if h.joined_at.is_none() {
                     0

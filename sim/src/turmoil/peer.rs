@@ -88,6 +88,8 @@ pub(super) struct HostState {
     pub(super) dht_peers: u64,
     /// Its DHT announces (lookups) that finished.
     pub(super) dht_lookups: u64,
+    /// When its first DHT announce finished.
+    pub(super) dht_first_lookup_at: Option<Instant>,
     /// DHT datagrams its nodes sent, over its lives (counted at the socket).
     pub(super) dht_sent: Arc<std::sync::atomic::AtomicU64>,
     /// Block bytes of lives that ended, and of this one as last reported.
@@ -189,6 +191,7 @@ impl Shared {
             pex_learned: 0,
             dht_peers: 0,
             dht_lookups: 0,
+            dht_first_lookup_at: None,
             dht_sent: Arc::default(),
             past_uploaded: 0,
             past_downloaded: 0,
@@ -368,6 +371,7 @@ impl Shared {
                 nodes,
             }) => {
                 s.hosts[id].dht_lookups += 1;
+                s.hosts[id].dht_first_lookup_at.get_or_insert(now);
                 (
                     "dht_announced",
                     [18, *peers as u64, (*announced as u64) << 32 | *nodes as u64],
