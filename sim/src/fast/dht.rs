@@ -30,7 +30,7 @@ use bt_protocol::dht::{Dht, DhtConfig, DhtEvent, NodeId, Transmit};
 use bt_protocol::metainfo::InfoHash;
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
-pub(super) use bt_runtime::dht::{EMPTY_LOOKUP_RETRY, REANNOUNCE, REBOOTSTRAP};
+use bt_runtime::dht::{EMPTY_LOOKUP_RETRY, REANNOUNCE, REBOOTSTRAP};
 
 use super::{Ev, HostId, PORT, State, World, host_of_ip};
 use crate::trace::Fingerprint;
