@@ -20,11 +20,11 @@ pub enum RunError {
     Trace(String),
     /// The scenario has more hosts than the engine runs.
     #[error(
-        "the turmoil engine runs at most {limit} hosts (peers and trackers: its cost per step \
+        "the turmoil engine runs at most {limit} hosts (peers, trackers and DHT bootstrap nodes: its cost per step \
          grows with the cube of the hosts), and this scenario has {hosts}; use --engine fast"
     )]
     TooManyHosts {
-        /// Peers and trackers in the scenario.
+        /// Peers, trackers and DHT bootstrap nodes in the scenario.
         hosts: u32,
         /// The most the engine runs.
         limit: u32,
@@ -95,6 +95,15 @@ pub struct HostOutcome {
     pub metadata_at: Option<Instant>,
     /// Peers it learned through PEX (BEP 11) that were new to it and queued to dial.
     pub pex_learned: u64,
+    /// Peers its DHT node (BEP 5) found that were new to it and queued to dial.
+    pub dht_peers: u64,
+    /// DHT lookups (announces) of its node that finished.
+    pub dht_lookups: u64,
+    /// When its node first finished a lookup (`None`: never, or no DHT).
+    pub dht_first_lookup_at: Option<Instant>,
+    /// DHT datagrams its node sent (the fast engine; the turmoil engine counts them at the
+    /// socket too).
+    pub dht_datagrams: u64,
 }
 
 /// What a run measured. Built by an engine, judged by [`crate::report`].

@@ -62,6 +62,12 @@ pub struct GroupReport {
     pub magnet_s: Option<Spread>,
     /// New peers its peers learned through PEX (BEP 11) and queued to dial.
     pub pex_learned: u64,
+    /// New peers its peers' DHT nodes (BEP 5) found and queued to dial.
+    pub dht_peers: u64,
+    /// DHT lookups (announces) its peers finished.
+    pub dht_lookups: u64,
+    /// DHT datagrams its peers sent.
+    pub dht_datagrams: u64,
     /// Block bytes uploaded.
     pub uploaded: u64,
     /// Block bytes downloaded.
@@ -248,6 +254,14 @@ pub struct Totals {
     pub announces: u64,
     /// New peers learned through PEX by the honest peers, in all.
     pub pex_learned: u64,
+    /// New peers found through the DHT by the honest peers, in all.
+    pub dht_peers: u64,
+    /// DHT lookups (announces) the peers finished, in all.
+    pub dht_lookups: u64,
+    /// DHT datagrams sent, by the peers and the bootstrap nodes.
+    pub dht_datagrams: u64,
+    /// Of those, sent by the bootstrap nodes.
+    pub dht_bootstrap_datagrams: u64,
     /// Hash of the ordered event stream, 16 hex digits.
     pub fingerprint: String,
 }
@@ -337,6 +351,9 @@ impl Report {
                     magnets_resolved: spec.magnet.then_some(magnet_times.len() as u32),
                     magnet_s: Spread::of(magnet_times),
                     pex_learned: hosts.iter().map(|h| h.pex_learned).sum(),
+                    dht_peers: hosts.iter().map(|h| h.dht_peers).sum(),
+                    dht_lookups: hosts.iter().map(|h| h.dht_lookups).sum(),
+                    dht_datagrams: hosts.iter().map(|h| h.dht_datagrams).sum(),
                     name: spec.name.clone(),
                     role: spec.role,
                     peers: spec.count,
@@ -383,6 +400,11 @@ impl Report {
             .map(|g| g.uploaded)
             .sum();
         let sim_seconds = secs(outcome.sim_time);
+        let boot_datagrams = outcome
+            .diagnostics
+            .get("dht_bootstrap_datagrams")
+            .copied()
+            .unwrap_or(0);
         let wall_seconds = wall.as_secs_f64();
         let totals = Totals {
             peers: scenario.host_count(),
@@ -404,6 +426,14 @@ impl Report {
                 .filter(|g| g.role != Role::Attacker)
                 .map(|g| g.pex_learned)
                 .sum(),
+            dht_peers: groups
+                .iter()
+                .filter(|g| g.role != Role::Attacker)
+                .map(|g| g.dht_peers)
+                .sum(),
+            dht_lookups: groups.iter().map(|g| g.dht_lookups).sum(),
+            dht_datagrams: groups.iter().map(|g| g.dht_datagrams).sum::<u64>() + boot_datagrams,
+            dht_bootstrap_datagrams: boot_datagrams,
             fingerprint: format!("{:016x}", outcome.fingerprint),
         };
 
@@ -481,6 +511,30 @@ impl Report {
                     }
                 ),
             });
+        }
+        if let Some(n) = expect.dht_peers_found_at_least {
+            let by_group: Vec<String> = groups
+                .iter()
+                .filter(|g| g.role != Role::Attacker && g.dht_peers > 0)
+                .map(|g| format!("{} {}", g.name, g.dht_peers))
+                .collect();
+            checks.push(Check {
+                name: format!("the DHT found at least {n} peers"),
+                passed: totals.dht_peers >= n,
+                detail: format!(
+                    "{} new peers found through the DHT ({}) in {} lookups",
+                    totals.dht_peers,
+                    if by_group.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        by_group.join(", ")
+                    },
+                    totals.dht_lookups
+                ),
+            });
+        }
+        if let Some(by) = expect.dht_lookups_done_by {
+            checks.push(dht_lookups_check(scenario, outcome, by));
         }
         if expect.no_corrupt_piece_kept {
             let kept: u64 = outcome.hosts.iter().map(|h| h.corrupt_pieces_kept).sum();
@@ -732,6 +786,14 @@ impl Report {
             if g.pex_learned > 0 {
                 notes.push(format!("learned {} peers through PEX", g.pex_learned));
             }
+            if g.dht_lookups > 0 || g.dht_datagrams > 0 {
+                notes.push(format!(
+                    "DHT: found {} peers in {} lookups, {} datagrams sent",
+                    g.dht_peers,
+                    format_count(g.dht_lookups),
+                    format_count(g.dht_datagrams)
+                ));
+            }
             if !notes.is_empty() {
                 let _ = writeln!(out, "{:<14} ({})", "", notes.join(", "));
             }
@@ -758,6 +820,16 @@ impl Report {
             format_bytes(t.uploaded),
             t.seeders_uploaded as f64 / t.torrent_bytes as f64
         );
+        if t.dht_datagrams > 0 {
+            let _ = writeln!(
+                out,
+                "dht: {} peers found in {} lookups; {} datagrams ({} from the bootstrap nodes)",
+                format_count(t.dht_peers),
+                format_count(t.dht_lookups),
+                format_count(t.dht_datagrams),
+                format_count(t.dht_bootstrap_datagrams)
+            );
+        }
         let _ = writeln!(
             out,
             "run: {:.1} s simulated in {:.2} s wall ({:.0}× real time), {} events, {} announces, fingerprint {}",
@@ -793,6 +865,59 @@ impl Report {
             let _ = writeln!(out, "FAIL; reproduce with: {}", self.reproduce);
         }
         out
+    }
+}
+
+/// The `dht_lookups_done_by` check: every honest peer with a DHT node that joined had its first
+/// lookup finished by `by`.
+fn dht_lookups_check(scenario: &Scenario, outcome: &Outcome, by: Duration) -> Check {
+    let by_s = by.as_secs_f64();
+    let nodes: Vec<(usize, &HostOutcome)> = outcome
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| {
+            let g = &scenario.groups[h.group];
+            g.dht && g.role != Role::Attacker && h.joined_at.is_some()
+        })
+        .collect();
+    let late: Vec<String> = nodes
+        .iter()
+        .filter(|(_, h)| h.dht_first_lookup_at.is_none_or(|t| secs(t) > by_s))
+        .map(|(i, h)| {
+            let g = &scenario.groups[h.group];
+            let first = outcome
+                .hosts
+                .iter()
+                .position(|o| o.group == h.group)
+                .unwrap_or(0);
+            match h.dht_first_lookup_at {
+                Some(t) => format!("{}#{} at {:.1} s", g.name, i - first, secs(t)),
+                None => format!("{}#{} never", g.name, i - first),
+            }
+        })
+        .collect();
+    let last = nodes
+        .iter()
+        .filter_map(|(_, h)| h.dht_first_lookup_at)
+        .max()
+        .map_or(0.0, secs);
+    let mut detail = format!(
+        "{}/{} nodes finished a lookup, the last first one at {last:.1} s",
+        nodes.len() - late.len(),
+        nodes.len()
+    );
+    if !late.is_empty() {
+        let shown: Vec<&str> = late.iter().take(5).map(String::as_str).collect();
+        let _ = write!(detail, "; not in time: {}", shown.join(", "));
+        if late.len() > 5 {
+            let _ = write!(detail, " and {} more", late.len() - 5);
+        }
+    }
+    Check {
+        name: format!("DHT lookups done by {by_s} s"),
+        passed: late.is_empty() && !nodes.is_empty(),
+        detail,
     }
 }
 

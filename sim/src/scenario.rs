@@ -88,6 +88,8 @@ pub struct Scenario {
     pub trackers: Vec<TrackerSpec>,
     /// The network between every two peers.
     pub link: LinkSpec,
+    /// The mainline DHT (BEP 5), when the file has a `[dht]` table.
+    pub dht: Option<DhtSpec>,
     /// The peers, group by group.
     pub groups: Vec<GroupSpec>,
     /// Faults, sorted by time (stable: faults at the same time keep file order).
@@ -150,6 +152,19 @@ pub struct LinkSpec {
     /// Fraction of transmissions lost (TCP streams retransmit them; a UDP announce is retried).
     pub loss: f64,
 }
+
+/// The DHT of a scenario (`[dht]`): its bootstrap nodes and the loss of its datagrams.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DhtSpec {
+    /// Hosts that are DHT nodes only (no torrent), the nodes every peer starts from.
+    pub bootstrap: u32,
+    /// Fraction of DHT datagrams lost, on top of the link's `loss` (no retransmission: a lost
+    /// query times out in the DHT node).
+    pub loss: f64,
+}
+
+/// Most bootstrap nodes in `[dht]`.
+pub const MAX_DHT_BOOTSTRAP: u32 = 16;
 
 /// A peer's role at the start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -286,6 +301,8 @@ pub struct GroupSpec {
     pub connect_to: Option<usize>,
     /// Whether its peers exchange peers (BEP 11 `ut_pex`; bt's default is on).
     pub pex: bool,
+    /// Whether its peers run a DHT node (BEP 5); only with `[dht]`, where it is the default.
+    pub dht: bool,
 }
 
 /// Which peers of a group a fault hits.
@@ -400,6 +417,11 @@ pub struct Expect {
     pub magnets_resolved_within: Option<Duration>,
     /// Honest peers together learned at least this many new peers through PEX (BEP 11).
     pub pex_learned_at_least: Option<u64>,
+    /// Honest peers together learned at least this many new peers through the DHT (BEP 5).
+    pub dht_peers_found_at_least: Option<u64>,
+    /// Every honest peer with a DHT node that joined had its first DHT lookup finished by this
+    /// simulated time.
+    pub dht_lookups_done_by: Option<Duration>,
 }
 
 // ---- errors ----
@@ -678,6 +700,8 @@ struct RawScenario {
     trackers: Vec<RawTracker>,
     #[serde(default)]
     link: RawLink,
+    #[serde(default)]
+    dht: Option<Spanned<RawDht>>,
     #[serde(default, rename = "group")]
     groups: Vec<Spanned<RawGroup>>,
     #[serde(default, rename = "fault")]
@@ -726,6 +750,14 @@ struct RawLink {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawDht {
+    bootstrap: Spanned<u32>,
+    #[serde(default)]
+    loss: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawGroup {
     name: Spanned<String>,
     role: Role,
@@ -751,6 +783,8 @@ struct RawGroup {
     connect_to: Option<Spanned<String>>,
     #[serde(default)]
     pex: Option<Spanned<bool>>,
+    #[serde(default)]
+    dht: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -798,6 +832,10 @@ struct RawExpect {
     magnets_resolved_within: Option<Spanned<Seconds>>,
     #[serde(default)]
     pex_learned_at_least: Option<u64>,
+    #[serde(default)]
+    dht_peers_found_at_least: Option<u64>,
+    #[serde(default)]
+    dht_lookups_done_by: Option<Spanned<Seconds>>,
 }
 
 /// `true` (every group it can apply to), `false`, or a list of group names.
@@ -855,7 +893,8 @@ impl Scenario {
             return Err(cx.err_key("duration", "the duration must be more than 0 s"));
         }
         let torrent = check_torrent(&cx, &raw.torrent)?;
-        let trackers = check_trackers(&cx, &raw.trackers, &raw.groups)?;
+        let dht = check_dht(&cx, raw.dht.as_ref())?;
+        let trackers = check_trackers(&cx, &raw.trackers, &raw.groups, dht.is_some())?;
         let loss = match &raw.link.loss {
             None => 0.0,
             Some(l) if !(0.0..0.5).contains(l.get_ref()) => {
@@ -874,7 +913,7 @@ impl Scenario {
             jitter: raw.link.jitter_ms.map_or(Duration::ZERO, |m| m.0),
             loss,
         };
-        let groups = check_groups(&cx, &raw.groups, duration)?;
+        let groups = check_groups(&cx, &raw.groups, duration, dht.is_some())?;
         let faults = check_faults(&cx, &raw.faults, &groups, trackers.len())?;
         let seeder_upload_at_most = match &raw.expect.seeder_upload_at_most {
             None => None,
@@ -939,7 +978,27 @@ impl Scenario {
                 "pex_learned_at_least needs a group with PEX on (every group has pex = false)",
             ));
         }
+        if raw.expect.dht_peers_found_at_least.is_some()
+            && !groups.iter().any(|g| g.dht && g.role != Role::Attacker)
+        {
+            return Err(cx.err_key(
+                "dht_peers_found_at_least",
+                "dht_peers_found_at_least needs a [dht] table and a group with dht on",
+            ));
+        }
+        let any_dht = groups.iter().any(|g| g.dht && g.role != Role::Attacker);
+        let dht_lookups_done_by = match &raw.expect.dht_lookups_done_by {
+            Some(t) if !any_dht => {
+                return Err(cx.err(
+                    t.span(),
+                    "dht_lookups_done_by needs a [dht] table and a group with dht on",
+                ));
+            }
+            t => t.as_ref().map(|t| t.get_ref().0),
+        };
         let expect = Expect {
+            dht_lookups_done_by,
+            dht_peers_found_at_least: raw.expect.dht_peers_found_at_least,
             magnets_resolved_within,
             pex_learned_at_least: raw.expect.pex_learned_at_least,
             attackers_closed,
@@ -963,6 +1022,7 @@ impl Scenario {
             torrent,
             trackers,
             link,
+            dht,
             groups,
             faults,
             expect,
@@ -988,9 +1048,15 @@ impl Scenario {
             .min(Duration::from_secs(60))
     }
 
-    /// Total peers over all groups.
+    /// Total peers over all groups (the DHT's bootstrap nodes not included: see
+    /// [`Scenario::dht_bootstrap_count`]).
     pub fn host_count(&self) -> u32 {
         self.groups.iter().map(|g| g.count).sum()
+    }
+
+    /// The DHT-only bootstrap hosts (`[dht] bootstrap`), 0 without a DHT.
+    pub fn dht_bootstrap_count(&self) -> u32 {
+        self.dht.as_ref().map_or(0, |d| d.bootstrap)
     }
 
     /// The group with this name.
@@ -1098,18 +1164,50 @@ fn check_torrent(cx: &Ctx<'_>, raw: &RawTorrent) -> Result<TorrentSpec, Scenario
     })
 }
 
+/// The `[dht]` table: its bootstrap count (1 to [`MAX_DHT_BOOTSTRAP`]) and loss.
+fn check_dht(
+    cx: &Ctx<'_>,
+    raw: Option<&Spanned<RawDht>>,
+) -> Result<Option<DhtSpec>, ScenarioError> {
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return Ok(None);
+    };
+    let bootstrap = *raw.bootstrap.get_ref();
+    if !(1..=MAX_DHT_BOOTSTRAP).contains(&bootstrap) {
+        return Err(cx.err(
+            raw.bootstrap.span(),
+            format!("bootstrap must be 1 to {MAX_DHT_BOOTSTRAP} nodes"),
+        ));
+    }
+    let loss = match &raw.loss {
+        None => 0.0,
+        Some(l) if !(0.0..0.5).contains(l.get_ref()) => {
+            return Err(cx.err(
+                l.span(),
+                format!(
+                    "loss {} is not a fraction from 0 up to (not including) 0.5",
+                    l.get_ref()
+                ),
+            ));
+        }
+        Some(l) => *l.get_ref(),
+    };
+    Ok(Some(DhtSpec { bootstrap, loss }))
+}
+
 fn check_trackers(
     cx: &Ctx<'_>,
     raw: &[RawTracker],
     groups: &[Spanned<RawGroup>],
+    dht: bool,
 ) -> Result<Vec<TrackerSpec>, ScenarioError> {
-    if raw.is_empty() && !groups.iter().any(|g| g.get_ref().connect_to.is_some()) {
+    if raw.is_empty() && !dht && !groups.iter().any(|g| g.get_ref().connect_to.is_some()) {
         return Err(ScenarioError::at(
             cx.file,
             cx.source,
             None,
             "at least one [[tracker]] is needed: peers find each other through it (or through \
-             a group's `connect_to`)"
+             a group's `connect_to`, or the DHT of a [dht] table)"
                 .into(),
         ));
     }
@@ -1152,6 +1250,7 @@ fn check_groups(
     cx: &Ctx<'_>,
     raw: &[Spanned<RawGroup>],
     duration: Duration,
+    dht: bool,
 ) -> Result<Vec<GroupSpec>, ScenarioError> {
     if raw.is_empty() {
         return Err(ScenarioError::at(
@@ -1303,10 +1402,27 @@ fn check_groups(
                 "an attacker follows its `attack`: pex is for seeders and leechers",
             ));
         }
+        let dht_on = match &r.dht {
+            Some(d) if !dht => {
+                return Err(cx.err(
+                    d.span(),
+                    "dht goes with a [dht] table (its bootstrap nodes)",
+                ));
+            }
+            Some(d) if r.role == Role::Attacker => {
+                return Err(cx.err(
+                    d.span(),
+                    "an attacker follows its `attack`: dht is for seeders and leechers",
+                ));
+            }
+            Some(d) => *d.get_ref(),
+            None => dht && r.role != Role::Attacker,
+        };
         groups.push(GroupSpec {
             magnet,
             connect_to: None,
             pex: r.pex.as_ref().is_none_or(|p| *p.get_ref()),
+            dht: dht_on,
             max_peers,
             name,
             role: r.role,

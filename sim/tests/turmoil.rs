@@ -264,6 +264,48 @@ fn bad_metadata_on_turmoil_is_closed_with_bad_metadata() {
     );
 }
 
+#[test]
+fn dht_swarm_passes_on_turmoil() {
+    // Proves the runtime's DHT (Driver::start_dht: its UDP socket, bootstrap, announce, retries
+    // and PeersFound{Dht}) joins a trackerless swarm of 50 peers through 3 bootstrap hosts, every
+    // magnet resolving from DHT-found peers, as on the fast engine.
+    let (_, outcome, r) = run("dht-swarm.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(
+        r.groups[1].completed + r.groups[2].completed,
+        48,
+        "{}",
+        r.human()
+    );
+    assert_eq!(r.groups[2].magnets_resolved, Some(12), "{}", r.human());
+    assert!(r.totals.dht_peers >= 200, "{}", r.human());
+    assert!(r.totals.dht_bootstrap_datagrams > 0, "{}", r.human());
+    assert_eq!((outcome.announces, r.totals.pex_learned), (0, 0));
+    for (i, h) in outcome.hosts.iter().enumerate() {
+        assert!(h.dht_lookups > 0 && h.dht_datagrams > 0, "peer {i}: {h:?}");
+    }
+}
+
+#[test]
+fn a_small_dht_swarm_on_turmoil_is_deterministic() {
+    // Proves the turmoil engine's DHT runs are a function of the seed (a smaller swarm than
+    // dht-swarm.toml, which takes about 25 s in a debug build, so that two runs stay quick).
+    let text = std::fs::read_to_string(scenario_path("dht-swarm.toml"))
+        .unwrap()
+        .replace("count = 36", "count = 8")
+        .replace("count = 12", "count = 3")
+        .replace(
+            "dht_peers_found_at_least = 200",
+            "dht_peers_found_at_least = 20",
+        );
+    let scenario = Scenario::parse("dht-small.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let (a, r) = run_scenario("dht-small.toml", &scenario, 1);
+    assert!(r.passed, "{}", r.human());
+    let (b, _) = run_scenario("dht-small.toml", &scenario, 1);
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a, b);
+}
+
 const QUICK: &str = "quickstart.toml";
 
 #[test]

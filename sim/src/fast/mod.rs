@@ -33,6 +33,7 @@
 
 mod announce;
 mod attack;
+mod dht;
 mod net;
 pub mod queue;
 pub mod tracker;
@@ -129,11 +130,16 @@ enum Ev {
         epoch: u32,
         conn: ConnId,
     },
+    /// A DHT datagram reaches its node.
+    DhtDatagram(Box<dht::Datagram>),
+    /// A bootstrap node's DHT timer (valid only if it still waits for it; peers' DHT timers are
+    /// their [`Ev::Timer`]).
+    DhtTimer(u32),
 }
 
 impl Ev {
     /// Names of the kinds, in [`Ev::kind`] order.
-    const KINDS: [&'static str; 12] = [
+    const KINDS: [&'static str; 14] = [
         "join",
         "timer",
         "fault",
@@ -146,6 +152,8 @@ impl Ev {
         "tracker_request",
         "tracker_answer",
         "attack_tick",
+        "dht_datagram",
+        "dht_timer",
     ];
 
     fn kind(&self) -> u8 {
@@ -162,6 +170,8 @@ impl Ev {
             Ev::TrackerRequest(_) => 9,
             Ev::TrackerAnswer(_) => 10,
             Ev::AttackTick { .. } => 11,
+            Ev::DhtDatagram(_) => 12,
+            Ev::DhtTimer(_) => 13,
         }
     }
 }
@@ -220,6 +230,16 @@ struct Host {
     metadata_at: Option<Instant>,
     /// Peers PEX taught it that were new to its dial queue.
     pex_learned: u64,
+    /// Its DHT node for this life (a group with `dht` on, in a scenario with `[dht]`).
+    dht: Option<Box<dht::PeerDht>>,
+    /// Peers its DHT node found that were new to its dial queue, over its lives.
+    dht_peers: u64,
+    /// Its DHT lookups that finished, over its lives.
+    dht_lookups: u64,
+    /// When its first DHT lookup finished.
+    dht_first_lookup_at: Option<Instant>,
+    /// DHT datagrams it sent, over its lives.
+    dht_datagrams: u64,
     verified_this_life: u32,
     leave_pending: bool,
     past_uploaded: u64,
@@ -308,6 +328,12 @@ struct World<'a> {
     /// Attacker connection ends with a script running: the run is not over while there are any
     /// (it waits for the honest side to close them, or for its end).
     attack_conns_open: u32,
+    /// The DHT's bootstrap nodes (`[dht] bootstrap`).
+    boots: Vec<dht::BootNode>,
+    /// DHT datagrams' jitter and loss.
+    dht_rng: Rng,
+    /// DHT datagrams lost (the link's loss, the DHT's, a partition, no such node).
+    dht_lost: u64,
 }
 
 /// Runs `scenario` with `seed`. See the module docs. Fails only when the torrent cannot be
@@ -365,6 +391,10 @@ pub fn code_name(code: u64) -> Option<&'static str> {
         35 => "peer_closed host conn",
         36 => "metadata_received host",
         37 => "pex_learned host new",
+        60 => "dht_sent from to bytes hash",
+        61 => "dht_delivered to bytes hash",
+        62 => "dht_found host new",
+        63 => "dht_boot_timer node",
         40 => "announce host tracker event",
         41 => "tracker_request host tracker",
         42 => "tracker_answer host ok",
@@ -405,6 +435,7 @@ impl<'a> World<'a> {
         let fault_rng = master.fork(3);
         let mut tracker_rng = master.fork(4);
         let mut host_rng = master.fork(5);
+        let mut dht_rng = master.fork(6);
         let mut queue = EventQueue::new();
         let mut hosts = Vec::with_capacity(scenario.host_count() as usize);
         let mut joins_pending = 0;
@@ -462,6 +493,11 @@ impl<'a> World<'a> {
                     completed_at: None,
                     metadata_at: None,
                     pex_learned: 0,
+                    dht: None,
+                    dht_peers: 0,
+                    dht_lookups: 0,
+                    dht_first_lookup_at: None,
+                    dht_datagrams: 0,
                     verified_this_life: 0,
                     leave_pending: false,
                     past_uploaded: 0,
@@ -529,6 +565,11 @@ impl<'a> World<'a> {
                 })
                 .collect(),
             attack_conns_open: 0,
+            boots: (0..scenario.dht_bootstrap_count())
+                .map(|b| dht::BootNode::new(&mut dht_rng.fork(u64::from(b))))
+                .collect(),
+            dht_rng: dht_rng.fork(u64::MAX),
+            dht_lost: 0,
         })
     }
 
@@ -566,6 +607,7 @@ impl<'a> World<'a> {
 
     fn run(&mut self, progress: &mut dyn FnMut(&Progress)) {
         let end = Instant::ZERO + self.scenario.duration;
+        self.start_boot_nodes();
         while let Some(at) = self.queue.peek_time() {
             if at > end || self.settled() {
                 break;
@@ -605,6 +647,10 @@ impl<'a> World<'a> {
                 host.timer_at = None;
                 if let Some(s) = host.session.as_mut() {
                     s.handle_timeout(now);
+                }
+                let boots = self.scenario.dht_bootstrap_count();
+                if let Some(d) = host.dht.as_mut() {
+                    d.handle_timeout(now, boots);
                 }
                 self.settle(h);
             }
@@ -661,6 +707,8 @@ impl<'a> World<'a> {
             Ev::TrackerRequest(request) => self.on_tracker_request(*request),
             Ev::TrackerAnswer(answer) => self.on_tracker_answer(*answer),
             Ev::AttackTick { host, epoch, conn } => self.on_attack_tick(host, epoch, conn),
+            Ev::DhtDatagram(d) => self.on_datagram(*d),
+            Ev::DhtTimer(b) => self.on_boot_timer(b),
         }
     }
 
@@ -719,6 +767,11 @@ impl<'a> World<'a> {
             torrent
         };
         session.set_listen_port(PORT);
+        let dht_on = scenario.dht.is_some() && group.dht;
+        if dht_on {
+            // Peers learn our node from the BEP 5 PORT message.
+            session.set_dht_port(PORT);
+        }
         host.torrent = torrent;
         host.session = Some(session);
         host.state = State::Up;
@@ -729,6 +782,10 @@ impl<'a> World<'a> {
             host.completed_at = Some(now);
         }
         self.start_announcer(h);
+        if dht_on {
+            let mut rng = Rng::new(session_seed).fork(0x0064_6874);
+            self.start_dht(h, &mut rng);
+        }
         self.running += 1;
         self.recount(h);
         self.connect_to(h);
@@ -825,6 +882,7 @@ impl<'a> World<'a> {
             self.trace.words(&[21, u64::from(h)]);
         }
         let host = &mut self.hosts[h as usize];
+        host.dht = None;
         host.candidates.clear();
         host.queued.clear();
         host.outgoing.clear();
@@ -843,6 +901,7 @@ impl<'a> World<'a> {
             self.stop(h, true);
             return;
         }
+        self.pump_dht(h);
         self.dial_more(h);
         self.pump_announce(h);
         self.schedule_timer(h);
@@ -853,7 +912,8 @@ impl<'a> World<'a> {
         let host = &mut self.hosts[h as usize];
         let session = host.session.as_ref().and_then(Session::poll_timeout);
         let announcer = host.announcer.as_ref().and_then(Announcer::poll_timeout);
-        let Some(mut next) = session.into_iter().chain(announcer).min() else {
+        let dht = host.dht.as_ref().and_then(|d| d.poll_timeout());
+        let Some(mut next) = session.into_iter().chain(announcer).chain(dht).min() else {
             return;
         };
         if next <= now {
@@ -1062,8 +1122,7 @@ impl<'a> World<'a> {
                 self.hosts[h as usize].pex_learned += learned;
                 self.trace.words(&[37, u64::from(h), learned]);
             }
-            // The DHT is not simulated yet.
-            TorrentEvent::DhtPort { .. } => {}
+            TorrentEvent::DhtPort { addr } => self.dht_port(h, addr),
         }
     }
 
@@ -1162,6 +1221,13 @@ impl<'a> World<'a> {
             between_seeds / 2,
         );
         diagnostics.insert("wire_blocks_observed".to_owned(), self.wire_answers);
+        if !self.boots.is_empty() {
+            diagnostics.insert(
+                "dht_bootstrap_datagrams".to_owned(),
+                self.boots.iter().map(|b| b.datagrams).sum(),
+            );
+            diagnostics.insert("dht_datagrams_lost".to_owned(), self.dht_lost);
+        }
         // Attacker connections whose two ends are both still open, and how long they have been.
         let end = self.ended_at;
         for host in &self.hosts {
@@ -1209,6 +1275,10 @@ impl<'a> World<'a> {
                     corrupt_pieces_kept: host.corrupt_pieces_kept,
                     metadata_at: host.metadata_at,
                     pex_learned: host.pex_learned,
+                    dht_peers: host.dht_peers,
+                    dht_lookups: host.dht_lookups,
+                    dht_first_lookup_at: host.dht_first_lookup_at,
+                    dht_datagrams: host.dht_datagrams,
                     pieces: host
                         .have()
                         .or(host.resume.as_ref())

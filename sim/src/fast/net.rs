@@ -213,7 +213,7 @@ impl World<'_> {
     }
 
     /// Whether a partition separates peers `a` and `b`.
-    fn cut(&self, a: HostId, b: HostId) -> bool {
+    pub(super) fn cut(&self, a: HostId, b: HostId) -> bool {
         if self.cuts.is_empty() {
             return false;
         }

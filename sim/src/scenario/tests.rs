@@ -447,3 +447,106 @@ fn magnet_and_pex_mistakes_are_named_with_their_key() {
         assert!(e.message.contains("attacker"), "{e}");
     }
 }
+
+/// [`GOOD`] with a `[dht]` table of `dht` and no tracker.
+fn with_dht(dht: &str) -> String {
+    replace(
+        "[[tracker]]\nkind = \"udp\"\ninterval = 30\npeers = 40\n",
+        &format!("[dht]\n{dht}\n"),
+    )
+}
+
+#[test]
+fn dht_keys_read_as_written() {
+    // Proves the DHT keys land in the model: the bootstrap count and loss, dht on by default in
+    // every group and off where said, the DHT expectation; and that [dht] stands in for a
+    // tracker (none here).
+    let text = with_dht("bootstrap = 3\nloss = 0.05")
+        .replace("max_peers = 30\n", "max_peers = 30\ndht = false\n")
+        .replace(
+            "seeder_upload_at_most = 2.5",
+            "seeder_upload_at_most = 2.5\ndht_peers_found_at_least = 40\ndht_lookups_done_by = 12.5",
+        );
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.trackers.is_empty());
+    assert_eq!(
+        s.dht,
+        Some(DhtSpec {
+            bootstrap: 3,
+            loss: 0.05
+        })
+    );
+    assert_eq!(s.dht_bootstrap_count(), 3);
+    assert_eq!(s.host_count(), 21, "bootstrap nodes are not peers");
+    assert!(s.groups[0].dht && !s.groups[1].dht);
+    assert_eq!(s.expect.dht_peers_found_at_least, Some(40));
+    assert_eq!(
+        s.expect.dht_lookups_done_by,
+        Some(Duration::from_millis(12_500))
+    );
+    // Without [dht] nobody runs a node.
+    let s = parse(GOOD).unwrap();
+    assert!(s.dht.is_none() && s.groups.iter().all(|g| !g.dht));
+    assert_eq!(s.dht_bootstrap_count(), 0);
+}
+
+#[test]
+fn dht_mistakes_are_named_with_their_key() {
+    // Proves each misuse of the DHT keys is refused with its key and a reason.
+    for (text, key, words) in [
+        (
+            with_dht("bootstrap = 0"),
+            "dht.bootstrap",
+            "bootstrap must be 1 to 16",
+        ),
+        (
+            with_dht("bootstrap = 17"),
+            "dht.bootstrap",
+            "bootstrap must be 1 to 16",
+        ),
+        (
+            with_dht("bootstrap = 3\nloss = 0.5"),
+            "dht.loss",
+            "not a fraction",
+        ),
+        (
+            replace("max_peers = 30\n", "max_peers = 30\ndht = true\n"),
+            "group.dht",
+            "goes with a [dht] table",
+        ),
+        (
+            replace(
+                "seeder_upload_at_most = 2.5",
+                "seeder_upload_at_most = 2.5\ndht_peers_found_at_least = 1",
+            ),
+            "expect.dht_peers_found_at_least",
+            "needs a [dht] table",
+        ),
+        (
+            replace(
+                "seeder_upload_at_most = 2.5",
+                "seeder_upload_at_most = 2.5\ndht_lookups_done_by = 10",
+            ),
+            "expect.dht_lookups_done_by",
+            "needs a [dht] table",
+        ),
+    ] {
+        let e = error(&text);
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.message.contains(words), "{e}");
+    }
+    let e = error(&with_dht("bootstrap = 3\nnodes = 2"));
+    assert!(e.message.contains("unknown field `nodes`"), "{e}");
+    // An attacker follows its script: no DHT node.
+    let e = error(
+        &with_attacker(&format!("{FLOOD}\ndht = true"), "")
+            .replace("[[tracker]]", "[dht]\nbootstrap = 2\n\n[[tracker]]"),
+    );
+    assert!(e.message.contains("attacker"), "{e}");
+    // No tracker, no connect_to, no DHT: peers could not meet.
+    let e = error(&replace(
+        "[[tracker]]\nkind = \"udp\"\ninterval = 30\npeers = 40\n",
+        "",
+    ));
+    assert!(e.message.contains("[dht]"), "{e}");
+}

@@ -20,10 +20,11 @@
 //! `biased;`; the runtime reads time only through tokio, which turmoil drives; disk work is
 //! inline. Nothing fed to the fingerprint depends on wall time or addresses in memory.
 //!
-//! Bounds: at most [`MAX_HOSTS`] hosts (peers and trackers); the run stops at the scenario's
+//! Bounds: at most [`MAX_HOSTS`] hosts (peers, trackers, DHT bootstrap nodes); the run stops at the scenario's
 //! duration; progress every [`PROGRESS_EVERY`] steps.
 
 mod attacker;
+mod dht;
 pub mod net;
 pub mod pace;
 mod peer;
@@ -48,7 +49,7 @@ use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, Tracke
 use net::TurmoilNet;
 use peer::{Ctx, Life, PORT, Shared, SimDisk};
 
-/// Most hosts (peers and trackers) the engine runs: turmoil's cost per step grows with the
+/// Most hosts (peers, trackers, DHT bootstrap nodes) the engine runs: turmoil's cost per step grows with the
 /// cube of the hosts (every host's delivery walks every link).
 pub const MAX_HOSTS: u32 = 200;
 
@@ -145,7 +146,8 @@ fn run_with(
     progress: &mut dyn FnMut(&Progress),
     out: Option<Box<dyn std::io::Write + Send>>,
 ) -> Result<Outcome, RunError> {
-    let hosts = scenario.host_count() + scenario.trackers.len() as u32;
+    let hosts =
+        scenario.host_count() + scenario.trackers.len() as u32 + scenario.dht_bootstrap_count();
     if hosts > MAX_HOSTS {
         return Err(RunError::TooManyHosts {
             hosts,
@@ -177,6 +179,11 @@ pub fn code_name(code: u64) -> Option<&'static str> {
         12 => "tracker_answered peers",
         13 => "tracker_failed",
         14 => "tracker_slow",
+        15 => "metadata_received",
+        16 => "pex_learned new",
+        17 => "dht_found new",
+        18 => "dht_announced peers announced<<32|nodes",
+        19 => "dht_bootstrapped nodes",
         20 => "piece_verified piece",
         21 => "piece_failed piece",
         22 => "ban_issued banned_host",
@@ -184,10 +191,17 @@ pub fn code_name(code: u64) -> Option<&'static str> {
         24 => "peer_connected conn",
         25 => "peer_gone conn",
         26 => "disk_error",
+        27 => "metadata",
+        28 => "metadata_invalid",
+        29 => "peers_learned peers",
+        30 => "dht_port",
+        31 => "dht_failed",
+        32 => "dht_listening",
         50 => "start host life",
         70 => "attack_open host conn",
         71 => "attack_tick host conn",
         72 => "attack_closed honest_host reason",
+        80 => "dht_boot_received node bytes",
         60 => "fault index",
         _ => return None,
     })
@@ -264,8 +278,21 @@ impl<'a> Engine<'a> {
             });
         }
 
-        // Peers: names (hence addresses) now, in scenario order; hosts at their join times.
+        // DHT bootstrap nodes: hosts from the start, each knowing the others.
         let shared = Arc::new(Shared::default());
+        let mut dht_rng = master.fork(6);
+        let boots: Vec<SocketAddr> = (0..scenario.dht_bootstrap_count())
+            .map(|b| SocketAddr::new(sim.lookup(dht::boot_name(b).as_str()), dht::DHT_PORT))
+            .collect();
+        for (b, &local) in boots.iter().enumerate() {
+            let others: Vec<SocketAddr> = boots.iter().copied().filter(|a| *a != local).collect();
+            let (seed, shared) = (dht_rng.next_u64(), shared.clone());
+            sim.host(dht::boot_name(b as u32), move || {
+                dht::boot_node(b as u32, others.clone(), seed, shared.clone())
+            });
+        }
+
+        // Peers: names (hence addresses) now, in scenario order; hosts at their join times.
         shared.lock().info_hash = Some(meta.info_hash);
         let mut group_addrs = vec![Vec::new(); scenario.groups.len()];
         let pieces = meta.info.layout.piece_count();
@@ -320,6 +347,7 @@ impl<'a> Engine<'a> {
             loss,
             wire_blocks: Arc::default(),
             group_addrs,
+            dht_bootstrap: boots.iter().map(SocketAddr::to_string).collect(),
         });
         Engine {
             scenario,
@@ -436,6 +464,17 @@ impl<'a> Engine<'a> {
             if spec.kind == TrackerKind::Udp && loss > 0.0 {
                 self.sim
                     .set_link_fail_rate(name.as_str(), tracker_name(t).as_str(), loss);
+            }
+        }
+        // The DHT's loss reaches the links to the bootstrap hosts the same way (they carry UDP
+        // only); between peers DHT datagrams share the link with TCP and are not lost.
+        let dht_loss = self.scenario.dht.as_ref().map_or(0.0, |d| {
+            1.0 - (1.0 - self.scenario.link.loss) * (1.0 - d.loss)
+        });
+        if dht_loss > 0.0 {
+            for b in 0..self.scenario.dht_bootstrap_count() {
+                self.sim
+                    .set_link_fail_rate(name.as_str(), dht::boot_name(b).as_str(), dht_loss);
             }
         }
         // Partitions in force apply to newcomers too.
@@ -576,6 +615,10 @@ impl<'a> Engine<'a> {
                 corrupt_pieces_kept: h.corrupt_pieces_kept,
                 metadata_at: h.metadata_at,
                 pex_learned: h.pex_learned,
+                dht_peers: h.dht_peers,
+                dht_lookups: h.dht_lookups,
+                dht_first_lookup_at: h.dht_first_lookup_at,
+                dht_datagrams: h.dht_sent.load(std::sync::atomic::Ordering::Relaxed),
                 pieces: if h.joined_at.is_none() {
                     0
                 } else {
@@ -591,6 +634,9 @@ impl<'a> Engine<'a> {
                 .wire_blocks
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
+        if self.scenario.dht.is_some() {
+            diagnostics.insert("dht_bootstrap_datagrams".to_owned(), s.dht_boot_datagrams);
+        }
         diagnostics.insert(
             "peer_lives".to_owned(),
             s.hosts.iter().map(|h| u64::from(h.lives)).sum(),

@@ -6,11 +6,13 @@
 //! [`TurmoilNet::paced`]) the host's bandwidth and TCP loss apply; without one they pass bytes
 //! straight through. Around them, [`super::tap`] lets the wire observer read both directions
 //! when one is given ([`TurmoilNet::observed`]). UDP is not paced (announces are a few hundred
-//! bytes).
+//! bytes, DHT datagrams fewer still); the datagrams a bound socket sends (the DHT's) are counted
+//! when a counter is given ([`TurmoilNet::counting_udp`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bt_runtime::net::{Net, NetBoundUdp, NetUdp};
 
@@ -25,6 +27,8 @@ type Writer = TappedWriter<PacedWriter<turmoil::net::tcp::OwnedWriteHalf>>;
 pub struct TurmoilNet {
     pace: Option<Arc<Pace>>,
     observer: Option<Observer>,
+    /// Datagrams sent through sockets from [`Net::udp_bind`].
+    udp_sent: Option<Arc<AtomicU64>>,
 }
 
 impl TurmoilNet {
@@ -34,7 +38,14 @@ impl TurmoilNet {
         TurmoilNet {
             pace: Some(pace),
             observer: None,
+            udp_sent: None,
         }
+    }
+
+    /// Bound UDP sockets (the DHT's) count the datagrams they send in `sent`.
+    pub fn counting_udp(mut self, sent: Arc<AtomicU64>) -> Self {
+        self.udp_sent = Some(sent);
+        self
     }
 
     /// Streams the wire observer reads, reporting to `observer`.
@@ -100,7 +111,10 @@ impl Net for TurmoilNet {
     }
 
     async fn udp_bind(&self, addr: SocketAddr) -> io::Result<Self::BoundUdp> {
-        Ok(TurmoilBoundUdp(turmoil::net::UdpSocket::bind(addr).await?))
+        Ok(TurmoilBoundUdp(
+            turmoil::net::UdpSocket::bind(addr).await?,
+            self.udp_sent.clone(),
+        ))
     }
 
     async fn resolve(&self, host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
@@ -139,8 +153,9 @@ impl NetUdp for TurmoilUdp {
     }
 }
 
-/// A turmoil UDP socket bound to a local address (a simulated tracker's).
-pub struct TurmoilBoundUdp(turmoil::net::UdpSocket);
+/// A turmoil UDP socket bound to a local address (a simulated tracker's, a DHT node's), with
+/// the counter of datagrams sent, if any.
+pub struct TurmoilBoundUdp(turmoil::net::UdpSocket, Option<Arc<AtomicU64>>);
 
 impl NetBoundUdp for TurmoilBoundUdp {
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -148,7 +163,11 @@ impl NetBoundUdp for TurmoilBoundUdp {
     }
 
     async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
-        self.0.send_to(datagram, to).await.map(|_| ())
+        self.0.send_to(datagram, to).await?;
+        if let Some(sent) = &self.1 {
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {

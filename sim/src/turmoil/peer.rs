@@ -32,6 +32,7 @@ use bt_protocol::session::SessionConfig;
 use bt_protocol::time::Instant;
 use bt_protocol::torrent::{Bitfield, TorrentConfig, TorrentEvent};
 use bt_protocol::tracker::AnnouncerConfig;
+use bt_runtime::dht::{DhtReport, DhtSetup};
 use bt_runtime::driver::{Driver, PeerSource, Report, StopWhen};
 use bt_runtime::storage::{MemStorage, Storage, StorageError};
 use bytes::Bytes;
@@ -83,6 +84,14 @@ pub(super) struct HostState {
     pub(super) metadata_at: Option<Instant>,
     /// Peers PEX taught it that were new to its driver.
     pub(super) pex_learned: u64,
+    /// Peers its DHT node found that were new to its driver.
+    pub(super) dht_peers: u64,
+    /// Its DHT announces (lookups) that finished.
+    pub(super) dht_lookups: u64,
+    /// When its first DHT announce finished.
+    pub(super) dht_first_lookup_at: Option<Instant>,
+    /// DHT datagrams its nodes sent, over its lives (counted at the socket).
+    pub(super) dht_sent: Arc<std::sync::atomic::AtomicU64>,
     /// Block bytes of lives that ended, and of this one as last reported.
     pub(super) past_uploaded: u64,
     pub(super) past_downloaded: u64,
@@ -136,6 +145,8 @@ pub(super) struct State {
     pub(super) complete: u32,
     /// The torrent's info hash, to check the metadata magnets take.
     pub(super) info_hash: Option<bt_protocol::metainfo::InfoHash>,
+    /// DHT datagrams the bootstrap nodes sent.
+    pub(super) dht_boot_datagrams: u64,
 }
 
 impl State {
@@ -178,6 +189,10 @@ impl Shared {
             completed_at: None,
             metadata_at: None,
             pex_learned: 0,
+            dht_peers: 0,
+            dht_lookups: 0,
+            dht_first_lookup_at: None,
+            dht_sent: Arc::default(),
             past_uploaded: 0,
             past_downloaded: 0,
             life_uploaded: 0,
@@ -342,8 +357,38 @@ impl Shared {
                 s.hosts[id].pex_learned += *count as u64;
                 ("pex_learned", [16, *count as u64, 0])
             }
+            Report::PeersFound {
+                source: PeerSource::Dht,
+                count,
+                ..
+            } => {
+                s.hosts[id].dht_peers += *count as u64;
+                ("dht_found", [17, *count as u64, 0])
+            }
+            Report::Dht(DhtReport::Announced {
+                peers,
+                announced,
+                nodes,
+            }) => {
+                s.hosts[id].dht_lookups += 1;
+                s.hosts[id].dht_first_lookup_at.get_or_insert(now);
+                (
+                    "dht_announced",
+                    [18, *peers as u64, (*announced as u64) << 32 | *nodes as u64],
+                )
+            }
+            Report::Dht(DhtReport::Bootstrapped { nodes }) => {
+                ("dht_bootstrapped", [19, *nodes as u64, 0])
+            }
+            Report::Dht(
+                DhtReport::BadState(why) | DhtReport::BootstrapFailed { error: why, .. },
+            ) => {
+                s.violation(now, format!("peer {id}: DHT start failed: {why}"));
+                ("dht_failed", [31, 0, 0])
+            }
+            Report::Dht(DhtReport::Listening(_)) => ("dht_listening", [32, 0, 0]),
             // Said again by the protocol's own events (connected) or by the peers dialled.
-            Report::PeerConnected { .. } | Report::PeersFound { .. } | Report::Dht(_) => return,
+            Report::PeerConnected { .. } | Report::PeersFound { .. } => return,
         };
         // Status snapshots are bookkeeping (ten a second per peer): hashed, not counted.
         if kind != "status" {
@@ -429,7 +474,7 @@ fn on_event(
             ("metadata_invalid", [28, 0, 0])
         }
         TorrentEvent::PeersLearned { peers, .. } => ("peers_learned", [29, peers.len() as u64, 0]),
-        // The DHT is not simulated yet.
+        // The driver adds it to its DHT node.
         TorrentEvent::DhtPort { .. } => ("dht_port", [30, 0, 0]),
     }
 }
@@ -517,6 +562,8 @@ pub(super) struct Ctx {
     pub(super) wire_blocks: Arc<std::sync::atomic::AtomicU64>,
     /// Per group: its peers, by index and address (for `connect_to`).
     pub(super) group_addrs: Vec<Vec<(usize, SocketAddr)>>,
+    /// The DHT's bootstrap nodes, `ip:port` each (empty without `[dht]`).
+    pub(super) dht_bootstrap: Vec<String>,
 }
 
 /// One life of peer `id`: a driver over its disk and its paced sockets, until it leaves (or the
@@ -564,7 +611,10 @@ pub(super) async fn life(
         blocks: ctx.wire_blocks.clone(),
         cap: TorrentConfig::default().peer.max_pipeline as usize,
     };
-    let net = TurmoilNet::paced(Arc::new(pace)).observed(observer);
+    let dht_sent = shared.lock().hosts[id].dht_sent.clone();
+    let net = TurmoilNet::paced(Arc::new(pace))
+        .observed(observer)
+        .counting_udp(dht_sent);
     let mut driver = if magnet {
         // The storage is the peer's own disk, whatever the metadata says (the engine checks
         // that it is the torrent's when the report comes).
@@ -590,6 +640,18 @@ pub(super) async fn life(
     driver
         .listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT))
         .await?;
+    if !ctx.dht_bootstrap.is_empty() && g.dht {
+        // The DHT node listens on UDP at the TCP port, as bt does (turmoil binds only the
+        // unspecified address, which is the host's own).
+        let bind = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT);
+        driver
+            .start_dht(DhtSetup {
+                bind,
+                bootstrap: ctx.dht_bootstrap.clone(),
+                saved: None,
+            })
+            .await?;
+    }
     driver.set_status_interval(STATUS_INTERVAL);
     if !ctx.tiers.is_empty() {
         driver.set_trackers(ctx.tiers.clone(), ctx.announcer);
