@@ -197,6 +197,7 @@ pub fn code_name(code: u64) -> Option<&'static str> {
         30 => "dht_port",
         31 => "dht_failed",
         32 => "dht_listening",
+        33 => "dht_stopped",
         50 => "start host life",
         70 => "attack_open host conn",
         71 => "attack_tick host conn",

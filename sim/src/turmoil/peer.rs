@@ -387,6 +387,8 @@ impl Shared {
                 ("dht_failed", [31, 0, 0])
             }
             Report::Dht(DhtReport::Listening(_)) => ("dht_listening", [32, 0, 0]),
+            // The simulated torrent is never private.
+            Report::Dht(DhtReport::Stopped(_)) => ("dht_stopped", [33, 0, 0]),
             // Said again by the protocol's own events (connected) or by the peers dialled.
             Report::PeerConnected { .. } | Report::PeersFound { .. } => return,
         };
