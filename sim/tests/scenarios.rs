@@ -490,9 +490,9 @@ fn dht_swarm_recovers_from_crashes_with_fresh_nodes() {
     // Proves a crashed peer's DHT node goes with it and a restarted one starts a fresh node from
     // the bootstrap nodes, finds the swarm again and completes: 10 leechers crash at 8 s (most
     // mid-download) and come back at 40 s. The magnets that join after the crash resolve in up
-    // to about 15 s, not 0.6: the crashed nodes stay in the routing tables, and a lookup whose
-    // three queries in flight all went to dead nodes waits out their 5 s query timeout before it
-    // asks anyone else, so the bootstrap (and only then the announce) crawls (see sim/README.md).
+    // to a few seconds, not 0.6: the crashed nodes stay in the routing tables, and each query to
+    // one holds its lookup's slot for the 1 s short timeout (15 s before the DHT had it; see
+    // sim/README.md).
     let text = std::fs::read_to_string(scenario_path("dht-swarm.toml"))
         .unwrap()
         .replace(

@@ -6,8 +6,10 @@
 //! fewer than `alpha` queries are out, and only from among the `k` closest candidates that have
 //! not failed: asking farther nodes cannot change the result. The lookup has converged
 //! ([`Lookup::is_done`]) when those `k` closest have all answered and no query is out. The node
-//! machine times queries out (a slow node then counts as failed and frees its slot, as in
-//! libtorrent), so a lookup always ends.
+//! machine times queries out in two steps, as libtorrent does: after a short timeout a query
+//! frees its slot and its node stops counting among the `k` closest
+//! ([`Lookup::handle_slow`]; a late answer still counts), and after the full timeout the node
+//! counts as failed. So a dead node costs a lookup a second, and a lookup always ends.
 //!
 //! Bounds: at most [`MAX_CANDIDATES`] candidates (the closest kept), at most `alpha` queries
 //! out, at most [`MAX_LOOKUP_PEERS`] distinct peers remembered.
@@ -30,6 +32,9 @@ pub enum CandidateState {
     Fresh,
     /// A query is out.
     InFlight,
+    /// A query is out and slow: its slot went to another node ([`Lookup::handle_slow`]); an
+    /// answer still counts.
+    Slow,
     /// It answered; with the write token it gave, if any (`get_peers`).
     Answered(Option<Token>),
     /// It timed out or answered with an error.
@@ -56,6 +61,9 @@ pub struct Lookup {
     alpha: usize,
     candidates: Vec<Candidate>,
     in_flight: usize,
+    /// Queries out whose slot was freed early ([`Lookup::handle_slow`]): at most one per
+    /// candidate address, so at most the queries this lookup sent.
+    slow: BTreeSet<SocketAddr>,
     peers: BTreeSet<SocketAddr>,
 }
 
@@ -76,6 +84,7 @@ impl Lookup {
             alpha: alpha.max(1),
             candidates: Vec::new(),
             in_flight: 0,
+            slow: BTreeSet::new(),
             peers: BTreeSet::new(),
         };
         for (id, addr) in seeds {
@@ -158,7 +167,7 @@ impl Lookup {
         nodes: &[CompactNode],
         token: Option<Token>,
     ) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+        self.free_slot(from);
         if let Some(i) = self.candidates.iter().position(|c| c.addr == from) {
             let mut candidate = self.candidates.remove(i);
             if id == self.own || self.candidates.iter().any(|c| c.id == Some(id)) {
@@ -192,9 +201,35 @@ impl Lookup {
 
     /// A query of this lookup to `from` failed (timeout or error). Frees the query's slot.
     pub fn handle_failure(&mut self, from: SocketAddr) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+        self.free_slot(from);
         if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == from) {
             c.state = CandidateState::Failed;
+        }
+    }
+
+    /// The query to `from` is slow (unanswered after the short timeout, libtorrent's
+    /// `short_timeout`): its slot goes to the next candidate, and it no longer counts among the
+    /// `k` closest, so a dead node holds the lookup up for a second, not for the whole query
+    /// timeout. Its answer, if it comes before the query times out, still counts.
+    pub fn handle_slow(&mut self, from: SocketAddr) {
+        if self.slow.contains(&from) {
+            return;
+        }
+        if let Some(c) = self
+            .candidates
+            .iter_mut()
+            .find(|c| c.addr == from && c.state == CandidateState::InFlight)
+        {
+            c.state = CandidateState::Slow;
+            self.slow.insert(from);
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// A query to `from` ended: its slot is freed unless [`Lookup::handle_slow`] freed it.
+    fn free_slot(&mut self, from: SocketAddr) {
+        if !self.slow.remove(&from) {
+            self.in_flight = self.in_flight.saturating_sub(1);
         }
     }
 
@@ -202,7 +237,7 @@ impl Lookup {
         let mut live = 0;
         for (i, c) in self.candidates.iter().enumerate() {
             match c.state {
-                CandidateState::Failed => continue,
+                CandidateState::Failed | CandidateState::Slow => continue,
                 CandidateState::Fresh => return Some(i),
                 _ => {}
             }

@@ -64,6 +64,10 @@ pub struct DhtConfig {
     pub alpha: usize,
     /// A query unanswered this long has failed (5 s).
     pub query_timeout: Duration,
+    /// A lookup's query unanswered this long is slow (1 s, libtorrent's short timeout): its
+    /// lookup asks another node in its place, and still takes its answer until
+    /// [`DhtConfig::query_timeout`].
+    pub query_short_timeout: Duration,
     /// Lookups running at once (16); more wait.
     pub max_lookups: usize,
     /// Lookups waiting for a slot (64); beyond, a lookup ends at once with no peers.
@@ -92,6 +96,7 @@ impl Default for DhtConfig {
             k: 8,
             alpha: 3,
             query_timeout: Duration::from_secs(5),
+            query_short_timeout: Duration::from_secs(1),
             max_lookups: 16,
             max_pending_lookups: 64,
             max_queries_in_flight: 256,
@@ -184,6 +189,9 @@ enum TxKind {
 struct Transaction {
     kind: TxKind,
     deadline: Instant,
+    /// For a lookup's query: when it counts as slow ([`DhtConfig::query_short_timeout`]);
+    /// `None` once it does, or for other queries.
+    slow_at: Option<Instant>,
 }
 
 /// One DHT node: see the module docs for its role and bounds.
@@ -340,7 +348,10 @@ impl Dht {
     /// The next instant [`Dht::handle_timeout`] has work: a query deadline, a token rotation, a
     /// bucket refresh, a bootstrap retry or maintenance.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let deadlines = self.transactions.values().map(|t| t.deadline);
+        let deadlines = self
+            .transactions
+            .values()
+            .map(|t| t.slow_at.map_or(t.deadline, |s| s.min(t.deadline)));
         deadlines
             .chain(self.tokens.poll_timeout())
             .chain(self.maintenance_at)
@@ -376,6 +387,24 @@ impl Dht {
     /// `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.start(now);
+        let slow: Vec<((u16, SocketAddr), LookupId)> = self
+            .transactions
+            .iter_mut()
+            .filter(|(_, tx)| tx.slow_at.is_some_and(|at| at <= now) && tx.deadline > now)
+            .filter_map(|(key, tx)| {
+                tx.slow_at = None;
+                match tx.kind {
+                    TxKind::Lookup(lookup) => Some((*key, lookup)),
+                    _ => None,
+                }
+            })
+            .collect();
+        for ((_, addr), lookup) in slow {
+            if let Some(run) = self.lookups.get_mut(&lookup) {
+                run.lookup.handle_slow(addr);
+            }
+            self.drive(now, lookup);
+        }
         let expired: Vec<((u16, SocketAddr), Transaction)> = self
             .transactions
             .iter()
@@ -578,6 +607,8 @@ impl Dht {
             Transaction {
                 kind,
                 deadline: now + self.config.query_timeout,
+                slow_at: matches!(kind, TxKind::Lookup(_))
+                    .then(|| now + self.config.query_short_timeout),
             },
         );
         let message = Message {

@@ -423,9 +423,10 @@ fn lookups_are_bounded_and_all_end() {
 }
 
 #[test]
-fn a_slow_node_fails_after_the_timeout_and_frees_its_slot() {
+fn a_slow_node_frees_its_slot_after_the_short_timeout_and_its_late_answer_counts() {
     // Proves a lookup keeps alpha = 3 queries out, answers free their slots at once, and a node
-    // that never answers is given up after query_timeout so the next candidate is asked.
+    // that does not answer within the short timeout (1 s) gives its slot to the next candidate
+    // while its query stays out: its late answer is still taken, without freeing a slot twice.
     let mut d = dht();
     for i in 0..10 {
         befriend(&mut d, Instant::ZERO, v4(i), id_n(i));
@@ -457,16 +458,44 @@ fn a_slow_node_fails_after_the_timeout_and_frees_its_slot() {
     let second = drain(&mut d);
     assert_eq!(second.len(), 2, "two slots freed by the answers");
     assert_eq!(d.queries_in_flight(), 3);
-    // At 5 s the silent one (and, at 5.1 s, the second wave) time out and free their slots.
-    d.handle_timeout(Instant::from_micros(5_000_000));
+    // At 1 s the silent one is slow: its slot goes to the next candidate, its query stays out.
+    d.handle_timeout(Instant::from_micros(1_000_000));
     let third = drain(&mut d);
-    assert_eq!(third.len(), 1);
+    assert_eq!(
+        third.len(),
+        1,
+        "the short timeout frees the silent query's slot"
+    );
     let silent = first[2].0;
     assert!(third.iter().all(|(to, _)| *to != silent));
+    assert_eq!(d.queries_in_flight(), 4, "the slow query is still out");
+    // Its late answer still counts (and takes no slot back).
+    let id = d.routing_table(false).entry(silent).unwrap().id;
+    d.handle_datagram(
+        Instant::from_micros(1_050_000),
+        silent,
+        &response(
+            &first[2].1.transaction,
+            Response {
+                id,
+                ..Response::default()
+            },
+        ),
+    );
+    assert!(
+        drain(&mut d).is_empty(),
+        "a late answer frees no slot twice"
+    );
+    assert_eq!(d.queries_in_flight(), 3);
+    // At 5.1 s the second wave, silent too, has failed; at most alpha queries were ever out at
+    // once for slots, and every query was a get_peers.
+    d.handle_timeout(Instant::from_micros(5_100_000));
+    let fourth = drain(&mut d);
     assert!(
         second
             .iter()
             .chain(&third)
+            .chain(&fourth)
             .all(|(_, m)| matches!(m.body, Body::Query(Query::GetPeers { .. })))
     );
 }
