@@ -5,10 +5,9 @@
 //! ([`MAX_SEND_QUEUE`] datagrams: past it a datagram is dropped, as a congested network would).
 //! The node starts from the routing table a previous run saved ([`DhtSetup::saved`], see
 //! [`encode_state`]) and from the bootstrap nodes, resolved by name in a task of their own so a
-//! slow resolver does not hold up the start. Once the table has nodes it announces the torrent
-//! (a `get_peers` lookup, then `announce_peer` to the closest nodes), again every
-//! [`REANNOUNCE`] (sooner, from [`EMPTY_LOOKUP_RETRY`] doubling, while lookups find no peer); the
-//! peers found are queued to dial like a tracker's.
+//! slow resolver does not hold up the start. When to bootstrap and announce is the protocol's
+//! [`TorrentDht`] schedule (the simulator follows the same one); the peers found are queued to
+//! dial like a tracker's.
 //!
 //! A node bound to an IPv6 address (dual-stack on `[::]`) keeps IPv6 nodes as well (BEP 32); IPv4
 //! senders seen as IPv4-mapped addresses are taken as IPv4. A magnet whose metadata turns out
@@ -20,7 +19,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bt_protocol::dht::{Dht, DhtConfig, DhtEvent, NodeId, load_state, save_state};
+use bt_protocol::dht::{
+    Dht, DhtConfig, NodeId, TorrentDht, TorrentDhtEvent, load_state, save_state,
+};
 use bt_protocol::metainfo::InfoHash;
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
@@ -36,8 +37,7 @@ pub const MAX_SEND_QUEUE: usize = 256;
 /// The longest datagram read (KRPC messages are far shorter; BEP 5 nodes keep to one MTU).
 pub const MAX_DATAGRAM: usize = 2048;
 
-/// How often the torrent is announced to the DHT again while the driver runs.
-pub const REANNOUNCE: Duration = Duration::from_secs(15 * 60);
+pub use bt_protocol::dht::{EMPTY_LOOKUP_RETRY, REANNOUNCE, REBOOTSTRAP};
 
 /// The public routers a node with no saved table starts from (what libtorrent, Transmission and
 /// qBittorrent use).
@@ -114,32 +114,14 @@ pub(crate) enum DhtInput {
     },
 }
 
-/// After a lookup that found no peer, the next comes this soon, doubling up to [`REANNOUNCE`]
-/// while lookups stay empty: a magnet with no other peer source waits on the DHT, and a seeder
-/// may announce itself just after our first lookup.
-pub const EMPTY_LOOKUP_RETRY: Duration = Duration::from_secs(5);
-
-/// How long after a bootstrap that found no node it is tried again.
-pub const REBOOTSTRAP: Duration = Duration::from_secs(60);
-
 /// The node and its tasks.
 pub(crate) struct DhtRunner {
-    dht: Dht,
-    info_hash: InfoHash,
-    /// Our TCP port, announced to the DHT.
-    port: u16,
+    /// The node and its announce schedule.
+    node: TorrentDht,
     out: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     tasks: Vec<JoinHandle<()>>,
-    /// The bootstrap nodes' addresses, once resolved (bounded by what the user gave).
-    bootstrap: Vec<SocketAddr>,
-    /// When to bootstrap again if the table is still empty.
-    next_bootstrap: Option<Instant>,
-    /// When to announce next; `None` while one runs or before the table has nodes.
-    next_announce: Option<Instant>,
-    announcing: bool,
-    bootstrapped: bool,
-    /// Lookups in a row that found no peer.
-    empty_lookups: u32,
+    /// What the schedule reported since the last pump.
+    events: Vec<TorrentDhtEvent>,
 }
 
 impl DhtRunner {
@@ -226,80 +208,50 @@ impl DhtRunner {
         });
         reports.push(DhtReport::Listening(local));
         let runner = DhtRunner {
-            dht,
-            info_hash,
-            port,
+            node: TorrentDht::new(dht, info_hash, Some(port)),
             out,
             tasks: vec![send_task, recv_task, resolve_task],
-            bootstrap: Vec::new(),
-            next_bootstrap: None,
-            next_announce: None,
-            announcing: false,
-            bootstrapped: false,
-            empty_lookups: 0,
+            events: Vec::new(),
         };
         Ok((runner, local))
     }
 
     /// The routing table to save ([`encode_state`]).
     pub(crate) fn state(&self) -> Vec<u8> {
-        encode_state(&self.dht)
+        encode_state(self.node.dht())
     }
 
     /// A node to try: a peer's BEP 5 `port` message.
     pub(crate) fn add_node(&mut self, now: Instant, addr: SocketAddr) {
-        self.dht.add_node(now, addr);
+        self.node.add_node(now, addr);
     }
 
     /// Takes an input of the DHT's tasks.
     pub(crate) fn handle(&mut self, now: Instant, input: DhtInput, reports: &mut Vec<DhtReport>) {
         match input {
             DhtInput::Datagram { from, bytes } => {
-                self.dht.handle_datagram(now, canonical(from), &bytes);
+                self.node.handle_datagram(now, canonical(from), &bytes);
             }
             DhtInput::Resolved { addrs, failed } => {
                 for (node, error) in failed {
                     reports.push(DhtReport::BootstrapFailed { node, error });
                 }
-                self.bootstrap = addrs;
-                self.start_bootstrap(now);
+                self.node.start_bootstrap(now, addrs);
             }
         }
-    }
-
-    fn start_bootstrap(&mut self, now: Instant) {
-        for &addr in &self.bootstrap {
-            self.dht.add_node(now, addr);
-        }
-        self.dht.bootstrap(now);
-        self.next_bootstrap = Some(now + REBOOTSTRAP);
     }
 
     /// The next time [`DhtRunner::handle_timeout`] has work.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.dht.poll_timeout(),
-            self.next_announce,
-            self.next_bootstrap,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.node.poll_timeout()
     }
 
     /// Time has passed.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.dht.handle_timeout(now);
-        if self.next_bootstrap.is_some_and(|at| at <= now) {
-            if self.dht.node_count() == 0 {
-                self.start_bootstrap(now);
-            } else {
-                self.next_bootstrap = None;
-            }
-        }
+        self.node.handle_timeout(now);
     }
 
-    /// Starts a due announce, hands datagrams to the send task, and takes the machine's events:
+    /// Starts a due announce, hands datagrams to the send task, and takes the schedule's events:
     /// the peers found go into `peers`.
     pub(crate) fn pump(
         &mut self,
@@ -307,63 +259,27 @@ impl DhtRunner {
         reports: &mut Vec<DhtReport>,
         peers: &mut Vec<SocketAddr>,
     ) {
-        if self.next_announce.is_some_and(|at| at <= now) {
-            self.next_announce = None;
-            self.announcing = true;
-            self.dht.announce(now, self.info_hash, Some(self.port));
-        }
-        while let Some(t) = self.dht.poll_transmit() {
+        self.node.poll(now, &mut self.events);
+        while let Some(t) = self.node.poll_transmit() {
             // Full: dropped, as a congested link would; the machine times the query out.
             let _ = self.out.try_send((t.to, t.bytes));
         }
-        while let Some(event) = self.dht.poll_event() {
+        for event in self.events.drain(..) {
             match event {
-                DhtEvent::Peers {
-                    info_hash,
-                    peers: found,
-                    ..
-                } if info_hash == self.info_hash => peers.extend(found),
-                DhtEvent::Peers { .. } => {}
-                DhtEvent::LookupDone {
-                    info_hash,
-                    peers: found,
+                TorrentDhtEvent::Peers(found) => peers.extend(found),
+                TorrentDhtEvent::Bootstrapped { nodes } => {
+                    reports.push(DhtReport::Bootstrapped { nodes });
+                }
+                TorrentDhtEvent::Announced {
+                    peers,
                     announced,
-                    ..
-                } if info_hash == self.info_hash => {
-                    self.announcing = false;
-                    self.empty_lookups = if found == 0 {
-                        self.empty_lookups.saturating_add(1)
-                    } else {
-                        0
-                    };
-                    let wait = match self.empty_lookups {
-                        0 => REANNOUNCE,
-                        n => EMPTY_LOOKUP_RETRY
-                            .saturating_mul(1 << (n - 1).min(16))
-                            .min(REANNOUNCE),
-                    };
-                    self.next_announce = Some(now + wait);
-                    reports.push(DhtReport::Announced {
-                        peers: found,
-                        announced,
-                        nodes: self.dht.node_count(),
-                    });
-                }
-                DhtEvent::LookupDone { .. } => {}
-                DhtEvent::Bootstrapped { nodes } => {
-                    if !self.bootstrapped {
-                        self.bootstrapped = true;
-                        reports.push(DhtReport::Bootstrapped { nodes });
-                    }
-                    if !self.announcing && self.next_announce.is_none() {
-                        self.next_announce = Some(now);
-                    }
-                }
+                    nodes,
+                } => reports.push(DhtReport::Announced {
+                    peers,
+                    announced,
+                    nodes,
+                }),
             }
-        }
-        // Started by an event just now: at once, not at the next wake-up.
-        if self.next_announce.is_some_and(|at| at <= now) {
-            self.pump(now, reports, peers);
         }
     }
 }

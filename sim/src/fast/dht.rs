@@ -2,11 +2,12 @@
 //! the scenario's bootstrap nodes as DHT-only hosts, their datagrams carried as UDP over the
 //! simulated links.
 //!
-//! A peer's node is driven as the runtime's `DhtRunner` drives it ([`PeerDht`]): at the start it
-//! adds the bootstrap nodes and bootstraps (again after [`REBOOTSTRAP`] while the table is
+//! A peer's node follows the protocol's [`TorrentDht`] schedule, as the runtime's `DhtRunner` does
+//! ([`PeerDht`]): at the start it
+//! adds the bootstrap nodes and bootstraps (again after `REBOOTSTRAP` while the table is
 //! empty); on `Bootstrapped` it announces the torrent with its TCP port; after a lookup that found
-//! no peer it announces again in [`EMPTY_LOOKUP_RETRY`], doubling while lookups stay empty, else
-//! in [`REANNOUNCE`]. The peers found join the dial queue like a tracker's; a peer's BEP 5 PORT
+//! no peer it announces again in `EMPTY_LOOKUP_RETRY`, doubling while lookups stay empty, else
+//! in `REANNOUNCE`. The peers found join the dial queue like a tracker's; a peer's BEP 5 PORT
 //! message adds it as a node. Its timers are folded into the host's own wake-up (`Ev::Timer`); a
 //! bootstrap node has its own (`Ev::DhtTimer`).
 //!
@@ -26,11 +27,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use bt_protocol::dht::{Dht, DhtConfig, DhtEvent, NodeId, Transmit};
+use bt_protocol::dht::{Dht, DhtConfig, NodeId, TorrentDht, TorrentDhtEvent, Transmit};
 use bt_protocol::metainfo::InfoHash;
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
-use bt_runtime::dht::{EMPTY_LOOKUP_RETRY, REANNOUNCE, REBOOTSTRAP};
 
 use super::{Ev, HostId, PORT, State, World, host_of_ip};
 use crate::trace::Fingerprint;
@@ -112,122 +112,50 @@ impl BootNode {
     }
 }
 
-/// A peer's node and the runtime's schedule around it (`bt_runtime::dht::DhtRunner`).
+/// A peer's node with the schedule the runtime's `DhtRunner` follows too
+/// ([`TorrentDht`]), announcing the torrent with the peer's port.
 pub(super) struct PeerDht {
-    dht: Dht,
-    /// When to bootstrap again if the table is still empty.
-    next_bootstrap: Option<Instant>,
-    /// When to announce next; `None` while one runs or before the table has nodes.
-    next_announce: Option<Instant>,
-    announcing: bool,
-    /// Lookups in a row that found no peer.
-    empty_lookups: u32,
+    node: TorrentDht,
+    /// Reused buffer of the schedule's events.
+    events: Vec<TorrentDhtEvent>,
 }
 
 impl PeerDht {
-    /// A node for one life of a peer, its id from `rng`, bootstrapping from the `boots` nodes.
-    fn new(now: Instant, rng: &mut Rng, boots: u32) -> Self {
-        let mut d = PeerDht {
-            dht: new_node(rng),
-            next_bootstrap: None,
-            next_announce: None,
-            announcing: false,
-            empty_lookups: 0,
-        };
-        d.start_bootstrap(now, boots);
-        d
-    }
-
-    fn start_bootstrap(&mut self, now: Instant, boots: u32) {
-        for b in 0..boots {
-            self.dht.add_node(now, boot_addr(b));
+    /// A node for one life of a peer, its id from `rng`, announcing `info_hash` and
+    /// bootstrapping from the `boots` nodes.
+    fn new(now: Instant, rng: &mut Rng, info_hash: InfoHash, boots: u32) -> Self {
+        let mut node = TorrentDht::new(new_node(rng), info_hash, Some(PORT));
+        node.start_bootstrap(now, (0..boots).map(boot_addr).collect());
+        PeerDht {
+            node,
+            events: Vec::new(),
         }
-        self.dht.bootstrap(now);
-        self.next_bootstrap = Some(now + REBOOTSTRAP);
     }
 
     /// The next time [`PeerDht::handle_timeout`] has work.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.dht.poll_timeout(),
-            self.next_announce,
-            self.next_bootstrap,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.node.poll_timeout()
     }
 
     /// Time has passed.
-    pub(super) fn handle_timeout(&mut self, now: Instant, boots: u32) {
-        self.dht.handle_timeout(now);
-        if self.next_bootstrap.is_some_and(|at| at <= now) {
-            if self.dht.node_count() == 0 {
-                self.start_bootstrap(now, boots);
-            } else {
-                self.next_bootstrap = None;
-            }
-        }
+    pub(super) fn handle_timeout(&mut self, now: Instant) {
+        self.node.handle_timeout(now);
     }
 
     /// Starts a due announce, takes the datagrams to send and the events: peers found go to
     /// `found`; returns the lookups of our torrent that finished.
-    fn pump(
-        &mut self,
-        now: Instant,
-        info_hash: InfoHash,
-        found: &mut Vec<SocketAddr>,
-        out: &mut Vec<Transmit>,
-    ) -> u64 {
+    fn pump(&mut self, now: Instant, found: &mut Vec<SocketAddr>, out: &mut Vec<Transmit>) -> u64 {
+        self.node.poll(now, &mut self.events);
+        out.extend(std::iter::from_fn(|| self.node.poll_transmit()));
         let mut done = 0;
-        loop {
-            if self.next_announce.is_some_and(|at| at <= now) {
-                self.next_announce = None;
-                self.announcing = true;
-                self.dht.announce(now, info_hash, Some(PORT));
-            }
-            out.extend(std::iter::from_fn(|| self.dht.poll_transmit()));
-            while let Some(event) = self.dht.poll_event() {
-                match event {
-                    DhtEvent::Peers {
-                        info_hash: i,
-                        peers,
-                        ..
-                    } if i == info_hash => found.extend(peers),
-                    DhtEvent::Peers { .. } => {}
-                    DhtEvent::LookupDone {
-                        info_hash: i,
-                        peers,
-                        ..
-                    } if i == info_hash => {
-                        done += 1;
-                        self.announcing = false;
-                        self.empty_lookups = if peers == 0 {
-                            self.empty_lookups.saturating_add(1)
-                        } else {
-                            0
-                        };
-                        let wait = match self.empty_lookups {
-                            0 => REANNOUNCE,
-                            n => EMPTY_LOOKUP_RETRY
-                                .saturating_mul(1 << (n - 1).min(16))
-                                .min(REANNOUNCE),
-                        };
-                        self.next_announce = Some(now + wait);
-                    }
-                    DhtEvent::LookupDone { .. } => {}
-                    DhtEvent::Bootstrapped { .. } => {
-                        if !self.announcing && self.next_announce.is_none() {
-                            self.next_announce = Some(now);
-                        }
-                    }
-                }
-            }
-            // An event just now asked for an announce: start it at once.
-            if self.next_announce.is_none_or(|at| at > now) {
-                return done;
+        for event in self.events.drain(..) {
+            match event {
+                TorrentDhtEvent::Peers(peers) => found.extend(peers),
+                TorrentDhtEvent::Announced { .. } => done += 1,
+                TorrentDhtEvent::Bootstrapped { .. } => {}
             }
         }
+        done
     }
 }
 
@@ -237,9 +165,10 @@ impl World<'_> {
     pub(super) fn start_dht(&mut self, h: HostId, rng: &mut Rng) {
         let now = self.now();
         let boots = self.scenario.dht_bootstrap_count();
+        let info_hash = self.content.info_hash;
         let host = &mut self.hosts[h as usize];
         host.dht = (self.scenario.dht.is_some() && self.scenario.groups[host.group].dht)
-            .then(|| Box::new(PeerDht::new(now, rng, boots)));
+            .then(|| Box::new(PeerDht::new(now, rng, info_hash, boots)));
     }
 
     /// The bootstrap nodes know each other and bootstrap, at the start of the run.
@@ -259,13 +188,12 @@ impl World<'_> {
     /// Peer `h`'s node: a due announce, its datagrams sent, the peers found queued to dial.
     pub(super) fn pump_dht(&mut self, h: HostId) {
         let now = self.now();
-        let info_hash = self.content.info_hash;
         let host = &mut self.hosts[h as usize];
         let Some(d) = host.dht.as_mut() else {
             return;
         };
         let (mut found, mut out) = (Vec::new(), Vec::new());
-        let done = d.pump(now, info_hash, &mut found, &mut out);
+        let done = d.pump(now, &mut found, &mut out);
         if done > 0 {
             host.dht_lookups += done;
             host.dht_first_lookup_at.get_or_insert(now);
@@ -388,7 +316,7 @@ impl World<'_> {
                 let Some(node) = host.dht.as_mut().filter(|_| host.state == State::Up) else {
                     return;
                 };
-                node.dht.handle_datagram(now, d.from, &d.bytes);
+                node.node.handle_datagram(now, d.from, &d.bytes);
                 self.settle(h);
             }
         }
@@ -398,7 +326,7 @@ impl World<'_> {
     pub(super) fn dht_port(&mut self, h: HostId, addr: SocketAddr) {
         let now = self.now();
         if let Some(d) = self.hosts[h as usize].dht.as_mut() {
-            d.dht.add_node(now, addr);
+            d.node.add_node(now, addr);
         }
     }
 }

@@ -648,9 +648,8 @@ impl<'a> World<'a> {
                 if let Some(s) = host.session.as_mut() {
                     s.handle_timeout(now);
                 }
-                let boots = self.scenario.dht_bootstrap_count();
                 if let Some(d) = host.dht.as_mut() {
-                    d.handle_timeout(now, boots);
+                    d.handle_timeout(now);
                 }
                 self.settle(h);
             }
