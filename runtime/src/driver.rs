@@ -32,9 +32,9 @@ use std::time::Duration;
 use bt_protocol::io::{ConnId, DiskDone, DiskOp};
 use bt_protocol::metainfo::{InfoHash, Metainfo, TorrentLayout};
 use bt_protocol::rng::Rng;
-use bt_protocol::session::{Output, Session, SessionConfig, TorrentId};
+use bt_protocol::session::{Output, Session, SessionCloseReason, SessionConfig, TorrentId};
 use bt_protocol::time::Instant as ProtoInstant;
-use bt_protocol::torrent::{Bitfield, TorrentEvent};
+use bt_protocol::torrent::{Bitfield, CloseReason, TorrentEvent};
 use bt_protocol::tracker::{
     AnnounceRequest, AnnounceResponse, Announcer, AnnouncerConfig, Event as AnnounceEvent,
     TrackerError,
@@ -133,6 +133,44 @@ pub struct Finished {
     pub error: Option<String>,
     /// The DHT routing table to save for the next run, when the DHT ran.
     pub dht_state: Option<Vec<u8>>,
+    /// Block bytes exchanged with each peer over the whole run, by address.
+    pub peers: PeerTotals,
+}
+
+/// Most peer addresses [`PeerTotals`] keeps apart; the bytes of any further address are summed
+/// in [`PeerTotals::others`]. Bounds the table a long run meeting many peers grows.
+pub const MAX_PEER_TOTALS: usize = 4096;
+
+/// Block payload bytes received from and sent to each peer address over a run, every connection
+/// to it counted, open or closed. Holds at most [`MAX_PEER_TOTALS`] addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerTotals {
+    /// (received, sent) by address.
+    pub by_addr: BTreeMap<SocketAddr, Transferred>,
+    /// The bytes of addresses past [`MAX_PEER_TOTALS`].
+    pub others: Transferred,
+}
+
+/// Block payload bytes exchanged with a peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transferred {
+    /// Bytes received from it.
+    pub downloaded: u64,
+    /// Bytes sent to it.
+    pub uploaded: u64,
+}
+
+impl PeerTotals {
+    /// Counts `downloaded` and `uploaded` bytes for `addr`.
+    pub fn add(&mut self, addr: SocketAddr, downloaded: u64, uploaded: u64) {
+        let slot = if self.by_addr.len() < MAX_PEER_TOTALS || self.by_addr.contains_key(&addr) {
+            self.by_addr.entry(addr).or_default()
+        } else {
+            &mut self.others
+        };
+        slot.downloaded += downloaded;
+        slot.uploaded += uploaded;
+    }
 }
 
 /// Where the driver learned of a peer (`bt get -v` says it per connection).
@@ -260,6 +298,10 @@ pub enum Report {
         addr: SocketAddr,
         /// Why, for a person debugging (`-v`).
         reason: String,
+        /// Block bytes received from it over this connection.
+        downloaded: u64,
+        /// Block bytes sent to it over this connection.
+        uploaded: u64,
     },
     /// A magnet's metadata arrived and checked out against its info hash; the download goes on
     /// with it. (Its trackers are the magnet's own; the info dictionary has none.)
@@ -310,6 +352,16 @@ pub enum Report {
         /// How long it has waited.
         waited: Duration,
     },
+}
+
+/// The environment variable that, in debug builds only, makes every peer reader task panic on
+/// its first read: how the tests prove that a panic in a task ends the process. Release builds
+/// never read it.
+pub const INJECT_PEER_PANIC_ENV: &str = "BT_TEST_INJECT_PEER_PANIC";
+
+/// Whether peer reader tasks panic on their first read (see [`INJECT_PEER_PANIC_ENV`]).
+fn inject_peer_panic() -> bool {
+    cfg!(debug_assertions) && std::env::var_os(INJECT_PEER_PANIC_ENV).is_some()
 }
 
 enum Input<N: Net> {
@@ -409,6 +461,8 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     dht: Option<DhtRunner>,
     /// What the DHT said since the last drain.
     dht_reports: Vec<DhtReport>,
+    /// Bytes exchanged with the peers whose connections closed.
+    peer_totals: PeerTotals,
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
@@ -524,6 +578,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             stalled: false,
             dht: None,
             dht_reports: Vec::new(),
+            peer_totals: PeerTotals::default(),
         })
     }
 
@@ -795,6 +850,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             let _ = writer.shutdown().await;
         });
         let tx = self.data_tx.clone();
+        let inject_panic = inject_peer_panic();
         let reader_task = tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             loop {
@@ -804,6 +860,9 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     Ok(0) | Err(_) => {
                         let _ = tx.send(Input::Eof { conn }).await;
                         return;
+                    }
+                    Ok(_) if inject_panic => {
+                        panic!("injected into a peer reader task ({INJECT_PEER_PANIC_ENV})")
                     }
                     Ok(_) => {
                         let data = buf.split().freeze();
@@ -844,10 +903,16 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     }
                 }
                 Output::Close { conn, reason } => {
-                    if let Some(tasks) = self.conns.get(&conn) {
+                    // A torrent's close is reported with its byte counts by the
+                    // `TorrentEvent::PeerClosed` right behind it.
+                    if !matches!(reason, SessionCloseReason::Torrent(_))
+                        && let Some(tasks) = self.conns.get(&conn)
+                    {
                         reports.push(Report::PeerClosed {
                             addr: tasks.addr,
                             reason: format!("{reason:?}"),
+                            downloaded: 0,
+                            uploaded: 0,
                         });
                     }
                     self.close_conn(conn);
@@ -918,6 +983,24 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             }
             TorrentEvent::MetadataInvalid(why) => {
                 self.failed = Some(format!("the torrent's metadata is unusable: {why}"));
+            }
+            TorrentEvent::PeerClosed {
+                addr,
+                reason,
+                downloaded,
+                uploaded,
+                ..
+            } => {
+                self.peer_totals.add(*addr, *downloaded, *uploaded);
+                // The peer's own end of stream is not a close of ours.
+                if *reason != CloseReason::Disconnected {
+                    reports.push(Report::PeerClosed {
+                        addr: *addr,
+                        reason: format!("{:?}", SessionCloseReason::Torrent(reason.clone())),
+                        downloaded: *downloaded,
+                        uploaded: *uploaded,
+                    });
+                }
             }
             _ => {}
         }
@@ -1244,6 +1327,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             .expect("the driver's torrent exists")
             .have()
             .clone();
+        let peers = self.peer_totals();
         self.shutdown();
         self.stop_trackers(&mut report).await;
         Finished {
@@ -1252,7 +1336,22 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             have,
             error: self.failed.take(),
             dht_state: self.dht.as_ref().map(DhtRunner::state),
+            peers,
         }
+    }
+
+    /// The bytes exchanged with every peer so far: the closed connections' and the open ones'.
+    pub fn peer_totals(&self) -> PeerTotals {
+        let mut totals = self.peer_totals.clone();
+        if let Some(t) = self.session.torrent(self.torrent) {
+            for (conn, tasks) in &self.conns {
+                if let Some(peer) = t.peer(*conn) {
+                    let (downloaded, uploaded) = peer.totals();
+                    totals.add(tasks.addr, downloaded, uploaded);
+                }
+            }
+        }
+        totals
     }
 
     /// Announces `stopped` (to the last tracker that answered), waiting at most

@@ -68,6 +68,10 @@ struct OutputState {
     events: Vec<Value>,
     stderr: String,
     stdout_closed: bool,
+    stderr_closed: bool,
+    /// The first stderr line that reports a panic (see [`crate::PANIC_MARKERS`]), kept apart
+    /// from `stderr`, which is capped.
+    panic_line: Option<String>,
 }
 
 /// A child process whose stdout is read as newline-delimited JSON on a thread. Killed (by its
@@ -76,6 +80,8 @@ pub struct Proc {
     name: String,
     child: Child,
     output: Arc<Output>,
+    /// Whether dropping it fails the test when it printed a panic (on for every `bt`).
+    check_panics: bool,
 }
 
 impl Proc {
@@ -113,23 +119,64 @@ impl Proc {
         });
         let out = output.clone();
         std::thread::spawn(move || {
+            // Lines, so a panic report is seen whole however the pipe splits it. A line is cut at
+            // 64 KiB, so a child printing no newline cannot fill the memory either.
             let mut reader = BufReader::new(stderr);
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
+            let mut line = Vec::new();
+            while matches!(
+                (&mut reader).take(64 << 10).read_until(b'\n', &mut line),
+                Ok(n) if n > 0
+            ) {
+                let text = String::from_utf8_lossy(&line);
                 let mut state = out.state.lock().expect("output lock");
+                if state.panic_line.is_none() && crate::reports_panic(&text) {
+                    state.panic_line = Some(text.trim_end().to_owned());
+                }
                 // Keep the log bounded: a chatty child must not fill the memory.
                 if state.stderr.len() < 1 << 20 {
-                    state.stderr.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    state.stderr.push_str(&text);
                 }
+                drop(state);
+                line.clear();
             }
+            out.state.lock().expect("output lock").stderr_closed = true;
+            out.changed.notify_all();
         });
         Proc {
             name: name.to_owned(),
             child,
             output,
+            check_panics: false,
+        }
+    }
+
+    /// Makes dropping this process fail the test when it printed a panic, whatever else the test
+    /// checked ([`BtProc`] turns it on for every `bt`).
+    pub fn check_panics(&mut self, on: bool) {
+        self.check_panics = on;
+    }
+
+    /// The first line of its stderr that reports a panic, if any so far.
+    pub fn panic_line(&self) -> Option<String> {
+        self.output
+            .state
+            .lock()
+            .expect("output lock")
+            .panic_line
+            .clone()
+    }
+
+    /// Waits (at most `timeout`) until its stderr is closed: every line it printed has been read.
+    fn wait_stderr_closed(&self, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        let mut state = self.output.state.lock().expect("output lock");
+        while !state.stderr_closed && Instant::now() < end {
+            state = self
+                .output
+                .changed
+                .wait_timeout(state, end.saturating_duration_since(Instant::now()))
+                .expect("output lock")
+                .0;
         }
     }
 
@@ -305,6 +352,18 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        if self.check_panics && !std::thread::panicking() {
+            // Bounded: a grandchild could hold the pipe open.
+            self.wait_stderr_closed(Duration::from_secs(5));
+            if let Some(line) = self.panic_line() {
+                panic!(
+                    "{} (pid {}) panicked: {line}\n{}",
+                    self.name,
+                    self.pid(),
+                    self.log()
+                );
+            }
+        }
     }
 }
 
@@ -741,11 +800,15 @@ fn tail(s: &str, max: usize) -> &str {
 // ---------------------------------------------------------------------------------------------
 // bt
 
-/// A `bt seed` or `bt get` child process run with `--json`; killed when dropped.
+/// A `bt seed` or `bt get` child process run with `--json`, its own state folder (see
+/// [`crate::bt_command`]) and the DHT off unless the arguments set DHT bootstrap nodes; killed
+/// when dropped, and the test fails then if it printed a panic.
 pub struct BtProc {
     /// The address it listens on, from its `listening` event.
     pub addr: SocketAddr,
+    // Dropped after the process: its state folder outlives it.
     proc: Proc,
+    _state: TempDir,
 }
 
 impl BtProc {
@@ -772,18 +835,37 @@ impl BtProc {
         BtProc::start("bt get", &args)
     }
 
-    /// Runs `bt ARGS --listen 127.0.0.1:0 --json` and waits for its `listening` event.
+    /// Runs `bt ARGS --listen 127.0.0.1:0 --json` (with `--no-dht` unless `ARGS` has
+    /// `--dht-bootstrap`, and in a state folder of its own) and waits for its `listening` event.
     pub fn start(name: &str, args: &[String]) -> BtProc {
-        let mut cmd = Command::new(bt_bin());
+        BtProc::start_with_env(name, args, &[])
+    }
+
+    /// [`BtProc::start`] with environment variables set for the process.
+    pub fn start_with_env(name: &str, args: &[String], env: &[(&str, &str)]) -> BtProc {
+        let state = TempDir::new("state");
+        let mut cmd = crate::bt_command(state.path());
         cmd.args(args).args(["--listen", "127.0.0.1:0", "--json"]);
-        let proc = Proc::spawn(name, cmd);
+        cmd.envs(env.iter().copied());
+        if !args
+            .iter()
+            .any(|a| a == "--dht-bootstrap" || a == "--no-dht")
+        {
+            cmd.arg("--no-dht");
+        }
+        let mut proc = Proc::spawn(name, cmd);
+        proc.check_panics(true);
         let ev = proc.wait_for(|e| is_event(e, "listening"), START_TIMEOUT);
         let addr = ev
             .get("addr")
             .and_then(Value::as_str)
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("{name}: no address in {ev}\n{}", proc.log()));
-        BtProc { addr, proc }
+        BtProc {
+            addr,
+            proc,
+            _state: state,
+        }
     }
 
     /// The process id.
@@ -838,6 +920,44 @@ impl BtProc {
     /// Its stdout and stderr, for a failure message.
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+
+    /// Its `peer_summary` event (printed as it stops: block bytes received from and sent to each
+    /// peer address), waiting at most `timeout` for it.
+    pub fn peer_summary(&self, timeout: Duration) -> Value {
+        self.proc.wait_for(|e| is_event(e, "peer_summary"), timeout)
+    }
+
+    /// Checks, from its `peer_summary`, that every block byte it received came from `from`, and
+    /// that `from` sent it at least `total` bytes. Call it once it has stopped (or is stopping).
+    pub fn assert_all_from(&self, from: SocketAddr, total: u64) {
+        let summary = self.peer_summary(Duration::from_secs(10));
+        let peers = summary["peers"].as_array().cloned().unwrap_or_default();
+        let from_peer = |addr: SocketAddr| {
+            peers
+                .iter()
+                .filter(|p| p["addr"].as_str().and_then(|a| a.parse().ok()) == Some(addr))
+                .map(|p| field_u64(p, "downloaded"))
+                .sum::<u64>()
+        };
+        let others: Vec<&Value> = peers
+            .iter()
+            .filter(|p| {
+                field_u64(p, "downloaded") > 0
+                    && p["addr"].as_str().and_then(|a| a.parse().ok()) != Some(from)
+            })
+            .collect();
+        assert!(
+            others.is_empty() && field_u64(&summary["others"], "downloaded") == 0,
+            "bytes came from peers other than {from}: {summary}\n{}",
+            self.log()
+        );
+        assert!(
+            from_peer(from) >= total,
+            "{from} sent {} of the {total} bytes: {summary}\n{}",
+            from_peer(from),
+            self.log()
+        );
     }
 }
 

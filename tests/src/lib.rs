@@ -86,17 +86,60 @@ pub fn bt_bin() -> PathBuf {
     .clone()
 }
 
-/// Runs `bt` with `args` (in `dir`, if given), bounded to `timeout`, and returns its output.
-pub fn run_bt_in(dir: Option<&Path>, args: &[&str], timeout: Duration) -> Output {
+/// What a panic report on stderr starts with or contains: Rust's default hook
+/// (`thread 'main' panicked at src/x.rs:1:2:`) and `bt`'s own (`bt: panic in thread ...`).
+pub const PANIC_MARKERS: &[&str] = &["panicked at", "bt: panic in thread"];
+
+/// Whether a line of stderr reports a panic.
+pub fn reports_panic(line: &str) -> bool {
+    PANIC_MARKERS.iter().any(|m| line.contains(m))
+}
+
+/// Fails the test when `stderr` (of the `bt` run `what`) reports a panic.
+pub fn assert_no_panic(what: &str, stderr: &[u8]) {
+    let stderr = String::from_utf8_lossy(stderr);
+    if let Some(line) = stderr.lines().find(|l| reports_panic(l)) {
+        panic!("{what} panicked: {line}\n--- stderr ---\n{stderr}");
+    }
+}
+
+/// A `bt` command that keeps its state inside `state`: `HOME` and the XDG data, config, cache and
+/// state folders point there, so it neither reads nor writes the user's files (the DHT's saved
+/// routing table above all). stdin is closed; `RUST_BACKTRACE`/`RUST_LOG` are unset. Callers
+/// still pass `--no-dht` to `get` and `seed` unless the test is about the DHT.
+pub fn bt_command(state: &Path) -> Command {
     let mut cmd = Command::new(bt_bin());
-    cmd.args(args)
+    cmd.env("HOME", state)
+        .env("XDG_DATA_HOME", state.join("data"))
+        .env("XDG_CONFIG_HOME", state.join("config"))
+        .env("XDG_CACHE_HOME", state.join("cache"))
+        .env("XDG_STATE_HOME", state.join("state"))
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `bt` with `args` (in `dir`, if given) in a state folder of its own (see [`bt_command`]),
+/// bounded to `timeout`, and returns its output; fails the test if it printed a panic. `get` and
+/// `seed` run with `--no-dht` unless `args` set DHT bootstrap nodes.
+pub fn run_bt_in(dir: Option<&Path>, args: &[&str], timeout: Duration) -> Output {
+    let state = TempDir::new("state");
+    let mut cmd = bt_command(state.path());
+    cmd.args(args);
+    if matches!(args.first(), Some(&("get" | "seed")))
+        && !args
+            .iter()
+            .any(|a| *a == "--dht-bootstrap" || *a == "--no-dht")
+    {
+        cmd.arg("--no-dht");
+    }
     if let Some(d) = dir {
         cmd.current_dir(d);
     }
-    run_bounded(cmd, timeout)
+    let out = run_bounded(cmd, timeout);
+    assert_no_panic(&format!("bt {}", args.join(" ")), &out.stderr);
+    out
 }
 
 /// Runs `bt` with `args`, bounded to 60 s.

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bt_tests::{
-    BtProc, LtSeeder, MadeTorrent, Proc, TempDir, aria2_get, aria2_get_udp, bt_bin, gen_files,
+    BtProc, LtSeeder, MadeTorrent, Proc, TempDir, aria2_get, aria2_get_udp, bt_command, gen_files,
     is_event, make_torrent, tree_equal,
 };
 use serde_json::Value;
@@ -41,7 +41,8 @@ struct BtTracker {
 
 impl BtTracker {
     fn start() -> BtTracker {
-        let mut cmd = Command::new(bt_bin());
+        let state = TempDir::new("state");
+        let mut cmd = bt_command(state.path());
         cmd.args([
             "tracker",
             "--http",
@@ -52,7 +53,8 @@ impl BtTracker {
             "60",
             "--json",
         ]);
-        let proc = Proc::spawn("bt tracker", cmd);
+        let mut proc = Proc::spawn("bt tracker", cmd);
+        proc.check_panics(true);
         let addr = |proto: &str| -> SocketAddr {
             let ev = proc.wait_for(
                 |e| is_event(e, "listening") && e["proto"] == proto,
@@ -177,12 +179,17 @@ fn bt_to_bt(tmp: &TempDir, url: impl Fn(&BtTracker) -> String) {
         leecher.log()
     );
     tree_equal(&src.join("content"), &dl.join("content"));
+    // The leecher completed before it stopped, so a tracker that kept it would count two
+    // seeders: only the seeder is left, and the completion was counted.
+    let (complete, incomplete, downloaded) = tracker.scrape(&torrent.info_hash);
     assert_eq!(
-        tracker.scrape(&torrent.info_hash).1,
-        0,
-        "the leecher is still listed after it stopped\n{}",
+        (complete, incomplete),
+        (1, 0),
+        "the leecher is still listed after it stopped (scrape: {complete} complete, \
+         {incomplete} incomplete)\n{}",
         tracker.proc.log()
     );
+    assert_eq!(downloaded, 1, "one completed download counted");
 }
 
 #[test]
@@ -234,7 +241,7 @@ fn bt_tracker_refuses_torrents_off_its_allow_list_and_stops_on_sigterm() {
     let tmp = TempDir::new("bt-tracker-allow");
     let src = tmp.path().join("src");
     gen_files(&src, FILES);
-    let mut cmd = Command::new(bt_bin());
+    let mut cmd = bt_command(tmp.path());
     cmd.args([
         "tracker",
         "--http",
@@ -244,6 +251,7 @@ fn bt_tracker_refuses_torrents_off_its_allow_list_and_stops_on_sigterm() {
         "--json",
     ]);
     let mut proc = Proc::spawn("bt tracker", cmd);
+    proc.check_panics(true);
     let ev = proc.wait_for(|e| is_event(e, "listening"), Duration::from_secs(30));
     let url = ev["url"].as_str().expect("a url").to_owned();
     let torrent = make_torrent(

@@ -48,6 +48,7 @@ fn bt_get_downloads_from_a_libtorrent_seeder() {
         bt.log()
     );
     tree_equal(&src.join("multi"), &dl.join("multi"));
+    bt.assert_all_from(seeder.addr(), torrent.total_size);
 }
 
 #[test]
@@ -81,6 +82,7 @@ fn bt_get_downloads_from_an_aria2_seeder() {
     let mut bt = BtProc::get(&torrent.path, &dl, &[seeder.addr()], &[]);
     bt.wait_success(TRANSFER);
     tree_equal(&src.join("multi"), &dl.join("multi"));
+    bt.assert_all_from(seeder.addr(), torrent.total_size);
 }
 
 #[test]

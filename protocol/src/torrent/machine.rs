@@ -185,12 +185,18 @@ pub enum TorrentEvent {
         /// The peer's id.
         peer_id: PeerId,
     },
-    /// A connection ended.
+    /// A connection ended, whichever side ended it.
     PeerClosed {
         /// The connection.
         conn: ConnId,
+        /// The peer's address (the one dialled, or the remote end of an incoming connection).
+        addr: SocketAddr,
         /// Why.
         reason: CloseReason,
+        /// Block payload bytes received from the peer over this connection.
+        downloaded: u64,
+        /// Block payload bytes sent to the peer over this connection.
+        uploaded: u64,
     },
     /// A peer was banned for bad data.
     PeerBanned(IpAddr),
@@ -862,7 +868,14 @@ impl Torrent {
             self.picker.request_dropped(block);
         }
         self.rechoke_soon = true;
-        self.event(TorrentEvent::PeerClosed { conn, reason });
+        let (downloaded, uploaded) = peer.conn.totals();
+        self.event(TorrentEvent::PeerClosed {
+            conn,
+            addr: peer.addr,
+            reason,
+            downloaded,
+            uploaded,
+        });
         self.metadata_peer_gone(conn);
     }
 

@@ -239,6 +239,8 @@ impl Announcer {
         self.failed_rounds = 0;
         self.cursor = (0, 0);
         if self.phase == Phase::Stopping {
+            // A `completed` sent on the way out is sent once; `stopped` follows at once.
+            self.pending = Event::Stopped;
             self.next = Some(now);
             return;
         }
@@ -270,7 +272,9 @@ impl Announcer {
             return self.stop_if_stopping();
         }
         if self.phase == Phase::Stopping {
-            // A regular announce failed while `stopped` waited for it.
+            // A regular announce failed while `stopped` waited for it (or the `completed` sent
+            // on the way out failed: not retried).
+            self.pending = Event::Stopped;
             if self.last_working.is_some() {
                 self.next = Some(now);
             } else {
@@ -323,7 +327,9 @@ impl Announcer {
     }
 
     /// The torrent stops: announce `stopped` once to the last URL that answered, now (or when
-    /// the announce in flight is reported). With nobody to tell, stops at once.
+    /// the announce in flight is reported). A `completed` not yet announced goes first, once, to
+    /// the same URL, so a download that stops as it completes is still counted by the tracker.
+    /// With nobody to tell, stops at once.
     pub fn stopped(&mut self, now: Instant) {
         match self.phase {
             Phase::Idle | Phase::Stopped => self.stop(),
@@ -332,7 +338,9 @@ impl Announcer {
                     return self.stop();
                 }
                 self.phase = Phase::Stopping;
-                self.pending = Event::Stopped;
+                if self.pending != Event::Completed {
+                    self.pending = Event::Stopped;
+                }
                 self.next = Some(now);
             }
         }
@@ -352,7 +360,12 @@ impl Announcer {
                     .last_working
                     .as_deref()
                     .and_then(|url| self.position(url));
-                (position, Event::Stopped)
+                let event = if self.pending == Event::Completed {
+                    Event::Completed
+                } else {
+                    Event::Stopped
+                };
+                (position, event)
             }
             Phase::Running => {
                 let (tier, index) = self.cursor;

@@ -238,6 +238,41 @@ fn completed_waits_for_min_interval_and_stays_queued() {
 }
 
 #[test]
+fn a_completion_not_yet_announced_goes_out_before_stopped() {
+    // Proves a download that stops right as it completes (before the tracker's min interval let
+    // `completed` out) still tells the tracker it completed, once, then `stopped`; and that a
+    // `completed` already announced is not sent again on the way out.
+    let url = "http://a.example/";
+    for fail_completed in [false, true] {
+        let mut a = announcer(&[&[url]]);
+        a.started(secs(0));
+        a.poll_announce(secs(0)).unwrap();
+        a.handle_success(secs(0), url, &answer(1800, Some(120)));
+        a.completed(secs(10));
+        a.stopped(secs(11));
+        assert_eq!(due(&mut a, secs(11)), Some((url.into(), Event::Completed)));
+        if fail_completed {
+            a.handle_failure(secs(12), url, &TrackerError::Timeout);
+        } else {
+            a.handle_success(secs(12), url, &answer(1800, Some(120)));
+        }
+        assert_eq!(due(&mut a, secs(12)), Some((url.into(), Event::Stopped)));
+        a.handle_success(secs(13), url, &answer(1800, None));
+        assert!(a.is_stopped());
+    }
+
+    let mut a = announcer(&[&[url]]);
+    a.started(secs(0));
+    a.poll_announce(secs(0)).unwrap();
+    a.handle_success(secs(0), url, &answer(1800, None));
+    a.completed(secs(10));
+    assert_eq!(due(&mut a, secs(10)), Some((url.into(), Event::Completed)));
+    a.handle_success(secs(10), url, &answer(1800, None));
+    a.stopped(secs(20));
+    assert_eq!(due(&mut a, secs(20)), Some((url.into(), Event::Stopped)));
+}
+
+#[test]
 fn stopped_is_sent_once_to_the_last_working_url() {
     // Proves `stopped` goes to the URL that answered last, is not retried after a failure, and
     // leaves the announcer stopped with no timer.

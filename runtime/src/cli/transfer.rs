@@ -19,7 +19,7 @@ use bt_protocol::tracker::{
 use bt_protocol::wire::PeerId;
 use bt_runtime::dht::DhtReport;
 use bt_runtime::driver::{
-    Driver, Finished, Outcome, Report, Status, StopWhen, default_disk_threads,
+    Driver, Finished, Outcome, PeerTotals, Report, Status, StopWhen, default_disk_threads,
 };
 use bt_runtime::net::TokioNet;
 use bt_runtime::resume::ResumeState;
@@ -295,9 +295,21 @@ impl Display {
                     waited.as_secs()
                 ),
             ),
-            Report::PeerClosed { addr, reason } if self.json || self.verbose => self.line(
-                serde_json::json!({"event": "peer_closed", "addr": addr.to_string(), "reason": reason}),
-                format!("closed {addr}: {reason}"),
+            Report::PeerClosed {
+                addr,
+                reason,
+                downloaded,
+                uploaded,
+            } if self.json || self.verbose => self.line(
+                serde_json::json!({
+                    "event": "peer_closed", "addr": addr.to_string(), "reason": reason,
+                    "downloaded": downloaded, "uploaded": uploaded,
+                }),
+                format!(
+                    "closed {addr}: {reason} (received {}, sent {})",
+                    format_bytes(*downloaded),
+                    format_bytes(*uploaded)
+                ),
             ),
             Report::PeerConnected { addr, source } if self.json || self.verbose => self.line(
                 serde_json::json!({"event": "peer_connected", "addr": addr.to_string(), "source": source.name()}),
@@ -329,6 +341,38 @@ impl Display {
             | Report::PeerConnected { .. }
             | Report::PeersFound { .. }
             | Report::Event(_) => {}
+        }
+    }
+
+    /// At the end of a run: the block bytes received from and sent to each peer met, every
+    /// connection counted (`--json`: one `peer_summary` event; `-v`: a line per peer).
+    fn peer_summary(&self, totals: &PeerTotals) {
+        if self.json {
+            let peers: Vec<serde_json::Value> = totals
+                .by_addr
+                .iter()
+                .map(|(addr, t)| {
+                    serde_json::json!({
+                        "addr": addr.to_string(), "downloaded": t.downloaded, "uploaded": t.uploaded,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "peer_summary", "peers": peers,
+                    "others": {"downloaded": totals.others.downloaded, "uploaded": totals.others.uploaded},
+                })
+            );
+        } else if self.verbose {
+            for (addr, t) in &totals.by_addr {
+                let line = format!(
+                    "peer {addr}: received {}, sent {}",
+                    format_bytes(t.downloaded),
+                    format_bytes(t.uploaded)
+                );
+                self.bar.suspend(|| eprintln!("{line}"));
+            }
         }
     }
 
@@ -693,6 +737,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         })
         .await;
     saver.finish();
+    display.peer_summary(&finished.peers);
     if let Some(state) = &finished.dht_state {
         run.dht.save(state);
     }
@@ -914,6 +959,7 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     if let Some(saver) = saver {
         saver.finish();
     }
+    display.peer_summary(&finished.peers);
     if let Some(state) = &finished.dht_state {
         args.dht.save(state);
     }

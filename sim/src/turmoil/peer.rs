@@ -313,7 +313,7 @@ impl Shared {
             }
             Report::Event(event) => on_event(s, now, id, disk, event),
             Report::ConnectFailed { .. } => ("connect_failed", [10, 0, 0]),
-            Report::PeerClosed { reason, addr } => {
+            Report::PeerClosed { reason, addr, .. } => {
                 *s.close_reasons.entry(reason.clone()).or_default() += 1;
                 let group = s.hosts[id].group;
                 let name = crate::engine::close_reason_name(reason);
