@@ -883,6 +883,12 @@ impl BtProc {
         self.proc.wait_for(pred, timeout)
     }
 
+    /// Waits (at most 30 s) until it has verified `n` pieces (`piece_verified` events).
+    pub fn wait_count_pieces(&self, n: usize) {
+        self.proc
+            .wait_count(|e| is_event(e, "piece_verified"), n, START_TIMEOUT);
+    }
+
     /// Waits (at most `timeout`) for the `complete` event (the download is verified).
     pub fn wait_complete(&self, timeout: Duration) {
         self.proc.wait_for(|e| is_event(e, "complete"), timeout);

@@ -1,19 +1,24 @@
-//! Crash safety (issue 6): one `bt get` killed with SIGKILL at [`KILLS`] pseudo-random moments
-//! (chosen from [`CRASH_SEED`]: some before the run's first resume save, some right after a save,
-//! some during one, some in the middle of a piece, some anywhere), restarted into the same folder each time, then
-//! run to completion. The download goes through a [`SlowRelay`] at 1 MiB/s, so it lasts long
+//! Crash safety: one `bt get` killed with SIGKILL at [`KILLS`] pseudo-random moments (chosen from
+//! [`CRASH_SEED`]: some before the run's first resume save, some right after a save, some during
+//! one, some in the middle of a piece, some anywhere), restarted into the same folder each time,
+//! then run to completion. The download goes through a [`SlowRelay`] at 1 MiB/s, so it lasts long
 //! enough to be killed that often, and the relay counts what each run received.
 //!
-//! What it checks: the last run exits 0 with data byte-identical to the source; every restart
-//! starts with at least every piece any earlier run verified, and never downloads such a piece
-//! again; the resume file is whole after every kill; and what each killed run received but did
-//! not keep is at most what was in flight at the kill ([`in_flight_bound`]).
+//! What it checks: every kind of moment was reached at least once (a wait that ran out, or a
+//! temporary file left by an earlier kill, does not count as the moment); the last run exits 0
+//! with data byte-identical to the source; every restart starts with at least every piece any
+//! earlier run verified, and never downloads such a piece again; after every kill the resume file
+//! is whole and vouches only for pieces whose bytes on disk are right; and what each killed run
+//! received but did not keep is at most the pieces it had in flight at the kill (started and not
+//! verified, from its `piece_started`/`piece_verified` events) plus one piece and the wire's
+//! framing ([`loss_bound`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use bt_protocol::bencode::{self, DecodeLimits};
+use bt_protocol::metainfo::Metainfo;
 use bt_tests::{
     BtProc, SlowRelay, TempDir, field_u64, gen_files, is_event, make_torrent, tree_equal,
 };
@@ -41,17 +46,17 @@ const FILES: &[(&str, usize)] = &[
     ("crash/c.bin", 4_111),
 ];
 
-/// The most a killed run may receive without keeping it: the pieces partially written at the kill
-/// (with one peer, blocks arrive piece after piece: at most the piece being received and the few
-/// received whole but not yet written and hashed, four in all), plus what sat in its socket buffers
-/// and disk queue unread (at most a second of the relay's rate), plus the wire's framing (13 bytes
-/// a block, and the handshake, bitfield and other messages).
-fn in_flight_bound(delivered: u64) -> u64 {
-    4 * PIECE_LEN + RATE + delivered / 16384 * 13 + 4096
+/// The most a killed run may receive without keeping it: the `in_flight` pieces it had requested
+/// and not verified at the kill (whatever of them sat in socket buffers, the disk queue or a
+/// partly written piece), plus one piece (a request whose `piece_started` line had not been
+/// printed yet), plus the wire's framing (13 bytes a block, and the handshake, bitfield and other
+/// messages).
+fn loss_bound(in_flight: u64, delivered: u64) -> u64 {
+    (in_flight + 1) * PIECE_LEN + delivered / 16384 * 13 + 4096
 }
 
 /// When a run is killed.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Moment {
     /// This long after it listens: before its first resume save.
     Early(Duration),
@@ -84,6 +89,8 @@ impl Rng {
 /// One run of `bt get`, as the test saw it.
 struct Run {
     moment: Option<Moment>,
+    /// Pieces it had started (requested) and not verified when it was killed.
+    in_flight: u64,
     /// Its `checked` event: what it started with.
     have: u64,
     vouched: u64,
@@ -107,20 +114,59 @@ fn resume_tmp(resume: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Waits until `moment`, bounded: at most 10 s whatever it is.
-fn wait_for_moment(bt: &mut BtProc, moment: Moment, resume: &Path) {
+/// Which file is at `path` now (inode and modification time), to tell a file written by this run
+/// from one an earlier run left behind.
+fn identity(path: &Path) -> Option<(u64, SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok()?))
+}
+
+/// The kinds of moment, for counting which were reached.
+fn kind(moment: Moment) -> &'static str {
+    match moment {
+        Moment::Early(_) => "early",
+        Moment::AfterSave => "after a save",
+        Moment::MidSave => "during a save",
+        Moment::MidPiece(..) => "mid-piece",
+        Moment::Anytime(_) => "anytime",
+    }
+}
+
+/// Waits until `moment`, bounded (at most 10 s whatever it is), and says whether it was reached:
+/// an early kill before this run saved anything, a save seen (the resume file replaced, or a
+/// temporary copy that is not the one an earlier kill left), `n` pieces verified. A mid-piece
+/// moment is judged after the kill, from the events.
+fn wait_for_moment(bt: &mut BtProc, moment: Moment, resume: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     match moment {
-        Moment::Early(d) | Moment::Anytime(d) => std::thread::sleep(d),
+        Moment::Early(d) => {
+            let before = identity(resume);
+            std::thread::sleep(d);
+            identity(resume) == before
+        }
+        Moment::Anytime(d) => {
+            std::thread::sleep(d);
+            true
+        }
         Moment::AfterSave => {
-            let before = modified(resume);
-            while modified(resume) == before && Instant::now() < deadline {
+            let before = identity(resume);
+            while identity(resume) == before && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
+            identity(resume) != before
         }
         Moment::MidSave => {
             let tmp = resume_tmp(resume);
-            while !tmp.exists() && Instant::now() < deadline {
+            let leftover = identity(&tmp);
+            loop {
+                let now = identity(&tmp);
+                if now.is_some() && now != leftover {
+                    return true;
+                }
+                if Instant::now() >= deadline {
+                    return false;
+                }
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
@@ -131,8 +177,42 @@ fn wait_for_moment(bt: &mut BtProc, moment: Moment, resume: &Path) {
                 Duration::from_secs(10),
             );
             std::thread::sleep(d);
+            true
         }
     }
+}
+
+/// The files of `torrent` concatenated in torrent order as they are under `root` now, each cut
+/// or zero-filled to its length.
+fn torrent_bytes(torrent: &Path, root: &Path) -> Vec<u8> {
+    let meta = Metainfo::from_bytes(&std::fs::read(torrent).expect("read the torrent"))
+        .expect("a valid torrent");
+    let mut all = Vec::new();
+    for f in &meta.info.files {
+        let path = f.path.iter().fold(root.to_owned(), |p, c| p.join(c));
+        let mut bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.resize(usize::try_from(f.length).expect("fits"), 0);
+        all.extend_from_slice(&bytes);
+    }
+    all
+}
+
+/// The pieces a resume file vouches for (its `pieces` bitfield, BEP 3 layout).
+fn resume_pieces(resume: &Path) -> Vec<u64> {
+    let Ok(bytes) = std::fs::read(resume) else {
+        return Vec::new();
+    };
+    let decoded = bencode::decode(&bytes, DecodeLimits::default()).expect("checked whole");
+    let bits = decoded
+        .value
+        .as_dict()
+        .and_then(|d| d.get(b"pieces"))
+        .and_then(|p| p.as_bytes())
+        .expect("a pieces bitfield")
+        .to_vec();
+    (0..bits.len() as u64 * 8)
+        .filter(|i| bits[(i / 8) as usize] & (0x80 >> (i % 8)) != 0)
+        .collect()
 }
 
 /// Asserts the resume file, if there is one, is whole: a bencoded dict of this format.
@@ -156,16 +236,23 @@ fn run_from(bt: &mut BtProc, moment: Option<Moment>, delivered: u64, ran: Durati
         .find(|e| is_event(e, "checked"))
         .cloned()
         .unwrap_or(Value::Null);
+    let started: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| is_event(e, "piece_started"))
+        .map(|e| field_u64(e, "piece"))
+        .collect();
+    let verified: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| is_event(e, "piece_verified"))
+        .map(|e| field_u64(e, "piece"))
+        .collect();
     Run {
         moment,
+        in_flight: started.difference(&verified).count() as u64,
         have: field_u64(&checked, "have"),
         vouched: field_u64(&checked, "vouched"),
         start_bytes: field_u64(&checked, "verified_bytes"),
-        verified: events
-            .iter()
-            .filter(|e| is_event(e, "piece_verified"))
-            .map(|e| field_u64(e, "piece"))
-            .collect(),
+        verified,
         delivered,
         ran,
     }
@@ -192,7 +279,9 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
     let setup = started.elapsed();
     let mut rng = Rng(CRASH_SEED);
     let mut runs: Vec<Run> = Vec::new();
+    let source = torrent_bytes(&torrent.path, &src);
     let mut mid_save = 0;
+    let mut reached: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for k in 0..KILLS {
         let moment = match k % 5 {
             0 => Moment::Early(rng.ms(50, 1_800)),
@@ -205,10 +294,12 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
         let run_start = Instant::now();
         let run_start_time = SystemTime::now();
         let mut bt = BtProc::get(&torrent.path, &out, &[relay.addr()], &extra);
-        wait_for_moment(&mut bt, moment, &resume);
+        let mut hit = wait_for_moment(&mut bt, moment, &resume);
         bt.proc().kill();
         let ran = run_start.elapsed();
         let context = format!("kill {k} ({moment:?}, CRASH_SEED {CRASH_SEED:#x})");
+        // Every line it printed before the kill, read to the end.
+        bt.proc().wait_exit(Duration::from_secs(10));
         assert!(
             !bt.proc().events().iter().any(|e| is_event(e, "complete")),
             "{context}: the download completed before the kill; make the torrent larger\n{}",
@@ -219,9 +310,34 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
         mid_save +=
             usize::from(modified(&resume_tmp(&resume)).is_some_and(|t| t >= run_start_time));
         assert_resume_whole(&resume, &context);
+        let on_disk = torrent_bytes(&torrent.path, &out);
+        for p in resume_pieces(&resume) {
+            let range =
+                (p * PIECE_LEN) as usize..(((p + 1) * PIECE_LEN) as usize).min(source.len());
+            assert!(
+                on_disk.get(range.clone()) == source.get(range),
+                "{context}: the resume file vouches for piece {p}, whose bytes on disk are wrong"
+            );
+        }
         let delivered = relay.delivered();
-        runs.push(run_from(&mut bt, Some(moment), delivered, ran));
+        let run = run_from(&mut bt, Some(moment), delivered, ran);
+        if let Moment::MidPiece(..) = moment {
+            hit = run.in_flight > 0;
+        }
+        let count = reached.entry(kind(moment)).or_default();
+        count.0 += usize::from(hit);
+        count.1 += 1;
+        runs.push(run);
     }
+    println!("moments reached (of tried): {reached:?}");
+    for (kind, (hit, tried)) in &reached {
+        assert!(
+            *hit > 0,
+            "no kill {kind} was reached ({tried} tried, CRASH_SEED {CRASH_SEED:#x}): the test \
+             did not prove what it claims"
+        );
+    }
+    assert_eq!(reached.len(), 5, "every kind of moment was tried");
 
     let killing = started.elapsed() - setup;
     let relay = SlowRelay::start(seeder.addr, RATE as usize);
@@ -241,7 +357,7 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
         torrent.pieces
     );
     println!(
-        "run  moment                          ran_ms  start_have vouched  verified  delivered  kept     lost"
+        "run  moment                          ran_ms  start_have vouched  verified  in_flight  delivered  kept     lost"
     );
     let mut lost_total = 0;
     for (k, run) in runs.iter().enumerate() {
@@ -250,13 +366,14 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
         let lost = run.delivered.saturating_sub(kept);
         lost_total += lost;
         println!(
-            "{k:>3}  {:<30}  {:>6}  {:>10} {:>7}  {:>8}  {:>9}  {kept:>8} {lost:>7}",
+            "{k:>3}  {:<30}  {:>6}  {:>10} {:>7}  {:>8}  {:>9}  {:>9}  {kept:>8} {lost:>7}",
             run.moment
                 .map_or("(runs to the end)".into(), |m| format!("{m:?}")),
             run.ran.as_millis(),
             run.have,
             run.vouched,
             run.verified.len(),
+            run.in_flight,
             run.delivered,
         );
     }
@@ -300,12 +417,13 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
             run.delivered
         );
         let lost = run.delivered - kept;
+        let bound = loss_bound(run.in_flight, run.delivered);
         assert!(
-            lost <= in_flight_bound(run.delivered),
-            "{context}: received {} bytes and kept {kept}: lost {lost}, more than was in flight \
-             (at most {})",
+            lost <= bound,
+            "{context}: received {} bytes and kept {kept}: lost {lost}, more than the {} pieces \
+             in flight at the kill allow (at most {bound})",
             run.delivered,
-            in_flight_bound(run.delivered)
+            run.in_flight,
         );
         verified_before.extend(&run.verified);
     }
@@ -313,7 +431,10 @@ fn bt_get_killed_twenty_times_finishes_with_the_right_bytes_and_keeps_what_it_ve
         final_downloaded <= runs.last().unwrap().delivered,
         "the last run's downloaded count ({final_downloaded}) is more than it received"
     );
-    let bound: u64 = runs.iter().map(|r| in_flight_bound(r.delivered)).sum();
+    let bound: u64 = runs
+        .iter()
+        .map(|r| loss_bound(r.in_flight, r.delivered))
+        .sum();
     assert!(
         delivered <= total + bound,
         "delivered {delivered} bytes in all for {total}: more than {bound} lost to {KILLS} kills"

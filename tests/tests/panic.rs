@@ -64,3 +64,39 @@ fn a_panic_in_a_peer_task_ends_bt_get_with_one_line_and_a_failure_code() {
     tree_equal(&src.join("content"), &dl.join("content"));
     again.assert_all_from(seeder.addr, 1);
 }
+
+#[test]
+fn a_test_fails_when_a_bt_it_started_printed_a_panic() {
+    // Proves the harness's guard: dropping a `bt` process that printed a panic fails the test,
+    // whatever the test checked before.
+    let tmp = TempDir::new("panic-guard");
+    let src = tmp.path().join("src");
+    gen_files(&src, FILES);
+    let torrent = make_torrent(
+        &src.join("content"),
+        &[],
+        "16K",
+        &tmp.path().join("t.torrent"),
+    );
+    let seeder = BtProc::seed(&torrent.path, &src, &[]);
+    let args: Vec<String> = vec![
+        "get".into(),
+        torrent.path.display().to_string(),
+        "-o".into(),
+        tmp.path().join("dl").display().to_string(),
+        "--peer".into(),
+        seeder.addr.to_string(),
+    ];
+    let mut bt = BtProc::start_with_env("bt get (panicking)", &args, &[(INJECT, "1")]);
+    bt.proc().wait_exit(Duration::from_secs(30));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(bt)));
+    let message = dropped
+        .expect_err("dropping a bt that panicked fails the test")
+        .downcast::<String>()
+        .map(|m| *m)
+        .unwrap_or_default();
+    assert!(
+        message.contains("panicked: bt: panic in thread"),
+        "the failure names the panic: {message}"
+    );
+}

@@ -200,6 +200,9 @@ pub enum TorrentEvent {
     },
     /// A peer was banned for bad data.
     PeerBanned(IpAddr),
+    /// The first blocks of a piece were requested: it is in flight until verified (or until it
+    /// fails its hash check, after which it starts again).
+    PieceStarted(PieceIndex),
     /// A piece passed its hash check.
     PieceVerified(PieceIndex),
     /// A piece failed its hash check and will be downloaded again.
@@ -1150,6 +1153,10 @@ impl Torrent {
         self.dirty.clear();
         self.scratch = scratch;
         self.candidates = candidates;
+        let started: Vec<PieceIndex> = self.picker.take_started().collect();
+        for piece in started {
+            self.event(TorrentEvent::PieceStarted(piece));
+        }
     }
 
     /// Issues disk reads for queued requests, oldest first, while each peer's unsent bytes and

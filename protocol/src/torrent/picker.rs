@@ -75,6 +75,9 @@ pub struct Picker {
     rng: Rng,
     /// See [`Picker::epoch`].
     epoch: u64,
+    /// Pieces started by [`Picker::pick`] since the last [`Picker::take_started`]; at most one
+    /// entry per piece of the torrent between two takes.
+    started: Vec<PieceIndex>,
 }
 
 impl Picker {
@@ -92,7 +95,14 @@ impl Picker {
             partial: BTreeMap::new(),
             rng,
             epoch: 0,
+            started: Vec::new(),
         }
+    }
+
+    /// The pieces [`Picker::pick`] started (first blocks handed out) since the last call, in
+    /// order. A piece that failed its hash check starts again.
+    pub fn take_started(&mut self) -> std::vec::Drain<'_, PieceIndex> {
+        self.started.drain(..)
     }
 
     /// A counter that changes whenever blocks may have become pickable that were not: a request
@@ -184,6 +194,7 @@ impl Picker {
                 break;
             };
             let blocks = vec![Block::Missing; self.layout.block_count(piece) as usize];
+            self.started.push(piece);
             self.partial.insert(
                 piece.get(),
                 Partial {

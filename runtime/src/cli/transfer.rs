@@ -260,6 +260,10 @@ impl Display {
             Report::Event(TorrentEvent::PieceVerified(p)) if self.json => {
                 println!("{}", serde_json::json!({"event": "piece_verified", "piece": p.get()}))
             }
+            // What is in flight: requested and not verified yet.
+            Report::Event(TorrentEvent::PieceStarted(p)) if self.json => {
+                println!("{}", serde_json::json!({"event": "piece_started", "piece": p.get()}))
+            }
             Report::ConnectFailed { addr, error } if self.json || self.verbose => self.line(
                 serde_json::json!({"event": "connect_failed", "addr": addr.to_string(), "error": error}),
                 format!("could not connect to {addr}: {error}"),

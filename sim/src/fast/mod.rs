@@ -1035,6 +1035,8 @@ impl<'a> World<'a> {
     fn on_event(&mut self, h: HostId, event: TorrentEvent) {
         let now = self.now();
         match event {
+            // Bookkeeping for a user interface: the trace has the requests themselves.
+            TorrentEvent::PieceStarted(_) => {}
             TorrentEvent::PieceVerified(piece) => {
                 self.trace
                     .words(&[30, u64::from(h), u64::from(piece.get())]);

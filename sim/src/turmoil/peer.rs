@@ -311,6 +311,8 @@ impl Shared {
                 h.life_downloaded = status.downloaded;
                 ("status", [1, status.uploaded, status.downloaded])
             }
+            // Bookkeeping for a user interface, not traced (as on the fast engine).
+            Report::Event(TorrentEvent::PieceStarted(_)) => return,
             Report::Event(event) => on_event(s, now, id, disk, event),
             Report::ConnectFailed { .. } => ("connect_failed", [10, 0, 0]),
             Report::PeerClosed { reason, addr, .. } => {
@@ -411,6 +413,7 @@ fn on_event(
     event: &TorrentEvent,
 ) -> (&'static str, [u64; 3]) {
     match event {
+        TorrentEvent::PieceStarted(_) => ("piece_started", [34, 0, 0]),
         TorrentEvent::PieceVerified(piece) => {
             let correct = disk.mem.piece_is_correct(*piece);
             let h = &mut s.hosts[id];
