@@ -2,7 +2,7 @@
 //! upload bandwidth, a clock that jumps to the next delivery or timeout, disks in memory answered
 //! inline, and a step bound that reports livelock. No tokio, no threads, no real time: the same
 //! seed gives the same run. It serves the protocol's tests and benchmarks, and is the seed of the
-//! simulator's fast engine (issue 5).
+//! simulator's fast engine.
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::BTreeMap;

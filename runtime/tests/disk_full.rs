@@ -1,4 +1,4 @@
-//! The tokio driver on a disk that is full for a while (issue 6): a leecher whose [`Storage`]
+//! The tokio driver on a disk that is full for a while: a leecher whose [`Storage`]
 //! fails every write with "disk full" until the test gives space back keeps running, reports the
 //! stall once, and completes with the exact bytes once writes work again.
 

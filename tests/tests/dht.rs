@@ -1,4 +1,4 @@
-//! The DHT end to end on loopback (issue 7): `bt get` of a bare magnet link (no tracker, no
+//! The DHT end to end on loopback: `bt get` of a bare magnet link (no tracker, no
 //! `x.pe`) finds its seeder through the DHT alone, libtorrent's DHT node being the bootstrap:
 //! a python3-libtorrent seeder, and `bt seed` (bt's node announcing, bt's node looking up). The
 //! routing table is saved, and a second run whose only bootstrap node is dead finds the swarm

@@ -1,4 +1,4 @@
-//! Disk full, for real (issue 6): `bt get` into a small tmpfs mounted on its output folder. It
+//! Disk full, for real: `bt get` into a small tmpfs mounted on its output folder. It
 //! says "disk full writing ...; paused, retrying in 5 s" once, keeps running and connected, and
 //! keeps its partial data and resume file; stopped on the full disk its last resume save fails
 //! without harming the previous one; restarted, it goes on from what it had, and once the tmpfs is
@@ -133,7 +133,13 @@ fn bt_get_on_a_full_tmpfs_pauses_keeps_its_state_and_completes_once_space_is_bac
         |e| is_event(e, "status") && e["writes_paused"] == true && field_u64(e, "peers") > 0,
         Duration::from_secs(10),
     );
-    std::thread::sleep(Duration::from_secs(6));
+    // A retry (5 s after the stall) that fails again, rather than a sleep past it.
+    let retried = first.proc().wait_for_from(
+        from,
+        |e| is_event(e, "writes_still_failing"),
+        Duration::from_secs(15),
+    );
+    assert!(field_u64(&retried, "retry_in_s") >= 5, "{retried}");
     let still = first.next_status(Duration::from_secs(10));
     assert!(still["writes_paused"] == true, "{still}");
     let events = first.proc().events();

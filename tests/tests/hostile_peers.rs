@@ -1,4 +1,4 @@
-//! Hostile peers over real loopback sockets (issue 6): a fake peer speaking raw bytes
+//! Hostile peers over real loopback sockets: a fake peer speaking raw bytes
 //! ([`bt_tests::fake_peer`]) misbehaves against a real `bt seed` (it dials the seed) and a real
 //! `bt get` (the download dials it, next to an honest seed behind a slow relay). For each case the
 //! test proves that bt closed the fake peer's socket within a bounded time, that the `peer_closed`

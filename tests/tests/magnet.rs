@@ -1,4 +1,4 @@
-//! Magnet links end to end on loopback (issue 7): `bt get 'magnet:?xt=...&x.pe=...'` fetches the
+//! Magnet links end to end on loopback: `bt get 'magnet:?xt=...&x.pe=...'` fetches the
 //! metadata (BEP 9 over BEP 10) and then the data, from `bt seed` and from a python3-libtorrent
 //! seeder, with no tracker; libtorrent fetches metadata and data from `bt seed` by magnet; a second
 //! `bt get` of the same magnet goes on from the `.torrent` the first saved beside the data.
@@ -73,6 +73,7 @@ fn bt_get_magnet_from_bt_seed_through_x_pe_then_resumes_from_the_saved_torrent()
     );
     tree_equal(&src.join("multi"), &dl.join("multi"));
     assert_saved_torrent(&dl, &torrent);
+    bt.assert_all_from(seeder.addr, torrent.total_size);
 
     // Again, with the seeder gone: the saved torrent and the resume data make it complete at once.
     drop(seeder);
@@ -111,6 +112,7 @@ fn bt_get_magnet_from_a_libtorrent_seeder_through_x_pe() {
     );
     tree_equal(&src.join("multi"), &dl.join("multi"));
     assert_saved_torrent(&dl, &torrent);
+    bt.assert_all_from(seeder.addr(), torrent.total_size);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Malicious torrents and trackers through the real `bt` (issue 6): path traversal in every form
+//! Malicious torrents and trackers through the real `bt`: path traversal in every form
 //! a torrent can spell it, symbolic links in the output folder that lead outside it, torrents of
 //! millions of pieces, and trackers that answer with a million peers, bogus intervals or endless
 //! bodies. Each is refused with one clear line or bounded (the bound visible in bt's JSON events

@@ -1,4 +1,4 @@
-//! Tests of [`Torrent`] on a disk that fills up (issue 6): scripted peers, a disk in memory that
+//! Tests of [`Torrent`] on a disk that fills up: scripted peers, a disk in memory that
 //! fails every write while the test says it is full, a clock the test moves.
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};

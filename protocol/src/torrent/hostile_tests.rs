@@ -1,4 +1,4 @@
-//! The hostile-peer catalogue (issue 6): one test per misbehaviour, each a scripted fake peer
+//! The hostile-peer catalogue: one test per misbehaviour, each a scripted fake peer
 //! connected to a [`Torrent`] beside an honest peer (another `Torrent`, over a link with a
 //! bandwidth, so the honest transfer runs while the fake peer misbehaves). Each test proves three
 //! things: the fake peer's connection closes with its named reason; what it could grow (the

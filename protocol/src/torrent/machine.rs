@@ -11,7 +11,7 @@
 //!   [`Torrent::set_dht_port`];
 //! - output: [`Torrent::poll_output`], drained after every input and command.
 //!
-//! Rules it keeps (issue 3): a piece counts only once its SHA-1 matches; a mismatch drops the piece
+//! Rules it keeps: a piece counts only once its SHA-1 matches; a mismatch drops the piece
 //! and fetches it again. Who is to blame: a peer that sent every block of a failed piece is banned
 //! at once; when several did, the blocks are read back and remembered with their senders, and once
 //! the piece passes the peers whose blocks differed from the verified data are banned (smart ban,
@@ -31,7 +31,7 @@
 //! peers due. The decisions are the same as asking every peer on every input; debug builds check
 //! the bookkeeping against a from-scratch computation after every input.
 //!
-//! Disk full (issue 6): a failed block write starts a *write stall* ([`Torrent::write_stall`]):
+//! Disk full: a failed block write starts a *write stall* ([`Torrent::write_stall`]):
 //! the error is reported once ([`TorrentEvent::DiskError`]), our requests in flight are cancelled
 //! and no new blocks are asked for (serving uploads and every connection go on), and the piece of
 //! the failed write is given back to the picker (verified pieces are never touched). After a
@@ -40,7 +40,7 @@
 //! has all its writes succeed. (Not on the first successful write: on a full disk a rewrite into
 //! space the file already holds succeeds, and a stall must not end and start again per block.)
 //!
-//! Extensions (issue 7): our BEP 10 extension handshake, BEP 9 metadata serving, BEP 11 PEX and
+//! Extensions: our BEP 10 extension handshake, BEP 9 metadata serving, BEP 11 PEX and
 //! the BEP 5 `port` message live in `machine/extensions.rs`; the magnet phase (a torrent made
 //! with [`Torrent::new_magnet`] fetching its metadata from peers, then going on as any torrent
 //! with the same connections) in `machine/magnet.rs`. Their module docs give their rules and

@@ -1,4 +1,4 @@
-//! Tests of the extension protocol of [`Torrent`] (issue 7): our BEP 10 handshake, BEP 9
+//! Tests of the extension protocol of [`Torrent`]: our BEP 10 handshake, BEP 9
 //! metadata serving and the magnet phase, and BEP 5 `port`. Scripted peers speak to one torrent
 //! through [`Lab`] (also used by `pex_tests.rs`); the whole-swarm magnet download runs on the
 //! in-memory [`Swarm`].

@@ -1,6 +1,6 @@
 //! [`Picker`]: which block to request next, from which peer.
 //!
-//! Strategy (issue 3): pieces already started are finished first, block by block, so a slow peer
+//! Strategy: pieces already started are finished first, block by block, so a slow peer
 //! never holds a piece hostage: any peer that has the piece takes its next missing block. New pieces
 //! are chosen rarest-first by availability (how many connected peers have them), ties broken by a
 //! per-piece key drawn once from the seeded [`Rng`] (so two bt peers with different seeds spread

@@ -366,7 +366,7 @@ fn attacker_mistakes_are_named_with_their_key() {
 
 #[test]
 fn magnet_pex_and_connect_to_keys_read_as_written() {
-    // Proves the issue 7 keys land in the model: magnet leechers, connect_to by name (to a
+    // Proves the magnet, PEX and DHT keys land in the model: magnet leechers, connect_to by name (to a
     // group listed later too), PEX on by default and off where said, the bad_metadata attack,
     // and the magnet and PEX expectations; and that connect_to stands in for a tracker.
     let text = replace(
