@@ -71,6 +71,8 @@ pub mod dht;
 pub mod harness;
 pub mod io;
 pub mod metainfo;
+#[cfg(test)]
+mod mutation;
 pub mod peer;
 pub mod rng;
 pub mod session;

@@ -221,6 +221,8 @@ impl Iterator for BitIter {
 mod tests {
     use proptest::prelude::*;
 
+    use crate::mutation::check_accepts_some;
+
     use super::*;
 
     #[test]
@@ -317,13 +319,33 @@ mod tests {
             prop_assert_eq!(fast, slow);
         }
 
-        #[test]
-        fn from_wire_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40), len in 0u32..320) {
-            // Proves arbitrary peer input is either a valid bitfield or a typed error.
-            if let Ok(b) = Bitfield::from_wire(&bytes, len) {
-                prop_assert_eq!(b.as_bytes(), &bytes[..]);
-                prop_assert!(b.count() <= len);
+    }
+
+    #[test]
+    fn from_wire_accepts_exactly_valid_payloads() {
+        // Proves a peer's payload is accepted iff it has the right length and no spare bit set,
+        // and then holds exactly those bits; payloads of every kind are drawn, so both occur.
+        let payload = (0u32..320, any::<[u8; 41]>(), -1isize..=1, any::<bool>());
+        check_accepts_some(256, payload, |(len, raw, delta, clear_spare)| {
+            let expected = Bitfield::byte_len(len);
+            let mut bytes = raw[..expected.saturating_add_signed(delta)].to_vec();
+            let spare = expected * 8 - len as usize;
+            if clear_spare && bytes.len() == expected && spare > 0 {
+                bytes[expected - 1] &= !((1u8 << spare) - 1);
             }
-        }
+            let valid = bytes.len() == expected
+                && (spare == 0 || bytes[expected - 1] & ((1u8 << spare) - 1) == 0);
+            let result = Bitfield::from_wire(&bytes, len);
+            prop_assert_eq!(result.is_ok(), valid, "{:?}", result);
+            if let Ok(b) = result {
+                prop_assert_eq!(b.as_bytes(), &bytes[..]);
+                let ones: Vec<u32> = (0..len)
+                    .filter(|&i| bytes[i as usize / 8] & (0x80 >> (i % 8)) != 0)
+                    .collect();
+                prop_assert_eq!(b.ones().collect::<Vec<_>>(), ones.clone());
+                prop_assert_eq!(b.count() as usize, ones.len());
+            }
+            Ok(valid)
+        });
     }
 }

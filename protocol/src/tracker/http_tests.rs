@@ -524,42 +524,4 @@ proptest! {
         prop_assert_eq!(read_cut(&bytes, &cuts, default), read_cut(&bytes, &[], default));
     }
 
-    #[test]
-    fn announce_parser_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
-        // Proves parse_announce_response survives arbitrary bytes and keeps its invariants.
-        if let Ok(answer) = parse_announce_response(&body) {
-            prop_assert!(answer.peers.len() <= MAX_PEERS_PER_RESPONSE);
-            prop_assert!(answer.interval >= Duration::from_secs(1) && answer.interval <= MAX_INTERVAL);
-        }
-    }
-
-    #[test]
-    fn announce_parser_on_bencode_shaped_input(
-        peers in proptest::collection::vec(any::<u8>(), 0..60),
-        interval in any::<i64>(),
-        list in any::<bool>(),
-    ) {
-        // Proves well-formed dictionaries with arbitrary peer bytes and intervals parse or fail
-        // cleanly, with the interval normalised.
-        let mut body = format!("d8:intervali{interval}e5:peers").into_bytes();
-        if list {
-            body.extend_from_slice(b"l");
-            body.extend_from_slice(format!("d2:ip{}:", peers.len()).as_bytes());
-            body.extend_from_slice(&peers);
-            body.extend_from_slice(b"4:porti1eee");
-        } else {
-            body.extend_from_slice(format!("{}:", peers.len()).as_bytes());
-            body.extend_from_slice(&peers);
-        }
-        body.push(b'e');
-        match parse_announce_response(&body) {
-            Ok(answer) => {
-                prop_assert!(answer.interval >= Duration::from_secs(1) && answer.interval <= MAX_INTERVAL);
-                if !list {
-                    prop_assert_eq!(answer.peers.len() <= peers.len() / 6, true);
-                }
-            }
-            Err(e) => prop_assert!(matches!(e, TrackerError::BadResponse(_))),
-        }
-    }
 }

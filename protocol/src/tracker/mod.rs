@@ -76,6 +76,8 @@ pub use udp::{
 pub use url::{MAX_URL_LEN, Scheme, TrackerUrl, TrackerUrlError};
 
 #[cfg(test)]
+mod answer_tests;
+#[cfg(test)]
 mod http_tests;
 #[cfg(test)]
 mod tiers_tests;

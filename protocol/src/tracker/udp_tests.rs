@@ -1,14 +1,16 @@
 //! Tests of the BEP 15 UDP announce machine: the exchange, retransmission, connection ids,
 //! errors, and robustness against arbitrary datagrams.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use std::fmt::Write;
 use std::time::Duration;
 
 use proptest::prelude::*;
 
+use super::answer_tests::{check_response_invariants, check_text, sanitized, text, usable_peers};
 use super::*;
 use crate::metainfo::InfoHash;
+use crate::mutation::{check_accepts_some, mutated, mutations};
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::PeerId;
@@ -389,7 +391,121 @@ fn announce_packet_snapshot() {
     insta::assert_snapshot!(out);
 }
 
+/// An announce answered in its BEP 15 form: over IPv4 or IPv6, any interval and counts, compact
+/// peers from a small pool (so that repeats, port 0 and the unspecified address occur), or an
+/// error with a message.
+#[derive(Clone, Debug)]
+struct UdpAnswer {
+    error: Option<String>,
+    v6: bool,
+    interval: u32,
+    leechers: u32,
+    seeders: u32,
+    peers: Vec<(u8, u16)>,
+}
+
+impl UdpAnswer {
+    fn tracker(&self) -> &'static str {
+        if self.v6 { "[2001:db8::1]:1" } else { TRACKER }
+    }
+
+    fn peer(&self, &(host, port): &(u8, u16)) -> SocketAddr {
+        if self.v6 {
+            SocketAddr::new(
+                IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(host)]),
+                port,
+            )
+        } else {
+            SocketAddr::new(IpAddr::from([10, 0, 0, host]), port)
+        }
+    }
+
+    /// The announce answer's bytes for the announce request `announce`.
+    fn bytes(&self, announce: &[u8]) -> Vec<u8> {
+        let action: u32 = if self.error.is_some() { 3 } else { 1 };
+        let mut out = action.to_be_bytes().to_vec();
+        out.extend_from_slice(&announce[12..16]);
+        if let Some(message) = &self.error {
+            out.extend_from_slice(message.as_bytes());
+            return out;
+        }
+        for n in [self.interval, self.leechers, self.seeders] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        for p in &self.peers {
+            match self.peer(p) {
+                SocketAddr::V4(a) => out.extend_from_slice(&a.ip().octets()),
+                SocketAddr::V6(a) => out.extend_from_slice(&a.ip().octets()),
+            }
+            out.extend_from_slice(&p.1.to_be_bytes());
+        }
+        out
+    }
+
+    /// What BEP 15 says the answer means.
+    fn expected(&self) -> Result<AnnounceResponse, TrackerError> {
+        if let Some(message) = &self.error {
+            return Err(TrackerError::Failure(sanitized(message)));
+        }
+        Ok(AnnounceResponse {
+            interval: match self.interval {
+                0 => DEFAULT_INTERVAL,
+                n => Duration::from_secs(u64::from(n)).min(MAX_INTERVAL),
+            },
+            complete: Some(self.seeders),
+            incomplete: Some(self.leechers),
+            peers: usable_peers(self.peers.iter().map(|p| self.peer(p))),
+            ..AnnounceResponse::default()
+        })
+    }
+}
+
+fn udp_answer() -> impl Strategy<Value = UdpAnswer> {
+    let host = prop_oneof![Just(0u8), 1u8..4, any::<u8>()];
+    let port = prop_oneof![Just(0u16), Just(6881), any::<u16>()];
+    (
+        prop_oneof![3 => Just(None), 1 => text().prop_map(Some)],
+        any::<bool>(),
+        prop_oneof![Just(0u32), 1u32..100_000, any::<u32>()],
+        any::<u32>(),
+        any::<u32>(),
+        proptest::collection::vec((host, port), 0..30),
+    )
+        .prop_map(
+            |(error, v6, interval, leechers, seeders, peers)| UdpAnswer {
+                error,
+                v6,
+                interval,
+                leechers,
+                seeders,
+                peers,
+            },
+        )
+}
+
+/// Connects `answer`'s announce, then gives it `reply(announce request)` as the tracker's answer:
+/// the result, if the machine finished.
+fn udp_exchange(
+    answer: &UdpAnswer,
+    reply: impl FnOnce(&[u8]) -> Vec<u8>,
+) -> Option<Result<AnnounceResponse, TrackerError>> {
+    let mut a = start(answer.tracker(), None, secs(0));
+    let connect = a.poll_transmit().unwrap();
+    a.handle_datagram(secs(1), &connect_answer(&connect, 7));
+    let announce = a.poll_transmit().unwrap();
+    a.handle_datagram(secs(1), &reply(&announce));
+    a.poll_result()
+}
+
 proptest! {
+    #[test]
+    fn announce_answers_parse_to_the_model(answer in udp_answer()) {
+        // Proves a BEP 15 announce answer's interval, counts and IPv4 or IPv6 peers, or an error's
+        // message, are read as the model says, with the documented normalisation.
+        let result = udp_exchange(&answer, |announce| answer.bytes(announce));
+        prop_assert_eq!(result, Some(answer.expected()));
+    }
+
     #[test]
     fn arbitrary_datagrams_never_panic(
         datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 0..6),
@@ -456,4 +572,22 @@ fn the_first_connect_answer_gives_the_announce_its_own_retransmissions() {
         "only the first connect answer resets"
     );
     assert!(a.poll_transmit().is_some());
+}
+
+#[test]
+fn mutated_announce_answers_keep_the_invariants() {
+    // Proves edited announce answers are ignored, refused with a clean text, or read within the
+    // invariants of AnnounceResponse, and that some are read and some are not.
+    check_accepts_some(
+        256,
+        (udp_answer(), mutations(3)),
+        |(answer, edits)| match udp_exchange(&answer, |announce| {
+            mutated(&answer.bytes(announce), &edits)
+        }) {
+            Some(Ok(a)) => check_response_invariants(&a).map(|()| true),
+            Some(Err(TrackerError::Failure(text))) => check_text(&text).map(|()| false),
+            Some(Err(e)) => Err(TestCaseError::fail(format!("unexpected error {e:?}"))),
+            None => Ok(false),
+        },
+    );
 }
