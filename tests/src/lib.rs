@@ -2,12 +2,13 @@
 //! torrents, and asking libtorrent (python3-libtorrent, the reference implementation) about a
 //! torrent; ([`clients`]) real clients and a tracker on loopback for the interop tests;
 //! ([`fake_peer`]) a scripted misbehaving peer over raw TCP for the hostile-peer tests;
-//! and ([`tracked`]) a payload behind its own opentracker for the tests where peers meet only
-//! through the tracker.
+//! ([`qbittorrent`]) that client on loopback, and ([`tracked`]) a payload
+//! behind its own opentracker for the tests where peers meet only through the tracker.
 //! Every process started here is waited for or killed; every wait is bounded.
 
 pub mod clients;
 pub mod fake_peer;
+pub mod qbittorrent;
 pub mod tracked;
 
 pub use clients::{
