@@ -1,9 +1,10 @@
 //! The common ground of the interop tests in which every peer is found through a tracker: a
-//! payload of a few MiB, a fresh opentracker whitelisting its info hash, and a torrent naming that
-//! tracker (its HTTP or its UDP URL) as its only one.
+//! multi-file payload of about 1.5 MiB, a fresh opentracker whitelisting its info hash, and a
+//! torrent naming that tracker (its HTTP or its UDP URL) as its only one.
 //!
-//! Invariants: nobody is given a peer address; `bt get` is run without `--peer` and without a
-//! DHT bootstrap, so every peer it meets comes from the tracker's answer. Every wait is bounded.
+//! Invariants: nobody is given a peer address (`bt get` runs without `--peer`), so the peers a
+//! client dials come from the tracker's answer; [`assert_met_through_tracker`] checks that from
+//! bt's own `peer_connected` events. Every wait is bounded.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,20 +12,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::clients::{BtProc, MadeTorrent, Opentracker, gen_files, is_event, make_torrent};
-use crate::{TempDir, tree_equal};
+use crate::clients::{BtProc, MadeTorrent, Opentracker, field_u64, is_event, make_torrent};
+use crate::{TempDir, gen_content, tree_equal};
 
-/// The payload's files (under `payload/`): odd sizes, a nested folder and a zero-length file, about
-/// 3.2 MiB in all (some 200 pieces of 16 KiB).
-pub const PAYLOAD_FILES: &[(&str, usize)] = &[
-    ("payload/a.bin", 3_000_017),
-    ("payload/sub/b.bin", 262_147),
-    ("payload/sub/deeper/c.bin", 777),
-    ("payload/empty.bin", 0),
-];
-
-/// The payload's top folder, the torrent's name.
-const PAYLOAD: &str = "payload";
+/// The payload's top folder, the torrent's name: [`gen_content`]'s `multi/` (about 1.5 MiB of odd
+/// sizes, nested folders, a one-byte and a zero-length file).
+const PAYLOAD: &str = "multi";
 
 /// How long a seeder may take to show up complete in the tracker's scrape.
 pub const REGISTER: Duration = Duration::from_secs(30);
@@ -34,18 +27,18 @@ pub const REGISTER: Duration = Duration::from_secs(30);
 pub struct TrackedTorrent {
     /// The tracker, whitelisting [`TrackedTorrent::torrent`]'s info hash.
     pub tracker: Opentracker,
-    /// The torrent at `TMP/payload.torrent`.
+    /// The torrent at `TMP/multi.torrent`.
     pub torrent: MadeTorrent,
     src: PathBuf,
 }
 
 impl TrackedTorrent {
-    /// Writes [`PAYLOAD_FILES`] under `tmp/src`, starts an opentracker for the payload's info hash
-    /// and makes the torrent with `tracker_url(&tracker)` as its only tracker (for example
-    /// [`Opentracker::udp_url`]).
+    /// Writes [`gen_content`]'s files under `tmp/src`, starts an opentracker for the payload's
+    /// info hash and makes the torrent with `tracker_url(&tracker)` as its only tracker (for
+    /// example [`Opentracker::udp_url`]).
     pub fn new(tmp: &TempDir, tracker_url: impl Fn(&Opentracker) -> String) -> TrackedTorrent {
         let src = tmp.path().join("src");
-        gen_files(&src, PAYLOAD_FILES);
+        gen_content(&src);
         let content = src.join(PAYLOAD);
         // The info hash does not depend on the trackers: learn it first for the whitelist.
         let bare = make_torrent(&content, &[], "16K", &tmp.path().join("bare.torrent"));
@@ -54,7 +47,7 @@ impl TrackedTorrent {
             &content,
             &[tracker_url(&tracker)],
             "16K",
-            &tmp.path().join("payload.torrent"),
+            &tmp.path().join("multi.torrent"),
         );
         assert_eq!(
             torrent.info_hash, bare.info_hash,
@@ -82,6 +75,31 @@ impl TrackedTorrent {
     pub fn assert_downloaded(&self, dl: &Path) {
         tree_equal(&self.src.join(PAYLOAD), &dl.join(PAYLOAD));
     }
+}
+
+/// Makes a [`TrackedTorrent`] in `tmp` behind `tracker_url`, starts `bt seed` on it and waits
+/// until the tracker counts it as a seeder (it announced itself complete there); then runs
+/// `leech(torrent, dl)`, a client that downloads the torrent into `dl` (`tmp/dl`) with no peer
+/// given and returns once it is done; then asserts the download is byte for byte the payload
+/// and that `bt seed` counts at least the whole payload as uploaded on its next status line (it
+/// prints one a second).
+pub fn bt_seed_serves(
+    tmp: &TempDir,
+    tracker_url: impl Fn(&Opentracker) -> String,
+    leech: impl FnOnce(&MadeTorrent, &Path),
+) {
+    let swarm = TrackedTorrent::new(tmp, tracker_url);
+    let seeder = BtProc::seed(&swarm.torrent.path, swarm.src(), &[]);
+    swarm.wait_for_seeders(1);
+    let dl = tmp.path().join("dl");
+    leech(&swarm.torrent, &dl);
+    swarm.assert_downloaded(&dl);
+    let status = seeder.next_status(Duration::from_secs(10));
+    assert!(
+        field_u64(&status, "uploaded") >= swarm.torrent.total_size,
+        "bt seed did not count the upload: {status}\n{}",
+        seeder.log()
+    );
 }
 
 /// Runs `bt get TORRENT -o DL` with no peer given and waits (at most `timeout`) for it to exit 0

@@ -8,8 +8,10 @@
 use std::time::Duration;
 
 use bt_tests::qbittorrent::{Qbittorrent, is_seeding};
-use bt_tests::tracked::{TrackedTorrent, assert_met_through_tracker, bt_get_via_tracker};
-use bt_tests::{BtProc, Opentracker, TempDir, field_u64};
+use bt_tests::tracked::{
+    TrackedTorrent, assert_met_through_tracker, bt_get_via_tracker, bt_seed_serves,
+};
+use bt_tests::{Opentracker, TempDir, field_u64};
 
 /// The bound on one download.
 const TRANSFER: Duration = Duration::from_secs(60);
@@ -22,19 +24,11 @@ fn qbittorrent_downloads_from_bt_seed_found_through_opentracker() {
     // Proves qBittorrent, given nothing but the torrent, finds `bt seed` through the tracker and
     // downloads the payload byte for byte from it, and bt counts what it served.
     let tmp = TempDir::new("qbt-bt-to-qbt");
-    let swarm = TrackedTorrent::new(&tmp, Opentracker::http_url);
-    let seeder = BtProc::seed(&swarm.torrent.path, swarm.src(), &[]);
-    swarm.wait_for_seeders(1);
     let qbt = Qbittorrent::start(&tmp.path().join("qbt-profile"));
-    let dl = tmp.path().join("dl");
-    qbt.add(&swarm.torrent.path, &dl, false);
-    let info = qbt.wait_torrent(&swarm.torrent.info_hash, "complete", is_seeding, TRANSFER);
-    swarm.assert_downloaded(&dl);
-    let status = seeder.next_status(Duration::from_secs(10));
-    assert!(
-        field_u64(&status, "uploaded") >= swarm.torrent.total_size,
-        "bt seed did not count the upload: {status}\nqBittorrent: {info}"
-    );
+    bt_seed_serves(&tmp, Opentracker::http_url, |torrent, dl| {
+        qbt.add(&torrent.path, dl, false);
+        qbt.wait_torrent(&torrent.info_hash, "complete", is_seeding, TRANSFER);
+    });
 }
 
 #[test]

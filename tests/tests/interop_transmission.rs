@@ -1,5 +1,5 @@
-//! Interop with Transmission (`transmission-cli` 3.00) as a seeder: `bt get` learns its address from
-//! opentracker and dials it (Transmission never dials loopback peers itself).
+//! Interop with Transmission (`transmission-cli` 3.00) as a seeder: `bt get` learns its address
+//! from opentracker and dials it (Transmission never dials loopback peers itself).
 //!
 //! No peer address is given to anyone. Every process is killed by its PID when its guard drops;
 //! every wait is bounded.

@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use bt_tests::tracked::{TrackedTorrent, assert_met_through_tracker, bt_get_via_tracker};
-use bt_tests::{Aria2Seeder, BtProc, Opentracker, TempDir, aria2_get_udp, field_u64, lt_get};
+use bt_tests::tracked::{
+    TrackedTorrent, assert_met_through_tracker, bt_get_via_tracker, bt_seed_serves,
+};
+use bt_tests::{Aria2Seeder, Opentracker, TempDir, aria2_get_udp, lt_get};
 
 /// The bound on one download.
 const TRANSFER: Duration = Duration::from_secs(60);
@@ -45,43 +47,22 @@ fn bt_get_finds_an_aria2_seeder_through_opentracker_udp() {
     bt_get_from_aria2("udp-aria2-to-bt-udp", Opentracker::udp_url, true);
 }
 
-/// Starts `bt seed` on a torrent whose only tracker is opentracker's `udp://` URL and waits until
-/// the tracker counts it as a seeder (it announced complete over UDP).
-fn bt_seed_over_udp(tmp: &TempDir) -> (TrackedTorrent, BtProc) {
-    let swarm = TrackedTorrent::new(tmp, Opentracker::udp_url);
-    let seeder = BtProc::seed(&swarm.torrent.path, swarm.src(), &[]);
-    swarm.wait_for_seeders(1);
-    (swarm, seeder)
-}
-
-/// Asserts that `bt seed` counted at least the whole payload as uploaded.
-fn assert_served_all(swarm: &TrackedTorrent, seeder: &BtProc) {
-    let status = seeder.next_status(Duration::from_secs(10));
-    assert!(
-        field_u64(&status, "uploaded") >= swarm.torrent.total_size,
-        "bt seed did not count the upload: {status}"
-    );
-}
-
 #[test]
 fn aria2_downloads_from_bt_seed_announcing_over_udp() {
     // Proves `bt seed` announces itself complete over UDP at the port it listens on, and aria2c,
-    // given nothing but the torrent, finds it there and downloads the payload byte for byte from it.
+    // given nothing but the torrent, finds it there and downloads the payload byte for byte from
+    // it, and bt counts what it served.
     let tmp = TempDir::new("udp-bt-to-aria2");
-    let (swarm, seeder) = bt_seed_over_udp(&tmp);
-    let dl = tmp.path().join("dl");
-    aria2_get_udp(&swarm.torrent.path, &dl, TRANSFER);
-    swarm.assert_downloaded(&dl);
-    assert_served_all(&swarm, &seeder);
+    bt_seed_serves(&tmp, Opentracker::udp_url, |torrent, dl| {
+        aria2_get_udp(&torrent.path, dl, TRANSFER)
+    });
 }
 
 #[test]
 fn libtorrent_downloads_from_bt_seed_announcing_over_udp() {
     // The same with a libtorrent leecher.
     let tmp = TempDir::new("udp-bt-to-lt");
-    let (swarm, seeder) = bt_seed_over_udp(&tmp);
-    let dl = tmp.path().join("dl");
-    lt_get(&swarm.torrent.path, &dl, &[], TRANSFER);
-    swarm.assert_downloaded(&dl);
-    assert_served_all(&swarm, &seeder);
+    bt_seed_serves(&tmp, Opentracker::udp_url, |torrent, dl| {
+        lt_get(&torrent.path, dl, &[], TRANSFER);
+    });
 }
