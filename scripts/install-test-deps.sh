@@ -9,7 +9,8 @@ DEB_PACKAGES=(
     # issue 4: interop with other real clients and a tracker (tests/tests/interop*.rs)
     aria2                # aria2c, a second client (tests/src/clients.rs)
     opentracker          # HTTP + UDP tracker, whitelist mode (tests/src/clients.rs)
-    transmission-cli     # transmission-create made fixtures; a third client for later tests
+    transmission-cli     # transmission-create made fixtures; transmission-cli seeds to bt (tests/src/transmission.rs)
+    qbittorrent-nox      # qBittorrent driven through its Web API (tests/src/qbittorrent.rs)
 )
 
 # Cargo subcommands: "<binary-crate> <subcommand>"

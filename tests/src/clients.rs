@@ -706,22 +706,28 @@ fn aria2_command(work: &Path, stop_after: Duration) -> Command {
     cmd
 }
 
+/// Adds aria2c's DHT flags: off, or with `udp` on (an empty routing table in `work`, no entry
+/// point, a free port) so that aria2 has the UDP socket it sends `udp://` tracker packets through.
+fn aria2_dht_args(cmd: &mut Command, work: &Path, udp: bool) {
+    if udp {
+        cmd.args(["--enable-dht=true"])
+            .arg(format!(
+                "--dht-file-path={}",
+                work.join("dht.dat").display()
+            ))
+            .arg(format!("--dht-listen-port={}", free_port()));
+    } else {
+        cmd.arg("--enable-dht=false");
+    }
+}
+
 fn aria2_leech(torrent: &Path, dir: &Path, timeout: Duration, udp: bool) {
     let work = TempDir::new("aria2");
     let mut cmd = aria2_command(work.path(), timeout + Duration::from_secs(5));
     cmd.arg(format!("--dir={}", dir.display()))
         .arg("--seed-time=0")
         .arg(format!("--listen-port={}", free_port()));
-    if udp {
-        cmd.args(["--enable-dht=true"])
-            .arg(format!(
-                "--dht-file-path={}",
-                work.path().join("dht.dat").display()
-            ))
-            .arg(format!("--dht-listen-port={}", free_port()));
-    } else {
-        cmd.arg("--enable-dht=false");
-    }
+    aria2_dht_args(&mut cmd, work.path(), udp);
     cmd.arg(torrent);
     let mut proc = Proc::spawn("aria2c", cmd);
     let status = proc.wait_exit(timeout);
@@ -734,8 +740,9 @@ fn aria2_leech(torrent: &Path, dir: &Path, timeout: Duration, udp: bool) {
     );
 }
 
-/// An aria2c seeder (`--check-integrity=true --seed-ratio=0.0`, DHT off) listening on 127.0.0.1 and
-/// announcing to the torrent's HTTP trackers. Killed when dropped.
+/// An aria2c seeder (`--check-integrity=true --seed-ratio=0.0`) listening on 127.0.0.1 and
+/// announcing to the torrent's HTTP trackers (and its `udp://` ones when started with
+/// [`Aria2Seeder::start_udp`]). Killed when dropped.
 pub struct Aria2Seeder {
     /// The TCP port it listens on for peers.
     pub port: u16,
@@ -747,19 +754,26 @@ impl Aria2Seeder {
     /// Starts aria2c seeding `torrent` from `dir` (the folder that holds the torrent's name) and
     /// waits (at most [`START_TIMEOUT`]) until it has verified the data and listens.
     pub fn start(torrent: &Path, dir: &Path) -> Aria2Seeder {
+        Aria2Seeder::start_with(torrent, dir, false)
+    }
+
+    /// [`Aria2Seeder::start`] with aria2's DHT socket open (see [`aria2_get_udp`]), so that it
+    /// also announces to the torrent's `udp://` trackers.
+    pub fn start_udp(torrent: &Path, dir: &Path) -> Aria2Seeder {
+        Aria2Seeder::start_with(torrent, dir, true)
+    }
+
+    fn start_with(torrent: &Path, dir: &Path, udp: bool) -> Aria2Seeder {
         let work = TempDir::new("aria2-seed");
         let mut cmd = aria2_command(
             work.path(),
             Duration::from_secs(LT_SEED_LIFETIME_SECS.into()),
         );
         cmd.arg(format!("--dir={}", dir.display()))
-            .args([
-                "--enable-dht=false",
-                "--check-integrity=true",
-                "--seed-ratio=0.0",
-            ])
-            .arg(format!("--listen-port={}", free_port()))
-            .arg(torrent);
+            .args(["--check-integrity=true", "--seed-ratio=0.0"])
+            .arg(format!("--listen-port={}", free_port()));
+        aria2_dht_args(&mut cmd, work.path(), udp);
+        cmd.arg(torrent);
         let proc = Proc::spawn("aria2c seeder", cmd);
         // aria2 verifies the data first, then prints "IPv4 BitTorrent: listening on TCP port N".
         let line = proc.wait_for(

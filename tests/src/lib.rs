@@ -1,11 +1,16 @@
 //! Shared helpers for bt's end-to-end tests: finding and running the `bt` binary, the fixture
 //! torrents, and asking libtorrent (python3-libtorrent, the reference implementation) about a
-//! torrent; ([`clients`]) real clients and a tracker on loopback for the interop tests; and
-//! ([`fake_peer`]) a scripted misbehaving peer over raw TCP for the hostile-peer tests.
+//! torrent; ([`clients`]) real clients and a tracker on loopback for the interop tests;
+//! ([`fake_peer`]) a scripted misbehaving peer over raw TCP for the hostile-peer tests;
+//! ([`qbittorrent`], [`transmission`]) those clients on loopback, and ([`tracked`]) a payload
+//! behind its own opentracker for the tests where peers meet only through the tracker.
 //! Every process started here is waited for or killed; every wait is bounded.
 
 pub mod clients;
 pub mod fake_peer;
+pub mod qbittorrent;
+pub mod tracked;
+pub mod transmission;
 
 pub use clients::{
     Aria2Seeder, BtProc, LtDhtNode, LtSeeder, MadeTorrent, Opentracker, Proc, SWARM_FILES,

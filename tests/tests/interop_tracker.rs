@@ -7,76 +7,40 @@
 //! tracker), so a failure here points at bt.
 //! Every process is killed by its PID when its guard drops; every wait is bounded.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bt_tests::tracked::{TrackedTorrent, bt_get_via_tracker, bt_seed_serves};
 use bt_tests::{
-    BtProc, LtSeeder, MadeTorrent, Opentracker, SWARM_FILES, SlowRelay, TempDir, aria2_get,
-    bt_swarm, field_u64, gen_content, gen_files, is_event, lt_get, make_torrent, tree_equal,
+    BtProc, LtSeeder, Opentracker, SWARM_FILES, SlowRelay, TempDir, aria2_get, bt_swarm, field_u64,
+    gen_files, lt_get, make_torrent, tree_equal,
 };
 
 /// The bound on one download.
 const TRANSFER: Duration = Duration::from_secs(60);
-
-/// How long a seeder may take to show up complete in the tracker's scrape.
-const REGISTER: Duration = Duration::from_secs(20);
-
-/// `gen_content`'s files under `tmp/src` (the `multi/` folder is the torrent's content), an
-/// opentracker whitelisting the torrent, and the torrent with `tracker_url(&tracker)` as its only
-/// tracker (16 KiB pieces).
-fn multi_with_tracker(
-    tmp: &TempDir,
-    tracker_url: impl Fn(&Opentracker) -> String,
-) -> (PathBuf, Opentracker, MadeTorrent) {
-    let src = tmp.path().join("src");
-    gen_content(&src);
-    let content = src.join("multi");
-    // The info hash does not depend on the trackers: learn it first for the whitelist.
-    let bare = make_torrent(&content, &[], "16K", &tmp.path().join("bare.torrent"));
-    let tracker = Opentracker::start(&[&bare.info_hash]);
-    let torrent = make_torrent(
-        &content,
-        &[tracker_url(&tracker)],
-        "16K",
-        &tmp.path().join("multi.torrent"),
-    );
-    (src, tracker, torrent)
-}
-
-/// `bt get` with no `--peer`: every peer must come from the torrent's tracker.
-fn bt_get_via_tracker(torrent: &Path, dl: &Path) {
-    let mut bt = BtProc::get(torrent, dl, &[], &[]);
-    bt.wait_success(TRANSFER);
-    assert!(
-        bt.proc().events().iter().any(|e| is_event(e, "complete")),
-        "bt get exited 0 without a complete event\n{}",
-        bt.log()
-    );
-}
 
 #[test]
 fn bt_get_finds_a_libtorrent_seeder_through_opentracker_http() {
     // Proves bt announces over HTTP, reads the peer list, and downloads a multi-file torrent from
     // the libtorrent seeder it learned of, byte for byte.
     let tmp = TempDir::new("tracker-http-lt-to-bt");
-    let (src, tracker, torrent) = multi_with_tracker(&tmp, Opentracker::http_url);
-    let _seeder = LtSeeder::start(&torrent.path, &src);
-    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
+    let swarm = TrackedTorrent::new(&tmp, Opentracker::http_url);
+    let _seeder = LtSeeder::start(&swarm.torrent.path, swarm.src());
+    swarm.wait_for_seeders(1);
     let dl = tmp.path().join("dl");
-    bt_get_via_tracker(&torrent.path, &dl);
-    tree_equal(&src.join("multi"), &dl.join("multi"));
+    bt_get_via_tracker(&swarm.torrent.path, &dl, TRANSFER);
+    swarm.assert_downloaded(&dl);
 }
 
 #[test]
 fn bt_get_finds_a_libtorrent_seeder_through_opentracker_udp() {
     // The same with the torrent's only tracker a udp:// URL (BEP 15 connect and announce).
     let tmp = TempDir::new("tracker-udp-lt-to-bt");
-    let (src, tracker, torrent) = multi_with_tracker(&tmp, Opentracker::udp_url);
-    let _seeder = LtSeeder::start(&torrent.path, &src);
-    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
+    let swarm = TrackedTorrent::new(&tmp, Opentracker::udp_url);
+    let _seeder = LtSeeder::start(&swarm.torrent.path, swarm.src());
+    swarm.wait_for_seeders(1);
     let dl = tmp.path().join("dl");
-    bt_get_via_tracker(&torrent.path, &dl);
-    tree_equal(&src.join("multi"), &dl.join("multi"));
+    bt_get_via_tracker(&swarm.torrent.path, &dl, TRANSFER);
+    swarm.assert_downloaded(&dl);
 }
 
 #[test]
@@ -85,34 +49,18 @@ fn aria2_downloads_from_bt_seed_found_through_opentracker() {
     // the port it listens on, and aria2c, given nothing but the torrent, downloads from it byte for
     // byte.
     let tmp = TempDir::new("tracker-bt-to-aria2");
-    let (src, tracker, torrent) = multi_with_tracker(&tmp, Opentracker::http_url);
-    let seeder = BtProc::seed(&torrent.path, &src, &[]);
-    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
-    let dl = tmp.path().join("dl");
-    aria2_get(&torrent.path, &dl, TRANSFER);
-    tree_equal(&src.join("multi"), &dl.join("multi"));
-    let status = seeder.next_status(Duration::from_secs(10));
-    assert!(
-        field_u64(&status, "uploaded") >= torrent.total_size,
-        "bt seed did not count the upload: {status}"
-    );
+    bt_seed_serves(&tmp, Opentracker::http_url, |torrent, dl| {
+        aria2_get(&torrent.path, dl, TRANSFER)
+    });
 }
 
 #[test]
 fn libtorrent_downloads_from_bt_seed_found_through_opentracker() {
     // The same with a libtorrent leecher.
     let tmp = TempDir::new("tracker-bt-to-lt");
-    let (src, tracker, torrent) = multi_with_tracker(&tmp, Opentracker::http_url);
-    let seeder = BtProc::seed(&torrent.path, &src, &[]);
-    tracker.wait_for_seeders(&torrent.info_hash, 1, REGISTER);
-    let dl = tmp.path().join("dl");
-    lt_get(&torrent.path, &dl, &[], TRANSFER);
-    tree_equal(&src.join("multi"), &dl.join("multi"));
-    let status = seeder.next_status(Duration::from_secs(10));
-    assert!(
-        field_u64(&status, "uploaded") >= torrent.total_size,
-        "bt seed did not count the upload: {status}"
-    );
+    bt_seed_serves(&tmp, Opentracker::http_url, |torrent, dl| {
+        lt_get(&torrent.path, dl, &[], TRANSFER);
+    });
 }
 
 #[test]
