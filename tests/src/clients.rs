@@ -867,6 +867,16 @@ impl BtProc {
         {
             cmd.arg("--no-dht");
         }
+        // A test about the DHT starts it from local nodes only: no public host is resolved.
+        for pair in args.windows(2).filter(|w| w[0] == "--dht-bootstrap") {
+            assert!(
+                pair[1]
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|a| a.ip().is_loopback()),
+                "{name}: DHT bootstrap node {} is not a loopback address",
+                pair[1]
+            );
+        }
         let mut proc = Proc::spawn(name, cmd);
         proc.check_panics(true);
         let ev = proc.wait_for(|e| is_event(e, "listening"), START_TIMEOUT);
