@@ -362,10 +362,23 @@ fn missing_and_short_files_are_clear_errors() {
     );
 }
 
-/// Asserts `result` is the refusal of the link at `link`, and that its message names it.
+/// Asserts `result` is the refusal of the link at `link`, and that its message names it; if the
+/// link was followed, says what the folder it leads to (`target`) holds now.
 #[track_caller]
-fn assert_link_refused<T: std::fmt::Debug>(result: Result<T, StorageError>, link: &Path) {
-    let err = result.unwrap_err();
+fn assert_link_refused<T: std::fmt::Debug>(
+    result: Result<T, StorageError>,
+    link: &Path,
+    target: &Path,
+) {
+    let err = match result {
+        Err(err) => err,
+        Ok(value) => panic!(
+            "the link {} was followed (the operation gave {value:?}); {} now holds {:?}",
+            link.display(),
+            target.display(),
+            tree(target)
+        ),
+    };
     assert!(
         matches!(&err, StorageError::Link { path } if path == link),
         "wanted the link {} refused, got {err:?}",
@@ -409,13 +422,18 @@ fn links_are_refused(fallback: bool) {
     // The torrent's folder is a link to a folder outside.
     std::os::unix::fs::symlink(outside.path(), model.root().join("multi")).unwrap();
     let link = root.join("multi");
-    assert_link_refused(storage.write(in_sub, model.block_data(in_sub)), &link);
-    assert_link_refused(storage.hash_piece(model.piece(0)), &link);
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &link,
+        outside.path(),
+    );
+    assert_link_refused(storage.hash_piece(model.piece(0)), &link, outside.path());
     assert_link_refused(
         storage.verify(&model.info().pieces, None, 2, &mut |_| {}),
         &link,
+        outside.path(),
     );
-    assert_link_refused(storage.create_empty_files(), &link);
+    assert_link_refused(storage.create_empty_files(), &link, outside.path());
     assert_eq!(storage.file_stamps()[0], None);
     assert_eq!(tree(outside.path()), Vec::<String>::new());
 
@@ -425,8 +443,12 @@ fn links_are_refused(fallback: bool) {
     std::os::unix::fs::symlink(outside.path(), model.root().join("multi/sub")).unwrap();
     std::fs::write(outside.path().join("b"), b"secret").unwrap();
     let link = root.join("multi/sub");
-    assert_link_refused(storage.write(in_sub, model.block_data(in_sub)), &link);
-    assert_link_refused(storage.read(in_sub), &link);
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &link,
+        outside.path(),
+    );
+    assert_link_refused(storage.read(in_sub), &link, outside.path());
     assert_eq!(tree(outside.path()), ["b"]);
     assert_eq!(std::fs::read(outside.path().join("b")).unwrap(), b"secret");
 
@@ -438,8 +460,13 @@ fn links_are_refused(fallback: bool) {
         model.root().join("multi/sub"),
     )
     .unwrap();
-    assert_link_refused(storage.write(in_sub, model.block_data(in_sub)), &link);
-    assert_eq!(tree(&model.root().join("elsewhere")), Vec::<String>::new());
+    let elsewhere = model.root().join("elsewhere");
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &link,
+        &elsewhere,
+    );
+    assert_eq!(tree(&elsewhere), Vec::<String>::new());
 
     // The file itself is a link: to a file outside, and to nothing (a write would create it).
     std::fs::remove_file(model.root().join("multi/sub")).unwrap();
@@ -450,12 +477,14 @@ fn links_are_refused(fallback: bool) {
     assert_link_refused(
         storage.write(in_sub, model.block_data(in_sub)),
         &root.join("multi/sub/b"),
+        outside.path(),
     );
     assert_link_refused(
         storage.write(in_d, model.block_data(in_d)),
         &root.join("multi/d"),
+        outside.path(),
     );
-    assert_link_refused(storage.read(in_d), &root.join("multi/d"));
+    assert_link_refused(storage.read(in_d), &root.join("multi/d"), outside.path());
     assert_eq!(tree(outside.path()), ["b"]);
     assert_eq!(std::fs::read(outside.path().join("b")).unwrap(), b"secret");
 
@@ -467,7 +496,11 @@ fn links_are_refused(fallback: bool) {
     storage.write(in_d, model.block_data(in_d)).unwrap();
     std::fs::rename(model.root().join("multi/sub"), model.root().join("moved")).unwrap();
     std::os::unix::fs::symlink(outside.path(), model.root().join("multi/sub")).unwrap();
-    assert_link_refused(storage.write(in_sub, model.block_data(in_sub)), &link);
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &link,
+        outside.path(),
+    );
     assert_eq!(tree(outside.path()), ["b"]);
     assert_eq!(std::fs::read(outside.path().join("b")).unwrap(), b"secret");
     // What was written before the swap stays where it was written.
