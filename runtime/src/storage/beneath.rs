@@ -15,8 +15,11 @@
 //!   file is opened; a link met is [`StorageError::Link`] naming it;
 //! - nothing is created, opened or read by its full path, so renaming a folder away and putting a
 //!   link in its place cannot lead an open outside;
-//! - only regular files are handed out; a folder, a link or a special file where a file should be
-//!   is [`StorageError::WrongKind`] (opens use `O_NONBLOCK`, so a FIFO never blocks them).
+//! - only regular files are handed out; a folder or a special file where a file should be (or a
+//!   file where a folder should be) is [`StorageError::WrongKind`] (opens use `O_NONBLOCK`, so a
+//!   FIFO never blocks them);
+//! - where `openat2` is missing (ENOSYS) or refused by a seccomp filter (EPERM), the
+//!   per-component walk gives the same guarantee with one call per component.
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
