@@ -5,10 +5,10 @@
 //! blocks run at once from any number of threads without seeking.
 //!
 //! Invariants:
-//! - nothing is created, written or read outside the download folder: paths are joined one
-//!   checked component at a time (the torrent's components are already plain names), a symbolic
-//!   link met on the way must lead inside the folder, and folders are created one level at a time
-//!   after that check;
+//! - nothing is created, written or read outside the download folder, even while another process
+//!   changes the tree under bt: the folder is held open and every file is opened relative to its
+//!   descriptor, refusing any symbolic link below it at the moment of the open (see the `beneath`
+//!   module); the torrent's components are already plain names;
 //! - files and their folders are created on the first write; reads and hashing never create
 //!   anything (a missing file is [`StorageError::Missing`]);
 //! - padding files (BEP 47) are never created: writes to them are dropped, reads give zeros;
@@ -16,12 +16,12 @@
 //! - hashing streams a piece through a buffer of at most [`HASH_CHUNK`] bytes per thread, whatever
 //!   the piece length.
 //!
-//! The checks defend against hostile torrents and a hostile tree left in the folder, not against
-//! another process changing the folder while bt runs. A file deleted or replaced while its handle
-//! is cached keeps being used until the handle is evicted (as in other clients); the resume file
-//! notices such changes at the next start.
+//! A file deleted, moved or replaced while its handle is cached keeps being used until the handle
+//! is evicted (as in other clients): the handle reaches the file bt opened, never what a link put
+//! in its place points to; every new open goes through the checks again. The resume file notices
+//! such changes at the next start.
 
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ use bt_protocol::torrent::Bitfield;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
+use super::beneath::{Access, Beneath};
 use super::handles::Handles;
 use super::hash::hash_parallel;
 use super::{Storage, StorageError};
@@ -54,8 +55,8 @@ static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
 /// [`FsStorage::create_empty_files`]; [`FsStorage::file_stamps`] for the resume file; getters.
 #[derive(Debug)]
 pub struct FsStorage {
-    /// The download folder, canonical (absolute, no links).
-    root: PathBuf,
+    /// The download folder, held open; its path is canonical (absolute, no links).
+    dir: Beneath,
     layout: TorrentLayout,
     files: Vec<FileSlot>,
     handles: Handles,
@@ -65,26 +66,10 @@ pub struct FsStorage {
 struct FileSlot {
     /// Components below the root.
     components: Vec<String>,
-    /// `root` joined with the components: for opening and for messages.
+    /// The root's path joined with the components: for messages only.
     path: PathBuf,
     padding: bool,
     length: u64,
-}
-
-/// What the layout needs at a path.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Need {
-    Folder,
-    File,
-}
-
-impl Need {
-    fn name(self) -> &'static str {
-        match self {
-            Need::Folder => "a folder",
-            Need::File => "a file",
-        }
-    }
 }
 
 fn kind_name(meta: &Metadata) -> &'static str {
@@ -125,6 +110,7 @@ impl FsStorage {
                 needed: "a folder",
             });
         }
+        let dir = Beneath::open(&root)?;
         let files = info
             .files
             .iter()
@@ -148,7 +134,7 @@ impl FsStorage {
             })
             .collect::<Result<_, _>>()?;
         Ok(FsStorage {
-            root,
+            dir,
             layout: info.layout.clone(),
             files,
             handles: Handles::new(max_open_files),
@@ -157,7 +143,22 @@ impl FsStorage {
 
     /// The download folder (canonical).
     pub fn root(&self) -> &Path {
-        &self.root
+        self.dir.path()
+    }
+
+    /// This storage opening files one component at a time, as where `openat2` is missing.
+    #[cfg(test)]
+    pub(crate) fn without_openat2(self) -> FsStorage {
+        FsStorage {
+            dir: self.dir.without_openat2(),
+            ..self
+        }
+    }
+
+    /// Whether files are opened with `openat2`.
+    #[cfg(test)]
+    pub(crate) fn uses_openat2(&self) -> bool {
+        self.dir.uses_openat2()
     }
 
     /// The torrent's geometry.
@@ -178,15 +179,9 @@ impl FsStorage {
     /// Creates the torrent's zero-length files (they hold no piece, so no write ever creates
     /// them). Padding files are skipped. Existing files are left as they are.
     pub fn create_empty_files(&self) -> Result<(), StorageError> {
-        for (index, slot) in self.files.iter().enumerate() {
+        for slot in &self.files {
             if slot.length == 0 && !slot.padding {
-                self.resolve(index, true)?;
-                OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&slot.path)
-                    .map_err(|e| StorageError::io("creating", &slot.path, e))?;
+                self.dir.file(&slot.components, Access::Create)?;
             }
         }
         Ok(())
@@ -239,86 +234,17 @@ impl FsStorage {
                 if slot.padding {
                     return None;
                 }
-                // Only metadata: no content is read through what this finds.
-                std::fs::metadata(&slot.path)
+                // Opened the same way as for reading, but only examined.
+                self.dir
+                    .file(&slot.components, Access::ReadOnly)
+                    .and_then(|f| {
+                        f.metadata()
+                            .map_err(|e| StorageError::io("examining", &slot.path, e))
+                    })
                     .ok()
-                    .filter(Metadata::is_file)
                     .map(|m| FileStamp::of(&m))
             })
             .collect()
-    }
-
-    /// Checks every component of file `file`'s path below the root, creating missing folders
-    /// when `create`. On success the path is safe to open (the file itself may not exist yet
-    /// when `create`).
-    fn resolve(&self, file: usize, create: bool) -> Result<(), StorageError> {
-        let slot = &self.files[file];
-        let last = slot.components.len() - 1;
-        let mut path = self.root.clone();
-        for (i, component) in slot.components.iter().enumerate() {
-            path.push(component);
-            let need = if i == last { Need::File } else { Need::Folder };
-            if self.check_entry(&path, need)? {
-                continue;
-            }
-            if !create {
-                return Err(StorageError::Missing {
-                    path: slot.path.clone(),
-                });
-            }
-            if need == Need::Folder {
-                match std::fs::create_dir(&path) {
-                    Ok(()) => {}
-                    // Another thread made it meanwhile: check what is there now.
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        if !self.check_entry(&path, need)? {
-                            return Err(StorageError::Missing { path });
-                        }
-                    }
-                    Err(e) => return Err(StorageError::io("creating folder", path, e)),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether `path` exists as `need` wants (following a link only if it leads inside the
-    /// root); `false` if nothing is there.
-    fn check_entry(&self, path: &Path, need: Need) -> Result<bool, StorageError> {
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(StorageError::io("examining", path, e)),
-        };
-        let meta = if meta.file_type().is_symlink() {
-            let outside = || StorageError::LinkOutside {
-                path: path.to_owned(),
-                root: self.root.clone(),
-            };
-            let target = match path.canonicalize() {
-                Ok(target) => target,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(outside()),
-                Err(e) => return Err(StorageError::io("following link", path, e)),
-            };
-            if !target.starts_with(&self.root) {
-                return Err(outside());
-            }
-            std::fs::metadata(&target).map_err(|e| StorageError::io("examining", &target, e))?
-        } else {
-            meta
-        };
-        let ok = match need {
-            Need::Folder => meta.is_dir(),
-            Need::File => meta.is_file(),
-        };
-        if !ok {
-            return Err(StorageError::WrongKind {
-                path: path.to_owned(),
-                found: kind_name(&meta),
-                needed: need.name(),
-            });
-        }
-        Ok(true)
     }
 
     /// An open handle of `file`: writable (creating the file and its folders) when `write`;
@@ -327,22 +253,19 @@ impl FsStorage {
         if let Some(handle) = self.handles.get(file, write) {
             return Ok(handle);
         }
-        self.resolve(file, write)?;
-        let path = &self.files[file].path;
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(write)
-            .truncate(false)
-            .open(path);
-        let (handle, writable) = match opened {
+        let components = &self.files[file].components;
+        let access = if write {
+            Access::Create
+        } else {
+            Access::ReadWrite
+        };
+        let (handle, writable) = match self.dir.file(components, access) {
             Ok(f) => (f, true),
-            Err(e) if !write && is_refusal(&e) => {
+            Err(StorageError::Io { source, .. }) if !write && is_refusal(&source) => {
                 // Seeding from read-only data is fine.
-                let f = File::open(path).map_err(|e| open_error(path, e))?;
-                (f, false)
+                (self.dir.file(components, Access::ReadOnly)?, false)
             }
-            Err(e) => return Err(open_error(path, e)),
+            Err(e) => return Err(e),
         };
         let handle = Arc::new(handle);
         self.handles.insert(file, &handle, writable);
@@ -414,16 +337,6 @@ fn is_refusal(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
     )
-}
-
-fn open_error(path: &Path, e: io::Error) -> StorageError {
-    if e.kind() == io::ErrorKind::NotFound {
-        StorageError::Missing {
-            path: path.to_owned(),
-        }
-    } else {
-        StorageError::io("opening", path, e)
-    }
 }
 
 impl Storage for FsStorage {

@@ -24,6 +24,7 @@ use bt_protocol::metainfo::{BlockRef, PieceIndex};
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
+mod beneath;
 mod fs;
 mod handles;
 pub mod hash;
@@ -117,16 +118,15 @@ pub enum StorageError {
         /// What the torrent's layout needs there: "a file" or "a folder".
         needed: &'static str,
     },
-    /// A symbolic link inside the download folder leads outside it (or nowhere): bt never
-    /// writes or reads through it.
+    /// A symbolic link below the download folder, where a folder or file of the torrent goes:
+    /// bt never follows one, wherever it leads and whenever it appeared, so nothing is written or
+    /// read outside the folder.
     #[error(
-        "{path} is a symbolic link leading outside the download folder {root}; refusing to follow it"
+        "refusing to follow a symbolic link at {path}: nothing below the download folder may be a link"
     )]
-    LinkOutside {
+    Link {
         /// The link.
         path: PathBuf,
-        /// The download folder.
-        root: PathBuf,
     },
     /// A file the operation needs is not there (not downloaded yet, or deleted).
     #[error("{path} is missing")]

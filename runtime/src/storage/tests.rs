@@ -362,59 +362,97 @@ fn missing_and_short_files_are_clear_errors() {
     );
 }
 
-#[test]
-fn nothing_is_created_outside_the_download_dir() {
-    // Proves a symlink in the tree that leads outside (or nowhere) is refused for writes, reads
-    // and hashing, and nothing appears outside; a link leading inside is followed.
+/// Asserts `result` is the refusal of the link at `link`, and that its message names it; if the
+/// link was followed, says what the folder it leads to (`target`) holds now.
+#[track_caller]
+fn assert_link_refused<T: std::fmt::Debug>(
+    result: Result<T, StorageError>,
+    link: &Path,
+    target: &Path,
+) {
+    let err = match result {
+        Err(err) => err,
+        Ok(value) => panic!(
+            "the link {} was followed (the operation gave {value:?}); {} now holds {:?}",
+            link.display(),
+            target.display(),
+            tree(target)
+        ),
+    };
+    assert!(
+        matches!(&err, StorageError::Link { path } if path == link),
+        "wanted the link {} refused, got {err:?}",
+        link.display()
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "refusing to follow a symbolic link at {}: nothing below the download folder may be a link",
+            link.display()
+        )
+    );
+}
+
+/// The storage of `model` with at most one open file, opening files with `openat2` or, with
+/// `fallback`, one component at a time.
+fn storage_for_links(model: &Model, fallback: bool) -> FsStorage {
+    let storage = model.storage(1);
+    if fallback {
+        return storage.without_openat2();
+    }
+    // This machine's kernel has openat2: the test must exercise it.
+    assert!(storage.uses_openat2(), "openat2 is unavailable here");
+    storage
+}
+
+/// Proves no symbolic link below the download folder is followed, whatever it points to and
+/// whenever it appears: at the torrent's folder, a subfolder or a file, planted before the first
+/// open or after a file was written; each is refused naming the link, and nothing appears where
+/// the link points.
+fn links_are_refused(fallback: bool) {
     let model = Model::odd();
     let outside = tempfile::tempdir().unwrap();
-    let storage = model.storage(4);
-    let block = model.info().layout.block(model.piece(0), 0).unwrap();
+    let root = model.root().canonicalize().unwrap();
+    let storage = storage_for_links(&model, fallback);
+    let layout = &model.info().layout;
+    // Piece 0 spans `a` and `sub/b`; piece 2 lies in `d`.
+    let in_sub = layout.block(model.piece(0), 0).unwrap();
+    let in_d = layout.block(model.piece(2), 0).unwrap();
 
-    // The torrent's top folder is a link to a folder outside.
+    // The torrent's folder is a link to a folder outside.
     std::os::unix::fs::symlink(outside.path(), model.root().join("multi")).unwrap();
-    let err = storage.write(block, model.block_data(block)).unwrap_err();
-    assert!(matches!(err, StorageError::LinkOutside { .. }), "{err:?}");
-    assert!(err.to_string().contains("symbolic link"), "{err}");
-    assert!(matches!(
-        storage.hash_piece(model.piece(0)),
-        Err(StorageError::LinkOutside { .. })
-    ));
-    assert!(matches!(
+    let link = root.join("multi");
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &link,
+        outside.path(),
+    );
+    assert_link_refused(storage.hash_piece(model.piece(0)), &link, outside.path());
+    assert_link_refused(
         storage.verify(&model.info().pieces, None, 2, &mut |_| {}),
-        Err(StorageError::LinkOutside { .. })
-    ));
-    assert!(storage.create_empty_files().is_err());
+        &link,
+        outside.path(),
+    );
+    assert_link_refused(storage.create_empty_files(), &link, outside.path());
+    assert_eq!(storage.file_stamps()[0], None);
     assert_eq!(tree(outside.path()), Vec::<String>::new());
 
-    // A subfolder deeper down is such a link.
+    // A subfolder is a link to a folder outside holding a file of the torrent's name.
     std::fs::remove_file(model.root().join("multi")).unwrap();
     std::fs::create_dir(model.root().join("multi")).unwrap();
     std::os::unix::fs::symlink(outside.path(), model.root().join("multi/sub")).unwrap();
     std::fs::write(outside.path().join("b"), b"secret").unwrap();
-    let sub_block = model.info().layout.block(model.piece(0), 0).unwrap();
-    assert!(matches!(
-        storage.write(sub_block, model.block_data(sub_block)),
-        Err(StorageError::LinkOutside { .. })
-    ));
-    assert!(matches!(
-        storage.read(sub_block),
-        Err(StorageError::LinkOutside { .. })
-    ));
+    let link = root.join("multi/sub");
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &link,
+        outside.path(),
+    );
+    assert_link_refused(storage.read(in_sub), &link, outside.path());
     assert_eq!(tree(outside.path()), ["b"]);
     assert_eq!(std::fs::read(outside.path().join("b")).unwrap(), b"secret");
 
-    // A dangling link is refused too.
-    std::fs::remove_file(model.root().join("multi/sub")).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("gone"), model.root().join("multi/sub"))
-        .unwrap();
-    assert!(matches!(
-        storage.write(sub_block, model.block_data(sub_block)),
-        Err(StorageError::LinkOutside { .. })
-    ));
-    assert_eq!(tree(outside.path()), ["b"]);
-
-    // A link that stays inside the folder is followed.
+    // A link leading inside the folder is refused as well.
     std::fs::remove_file(model.root().join("multi/sub")).unwrap();
     std::fs::create_dir(model.root().join("elsewhere")).unwrap();
     std::os::unix::fs::symlink(
@@ -422,11 +460,64 @@ fn nothing_is_created_outside_the_download_dir() {
         model.root().join("multi/sub"),
     )
     .unwrap();
-    storage
-        .write(sub_block, model.block_data(sub_block))
+    let elsewhere = model.root().join("elsewhere");
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &link,
+        &elsewhere,
+    );
+    assert_eq!(tree(&elsewhere), Vec::<String>::new());
+
+    // The file itself is a link: to a file outside, and to nothing (a write would create it).
+    std::fs::remove_file(model.root().join("multi/sub")).unwrap();
+    std::fs::create_dir(model.root().join("multi/sub")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("new"), model.root().join("multi/sub/b"))
         .unwrap();
-    assert!(model.root().join("elsewhere/b").is_file());
+    std::os::unix::fs::symlink(outside.path().join("b"), model.root().join("multi/d")).unwrap();
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &root.join("multi/sub/b"),
+        outside.path(),
+    );
+    assert_link_refused(
+        storage.write(in_d, model.block_data(in_d)),
+        &root.join("multi/d"),
+        outside.path(),
+    );
+    assert_link_refused(storage.read(in_d), &root.join("multi/d"), outside.path());
     assert_eq!(tree(outside.path()), ["b"]);
+    assert_eq!(std::fs::read(outside.path().join("b")).unwrap(), b"secret");
+
+    // Once writing works, the subfolder is swapped for a link: with one open file at most, the
+    // next write to it opens it again and meets the link.
+    std::fs::remove_file(model.root().join("multi/sub/b")).unwrap();
+    std::fs::remove_file(model.root().join("multi/d")).unwrap();
+    storage.write(in_sub, model.block_data(in_sub)).unwrap();
+    storage.write(in_d, model.block_data(in_d)).unwrap();
+    std::fs::rename(model.root().join("multi/sub"), model.root().join("moved")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), model.root().join("multi/sub")).unwrap();
+    assert_link_refused(
+        storage.write(in_sub, model.block_data(in_sub)),
+        &link,
+        outside.path(),
+    );
+    assert_eq!(tree(outside.path()), ["b"]);
+    assert_eq!(std::fs::read(outside.path().join("b")).unwrap(), b"secret");
+    // What was written before the swap stays where it was written.
+    assert_eq!(
+        std::fs::read(model.root().join("moved/b")).unwrap()[..16_383],
+        model.block_data(in_sub)[1..]
+    );
+}
+
+#[test]
+fn links_are_refused_with_openat2() {
+    links_are_refused(false);
+}
+
+#[test]
+fn links_are_refused_with_the_per_component_fallback() {
+    links_are_refused(true);
 }
 
 #[test]
