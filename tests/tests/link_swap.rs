@@ -3,13 +3,10 @@
 //! output folder. Every process runs with `--no-dht` and its own HOME, is bounded in time and is
 //! stopped by its PID.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use bt_tests::clients::START_TIMEOUT;
-use bt_tests::{Proc, SlowRelay, TempDir, bt_bin, gen_files, is_event, make_torrent};
+use bt_tests::{BtProc, SlowRelay, TempDir, gen_files, is_event, make_torrent};
 use serde_json::Value;
 
 /// The torrent's files, in the torrent's order (pieces of 16 KiB): `other.bin` is pieces 0-15,
@@ -25,24 +22,6 @@ const FIRST_A_PIECE: u64 = 16;
 
 /// The first piece holding bytes of `data/sub/b.bin`.
 const FIRST_B_PIECE: u64 = 80;
-
-/// Runs `bt ARGS --listen 127.0.0.1:0 --json --no-dht` with HOME and XDG_DATA_HOME in `home`, and
-/// waits (at most [`START_TIMEOUT`]) for the address it listens on.
-fn start_bt(name: &str, args: &[&str], home: &Path) -> (Proc, SocketAddr) {
-    std::fs::create_dir_all(home.join("data")).expect("create a HOME");
-    let mut cmd = Command::new(bt_bin());
-    cmd.args(args)
-        .args(["--listen", "127.0.0.1:0", "--json", "--no-dht"])
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("data"));
-    let proc = Proc::spawn(name, cmd);
-    let ev = proc.wait_for(|e| is_event(e, "listening"), START_TIMEOUT);
-    let addr = ev["addr"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("{name}: no address in {ev}\n{}", proc.log()));
-    (proc, addr)
-}
 
 /// The entries of `dir`, sorted.
 fn names(dir: &Path) -> Vec<String> {
@@ -69,37 +48,19 @@ fn a_folder_swapped_for_a_link_mid_download_is_refused_and_nothing_is_written_ou
     let src = tmp.path().join("src");
     gen_files(&src, FILES);
     let torrent = make_torrent(&src.join("data"), &[], "16K", &tmp.path().join("t.torrent"));
-    let torrent_arg = torrent.path.to_str().expect("UTF-8 test paths");
-    let (_seeder, seeder_addr) = start_bt(
-        "bt seed",
-        &[
-            "seed",
-            torrent_arg,
-            "-d",
-            src.to_str().expect("UTF-8 test paths"),
-        ],
-        &tmp.path().join("home-seed"),
-    );
+    let seeder = BtProc::seed(&torrent.path, &src, &[]);
     // 256 KiB/s: `sub/a.bin` takes some 4 s to arrive.
-    let relay = SlowRelay::start(seeder_addr, 256 << 10);
+    let relay = SlowRelay::start(seeder.addr, 256 << 10);
     let out = tmp.path().join("out");
     let outside = tmp.path().join("outside");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&outside).unwrap();
     // In order, so the swap falls while `sub/a.bin` is open and before `sub/b.bin` is.
-    let (getter, _) = start_bt(
-        "bt get",
-        &[
-            "get",
-            torrent_arg,
-            "-o",
-            out.to_str().expect("UTF-8 test paths"),
-            "--peer",
-            &relay.addr().to_string(),
-            "--strategy",
-            "sequential",
-        ],
-        &tmp.path().join("home-get"),
+    let mut getter = BtProc::get(
+        &torrent.path,
+        &out,
+        &[relay.addr()],
+        &["--strategy", "sequential"],
     );
 
     let verified_from = |first: u64| {
@@ -144,8 +105,8 @@ fn a_folder_swapped_for_a_link_mid_download_is_refused_and_nothing_is_written_ou
     );
 
     // Still running, writes paused; and still nothing outside.
-    let from = getter.event_count();
-    getter.wait_for_from(
+    let from = getter.proc().event_count();
+    getter.proc().wait_for_from(
         from,
         |e| is_event(e, "status") && e["writes_paused"] == true,
         Duration::from_secs(10),
