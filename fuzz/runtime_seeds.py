@@ -7,14 +7,13 @@ units, resume, dht_state and tracker_http. Rerun after changing a target's input
 - resume: the first byte picks the torrent (the order of `TORRENTS` in
   fuzz_targets/resume.rs), the rest is a resume file as bt writes it (`runtime/src/resume.rs`).
 - dht_state: the first byte's bit 0 is "IPv6 socket", the rest a dht.dat (protocol/src/dht/state.rs).
-- tracker_http: `Vec<Step>` read with the `arbitrary` crate (1.x): integers little-endian, a bool
-  one byte (bit 0), an enum variant picked by a u32 `v` as `(v * variants) >> 32`, an `Option` a
-  bool then the value, a `Vec` (the step list too) each element after a 1 byte, ended by a 0 byte
-  or the end of the input. See peer_conn_seeds.py for the same format.
+- tracker_http: `Vec<Step>` read with the `arbitrary` crate (its format: arbitrary_format.py).
 """
 import hashlib
 import os
 import struct
+
+from arbitrary_format import flag, u16, u32, u64, u8, variant, vec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "tests", "fixtures")
@@ -170,21 +169,6 @@ def units_seeds():
 
 STEPS = ["Announce", "Scrape", "Raw", "Wait"]
 HASHES = ["Known", "Any"]
-
-
-def variant(names, name):
-    n, i = len(names), names.index(name)
-    v = (i * 2**32 + n - 1) // n
-    assert (v * n) >> 32 == i
-    return struct.pack("<I", v)
-
-
-def u8(x): return struct.pack("<B", x)
-def u16(x): return struct.pack("<H", x)
-def u32(x): return struct.pack("<I", x)
-def u64(x): return struct.pack("<Q", x)
-def flag(b): return u8(1 if b else 0)
-def vec(items): return b"".join(b"\x01" + i for i in items) + b"\x00"
 
 
 def known(i): return variant(HASHES, "Known") + u8(i)
