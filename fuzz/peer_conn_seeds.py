@@ -5,8 +5,8 @@ The target reads `(Setup, Vec<Step>)` with the `arbitrary` crate (1.x), whose fo
 integers little-endian, a bool is one byte (bit 0), an enum variant is picked by a u32 `v` as
 `(v * variants) >> 32`, an `Option` is a bool then the value, a `Vec` (and the step list) is each
 element after a 1 byte, ended by a 0 byte or the end of the input (arbitrary_format.py writes
-it). Keep the variant lists below in
-the order of the enums in fuzz_targets/peer_conn.rs; rerun after changing them:
+it). Keep the variant lists below in the order of the enums in fuzz_targets/peer_conn.rs; rerun
+after changing them:
 
     python3 fuzz/peer_conn_seeds.py
 """
