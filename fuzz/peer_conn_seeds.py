@@ -4,13 +4,15 @@
 The target reads `(Setup, Vec<Step>)` with the `arbitrary` crate (1.x), whose format is plain:
 integers little-endian, a bool is one byte (bit 0), an enum variant is picked by a u32 `v` as
 `(v * variants) >> 32`, an `Option` is a bool then the value, a `Vec` (and the step list) is each
-element after a 1 byte, ended by a 0 byte or the end of the input. Keep the variant lists below in
-the order of the enums in fuzz_targets/peer_conn.rs; rerun after changing them:
+element after a 1 byte, ended by a 0 byte or the end of the input (arbitrary_format.py writes
+it). Keep the variant lists below in the order of the enums in fuzz_targets/peer_conn.rs; rerun
+after changing them:
 
     python3 fuzz/peer_conn_seeds.py
 """
 import os
-import struct
+
+from arbitrary_format import byte_vec, flag, u16, u32, u8, variant, vec
 
 STEPS = ["Handshake", "Msg", "Split", "Batch", "Raw", "Wait", "Deadline", "Request", "Cancel",
          "Choke", "Unchoke", "Interested", "SendBlock", "RejectRequest", "SendHave", "SendPieces",
@@ -20,21 +22,6 @@ MSGS = ["KeepAlive", "Choke", "Unchoke", "Interested", "NotInterested", "Have", 
         "Reject", "AllowedFast", "Extended", "Unknown"]
 BLOCKS = ["Valid", "Ours", "Theirs", "Any"]
 PIECES = ["Valid", "Any"]
-
-
-def variant(names, name):
-    n, i = len(names), names.index(name)
-    v = (i * 2**32 + n - 1) // n
-    assert (v * n) >> 32 == i
-    return struct.pack("<I", v)
-
-
-def u8(x): return struct.pack("<B", x)
-def u16(x): return struct.pack("<H", x)
-def u32(x): return struct.pack("<I", x)
-def flag(b): return u8(1 if b else 0)
-def vec(items): return b"".join(b"\x01" + i for i in items) + b"\x00"
-def byte_vec(bs): return vec([u8(b) for b in bs])
 
 
 def setup(inbound=False, fast=True, ext=True, piece_len=32767, pieces=3, last_len=9999,

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Recreates the seed corpus for the fuzz targets (fuzz/corpus/ is gitignored).
 #
-#   fuzz/seed-corpus.sh
+#   fuzz/seed-corpus.sh [CORPUS_DIR]      (default fuzz/corpus)
 #
 # - every target: the files under fuzz/seeds/<target>/ (small hand-written inputs, plus regress-*
 #   inputs that once crashed; README.md lists them), so `cargo fuzz run` replays them first;
@@ -13,7 +13,7 @@ set -eu
 fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 fixtures="$fuzz_dir/../tests/fixtures"
 seeds="$fuzz_dir/seeds"
-corpus="$fuzz_dir/corpus"
+corpus="${1:-$fuzz_dir/corpus}"
 
 targets=0
 for dir in "$seeds"/*/; do

@@ -21,17 +21,40 @@ if [ "$fuzz_seconds" -gt 0 ]; then
     fuzz/seed-corpus.sh
     (
         cd fuzz
+        . ./options.sh
         cargo fuzz build -s none
         mkdir -p target
-        for target in $(cargo fuzz list); do
+        targets=$(cargo fuzz list)
+        listed=$(echo "$targets" | wc -w)
+        if [ "$listed" -eq 0 ]; then
+            echo "fuzz: \`cargo fuzz list\` names no target" >&2
+            exit 1
+        fi
+        ran=0
+        for target in $targets; do
             log="target/fuzz-$target.log"
-            if ! cargo fuzz run -s none "$target" -- -max_total_time="$fuzz_seconds" >"$log" 2>&1; then
+            # -max_total_time bounds the fuzzing, -timeout each input (options.sh); the outer
+            # timeout bounds the rest (replaying the corpus, a stuck build lock) with a minute
+            # of slack, and its signal reaches the fuzzer too (its process group).
+            # shellcheck disable=SC2046 # the options are words
+            if ! timeout -k 10 $((fuzz_seconds + 60)) cargo fuzz run -s none "$target" -- \
+                -max_total_time="$fuzz_seconds" $(fuzz_options "$target") >"$log" 2>&1; then
                 tail -n 40 "$log" >&2
-                echo "fuzz: $target failed; the input is under fuzz/artifacts/$target/" >&2
+                echo "fuzz: $target failed or hung; the input is under fuzz/artifacts/$target/" >&2
                 exit 1
             fi
-            echo "fuzz: $target: $(grep -E '^Done [0-9]+ runs' "$log" | tail -n 1)"
+            if ! result=$(fuzz_result "$log"); then
+                tail -n 40 "$log" >&2
+                echo "fuzz: $target did not run (no \"Done N runs\" in fuzz/$log)" >&2
+                exit 1
+            fi
+            echo "fuzz: $target: $result"
+            ran=$((ran + 1))
         done
+        if [ "$ran" -ne "$listed" ]; then
+            echo "fuzz: $ran of $listed targets ran" >&2
+            exit 1
+        fi
     )
 fi
 

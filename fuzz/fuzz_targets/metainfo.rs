@@ -1,8 +1,48 @@
-//! Fuzzes `Metainfo::from_bytes`: never panics, and an accepted torrent has a consistent layout (one hash per piece, each piece's file spans add up to its length, every block passes `block_at`, file pieces in range) and an info hash equal to the SHA-1 of its `info` bytes.
+//! Fuzzes `Metainfo::from_bytes`: never panics, and an accepted torrent has a consistent layout (one hash per piece, each piece's file spans add up to its length, every block passes `block_at`, file pieces in range), an info hash equal to the SHA-1 of its `info` bytes, and safe file paths (each component a plain name, so the path joined under a download folder stays inside it).
 #![no_main]
 
-use bt_protocol::metainfo::{InfoHash, Metainfo};
+use std::path::{Component, Path};
+
+use bt_protocol::metainfo::{InfoHash, MAX_COMPONENT_LEN, Metainfo};
 use libfuzzer_sys::fuzz_target;
+
+/// Every component of `path` is a plain name: not empty, `.` or `..`, no `/`, `\` or NUL, at
+/// most `MAX_COMPONENT_LEN` bytes; so `download/<path>` is a file inside `download`.
+fn assert_safe_path(path: &[String]) {
+    assert!(!path.is_empty(), "a file has a path");
+    for component in path {
+        assert!(
+            !component.is_empty() && component != "." && component != "..",
+            "unsafe component {component:?} in {path:?}"
+        );
+        assert!(
+            !component.contains(['/', '\\', '\0']),
+            "separator or NUL in {component:?} of {path:?}"
+        );
+        assert!(
+            component.len() <= MAX_COMPONENT_LEN,
+            "{component:?} too long"
+        );
+    }
+    let root = Path::new("/download");
+    let mut joined = root.to_path_buf();
+    joined.extend(path);
+    assert!(joined.starts_with(root), "{path:?} leaves the folder");
+    let inside: Vec<Component<'_>> = joined
+        .strip_prefix(root)
+        .expect("under root")
+        .components()
+        .collect();
+    assert_eq!(
+        inside.len(),
+        path.len(),
+        "{path:?} joins as one component each"
+    );
+    assert!(
+        inside.iter().all(|c| matches!(c, Component::Normal(_))),
+        "{path:?} joins with a non-plain component"
+    );
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(m) = Metainfo::from_bytes(data) else {
@@ -21,6 +61,15 @@ fuzz_target!(|data: &[u8]| {
         "info hash is the SHA-1 of info_bytes"
     );
     assert_eq!(m.info.files.len(), layout.file_count(), "files vs layout");
+    for file in &m.info.files {
+        assert_safe_path(&file.path);
+    }
+    if !m.info.single_file {
+        assert!(
+            m.info.files.iter().all(|f| f.path[0] == m.info.name),
+            "a multi-file torrent's files lie under its name"
+        );
+    }
     let files_total: u64 = m.info.files.iter().map(|f| f.length).sum();
     assert_eq!(files_total, layout.total_length(), "file lengths vs layout");
 

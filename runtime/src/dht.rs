@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bt_protocol::dht::{
-    Dht, DhtConfig, NodeId, TorrentDht, TorrentDhtEvent, load_state, save_state,
+    Dht, DhtConfig, DhtStateError, NodeId, TorrentDht, TorrentDhtEvent, load_state, save_state,
 };
 use bt_protocol::metainfo::InfoHash;
 use bt_protocol::rng::Rng;
@@ -62,6 +62,37 @@ pub struct DhtSetup {
 /// A routing table to save between runs: our node id and the nodes we know.
 pub fn encode_state(dht: &Dht) -> Vec<u8> {
     save_state(dht.id(), &dht.nodes())
+}
+
+/// The node a driver starts: the id of the routing table `saved` by an earlier run
+/// ([`encode_state`]) with each of its nodes pinged, or a random id and no nodes when there is
+/// no table or it cannot be read (then with the error, which the driver reports as
+/// [`DhtReport::BadState`]). `ipv6` keeps IPv6 nodes as well (a node on an IPv6 socket, BEP 32).
+pub fn restore_node(
+    saved: Option<&[u8]>,
+    ipv6: bool,
+    now: Instant,
+    rng: &mut Rng,
+) -> (Dht, Option<DhtStateError>) {
+    let (saved_id, saved_nodes, error) = match saved.map(load_state) {
+        Some(Ok((id, nodes))) => (Some(id), nodes, None),
+        Some(Err(e)) => (None, Vec::new(), Some(e)),
+        None => (None, Vec::new(), None),
+    };
+    let id = saved_id.unwrap_or_else(|| {
+        let mut id = [0u8; 20];
+        rng.fill(&mut id);
+        NodeId(id)
+    });
+    let config = DhtConfig {
+        ipv6,
+        ..DhtConfig::default()
+    };
+    let mut dht = Dht::new(config, id, rng.fork(0x0064_6874));
+    for (_, addr) in saved_nodes {
+        dht.add_node(now, addr);
+    }
+    (dht, error)
 }
 
 /// What the DHT tells the driver's caller.
@@ -141,27 +172,10 @@ impl DhtRunner {
     ) -> std::io::Result<(DhtRunner, SocketAddr)> {
         let socket = std::sync::Arc::new(net.udp_bind(setup.bind).await?);
         let local = socket.local_addr()?;
-        let (saved_id, saved_nodes) = match setup.saved.as_deref().map(load_state) {
-            Some(Ok((id, nodes))) => (Some(id), nodes),
-            Some(Err(e)) => {
-                reports.push(DhtReport::BadState(e.to_string()));
-                (None, Vec::new())
-            }
-            None => (None, Vec::new()),
-        };
-        let id = saved_id.unwrap_or_else(|| {
-            let mut id = [0u8; 20];
-            rng.fill(&mut id);
-            NodeId(id)
-        });
         // An IPv6 socket (dual-stack on [::]) keeps IPv6 nodes too (BEP 32).
-        let config = DhtConfig {
-            ipv6: local.is_ipv6(),
-            ..DhtConfig::default()
-        };
-        let mut dht = Dht::new(config, id, rng.fork(0x0064_6874));
-        for (_, addr) in saved_nodes {
-            dht.add_node(now, addr);
+        let (dht, bad_state) = restore_node(setup.saved.as_deref(), local.is_ipv6(), now, rng);
+        if let Some(e) = bad_state {
+            reports.push(DhtReport::BadState(e.to_string()));
         }
         let (out, mut out_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(MAX_SEND_QUEUE);
         let sender = socket.clone();
@@ -330,5 +344,29 @@ mod tests {
         assert_eq!(canonical(v6), v6);
         let v4: SocketAddr = "10.1.2.3:1".parse().unwrap();
         assert_eq!(canonical(v4), v4);
+    }
+
+    #[test]
+    fn a_saved_table_restores_its_id_and_pings_its_nodes() {
+        // Proves a restored node keeps the saved id and pings each saved node, and an unreadable
+        // table gives a fresh id, no nodes and the error to report.
+        let nodes: Vec<(NodeId, SocketAddr)> = vec![
+            (NodeId([1; 20]), "10.0.0.1:6881".parse().unwrap()),
+            (NodeId([2; 20]), "10.0.0.2:6882".parse().unwrap()),
+        ];
+        let saved = save_state(NodeId([9; 20]), &nodes);
+        let mut rng = Rng::new(3);
+        let (mut dht, error) = restore_node(Some(&saved), false, Instant::ZERO, &mut rng);
+        assert_eq!((dht.id(), error), (NodeId([9; 20]), None));
+        let mut pinged = Vec::new();
+        while let Some(t) = dht.poll_transmit() {
+            pinged.push(t.to);
+        }
+        assert_eq!(pinged, [nodes[0].1, nodes[1].1]);
+
+        let (mut dht, error) = restore_node(Some(b"garbage"), false, Instant::ZERO, &mut rng);
+        assert!(error.is_some());
+        assert_ne!(dht.id(), NodeId([9; 20]));
+        assert!(dht.poll_transmit().is_none());
     }
 }

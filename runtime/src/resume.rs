@@ -183,10 +183,24 @@ impl ResumeState {
         }
         let mut bytes = Vec::new();
         file.take(bound + 1).read_to_end(&mut bytes).ok()?;
-        if bytes.len() as u64 > bound {
+        ResumeState::from_bytes(&bytes, info_hash, info)
+    }
+
+    /// The state in `bytes`, the contents of a resume file, read as [`ResumeState::load`] reads
+    /// it: `None` unless they are well formed, for `info_hash`, match `info`'s geometry and are
+    /// at most [`max_resume_len`] long.
+    pub fn from_bytes(bytes: &[u8], info_hash: &InfoHash, info: &Info) -> Option<ResumeState> {
+        if bytes.len() as u64 > max_resume_len(info) {
             return None;
         }
-        decode(&bytes, info_hash, info)
+        decode(bytes, info_hash, info)
+    }
+
+    /// The resume file [`ResumeState::save`] writes for this state's saved pieces and stamps:
+    /// [`ResumeState::from_bytes`] reads it back equal.
+    pub fn to_bytes(&self, info_hash: &InfoHash) -> Vec<u8> {
+        encode(info_hash, &self.pieces, &self.files, None)
+            .expect("a resume file nests three levels deep, within the encoder's bound")
     }
 
     /// The pieces verified when the state was saved.
@@ -348,6 +362,13 @@ mod tests {
         let state = ResumeState::load(model.root(), &model.meta.info_hash, model.info()).unwrap();
         assert_eq!(state.saved_pieces(), &have);
         assert_eq!(state.vouched_pieces(&storage.file_stamps()), have);
+        // The bytes saved are the state's own encoding, and read back equal.
+        let file = std::fs::read(resume_path(model.root(), &model.meta.info_hash)).unwrap();
+        assert_eq!(state.to_bytes(&model.meta.info_hash), file);
+        assert_eq!(
+            ResumeState::from_bytes(&file, &model.meta.info_hash, model.info()),
+            Some(state.clone())
+        );
         let names: Vec<String> = std::fs::read_dir(model.root())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
