@@ -611,7 +611,10 @@ mod tests {
         let path = resume_path(model.root(), &model.meta.info_hash);
         let good = std::fs::read(&path).unwrap();
         let stamps = storage.file_stamps();
-        let edits = proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4);
+        // Half the edits write a digit: most of the file is numbers, so those often keep it
+        // loadable (a stamp or a count changed), where a random byte almost never does.
+        let byte = prop_oneof![any::<u8>(), b'0'..=b'9'];
+        let edits = proptest::collection::vec((any::<prop::sample::Index>(), byte), 1..4);
         let cut = proptest::option::weighted(0.2, any::<prop::sample::Index>());
         let (loaded, refused) = (Cell::new(0u32), Cell::new(0u32));
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(256));
