@@ -166,11 +166,12 @@ impl Proc {
             .clone()
     }
 
-    /// Waits (at most `timeout`) until its stderr is closed: every line it printed has been read.
-    fn wait_stderr_closed(&self, timeout: Duration) {
+    /// Waits (at most `timeout`) until `closed` says a pipe is closed: every line it printed
+    /// there has been read.
+    fn wait_closed(&self, closed: fn(&OutputState) -> bool, timeout: Duration) {
         let end = Instant::now() + timeout;
         let mut state = self.output.state.lock().expect("output lock");
-        while !state.stderr_closed && Instant::now() < end {
+        while !closed(&state) && Instant::now() < end {
             state = self
                 .output
                 .changed
@@ -286,16 +287,7 @@ impl Proc {
         loop {
             if let Some(status) = self.child.try_wait().expect("wait on child") {
                 // Let the reader take in the last lines (bounded: a grandchild could hold the pipe).
-                let end = Instant::now() + Duration::from_secs(5);
-                let mut state = self.output.state.lock().expect("output lock");
-                while !state.stdout_closed && Instant::now() < end {
-                    state = self
-                        .output
-                        .changed
-                        .wait_timeout(state, end.saturating_duration_since(Instant::now()))
-                        .expect("output lock")
-                        .0;
-                }
+                self.wait_closed(|s| s.stdout_closed, Duration::from_secs(5));
                 return status;
             }
             if Instant::now() >= deadline {
@@ -354,7 +346,7 @@ impl Drop for Proc {
         self.kill();
         if self.check_panics && !std::thread::panicking() {
             // Bounded: a grandchild could hold the pipe open.
-            self.wait_stderr_closed(Duration::from_secs(5));
+            self.wait_closed(|s| s.stderr_closed, Duration::from_secs(5));
             if let Some(line) = self.panic_line() {
                 panic!(
                     "{} (pid {}) panicked: {line}\n{}",

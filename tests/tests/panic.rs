@@ -5,9 +5,10 @@
 //!
 //! Every process is killed by its PID when its guard drops; every wait is bounded.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use bt_tests::{BtProc, TempDir, gen_files, make_torrent, tree_equal};
+use bt_tests::{BtProc, MadeTorrent, TempDir, gen_files, make_torrent, tree_equal};
 
 /// The environment variable that makes a debug `bt`'s peer reader tasks panic on their first read
 /// (`bt_runtime::driver::INJECT_PEER_PANIC_ENV`).
@@ -16,12 +17,9 @@ const INJECT: &str = "BT_TEST_INJECT_PEER_PANIC";
 /// A few files of odd sizes under `content/`.
 const FILES: &[(&str, usize)] = &[("content/a.bin", 1_000_003), ("content/b.bin", 77_777)];
 
-#[test]
-fn a_panic_in_a_peer_task_ends_bt_get_with_one_line_and_a_failure_code() {
-    // Proves a panic inside a spawned peer task is not absorbed by the async runtime: `bt get`
-    // exits non-zero at once with one stderr line naming the panic and where it happened, and a
-    // second run into the same folder (no injection) completes from what the first left.
-    let tmp = TempDir::new("panic-peer-task");
+/// A seeder of `FILES` and a `bt get` from it into `tmp/dl` whose peer tasks panic; returns the
+/// panicking `bt get`, the seeder, the torrent, the source folder and the download folder.
+fn panicking_get(tmp: &TempDir) -> (BtProc, BtProc, MadeTorrent, PathBuf, PathBuf) {
     let src = tmp.path().join("src");
     gen_files(&src, FILES);
     let torrent = make_torrent(
@@ -39,13 +37,22 @@ fn a_panic_in_a_peer_task_ends_bt_get_with_one_line_and_a_failure_code() {
         dl.display().to_string(),
         "--peer".into(),
         seeder.addr.to_string(),
-        "--no-dht".into(),
     ];
-    let mut bt = BtProc::start_with_env("bt get (panicking)", &args, &[(INJECT, "1")]);
+    let bt = BtProc::start_with_env("bt get (panicking)", &args, &[(INJECT, "1")]);
+    (bt, seeder, torrent, src, dl)
+}
+
+#[test]
+fn a_panic_in_a_peer_task_ends_bt_get_with_one_line_and_a_failure_code() {
+    // Proves a panic inside a spawned peer task is not absorbed by the async runtime: `bt get`
+    // exits non-zero at once with one stderr line naming the panic and where it happened, and a
+    // second run into the same folder (no injection) completes from what the first left.
+    let tmp = TempDir::new("panic-peer-task");
+    let (mut bt, seeder, torrent, src, dl) = panicking_get(&tmp);
     // This process is meant to panic: its guard must not fail the test for it.
     bt.proc().check_panics(false);
-    // Before the fix the process lived on with its only peer's reader dead; this wait would end
-    // in a kill and a failure.
+    // Before the panic hook the process lived on with its only peer's reader dead; this wait
+    // ended in a kill and a failure.
     let status = bt.proc().wait_exit(Duration::from_secs(30));
     let log = bt.log();
     assert_eq!(status.code(), Some(101), "exit status {status}\n{log}");
@@ -70,24 +77,7 @@ fn a_test_fails_when_a_bt_it_started_printed_a_panic() {
     // Proves the harness's guard: dropping a `bt` process that printed a panic fails the test,
     // whatever the test checked before.
     let tmp = TempDir::new("panic-guard");
-    let src = tmp.path().join("src");
-    gen_files(&src, FILES);
-    let torrent = make_torrent(
-        &src.join("content"),
-        &[],
-        "16K",
-        &tmp.path().join("t.torrent"),
-    );
-    let seeder = BtProc::seed(&torrent.path, &src, &[]);
-    let args: Vec<String> = vec![
-        "get".into(),
-        torrent.path.display().to_string(),
-        "-o".into(),
-        tmp.path().join("dl").display().to_string(),
-        "--peer".into(),
-        seeder.addr.to_string(),
-    ];
-    let mut bt = BtProc::start_with_env("bt get (panicking)", &args, &[(INJECT, "1")]);
+    let (mut bt, _seeder, ..) = panicking_get(&tmp);
     bt.proc().wait_exit(Duration::from_secs(30));
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(bt)));
     let message = dropped
