@@ -315,6 +315,18 @@ impl Proc {
         );
     }
 
+    /// Sends `signal` (a name `kill` takes: `INT`, `TERM`) to the process by its PID.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "kill -{signal} {} failed",
+            self.pid()
+        );
+    }
+
     /// Kills the process by its PID (SIGKILL) and reaps it. Does nothing if it already exited.
     pub fn kill(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -516,20 +528,19 @@ impl Opentracker {
     /// Waits (at most `timeout`) until the tracker knows at least `seeders` complete peers for
     /// `info_hash`; panics with the tracker's output otherwise.
     pub fn wait_for_seeders(&self, info_hash: &str, seeders: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (complete, incomplete) = self.scrape(info_hash);
-            if complete >= seeders {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "opentracker knows {complete} seeders and {incomplete} leechers of {info_hash} \
-                     after {timeout:?}, wanted {seeders} seeders\n{}",
-                    self.proc.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut last = (0, 0);
+        let found = crate::poll_until(timeout, || {
+            last = self.scrape(info_hash);
+            (last.0 >= seeders).then_some(())
+        });
+        if found.is_none() {
+            panic!(
+                "opentracker knows {} seeders and {} leechers of {info_hash} after {timeout:?}, \
+                 wanted {seeders} seeders\n{}",
+                last.0,
+                last.1,
+                self.proc.log()
+            );
         }
     }
 }

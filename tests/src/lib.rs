@@ -91,6 +91,26 @@ pub fn bt_bin() -> PathBuf {
     .clone()
 }
 
+/// How often [`poll_until`] asks.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Asks `check` every [`POLL`] until it answers `Some`, for at most `timeout` (so at most
+/// `timeout / POLL + 1` times); `None` if it never did. Only for programs that print no event to
+/// wait on (a tracker's scrape, qBittorrent's Web API, Transmission's status line); a `bt` is
+/// waited on through its JSON events instead.
+pub fn poll_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 /// What a panic report on stderr starts with or contains: Rust's default hook
 /// (`thread 'main' panicked at src/x.rs:1:2:`) and `bt`'s own (`bt: panic in thread ...`).
 pub const PANIC_MARKERS: &[&str] = &["panicked at", "bt: panic in thread"];

@@ -12,20 +12,18 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::clients::{Proc, START_TIMEOUT, free_port};
+use crate::poll_until;
 
 /// The bound on one Web API request (connect, send, and each read).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The largest Web API answer read (the torrent lists here are a few KiB).
 const MAX_BODY: usize = 4 << 20;
-
-/// The pause between two polls of the Web API.
-const POLL: Duration = Duration::from_millis(200);
 
 /// A `qbittorrent-nox` process with its Web API on 127.0.0.1; killed when dropped.
 pub struct Qbittorrent {
@@ -52,19 +50,20 @@ impl Qbittorrent {
             web: SocketAddr::from((Ipv4Addr::LOCALHOST, web_port)),
             port,
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match qbt.try_request("GET", "/api/v2/app/version", None) {
-                Ok((200, _)) => return qbt,
-                Ok(_) | Err(_) if Instant::now() < deadline => std::thread::sleep(POLL),
-                answer => panic!(
-                    "qBittorrent's Web API on {} did not answer within {START_TIMEOUT:?}: \
-                     {answer:?}\n{}",
-                    qbt.web,
-                    qbt.proc.log()
-                ),
-            }
-        }
+        let mut answer = None;
+        let up = poll_until(START_TIMEOUT, || {
+            let a = qbt.try_request("GET", "/api/v2/app/version", None);
+            let ok = matches!(a, Ok((200, _)));
+            answer = Some(a);
+            ok.then_some(())
+        });
+        assert!(
+            up.is_some(),
+            "qBittorrent's Web API on {} did not answer within {START_TIMEOUT:?}: {answer:?}\n{}",
+            qbt.web,
+            qbt.proc.log()
+        );
+        qbt
     }
 
     /// The address it listens on for peers.
@@ -138,20 +137,17 @@ impl Qbittorrent {
         done: impl Fn(&Value) -> bool,
         timeout: Duration,
     ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let info = self.info(info_hash);
-            if let Some(i) = info.as_ref().filter(|i| done(i)) {
-                return i.clone();
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "qBittorrent: not {what} within {timeout:?}; last torrents/info: {info:?}\n{}",
-                    self.proc.log()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        let mut last = None;
+        poll_until(timeout, || {
+            last = self.info(info_hash);
+            last.clone().filter(|i| done(i))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "qBittorrent: not {what} within {timeout:?}; last torrents/info: {last:?}\n{}",
+                self.proc.log()
+            )
+        })
     }
 
     /// One Web API request; panics with the process's output if it fails.

@@ -15,12 +15,10 @@ use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::clients::{START_TIMEOUT, free_port};
-
-/// The pause between two polls of its port or its status line.
-const POLL: Duration = Duration::from_millis(200);
+use crate::{POLL, poll_until};
 
 /// A `transmission-cli` seeder listening on 127.0.0.1 and announcing to the torrent's trackers;
 /// killed when dropped.
@@ -76,22 +74,18 @@ impl TransmissionSeeder {
             stdout,
             stderr,
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let up = poll_until(START_TIMEOUT, || {
             if let Ok(Some(status)) = seeder.child.try_wait() {
                 panic!("transmission-cli exited ({status})\n{}", seeder.log());
             }
-            if TcpStream::connect_timeout(&seeder.addr(), POLL).is_ok() {
-                return seeder;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "transmission-cli did not accept on port {port} within {START_TIMEOUT:?}\n{}",
-                    seeder.log()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+            TcpStream::connect_timeout(&seeder.addr(), POLL).ok()
+        });
+        assert!(
+            up.is_some(),
+            "transmission-cli did not accept on port {port} within {START_TIMEOUT:?}\n{}",
+            seeder.log()
+        );
+        seeder
     }
 
     /// The address it listens on for peers.
@@ -113,17 +107,13 @@ impl TransmissionSeeder {
     /// Polls [`TransmissionSeeder::ratio`] (at most `timeout`) until it reaches `at_least`;
     /// panics with its output otherwise.
     pub fn wait_ratio(&self, at_least: f64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.ratio().is_none_or(|r| r < at_least) {
-            if Instant::now() >= deadline {
-                panic!(
-                    "Transmission's ratio is {:?} after {timeout:?}, wanted {at_least}\n{}",
-                    self.ratio(),
-                    self.log()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        let reached = poll_until(timeout, || self.ratio().filter(|r| *r >= at_least));
+        assert!(
+            reached.is_some(),
+            "Transmission's ratio is {:?} after {timeout:?}, wanted {at_least}\n{}",
+            self.ratio(),
+            self.log()
+        );
     }
 
     /// Its latest status line and the tail of its log, for a failure message.

@@ -9,8 +9,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bt_tests::{
     BtProc, LtSeeder, MadeTorrent, Proc, TempDir, aria2_get, aria2_get_udp, bt_command, gen_files,
@@ -125,20 +124,17 @@ impl BtTracker {
 
     /// Waits (at most `timeout`) until the scrape counts `seeders` complete peers.
     fn wait_for_seeders(&self, info_hash: &str, seeders: i64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let counts = self.scrape(info_hash);
-            if counts.0 >= seeders {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bt tracker counts {counts:?} for {info_hash} after {timeout:?}, wanted {seeders} \
-                 seeders\n{}",
-                self.proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut counts = (0, 0, 0);
+        let found = bt_tests::poll_until(timeout, || {
+            counts = self.scrape(info_hash);
+            (counts.0 >= seeders).then_some(())
+        });
+        assert!(
+            found.is_some(),
+            "bt tracker counts {counts:?} for {info_hash} after {timeout:?}, wanted {seeders} \
+             seeders\n{}",
+            self.proc.log()
+        );
     }
 }
 
@@ -278,12 +274,7 @@ fn bt_tracker_refuses_torrents_off_its_allow_list_and_stops_on_sigterm() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pid = proc.pid().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    proc.signal("TERM");
     let exit = proc.wait_exit(Duration::from_secs(10));
     assert!(exit.success(), "bt tracker exited {exit}\n{}", proc.log());
     let stopped = proc.wait_for(|e| is_event(e, "stopped"), Duration::from_secs(1));

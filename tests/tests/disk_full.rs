@@ -172,9 +172,7 @@ fn bt_get_on_a_full_tmpfs_pauses_keeps_its_state_and_completes_once_space_is_bac
     );
 
     // Stopped on the full disk: its last resume save cannot be written; the previous one stays.
-    let pid = first.proc().pid().to_string();
-    let term = Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(term.is_ok_and(|s| s.success()), "cannot signal pid {pid}");
+    first.proc().signal("TERM");
     let status = first.proc().wait_exit(Duration::from_secs(30));
     assert!(!status.success(), "an incomplete download exits non-zero");
     let after = whole_resume(&resume);

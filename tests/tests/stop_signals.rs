@@ -5,7 +5,6 @@
 //! Every process is killed by its PID when its guard drops; every wait is bounded.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use bt_tests::{
@@ -44,12 +43,7 @@ fn stop_and_resume(signal: &str) {
     let out = tmp.path().join("out");
     let mut first = BtProc::get(&torrent.path, &out, &[relay.addr()], &[]);
     first.wait_count_pieces(12);
-    let pid = first.pid().to_string();
-    let sent = Command::new("kill")
-        .args([&format!("-{signal}"), &pid])
-        .status()
-        .expect("run kill");
-    assert!(sent.success(), "kill -{signal} {pid} failed");
+    first.proc().signal(signal);
     let status = first.proc().wait_exit(Duration::from_secs(30));
     let log = first.log();
     // Incomplete: exit code 1 and one line saying how far it got.
