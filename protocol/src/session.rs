@@ -11,7 +11,7 @@
 //!   [`Session::handle_disk`], [`Session::handle_timeout`];
 //! - commands: [`Session::add_torrent`], [`Session::add_magnet`], [`Session::set_metadata`],
 //!   [`Session::remove_torrent`], [`Session::connect`], [`Session::accept`],
-//!   [`Session::set_listen_port`], [`Session::set_dht_port`];
+//!   [`Session::set_listen_port`], [`Session::set_dht_port`], [`Session::close_connections`];
 //! - output: [`Session::poll_output`], drained after every input and command.
 //!
 //! Cost: timers and routing do not walk the connections: incoming connections still waiting for
@@ -80,6 +80,8 @@ pub enum SessionCloseReason {
     TooManyConnections,
     /// The torrent was removed.
     TorrentRemoved,
+    /// The torrent was stopped or paused.
+    TorrentStopped,
 }
 
 /// Why a command failed.
@@ -323,6 +325,28 @@ impl Session {
             });
         }
         Ok(())
+    }
+
+    /// Closes every connection of torrent `id` (it stops or pauses); the torrent keeps its
+    /// state and reports each as [`TorrentEvent::PeerClosed`].
+    pub fn close_connections(&mut self, now: Instant, id: TorrentId) {
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c, Conn::Attached(t) if *t == id))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in conns {
+            self.conns.remove(&conn);
+            self.outputs.push_back(Output::Close {
+                conn,
+                reason: SessionCloseReason::TorrentStopped,
+            });
+            if let Some(t) = self.torrents.get_mut(&id) {
+                t.peer_disconnected(now, conn);
+            }
+        }
+        self.collect(id);
     }
 
     /// We opened `conn` to `addr` for `torrent`: our handshake is queued at once.

@@ -48,7 +48,10 @@ pub use routing::{
     GOOD_WINDOW, Insertion, MAX_BUCKETS, MAX_FAILURES, NodeEntry, NodeStatus, REPLACEMENT_CACHE,
     RoutingTable,
 };
-pub use schedule::{EMPTY_LOOKUP_RETRY, REANNOUNCE, REBOOTSTRAP, TorrentDht, TorrentDhtEvent};
+pub use schedule::{
+    DhtSchedule, EMPTY_LOOKUP_RETRY, REANNOUNCE, REBOOTSTRAP, ScheduleEvent, TorrentDht,
+    TorrentDhtEvent,
+};
 pub use state::{DhtStateError, MAX_SAVED_NODES, MAX_STATE_LEN, load_state, save_state};
 pub use storage::{PeerStore, PeerStoreConfig};
 pub use token::{TOKEN_LEN, TOKEN_ROTATION, TokenSecrets};

@@ -197,6 +197,8 @@ pub enum TorrentEvent {
         downloaded: u64,
         /// Block payload bytes sent to the peer over this connection.
         uploaded: u64,
+        /// Whether the peer had every piece (a seed).
+        seed: bool,
     },
     /// A peer was banned for bad data.
     PeerBanned(IpAddr),
@@ -872,12 +874,14 @@ impl Torrent {
         }
         self.rechoke_soon = true;
         let (downloaded, uploaded) = peer.conn.totals();
+        let seed = self.has_metadata() && peer.conn.peer_pieces().is_complete();
         self.event(TorrentEvent::PeerClosed {
             conn,
             addr: peer.addr,
             reason,
             downloaded,
             uploaded,
+            seed,
         });
         self.metadata_peer_gone(conn);
     }

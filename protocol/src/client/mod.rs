@@ -1,0 +1,1343 @@
+//! [`Client`]: the whole protocol side of one bt process: every torrent, whom to dial, when to
+//! announce, the DHT, and what crosses torrents.
+//!
+//! It wraps the [`Session`] (torrents, connections, routing by info hash) and adds what used to
+//! live beside it in each driver:
+//! - per torrent: its [`Announcer`] and the whole announce request (`left`, `numwant`, `key`,
+//!   port, events), and its [`PeerList`] of every address learned, dialled and redialled with
+//!   backoff;
+//! - for the process: one DHT node announcing every public torrent ([`DhtSchedule`]), the BEP 15
+//!   connection-id cache, the half-open limit and connect timeouts, our peer id and the root
+//!   random stream.
+//!
+//! A driver performs what [`Client::poll_output`] asks ([`Output`]: connect, transmit, close,
+//! disk, datagram, announce, event) and reports back with the `handle_*` inputs; between them it
+//! sleeps until [`Client::poll_timeout`]. The drain contract is the crate's (see the crate docs):
+//! after every input or command, drain `poll_output` until `None`, then read `poll_timeout`.
+//!
+//! Timers: one table of named entries ([`Timer`]); [`Client::poll_timeout`] is its earliest, and
+//! [`Client::last_timeout_reason`] names what the last [`Client::handle_timeout`] found due, as
+//! str0m does.
+//!
+//! Connection handles: the client allocates every [`ConnId`], for the connections it asks for
+//! ([`Output::Connect`]) and the ones peers open ([`Client::accept`]).
+//!
+//! Determinism: every random choice comes from the seed given to [`Client::new`]; torrents,
+//! connections and timers live in ordered maps.
+//!
+//! Bounds: connections as [`SessionConfig::max_connections`]; connects in progress at most
+//! [`ClientConfig::max_half_open`]; per torrent at most [`ClientConfig::max_known_peers`]
+//! addresses and one announce in flight; UDP connection ids for at most
+//! [`crate::tracker::MAX_TRACKERS`] trackers; outputs are drained by the driver after every
+//! input.
+
+mod peers;
+
+#[cfg(test)]
+mod tests;
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+pub use peers::{
+    Ending, MAX_FAILS, PeerList, PeerSource, RECONNECT_AFTER, RETRY_BASE, RETRY_MAX, SourceCounts,
+};
+
+use crate::dht::{Dht, DhtSchedule, ScheduleEvent};
+use crate::io::{ConnId, DiskDone, DiskOp};
+use crate::metainfo::{BLOCK_SIZE, InfoHash, Metainfo, TorrentLayout};
+use crate::rng::Rng;
+use crate::session::{
+    Output as SessionOutput, Session, SessionCloseReason, SessionConfig, SessionError, TorrentId,
+};
+use crate::time::Instant;
+use crate::torrent::{Bitfield, CloseReason, Torrent, TorrentEvent};
+use crate::tracker::{
+    AnnounceRequest, AnnounceResponse, Announcer, AnnouncerConfig, Event as AnnounceEvent,
+    MAX_TRACKERS, Scheme, TrackerError, TrackerUrl,
+};
+use crate::wire::PeerId;
+
+/// Most outgoing connects in progress at once (half-open connections), by default.
+pub const MAX_HALF_OPEN: usize = 16;
+
+/// How long a connect may take, by default.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Peers asked of a tracker per announce, by default.
+pub const NUMWANT: u32 = 80;
+
+/// Most addresses a torrent's peer list keeps, by default.
+pub const MAX_KNOWN_PEERS: usize = 2000;
+
+/// An announce still unanswered after this is reported ([`Event::TrackerSlow`]), so a person
+/// hears about a silent tracker within seconds.
+pub const SLOW_TRACKER_NOTICE: Duration = Duration::from_secs(4);
+
+/// How long a stopping torrent waits for its `stopped` announce.
+pub const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Tunables of a [`Client`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The session's (every torrent's settings, the connection limit).
+    pub session: SessionConfig,
+    /// Most outgoing connects in progress at once (at least 1).
+    pub max_half_open: usize,
+    /// How long a connect may take before it counts as failed.
+    pub connect_timeout: Duration,
+    /// Peers asked of a tracker per announce (0 with `stopped`).
+    pub numwant: u32,
+    /// Most addresses each torrent's peer list keeps.
+    pub max_known_peers: usize,
+    /// When to announce, and retry.
+    pub announcer: AnnouncerConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            session: SessionConfig::default(),
+            max_half_open: MAX_HALF_OPEN,
+            connect_timeout: CONNECT_TIMEOUT,
+            numwant: NUMWANT,
+            max_known_peers: MAX_KNOWN_PEERS,
+            announcer: AnnouncerConfig::default(),
+        }
+    }
+}
+
+/// The handle of an announce in flight: pass it back to [`Client::handle_announce`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AnnounceId(pub u64);
+
+/// A UDP tracker's connection id and when it was received, reusable for a minute (BEP 15).
+pub type UdpConnection = (u64, Instant);
+
+/// Why the client closes a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientCloseReason {
+    /// The session or its torrent closed it.
+    Session(SessionCloseReason),
+    /// The connect did not complete within [`ClientConfig::connect_timeout`].
+    ConnectTimeout,
+}
+
+/// What the client asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Open a TCP connection to `addr`; report with [`Client::handle_connected`] or
+    /// [`Client::handle_connect_failed`].
+    Connect {
+        /// The torrent it is for.
+        torrent: TorrentId,
+        /// The handle the connection will have.
+        conn: ConnId,
+        /// Where to.
+        addr: SocketAddr,
+    },
+    /// Write bytes to a connection's socket, then report it with [`Client::handle_sent`].
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        bytes: bytes::Bytes,
+    },
+    /// Close a connection's socket (or give up a connect in progress).
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: ClientCloseReason,
+    },
+    /// Disk work for a torrent; answer with [`Client::handle_disk`].
+    Disk {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The work.
+        op: DiskOp,
+    },
+    /// Send a UDP datagram from the DHT node's socket.
+    Datagram {
+        /// Where to.
+        to: SocketAddr,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// Announce to a tracker (HTTP or UDP, with BEP 15's retries for UDP); report the outcome
+    /// with [`Client::handle_announce`], whatever it is.
+    Announce {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The handle to report with.
+        id: AnnounceId,
+        /// The tracker's URL as given.
+        url: String,
+        /// The same, parsed.
+        tracker: TrackerUrl,
+        /// The request.
+        request: AnnounceRequest,
+        /// A UDP tracker's connection id still fresh from an earlier announce, to skip the
+        /// connect exchange.
+        udp_connection: Option<UdpConnection>,
+    },
+    /// Something for the user.
+    Event(Event),
+}
+
+/// What happened, for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A torrent's own event (piece verified, peer connected, ...).
+    Torrent {
+        /// The torrent.
+        torrent: TorrentId,
+        /// What happened.
+        event: TorrentEvent,
+    },
+    /// A connect failed or timed out.
+    ConnectFailed {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Where to.
+        addr: SocketAddr,
+        /// Why, in words.
+        error: String,
+    },
+    /// New addresses joined a torrent's peer list (from PEX or the DHT; a tracker's are in
+    /// [`Event::TrackerAnswered`]).
+    PeersFound {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Where they came from.
+        source: PeerSource,
+        /// From which peer, for PEX.
+        from: Option<SocketAddr>,
+        /// How many were new.
+        count: usize,
+    },
+    /// A tracker answered an announce.
+    TrackerAnswered {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The tracker's URL.
+        url: String,
+        /// The event announced.
+        event: AnnounceEvent,
+        /// What it said.
+        response: AnnounceResponse,
+        /// How long until the next announce: the tracker's interval after our clamps; `None`
+        /// when none is planned.
+        next_in: Option<Duration>,
+    },
+    /// An announce failed.
+    TrackerFailed {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The tracker's URL.
+        url: String,
+        /// Why.
+        error: TrackerError,
+        /// When the next announce (to this or another tracker) happens.
+        retry_in: Option<Duration>,
+    },
+    /// An announce has had no answer for [`SLOW_TRACKER_NOTICE`]; it goes on.
+    TrackerSlow {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The tracker's URL.
+        url: String,
+        /// How long it has waited.
+        waited: Duration,
+    },
+    /// The DHT's routing table has nodes for the first time.
+    DhtBootstrapped {
+        /// Nodes in the table.
+        nodes: usize,
+    },
+    /// A DHT announce of a torrent finished.
+    DhtAnnounced {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Peers it found in all.
+        peers: usize,
+        /// Nodes that took our announce.
+        announced: usize,
+        /// Nodes in the table now.
+        nodes: usize,
+    },
+    /// A torrent no longer uses the DHT (a magnet whose metadata is private, BEP 27).
+    DhtStopped {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Why, in words.
+        why: String,
+    },
+    /// A magnet's metadata arrived and parsed: the driver opens its storage now.
+    MetadataReceived {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The whole metainfo (its trackers are the magnet's own).
+        meta: Box<Metainfo>,
+    },
+    /// A torrent stopped: its connections are closed and its `stopped` announce is done (or
+    /// gave up after [`STOP_ANNOUNCE_TIMEOUT`]).
+    Stopped {
+        /// The torrent.
+        torrent: TorrentId,
+    },
+}
+
+/// The entries of the client's timer table (see [`Client::last_timeout_reason`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    /// The session's: peer timeouts, rechoking, keep-alives, unrouted handshakes.
+    Session,
+    /// A connect times out.
+    Connect(ConnId),
+    /// A torrent's next announce.
+    Announce(TorrentId),
+    /// A torrent's announce in flight has been slow long enough to say so.
+    SlowTracker(TorrentId),
+    /// A torrent's peer list has an address whose backoff ends.
+    Redial(TorrentId),
+    /// A stopping torrent gives up waiting for its `stopped` announce.
+    StopDeadline(TorrentId),
+    /// The DHT node's (queries timing out, maintenance, announces, bootstrap).
+    Dht,
+}
+
+/// Where a torrent is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Its connections are closed and its `stopped` announce is on its way.
+    Stopping {
+        deadline: Instant,
+    },
+    Stopped,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    id: AnnounceId,
+    url: String,
+    event: AnnounceEvent,
+    /// When to say it is slow; `None` once said.
+    slow_at: Option<Instant>,
+    sent_at: Instant,
+    /// The UDP tracker's `host:port`, to cache its connection id under.
+    udp_key: Option<String>,
+}
+
+/// What the client keeps per torrent beside the session's [`Torrent`].
+#[derive(Debug)]
+struct Side {
+    phase: Phase,
+    announcer: Option<Announcer>,
+    in_flight: Option<InFlight>,
+    peers: PeerList,
+    /// Connects in progress for it.
+    dialing: usize,
+    /// Whether it is announced on the DHT (public, and the client runs a node).
+    dht: bool,
+    /// Whether it is private (BEP 27: no DHT, no PEX).
+    private: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ConnState {
+    Dialing { deadline: Instant },
+    Open,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ConnInfo {
+    /// `None` for an incoming connection not yet routed.
+    torrent: Option<TorrentId>,
+    addr: SocketAddr,
+    source: PeerSource,
+    state: ConnState,
+}
+
+/// The protocol side of one bt process: see the module docs.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    session: Session,
+    rng: Rng,
+    key: u32,
+    sides: BTreeMap<TorrentId, Side>,
+    conns: BTreeMap<ConnId, ConnInfo>,
+    /// Connect deadlines: `(deadline, conn)`.
+    dial_deadlines: BTreeSet<(Instant, ConnId)>,
+    half_open: usize,
+    next_conn: u64,
+    next_announce: u64,
+    /// The torrent the dialler serves first next time (round robin).
+    dial_cursor: u32,
+    listen: Option<SocketAddr>,
+    dht: Option<DhtSchedule>,
+    dht_events: Vec<ScheduleEvent>,
+    udp_connections: BTreeMap<String, UdpConnection>,
+    outputs: VecDeque<Output>,
+    last_timeout_reason: Option<Timer>,
+}
+
+impl Client {
+    /// A client whose every random choice comes from `seed`.
+    pub fn new(config: ClientConfig, seed: u64) -> Self {
+        let session = Session::new(config.session.clone(), seed);
+        let mut rng = Rng::new(seed).fork(0x636c_6965_6e74);
+        let key = rng.next_u32();
+        Client {
+            config,
+            session,
+            rng,
+            key,
+            sides: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            dial_deadlines: BTreeSet::new(),
+            half_open: 0,
+            next_conn: 1,
+            next_announce: 1,
+            dial_cursor: 0,
+            listen: None,
+            dht: None,
+            dht_events: Vec::new(),
+            udp_connections: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            last_timeout_reason: None,
+        }
+    }
+
+    // ---- getters ----
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.session.peer_id()
+    }
+
+    /// The session (torrents and connections).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// A torrent.
+    pub fn torrent(&self, id: TorrentId) -> Option<&Torrent> {
+        self.session.torrent(id)
+    }
+
+    /// A torrent's peer list.
+    pub fn peer_list(&self, id: TorrentId) -> Option<&PeerList> {
+        self.sides.get(&id).map(|s| &s.peers)
+    }
+
+    /// A torrent's trackers, tier by tier, in the order they will be tried.
+    pub fn trackers(&self, id: TorrentId) -> Vec<Vec<String>> {
+        self.sides
+            .get(&id)
+            .and_then(|s| s.announcer.as_ref())
+            .map_or_else(Vec::new, |a| {
+                a.tiers()
+                    .into_iter()
+                    .map(|t| t.into_iter().map(str::to_owned).collect())
+                    .collect()
+            })
+    }
+
+    /// Where connection `conn` goes, and where its address was learned.
+    pub fn conn_peer(&self, conn: ConnId) -> Option<(SocketAddr, PeerSource)> {
+        self.conns.get(&conn).map(|c| (c.addr, c.source))
+    }
+
+    /// A torrent's open connections by where their peers came from.
+    pub fn sources(&self, id: TorrentId) -> SourceCounts {
+        let mut counts = SourceCounts::default();
+        for c in self.conns.values() {
+            if c.torrent == Some(id) && matches!(c.state, ConnState::Open) {
+                counts.count(c.source);
+            }
+        }
+        counts
+    }
+
+    /// Connects in progress.
+    pub fn half_open(&self) -> usize {
+        self.half_open
+    }
+
+    /// The DHT node, when running.
+    pub fn dht(&self) -> Option<&Dht> {
+        self.dht.as_ref().map(DhtSchedule::dht)
+    }
+
+    /// Whether torrent `id` has stopped (or is unknown).
+    pub fn is_stopped(&self, id: TorrentId) -> bool {
+        self.sides
+            .get(&id)
+            .is_none_or(|s| s.phase == Phase::Stopped)
+    }
+
+    /// Whether every torrent has stopped.
+    pub fn all_stopped(&self) -> bool {
+        self.sides.values().all(|s| s.phase == Phase::Stopped)
+    }
+
+    /// Bytes a torrent still needs, as announced (`left`): exact from the verified pieces; one
+    /// block while a magnet's size is unknown (zero would read as a seed, and libtorrent says one
+    /// block too).
+    pub fn left(&self, id: TorrentId) -> u64 {
+        let Some(t) = self.session.torrent(id) else {
+            return 0;
+        };
+        if !t.has_metadata() {
+            return u64::from(BLOCK_SIZE);
+        }
+        let layout = t.layout();
+        let verified: u64 = t
+            .have()
+            .ones()
+            .filter_map(|i| layout.piece(i))
+            .map(|p| u64::from(layout.piece_len(p)))
+            .sum();
+        layout.total_length() - verified
+    }
+
+    /// The table of timers: every entry with its deadline.
+    pub fn timers(&self) -> Vec<(Timer, Instant)> {
+        let mut table = Vec::new();
+        if let Some(at) = self.session.poll_timeout() {
+            table.push((Timer::Session, at));
+        }
+        if let Some(&(at, conn)) = self.dial_deadlines.first() {
+            table.push((Timer::Connect(conn), at));
+        }
+        for (id, side) in &self.sides {
+            if let Some(at) = side.announcer.as_ref().and_then(Announcer::poll_timeout)
+                && side.in_flight.is_none()
+            {
+                table.push((Timer::Announce(*id), at));
+            }
+            if let Some(at) = side.in_flight.as_ref().and_then(|f| f.slow_at) {
+                table.push((Timer::SlowTracker(*id), at));
+            }
+            if side.phase == Phase::Running
+                && let Some(at) = side.peers.poll_timeout()
+            {
+                table.push((Timer::Redial(*id), at));
+            }
+            if let Phase::Stopping { deadline } = side.phase {
+                table.push((Timer::StopDeadline(*id), deadline));
+            }
+        }
+        if let Some(at) = self.dht.as_ref().and_then(DhtSchedule::poll_timeout) {
+            table.push((Timer::Dht, at));
+        }
+        table
+    }
+
+    /// The next time [`Client::handle_timeout`] has work: the earliest of [`Client::timers`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers().into_iter().map(|(_, at)| at).min()
+    }
+
+    /// The timer that was due at the last [`Client::handle_timeout`] (the earliest, when several
+    /// were), for tracing why the client woke.
+    pub fn last_timeout_reason(&self) -> Option<Timer> {
+        self.last_timeout_reason
+    }
+
+    /// The next output. Drain after every input and command.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    // ---- commands ----
+
+    /// Adds a torrent with the pieces `have` already verified, and its info dictionary
+    /// (`info`, served to magnets; `private` per BEP 27). It starts at once: announces
+    /// `started` to `trackers` (BEP 12 tiers) and dials the peers it learns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_torrent(
+        &mut self,
+        now: Instant,
+        info_hash: InfoHash,
+        layout: TorrentLayout,
+        piece_hashes: Vec<[u8; 20]>,
+        have: Bitfield,
+        info: bytes::Bytes,
+        private: bool,
+        trackers: Vec<Vec<String>>,
+    ) -> Result<TorrentId, SessionError> {
+        let id = self
+            .session
+            .add_torrent(info_hash, layout, piece_hashes, have)?;
+        self.session.set_metadata(id, info, private);
+        self.start_side(now, id, private, trackers);
+        Ok(id)
+    }
+
+    /// Adds a torrent known only by its info hash (a magnet link, BEP 9): it fetches its
+    /// metadata from its peers ([`Event::MetadataReceived`]), then downloads.
+    pub fn add_magnet(
+        &mut self,
+        now: Instant,
+        info_hash: InfoHash,
+        trackers: Vec<Vec<String>>,
+    ) -> Result<TorrentId, SessionError> {
+        let id = self.session.add_magnet(info_hash)?;
+        self.start_side(now, id, false, trackers);
+        Ok(id)
+    }
+
+    fn start_side(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        private: bool,
+        trackers: Vec<Vec<String>>,
+    ) {
+        let announcer = (!trackers.is_empty()).then(|| {
+            let mut a = Announcer::new(self.config.announcer, trackers, &mut self.rng);
+            a.started(now);
+            a
+        });
+        let mut side = Side {
+            phase: Phase::Running,
+            announcer,
+            in_flight: None,
+            peers: PeerList::new(self.config.max_known_peers),
+            dialing: 0,
+            dht: false,
+            private,
+        };
+        if !private && let Some(dht) = &mut self.dht {
+            side.dht = true;
+            let hash = self.session.torrent(id).expect("just added").info_hash();
+            dht.add_torrent(now, hash, self.listen.map(|l| l.port()));
+        }
+        self.sides.insert(id, side);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// Where we listen for peers: told to peers (BEP 10 `p`), announced, and never dialled.
+    pub fn set_listen_addr(&mut self, addr: SocketAddr) {
+        self.listen = Some(addr);
+        self.session.set_listen_port(addr.port());
+    }
+
+    /// Starts the DHT node `dht` (its UDP socket is the driver's), announcing every public
+    /// torrent, present and future, with our listening port; `port` is the node's own UDP port,
+    /// told to peers (BEP 5 `port`). Bootstrap with [`Client::dht_bootstrap`].
+    pub fn start_dht(&mut self, now: Instant, dht: Dht, port: u16) {
+        let mut schedule = DhtSchedule::new(dht);
+        let listen = self.listen.map(|l| l.port());
+        for (id, side) in &mut self.sides {
+            if !side.private && side.phase == Phase::Running {
+                side.dht = true;
+                if let Some(t) = self.session.torrent(*id) {
+                    schedule.add_torrent(now, t.info_hash(), listen);
+                }
+            }
+        }
+        self.dht = Some(schedule);
+        self.session.set_dht_port(port);
+        self.pump(now);
+    }
+
+    /// Bootstraps the DHT from `nodes` (the resolved bootstrap names), again while its table
+    /// stays empty.
+    pub fn dht_bootstrap(&mut self, now: Instant, nodes: Vec<SocketAddr>) {
+        if let Some(dht) = &mut self.dht {
+            dht.start_bootstrap(now, nodes);
+        }
+        self.pump(now);
+    }
+
+    /// Adds a node to the DHT's routing table (a saved node, a peer's BEP 5 `port`).
+    pub fn add_dht_node(&mut self, now: Instant, addr: SocketAddr) {
+        if let Some(dht) = &mut self.dht {
+            dht.add_node(now, addr);
+        }
+        self.pump(now);
+    }
+
+    /// Adds peer addresses to torrent `id`'s list from `source`; returns how many were new. Our
+    /// own listening address and port 0 are ignored.
+    pub fn add_peers(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        source: PeerSource,
+        addrs: &[SocketAddr],
+    ) -> usize {
+        let count = self.learn(now, id, source, addrs);
+        self.pump(now);
+        count
+    }
+
+    fn learn(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        source: PeerSource,
+        addrs: &[SocketAddr],
+    ) -> usize {
+        let listen = self.listen;
+        let Some(side) = self.sides.get_mut(&id) else {
+            return 0;
+        };
+        addrs
+            .iter()
+            .filter(|a| a.port() != 0 && !is_own(listen, **a))
+            .filter(|a| side.peers.add(now, **a, source))
+            .count()
+    }
+
+    /// Stops torrent `id`: closes its connections, announces `stopped` and then reports
+    /// [`Event::Stopped`] (at once with no tracker to tell). Its state stays readable.
+    pub fn stop_torrent(&mut self, now: Instant, id: TorrentId) {
+        let Some(side) = self.sides.get_mut(&id) else {
+            return;
+        };
+        if side.phase != Phase::Running {
+            return;
+        }
+        side.phase = Phase::Stopping {
+            deadline: now + STOP_ANNOUNCE_TIMEOUT,
+        };
+        if let Some(a) = &mut side.announcer {
+            a.stopped(now);
+        }
+        if side.dht
+            && let (Some(dht), Some(t)) = (&mut self.dht, self.session.torrent(id))
+        {
+            dht.remove_torrent(&t.info_hash());
+        }
+        // Connects in progress are given up.
+        let dialing: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.torrent == Some(id) && matches!(c.state, ConnState::Dialing { .. }))
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in dialing {
+            self.drop_dial(conn);
+            self.outputs.push_back(Output::Close {
+                conn,
+                reason: ClientCloseReason::Session(SessionCloseReason::TorrentStopped),
+            });
+        }
+        self.session.close_connections(now, id);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// Stops every torrent (see [`Client::stop_torrent`]): the way out of the process. Done when
+    /// [`Client::all_stopped`].
+    pub fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<TorrentId> = self.sides.keys().copied().collect();
+        for id in ids {
+            self.stop_torrent(now, id);
+        }
+    }
+
+    // ---- input ----
+
+    /// A peer at `addr` opened a connection to us: its handle, or why it is refused (the driver
+    /// closes the socket then).
+    pub fn accept(&mut self, now: Instant, addr: SocketAddr) -> Result<ConnId, SessionError> {
+        let conn = self.alloc_conn();
+        self.session.accept(now, conn, addr)?;
+        self.conns.insert(
+            conn,
+            ConnInfo {
+                torrent: None,
+                addr,
+                source: PeerSource::Incoming,
+                state: ConnState::Open,
+            },
+        );
+        self.collect(now);
+        self.pump(now);
+        Ok(conn)
+    }
+
+    /// The connect asked by [`Output::Connect`] succeeded: our handshake goes out.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        let Some(info) = self.conns.get(&conn).copied() else {
+            return;
+        };
+        let (ConnState::Dialing { .. }, Some(torrent)) = (info.state, info.torrent) else {
+            return;
+        };
+        self.drop_dial(conn);
+        match self.session.connect(now, torrent, conn, info.addr) {
+            Ok(()) => {
+                self.conns.insert(
+                    conn,
+                    ConnInfo {
+                        state: ConnState::Open,
+                        ..info
+                    },
+                );
+            }
+            Err(e) => {
+                self.outputs.push_back(Output::Close {
+                    conn,
+                    reason: ClientCloseReason::Session(match e {
+                        SessionError::Refused(r) => SessionCloseReason::Refused(r),
+                        _ => SessionCloseReason::TooManyConnections,
+                    }),
+                });
+                if let Some(side) = self.sides.get_mut(&torrent) {
+                    side.peers.closed(now, info.addr, Ending::Closed, false);
+                }
+            }
+        }
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// The connect asked by [`Output::Connect`] failed.
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, error: String) {
+        if let Some(ConnInfo {
+            state: ConnState::Dialing { .. },
+            torrent: Some(torrent),
+            addr,
+            ..
+        }) = self.conns.get(&conn).copied()
+        {
+            self.drop_dial(conn);
+            self.connect_failed(now, torrent, addr, error);
+        }
+        self.pump(now);
+    }
+
+    fn connect_failed(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        addr: SocketAddr,
+        error: String,
+    ) {
+        if let Some(side) = self.sides.get_mut(&torrent) {
+            side.peers.closed(now, addr, Ending::ConnectFailed, false);
+        }
+        self.outputs.push_back(Output::Event(Event::ConnectFailed {
+            torrent,
+            addr,
+            error,
+        }));
+    }
+
+    /// Bytes read from `conn`'s socket.
+    pub fn handle_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.session.handle_bytes(now, conn, bytes);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// The driver wrote `bytes` of `conn`'s transmit data to its socket.
+    pub fn handle_sent(&mut self, now: Instant, conn: ConnId, bytes: usize) {
+        self.session.handle_sent(now, conn, bytes);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// `conn`'s socket closed or failed.
+    pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        self.session.handle_disconnect(now, conn);
+        // An unrouted incoming connection has no torrent to report its end.
+        if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
+            self.conns.remove(&conn);
+        }
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// The driver's answer to an [`Output::Disk`].
+    pub fn handle_disk(&mut self, now: Instant, torrent: TorrentId, done: DiskDone) {
+        self.session.handle_disk(now, torrent, done);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// A datagram for the DHT node.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if let Some(dht) = &mut self.dht {
+            dht.handle_datagram(now, from, bytes);
+        }
+        self.pump(now);
+    }
+
+    /// The outcome of [`Output::Announce`] `id`, and for a UDP tracker the connection id it
+    /// used, to reuse.
+    pub fn handle_announce(
+        &mut self,
+        now: Instant,
+        id: AnnounceId,
+        result: Result<AnnounceResponse, TrackerError>,
+        udp_connection: Option<UdpConnection>,
+    ) {
+        let Some((torrent, side)) = self
+            .sides
+            .iter_mut()
+            .find(|(_, s)| s.in_flight.as_ref().is_some_and(|f| f.id == id))
+        else {
+            return;
+        };
+        let torrent = *torrent;
+        let flight = side.in_flight.take().expect("found by it");
+        if let (Some(key), Some(connection)) = (flight.udp_key, udp_connection)
+            && (self.udp_connections.len() < MAX_TRACKERS
+                || self.udp_connections.contains_key(&key))
+        {
+            self.udp_connections.insert(key, connection);
+        }
+        let Some(announcer) = &mut side.announcer else {
+            return;
+        };
+        let running = side.phase == Phase::Running;
+        match result {
+            Ok(response) => {
+                announcer.handle_success(now, &flight.url, &response);
+                let next_in = announcer.poll_timeout().map(|at| at.saturating_since(now));
+                if running && flight.event != AnnounceEvent::Stopped {
+                    self.learn(now, torrent, PeerSource::Tracker, &response.peers);
+                }
+                self.outputs
+                    .push_back(Output::Event(Event::TrackerAnswered {
+                        torrent,
+                        url: flight.url,
+                        event: flight.event,
+                        response,
+                        next_in,
+                    }));
+            }
+            Err(error) => {
+                announcer.handle_failure(now, &flight.url, &error);
+                let retry_in = announcer.poll_timeout().map(|at| at.saturating_since(now));
+                self.outputs.push_back(Output::Event(Event::TrackerFailed {
+                    torrent,
+                    url: flight.url,
+                    error,
+                    retry_in,
+                }));
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Fires what is due. Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_timeout_reason = self
+            .timers()
+            .into_iter()
+            .filter(|(_, at)| *at <= now)
+            .min_by_key(|(name, at)| (*at, *name))
+            .map(|(name, _)| name);
+        self.session.handle_timeout(now);
+        self.collect(now);
+        while let Some(&(at, conn)) = self.dial_deadlines.first()
+            && at <= now
+        {
+            let info = self.conns.get(&conn).copied();
+            self.drop_dial(conn);
+            self.outputs.push_back(Output::Close {
+                conn,
+                reason: ClientCloseReason::ConnectTimeout,
+            });
+            if let Some(ConnInfo {
+                torrent: Some(torrent),
+                addr,
+                ..
+            }) = info
+            {
+                let secs = self.config.connect_timeout.as_secs();
+                self.connect_failed(now, torrent, addr, format!("no answer within {secs} s"));
+            }
+        }
+        let ids: Vec<TorrentId> = self.sides.keys().copied().collect();
+        for id in ids {
+            let side = self.sides.get_mut(&id).expect("listed above");
+            side.peers.handle_timeout(now);
+            if let Some(flight) = &mut side.in_flight
+                && flight.slow_at.is_some_and(|at| at <= now)
+            {
+                flight.slow_at = None;
+                let (url, waited) = (flight.url.clone(), now.saturating_since(flight.sent_at));
+                self.outputs.push_back(Output::Event(Event::TrackerSlow {
+                    torrent: id,
+                    url,
+                    waited,
+                }));
+            }
+            if let Phase::Stopping { deadline } = side.phase
+                && deadline <= now
+            {
+                self.finish_stop(id);
+            }
+        }
+        if let Some(dht) = &mut self.dht {
+            dht.handle_timeout(now);
+        }
+        self.pump(now);
+    }
+
+    // ---- internals ----
+
+    fn alloc_conn(&mut self) -> ConnId {
+        let c = ConnId(self.next_conn);
+        self.next_conn += 1;
+        c
+    }
+
+    /// Forgets a connect in progress (answered, failed, timed out or given up).
+    fn drop_dial(&mut self, conn: ConnId) {
+        if let Some(info) = self.conns.get(&conn)
+            && let ConnState::Dialing { deadline } = info.state
+        {
+            self.dial_deadlines.remove(&(deadline, conn));
+            self.half_open -= 1;
+            if let Some(side) = info.torrent.and_then(|t| self.sides.get_mut(&t)) {
+                side.dialing -= 1;
+            }
+            self.conns.remove(&conn);
+        }
+    }
+
+    fn finish_stop(&mut self, id: TorrentId) {
+        if let Some(side) = self.sides.get_mut(&id)
+            && side.phase != Phase::Stopped
+        {
+            side.phase = Phase::Stopped;
+            side.in_flight = None;
+            self.outputs
+                .push_back(Output::Event(Event::Stopped { torrent: id }));
+        }
+    }
+
+    /// Moves the session's outputs to the client's, acting on the events that concern it.
+    fn collect(&mut self, now: Instant) {
+        while let Some(out) = self.session.poll_output() {
+            let out = match out {
+                SessionOutput::Transmit { conn, bytes } => Output::Transmit { conn, bytes },
+                SessionOutput::Close { conn, reason } => {
+                    // An attached connection's end is handled at its `PeerClosed`.
+                    if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
+                        self.conns.remove(&conn);
+                    }
+                    Output::Close {
+                        conn,
+                        reason: ClientCloseReason::Session(reason),
+                    }
+                }
+                SessionOutput::Disk { torrent, op } => Output::Disk { torrent, op },
+                SessionOutput::Event { torrent, event } => {
+                    self.on_event(now, torrent, &event);
+                    Output::Event(Event::Torrent { torrent, event })
+                }
+            };
+            self.outputs.push_back(out);
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, torrent: TorrentId, event: &TorrentEvent) {
+        match event {
+            TorrentEvent::PeerConnected { conn, .. } => {
+                if let Some(info) = self.conns.get_mut(conn) {
+                    info.torrent = Some(torrent);
+                    if info.source == PeerSource::Incoming
+                        && let Some(side) = self.sides.get_mut(&torrent)
+                    {
+                        side.peers.connected_in(info.addr, *conn);
+                    }
+                }
+            }
+            TorrentEvent::PeerClosed {
+                conn,
+                addr,
+                reason,
+                seed,
+                ..
+            } => {
+                let info = self.conns.remove(conn);
+                let dialled = info.is_some_and(|i| i.source != PeerSource::Incoming);
+                if let Some(side) = self.sides.get_mut(&torrent)
+                    && (dialled || side.peers.is_busy(addr))
+                {
+                    let ending = match reason {
+                        CloseReason::Banned | CloseReason::BadMetadata => Ending::Banned,
+                        CloseReason::Disconnected | CloseReason::Duplicate => Ending::Closed,
+                        CloseReason::Peer(_) => Ending::Error,
+                    };
+                    side.peers.closed(now, *addr, ending, *seed);
+                }
+            }
+            TorrentEvent::PeerBanned(ip) => {
+                if let Some(side) = self.sides.get_mut(&torrent) {
+                    for addr in side.peers.addrs_on(*ip) {
+                        side.peers.ban(addr);
+                    }
+                }
+            }
+            TorrentEvent::Complete => {
+                if let Some(side) = self.sides.get_mut(&torrent) {
+                    if let Some(a) = &mut side.announcer {
+                        a.completed(now);
+                    }
+                    side.peers.set_complete(now, true);
+                }
+            }
+            TorrentEvent::PeersLearned { from, peers } => {
+                let from = self.conns.get(from).map(|c| c.addr);
+                let count = self.learn(now, torrent, PeerSource::Pex, peers);
+                self.outputs.push_back(Output::Event(Event::PeersFound {
+                    torrent,
+                    source: PeerSource::Pex,
+                    from,
+                    count,
+                }));
+            }
+            TorrentEvent::DhtPort { addr } => {
+                if let Some(dht) = &mut self.dht {
+                    dht.add_node(now, *addr);
+                }
+            }
+            TorrentEvent::MetadataReceived => self.metadata_received(torrent),
+            _ => {}
+        }
+    }
+
+    /// A magnet's metadata arrived: parsed for the driver; a private torrent leaves the DHT.
+    fn metadata_received(&mut self, torrent: TorrentId) {
+        let Some(info) = self
+            .session
+            .torrent(torrent)
+            .and_then(|t| t.info_bytes())
+            .cloned()
+        else {
+            return;
+        };
+        // The torrent checked it already; one that does not parse is reported by the torrent
+        // as `MetadataInvalid`.
+        let Ok(meta) = Metainfo::from_info_bytes(&info) else {
+            return;
+        };
+        if let Some(side) = self.sides.get_mut(&torrent) {
+            side.private = meta.info.private;
+            if meta.info.private && side.dht {
+                side.dht = false;
+                if let Some(dht) = &mut self.dht {
+                    dht.remove_torrent(&meta.info_hash);
+                }
+                self.outputs.push_back(Output::Event(Event::DhtStopped {
+                    torrent,
+                    why: "the torrent is private".into(),
+                }));
+            }
+        }
+        self.outputs
+            .push_back(Output::Event(Event::MetadataReceived {
+                torrent,
+                meta: Box::new(meta),
+            }));
+    }
+
+    /// After every input and command: due announces, the DHT, and dialling.
+    fn pump(&mut self, now: Instant) {
+        self.pump_announces(now);
+        self.pump_dht(now);
+        self.dial_more(now);
+    }
+
+    fn pump_announces(&mut self, now: Instant) {
+        let ids: Vec<TorrentId> = self.sides.keys().copied().collect();
+        for id in ids {
+            let left = self.left(id);
+            let side = self.sides.get_mut(&id).expect("listed above");
+            if side.in_flight.is_some() {
+                continue;
+            }
+            let Some(announce) = side.announcer.as_mut().and_then(|a| a.poll_announce(now)) else {
+                if matches!(side.phase, Phase::Stopping { .. })
+                    && side.announcer.as_ref().is_none_or(Announcer::is_stopped)
+                {
+                    self.finish_stop(id);
+                }
+                continue;
+            };
+            let t = self.session.torrent(id).expect("sides and torrents agree");
+            let stats = t.stats();
+            let request = AnnounceRequest {
+                info_hash: t.info_hash(),
+                peer_id: self.session.peer_id(),
+                port: self.listen.map_or(0, |l| l.port()),
+                uploaded: stats.uploaded,
+                downloaded: stats.downloaded,
+                left,
+                event: announce.event,
+                numwant: Some(if announce.event == AnnounceEvent::Stopped {
+                    0
+                } else {
+                    self.config.numwant
+                }),
+                key: self.key,
+                tracker_id: announce.tracker_id,
+            };
+            let udp_key =
+                (announce.tracker.scheme() == Scheme::Udp).then(|| announce.tracker.authority());
+            let udp_connection = udp_key
+                .as_ref()
+                .and_then(|k| self.udp_connections.get(k).copied());
+            let aid = AnnounceId(self.next_announce);
+            self.next_announce += 1;
+            side.in_flight = Some(InFlight {
+                id: aid,
+                url: announce.url.clone(),
+                event: announce.event,
+                slow_at: Some(now + SLOW_TRACKER_NOTICE),
+                sent_at: now,
+                udp_key,
+            });
+            self.outputs.push_back(Output::Announce {
+                torrent: id,
+                id: aid,
+                url: announce.url,
+                tracker: announce.tracker,
+                request,
+                udp_connection,
+            });
+        }
+    }
+
+    fn pump_dht(&mut self, now: Instant) {
+        let Some(dht) = &mut self.dht else {
+            return;
+        };
+        dht.poll(now, &mut self.dht_events);
+        while let Some(t) = dht.poll_transmit() {
+            self.outputs.push_back(Output::Datagram {
+                to: t.to,
+                bytes: t.bytes,
+            });
+        }
+        let events = std::mem::take(&mut self.dht_events);
+        for event in events {
+            match event {
+                ScheduleEvent::Peers { info_hash, peers } => {
+                    let Some(torrent) = self.torrent_by_hash(&info_hash) else {
+                        continue;
+                    };
+                    let count = self.learn(now, torrent, PeerSource::Dht, &peers);
+                    if count > 0 {
+                        self.outputs.push_back(Output::Event(Event::PeersFound {
+                            torrent,
+                            source: PeerSource::Dht,
+                            from: None,
+                            count,
+                        }));
+                    }
+                }
+                ScheduleEvent::Bootstrapped { nodes } => {
+                    self.outputs
+                        .push_back(Output::Event(Event::DhtBootstrapped { nodes }));
+                }
+                ScheduleEvent::Announced {
+                    info_hash,
+                    peers,
+                    announced,
+                    nodes,
+                } => {
+                    if let Some(torrent) = self.torrent_by_hash(&info_hash) {
+                        self.outputs.push_back(Output::Event(Event::DhtAnnounced {
+                            torrent,
+                            peers,
+                            announced,
+                            nodes,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn torrent_by_hash(&self, info_hash: &InfoHash) -> Option<TorrentId> {
+        self.session
+            .torrents()
+            .find(|(_, t)| t.info_hash() == *info_hash)
+            .map(|(id, _)| id)
+    }
+
+    /// Dials ready addresses while there is room: under the half-open limit, the connection
+    /// limit, and each torrent's peer limit; torrents take turns.
+    fn dial_more(&mut self, now: Instant) {
+        let max_half_open = self.config.max_half_open.max(1);
+        let max_conns = self.config.session.max_connections;
+        let max_peers = self.config.session.torrent.max_peers;
+        loop {
+            let mut dialled = false;
+            let ids: Vec<TorrentId> = self
+                .sides
+                .range(TorrentId(self.dial_cursor)..)
+                .chain(self.sides.range(..TorrentId(self.dial_cursor)))
+                .filter(|(_, s)| s.phase == Phase::Running && s.peers.ready_count() > 0)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                if self.half_open >= max_half_open
+                    || self.session.connection_count() + self.half_open >= max_conns
+                {
+                    return;
+                }
+                let peers = self.session.torrent(id).map_or(0, Torrent::peer_count);
+                let side = self.sides.get_mut(&id).expect("listed above");
+                if peers + side.dialing >= max_peers {
+                    continue;
+                }
+                let conn = ConnId(self.next_conn);
+                let Some((addr, source)) = side.peers.take_ready(conn) else {
+                    continue;
+                };
+                self.next_conn += 1;
+                side.dialing += 1;
+                self.half_open += 1;
+                let deadline = now + self.config.connect_timeout;
+                self.dial_deadlines.insert((deadline, conn));
+                self.conns.insert(
+                    conn,
+                    ConnInfo {
+                        torrent: Some(id),
+                        addr,
+                        source,
+                        state: ConnState::Dialing { deadline },
+                    },
+                );
+                self.dial_cursor = id.0.wrapping_add(1);
+                self.outputs.push_back(Output::Connect {
+                    torrent: id,
+                    conn,
+                    addr,
+                });
+                dialled = true;
+            }
+            if !dialled {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether `addr` is our own listening address. On a wildcard listen only the loopback form is
+/// known to be us; another host may well use the same port, and a connection to ourselves by a
+/// public address is caught by the peer id check.
+fn is_own(listen: Option<SocketAddr>, addr: SocketAddr) -> bool {
+    listen.is_some_and(|l| {
+        l.port() == addr.port()
+            && (l.ip() == addr.ip() || (l.ip().is_unspecified() && addr.ip().is_loopback()))
+    })
+}

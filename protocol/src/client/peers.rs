@@ -1,0 +1,364 @@
+//! [`PeerList`]: every address a torrent has learned, where from, and when to dial it next.
+//!
+//! An address is known from the moment a tracker, the DHT, a PEX message or the user names it.
+//! It is dialled when the client has room, in the order it became ready (learned, or its wait
+//! over). What happens to a connection decides the next try:
+//! - a connect that failed or timed out waits [`RETRY_BASE`], doubling with each failure in a
+//!   row up to [`RETRY_MAX`]; after [`MAX_FAILS`] failures in a row the address is forgotten
+//!   (a tracker, the DHT or PEX may name it again);
+//! - a connection that opened and then closed (the peer went away, a protocol error) is tried
+//!   again after [`RECONNECT_AFTER`], counting as a failure only if it ended on an error. This is
+//!   what brings back a seeder that restarted on the same address with no tracker to say so;
+//! - a peer banned for bad data, or one that sent bad metadata, is never dialled again;
+//! - a seed is not dialled while our torrent is complete (two seeds have nothing to trade).
+//!
+//! Determinism: addresses live in ordered maps; ties in readiness go by the order learned.
+//!
+//! Bounds: at most [`PeerList::capacity`] addresses (new ones are ignored when full); the ready
+//! and waiting sets hold only listed addresses.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::io::ConnId;
+use crate::time::Instant;
+
+/// First wait after a failed connect.
+pub const RETRY_BASE: Duration = Duration::from_secs(15);
+
+/// Longest wait between tries of one address.
+pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// Wait before dialling again a peer whose connection closed.
+pub const RECONNECT_AFTER: Duration = Duration::from_secs(20);
+
+/// Failures in a row after which an address is forgotten.
+pub const MAX_FAILS: u32 = 6;
+
+/// Where an address was learned (`bt get -v` says it per connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerSource {
+    /// A tracker's answer.
+    Tracker,
+    /// The DHT (BEP 5).
+    Dht,
+    /// Another peer's PEX message (BEP 11).
+    Pex,
+    /// Given by the user (`--peer`, a magnet's `x.pe`).
+    Direct,
+    /// It connected to us.
+    Incoming,
+}
+
+impl PeerSource {
+    /// The lower-case name shown to users: `tracker`, `dht`, `pex`, `direct`, `incoming`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerSource::Tracker => "tracker",
+            PeerSource::Dht => "dht",
+            PeerSource::Pex => "pex",
+            PeerSource::Direct => "direct",
+            PeerSource::Incoming => "incoming",
+        }
+    }
+}
+
+/// Connected peers by where they came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// From trackers.
+    pub tracker: usize,
+    /// From the DHT.
+    pub dht: usize,
+    /// From PEX.
+    pub pex: usize,
+    /// Given by the user.
+    pub direct: usize,
+    /// Connected to us.
+    pub incoming: usize,
+}
+
+impl SourceCounts {
+    /// Counts one more peer from `source`.
+    pub fn count(&mut self, source: PeerSource) {
+        let slot = match source {
+            PeerSource::Tracker => &mut self.tracker,
+            PeerSource::Dht => &mut self.dht,
+            PeerSource::Pex => &mut self.pex,
+            PeerSource::Direct => &mut self.direct,
+            PeerSource::Incoming => &mut self.incoming,
+        };
+        *slot += 1;
+    }
+}
+
+/// How a connection to a listed address ended, for [`PeerList::closed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The connect failed or timed out.
+    ConnectFailed,
+    /// It was open and closed cleanly (the peer went away, or we had no more use for it).
+    Closed,
+    /// It was open and closed on an error (a protocol violation, a timeout).
+    Error,
+    /// Never again: banned, or it sent bad metadata.
+    Banned,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Ready to dial since `.0` (also the key in `ready`).
+    Ready(Instant, u64),
+    /// Waiting until `.0` (also the key in `waiting`).
+    Waiting(Instant, u64),
+    /// Dialling or connected.
+    Busy(ConnId),
+    /// A seed, not dialled while we are complete.
+    Seed,
+    Banned,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    source: PeerSource,
+    fails: u32,
+    slot: Slot,
+    seed: bool,
+}
+
+/// A torrent's known addresses: see the module docs.
+#[derive(Clone, Debug)]
+pub struct PeerList {
+    capacity: usize,
+    known: BTreeMap<SocketAddr, Known>,
+    /// Ready addresses: `(since, order learned, addr)`.
+    ready: BTreeSet<(Instant, u64, SocketAddr)>,
+    /// Addresses waiting out a backoff: `(until, order, addr)`.
+    waiting: BTreeSet<(Instant, u64, SocketAddr)>,
+    next_order: u64,
+}
+
+impl PeerList {
+    /// An empty list of at most `capacity` addresses.
+    pub fn new(capacity: usize) -> Self {
+        PeerList {
+            capacity,
+            known: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            waiting: BTreeSet::new(),
+            next_order: 0,
+        }
+    }
+
+    /// The most addresses it keeps.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Addresses known.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether no address is known.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// Whether `addr` is known.
+    pub fn contains(&self, addr: &SocketAddr) -> bool {
+        self.known.contains_key(addr)
+    }
+
+    /// Where `addr` was learned first.
+    pub fn source(&self, addr: &SocketAddr) -> Option<PeerSource> {
+        self.known.get(addr).map(|k| k.source)
+    }
+
+    /// Consecutive failures of `addr`.
+    pub fn fails(&self, addr: &SocketAddr) -> Option<u32> {
+        self.known.get(addr).map(|k| k.fails)
+    }
+
+    /// Addresses ready to dial now.
+    pub fn ready_count(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// When the first waiting address becomes ready.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.waiting.first().map(|(at, _, _)| *at)
+    }
+
+    /// Learns `addr` from `source`; returns whether it was new. An address already known that
+    /// waits out a backoff becomes ready now if `source` is the user or a tracker (a tracker
+    /// naming it again is fresh news); otherwise nothing changes.
+    pub fn add(&mut self, now: Instant, addr: SocketAddr, source: PeerSource) -> bool {
+        if let Some(k) = self.known.get_mut(&addr) {
+            if let Slot::Waiting(at, order) = k.slot
+                && matches!(source, PeerSource::Direct | PeerSource::Tracker)
+            {
+                self.waiting.remove(&(at, order, addr));
+                k.slot = Slot::Ready(now, order);
+                self.ready.insert((now, order, addr));
+            }
+            return false;
+        }
+        if self.known.len() >= self.capacity {
+            return false;
+        }
+        let order = self.next_order;
+        self.next_order += 1;
+        self.known.insert(
+            addr,
+            Known {
+                source,
+                fails: 0,
+                slot: Slot::Ready(now, order),
+                seed: false,
+            },
+        );
+        self.ready.insert((now, order, addr));
+        true
+    }
+
+    /// Moves waiting addresses whose time has come to the ready set.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, order, addr)) = self.waiting.first()
+            && at <= now
+        {
+            self.waiting.pop_first();
+            if let Some(k) = self.known.get_mut(&addr) {
+                k.slot = Slot::Ready(at, order);
+                self.ready.insert((at, order, addr));
+            }
+        }
+    }
+
+    /// The next address to dial, now marked busy with `conn`, and where it came from.
+    pub fn take_ready(&mut self, conn: ConnId) -> Option<(SocketAddr, PeerSource)> {
+        let (_, _, addr) = self.ready.pop_first()?;
+        let k = self
+            .known
+            .get_mut(&addr)
+            .expect("ready addresses are known");
+        k.slot = Slot::Busy(conn);
+        Some((addr, k.source))
+    }
+
+    /// A connection to `addr` ended as `ending`: schedules the next try (see the module docs).
+    /// `seed` says the peer had every piece.
+    pub fn closed(&mut self, now: Instant, addr: SocketAddr, ending: Ending, seed: bool) {
+        let Some(k) = self.known.get_mut(&addr) else {
+            return;
+        };
+        k.seed |= seed;
+        self.unslot(addr);
+        let k = self.known.get_mut(&addr).expect("checked above");
+        let wait = match ending {
+            Ending::Banned => {
+                k.slot = Slot::Banned;
+                return;
+            }
+            Ending::Closed => {
+                k.fails = 0;
+                RECONNECT_AFTER
+            }
+            Ending::ConnectFailed | Ending::Error => {
+                k.fails += 1;
+                if k.fails >= MAX_FAILS {
+                    self.known.remove(&addr);
+                    return;
+                }
+                RETRY_BASE
+                    .saturating_mul(1 << (k.fails - 1).min(16))
+                    .min(RETRY_MAX)
+            }
+        };
+        let wait = if ending == Ending::Error {
+            wait.max(RECONNECT_AFTER)
+        } else {
+            wait
+        };
+        let order = self.next_order;
+        self.next_order += 1;
+        k.slot = Slot::Waiting(now + wait, order);
+        self.waiting.insert((now + wait, order, addr));
+    }
+
+    /// Our torrent became complete (`true`) or not: known seeds leave (or rejoin) the dial
+    /// order.
+    pub fn set_complete(&mut self, now: Instant, complete: bool) {
+        let seeds: Vec<SocketAddr> = self
+            .known
+            .iter()
+            .filter(|(_, k)| k.seed && !matches!(k.slot, Slot::Busy(_) | Slot::Banned))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in seeds {
+            self.unslot(addr);
+            let k = self.known.get_mut(&addr).expect("listed above");
+            if complete {
+                k.slot = Slot::Seed;
+            } else {
+                let order = self.next_order;
+                self.next_order += 1;
+                k.slot = Slot::Ready(now, order);
+                self.ready.insert((now, order, addr));
+            }
+        }
+    }
+
+    /// Takes `addr` out of the ready and waiting sets.
+    fn unslot(&mut self, addr: SocketAddr) {
+        if let Some(k) = self.known.get(&addr) {
+            match k.slot {
+                Slot::Ready(at, order) => {
+                    self.ready.remove(&(at, order, addr));
+                }
+                Slot::Waiting(at, order) => {
+                    self.waiting.remove(&(at, order, addr));
+                }
+                Slot::Busy(_) | Slot::Seed | Slot::Banned => {}
+            }
+        }
+    }
+
+    /// Marks `addr` busy with an incoming connection, if it is known (a peer that dialled us
+    /// from its listening address), so it is not dialled meanwhile.
+    pub fn connected_in(&mut self, addr: SocketAddr, conn: ConnId) {
+        if self.known.contains_key(&addr) {
+            self.unslot(addr);
+            if let Some(k) = self.known.get_mut(&addr) {
+                k.slot = Slot::Busy(conn);
+            }
+        }
+    }
+
+    /// Marks `addr` banned (smart ban): never dialled again.
+    pub fn ban(&mut self, addr: SocketAddr) {
+        if self.known.contains_key(&addr) {
+            self.unslot(addr);
+            if let Some(k) = self.known.get_mut(&addr) {
+                k.slot = Slot::Banned;
+            }
+        }
+    }
+
+    /// Every known address on `ip` (a ban is per IP).
+    pub fn addrs_on(&self, ip: core::net::IpAddr) -> Vec<SocketAddr> {
+        self.known
+            .keys()
+            .filter(|a| a.ip() == ip)
+            .copied()
+            .collect()
+    }
+
+    /// Whether `addr` is dialled or connected now.
+    pub fn is_busy(&self, addr: &SocketAddr) -> bool {
+        self.known
+            .get(addr)
+            .is_some_and(|k| matches!(k.slot, Slot::Busy(_)))
+    }
+}
