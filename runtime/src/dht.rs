@@ -1,13 +1,12 @@
 //! The driver's DHT node (BEP 5): the protocol's sans-IO [`Dht`] over one bound UDP socket.
 //!
-//! A receive task hands every datagram to the driver as an input; the driver feeds it to the
-//! machine and hands what the machine wants sent to a send task through a bounded queue
-//! ([`MAX_SEND_QUEUE`] datagrams: past it a datagram is dropped, as a congested network would).
-//! The node starts from the routing table a previous run saved ([`DhtSetup::saved`], see
-//! [`encode_state`]) and from the bootstrap nodes, resolved by name in a task of their own so a
-//! slow resolver does not hold up the start. When to bootstrap and announce is the protocol's
-//! [`TorrentDht`] schedule (the simulator follows the same one); the peers found are queued to
-//! dial like a tracker's.
+//! The node itself, and when it bootstraps and announces which torrent, are the protocol
+//! client's (`bt_protocol::client::Client`, the simulator runs the same); this is its socket. A
+//! receive task hands every datagram to the driver as an input; the client's datagrams go to a
+//! send task through a bounded queue ([`MAX_SEND_QUEUE`] datagrams: past it a datagram is
+//! dropped, as a congested network would). The node starts from the routing table a previous
+//! run saved ([`DhtSetup::saved`], see [`encode_state`]) and from the bootstrap nodes, resolved by
+//! name in a task of their own so a slow resolver does not hold up the start.
 //!
 //! A node bound to an IPv6 address (dual-stack on `[::]`) keeps IPv6 nodes as well (BEP 32); IPv4
 //! senders seen as IPv4-mapped addresses are taken as IPv4. A magnet whose metadata turns out
@@ -19,10 +18,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bt_protocol::dht::{
-    Dht, DhtConfig, DhtStateError, NodeId, TorrentDht, TorrentDhtEvent, load_state, save_state,
-};
-use bt_protocol::metainfo::InfoHash;
+use bt_protocol::dht::{Dht, DhtConfig, DhtStateError, NodeId, load_state, save_state};
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 use bytes::Bytes;
@@ -145,31 +141,25 @@ pub(crate) enum DhtInput {
     },
 }
 
-/// The node and its tasks.
-pub(crate) struct DhtRunner {
-    /// The node and its announce schedule.
-    node: TorrentDht,
+/// The DHT node's socket and its tasks; the node itself is the client's.
+pub(crate) struct DhtSocket {
     out: mpsc::Sender<(SocketAddr, Vec<u8>)>,
     tasks: Vec<JoinHandle<()>>,
-    /// What the schedule reported since the last pump.
-    events: Vec<TorrentDhtEvent>,
 }
 
-impl DhtRunner {
+impl DhtSocket {
     /// Binds the socket and starts the tasks; their inputs reach the driver through `to_driver`,
-    /// wrapped by `wrap`. Returns the runner and the bound address.
-    #[allow(clippy::too_many_arguments)]
+    /// wrapped by `wrap`. Returns the socket, the node restored from `setup.saved` (see
+    /// [`restore_node`]) and the bound address.
     pub(crate) async fn start<N: Net, I: Send + 'static>(
         net: &N,
         setup: DhtSetup,
-        info_hash: InfoHash,
-        port: u16,
         now: Instant,
         rng: &mut Rng,
         to_driver: mpsc::Sender<I>,
         wrap: fn(DhtInput) -> I,
         reports: &mut Vec<DhtReport>,
-    ) -> std::io::Result<(DhtRunner, SocketAddr)> {
+    ) -> std::io::Result<(DhtSocket, Dht, SocketAddr)> {
         let socket = std::sync::Arc::new(net.udp_bind(setup.bind).await?);
         let local = socket.local_addr()?;
         // An IPv6 socket (dual-stack on [::]) keeps IPv6 nodes too (BEP 32).
@@ -192,6 +182,7 @@ impl DhtRunner {
                 match socket.recv_from(&mut buf).await {
                     Ok((n, from)) => {
                         let bytes = Bytes::copy_from_slice(&buf[..n]);
+                        let from = canonical(from);
                         if tx
                             .send(wrap(DhtInput::Datagram { from, bytes }))
                             .await
@@ -221,84 +212,21 @@ impl DhtRunner {
                 .await;
         });
         reports.push(DhtReport::Listening(local));
-        let runner = DhtRunner {
-            node: TorrentDht::new(dht, info_hash, Some(port)),
+        let runner = DhtSocket {
             out,
             tasks: vec![send_task, recv_task, resolve_task],
-            events: Vec::new(),
         };
-        Ok((runner, local))
+        Ok((runner, dht, local))
     }
 
-    /// The routing table to save ([`encode_state`]).
-    pub(crate) fn state(&self) -> Vec<u8> {
-        encode_state(self.node.dht())
-    }
-
-    /// A node to try: a peer's BEP 5 `port` message.
-    pub(crate) fn add_node(&mut self, now: Instant, addr: SocketAddr) {
-        self.node.add_node(now, addr);
-    }
-
-    /// Takes an input of the DHT's tasks.
-    pub(crate) fn handle(&mut self, now: Instant, input: DhtInput, reports: &mut Vec<DhtReport>) {
-        match input {
-            DhtInput::Datagram { from, bytes } => {
-                self.node.handle_datagram(now, canonical(from), &bytes);
-            }
-            DhtInput::Resolved { addrs, failed } => {
-                for (node, error) in failed {
-                    reports.push(DhtReport::BootstrapFailed { node, error });
-                }
-                self.node.start_bootstrap(now, addrs);
-            }
-        }
-    }
-
-    /// The next time [`DhtRunner::handle_timeout`] has work.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.node.poll_timeout()
-    }
-
-    /// Time has passed.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.node.handle_timeout(now);
-    }
-
-    /// Starts a due announce, hands datagrams to the send task, and takes the schedule's events:
-    /// the peers found go into `peers`.
-    pub(crate) fn pump(
-        &mut self,
-        now: Instant,
-        reports: &mut Vec<DhtReport>,
-        peers: &mut Vec<SocketAddr>,
-    ) {
-        self.node.poll(now, &mut self.events);
-        while let Some(t) = self.node.poll_transmit() {
-            // Full: dropped, as a congested link would; the machine times the query out.
-            let _ = self.out.try_send((t.to, t.bytes));
-        }
-        for event in self.events.drain(..) {
-            match event {
-                TorrentDhtEvent::Peers(found) => peers.extend(found),
-                TorrentDhtEvent::Bootstrapped { nodes } => {
-                    reports.push(DhtReport::Bootstrapped { nodes });
-                }
-                TorrentDhtEvent::Announced {
-                    peers,
-                    announced,
-                    nodes,
-                } => reports.push(DhtReport::Announced {
-                    peers,
-                    announced,
-                    nodes,
-                }),
-            }
-        }
+    /// Hands a datagram to the send task; past [`MAX_SEND_QUEUE`] it is dropped, as a congested
+    /// link would (the node times the query out).
+    pub(crate) fn send(&self, to: SocketAddr, bytes: Vec<u8>) {
+        let _ = self.out.try_send((to, bytes));
     }
 }
 
-impl Drop for DhtRunner {
+impl Drop for DhtSocket {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();

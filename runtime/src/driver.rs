@@ -1,54 +1,58 @@
-//! [`Driver`]: runs the protocol [`Session`] on tokio for one torrent.
+//! [`Driver`]: runs the protocol [`Client`] on tokio: sockets, tasks, the disk threads, name
+//! resolution and TLS. Every protocol decision (whom to dial and when to dial again, when to
+//! announce what, the DHT's schedule) is the client's; the driver carries it out.
 //!
-//! One driver task owns the session (no locks around protocol state). Each connection has a reader
-//! task (socket -> driver, through a bounded channel, so a busy driver slows readers down) and a
-//! writer task (driver -> socket; after each write it reports the bytes sent, which is the
-//! protocol's backpressure, see `Session::handle_sent`). Disk work runs on the disk threads of a
-//! [`DiskPool`] (which hash pieces as they are written) and comes back as an input. Time comes only from `tokio::time`, so a simulated clock drives it in
-//! the simulator; every `select!` is `biased;` for determinism. Disk work goes to a [`Storage`]
+//! One driver task owns the client (no locks around protocol state). Each connection has a
+//! reader task (socket -> driver, through a bounded channel, so a busy driver slows readers down)
+//! and a writer task (driver -> socket; after each write it reports the bytes sent, which is the
+//! protocol's backpressure, see `Session::handle_sent`). Each connect the client asks for runs as
+//! a task until the client's connect timeout closes it. Disk work runs on the disk threads of one
+//! [`DiskPool`] per torrent (which hash pieces as they are written) and comes back as an input.
+//! Time comes only from `tokio::time`, so a simulated clock drives it in the simulator; every
+//! `select!` is `biased;` for determinism. Disk work goes to a [`Storage`]
 //! ([`crate::storage::FsStorage`] for real files).
 //!
-//! Magnets ([`Driver::new_magnet`]): the torrent starts with only its info hash; the protocol
-//! fetches the metadata from peers, and when it arrives the driver opens the storage through the
-//! caller's [`StorageOpener`] and starts the disk; the connections stay. Where each peer came from
-//! (tracker, PEX, the user, incoming) follows it into [`Report::PeerConnected`] and
-//! [`Status::sources`].
+//! Torrents: any number, added with [`Driver::add_torrent`] and [`Driver::add_magnet`] (or the
+//! one-torrent constructors), each with its own storage. Magnets: the torrent starts with only
+//! its info hash; the protocol fetches the metadata from peers, and when it arrives the driver
+//! opens the storage through the caller's [`StorageOpener`] and starts the disk; the connections
+//! stay.
 //!
-//! Trackers: an [`Announcer`] decides when to announce to which URL; each announce runs as a task
-//! ([`crate::tracker::announce`]) and comes back as an input. Peers from the answers (and from
-//! [`Driver::add_peer`]) wait in a queue and are dialled while the torrent has room.
+//! Trackers: each announce the client asks for runs as a task ([`crate::tracker::announce`])
+//! and comes back as an input. The DHT node is the client's; its socket is a [`DhtSocket`].
 //!
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
 //! bytes; a writer's queue is bounded by the protocol (blocks are queued only under its send-buffer
-//! watermark; control messages are small and few per event); at most [`MAX_CANDIDATES`] peers
-//! wait to be dialled and [`MAX_DIALS`] connects (or [`Driver::set_max_half_open`]) run at once;
-//! one announce is in flight.
+//! watermark; control messages are small and few per event); connect tasks are bounded by the
+//! client's half-open limit, announce tasks by one per torrent; everything else is the client's.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bt_protocol::client::{
+    AnnounceId, Client, ClientCloseReason, ClientConfig, Event as ClientEvent, Output,
+};
 use bt_protocol::io::{ConnId, DiskDone, DiskOp};
 use bt_protocol::metainfo::{InfoHash, Metainfo, TorrentLayout};
 use bt_protocol::rng::Rng;
-use bt_protocol::session::{Output, Session, SessionCloseReason, SessionConfig, TorrentId};
+use bt_protocol::session::{SessionCloseReason, TorrentId};
 use bt_protocol::time::Instant as ProtoInstant;
 use bt_protocol::torrent::{Bitfield, CloseReason, TorrentEvent};
-use bt_protocol::tracker::{
-    AnnounceRequest, AnnounceResponse, Announcer, AnnouncerConfig, Event as AnnounceEvent,
-    TrackerError,
-};
+use bt_protocol::tracker::{AnnounceResponse, Event as AnnounceEvent, TrackerError};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::dht::{DhtInput, DhtReport, DhtRunner, DhtSetup};
+pub use bt_protocol::client::{PeerSource, SourceCounts};
+
+use crate::dht::{DhtInput, DhtReport, DhtSetup, DhtSocket, encode_state};
 use crate::disk::DiskPool;
 use crate::net::Net;
 use crate::storage::Storage;
-use crate::tracker::{Clock, UdpConnection};
+use crate::tracker::Clock;
 
 /// Messages the input channel holds before readers wait.
 pub const INPUT_QUEUE: usize = 256;
@@ -62,26 +66,6 @@ pub const DATA_QUEUE: usize = 64;
 /// While this many bytes wait to be written, the driver reads no more from peers (TCP then slows
 /// them down), so memory stays bounded when the network outpaces the disk.
 pub const MAX_DISK_BACKLOG: usize = 16 * 1024 * 1024;
-
-/// Most peer addresses waiting to be dialled.
-pub const MAX_CANDIDATES: usize = 2000;
-
-/// Most outgoing connects in progress at once (half-open connections), unless
-/// [`Driver::set_max_half_open`] says otherwise.
-pub const MAX_DIALS: usize = 16;
-
-/// How long a connect may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An announce still unanswered after this is reported ([`Report::TrackerSlow`]), so a person
-/// hears about a silent tracker within seconds.
-pub const SLOW_TRACKER_NOTICE: Duration = Duration::from_secs(4);
-
-/// How long the `stopped` announce may hold up the exit.
-pub const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// Peers asked of a tracker per announce.
-pub const NUMWANT: u32 = 80;
 
 /// One disk thread per core, at most 4.
 pub fn default_disk_threads() -> usize {
@@ -102,7 +86,7 @@ pub enum DriverError {
 /// When [`Driver::run`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopWhen {
-    /// As soon as every piece is verified (`bt get`).
+    /// As soon as every piece of every torrent is verified (`bt get`).
     Complete,
     /// Only on interrupt (`bt seed`, `bt get --seed`).
     Interrupted,
@@ -115,8 +99,8 @@ pub enum Outcome {
     Complete,
     /// Ctrl-C (or the stop handle) ended it first.
     Interrupted,
-    /// It could not go on: [`Finished::error`] says why (a magnet's metadata parsed but named
-    /// unsafe paths, or its files could not be opened).
+    /// A torrent could not go on: its [`TorrentFinished::error`] says why (a magnet's metadata
+    /// parsed but named unsafe paths, or its files could not be opened).
     Failed,
 }
 
@@ -125,14 +109,35 @@ pub enum Outcome {
 pub struct Finished {
     /// Why it stopped.
     pub outcome: Outcome,
+    /// Each torrent's end, in the order added.
+    pub torrents: Vec<TorrentFinished>,
+    /// The DHT routing table to save for the next run, when the DHT ran.
+    pub dht_state: Option<Vec<u8>>,
+}
+
+impl Finished {
+    /// Torrent `id`'s end.
+    pub fn torrent(&self, id: TorrentId) -> Option<&TorrentFinished> {
+        self.torrents.iter().find(|t| t.id == id)
+    }
+
+    /// The first torrent's end (the only one of a one-torrent driver).
+    pub fn first(&self) -> Option<&TorrentFinished> {
+        self.torrents.first()
+    }
+}
+
+/// How one torrent ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TorrentFinished {
+    /// The torrent.
+    pub id: TorrentId,
     /// The last snapshot.
     pub status: Status,
     /// The verified pieces, for the resume file.
     pub have: Bitfield,
     /// Why it failed, for [`Outcome::Failed`].
     pub error: Option<String>,
-    /// The DHT routing table to save for the next run, when the DHT ran.
-    pub dht_state: Option<Vec<u8>>,
     /// Block bytes exchanged with each peer over the whole run, by address.
     pub peers: PeerTotals,
 }
@@ -170,62 +175,6 @@ impl PeerTotals {
         };
         slot.downloaded += downloaded;
         slot.uploaded += uploaded;
-    }
-}
-
-/// Where the driver learned of a peer (`bt get -v` says it per connection).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PeerSource {
-    /// A tracker's answer.
-    Tracker,
-    /// The DHT (BEP 5).
-    Dht,
-    /// Another peer's PEX message (BEP 11).
-    Pex,
-    /// Given by the user ([`Driver::add_peer`]: `--peer`, a magnet's `x.pe`).
-    Direct,
-    /// It connected to us.
-    Incoming,
-}
-
-impl PeerSource {
-    /// The lower-case name shown to users: `tracker`, `dht`, `pex`, `direct`, `incoming`.
-    pub fn name(self) -> &'static str {
-        match self {
-            PeerSource::Tracker => "tracker",
-            PeerSource::Dht => "dht",
-            PeerSource::Pex => "pex",
-            PeerSource::Direct => "direct",
-            PeerSource::Incoming => "incoming",
-        }
-    }
-}
-
-/// Connected peers by where they came from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SourceCounts {
-    /// From trackers.
-    pub tracker: usize,
-    /// From the DHT.
-    pub dht: usize,
-    /// From PEX.
-    pub pex: usize,
-    /// Given by the user.
-    pub direct: usize,
-    /// Connected to us.
-    pub incoming: usize,
-}
-
-impl SourceCounts {
-    fn count(&mut self, source: PeerSource) {
-        let slot = match source {
-            PeerSource::Tracker => &mut self.tracker,
-            PeerSource::Dht => &mut self.dht,
-            PeerSource::Pex => &mut self.pex,
-            PeerSource::Direct => &mut self.direct,
-            PeerSource::Incoming => &mut self.incoming,
-        };
-        *slot += 1;
     }
 }
 
@@ -331,7 +280,7 @@ pub enum Report {
         /// What it said.
         response: AnnounceResponse,
         /// How long until the next announce: the tracker's interval after our clamps (at least
-        /// [`AnnouncerConfig::interval_floor`], at most a day); `None` when none is planned.
+        /// `AnnouncerConfig::interval_floor`, at most a day); `None` when none is planned.
         next_in: Option<Duration>,
     },
     /// An announce failed.
@@ -345,7 +294,8 @@ pub enum Report {
     },
     /// The DHT node (see [`Driver::start_dht`]).
     Dht(DhtReport),
-    /// An announce has had no answer for [`SLOW_TRACKER_NOTICE`]; it goes on.
+    /// An announce has had no answer for
+    /// [`SLOW_TRACKER_NOTICE`](bt_protocol::client::SLOW_TRACKER_NOTICE); it goes on.
     TrackerSlow {
         /// The tracker's URL.
         url: String,
@@ -378,13 +328,11 @@ enum Input<N: Net> {
     },
     Connected {
         conn: ConnId,
-        addr: SocketAddr,
         reader: N::Reader,
         writer: N::Writer,
     },
     ConnectFailed {
         conn: ConnId,
-        addr: SocketAddr,
         error: std::io::Error,
     },
     Accepted {
@@ -397,36 +345,40 @@ enum Input<N: Net> {
         done: DiskDone,
     },
     Announced {
-        url: String,
+        id: AnnounceId,
         announced: crate::tracker::Announced,
-    },
-    AnnounceSlow {
-        url: String,
     },
     Dht(DhtInput),
 }
 
 struct ConnTasks {
     addr: SocketAddr,
-    source: PeerSource,
+    torrent: Option<TorrentId>,
     writer: mpsc::UnboundedSender<Bytes>,
     reader: JoinHandle<()>,
 }
 
-/// Drives one torrent's protocol session over a [`Net`] and a [`Storage`].
-pub struct Driver<N: Net, D: Storage + 'static> {
-    net: N,
+/// What the driver keeps per torrent beside the client's state.
+struct TorrentTasks<D: Storage + 'static> {
     /// The disk threads; `None` while a magnet's metadata is being fetched.
     disk: Option<DiskPool>,
-    /// How many disk threads to start (0: inline).
-    disk_threads: usize,
     /// Opens a magnet's storage when its metadata arrives.
     opener: Option<StorageOpener<D>>,
-    /// Why the run cannot go on, once it cannot.
+    /// Why it cannot go on, once it cannot.
     failed: Option<String>,
-    _storage: std::marker::PhantomData<D>,
-    session: Session,
-    torrent: TorrentId,
+    /// Whether the last status reported showed a write stall.
+    stalled: bool,
+    /// Bytes exchanged with the peers whose connections closed.
+    peer_totals: PeerTotals,
+}
+
+/// Drives the protocol [`Client`] over a [`Net`] and a [`Storage`] per torrent.
+pub struct Driver<N: Net, D: Storage + 'static> {
+    net: N,
+    client: Client,
+    /// How many disk threads each torrent starts (0: inline).
+    disk_threads: usize,
+    torrents: BTreeMap<TorrentId, TorrentTasks<D>>,
     tx: mpsc::Sender<Input<N>>,
     rx: mpsc::Receiver<Input<N>>,
     /// What readers read (and their end of stream), apart so it can wait while the disk is behind.
@@ -435,37 +387,50 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     /// Bytes handed to the disk threads to write and not yet written.
     disk_backlog: usize,
     conns: BTreeMap<ConnId, ConnTasks>,
-    next_conn: u64,
+    /// Connects in progress, until answered or given up by the client.
+    dials: BTreeMap<ConnId, JoinHandle<()>>,
+    announces: BTreeMap<AnnounceId, JoinHandle<()>>,
     listener: Option<JoinHandle<()>>,
     local_addr: Option<SocketAddr>,
     status_interval: Duration,
     clock: Clock,
     rng: Rng,
-    announcer: Option<Announcer>,
-    announce_key: u32,
-    announce_task: Option<JoinHandle<()>>,
-    udp_connections: BTreeMap<SocketAddr, UdpConnection>,
-    /// Peers waiting to be dialled, and the same as a set.
-    candidates: VecDeque<SocketAddr>,
-    /// The queued addresses, with where each came from.
-    queued: BTreeMap<SocketAddr, PeerSource>,
-    /// Outgoing connections by address (dialling or open), and their addresses by connection.
-    outgoing: BTreeMap<SocketAddr, ConnId>,
-    outgoing_addr: BTreeMap<ConnId, (SocketAddr, PeerSource)>,
-    dialing: usize,
-    max_dials: usize,
-    max_peers: usize,
-    /// Whether the last status reported showed a write stall.
-    stalled: bool,
-    /// The DHT node, once started.
-    dht: Option<DhtRunner>,
-    /// What the DHT said since the last drain.
+    /// The DHT node's socket, once started.
+    dht: Option<DhtSocket>,
+    /// What the DHT's socket said since the last drain.
     dht_reports: Vec<DhtReport>,
-    /// Bytes exchanged with the peers whose connections closed.
-    peer_totals: PeerTotals,
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
+    /// A driver with no torrent yet; every random choice of its client comes from `seed`, and
+    /// each torrent starts `disk_threads` disk threads (0 does disk work inline on the driver's
+    /// task: deterministic, for the simulator).
+    pub fn empty(net: N, config: ClientConfig, seed: u64, disk_threads: usize) -> Self {
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
+        Driver {
+            net,
+            client: Client::new(config, seed),
+            disk_threads,
+            torrents: BTreeMap::new(),
+            tx,
+            rx,
+            data_tx,
+            data_rx,
+            disk_backlog: 0,
+            conns: BTreeMap::new(),
+            dials: BTreeMap::new(),
+            announces: BTreeMap::new(),
+            listener: None,
+            local_addr: None,
+            status_interval: Duration::from_secs(1),
+            clock: Clock::start(),
+            rng: Rng::new(seed).fork(0x6472_6976_6572),
+            dht: None,
+            dht_reports: Vec::new(),
+        }
+    }
+
     /// A driver for `meta`, with the pieces `have` already verified on `disk`, doing disk work on
     /// one thread per core (at most 4).
     pub fn new(
@@ -473,7 +438,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         disk: Arc<D>,
         meta: &Metainfo,
         have: Bitfield,
-        config: SessionConfig,
+        config: impl Into<ClientConfig>,
         seed: u64,
     ) -> Result<Self, DriverError> {
         Self::with_disk_threads(net, disk, meta, have, config, seed, default_disk_threads())
@@ -486,25 +451,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         disk: Arc<D>,
         meta: &Metainfo,
         have: Bitfield,
-        config: SessionConfig,
+        config: impl Into<ClientConfig>,
         seed: u64,
         disk_threads: usize,
     ) -> Result<Self, DriverError> {
-        let mut driver = Self::with_session(net, config, seed, disk_threads, |session| {
-            let torrent = session.add_torrent(
-                meta.info_hash,
-                meta.info.layout.clone(),
-                meta.info.pieces.clone(),
-                have,
-            )?;
-            session.set_metadata(
-                torrent,
-                Bytes::copy_from_slice(&meta.info_bytes),
-                meta.info.private,
-            );
-            Ok(torrent)
-        })?;
-        driver.start_disk(disk, &meta.info.layout)?;
+        let mut driver = Self::empty(net, config.into(), seed, disk_threads);
+        driver.add_torrent(disk, meta, have, Vec::new())?;
         Ok(driver)
     }
 
@@ -516,90 +468,90 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         net: N,
         info_hash: InfoHash,
         open: StorageOpener<D>,
-        config: SessionConfig,
+        config: impl Into<ClientConfig>,
         seed: u64,
         disk_threads: usize,
     ) -> Result<Self, DriverError> {
-        let mut driver = Self::with_session(net, config, seed, disk_threads, |session| {
-            session.add_magnet(info_hash)
-        })?;
-        driver.opener = Some(open);
+        let mut driver = Self::empty(net, config.into(), seed, disk_threads);
+        driver.add_magnet(info_hash, open, Vec::new())?;
         Ok(driver)
     }
 
-    /// The driver's state around a session of `config` holding the torrent `add` adds, before
-    /// its disk starts.
-    fn with_session(
-        net: N,
-        config: SessionConfig,
-        seed: u64,
-        disk_threads: usize,
-        add: impl FnOnce(&mut Session) -> Result<TorrentId, bt_protocol::session::SessionError>,
-    ) -> Result<Self, DriverError> {
-        let max_peers = config.torrent.max_peers;
-        let mut session = Session::new(config, seed);
-        let torrent = add(&mut session)?;
-        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-        let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
-        let mut rng = Rng::new(seed).fork(0x6472_6976_6572);
-        let announce_key = rng.next_u32();
-        Ok(Driver {
-            net,
-            disk: None,
-            disk_threads,
-            opener: None,
-            failed: None,
-            _storage: std::marker::PhantomData,
-            session,
-            torrent,
-            tx,
-            rx,
-            data_tx,
-            data_rx,
-            disk_backlog: 0,
-            conns: BTreeMap::new(),
-            next_conn: 1,
-            listener: None,
-            local_addr: None,
-            status_interval: Duration::from_secs(1),
-            clock: Clock::start(),
-            rng,
-            announcer: None,
-            announce_key,
-            announce_task: None,
-            udp_connections: BTreeMap::new(),
-            candidates: VecDeque::new(),
-            queued: BTreeMap::new(),
-            outgoing: BTreeMap::new(),
-            outgoing_addr: BTreeMap::new(),
-            dialing: 0,
-            max_dials: MAX_DIALS,
-            max_peers,
-            stalled: false,
-            dht: None,
-            dht_reports: Vec::new(),
-            peer_totals: PeerTotals::default(),
-        })
+    /// Adds a torrent: `meta`, with the pieces `have` already verified on `disk`, announcing to
+    /// `trackers` (BEP 12 tiers).
+    pub fn add_torrent(
+        &mut self,
+        disk: Arc<D>,
+        meta: &Metainfo,
+        have: Bitfield,
+        trackers: Vec<Vec<String>>,
+    ) -> Result<TorrentId, DriverError> {
+        let now = self.now();
+        let id = self.client.add_torrent(
+            now,
+            meta.info_hash,
+            meta.info.layout.clone(),
+            meta.info.pieces.clone(),
+            have,
+            Bytes::copy_from_slice(&meta.info_bytes),
+            meta.info.private,
+            trackers,
+        )?;
+        self.torrents.insert(id, TorrentTasks::new(None));
+        self.start_disk(id, disk, &meta.info.layout)?;
+        Ok(id)
     }
 
-    /// Starts the disk threads (or the inline disk) over `disk`.
-    fn start_disk(&mut self, disk: Arc<D>, layout: &TorrentLayout) -> Result<(), DriverError> {
-        let (to_driver, torrent) = (self.tx.clone(), self.torrent);
-        self.disk = Some(match self.disk_threads {
+    /// Adds a magnet link's torrent (see [`Driver::new_magnet`]), announcing to `trackers`.
+    pub fn add_magnet(
+        &mut self,
+        info_hash: InfoHash,
+        open: StorageOpener<D>,
+        trackers: Vec<Vec<String>>,
+    ) -> Result<TorrentId, DriverError> {
+        let now = self.now();
+        let id = self.client.add_magnet(now, info_hash, trackers)?;
+        self.torrents.insert(id, TorrentTasks::new(Some(open)));
+        Ok(id)
+    }
+
+    /// The torrents, in the order added.
+    pub fn torrent_ids(&self) -> Vec<TorrentId> {
+        self.torrents.keys().copied().collect()
+    }
+
+    /// The first torrent added (the only one of a one-torrent driver).
+    pub fn first_torrent(&self) -> Option<TorrentId> {
+        self.torrents.keys().next().copied()
+    }
+
+    /// Starts torrent `id`'s disk threads (or the inline disk) over `disk`.
+    fn start_disk(
+        &mut self,
+        id: TorrentId,
+        disk: Arc<D>,
+        layout: &TorrentLayout,
+    ) -> Result<(), DriverError> {
+        let to_driver = self.tx.clone();
+        let pool = match self.disk_threads {
             0 => DiskPool::inline(disk, layout),
             workers => DiskPool::start(disk, layout, workers, move |done| {
                 // On a disk thread: wait for room in the driver's queue. After the driver is
                 // gone the result has nowhere to go.
-                let _ = to_driver.blocking_send(Input::Disk { torrent, done });
+                let _ = to_driver.blocking_send(Input::Disk { torrent: id, done });
             })
             .map_err(DriverError::Threads)?,
-        });
+        };
+        if let Some(t) = self.torrents.get_mut(&id) {
+            t.disk = Some(pool);
+        }
         Ok(())
     }
 
-    /// Most outgoing connects in progress at once (default [`MAX_DIALS`]; at least 1).
+    /// Most outgoing connects in progress at once (default
+    /// [`bt_protocol::client::MAX_HALF_OPEN`]; at least 1).
     pub fn set_max_half_open(&mut self, max: usize) {
-        self.max_dials = max.max(1);
+        self.client.set_max_half_open(max);
     }
 
     /// How often [`Report::Status`] is produced (default 1 s).
@@ -635,7 +587,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         }));
         self.local_addr = Some(local);
         // Told to peers in our extension handshake, so PEX can pass on where we listen.
-        self.session.set_listen_port(local.port());
+        self.client.set_listen_addr(local);
         Ok(local)
     }
 
@@ -644,22 +596,14 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.local_addr
     }
 
-    /// Starts a DHT node (BEP 5) on UDP at `setup.bind`, finding peers for the torrent and
-    /// announcing it (with our listening port, so call [`Driver::listen`] first); returns the
-    /// bound address. Peers that send a BEP 5 `port` message are tried as nodes too.
+    /// Starts a DHT node (BEP 5) on UDP at `setup.bind`, finding peers for every public torrent
+    /// and announcing them (with our listening port, so call [`Driver::listen`] first); returns
+    /// the bound address. Peers that send a BEP 5 `port` message are tried as nodes too.
     pub async fn start_dht(&mut self, setup: DhtSetup) -> std::io::Result<SocketAddr> {
-        let info_hash = self
-            .session
-            .torrent(self.torrent)
-            .expect("the driver's torrent exists")
-            .info_hash();
-        let port = self.local_addr.map_or(0, |a| a.port());
         let now = self.now();
-        let (runner, local) = DhtRunner::start(
+        let (socket, node, local) = DhtSocket::start(
             &self.net,
             setup,
-            info_hash,
-            port,
             now,
             &mut self.rng,
             self.tx.clone(),
@@ -667,109 +611,29 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             &mut self.dht_reports,
         )
         .await?;
-        self.dht = Some(runner);
-        self.session.set_dht_port(local.port());
+        self.dht = Some(socket);
+        self.client.start_dht(now, node, local.port());
         Ok(local)
     }
 
-    /// Announces to these trackers (BEP 12 tiers, each a list of URLs) while running: `started`
-    /// at the start, `completed` when the download completes, `stopped` on the way out.
-    pub fn set_trackers(&mut self, tiers: Vec<Vec<String>>, config: AnnouncerConfig) {
-        self.announcer = Some(Announcer::new(config, tiers, &mut self.rng));
+    /// Announces torrent `id` to these trackers (BEP 12 tiers, each a list of URLs) while
+    /// running: `started` at once, `completed` when the download completes, `stopped` on the way
+    /// out.
+    pub fn set_trackers(&mut self, id: TorrentId, tiers: Vec<Vec<String>>) {
+        let now = self.now();
+        self.client.set_trackers(now, id, tiers);
     }
 
-    /// The trackers' URLs, tier by tier, in the order they will be tried.
-    pub fn trackers(&self) -> Vec<Vec<String>> {
-        self.announcer.as_ref().map_or_else(Vec::new, |a| {
-            a.tiers()
-                .into_iter()
-                .map(|t| t.into_iter().map(str::to_owned).collect())
-                .collect()
-        })
+    /// Torrent `id`'s trackers' URLs, tier by tier, in the order they will be tried.
+    pub fn trackers(&self, id: TorrentId) -> Vec<Vec<String>> {
+        self.client.trackers(id)
     }
 
-    /// Queues a peer to dial; it is dialled when the torrent has room. Known addresses (queued,
-    /// dialling or connected) and our own listening address are ignored.
-    pub fn add_peer(&mut self, addr: SocketAddr) {
-        self.add_candidate(addr, PeerSource::Direct);
-    }
-
-    /// Queues a peer learned from `source`; returns whether it was new.
-    fn add_candidate(&mut self, addr: SocketAddr, source: PeerSource) -> bool {
-        // Our own listening address (a tracker lists us too). On a wildcard listen only the
-        // loopback form is known to be us; another host may well use the same port, and a
-        // connection to ourselves by a public address is caught by the peer id check.
-        let own = self.local_addr.is_some_and(|l| {
-            l.port() == addr.port()
-                && (l.ip() == addr.ip() || (l.ip().is_unspecified() && addr.ip().is_loopback()))
-        });
-        if own
-            || addr.port() == 0
-            || self.queued.contains_key(&addr)
-            || self.outgoing.contains_key(&addr)
-            || self.candidates.len() >= MAX_CANDIDATES
-        {
-            return false;
-        }
-        self.queued.insert(addr, source);
-        self.candidates.push_back(addr);
-        true
-    }
-
-    /// Dials queued peers while there is room for more.
-    fn dial_more(&mut self) {
-        let peers = self
-            .session
-            .torrent(self.torrent)
-            .map_or(0, |t| t.peer_count());
-        while self.dialing < self.max_dials
-            && peers + self.dialing < self.max_peers
-            && let Some(addr) = self.candidates.pop_front()
-        {
-            let source = self.queued.remove(&addr).unwrap_or(PeerSource::Direct);
-            self.dial(addr, source);
-        }
-    }
-
-    fn dial(&mut self, addr: SocketAddr, source: PeerSource) {
-        let conn = self.alloc_conn();
-        self.outgoing.insert(addr, conn);
-        self.outgoing_addr.insert(conn, (addr, source));
-        self.dialing += 1;
-        let net = self.net.clone();
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let input = match tokio::time::timeout(CONNECT_TIMEOUT, net.connect(addr)).await {
-                Ok(Ok((reader, writer))) => Input::Connected {
-                    conn,
-                    addr,
-                    reader,
-                    writer,
-                },
-                Ok(Err(error)) => Input::ConnectFailed { conn, addr, error },
-                Err(_) => Input::ConnectFailed {
-                    conn,
-                    addr,
-                    error: std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no answer within 10 s",
-                    ),
-                },
-            };
-            let _ = tx.send(input).await;
-        });
-    }
-
-    fn forget_outgoing(&mut self, conn: ConnId) {
-        if let Some((addr, _)) = self.outgoing_addr.remove(&conn) {
-            self.outgoing.remove(&addr);
-        }
-    }
-
-    fn alloc_conn(&mut self) -> ConnId {
-        let c = ConnId(self.next_conn);
-        self.next_conn += 1;
-        c
+    /// Gives torrent `id` a peer to dial (`--peer`, a magnet's `x.pe`); it is dialled when the
+    /// torrent has room, and again after it goes away.
+    pub fn add_peer(&mut self, id: TorrentId, addr: SocketAddr) {
+        let now = self.now();
+        self.client.add_peers(now, id, PeerSource::Direct, &[addr]);
     }
 
     fn now(&self) -> ProtoInstant {
@@ -780,36 +644,23 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.clock.deadline(at)
     }
 
-    /// A snapshot of progress.
-    pub fn status(&self) -> Status {
-        let t = self
-            .session
-            .torrent(self.torrent)
-            .expect("the driver's torrent exists");
+    /// A snapshot of torrent `id`'s progress.
+    pub fn status(&self, id: TorrentId) -> Option<Status> {
+        let t = self.client.torrent(id)?;
         let stats = t.stats();
         let (download_rate, upload_rate) = t.rates(self.now());
-        Status {
+        Some(Status {
             have: t.have().count(),
             pieces: t.layout().piece_count(),
-            verified_bytes: t
-                .have()
-                .ones()
-                .filter_map(|i| t.layout().piece(i))
-                .map(|p| u64::from(t.layout().piece_len(p)))
-                .sum(),
+            verified_bytes: t.layout().total_length()
+                - self.client.left(id).min(t.layout().total_length()),
             total_bytes: t.layout().total_length(),
             downloaded: stats.downloaded,
             uploaded: stats.uploaded,
             download_rate,
             upload_rate,
             peers: t.peer_count(),
-            sources: self
-                .conns
-                .values()
-                .fold(SourceCounts::default(), |mut c, tasks| {
-                    c.count(tasks.source);
-                    c
-                }),
+            sources: self.client.sources(id),
             metadata: t.metadata_progress(),
             write_stall: t.write_stall().map(|s| StallStatus {
                 error: s.error.to_string(),
@@ -817,14 +668,14 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 retry_in: s.retry_at.map(|at| at.saturating_since(self.now())),
                 backoff: s.backoff,
             }),
-        }
+        })
     }
 
     fn start_conn(
         &mut self,
         conn: ConnId,
         addr: SocketAddr,
-        source: PeerSource,
+        torrent: Option<TorrentId>,
         mut reader: N::Reader,
         mut writer: N::Writer,
     ) {
@@ -877,7 +728,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             conn,
             ConnTasks {
                 addr,
-                source,
+                torrent,
                 writer: wtx,
                 reader: reader_task,
             },
@@ -885,7 +736,9 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     }
 
     fn close_conn(&mut self, conn: ConnId) {
-        self.forget_outgoing(conn);
+        if let Some(dial) = self.dials.remove(&conn) {
+            dial.abort();
+        }
         if let Some(tasks) = self.conns.remove(&conn) {
             tasks.reader.abort();
             // Dropping the sender ends the writer task after it flushes what is queued.
@@ -893,10 +746,48 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         }
     }
 
-    /// Carries out every pending output; returns events for the caller.
-    fn process_outputs(&mut self, reports: &mut Vec<Report>) {
-        while let Some(out) = self.session.poll_output() {
+    fn dial(&mut self, conn: ConnId, addr: SocketAddr) {
+        let net = self.net.clone();
+        let tx = self.tx.clone();
+        let task = tokio::spawn(async move {
+            // No timeout here: the client gives up on its own schedule and closes it.
+            let input = match net.connect(addr).await {
+                Ok((reader, writer)) => Input::Connected {
+                    conn,
+                    reader,
+                    writer,
+                },
+                Err(error) => Input::ConnectFailed { conn, error },
+            };
+            let _ = tx.send(input).await;
+        });
+        self.dials.insert(conn, task);
+    }
+
+    fn announce(
+        &mut self,
+        id: AnnounceId,
+        tracker: bt_protocol::tracker::TrackerUrl,
+        request: bt_protocol::tracker::AnnounceRequest,
+        udp: Option<bt_protocol::client::UdpConnection>,
+    ) {
+        let net = self.net.clone();
+        let tx = self.tx.clone();
+        let clock = self.clock;
+        let mut rng = self.rng.fork(id.0);
+        let task = tokio::spawn(async move {
+            let announced =
+                crate::tracker::announce(&net, clock, &tracker, request, |_| udp, &mut rng).await;
+            let _ = tx.send(Input::Announced { id, announced }).await;
+        });
+        self.announces.insert(id, task);
+    }
+
+    /// Carries out every pending output; returns what to tell the caller.
+    fn process_outputs(&mut self, reports: &mut Vec<(Option<TorrentId>, Report)>) {
+        while let Some(out) = self.client.poll_output() {
             match out {
+                Output::Connect { conn, addr, .. } => self.dial(conn, addr),
                 Output::Transmit { conn, bytes } => {
                     if let Some(tasks) = self.conns.get(&conn) {
                         let _ = tasks.writer.send(bytes);
@@ -904,27 +795,35 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 }
                 Output::Close { conn, reason } => {
                     // A torrent's close is reported with its byte counts by the
-                    // `TorrentEvent::PeerClosed` right behind it.
-                    if !matches!(reason, SessionCloseReason::Torrent(_))
+                    // `TorrentEvent::PeerClosed` right behind it; a given-up connect by its
+                    // `ConnectFailed`.
+                    if let ClientCloseReason::Session(reason) = &reason
+                        && !matches!(reason, SessionCloseReason::Torrent(_))
                         && let Some(tasks) = self.conns.get(&conn)
                     {
-                        reports.push(Report::PeerClosed {
-                            addr: tasks.addr,
-                            reason: format!("{reason:?}"),
-                            downloaded: 0,
-                            uploaded: 0,
-                        });
+                        reports.push((
+                            tasks.torrent,
+                            Report::PeerClosed {
+                                addr: tasks.addr,
+                                reason: format!("{reason:?}"),
+                                downloaded: 0,
+                                uploaded: 0,
+                            },
+                        ));
                     }
                     self.close_conn(conn);
                 }
-                // One torrent per driver: its pool does the work.
                 Output::Disk { op, torrent } => {
                     if let DiskOp::Write { block, .. } = &op {
                         self.disk_backlog += block.len as usize;
                     }
                     // The protocol asks for no disk work before a magnet's metadata (whose event
                     // comes first and opens the disk); after a failed open nothing goes on.
-                    let done = match &mut self.disk {
+                    let done = match self
+                        .torrents
+                        .get_mut(&torrent)
+                        .and_then(|t| t.disk.as_mut())
+                    {
                         Some(disk) => disk.submit(op),
                         None => None,
                     };
@@ -932,57 +831,154 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                         self.disk_done(torrent, done);
                     }
                 }
-                Output::Event { event, .. } => self.handle_event(event, reports),
+                Output::Datagram { to, bytes } => {
+                    if let Some(dht) = &self.dht {
+                        dht.send(to, bytes);
+                    }
+                }
+                Output::Announce {
+                    id,
+                    tracker,
+                    request,
+                    udp_connection,
+                    ..
+                } => self.announce(id, tracker, request, udp_connection),
+                Output::Event(event) => self.handle_event(event, reports),
             }
         }
-        if self.stalled && self.write_stall_ended() {
+        let ended: Vec<TorrentId> = self
+            .torrents
+            .iter()
+            .filter(|(id, t)| t.stalled && self.write_stall_ended(**id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
             // Said at once, not at the next tick.
-            self.stalled = false;
-            reports.push(Report::Status(self.status()));
+            if let Some(t) = self.torrents.get_mut(&id) {
+                t.stalled = false;
+            }
+            if let Some(status) = self.status(id) {
+                reports.push((Some(id), Report::Status(status)));
+            }
         }
+        reports.extend(self.dht_reports.drain(..).map(|r| (None, Report::Dht(r))));
     }
 
-    fn handle_event(&mut self, event: TorrentEvent, reports: &mut Vec<Report>) {
-        match &event {
-            TorrentEvent::Complete => {
-                if let Some(announcer) = &mut self.announcer {
-                    announcer.completed(self.clock.now());
-                }
+    fn handle_event(&mut self, event: ClientEvent, reports: &mut Vec<(Option<TorrentId>, Report)>) {
+        let (torrent, report) = match event {
+            ClientEvent::Torrent { torrent, event } => {
+                self.torrent_event(torrent, &event, reports);
+                (Some(torrent), Report::Event(event))
             }
+            ClientEvent::ConnectFailed {
+                torrent,
+                addr,
+                error,
+            } => (Some(torrent), Report::ConnectFailed { addr, error }),
+            ClientEvent::PeersFound {
+                torrent,
+                source,
+                from,
+                count,
+            } => (
+                Some(torrent),
+                Report::PeersFound {
+                    source,
+                    from,
+                    count,
+                },
+            ),
+            ClientEvent::TrackerAnswered {
+                torrent,
+                url,
+                event,
+                response,
+                next_in,
+            } => (
+                Some(torrent),
+                Report::TrackerAnswered {
+                    url,
+                    event,
+                    response,
+                    next_in,
+                },
+            ),
+            ClientEvent::TrackerFailed {
+                torrent,
+                url,
+                error,
+                retry_in,
+            } => (
+                Some(torrent),
+                Report::TrackerFailed {
+                    url,
+                    error,
+                    retry_in,
+                },
+            ),
+            ClientEvent::TrackerSlow {
+                torrent,
+                url,
+                waited,
+            } => (Some(torrent), Report::TrackerSlow { url, waited }),
+            ClientEvent::DhtBootstrapped { nodes } => {
+                (None, Report::Dht(DhtReport::Bootstrapped { nodes }))
+            }
+            ClientEvent::DhtAnnounced {
+                torrent,
+                peers,
+                announced,
+                nodes,
+            } => (
+                Some(torrent),
+                Report::Dht(DhtReport::Announced {
+                    peers,
+                    announced,
+                    nodes,
+                }),
+            ),
+            ClientEvent::DhtStopped { torrent, why } => {
+                (Some(torrent), Report::Dht(DhtReport::Stopped(why)))
+            }
+            ClientEvent::MetadataReceived { torrent, meta } => {
+                if !self.open_storage(torrent, &meta) {
+                    return;
+                }
+                (Some(torrent), Report::MetadataReceived(meta))
+            }
+            ClientEvent::Stopped { .. } => return,
+        };
+        reports.push((torrent, report));
+    }
+
+    fn torrent_event(
+        &mut self,
+        torrent: TorrentId,
+        event: &TorrentEvent,
+        reports: &mut Vec<(Option<TorrentId>, Report)>,
+    ) {
+        match event {
             TorrentEvent::DiskError(_) => {
                 // Whether it started a write stall, and until when, the status says.
-                let status = self.status();
-                self.stalled = status.write_stall.is_some();
-                reports.push(Report::Status(status));
-            }
-            TorrentEvent::PeerConnected { conn, .. } => {
-                if let Some(tasks) = self.conns.get(conn) {
-                    reports.push(Report::PeerConnected {
-                        addr: tasks.addr,
-                        source: tasks.source,
-                    });
+                if let Some(status) = self.status(torrent) {
+                    if let Some(t) = self.torrents.get_mut(&torrent) {
+                        t.stalled = status.write_stall.is_some();
+                    }
+                    reports.push((Some(torrent), Report::Status(status)));
                 }
             }
-            TorrentEvent::PeersLearned { from, peers } => {
-                let count = peers
-                    .iter()
-                    .filter(|&&p| self.add_candidate(p, PeerSource::Pex))
-                    .count();
-                reports.push(Report::PeersFound {
-                    source: PeerSource::Pex,
-                    from: self.conns.get(from).map(|t| t.addr),
-                    count,
-                });
-            }
-            TorrentEvent::MetadataReceived => self.metadata_received(reports),
-            TorrentEvent::DhtPort { addr } => {
-                let now = self.now();
-                if let Some(dht) = &mut self.dht {
-                    dht.add_node(now, *addr);
+            TorrentEvent::PeerConnected { conn, .. } => {
+                if let Some(tasks) = self.conns.get_mut(conn) {
+                    tasks.torrent = Some(torrent);
+                }
+                if let Some((addr, source)) = self.client.conn_peer(*conn) {
+                    reports.push((Some(torrent), Report::PeerConnected { addr, source }));
                 }
             }
             TorrentEvent::MetadataInvalid(why) => {
-                self.failed = Some(format!("the torrent's metadata is unusable: {why}"));
+                if let Some(t) = self.torrents.get_mut(&torrent) {
+                    t.failed = Some(format!("the torrent's metadata is unusable: {why}"));
+                }
             }
             TorrentEvent::PeerClosed {
                 addr,
@@ -991,123 +987,111 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 uploaded,
                 ..
             } => {
-                self.peer_totals.add(*addr, *downloaded, *uploaded);
+                if let Some(t) = self.torrents.get_mut(&torrent) {
+                    t.peer_totals.add(*addr, *downloaded, *uploaded);
+                }
                 // The peer's own end of stream is not a close of ours.
                 if *reason != CloseReason::Disconnected {
-                    reports.push(Report::PeerClosed {
-                        addr: *addr,
-                        reason: format!("{:?}", SessionCloseReason::Torrent(reason.clone())),
-                        downloaded: *downloaded,
-                        uploaded: *uploaded,
-                    });
+                    reports.push((
+                        Some(torrent),
+                        Report::PeerClosed {
+                            addr: *addr,
+                            reason: format!("{:?}", SessionCloseReason::Torrent(reason.clone())),
+                            downloaded: *downloaded,
+                            uploaded: *uploaded,
+                        },
+                    ));
                 }
             }
             _ => {}
         }
-        reports.push(Report::Event(event));
     }
 
-    /// A magnet's metadata arrived: opens its storage and starts the disk.
-    fn metadata_received(&mut self, reports: &mut Vec<Report>) {
-        let Some(info) = self
-            .session
-            .torrent(self.torrent)
-            .and_then(|t| t.info_bytes())
-            .cloned()
+    /// A magnet's metadata arrived: opens its storage and starts the disk; false if that failed
+    /// (the torrent's error says why).
+    fn open_storage(&mut self, torrent: TorrentId, meta: &Metainfo) -> bool {
+        let Some(open) = self
+            .torrents
+            .get_mut(&torrent)
+            .and_then(|t| t.opener.take())
         else {
-            return;
+            return false;
         };
-        let meta = match Metainfo::from_info_bytes(&info) {
-            Ok(meta) => meta,
-            Err(e) => {
-                self.failed = Some(format!("the torrent's metadata is unusable: {e}"));
-                return;
-            }
+        let error = match open(meta) {
+            Ok(storage) => match self.start_disk(torrent, storage, &meta.info.layout) {
+                Ok(()) => return true,
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e,
         };
-        let Some(open) = self.opener.take() else {
-            return;
-        };
-        match open(&meta) {
-            Ok(storage) => {
-                if let Err(e) = self.start_disk(storage, &meta.info.layout) {
-                    self.failed = Some(e.to_string());
-                    return;
-                }
-            }
-            Err(e) => {
-                self.failed = Some(e);
-                return;
-            }
+        if let Some(t) = self.torrents.get_mut(&torrent) {
+            t.failed = Some(error);
         }
-        if meta.info.private && self.dht.take().is_some() {
-            // BEP 27: a private torrent finds peers through its trackers only; the node's tasks
-            // stop as it drops.
-            self.dht_reports
-                .push(DhtReport::Stopped("the torrent is private".into()));
-        }
-        reports.push(Report::MetadataReceived(Box::new(meta)));
+        false
     }
 
-    fn write_stall_ended(&self) -> bool {
-        self.session
-            .torrent(self.torrent)
+    fn write_stall_ended(&self, id: TorrentId) -> bool {
+        self.client
+            .torrent(id)
             .is_some_and(|t| t.write_stall().is_none())
     }
 
-    fn handle_input(&mut self, input: Input<N>, reports: &mut Vec<Report>) {
+    fn handle_input(&mut self, input: Input<N>) {
         let now = self.now();
         match input {
-            Input::Read { conn, data } => self.session.handle_bytes(now, conn, &data),
-            Input::Sent { conn, bytes } => self.session.handle_sent(now, conn, bytes),
+            Input::Read { conn, data } => self.client.handle_bytes(now, conn, &data),
+            Input::Sent { conn, bytes } => self.client.handle_sent(now, conn, bytes),
             Input::Eof { conn } => {
                 self.close_conn(conn);
-                self.session.handle_disconnect(now, conn);
+                self.client.handle_disconnect(now, conn);
             }
             Input::Connected {
                 conn,
-                addr,
                 reader,
                 writer,
             } => {
-                self.dialing -= 1;
-                let source = self
-                    .outgoing_addr
-                    .get(&conn)
-                    .map_or(PeerSource::Direct, |(_, s)| *s);
-                self.start_conn(conn, addr, source, reader, writer);
-                if self.session.connect(now, self.torrent, conn, addr).is_err() {
-                    self.close_conn(conn);
+                // A connect the client gave up meanwhile is dropped with its sockets.
+                if self.dials.remove(&conn).is_none() {
+                    return;
                 }
+                let Some((addr, _)) = self.client.conn_peer(conn) else {
+                    return;
+                };
+                let torrent = None;
+                self.start_conn(conn, addr, torrent, reader, writer);
+                self.client.handle_connected(now, conn);
             }
-            Input::ConnectFailed { conn, addr, error } => {
-                self.dialing -= 1;
-                self.forget_outgoing(conn);
-                reports.push(Report::ConnectFailed {
-                    addr,
-                    error: error.to_string(),
-                });
+            Input::ConnectFailed { conn, error } => {
+                if self.dials.remove(&conn).is_some() {
+                    self.client
+                        .handle_connect_failed(now, conn, error.to_string());
+                }
             }
             Input::Accepted {
                 reader,
                 writer,
                 addr,
             } => {
-                let conn = self.alloc_conn();
-                self.start_conn(conn, addr, PeerSource::Incoming, reader, writer);
-                if self.session.accept(now, conn, addr).is_err() {
-                    self.close_conn(conn);
+                // Refused (too many connections): the sockets close as they drop.
+                if let Ok(conn) = self.client.accept(now, addr) {
+                    self.start_conn(conn, addr, None, reader, writer);
                 }
             }
             Input::Disk { torrent, done } => self.disk_done(torrent, done),
-            Input::Announced { url, announced } => self.handle_announced(url, announced, reports),
-            Input::AnnounceSlow { url } => reports.push(Report::TrackerSlow {
-                url,
-                waited: SLOW_TRACKER_NOTICE,
-            }),
-            Input::Dht(input) => {
-                if let Some(dht) = &mut self.dht {
-                    dht.handle(now, input, &mut self.dht_reports);
+            Input::Announced { id, announced } => {
+                self.announces.remove(&id);
+                let udp = announced.udp.map(|(_, connection)| connection);
+                self.client.handle_announce(now, id, announced.result, udp);
+            }
+            Input::Dht(DhtInput::Datagram { from, bytes }) => {
+                self.client.handle_datagram(now, from, &bytes);
+            }
+            Input::Dht(DhtInput::Resolved { addrs, failed }) => {
+                for (node, error) in failed {
+                    self.dht_reports
+                        .push(DhtReport::BootstrapFailed { node, error });
                 }
+                self.client.dht_bootstrap(now, addrs);
             }
         }
     }
@@ -1117,233 +1101,110 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             self.disk_backlog = self.disk_backlog.saturating_sub(block.len as usize);
         }
         let now = self.now();
-        self.session.handle_disk(now, torrent, done);
+        self.client.handle_disk(now, torrent, done);
     }
 
-    fn handle_announced(
-        &mut self,
-        url: String,
-        announced: crate::tracker::Announced,
-        reports: &mut Vec<Report>,
-    ) {
-        self.announce_task = None;
-        let now = self.now();
-        let Some(announcer) = &mut self.announcer else {
-            return;
-        };
-        let event = announcer
-            .in_flight()
-            .map_or(AnnounceEvent::None, |(_, e)| e);
-        if let Some((addr, connection)) = announced.udp
-            && (self.udp_connections.len() < bt_protocol::tracker::MAX_TRACKERS
-                || self.udp_connections.contains_key(&addr))
-        {
-            self.udp_connections.insert(addr, connection);
-        }
-        match announced.result {
-            Ok(response) => {
-                announcer.handle_success(now, &url, &response);
-                let next_in = announcer.poll_timeout().map(|at| at.saturating_since(now));
-                if event != AnnounceEvent::Stopped {
-                    for &peer in &response.peers {
-                        self.add_candidate(peer, PeerSource::Tracker);
-                    }
-                }
-                reports.push(Report::TrackerAnswered {
-                    url,
-                    event,
-                    response,
-                    next_in,
-                });
-            }
-            Err(error) => {
-                announcer.handle_failure(now, &url, &error);
-                let retry_in = announcer.poll_timeout().map(|at| at.saturating_since(now));
-                reports.push(Report::TrackerFailed {
-                    url,
-                    error,
-                    retry_in,
-                });
-            }
-        }
-    }
-
-    /// Starts the announce the announcer wants now, if any.
-    fn pump_trackers(&mut self) {
-        let now = self.now();
-        let Some(announcer) = &mut self.announcer else {
-            return;
-        };
-        let Some(announce) = announcer.poll_announce(now) else {
-            return;
-        };
-        let status = self.status();
-        // Before a magnet's metadata the size is unknown; what is left must not read as zero, or
-        // the tracker takes us for a seeder (libtorrent sends one block's worth too).
-        let left = if status.metadata.is_some() {
-            u64::from(bt_protocol::metainfo::BLOCK_SIZE)
-        } else {
-            status.total_bytes - status.verified_bytes
-        };
-        let request = AnnounceRequest {
-            info_hash: self
-                .session
-                .torrent(self.torrent)
-                .expect("the driver's torrent exists")
-                .info_hash(),
-            peer_id: self.session.peer_id(),
-            port: self.local_addr.map_or(0, |a| a.port()),
-            uploaded: status.uploaded,
-            downloaded: status.downloaded,
-            left,
-            event: announce.event,
-            numwant: Some(if announce.event == AnnounceEvent::Stopped {
-                0
-            } else {
-                NUMWANT
-            }),
-            key: self.announce_key,
-            tracker_id: announce.tracker_id,
-        };
-        let net = self.net.clone();
-        let tx = self.tx.clone();
-        let clock = self.clock;
-        let cached = self.udp_connections.clone();
-        let mut rng = self.rng.fork(self.next_conn);
-        self.announce_task = Some(tokio::spawn(async move {
-            let url = announce.url;
-            let work = crate::tracker::announce(
-                &net,
-                clock,
-                &announce.tracker,
-                request,
-                |addr| cached.get(&addr).copied(),
-                &mut rng,
-            );
-            tokio::pin!(work);
-            let announced = tokio::select! {
-                biased;
-                announced = &mut work => announced,
-                _ = tokio::time::sleep(SLOW_TRACKER_NOTICE) => {
-                    let _ = tx.send(Input::AnnounceSlow { url: url.clone() }).await;
-                    work.await
-                }
-            };
-            let _ = tx.send(Input::Announced { url, announced }).await;
-        }));
-    }
-
-    /// Starts a due DHT announce, sends its datagrams, and queues the peers it found.
-    fn pump_dht(&mut self, reports: &mut Vec<Report>) {
-        let Some(dht) = &mut self.dht else {
-            return;
-        };
-        let now = self.clock.now();
-        let mut peers = Vec::new();
-        dht.pump(now, &mut self.dht_reports, &mut peers);
-        let count = peers
-            .into_iter()
-            .filter(|&p| self.add_candidate(p, PeerSource::Dht))
-            .count();
-        if count > 0 {
-            reports.push(Report::PeersFound {
-                source: PeerSource::Dht,
-                from: None,
-                count,
-            });
-        }
-        reports.extend(self.dht_reports.drain(..).map(Report::Dht));
-    }
-
-    /// Whether every piece is verified.
+    /// Whether every piece of every torrent is verified.
     pub fn is_complete(&self) -> bool {
-        self.session
-            .torrent(self.torrent)
-            .is_some_and(|t| t.is_complete())
+        self.torrents
+            .keys()
+            .all(|id| self.client.torrent(*id).is_some_and(|t| t.is_complete()))
+    }
+
+    fn failed(&self) -> bool {
+        self.torrents.values().any(|t| t.failed.is_some())
     }
 
     /// Runs until `stop` says so, or `interrupt` resolves. `report` hears every event and a status
-    /// snapshot every status interval.
+    /// snapshot of each torrent every status interval, with the torrent it concerns (`None` for
+    /// the DHT node's own reports). On the way out every torrent announces `stopped` (waiting at
+    /// most the client's `STOP_ANNOUNCE_TIMEOUT`).
     pub async fn run(
         mut self,
         stop: StopWhen,
         interrupt: impl std::future::Future<Output = ()>,
-        mut report: impl FnMut(&Report),
+        mut report: impl FnMut(Option<TorrentId>, &Report),
     ) -> Finished {
         let mut reports = Vec::new();
         let mut tick = tokio::time::interval(self.status_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(interrupt);
-        if let Some(announcer) = &mut self.announcer {
-            announcer.started(self.clock.now());
-        }
         let outcome = loop {
             self.process_outputs(&mut reports);
-            self.pump_trackers();
-            self.pump_dht(&mut reports);
-            self.dial_more();
-            for r in reports.drain(..) {
-                report(&r);
+            for (id, r) in reports.drain(..) {
+                report(id, &r);
             }
-            if self.failed.is_some() {
+            if self.failed() {
                 break Outcome::Failed;
             }
             if stop == StopWhen::Complete && self.is_complete() {
                 break Outcome::Complete;
             }
-            let next = [
-                self.session.poll_timeout(),
-                self.announcer.as_ref().and_then(Announcer::poll_timeout),
-                self.dht.as_ref().and_then(DhtRunner::poll_timeout),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let deadline = next
-                .map(|t| self.deadline(t))
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
                 _ = &mut interrupt => break Outcome::Interrupted,
-                Some(input) = self.rx.recv() => self.handle_input(input, &mut reports),
-                Some(input) = self.data_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
-                    self.handle_input(input, &mut reports);
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    let now = self.now();
-                    self.session.handle_timeout(now);
-                    if let Some(dht) = &mut self.dht {
-                        dht.handle_timeout(now);
+                _ = self.next_input() => {}
+                _ = tick.tick() => {
+                    for id in self.torrent_ids() {
+                        if let Some(status) = self.status(id) {
+                            report(Some(id), &Report::Status(status));
+                        }
                     }
                 }
-                _ = tick.tick() => report(&Report::Status(self.status())),
             }
         };
-        let status = self.status();
-        report(&Report::Status(status.clone()));
-        let have = self
-            .session
-            .torrent(self.torrent)
-            .expect("the driver's torrent exists")
-            .have()
-            .clone();
-        let peers = self.peer_totals();
-        self.shutdown();
-        self.stop_trackers(&mut report).await;
+        let mut torrents = Vec::new();
+        for id in self.torrent_ids() {
+            let (Some(status), Some(t)) = (self.status(id), self.client.torrent(id)) else {
+                continue;
+            };
+            let have = t.have().clone();
+            report(Some(id), &Report::Status(status.clone()));
+            torrents.push(TorrentFinished {
+                id,
+                status,
+                have,
+                error: self.torrents.get_mut(&id).and_then(|t| t.failed.take()),
+                peers: self.peer_totals(id),
+            });
+        }
+        self.stop_all(&mut report).await;
         Finished {
             outcome,
-            status,
-            have,
-            error: self.failed.take(),
-            dht_state: self.dht.as_ref().map(DhtRunner::state),
-            peers,
+            torrents,
+            dht_state: self.client.dht().map(encode_state),
         }
     }
 
-    /// The bytes exchanged with every peer so far: the closed connections' and the open ones'.
-    pub fn peer_totals(&self) -> PeerTotals {
-        let mut totals = self.peer_totals.clone();
-        if let Some(t) = self.session.torrent(self.torrent) {
+    /// Waits for the next input (or the client's next deadline) and takes it.
+    async fn next_input(&mut self) {
+        let deadline = self
+            .client
+            .poll_timeout()
+            .map(|t| self.deadline(t))
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            Some(input) = self.rx.recv() => self.handle_input(input),
+            Some(input) = self.data_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
+                self.handle_input(input);
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = self.now();
+                self.client.handle_timeout(now);
+            }
+        }
+    }
+
+    /// The bytes exchanged with every peer of torrent `id` so far: the closed connections' and
+    /// the open ones'.
+    pub fn peer_totals(&self, id: TorrentId) -> PeerTotals {
+        let mut totals = self
+            .torrents
+            .get(&id)
+            .map(|t| t.peer_totals.clone())
+            .unwrap_or_default();
+        if let Some(t) = self.client.torrent(id) {
             for (conn, tasks) in &self.conns {
                 if let Some(peer) = t.peer(*conn) {
                     let (downloaded, uploaded) = peer.totals();
@@ -1354,47 +1215,51 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         totals
     }
 
-    /// Announces `stopped` (to the last tracker that answered), waiting at most
-    /// [`STOP_ANNOUNCE_TIMEOUT`].
-    async fn stop_trackers(&mut self, report: &mut impl FnMut(&Report)) {
-        let Some(announcer) = &mut self.announcer else {
-            return;
-        };
-        announcer.stopped(self.clock.now());
-        let deadline = tokio::time::Instant::now() + STOP_ANNOUNCE_TIMEOUT;
-        let mut reports = Vec::new();
-        loop {
-            self.pump_trackers();
-            for r in reports.drain(..) {
-                report(&r);
-            }
-            if self.announcer.as_ref().is_none_or(Announcer::is_stopped) {
-                break;
-            }
-            tokio::select! {
-                biased;
-                _ = tokio::time::sleep_until(deadline) => break,
-                input = self.rx.recv() => match input {
-                    Some(Input::Announced { url, announced }) => {
-                        self.handle_announced(url, announced, &mut reports);
-                    }
-                    Some(_) => {} // peers are closed; the rest no longer matters
-                    None => break,
-                },
-            }
-        }
-        if let Some(task) = self.announce_task.take() {
-            task.abort();
-        }
-    }
-
-    fn shutdown(&mut self) {
+    /// Stops every torrent: connections closed, `stopped` announced (the client bounds the
+    /// wait), tasks ended.
+    async fn stop_all(&mut self, report: &mut impl FnMut(Option<TorrentId>, &Report)) {
         if let Some(l) = self.listener.take() {
             l.abort();
+        }
+        let now = self.now();
+        self.client.shutdown(now);
+        let mut reports = Vec::new();
+        // Bounded by the client: each stopping torrent gives up after its stop deadline.
+        while !self.client.all_stopped() {
+            self.process_outputs(&mut reports);
+            for (id, r) in reports.drain(..) {
+                report(id, &r);
+            }
+            if self.client.all_stopped() {
+                break;
+            }
+            self.next_input().await;
+        }
+        self.process_outputs(&mut reports);
+        for (id, r) in reports.drain(..) {
+            report(id, &r);
+        }
+        for (_, task) in std::mem::take(&mut self.announces) {
+            task.abort();
+        }
+        for (_, task) in std::mem::take(&mut self.dials) {
+            task.abort();
         }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for c in conns {
             self.close_conn(c);
+        }
+    }
+}
+
+impl<D: Storage + 'static> TorrentTasks<D> {
+    fn new(opener: Option<StorageOpener<D>>) -> Self {
+        TorrentTasks {
+            disk: None,
+            opener,
+            failed: None,
+            stalled: false,
+            peer_totals: PeerTotals::default(),
         }
     }
 }

@@ -110,7 +110,8 @@ async fn a_full_disk_stalls_the_download_once_and_it_completes_when_space_is_bac
         2,
     )
     .unwrap();
-    leecher.add_peer(addr);
+    let torrent = leecher.first_torrent().expect("the driver holds its torrent");
+    leecher.add_peer(torrent, addr);
 
     let (stop_seeder, stopped) = tokio::sync::oneshot::channel::<()>();
     let seeding = tokio::spawn(seeder.run(
@@ -118,7 +119,7 @@ async fn a_full_disk_stalls_the_download_once_and_it_completes_when_space_is_bac
         async {
             let _ = stopped.await;
         },
-        |_| {},
+        |_, _| {},
     ));
     // Space comes back 2 s after the stall is first seen: several retries fail before.
     let paused = Arc::new(tokio::sync::Notify::new());
@@ -135,7 +136,7 @@ async fn a_full_disk_stalls_the_download_once_and_it_completes_when_space_is_bac
     let mut backoffs = Vec::new();
     let mut stalled_before_error = false;
     let mut last_stalled = false;
-    let leeching = leecher.run(StopWhen::Complete, std::future::pending(), |r| match r {
+    let leeching = leecher.run(StopWhen::Complete, std::future::pending(), |_, r| match r {
         Report::Status(s) => {
             last_stalled = s.write_stall.is_some();
             if let Some(st) = &s.write_stall {
@@ -163,7 +164,7 @@ async fn a_full_disk_stalls_the_download_once_and_it_completes_when_space_is_bac
     seeding.await.unwrap();
 
     assert_eq!(finished.outcome, Outcome::Complete);
-    assert!(finished.have.is_complete());
+    assert!(finished.first().unwrap().have.is_complete());
     assert!(disk.inner.is_correct_and_complete(), "wrong bytes");
     let failed = disk.failed_writes.load(Ordering::SeqCst);
     assert!(failed > 1, "several writes failed ({failed})");
@@ -181,5 +182,5 @@ async fn a_full_disk_stalls_the_download_once_and_it_completes_when_space_is_bac
         backoffs.iter().any(|b| *b > Duration::from_millis(200)),
         "the wait grew while retries failed: {backoffs:?}"
     );
-    assert!(finished.status.write_stall.is_none(), "the stall ended");
+    assert!(finished.first().unwrap().status.write_stall.is_none(), "the stall ended");
 }

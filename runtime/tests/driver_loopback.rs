@@ -75,7 +75,8 @@ async fn transfer(disk_threads: usize) {
         disk_threads,
     )
     .unwrap();
-    leecher.add_peer(addr);
+    let torrent = leecher.first_torrent().expect("the driver holds its torrent");
+    leecher.add_peer(torrent, addr);
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let seeding = tokio::spawn(seeder.run(
@@ -83,10 +84,10 @@ async fn transfer(disk_threads: usize) {
         async {
             let _ = done_rx.await;
         },
-        |_| {},
+        |_, _| {},
     ));
     let mut failures = Vec::new();
-    let leeching = leecher.run(StopWhen::Complete, std::future::pending(), |r| {
+    let leeching = leecher.run(StopWhen::Complete, std::future::pending(), |_, r| {
         if let Report::ConnectFailed { error, .. } = r {
             failures.push(error.clone());
         }
@@ -101,16 +102,16 @@ async fn transfer(disk_threads: usize) {
         Outcome::Complete,
         "connect failures: {failures:?}"
     );
-    assert_eq!(finished.status.have, n);
-    assert!(finished.have.is_complete());
+    assert_eq!(finished.first().unwrap().status.have, n);
+    assert!(finished.first().unwrap().have.is_complete());
     assert!(
         leech_disk.is_correct_and_complete(),
         "the leecher holds wrong bytes"
     );
     assert_eq!(seeded.outcome, Outcome::Interrupted);
     assert!(
-        seeded.status.uploaded >= total,
+        seeded.first().unwrap().status.uploaded >= total,
         "seeder uploaded {}",
-        seeded.status.uploaded
+        seeded.first().unwrap().status.uploaded
     );
 }

@@ -118,7 +118,8 @@ async fn most_connects_at_once(peers: u16, limit: Option<usize>) -> usize {
         driver.set_max_half_open(limit);
     }
     for port in 1..=peers {
-        driver.add_peer(SocketAddr::from(([127, 0, 0, 1], port)));
+        let torrent = driver.first_torrent().expect("the driver holds its torrent");
+        driver.add_peer(torrent, SocketAddr::from(([127, 0, 0, 1], port)));
     }
     let failed = Arc::new(AtomicUsize::new(0));
     let seen = failed.clone();
@@ -132,7 +133,7 @@ async fn most_connects_at_once(peers: u16, limit: Option<usize>) -> usize {
         }
     };
     driver
-        .run(StopWhen::Interrupted, all_failed, |r| {
+        .run(StopWhen::Interrupted, all_failed, |_, r| {
             if let Report::ConnectFailed { .. } = r {
                 failed.fetch_add(1, Ordering::SeqCst);
             }

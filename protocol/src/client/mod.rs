@@ -108,6 +108,16 @@ impl Default for ClientConfig {
     }
 }
 
+impl From<SessionConfig> for ClientConfig {
+    /// `session`, the rest default.
+    fn from(session: SessionConfig) -> Self {
+        ClientConfig {
+            session,
+            ..ClientConfig::default()
+        }
+    }
+}
+
 /// The handle of an announce in flight: pass it back to [`Client::handle_announce`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AnnounceId(pub u64);
@@ -621,6 +631,25 @@ impl Client {
         self.sides.insert(id, side);
         self.collect(now);
         self.pump(now);
+    }
+
+    /// Replaces torrent `id`'s trackers (BEP 12 tiers) and announces `started` to them.
+    pub fn set_trackers(&mut self, now: Instant, id: TorrentId, trackers: Vec<Vec<String>>) {
+        let Some(side) = self.sides.get_mut(&id) else {
+            return;
+        };
+        side.in_flight = None;
+        side.announcer = (!trackers.is_empty() && side.phase == Phase::Running).then(|| {
+            let mut a = Announcer::new(self.config.announcer, trackers, &mut self.rng);
+            a.started(now);
+            a
+        });
+        self.pump(now);
+    }
+
+    /// Most outgoing connects in progress at once (at least 1).
+    pub fn set_max_half_open(&mut self, max: usize) {
+        self.config.max_half_open = max.max(1);
     }
 
     /// Where we listen for peers: told to peers (BEP 10 `p`), announced, and never dialled.

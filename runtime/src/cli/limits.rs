@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use bt_protocol::client::MAX_HALF_OPEN;
 use bt_protocol::metainfo::{MAX_TORRENT_FILE_SIZE, Metainfo};
 use bt_protocol::session::SessionConfig;
-use bt_runtime::driver::MAX_DIALS;
 use bt_runtime::units::{format_bytes, parse_bytes};
 
 /// Limits shared by `bt get` and `bt seed`.
@@ -18,7 +18,7 @@ pub(crate) struct LimitArgs {
     #[arg(long, value_name = "N", default_value_t = 80, value_parser = at_least_one)]
     pub(crate) max_peers: usize,
     /// Most outgoing connections being opened at once (half-open).
-    #[arg(long, value_name = "N", default_value_t = MAX_DIALS, value_parser = at_least_one)]
+    #[arg(long, value_name = "N", default_value_t = MAX_HALF_OPEN, value_parser = at_least_one)]
     max_half_open: usize,
     /// Most of our block requests in flight to one peer.
     #[arg(long, value_name = "N", default_value_t = 250, value_parser = at_least_one)]
@@ -117,7 +117,7 @@ mod tests {
         let mut config = SessionConfig::default();
         cli.limits.apply(&mut config);
         assert_eq!(config, SessionConfig::default());
-        assert_eq!(cli.limits.max_half_open(), MAX_DIALS);
+        assert_eq!(cli.limits.max_half_open(), MAX_HALF_OPEN);
         assert_eq!(
             cli.limits.max_message_size,
             u64::from(DEFAULT_MAX_EXTENDED_LEN)

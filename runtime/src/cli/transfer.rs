@@ -13,13 +13,12 @@ use bt_protocol::metainfo::{InfoHash, Metainfo};
 use bt_protocol::rng::Rng;
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::{Bitfield, Strategy, TorrentEvent};
-use bt_protocol::tracker::{
-    AnnounceRequest, AnnounceResponse, AnnouncerConfig, Event as AnnounceEvent, TrackerUrl,
-};
+use bt_protocol::tracker::{AnnounceRequest, AnnounceResponse, Event as AnnounceEvent, TrackerUrl};
 use bt_protocol::wire::PeerId;
 use bt_runtime::dht::DhtReport;
 use bt_runtime::driver::{
-    Driver, Finished, Outcome, PeerTotals, Report, Status, StopWhen, default_disk_threads,
+    Driver, Finished, Outcome, PeerTotals, Report, Status, StopWhen, TorrentFinished,
+    default_disk_threads,
 };
 use bt_runtime::net::TokioNet;
 use bt_runtime::resume::ResumeState;
@@ -720,8 +719,11 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         run.config,
         seed_from_clock(),
     )?;
+    let id = driver
+        .first_torrent()
+        .context("the driver holds no torrent")?;
     driver.set_max_half_open(run.max_half_open);
-    driver.set_trackers(run.meta.trackers.clone(), AnnouncerConfig::default());
+    driver.set_trackers(id, run.meta.trackers.clone());
     let addr = driver
         .listen(run.listen)
         .await
@@ -732,16 +734,17 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
     );
     start_dht(&mut driver, run.dht, addr, run.meta.info.private).await;
     for p in run.peers {
-        driver.add_peer(*p);
+        driver.add_peer(id, *p);
     }
     let finished = driver
-        .run(run.stop, interrupted(), |r| {
+        .run(run.stop, interrupted(), |_, r| {
             saver.observe(r);
             display.report(r);
         })
         .await;
     saver.finish();
-    display.peer_summary(&finished.peers);
+    let done = finished.first().context("the driver ran no torrent")?;
+    display.peer_summary(&done.peers);
     if let Some(state) = &finished.dht_state {
         run.dht.save(state);
     }
@@ -916,10 +919,13 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             seed_from_clock(),
             default_disk_threads(),
         )?;
+        let id = driver
+            .first_torrent()
+            .context("the driver holds no torrent")?;
         driver.set_max_half_open(args.limits.max_half_open());
         driver.set_trackers(
+            id,
             magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
-            AnnouncerConfig::default(),
         );
         let addr = driver
             .listen(args.listen)
@@ -933,10 +939,10 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
         // public by nature (BEP 27 torrents are shared as files).
         start_dht(&mut driver, &args.dht, addr, false).await;
         for p in peers {
-            driver.add_peer(*p);
+            driver.add_peer(id, *p);
         }
         let finished = driver
-            .run(stop, interrupted(), |r| {
+            .run(stop, interrupted(), |_, r| {
                 if let Report::MetadataReceived(m) = r {
                     display.metadata_received(m, started.elapsed());
                     let storage = opened.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -963,24 +969,30 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     if let Some(saver) = saver {
         saver.finish();
     }
-    display.peer_summary(&finished.peers);
+    let done = finished.first().context("the driver ran no torrent")?;
+    display.peer_summary(&done.peers);
     if let Some(state) = &finished.dht_state {
         args.dht.save(state);
     }
     display.bar.finish_and_clear();
     let storage = opened.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let (Some(meta), Some(storage)) = (&meta, storage) {
-        save_resume(&storage, meta, &args.dir, &finished.have);
+        save_resume(&storage, meta, &args.dir, &done.have);
     }
-    finish_get(meta.as_ref(), args, &finished)
+    finish_get(meta.as_ref(), args, finished.outcome, done)
 }
 
 /// The end of `bt get`: success only with every piece verified.
-fn finish_get(meta: Option<&Metainfo>, args: &GetArgs, finished: &Finished) -> anyhow::Result<()> {
+fn finish_get(
+    meta: Option<&Metainfo>,
+    args: &GetArgs,
+    outcome: Outcome,
+    finished: &TorrentFinished,
+) -> anyhow::Result<()> {
     if let Some(error) = &finished.error {
         bail!("{error}");
     }
-    let interrupted = if finished.outcome == Outcome::Interrupted {
+    let interrupted = if outcome == Outcome::Interrupted {
         " (interrupted)"
     } else {
         ""
@@ -1071,8 +1083,9 @@ fn get_torrent(meta: &Metainfo, args: &GetArgs, peers: &[SocketAddr]) -> anyhow:
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
-    save_resume(&storage, meta, &args.dir, &finished.have);
-    finish_get(Some(meta), args, &finished)
+    let done = finished.first().context("the driver ran no torrent")?;
+    save_resume(&storage, meta, &args.dir, &done.have);
+    finish_get(Some(meta), args, finished.outcome, done)
 }
 
 pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
@@ -1118,7 +1131,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
     if !args.json {
         println!(
             "stopped seeding; uploaded {}",
-            format_bytes(finished.status.uploaded)
+            format_bytes(finished.first().map_or(0, |t| t.status.uploaded))
         );
     }
     Ok(())

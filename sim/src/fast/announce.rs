@@ -188,7 +188,7 @@ impl World<'_> {
             addr,
             request.event,
             request.left,
-            bt_runtime::driver::NUMWANT as usize,
+            bt_protocol::client::NUMWANT as usize,
         );
         self.queue.push(
             at,

@@ -724,7 +724,7 @@ impl World<'_> {
         if addr == host.addr
             || host.queued.contains(&addr)
             || host.outgoing.contains_key(&addr)
-            || host.candidates.len() >= bt_runtime::driver::MAX_CANDIDATES
+            || host.candidates.len() >= bt_protocol::client::MAX_KNOWN_PEERS
         {
             return;
         }
@@ -748,7 +748,7 @@ impl World<'_> {
                     .map_or(0, |t| t.peer_count()),
             };
             let max_peers = self.scenario.groups[host.group].max_peers;
-            if host.dialing >= bt_runtime::driver::MAX_DIALS || peers + host.dialing >= max_peers {
+            if host.dialing >= bt_protocol::client::MAX_HALF_OPEN || peers + host.dialing >= max_peers {
                 return;
             }
             let Some(addr) = host.candidates.pop_front() else {
@@ -774,7 +774,7 @@ impl World<'_> {
         self.conns.insert(from, c);
         self.trace.words(&[15, u64::from(h), u64::from(to_host)]);
         self.queue.push(
-            now + bt_runtime::driver::CONNECT_TIMEOUT,
+            now + bt_protocol::client::CONNECT_TIMEOUT,
             Ev::ConnectTimeout(from),
         );
         if self.cut(h, to_host) {

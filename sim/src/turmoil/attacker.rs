@@ -116,7 +116,7 @@ async fn announce(
             downloaded: 0,
             left: 0,
             event,
-            numwant: Some(bt_runtime::driver::NUMWANT),
+            numwant: Some(bt_protocol::client::NUMWANT),
             key,
             tracker_id: None,
         };
@@ -142,7 +142,7 @@ async fn announce(
                     let (ctx, shared, script) = (ctx.clone(), shared.clone(), script.clone());
                     tokio::spawn(async move {
                         let connect = turmoil::net::TcpStream::connect(addr);
-                        let timeout = bt_runtime::driver::CONNECT_TIMEOUT;
+                        let timeout = bt_protocol::client::CONNECT_TIMEOUT;
                         if let Ok(Ok(stream)) = tokio::time::timeout(timeout, connect).await {
                             connection(ctx, shared, script, id, stream).await;
                         }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use bt_protocol::io::ConnId;
 use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, Metainfo, PieceIndex};
+use bt_protocol::client::ClientConfig;
 use bt_protocol::rng::Rng;
 use bt_protocol::session::SessionConfig;
 use bt_protocol::time::Instant;
@@ -598,14 +599,18 @@ pub(super) async fn life(
             .loss
             .map(|(fraction, rto)| Loss::new(fraction, rto, Rng::new(seed).fork(1).next_u64())),
     };
-    let config = SessionConfig {
-        torrent: TorrentConfig {
-            strategy: g.strategy,
-            max_peers: g.max_peers,
-            pex: g.pex,
-            ..TorrentConfig::default()
+    let config = ClientConfig {
+        session: SessionConfig {
+            torrent: TorrentConfig {
+                strategy: g.strategy,
+                max_peers: g.max_peers,
+                pex: g.pex,
+                ..TorrentConfig::default()
+            },
+            ..SessionConfig::default()
         },
-        ..SessionConfig::default()
+        announcer: ctx.announcer,
+        ..ClientConfig::default()
     };
     let magnet = g.magnet && shared.lock().hosts[id].metadata_at.is_none();
     let observer = Observer {
@@ -635,10 +640,13 @@ pub(super) async fn life(
     } else {
         Driver::with_disk_threads(net, disk.clone(), &ctx.meta, have, config, seed, 0)?
     };
+    let torrent = driver
+        .first_torrent()
+        .expect("a one-torrent driver has its torrent");
     if let Some(target) = g.connect_to {
         for &(other, addr) in &ctx.group_addrs[target] {
             if other != id {
-                driver.add_peer(addr);
+                driver.add_peer(torrent, addr);
             }
         }
     }
@@ -659,14 +667,14 @@ pub(super) async fn life(
     }
     driver.set_status_interval(STATUS_INTERVAL);
     if !ctx.tiers.is_empty() {
-        driver.set_trackers(ctx.tiers.clone(), ctx.announcer);
+        driver.set_trackers(torrent, ctx.tiers.clone());
     }
     let reports = shared.clone();
     driver
         .run(
             StopWhen::Interrupted,
             async move { stop.notified().await },
-            move |r| reports.on_report(id, &disk, r),
+            move |_, r| reports.on_report(id, &disk, r),
         )
         .await;
     shared.end_life(id);

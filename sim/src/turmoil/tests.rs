@@ -60,7 +60,7 @@ fn run(rng_seed: u64) -> Duration {
             .map_err(|e| e.to_string())?;
             driver.listen("0.0.0.0:6881".parse()?).await?;
             driver
-                .run(StopWhen::Interrupted, std::future::pending(), |_| {})
+                .run(StopWhen::Interrupted, std::future::pending(), |_, _| {})
                 .await;
             Ok(())
         }
@@ -80,10 +80,11 @@ fn run(rng_seed: u64) -> Duration {
         )
         .map_err(|e| e.to_string())?;
         driver.listen("0.0.0.0:6881".parse()?).await?;
-        driver.add_peer(SocketAddr::new(turmoil::lookup("seeder"), 6881));
+        let torrent = driver.first_torrent().ok_or("no torrent")?;
+        driver.add_peer(torrent, SocketAddr::new(turmoil::lookup("seeder"), 6881));
         let started = tokio::time::Instant::now();
         let finished = driver
-            .run(StopWhen::Complete, std::future::pending(), |_| {})
+            .run(StopWhen::Complete, std::future::pending(), |_, _| {})
             .await;
         assert_eq!(finished.outcome, Outcome::Complete);
         assert!(
