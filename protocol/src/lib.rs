@@ -4,6 +4,8 @@
 //! module reads a clock, touches a file or socket, or draws global randomness (`protocol/clippy.toml`
 //! enforces the clock and RNG part; `cargo tree -p bt-protocol` shows no I/O crate).
 //!
+//! - [`bandwidth`]: rate limits: token buckets over payload bytes and the division of a global
+//!   limit among torrents.
 //! - [`bencode`]: decoding bencode as real clients do (lenient where libtorrent is, strict where the
 //!   meaning would be ambiguous) and encoding it canonically.
 //! - [`dht`]: the mainline DHT (BEP 5, 32): the KRPC codec ([`dht::Message`]), the routing table,
@@ -66,6 +68,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bandwidth;
 pub mod bencode;
 pub mod dht;
 pub mod harness;
