@@ -201,11 +201,6 @@ impl<K: Ord + Copy> Pacer<K> {
         self.bucket.as_ref().map(TokenBucket::rate)
     }
 
-    /// Whether a limit is set.
-    pub(crate) fn is_limited(&self) -> bool {
-        self.bucket.is_some()
-    }
-
     /// How many whole blocks may move at `now` (unlimited: `usize::MAX`).
     pub(crate) fn blocks_available(&self, now: Instant) -> usize {
         match &self.bucket {
@@ -311,8 +306,8 @@ pub fn divide(global: u64, demands: &[Option<u64>]) -> Vec<u64> {
 /// next division (at most an interval), which then sees it held back. Without a global limit a
 /// torrent's effective limit is its own.
 ///
-/// Bounds: one entry per torrent given own limits (callers [`RateShares::forget`] removed ones;
-/// [`RateShares::divide`] also drops keys it is not given).
+/// Bounds: one entry per torrent given own limits or a share (callers [`RateShares::forget`] or
+/// [`RateShares::retain`] removed ones; [`RateShares::divide`] drops keys it is not given).
 #[derive(Clone, Debug)]
 pub struct RateShares<K> {
     global: Limits,
@@ -377,6 +372,12 @@ impl<K: Ord + Copy> RateShares<K> {
     pub fn forget(&mut self, key: K) {
         self.own.remove(&key);
         self.shares.remove(&key);
+    }
+
+    /// Keeps only the torrents `live` says still exist.
+    pub fn retain(&mut self, mut live: impl FnMut(&K) -> bool) {
+        self.own.retain(|k, _| live(k));
+        self.shares.retain(|k, _| live(k));
     }
 
     /// The limits a torrent given no share yet starts with: a share of zero in each direction
