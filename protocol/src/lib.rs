@@ -69,6 +69,8 @@
 #![forbid(unsafe_code)]
 
 pub mod bandwidth;
+#[cfg(test)]
+mod bandwidth_tests;
 pub mod bencode;
 pub mod dht;
 pub mod harness;
