@@ -205,7 +205,9 @@ impl<K: Ord + Copy> Pacer<K> {
     pub(crate) fn blocks_available(&self, now: Instant) -> usize {
         match &self.bucket {
             None => usize::MAX,
-            Some(b) => usize::try_from(b.available(now) / u64::from(BLOCK_SIZE)).unwrap_or(usize::MAX),
+            Some(b) => {
+                usize::try_from(b.available(now) / u64::from(BLOCK_SIZE)).unwrap_or(usize::MAX)
+            }
         }
     }
 
@@ -392,7 +394,11 @@ impl<K: Ord + Copy> RateShares<K> {
     /// `key`'s effective limits: the min of its own and its share.
     pub fn effective(&self, key: K) -> Limits {
         let own = self.own(key);
-        let share = self.shares.get(&key).copied().unwrap_or_else(|| self.newcomer());
+        let share = self
+            .shares
+            .get(&key)
+            .copied()
+            .unwrap_or_else(|| self.newcomer());
         let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -407,12 +413,15 @@ impl<K: Ord + Copy> RateShares<K> {
     /// download and upload [`Usage`] since the last division), or evenly if `busy` (every torrent
     /// counted as held back); returns every torrent's effective limits. The next division is due
     /// [`DIVISION_INTERVAL`] later.
-    pub fn divide(&mut self, now: Instant, usage: &[(K, Usage, Usage)], busy: bool) -> Vec<(K, Limits)> {
+    pub fn divide(
+        &mut self,
+        now: Instant,
+        usage: &[(K, Usage, Usage)],
+        busy: bool,
+    ) -> Vec<(K, Limits)> {
         let elapsed = now.saturating_since(self.last_division).as_micros().max(1);
         self.last_division = now;
-        self.next_division = self
-            .next_division
-            .map(|_| now + DIVISION_INTERVAL);
+        self.next_division = self.next_division.map(|_| now + DIVISION_INTERVAL);
         let demand = |u: &Usage, own: Option<u64>| {
             if busy || u.held_back {
                 own
@@ -441,7 +450,10 @@ impl<K: Ord + Copy> RateShares<K> {
             };
             self.shares.insert(*k, share);
         }
-        usage.iter().map(|(k, ..)| (*k, self.effective(*k))).collect()
+        usage
+            .iter()
+            .map(|(k, ..)| (*k, self.effective(*k)))
+            .collect()
     }
 }
 
@@ -498,12 +510,19 @@ mod tests {
         assert!(b.take(at_ms(0), b.depth()));
         let at = b.ready_at(BLOCK).unwrap();
         assert_eq!(at, at_ms(100), "a tenth of a second per block");
-        assert!(b.available(Instant::from_micros(at.as_micros() - 1)) < BLOCK, "not early");
+        assert!(
+            b.available(Instant::from_micros(at.as_micros() - 1)) < BLOCK,
+            "not early"
+        );
         assert!(b.take(at, BLOCK));
         // More than the depth is capped: it would never be available.
         assert_eq!(b.depth(), 2 * BLOCK);
         assert_eq!(b.ready_at(u64::MAX), Some(at_ms(300)));
-        assert_eq!(TokenBucket::new(0, at_ms(0)).ready_at(1), None, "rate zero: never");
+        assert_eq!(
+            TokenBucket::new(0, at_ms(0)).ready_at(1),
+            None,
+            "rate zero: never"
+        );
         assert_eq!(TokenBucket::new(0, at_ms(0)).available(at_ms(99_999)), 0);
     }
 
@@ -522,9 +541,17 @@ mod tests {
         assert!(b.take(at_ms(0), 200_000));
         b.set_rate(at_ms(100), 100_000);
         assert_eq!(b.depth(), 20_000);
-        assert_eq!(b.available(at_ms(100)), 20_000, "100 000 accrued, cut to the depth");
+        assert_eq!(
+            b.available(at_ms(100)),
+            20_000,
+            "100 000 accrued, cut to the depth"
+        );
         b.set_rate(at_ms(100), 1_000_000);
-        assert_eq!(b.available(at_ms(100)), 20_000, "raising the rate adds no tokens");
+        assert_eq!(
+            b.available(at_ms(100)),
+            20_000,
+            "raising the rate adds no tokens"
+        );
         assert_eq!(b.available(at_ms(110)), 30_000);
     }
 
@@ -567,7 +594,11 @@ mod tests {
         assert_eq!(divide(1000, &[None, None]), [500, 500]);
         assert_eq!(divide(1000, &[Some(100), None]), [100, 900]);
         assert_eq!(divide(1000, &[Some(100), None, Some(600)]), [100, 450, 450]);
-        assert_eq!(divide(1000, &[Some(100), Some(200)]), [450, 550], "700 left over");
+        assert_eq!(
+            divide(1000, &[Some(100), Some(200)]),
+            [450, 550],
+            "700 left over"
+        );
         assert_eq!(divide(1000, &[]), Vec::<u64>::new());
         for demands in [
             vec![Some(1), Some(2), None],
@@ -584,15 +615,34 @@ mod tests {
         // a torrent that uses little leaves, and own limits cap the effective limit.
         let mut s: RateShares<u32> = RateShares::new();
         let none = Usage::default();
-        s.set_global(at_ms(0), Limits { download: Some(1000), upload: None });
+        s.set_global(
+            at_ms(0),
+            Limits {
+                download: Some(1000),
+                upload: None,
+            },
+        );
         assert_eq!(s.next_division(), Some(at_ms(0)));
         let even = s.divide(at_ms(0), &[(1, none, none), (2, none, none)], true);
-        let lim = |d: Option<u64>| Limits { download: d, upload: None };
+        let lim = |d: Option<u64>| Limits {
+            download: d,
+            upload: None,
+        };
         assert_eq!(even, [(1, lim(Some(500))), (2, lim(Some(500)))]);
         assert_eq!(s.next_division(), Some(at_ms(1000)));
-        assert_eq!(s.effective(3), lim(Some(0)), "a newcomer waits for the next division");
-        let slow = Usage { bytes: 100, held_back: false };
-        let busy = Usage { bytes: 500, held_back: true };
+        assert_eq!(
+            s.effective(3),
+            lim(Some(0)),
+            "a newcomer waits for the next division"
+        );
+        let slow = Usage {
+            bytes: 100,
+            held_back: false,
+        };
+        let busy = Usage {
+            bytes: 500,
+            held_back: true,
+        };
         let after = s.divide(at_ms(1000), &[(1, slow, none), (2, busy, none)], false);
         assert_eq!(after, [(1, lim(Some(100))), (2, lim(Some(900)))]);
         assert_eq!(s.set_own(2, lim(Some(300))), lim(Some(300)));

@@ -43,7 +43,13 @@ fn spec(seed: bool) -> NodeSpec {
 
 /// A seeder (node 0) and a leecher (node 1) of `total` bytes, not yet connected.
 fn pair(total: u64) -> Swarm {
-    Swarm::new(7, PIECE, total, &[spec(true), spec(false)], Duration::from_millis(25))
+    Swarm::new(
+        7,
+        PIECE,
+        total,
+        &[spec(true), spec(false)],
+        Duration::from_millis(25),
+    )
 }
 
 /// Runs `swarm` in steps of `step` until the leecher completes (or `limit` passes), sampling
@@ -99,7 +105,10 @@ fn download_limit_holds_over_every_ten_second_window() {
         s.nodes[1].torrent.stats().downloaded
     });
     let done = swarm.nodes[1].completed_at.expect("the download completes");
-    assert!(done >= Instant::ZERO + Duration::from_secs(23), "too fast: {done:?}");
+    assert!(
+        done >= Instant::ZERO + Duration::from_secs(23),
+        "too fast: {done:?}"
+    );
     let windows = assert_windows(
         &samples,
         MIB,
@@ -165,13 +174,91 @@ fn requests_are_paced_not_burst() {
         for (t1, b1) in &paced[i + 1..] {
             let allowed = rate as f64 * (*t1 - *t0).as_secs_f64();
             let asked = (b1 - b0) as f64;
-            assert!(asked <= allowed + depth, "{t0:?}..{t1:?}: burst of {asked} bytes");
+            assert!(
+                asked <= allowed + depth,
+                "{t0:?}..{t1:?}: burst of {asked} bytes"
+            );
             if *t0 >= Instant::ZERO + WARM_UP {
-                assert!(asked >= allowed - depth, "{t0:?}..{t1:?}: gap, {asked} bytes");
+                assert!(
+                    asked >= allowed - depth,
+                    "{t0:?}..{t1:?}: gap, {asked} bytes"
+                );
             }
         }
     }
     assert!(paced.len() > 1000, "{} samples", paced.len());
+}
+
+#[test]
+fn a_limited_download_is_shared_among_its_peers() {
+    // Proves the tokens go round the peers rather than to the lowest connection handle: two
+    // seeders each send a fair part of a leecher's limited download, and the sum keeps to it.
+    let mut swarm = Swarm::new(
+        9,
+        PIECE,
+        16 * MIB,
+        &[spec(true), spec(false), spec(true)],
+        Duration::from_millis(25),
+    );
+    swarm.nodes[1]
+        .torrent
+        .set_rate_limits(Instant::ZERO, Some(MIB), None);
+    swarm.connect_all();
+    let samples = sample(&mut swarm, STEP, Duration::from_secs(60), |s| {
+        s.nodes[1].torrent.stats().downloaded
+    });
+    let done = swarm.nodes[1].completed_at.expect("the download completes");
+    let windows = assert_windows(
+        &samples,
+        MIB,
+        Instant::ZERO + WARM_UP,
+        before(done, Duration::from_secs(1)),
+    );
+    assert!(windows > 10, "{windows} windows checked");
+    let total = swarm.nodes[1].torrent.stats().downloaded;
+    for seeder in [0, 2] {
+        let sent = swarm.nodes[seeder].torrent.stats().uploaded;
+        assert!(sent >= total / 3, "seeder {seeder} sent {sent} of {total}");
+    }
+}
+
+#[test]
+fn a_limited_upload_is_shared_among_its_peers() {
+    // Proves a limited seeder's tokens go round its peers: each of two leechers gets a fair part
+    // of its upload, and the upload keeps to the limit.
+    let mut swarm = Swarm::new(
+        5,
+        PIECE,
+        16 * MIB,
+        &[spec(true), spec(false), spec(false)],
+        Duration::from_millis(25),
+    );
+    swarm.nodes[0]
+        .torrent
+        .set_rate_limits(Instant::ZERO, None, Some(MIB));
+    swarm.connect_all();
+    let limit = Duration::from_secs(15);
+    let samples = sample(&mut swarm, STEP, limit, |s| {
+        s.nodes[0].torrent.stats().uploaded
+    });
+    let windows = assert_windows(
+        &samples,
+        MIB,
+        Instant::ZERO + WARM_UP,
+        Instant::ZERO + limit,
+    );
+    assert!(windows > 10, "{windows} windows checked");
+    let seeder = &swarm.nodes[0].torrent;
+    let per_peer: Vec<u64> = seeder
+        .conns()
+        .filter_map(|c| seeder.peer(c))
+        .map(|p| p.totals().1)
+        .collect();
+    let total: u64 = per_peer.iter().sum();
+    assert_eq!(per_peer.len(), 2);
+    for sent in per_peer {
+        assert!(sent >= total / 3, "{sent} of {total}");
+    }
 }
 
 /// Two sessions joined by links with latency: a minimal event-driven driver for session tests.
@@ -241,7 +328,9 @@ impl Net {
         let ids: Vec<TorrentId> = self.layouts.keys().copied().collect();
         for id in ids {
             let (out, inc) = (ConnId(u64::from(id.0) + 1), ConnId(u64::from(id.0) + 101));
-            self.sessions[1].connect(self.now, id, out, addr(1)).unwrap();
+            self.sessions[1]
+                .connect(self.now, id, out, addr(1))
+                .unwrap();
             self.sessions[0].accept(self.now, inc, addr(2)).unwrap();
             self.links.insert((1, out), (0, inc));
             self.links.insert((0, inc), (1, out));
@@ -310,7 +399,11 @@ impl Net {
     }
 
     fn downloaded(&self, id: TorrentId) -> u64 {
-        self.sessions[1].torrent(id).expect("known").stats().downloaded
+        self.sessions[1]
+            .torrent(id)
+            .expect("known")
+            .stats()
+            .downloaded
     }
 
     fn complete(&self, id: TorrentId) -> bool {
@@ -351,5 +444,8 @@ fn global_limit_holds_over_the_sum_of_torrents() {
     assert!(windows > 50, "{windows} windows checked for the sum");
     let only_a: Vec<(Instant, u64)> = samples.iter().map(|&(t, a, _)| (t, a)).collect();
     let windows = assert_windows(&only_a, MIB / 4, from, before(a_done, second));
-    assert!(windows > 20, "{windows} windows checked for the capped torrent");
+    assert!(
+        windows > 20,
+        "{windows} windows checked for the capped torrent"
+    );
 }

@@ -71,7 +71,9 @@ pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
     const HINT: &str = "try 4MiB/s, 500kB/s, 262144, or 0 for no limit";
     let t = text.trim();
     if t.starts_with('-') {
-        return Err(format!("`{text}`: a rate cannot be negative (0 means no limit)"));
+        return Err(format!(
+            "`{text}`: a rate cannot be negative (0 means no limit)"
+        ));
     }
     let lower = t.to_ascii_lowercase();
     let body = lower.strip_suffix("/s").unwrap_or(&lower);
@@ -110,11 +112,12 @@ pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
     } else {
         digits.parse().map_err(|_| too_large())?
     };
-    let scale = 10u128.pow(u32::try_from(fraction.len()).map_err(|_| too_large())?.min(30));
-    let bytes = mantissa
-        .checked_mul(unit_bytes)
-        .ok_or_else(too_large)?
-        / scale;
+    let scale = 10u128.pow(
+        u32::try_from(fraction.len())
+            .map_err(|_| too_large())?
+            .min(30),
+    );
+    let bytes = mantissa.checked_mul(unit_bytes).ok_or_else(too_large)? / scale;
     let bytes = u64::try_from(bytes).map_err(|_| too_large())?;
     if bytes == 0 && mantissa != 0 {
         return Err(format!("`{text}` is less than a byte per second"));
