@@ -15,7 +15,7 @@ use crate::io::ConnId;
 use crate::metainfo::{InfoHash, TorrentLayout};
 use crate::session::{Output, Session, SessionConfig, TorrentId};
 use crate::time::Instant;
-use crate::torrent::Bitfield;
+use crate::torrent::{Bitfield, TorrentStats};
 
 const MIB: u64 = 1 << 20;
 const PIECE: u64 = 256 * 1024;
@@ -41,15 +41,22 @@ fn spec(seed: bool) -> NodeSpec {
     }
 }
 
-/// A seeder (node 0) and a leecher (node 1) of `total` bytes, not yet connected.
-fn pair(total: u64) -> Swarm {
-    Swarm::new(
-        7,
-        PIECE,
-        total,
-        &[spec(true), spec(false)],
-        Duration::from_millis(25),
-    )
+/// A swarm of `total` bytes, one node per entry of `seeds` (whether it seeds), node `limited`
+/// given the `download` and `upload` limits, every pair connected.
+fn limited_swarm(
+    total: u64,
+    seeds: &[bool],
+    limited: usize,
+    download: Option<u64>,
+    upload: Option<u64>,
+) -> Swarm {
+    let specs: Vec<NodeSpec> = seeds.iter().map(|s| spec(*s)).collect();
+    let mut swarm = Swarm::new(7, PIECE, total, &specs, Duration::from_millis(25));
+    swarm.nodes[limited]
+        .torrent
+        .set_rate_limits(Instant::ZERO, download, upload);
+    swarm.connect_all();
+    swarm
 }
 
 /// Runs `swarm` in steps of `step` until the leecher completes (or `limit` passes), sampling
@@ -92,52 +99,48 @@ fn assert_windows(samples: &[(Instant, u64)], rate: u64, from: Instant, to: Inst
     checked
 }
 
+/// Runs `swarm` (for at most `limit`) and asserts that node `node`'s counter (`count` of its
+/// stats) grew by `rate` within 5 % over every 10 s window from the warm-up to a second before
+/// the leecher (node 1) completes or the run ends, and that more than `min_windows` windows were
+/// checked. Returns when the leecher completed.
+fn assert_limit_holds(
+    swarm: &mut Swarm,
+    node: usize,
+    count: fn(TorrentStats) -> u64,
+    rate: u64,
+    limit: Duration,
+    min_windows: usize,
+) -> Option<Instant> {
+    let samples = sample(swarm, STEP, limit, |s| count(s.nodes[node].torrent.stats()));
+    let done = swarm.nodes[1].completed_at;
+    let end = done.map_or(Instant::ZERO + limit, |d| before(d, Duration::from_secs(1)));
+    let windows = assert_windows(&samples, rate, Instant::ZERO + WARM_UP, end);
+    assert!(windows > min_windows, "{windows} windows checked");
+    done
+}
+
 #[test]
 fn download_limit_holds_over_every_ten_second_window() {
     // Proves a leecher limited to 1 MiB/s downloads 1 MiB/s within 5 % over every 10 s window
     // once under way, from a seeder that could send 100 times faster.
-    let mut swarm = pair(24 * MIB);
-    swarm.nodes[1]
-        .torrent
-        .set_rate_limits(Instant::ZERO, Some(MIB), None);
-    swarm.connect_all();
-    let samples = sample(&mut swarm, STEP, Duration::from_secs(60), |s| {
-        s.nodes[1].torrent.stats().downloaded
-    });
-    let done = swarm.nodes[1].completed_at.expect("the download completes");
+    let mut swarm = limited_swarm(24 * MIB, &[true, false], 1, Some(MIB), None);
+    let minute = Duration::from_secs(60);
+    let done = assert_limit_holds(&mut swarm, 1, |s| s.downloaded, MIB, minute, 50);
+    let done = done.expect("the download completes");
     assert!(
         done >= Instant::ZERO + Duration::from_secs(23),
         "too fast: {done:?}"
     );
-    let windows = assert_windows(
-        &samples,
-        MIB,
-        Instant::ZERO + WARM_UP,
-        before(done, Duration::from_secs(1)),
-    );
-    assert!(windows > 50, "{windows} windows checked");
 }
 
 #[test]
 fn upload_limit_holds_over_every_ten_second_window() {
     // Proves a seeder limited to 1 MiB/s uploads 1 MiB/s within 5 % over every 10 s window once
     // under way, to a leecher that asks for as much as it can get.
-    let mut swarm = pair(24 * MIB);
-    swarm.nodes[0]
-        .torrent
-        .set_rate_limits(Instant::ZERO, None, Some(MIB));
-    swarm.connect_all();
-    let samples = sample(&mut swarm, STEP, Duration::from_secs(60), |s| {
-        s.nodes[0].torrent.stats().uploaded
-    });
-    let done = swarm.nodes[1].completed_at.expect("the download completes");
-    let windows = assert_windows(
-        &samples,
-        MIB,
-        Instant::ZERO + WARM_UP,
-        before(done, Duration::from_secs(1)),
-    );
-    assert!(windows > 50, "{windows} windows checked");
+    let mut swarm = limited_swarm(24 * MIB, &[true, false], 0, None, Some(MIB));
+    let minute = Duration::from_secs(60);
+    let done = assert_limit_holds(&mut swarm, 0, |s| s.uploaded, MIB, minute, 50);
+    assert!(done.is_some(), "the download completes");
 }
 
 #[test]
@@ -146,11 +149,7 @@ fn requests_are_paced_not_burst() {
     // from the limit's worth by at most the bucket depth (no burst above it, no gap below it).
     let rate = MIB;
     let depth = TokenBucket::depth_for(rate) as f64;
-    let mut swarm = pair(12 * MIB);
-    swarm.nodes[1]
-        .torrent
-        .set_rate_limits(Instant::ZERO, Some(rate), None);
-    swarm.connect_all();
+    let mut swarm = limited_swarm(12 * MIB, &[true, false], 1, Some(rate), None);
     let samples = sample(
         &mut swarm,
         Duration::from_millis(10),
@@ -193,28 +192,10 @@ fn requests_are_paced_not_burst() {
 fn a_limited_download_is_shared_among_its_peers() {
     // Proves the tokens go round the peers rather than to the lowest connection handle: two
     // seeders each send a fair part of a leecher's limited download, and the sum keeps to it.
-    let mut swarm = Swarm::new(
-        9,
-        PIECE,
-        16 * MIB,
-        &[spec(true), spec(false), spec(true)],
-        Duration::from_millis(25),
-    );
-    swarm.nodes[1]
-        .torrent
-        .set_rate_limits(Instant::ZERO, Some(MIB), None);
-    swarm.connect_all();
-    let samples = sample(&mut swarm, STEP, Duration::from_secs(60), |s| {
-        s.nodes[1].torrent.stats().downloaded
-    });
-    let done = swarm.nodes[1].completed_at.expect("the download completes");
-    let windows = assert_windows(
-        &samples,
-        MIB,
-        Instant::ZERO + WARM_UP,
-        before(done, Duration::from_secs(1)),
-    );
-    assert!(windows > 10, "{windows} windows checked");
+    let mut swarm = limited_swarm(16 * MIB, &[true, false, true], 1, Some(MIB), None);
+    let minute = Duration::from_secs(60);
+    let done = assert_limit_holds(&mut swarm, 1, |s| s.downloaded, MIB, minute, 10);
+    assert!(done.is_some(), "the download completes");
     let total = swarm.nodes[1].torrent.stats().downloaded;
     for seeder in [0, 2] {
         let sent = swarm.nodes[seeder].torrent.stats().uploaded;
@@ -226,28 +207,9 @@ fn a_limited_download_is_shared_among_its_peers() {
 fn a_limited_upload_is_shared_among_its_peers() {
     // Proves a limited seeder's tokens go round its peers: each of two leechers gets a fair part
     // of its upload, and the upload keeps to the limit.
-    let mut swarm = Swarm::new(
-        5,
-        PIECE,
-        16 * MIB,
-        &[spec(true), spec(false), spec(false)],
-        Duration::from_millis(25),
-    );
-    swarm.nodes[0]
-        .torrent
-        .set_rate_limits(Instant::ZERO, None, Some(MIB));
-    swarm.connect_all();
+    let mut swarm = limited_swarm(16 * MIB, &[true, false, false], 0, None, Some(MIB));
     let limit = Duration::from_secs(15);
-    let samples = sample(&mut swarm, STEP, limit, |s| {
-        s.nodes[0].torrent.stats().uploaded
-    });
-    let windows = assert_windows(
-        &samples,
-        MIB,
-        Instant::ZERO + WARM_UP,
-        Instant::ZERO + limit,
-    );
-    assert!(windows > 10, "{windows} windows checked");
+    assert_limit_holds(&mut swarm, 0, |s| s.uploaded, MIB, limit, 10);
     let seeder = &swarm.nodes[0].torrent;
     let per_peer: Vec<u64> = seeder
         .conns()
