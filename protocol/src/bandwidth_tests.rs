@@ -411,3 +411,41 @@ fn global_limit_holds_over_the_sum_of_torrents() {
         "{windows} windows checked for the capped torrent"
     );
 }
+
+#[test]
+fn session_limits_split_cap_and_lift() {
+    // Proves the session's commands: a global limit is split evenly when set, an own limit caps
+    // a torrent's share, a torrent added under a global limit waits for the next division, an
+    // unknown torrent is refused, and lifting the global limit leaves only the own limits.
+    let mut net = Net::new(&[MIB, MIB]);
+    let (a, b) = (TorrentId(0), TorrentId(1));
+    let s = &mut net.sessions[1];
+    let limits = |s: &Session, id| s.torrent(id).expect("known").rate_limits();
+    assert_eq!(limits(s, a), (None, None), "unlimited by default");
+    assert_eq!(s.poll_timeout(), None, "no division without a global limit");
+    let now = Instant::ZERO;
+    s.set_rate_limits(now, Some(1000), Some(4000));
+    assert_eq!(limits(s, a), (Some(500), Some(2000)));
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(1)));
+    s.set_torrent_rate_limits(now, a, Some(100), None).unwrap();
+    assert_eq!(limits(s, a), (Some(100), Some(2000)));
+    assert_eq!(limits(s, b), (Some(500), Some(2000)));
+    let c = s
+        .add_torrent(
+            InfoHash([9; 20]),
+            TorrentLayout::new(PIECE, &[PIECE]).unwrap(),
+            vec![[0; 20]],
+            Bitfield::new(1),
+        )
+        .unwrap();
+    assert_eq!(limits(s, c), (Some(0), Some(0)), "a newcomer waits");
+    assert!(
+        s.set_torrent_rate_limits(now, TorrentId(99), None, None)
+            .is_err()
+    );
+    s.set_rate_limits(now, None, None);
+    assert_eq!(limits(s, a), (Some(100), None));
+    assert_eq!(limits(s, b), (None, None));
+    assert_eq!(limits(s, c), (None, None));
+    assert_eq!(s.poll_timeout(), None);
+}
