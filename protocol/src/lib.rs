@@ -4,6 +4,8 @@
 //! module reads a clock, touches a file or socket, or draws global randomness (`protocol/clippy.toml`
 //! enforces the clock and RNG part; `cargo tree -p bt-protocol` shows no I/O crate).
 //!
+//! - [`bandwidth`]: rate limits: token buckets over payload bytes and the division of a global
+//!   limit among torrents.
 //! - [`bencode`]: decoding bencode as real clients do (lenient where libtorrent is, strict where the
 //!   meaning would be ambiguous) and encoding it canonically.
 //! - [`client`]: the [`client::Client`]: every torrent, the peers to dial, announces, the DHT;
@@ -68,6 +70,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bandwidth;
+#[cfg(test)]
+mod bandwidth_tests;
 pub mod bencode;
 pub mod client;
 pub mod dht;

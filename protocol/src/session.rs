@@ -11,7 +11,8 @@
 //!   [`Session::handle_disk`], [`Session::handle_timeout`];
 //! - commands: [`Session::add_torrent`], [`Session::add_magnet`], [`Session::set_metadata`],
 //!   [`Session::remove_torrent`], [`Session::connect`], [`Session::accept`],
-//!   [`Session::set_listen_port`], [`Session::set_dht_port`], [`Session::close_connections`];
+//!   [`Session::set_listen_port`], [`Session::set_dht_port`], [`Session::close_connections`],
+//!   [`Session::set_rate_limits`], [`Session::set_torrent_rate_limits`];
 //! - output: [`Session::poll_output`], drained after every input and command.
 //!
 //! Cost: timers and routing do not walk the connections: incoming connections still waiting for
@@ -25,6 +26,7 @@ use core::net::SocketAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use crate::bandwidth::{Limits, RateShares, Usage};
 use crate::io::{ConnId, DiskDone, DiskOp};
 use crate::metainfo::{InfoHash, TorrentLayout};
 use crate::peer::Direction;
@@ -166,6 +168,8 @@ pub struct Session {
     pending: BTreeSet<(Instant, ConnId)>,
     next_torrent: u32,
     outputs: VecDeque<Output>,
+    /// Global and per-torrent rate limits (see [`Session::set_rate_limits`]).
+    shares: RateShares<TorrentId>,
 }
 
 impl Session {
@@ -189,6 +193,7 @@ impl Session {
             pending: BTreeSet::new(),
             next_torrent: 0,
             outputs: VecDeque::new(),
+            shares: RateShares::new(),
         }
     }
 
@@ -221,7 +226,8 @@ impl Session {
             .first()
             .map(|(since, _)| *since + self.config.handshake_timeout);
         let torrents = self.torrents.values().filter_map(Torrent::poll_timeout);
-        pending.into_iter().chain(torrents).min()
+        let division = self.shares.next_division();
+        pending.into_iter().chain(torrents).chain(division).min()
     }
 
     /// The next output. Drain after every input and command.
@@ -504,6 +510,9 @@ impl Session {
         for conn in expired {
             self.refuse(conn, SessionCloseReason::HandshakeTimeout);
         }
+        if self.shares.next_division().is_some_and(|at| at <= now) {
+            self.divide_rates(now, false);
+        }
         let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
         for id in ids {
             let t = self.torrents.get_mut(&id).expect("listed above");
@@ -542,6 +551,65 @@ impl Session {
                 TorrentOutput::Event(event) => Output::Event { torrent: id, event },
             };
             self.outputs.push_back(out);
+        }
+    }
+}
+
+/// Rate limits: a global limit shared among the torrents, and each torrent's own.
+impl Session {
+    /// Sets the process-wide download and upload limits, in block payload bytes per second
+    /// (`None`: unlimited). The session divides each among its torrents every
+    /// [`crate::bandwidth::DIVISION_INTERVAL`] by what they used, and a torrent's effective limit
+    /// is the min of its own ([`Session::set_torrent_rate_limits`]) and its share: see
+    /// [`RateShares`] for the rule. The sum over the torrents stays within the global limit.
+    pub fn set_rate_limits(&mut self, now: Instant, download: Option<u64>, upload: Option<u64>) {
+        self.shares.set_global(now, Limits { download, upload });
+        // Torrents added later start with the share of a newcomer.
+        let newcomer = self.shares.newcomer();
+        self.config.torrent.download_limit = newcomer.download;
+        self.config.torrent.upload_limit = newcomer.upload;
+        self.divide_rates(now, true);
+    }
+
+    /// Sets torrent `id`'s own download and upload limits, in block payload bytes per second
+    /// (`None`: unlimited); under a global limit its effective limit is the min of this and its
+    /// share (see [`Session::set_rate_limits`]).
+    pub fn set_torrent_rate_limits(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        download: Option<u64>,
+        upload: Option<u64>,
+    ) -> Result<(), SessionError> {
+        if !self.torrents.contains_key(&id) {
+            return Err(SessionError::NoSuchTorrent(id));
+        }
+        let torrents = &self.torrents;
+        self.shares.retain(|k| torrents.contains_key(k));
+        let limits = self.shares.set_own(id, Limits { download, upload });
+        if let Some(t) = self.torrents.get_mut(&id) {
+            t.set_rate_limits(now, limits.download, limits.upload);
+            self.collect(id);
+        }
+        Ok(())
+    }
+
+    /// Divides the global limits among the torrents (evenly if `busy`) and applies each
+    /// torrent's effective limits.
+    fn divide_rates(&mut self, now: Instant, busy: bool) {
+        let usage: Vec<(TorrentId, Usage, Usage)> = self
+            .torrents
+            .iter_mut()
+            .map(|(id, t)| {
+                let (down, up) = t.take_rate_usage();
+                (*id, down, up)
+            })
+            .collect();
+        for (id, limits) in self.shares.divide(now, &usage, busy) {
+            if let Some(t) = self.torrents.get_mut(&id) {
+                t.set_rate_limits(now, limits.download, limits.upload);
+                self.collect(id);
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Byte sizes for people: `1.5 MiB` out, `256K`/`256KiB`/`262144` in.
+//! Byte sizes for people: `1.5 MiB` out, `256K`/`256KiB`/`262144` in; rates such as `4MiB/s`
+//! or `500kB/s` in ([`parse_rate`]).
 
 /// Formats `bytes` with binary units: `999 B`, `1.00 KiB`, `15.3 MiB`, `1.50 GiB`.
 pub fn format_bytes(bytes: u64) -> String {
@@ -61,6 +62,69 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Parses a rate limit in bytes per second: `4MiB/s`, `500kB/s`, `500KiB/s`, `1M`, `1.5MiB`,
+/// `262144`. `0` means no limit (`None`). Units are case-insensitive and `/s` is optional;
+/// `kB`, `MB`, `GB` are decimal (1000), `KiB`, `MiB`, `GiB` binary (1024), and a bare `K`, `M`,
+/// `G` is binary, as for [`parse_bytes`] (and aria2 and curl). A `b` is a byte, never a bit.
+/// A fraction is rounded down to whole bytes.
+pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
+    const HINT: &str = "try 4MiB/s, 500kB/s, 262144, or 0 for no limit";
+    let t = text.trim();
+    if t.starts_with('-') {
+        return Err(format!(
+            "`{text}`: a rate cannot be negative (0 means no limit)"
+        ));
+    }
+    let lower = t.to_ascii_lowercase();
+    let body = lower.strip_suffix("/s").unwrap_or(&lower);
+    let split = body
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(body.len());
+    let (number, unit) = body.split_at(split);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+        return Err(format!("`{text}` is not a rate ({HINT})"));
+    }
+    let unit_bytes: u128 = match unit.trim() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit (kB, MB, GB are 1000-based; K, KiB, M, MiB, G, GiB \
+                 1024-based; {HINT})"
+            ));
+        }
+    };
+    let too_large = || format!("`{text}` is too large");
+    // Whole part and fraction as exact integers: value = (whole.fraction) * unit, rounded down.
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    if digits.len() > 30 {
+        return Err(too_large());
+    }
+    let mantissa: u128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| too_large())?
+    };
+    let scale = 10u128.pow(
+        u32::try_from(fraction.len())
+            .map_err(|_| too_large())?
+            .min(30),
+    );
+    let bytes = mantissa.checked_mul(unit_bytes).ok_or_else(too_large)? / scale;
+    let bytes = u64::try_from(bytes).map_err(|_| too_large())?;
+    if bytes == 0 && mantissa != 0 {
+        return Err(format!("`{text}` is less than a byte per second"));
+    }
+    Ok((bytes > 0).then_some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +152,38 @@ mod tests {
         assert!(parse_bytes("1.5M").is_err());
         assert!(parse_bytes("K").is_err());
         assert!(parse_bytes("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn parses_rates() {
+        // Proves the spellings of a rate limit users type, decimal against binary units as
+        // written, 0 as no limit, and that junk, negatives and overflow are refused with a reason.
+        assert_eq!(parse_rate("4MiB/s"), Ok(Some(4 << 20)));
+        assert_eq!(parse_rate("500kB/s"), Ok(Some(500_000)));
+        assert_eq!(parse_rate("500KiB/s"), Ok(Some(500 << 10)));
+        assert_eq!(parse_rate("500kib"), Ok(Some(500 << 10)));
+        assert_eq!(parse_rate("500 KB/S"), Ok(Some(500_000)));
+        assert_eq!(parse_rate("2MB"), Ok(Some(2_000_000)));
+        assert_eq!(parse_rate("1M"), Ok(Some(1 << 20)));
+        assert_eq!(parse_rate("1g/s"), Ok(Some(1 << 30)));
+        assert_eq!(parse_rate("1.5MiB/s"), Ok(Some(3 << 19)));
+        assert_eq!(parse_rate("0.5kB"), Ok(Some(500)));
+        assert_eq!(parse_rate("262144"), Ok(Some(262_144)));
+        assert_eq!(parse_rate("262144B/s"), Ok(Some(262_144)));
+        assert_eq!(parse_rate("0"), Ok(None));
+        assert_eq!(parse_rate("0MiB/s"), Ok(None));
+        assert_eq!(parse_rate("0.0"), Ok(None));
+        let err = |t: &str| parse_rate(t).expect_err(t);
+        assert!(err("fast").contains("not a rate"), "{}", err("fast"));
+        assert!(err("-1").contains("negative"), "{}", err("-1"));
+        assert!(err("99999999999GiB/s").contains("too large"));
+        assert!(err("18446744073709551616").contains("too large"));
+        assert!(err("1234567890123456789012345678901234567890").contains("too large"));
+        assert!(err("5Xb/s").contains("unknown unit"));
+        assert!(err("MiB/s").contains("not a rate"));
+        assert!(err("1.2.3M").contains("not a rate"));
+        assert!(err("0.1").contains("less than a byte"));
+        assert!(err("").contains("not a rate"));
+        assert_eq!(parse_rate("18446744073709551615"), Ok(Some(u64::MAX)));
     }
 }

@@ -8,7 +8,7 @@
 //! - input: [`Torrent::handle_bytes`] (a socket read), [`Torrent::handle_disk`] (a disk answer),
 //!   [`Torrent::handle_timeout`], [`Torrent::peer_disconnected`];
 //! - commands: [`Torrent::add_peer`], [`Torrent::set_metadata`], [`Torrent::set_listen_port`],
-//!   [`Torrent::set_dht_port`];
+//!   [`Torrent::set_dht_port`], [`Torrent::set_rate_limits`];
 //! - output: [`Torrent::poll_output`], drained after every input and command.
 //!
 //! Rules it keeps: a piece counts only once its SHA-1 matches; a mismatch drops the piece
@@ -40,6 +40,13 @@
 //! has all its writes succeed. (Not on the first successful write: on a full disk a rewrite into
 //! space the file already holds succeeds, and a stall must not end and start again per block.)
 //!
+//! Rate limits ([`Torrent::set_rate_limits`], [`crate::bandwidth`]): a request goes out only
+//! once the download limit's tokens cover its block, and a disk read for a peer's request is
+//! issued only once the upload limit's covers it. A peer held back waits in the limit's set and
+//! is looked at again when a block's worth of tokens has accrued (a deadline in
+//! [`Torrent::poll_timeout`]); passes start after the peer served last, so the tokens go round
+//! the peers. Without a limit none of this runs.
+//!
 //! Extensions: our BEP 10 extension handshake, BEP 9 metadata serving, BEP 11 PEX and
 //! the BEP 5 `port` message live in `machine/extensions.rs`; the magnet phase (a torrent made
 //! with [`Torrent::new_magnet`] fetching its metadata from peers, then going on as any torrent
@@ -68,6 +75,7 @@ use magnet::MagnetFetch;
 
 use super::smart_ban::{Judgement, SmartBan};
 use super::{Bitfield, Choker, ChokerConfig, PeerSnapshot, Picker, Received, Strategy};
+use crate::bandwidth::{Pacer, Usage};
 use crate::io::{ConnId, DiskDone, DiskError, DiskOp};
 use crate::metainfo::{BlockRef, InfoHash, PieceIndex, TorrentLayout};
 use crate::peer::{Direction, PeerConfig, PeerConn, PeerError, PeerEvent, allowed_fast_set};
@@ -118,6 +126,12 @@ pub struct TorrentConfig {
     /// Our DHT node's UDP port: when set, the DHT bit is set in our handshake and the port is
     /// sent (BEP 5 `port`) to peers that set theirs.
     pub dht_port: Option<u16>,
+    /// Download limit in payload bytes per second (`None`: unlimited); see
+    /// [`Torrent::set_rate_limits`].
+    pub download_limit: Option<u64>,
+    /// Upload limit in payload bytes per second (`None`: unlimited); see
+    /// [`Torrent::set_rate_limits`].
+    pub upload_limit: Option<u64>,
 }
 
 impl Default for TorrentConfig {
@@ -139,6 +153,8 @@ impl Default for TorrentConfig {
             pex_interval: Duration::from_secs(60),
             listen_port: None,
             dht_port: None,
+            download_limit: None,
+            upload_limit: None,
         }
     }
 }
@@ -370,6 +386,10 @@ pub struct Torrent {
     our_ips: BTreeSet<IpAddr>,
     /// Extension counters.
     ext_stats: ExtensionStats,
+    /// The download limit: requests go out only as its tokens allow.
+    download: Pacer<ConnId>,
+    /// The upload limit: disk reads for requested blocks are issued only as its tokens allow.
+    upload: Pacer<ConnId>,
 }
 
 impl Torrent {
@@ -391,7 +411,6 @@ impl Torrent {
         let picker = Picker::new(layout.clone(), have, config.strategy, rng.fork(1));
         let choker = Choker::new(config.choker, rng.fork(2));
         Torrent {
-            config,
             info_hash,
             layout,
             piece_hashes,
@@ -427,6 +446,9 @@ impl Torrent {
             pex_next: None,
             our_ips: BTreeSet::new(),
             ext_stats: ExtensionStats::default(),
+            download: Pacer::new(config.download_limit),
+            upload: Pacer::new(config.upload_limit),
+            config,
         }
     }
 
@@ -514,6 +536,8 @@ impl Torrent {
             .chain(retry)
             .chain(metadata)
             .chain(self.pex_next)
+            .chain(self.download.wake_at())
+            .chain(self.upload.wake_at())
             .min()
     }
 
@@ -578,6 +602,38 @@ impl Torrent {
         self.flush(conn);
         self.refresh_deadline(conn);
         Ok(())
+    }
+
+    /// Sets the download and upload limits, in block payload bytes per second (`None`:
+    /// unlimited; see [`crate::bandwidth`] for what counts and the guarantee). Downloads are
+    /// paced: a block is requested only once the download limit's tokens cover it, whatever the
+    /// pipeline and endgame would ask, and [`Torrent::poll_timeout`] includes the time a block's
+    /// worth accrues while a peer waits for it. Uploads: a requested block is read (and so sent)
+    /// only once the upload limit's tokens cover it; meanwhile the request waits in the peer's
+    /// bounded queue ([`PeerConfig::max_peer_requests`]). Without limits nothing is paced.
+    pub fn set_rate_limits(&mut self, now: Instant, download: Option<u64>, upload: Option<u64>) {
+        self.config.download_limit = download;
+        self.config.upload_limit = upload;
+        let waiting_down = self.download.set_limit(now, download);
+        let waiting_up = self.upload.set_limit(now, upload);
+        // The peers held back look again: a limit raised or lifted lets them go on.
+        self.dirty.extend(waiting_down);
+        self.touched.extend(waiting_up);
+        if !self.dirty.is_empty() || !self.touched.is_empty() {
+            self.drive(now);
+        }
+    }
+
+    /// The download and upload limits in force, bytes per second (`None`: unlimited).
+    pub fn rate_limits(&self) -> (Option<u64>, Option<u64>) {
+        (self.download.limit(), self.upload.limit())
+    }
+
+    /// What the download and upload limits let through since the last call, and whether they
+    /// held a transfer back: what [`crate::bandwidth::RateShares`] divides a global limit by.
+    /// Counts only while a limit is set.
+    pub fn take_rate_usage(&mut self) -> (Usage, Usage) {
+        (self.download.take_usage(), self.upload.take_usage())
     }
 
     // ---- input ----
@@ -650,6 +706,12 @@ impl Torrent {
             // Try the disk again: every peer may be asked for blocks.
             stall.retry_at = None;
             self.dirty.extend(self.peers.keys().copied());
+        }
+        if let Some(due) = self.download.take_due(now) {
+            self.dirty.extend(due);
+        }
+        if let Some(due) = self.upload.take_due(now) {
+            self.touched.extend(due);
         }
         self.metadata_timeouts(now);
         if self.pex_next.is_some_and(|at| at <= now) {
@@ -867,6 +929,8 @@ impl Torrent {
         self.touched.remove(&conn);
         self.short.remove(&conn);
         self.read_blocked.remove(&conn);
+        self.download.forget(conn);
+        self.upload.forget(conn);
         self.stats.wasted += peer.conn.unrequested_bytes();
         self.picker.remove_peer(peer.conn.peer_pieces());
         for block in peer.conn.outstanding() {
@@ -1070,7 +1134,7 @@ impl Torrent {
         }
         self.request_more(now);
         self.request_metadata_all(now);
-        self.serve();
+        self.serve(now);
         self.flush_touched();
         #[cfg(debug_assertions)]
         self.check_bookkeeping(now);
@@ -1094,6 +1158,7 @@ impl Torrent {
             candidates.sort_unstable();
             candidates.dedup();
         }
+        self.download.rotate(&mut candidates);
         let mut scratch = std::mem::take(&mut self.scratch);
         // A write stall waiting to retry: interest goes on, requests wait.
         let paused = self.requests_paused();
@@ -1141,17 +1206,30 @@ impl Torrent {
                 continue;
             }
             let epoch = self.picker.epoch();
+            // Paced: no more blocks than the download limit's tokens cover (every block counts
+            // as a whole one here; the tokens taken are its real length).
+            let allowed = want.min(self.download.blocks_available(now));
             scratch.clear();
-            let pieces = allowed_only.as_ref().unwrap_or(conn.peer_pieces());
-            self.picker
-                .pick(pieces, want, |b| conn.has_requested(b), &mut scratch);
+            if allowed > 0 {
+                let pieces = allowed_only.as_ref().unwrap_or(conn.peer_pieces());
+                self.picker
+                    .pick(pieces, allowed, |b| conn.has_requested(b), &mut scratch);
+            }
             for b in scratch.drain(..) {
                 if !conn.request(now, b) {
                     self.picker.request_dropped(b);
+                } else {
+                    let taken = self.download.take(now, c, u64::from(b.len));
+                    debug_assert!(taken, "blocks_available covers every block picked");
                 }
             }
             if conn.outstanding_len() < target {
                 self.short.insert(c, epoch);
+                // Held back by the limit only if it leaves less than a block: otherwise the
+                // picker or the connection stopped short, and waking for tokens would not help.
+                if self.download.blocks_available(now) == 0 {
+                    self.download.hold(c);
+                }
             }
         }
         self.dirty.clear();
@@ -1167,7 +1245,11 @@ impl Torrent {
     /// reads in flight stay under the watermark and the torrent's read bound. Looks at the peers
     /// touched since the last pass and, while the read bound has room, those it held back: the
     /// others have every queued request read or wait for their own sends, as before.
-    fn serve(&mut self) {
+    ///
+    /// Under an upload limit a read is issued only once the tokens for its block are taken; a
+    /// peer left waiting is held ([`Pacer::hold`]) and looked at again once tokens accrue, and
+    /// the pass starts after the peer served last so the tokens go round.
+    fn serve(&mut self, now: Instant) {
         let watermark = self.config.send_buffer_watermark;
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
@@ -1177,6 +1259,7 @@ impl Torrent {
             candidates.sort_unstable();
             candidates.dedup();
         }
+        self.upload.rotate(&mut candidates);
         for &conn in &candidates {
             self.read_blocked.remove(&conn);
             let Some(peer) = self.peers.get_mut(&conn) else {
@@ -1202,6 +1285,10 @@ impl Torrent {
                     if self.reads_in_flight >= self.config.max_reads_in_flight {
                         self.read_blocked.insert(conn);
                     }
+                    break;
+                }
+                if !self.upload.take(now, conn, u64::from(block.len)) {
+                    self.upload.hold(conn);
                     break;
                 }
                 budget -= block.len as usize;
