@@ -463,7 +463,14 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     dht_reports: Vec<DhtReport>,
     /// Bytes exchanged with the peers whose connections closed.
     peer_totals: PeerTotals,
+    /// A magnet's file priorities, chosen when the metadata arrives.
+    choose_priorities: Option<PriorityChooser>,
 }
+
+/// Chooses a magnet link's file priorities from its metadata (see
+/// [`Driver::set_priorities_on_metadata`]).
+pub type PriorityChooser =
+    Box<dyn FnOnce(&Metainfo) -> Result<Vec<bt_protocol::torrent::FilePriority>, String> + Send>;
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
     /// A driver for `meta`, with the pieces `have` already verified on `disk`, doing disk work on
@@ -579,6 +586,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             dht: None,
             dht_reports: Vec::new(),
             peer_totals: PeerTotals::default(),
+            choose_priorities: None,
         })
     }
 
@@ -1039,6 +1047,14 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 return;
             }
         }
+        if let Some(choose) = self.choose_priorities.take() {
+            let chosen =
+                choose(&meta).and_then(|p| self.set_file_priorities(&p).map_err(|e| e.to_string()));
+            if let Err(e) = chosen {
+                self.failed = Some(e);
+                return;
+            }
+        }
         if meta.info.private && self.dht.take().is_some() {
             // BEP 27: a private torrent finds peers through its trackers only; the node's tasks
             // stop as it drops.
@@ -1183,7 +1199,11 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         let left = if status.metadata.is_some() {
             u64::from(bt_protocol::metainfo::BLOCK_SIZE)
         } else {
-            status.total_bytes - status.verified_bytes
+            self.session
+                .torrent(self.torrent)
+                .map_or(status.total_bytes - status.verified_bytes, |t| {
+                    t.wanted_left()
+                })
         };
         let request = AnnounceRequest {
             info_hash: self
@@ -1255,6 +1275,31 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         reports.extend(self.dht_reports.drain(..).map(Report::Dht));
     }
 
+    /// Each file's priority (see [`bt_protocol::torrent::Torrent::set_file_priorities`]); with
+    /// [`StopWhen::Complete`] the run ends once every wanted piece is verified. For a magnet
+    /// link's torrent, call it from [`Driver::set_priorities_on_metadata`]'s chooser instead.
+    pub fn set_file_priorities(
+        &mut self,
+        priorities: &[bt_protocol::torrent::FilePriority],
+    ) -> Result<(), bt_protocol::session::SessionError> {
+        let now = self.now();
+        self.session
+            .set_file_priorities(now, self.torrent, priorities)
+    }
+
+    /// For a magnet link's torrent: once the metadata arrives and the storage is open, `choose`
+    /// gives the file priorities (an `Err` stops the run with that message).
+    pub fn set_priorities_on_metadata(&mut self, choose: PriorityChooser) {
+        self.choose_priorities = Some(choose);
+    }
+
+    /// Whether every wanted piece is verified (every piece, unless file priorities skip some).
+    pub fn wanted_complete(&self) -> bool {
+        self.session
+            .torrent(self.torrent)
+            .is_some_and(|t| t.wanted_complete())
+    }
+
     /// Whether every piece is verified.
     pub fn is_complete(&self) -> bool {
         self.session
@@ -1288,7 +1333,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             if self.failed.is_some() {
                 break Outcome::Failed;
             }
-            if stop == StopWhen::Complete && self.is_complete() {
+            if stop == StopWhen::Complete && self.wanted_complete() {
                 break Outcome::Complete;
             }
             let next = [

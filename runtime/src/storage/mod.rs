@@ -27,13 +27,13 @@ use sha1::{Digest, Sha1};
 mod beneath;
 mod fs;
 mod handles;
-mod parts;
 pub mod hash;
 pub mod mem;
+mod parts;
 
 pub use fs::{DEFAULT_MAX_OPEN_FILES, FsStorage, MAX_PATH_LEN};
-pub use parts::part_file_name;
 pub use mem::MemStorage;
+pub use parts::part_file_name;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -29,8 +29,8 @@ use std::path::Path;
 use bt_protocol::metainfo::{FileSpan, Info, PieceIndex};
 use sha1::{Digest, Sha1};
 
-use super::fs::{FileSlot, FsStorage};
 use super::StorageError;
+use super::fs::{FileSlot, FsStorage};
 
 /// The part file's name in the download folder for a torrent named `name`.
 pub fn part_file_name(name: &str) -> String {
@@ -179,7 +179,10 @@ impl FsStorage {
         };
         let piece_length = u64::from(self.layout().piece_length());
         for (&index, &k) in &self.part.slots {
-            let piece = self.layout().piece(index).expect("slots are of real pieces");
+            let piece = self
+                .layout()
+                .piece(index)
+                .expect("slots are of real pieces");
             let Some(expected) = piece_hashes.get(piece.as_usize()) else {
                 continue;
             };
@@ -202,7 +205,10 @@ impl FsStorage {
             // All of them kept in the slot, else one of them.
             let tries = std::iter::once(wanted.clone()).chain(wanted.iter().map(|&i| vec![i]));
             for from_part in tries {
-                if self.hash_with_from_part(piece, &spans, &from_part, k).as_ref() == Some(expected)
+                if self
+                    .hash_with_from_part(piece, &spans, &from_part, k)
+                    .as_ref()
+                    == Some(expected)
                 {
                     for &i in &from_part {
                         self.copy_to_file(spans[i], k * piece_length)?;
@@ -285,7 +291,10 @@ mod tests {
             .unwrap();
         for piece in [0, 1, 3, 4] {
             m.write_piece(&s, m.piece(piece));
-            assert_eq!(s.hash_piece(m.piece(piece)).unwrap(), hashes[piece as usize]);
+            assert_eq!(
+                s.hash_piece(m.piece(piece)).unwrap(),
+                hashes[piece as usize]
+            );
         }
         let b = m.root().join("multi/b");
         assert!(!b.exists(), "bytes written at an unselected file's path");
@@ -303,7 +312,10 @@ mod tests {
             .storage(8)
             .with_selection(vec![true, true, true], &hashes)
             .unwrap();
-        assert!(!part.exists(), "the part file stays with every file selected");
+        assert!(
+            !part.exists(),
+            "the part file stays with every file selected"
+        );
         let on_disk = std::fs::read(&b).unwrap();
         assert_eq!(&on_disk[..8192], &m.stream[24_576..24_576 + 8192]);
         assert_eq!(
