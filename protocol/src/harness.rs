@@ -189,7 +189,7 @@ pub struct Node {
     /// Its (simulated) address.
     pub addr: SocketAddr,
     uplink_free_at: Instant,
-    /// When it verified its last piece.
+    /// When it verified its last wanted piece (see [`Torrent::wanted_complete`]).
     pub completed_at: Option<Instant>,
     /// Every event its torrent emitted.
     pub events: Vec<TorrentEvent>,
@@ -420,8 +420,11 @@ impl Swarm {
                     self.nodes[i].torrent.handle_disk(now, done);
                 }
                 TorrentOutput::Event(e) => {
-                    if e == TorrentEvent::Complete {
-                        self.nodes[i].completed_at = Some(self.now);
+                    if e == TorrentEvent::Complete
+                        || (matches!(e, TorrentEvent::PieceVerified(_))
+                            && self.nodes[i].torrent.wanted_complete())
+                    {
+                        self.nodes[i].completed_at.get_or_insert(self.now);
                     }
                     self.nodes[i].events.push(e);
                 }

@@ -12,7 +12,8 @@
 //! - commands: [`Session::add_torrent`], [`Session::add_magnet`], [`Session::set_metadata`],
 //!   [`Session::remove_torrent`], [`Session::connect`], [`Session::accept`],
 //!   [`Session::set_listen_port`], [`Session::set_dht_port`], [`Session::close_connections`],
-//!   [`Session::set_rate_limits`], [`Session::set_torrent_rate_limits`];
+//!   [`Session::set_rate_limits`], [`Session::set_torrent_rate_limits`],
+//!   [`Session::set_file_priorities`];
 //! - output: [`Session::poll_output`], drained after every input and command.
 //!
 //! Cost: timers and routing do not walk the connections: incoming connections still waiting for
@@ -104,6 +105,9 @@ pub enum SessionError {
     /// The torrent refused the peer.
     #[error(transparent)]
     Refused(#[from] AddPeerError),
+    /// The torrent refused the file priorities.
+    #[error(transparent)]
+    Priorities(#[from] crate::torrent::FilePrioritiesError),
 }
 
 /// What the session asks its driver to do.
@@ -290,6 +294,22 @@ impl Session {
         if let Some(t) = self.torrents.get_mut(&id) {
             t.set_metadata(info, private);
         }
+    }
+
+    /// Each file's priority in torrent `id`: see [`Torrent::set_file_priorities`].
+    pub fn set_file_priorities(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        priorities: &[crate::torrent::FilePriority],
+    ) -> Result<(), SessionError> {
+        let t = self
+            .torrents
+            .get_mut(&id)
+            .ok_or(SessionError::NoSuchTorrent(id))?;
+        t.set_file_priorities(now, priorities)?;
+        self.collect(id);
+        Ok(())
     }
 
     /// Our TCP listen port, advertised to the peers of every torrent, present and future, in the

@@ -370,7 +370,14 @@ struct TorrentTasks<D: Storage + 'static> {
     stalled: bool,
     /// Bytes exchanged with the peers whose connections closed.
     peer_totals: PeerTotals,
+    /// A magnet's file priorities, chosen when the metadata arrives.
+    choose_priorities: Option<PriorityChooser>,
 }
+
+/// Chooses a magnet link's file priorities from its metadata (see
+/// [`Driver::set_priorities_on_metadata`]).
+pub type PriorityChooser =
+    Box<dyn FnOnce(&Metainfo) -> Result<Vec<bt_protocol::torrent::FilePriority>, String> + Send>;
 
 /// Drives the protocol [`Client`] over a [`Net`] and a [`Storage`] per torrent.
 pub struct Driver<N: Net, D: Storage + 'static> {
@@ -1019,7 +1026,22 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         };
         let error = match open(meta) {
             Ok(storage) => match self.start_disk(torrent, storage, &meta.info.layout) {
-                Ok(()) => return true,
+                Ok(()) => {
+                    let choose = self
+                        .torrents
+                        .get_mut(&torrent)
+                        .and_then(|t| t.choose_priorities.take());
+                    let Some(choose) = choose else {
+                        return true;
+                    };
+                    match choose(meta).and_then(|p| {
+                        self.set_file_priorities(torrent, &p)
+                            .map_err(|e| e.to_string())
+                    }) {
+                        Ok(()) => return true,
+                        Err(e) => e,
+                    }
+                }
                 Err(e) => e.to_string(),
             },
             Err(e) => e,
@@ -1104,6 +1126,44 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.client.handle_disk(now, torrent, done);
     }
 
+    /// Each file's priority for torrent `id` (see
+    /// [`bt_protocol::torrent::Torrent::set_file_priorities`]); with [`StopWhen::Complete`] the
+    /// run ends once every wanted piece is verified. For a magnet link's torrent, call it from
+    /// [`Driver::set_priorities_on_metadata`]'s chooser instead.
+    pub fn set_file_priorities(
+        &mut self,
+        id: TorrentId,
+        priorities: &[bt_protocol::torrent::FilePriority],
+    ) -> Result<(), bt_protocol::session::SessionError> {
+        let now = self.now();
+        self.client.set_file_priorities(now, id, priorities)
+    }
+
+    /// For a magnet link's torrent `id`: once the metadata arrives and the storage is open,
+    /// `choose` gives the file priorities (an `Err` stops the run with that message).
+    pub fn set_priorities_on_metadata(&mut self, id: TorrentId, choose: PriorityChooser) {
+        if let Some(t) = self.torrents.get_mut(&id) {
+            t.choose_priorities = Some(choose);
+        }
+    }
+
+    /// Global rate limits in bytes per second of block payload (`None`: unlimited), shared by
+    /// every torrent.
+    pub fn set_rate_limits(&mut self, download: Option<u64>, upload: Option<u64>) {
+        let now = self.now();
+        self.client.set_rate_limits(now, download, upload);
+    }
+
+    /// Whether every wanted piece of every torrent is verified (every piece, unless file
+    /// priorities skip some).
+    pub fn wanted_complete(&self) -> bool {
+        self.torrents.keys().all(|id| {
+            self.client
+                .torrent(*id)
+                .is_some_and(|t| t.wanted_complete())
+        })
+    }
+
     /// Whether every piece of every torrent is verified.
     pub fn is_complete(&self) -> bool {
         self.torrents
@@ -1137,7 +1197,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             if self.failed() {
                 break Outcome::Failed;
             }
-            if stop == StopWhen::Complete && self.is_complete() {
+            if stop == StopWhen::Complete && self.wanted_complete() {
                 break Outcome::Complete;
             }
             tokio::select! {
@@ -1260,6 +1320,7 @@ impl<D: Storage + 'static> TorrentTasks<D> {
             failed: None,
             stalled: false,
             peer_totals: PeerTotals::default(),
+            choose_priorities: None,
         }
     }
 }

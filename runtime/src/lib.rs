@@ -6,6 +6,7 @@
 //! - [`driver`]: runs the protocol session on tokio: sockets, timers and disk work.
 //! - [`net`]: the sockets the driver uses ([`net::TokioNet`] for real ones).
 //! - [`resume`]: the fast-resume state file, which vouches for verified pieces across restarts.
+//! - [`select`]: which files to download (`--select`, `--only`, a magnet's `so=`).
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::FsStorage`], a torrent's files in a
 //!   download folder (positional I/O, bounded open files, parallel verification).
 //! - [`tls`]: the TLS client for HTTPS trackers (rustls with ring, webpki roots).
@@ -19,6 +20,7 @@ pub mod disk;
 pub mod driver;
 pub mod net;
 pub mod resume;
+pub mod select;
 pub mod storage;
 pub mod tls;
 pub mod tracker;

@@ -17,10 +17,20 @@ fn main() -> ExitCode {
         Err(e) => {
             // `{:#}` puts the whole cause chain on one line.
             eprintln!("bt: error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<bt_runtime::select::SelectError>()
+                .is_some()
+            {
+                // Bad command-line input, as clap reports its own.
+                ExitCode::from(USAGE_EXIT_CODE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// Exit code of a command line bt cannot use (clap's too).
+const USAGE_EXIT_CODE: u8 = 2;
 
 /// Exit code of a process ended by a panic (Rust's own for a panicking main thread).
 const PANIC_EXIT_CODE: i32 = 101;

@@ -110,7 +110,9 @@ async fn a_full_disk_stalls_the_download_once_and_it_completes_when_space_is_bac
         2,
     )
     .unwrap();
-    let torrent = leecher.first_torrent().expect("the driver holds its torrent");
+    let torrent = leecher
+        .first_torrent()
+        .expect("the driver holds its torrent");
     leecher.add_peer(torrent, addr);
 
     let (stop_seeder, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -182,5 +184,8 @@ async fn a_full_disk_stalls_the_download_once_and_it_completes_when_space_is_bac
         backoffs.iter().any(|b| *b > Duration::from_millis(200)),
         "the wait grew while retries failed: {backoffs:?}"
     );
-    assert!(finished.first().unwrap().status.write_stall.is_none(), "the stall ended");
+    assert!(
+        finished.first().unwrap().status.write_stall.is_none(),
+        "the stall ended"
+    );
 }

@@ -75,7 +75,9 @@ async fn transfer(disk_threads: usize) {
         disk_threads,
     )
     .unwrap();
-    let torrent = leecher.first_torrent().expect("the driver holds its torrent");
+    let torrent = leecher
+        .first_torrent()
+        .expect("the driver holds its torrent");
     leecher.add_peer(torrent, addr);
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();

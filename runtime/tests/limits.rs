@@ -118,7 +118,9 @@ async fn most_connects_at_once(peers: u16, limit: Option<usize>) -> usize {
         driver.set_max_half_open(limit);
     }
     for port in 1..=peers {
-        let torrent = driver.first_torrent().expect("the driver holds its torrent");
+        let torrent = driver
+            .first_torrent()
+            .expect("the driver holds its torrent");
         driver.add_peer(torrent, SocketAddr::from(([127, 0, 0, 1], port)));
     }
     let failed = Arc::new(AtomicUsize::new(0));

@@ -495,9 +495,9 @@ impl Client {
         self.sides.values().all(|s| s.phase == Phase::Stopped)
     }
 
-    /// Bytes a torrent still needs, as announced (`left`): exact from the verified pieces; one
-    /// block while a magnet's size is unknown (zero would read as a seed, and libtorrent says one
-    /// block too).
+    /// Bytes a torrent still needs, as announced (`left`): the wanted pieces not yet verified,
+    /// exactly; one block while a magnet's size is unknown (zero would read as a seed, and
+    /// libtorrent says one block too).
     pub fn left(&self, id: TorrentId) -> u64 {
         let Some(t) = self.session.torrent(id) else {
             return 0;
@@ -505,14 +505,7 @@ impl Client {
         if !t.has_metadata() {
             return u64::from(BLOCK_SIZE);
         }
-        let layout = t.layout();
-        let verified: u64 = t
-            .have()
-            .ones()
-            .filter_map(|i| layout.piece(i))
-            .map(|p| u64::from(layout.piece_len(p)))
-            .sum();
-        layout.total_length() - verified
+        t.wanted_left()
     }
 
     /// The table of timers: every entry with its deadline.
@@ -645,6 +638,43 @@ impl Client {
             a
         });
         self.pump(now);
+    }
+
+    /// Each file's priority for torrent `id` (see [`Torrent::set_file_priorities`]): skipped
+    /// files are not downloaded, and `left` counts only the wanted pieces.
+    pub fn set_file_priorities(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        priorities: &[crate::torrent::FilePriority],
+    ) -> Result<(), SessionError> {
+        self.session.set_file_priorities(now, id, priorities)?;
+        self.collect(now);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Global rate limits in bytes per second of block payload (`None`: unlimited), shared by
+    /// every torrent (see [`Session::set_rate_limits`]).
+    pub fn set_rate_limits(&mut self, now: Instant, download: Option<u64>, upload: Option<u64>) {
+        self.session.set_rate_limits(now, download, upload);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// Torrent `id`'s own rate limits (see [`Session::set_torrent_rate_limits`]).
+    pub fn set_torrent_rate_limits(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        download: Option<u64>,
+        upload: Option<u64>,
+    ) -> Result<(), SessionError> {
+        self.session
+            .set_torrent_rate_limits(now, id, download, upload)?;
+        self.collect(now);
+        self.pump(now);
+        Ok(())
     }
 
     /// Most outgoing connects in progress at once (at least 1).

@@ -4,11 +4,12 @@
 //! Methods, in the quinn-proto order:
 //! - getters: [`Torrent::have`], [`Torrent::is_complete`], [`Torrent::stats`], [`Torrent::poll_timeout`],
 //!   [`Torrent::has_metadata`], [`Torrent::metadata_progress`], [`Torrent::info_bytes`],
-//!   [`Torrent::is_private`], [`Torrent::extension_stats`];
+//!   [`Torrent::is_private`], [`Torrent::extension_stats`], [`Torrent::wanted_complete`],
+//!   [`Torrent::wanted_left`], [`Torrent::file_priorities`];
 //! - input: [`Torrent::handle_bytes`] (a socket read), [`Torrent::handle_disk`] (a disk answer),
 //!   [`Torrent::handle_timeout`], [`Torrent::peer_disconnected`];
 //! - commands: [`Torrent::add_peer`], [`Torrent::set_metadata`], [`Torrent::set_listen_port`],
-//!   [`Torrent::set_dht_port`], [`Torrent::set_rate_limits`];
+//!   [`Torrent::set_dht_port`], [`Torrent::set_rate_limits`], [`Torrent::set_file_priorities`];
 //! - output: [`Torrent::poll_output`], drained after every input and command.
 //!
 //! Rules it keeps: a piece counts only once its SHA-1 matches; a mismatch drops the piece
@@ -65,6 +66,7 @@ use bytes::Bytes;
 
 mod extensions;
 mod magnet;
+mod priorities;
 
 use extensions::PeerExt;
 pub use extensions::{
@@ -72,6 +74,7 @@ pub use extensions::{
 };
 pub use magnet::METADATA_REQUESTS_PER_PEER;
 use magnet::MagnetFetch;
+pub use priorities::{FilePrioritiesError, piece_priorities};
 
 use super::smart_ban::{Judgement, SmartBan};
 use super::{Bitfield, Choker, ChokerConfig, PeerSnapshot, Picker, Received, Strategy};
@@ -225,7 +228,9 @@ pub enum TorrentEvent {
     PieceVerified(PieceIndex),
     /// A piece failed its hash check and will be downloaded again.
     PieceFailed(PieceIndex),
-    /// Every piece is verified.
+    /// Every piece is verified: the torrent is a seed (a tracker's `completed`). Whether every
+    /// *wanted* piece is, a driver asks [`Torrent::wanted_complete`] after a
+    /// [`TorrentEvent::PieceVerified`] or [`Torrent::set_file_priorities`].
     Complete,
     /// The disk failed; the affected piece is fetched again. A failed write is reported once per
     /// write stall (see [`Torrent::write_stall`]), not once per block.
@@ -390,6 +395,8 @@ pub struct Torrent {
     download: Pacer<ConnId>,
     /// The upload limit: disk reads for requested blocks are issued only as its tokens allow.
     upload: Pacer<ConnId>,
+    /// Each file's priority, or empty while every file is normal (see `machine/priorities.rs`).
+    file_priorities: Vec<super::FilePriority>,
 }
 
 impl Torrent {
@@ -446,6 +453,7 @@ impl Torrent {
             pex_next: None,
             our_ips: BTreeSet::new(),
             ext_stats: ExtensionStats::default(),
+            file_priorities: Vec::new(),
             download: Pacer::new(config.download_limit),
             upload: Pacer::new(config.upload_limit),
             config,
@@ -847,6 +855,7 @@ impl Torrent {
             }
         };
         if digest.is_some() && digest == expected {
+            let needed = self.picker.needs(piece);
             self.piece_gained(piece);
             self.picker.piece_verified(piece);
             self.stats.verified += u64::from(self.layout.piece_len(piece));
@@ -858,6 +867,9 @@ impl Torrent {
             }
             if let Some(op) = self.smart_ban.piece_passed(piece) {
                 self.outputs.push_back(TorrentOutput::Disk(op));
+            }
+            if needed && self.wanted_complete() {
+                self.wanted_done();
             }
             if self.is_complete() {
                 // Nothing is left to write.
@@ -1004,13 +1016,13 @@ impl Torrent {
                     .get_mut(&conn)
                     .expect("events come from live peers");
                 // The pieces as they stand after this whole read: later haves in it are counted.
-                peer.missing = self.picker.have().count_lacked(peer.conn.peer_pieces());
+                peer.missing = self.picker.settled().count_lacked(peer.conn.peer_pieces());
                 peer.counted_whole = true;
                 self.picker.add_peer(peer.conn.peer_pieces());
             }
             PeerEvent::Have(piece) => {
                 self.picker.peer_has(piece);
-                if !self.picker.have().get(piece.get())
+                if self.picker.needs(piece)
                     && let Some(peer) = self.peers.get_mut(&conn)
                     && !peer.counted_whole
                 {
@@ -1331,7 +1343,8 @@ impl Torrent {
     /// peers that have it offer one piece fewer (those left with none lose our interest); every
     /// connected peer is sent a have.
     fn piece_gained(&mut self, piece: PieceIndex) {
-        let new = !self.picker.have().get(piece.get());
+        // Only needed pieces are counted in `missing`.
+        let new = self.picker.needs(piece);
         for (c, p) in self.peers.iter_mut() {
             if new && p.conn.peer_pieces().get(piece.get()) {
                 p.missing = p.missing.saturating_sub(1);
@@ -1354,7 +1367,7 @@ impl Torrent {
             let conn = &p.conn;
             assert_eq!(
                 p.missing,
-                self.picker.have().count_lacked(conn.peer_pieces()),
+                self.picker.settled().count_lacked(conn.peer_pieces()),
                 "{c:?}: interest count"
             );
             assert_eq!(p.deadline, conn.poll_timeout(), "{c:?}: deadline");

@@ -11,11 +11,13 @@ mod smart_ban;
 pub use bitfield::{Bitfield, BitfieldError};
 pub use choker::{Choker, ChokerConfig, PeerSnapshot, Unchoked};
 pub use machine::{
-    AddPeerError, CloseReason, ExtensionStats, METADATA_REJECT_SLACK, METADATA_REQUESTS_PER_PEER,
-    OUR_UT_METADATA, OUR_UT_PEX, PEX_MAX_PER_MESSAGE, Torrent, TorrentConfig, TorrentEvent,
-    TorrentOutput, TorrentStats, WriteStall,
+    AddPeerError, CloseReason, ExtensionStats, FilePrioritiesError, METADATA_REJECT_SLACK,
+    METADATA_REQUESTS_PER_PEER, OUR_UT_METADATA, OUR_UT_PEX, PEX_MAX_PER_MESSAGE, Torrent,
+    TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats, WriteStall, piece_priorities,
 };
-pub use picker::{ENDGAME_MAX_BLOCKS, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy};
+pub use picker::{
+    ENDGAME_MAX_BLOCKS, FilePriority, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy,
+};
 pub use smart_ban::{MAX_RECORDED_BLOCKS, MAX_SENDERS_PER_BLOCK};
 
 #[cfg(test)]
@@ -32,5 +34,7 @@ mod machine_tests;
 mod magnet_tests;
 #[cfg(test)]
 mod pex_tests;
+#[cfg(test)]
+mod priority_tests;
 #[cfg(test)]
 mod smart_ban_tests;

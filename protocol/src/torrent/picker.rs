@@ -8,9 +8,15 @@
 //! alternatives. When every missing block is already requested, endgame: blocks in flight to other
 //! peers may be requested again (the caller cancels the duplicates when one arrives).
 //!
-//! Invariants: never hands out a block of a piece we have or the peer lacks; a block is handed to
-//! the same peer at most once while in flight (the caller's `in_flight` check); per-piece state
-//! exists only for started pieces, so memory is O(pieces) bits plus O(started pieces × blocks).
+//! Priorities ([`Picker::set_priorities`]): a piece of [`FilePriority::Skip`] is never started
+//! (the user did not select any file it touches); [`FilePriority::High`] pieces are started before
+//! [`FilePriority::Normal`] ones, and the strategy orders pieces within a class. Started pieces are
+//! finished whatever their class; a piece that becomes skipped while started is dropped.
+//!
+//! Invariants: never hands out a block of a piece we have, skip, or the peer lacks; a block is
+//! handed to the same peer at most once while in flight (the caller's `in_flight` check);
+//! `settled` is exactly `have` ∪ skipped pieces; per-piece state exists only for started pieces,
+//! so memory is O(pieces) bits plus O(started pieces × blocks).
 
 use std::collections::BTreeMap;
 
@@ -61,12 +67,31 @@ pub enum Received {
     Unwanted,
 }
 
+/// How much a file (or a piece) is wanted, lowest first: a piece's priority is the highest of
+/// the files it touches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FilePriority {
+    /// Not downloaded: no piece lying wholly in skipped files is requested.
+    Skip,
+    /// Downloaded in the strategy's order (the default).
+    #[default]
+    Normal,
+    /// Downloaded before every normal piece.
+    High,
+}
+
 /// Chooses blocks to request for one torrent.
 #[derive(Clone, Debug)]
 pub struct Picker {
     layout: TorrentLayout,
     strategy: Strategy,
     have: Bitfield,
+    /// Pieces we need no more: verified, or skipped ([`FilePriority::Skip`]).
+    settled: Bitfield,
+    /// Pieces of [`FilePriority::High`].
+    high: Bitfield,
+    /// Pieces in both `settled` and `hashing` (skipped, or verified before and hashed again).
+    hashing_skipped: u32,
     /// Pieces whose blocks are all received and are being hashed: not picked again.
     hashing: Bitfield,
     availability: Vec<u32>,
@@ -87,6 +112,9 @@ impl Picker {
         let tiebreak = (0..n).map(|_| rng.next_u32()).collect();
         Picker {
             hashing: Bitfield::new(n),
+            settled: have.clone(),
+            high: Bitfield::new(n),
+            hashing_skipped: 0,
             availability: vec![0; n as usize],
             layout,
             strategy,
@@ -114,15 +142,62 @@ impl Picker {
         self.epoch
     }
 
-    /// Whether every piece is verified, being hashed or started: endgame may begin from here on.
+    /// How many pieces are settled, being hashed or started (each counted once).
+    fn accounted(&self) -> usize {
+        self.settled.count() as usize + self.hashing.count() as usize + self.partial.len()
+            - self.hashing_skipped as usize
+    }
+
+    /// Whether every wanted piece is verified, being hashed or started: endgame may begin from
+    /// here on.
     fn near_end(&self) -> bool {
-        self.have.count() as usize + self.hashing.count() as usize + self.partial.len()
-            >= self.layout.piece_count() as usize
+        self.accounted() >= self.layout.piece_count() as usize
     }
 
     /// Our verified pieces.
     pub fn have(&self) -> &Bitfield {
         &self.have
+    }
+
+    /// The pieces we need no more: verified ones and skipped ones. A peer is interesting while it
+    /// has a piece missing here.
+    pub fn settled(&self) -> &Bitfield {
+        &self.settled
+    }
+
+    /// Whether we still need `piece`: not verified and not skipped.
+    pub fn needs(&self, piece: PieceIndex) -> bool {
+        !self.settled.get(piece.get())
+    }
+
+    /// Whether every wanted (not skipped) piece is verified.
+    pub fn wanted_complete(&self) -> bool {
+        self.settled.is_complete()
+    }
+
+    /// Sets each piece's priority (`pieces[i]` for piece `i`; missing entries are
+    /// [`FilePriority::Normal`]). Started pieces that become skipped are dropped: their blocks
+    /// still in flight arrive as [`Received::Unwanted`].
+    pub fn set_priorities(&mut self, pieces: &[FilePriority]) {
+        let n = self.layout.piece_count();
+        let mut settled = self.have.clone();
+        let mut high = Bitfield::new(n);
+        for i in 0..n {
+            match pieces.get(i as usize).copied().unwrap_or_default() {
+                FilePriority::Skip => {
+                    settled.set(i);
+                }
+                FilePriority::Normal => {}
+                FilePriority::High => {
+                    high.set(i);
+                }
+            }
+        }
+        self.partial.retain(|i, _| !settled.get(*i));
+        self.hashing_skipped = self.hashing.ones().filter(|&i| settled.get(i)).count() as u32;
+        self.settled = settled;
+        self.high = high;
+        self.epoch += 1;
     }
 
     /// How many connected peers have `piece`.
@@ -135,9 +210,7 @@ impl Picker {
     /// deep pipelines would have every block in flight long before the end and duplicate the
     /// whole download.
     pub fn in_endgame(&self) -> bool {
-        let started =
-            self.have.count() as usize + self.hashing.count() as usize + self.partial.len();
-        if started < self.layout.piece_count() as usize {
+        if !self.near_end() {
             return false;
         }
         let mut to_arrive = 0usize;
@@ -300,9 +373,14 @@ impl Picker {
 
     /// The next piece to start for a peer with `peer_pieces`, by strategy.
     fn choose_new_piece(&mut self, peer_pieces: &Bitfield) -> Option<PieceIndex> {
-        let candidates = peer_pieces
-            .ones_without(&self.have, &self.hashing)
-            .filter(|i| !self.partial.contains_key(i));
+        let all = || {
+            peer_pieces
+                .ones_without(&self.settled, &self.hashing)
+                .filter(|i| !self.partial.contains_key(i))
+        };
+        // High-priority pieces first: only when the peer has none are normal ones looked at.
+        let high_only = !self.high.is_clear() && all().any(|i| self.high.get(i));
+        let candidates = all().filter(|&i| !high_only || self.high.get(i));
         let index = match self.strategy {
             Strategy::Sequential => candidates.min(),
             Strategy::RarestFirst => candidates
@@ -343,6 +421,9 @@ impl Picker {
         if partial.received as usize == partial.blocks.len() {
             self.partial.remove(&block.piece.get());
             self.hashing.set(block.piece.get());
+            if self.settled.get(block.piece.get()) {
+                self.hashing_skipped += 1;
+            }
             Received::PieceComplete
         } else {
             Received::Stored
@@ -365,14 +446,22 @@ impl Picker {
 
     /// The hash of `piece` matched: we have it.
     pub fn piece_verified(&mut self, piece: PieceIndex) {
-        self.hashing.clear(piece.get());
+        self.unhash(piece);
         self.have.set(piece.get());
+        self.settled.set(piece.get());
+    }
+
+    /// `piece` leaves hashing.
+    fn unhash(&mut self, piece: PieceIndex) {
+        if self.hashing.clear(piece.get()) && self.settled.get(piece.get()) {
+            self.hashing_skipped -= 1;
+        }
     }
 
     /// The hash of `piece` did not match: forget its blocks and fetch it again.
     pub fn piece_failed(&mut self, piece: PieceIndex) {
         self.epoch += 1;
-        self.hashing.clear(piece.get());
+        self.unhash(piece);
         self.partial.remove(&piece.get());
     }
 }
@@ -517,6 +606,41 @@ mod tests {
             none.is_empty(),
             "we have piece 0 and the peer has nothing else"
         );
+    }
+
+    #[test]
+    fn high_pieces_first_skipped_never() {
+        // Proves the priority classes: high pieces start before normal ones (rarest-first within
+        // the class), skipped ones never, and skipping a started piece drops it.
+        use FilePriority::{High, Normal, Skip};
+        let mut p = Picker::new(
+            layout(4, 16384),
+            Bitfield::new(4),
+            Strategy::RarestFirst,
+            Rng::new(5),
+        );
+        p.add_peer(&bits(4, &[0]));
+        p.set_priorities(&[Normal, Skip, High, High]);
+        let mut out = Vec::new();
+        p.pick(&Bitfield::full(4), 2, |_| false, &mut out);
+        let mut started: Vec<u32> = out.iter().map(|b| b.piece.get()).collect();
+        started.sort_unstable();
+        assert_eq!(started, [2, 3]);
+        out.clear();
+        p.pick(&Bitfield::full(4), 5, |_| false, &mut out);
+        // Piece 0, then (endgame) duplicates of 2 and 3; never piece 1.
+        assert_eq!(out[0].piece.get(), 0);
+        assert!(out.iter().all(|b| b.piece.get() != 1), "{out:?}");
+        p.set_priorities(&[Skip, Skip, High, High]);
+        assert_eq!(p.block_received(out[0]), Received::Unwanted);
+        for piece in [2, 3] {
+            let b = p.layout.block(p.layout.piece(piece).unwrap(), 0).unwrap();
+            assert_eq!(p.block_received(b), Received::PieceComplete);
+            assert!(!p.wanted_complete());
+            p.piece_verified(b.piece);
+        }
+        assert!(p.wanted_complete());
+        assert!(!p.have().is_complete());
     }
 
     proptest! {

@@ -74,9 +74,14 @@ fn yes_no(b: bool) -> &'static str {
 fn torrent_text(meta: &Metainfo) -> String {
     let info = &meta.info;
     let layout = &info.layout;
-    let real: Vec<&FileEntry> = info.files.iter().filter(|f| !f.attr.padding).collect();
+    let real: Vec<(usize, &FileEntry)> = info
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.attr.padding)
+        .collect();
     let padding: Vec<&FileEntry> = info.files.iter().filter(|f| f.attr.padding).collect();
-    let data_bytes: u64 = real.iter().map(|f| f.length).sum();
+    let data_bytes: u64 = real.iter().map(|(_, f)| f.length).sum();
 
     let mut out = String::new();
     let mut line = |key: &str, value: &str| {
@@ -135,7 +140,7 @@ fn torrent_text(meta: &Metainfo) -> String {
             let _ = writeln!(out, "  {url}");
         }
     }
-    let _ = writeln!(out, "files");
+    let _ = writeln!(out, "files (index for bt get --select)");
     out.push_str(&file_tree(&real));
     if !padding.is_empty() {
         let pad_bytes: u64 = padding.iter().map(|f| f.length).sum();
@@ -149,11 +154,13 @@ fn torrent_text(meta: &Metainfo) -> String {
     out
 }
 
-/// Files as an indented tree, folders ending in `/`, sizes right-aligned in one column.
-fn file_tree(files: &[&FileEntry]) -> String {
-    let mut rows: Vec<(String, Option<u64>)> = Vec::new();
+/// Files as an indented tree, each with its index in the torrent's file list (what
+/// `bt get --select` takes), folders ending in `/`, sizes right-aligned in one column.
+fn file_tree(files: &[(usize, &FileEntry)]) -> String {
+    let mut rows: Vec<(String, Option<(usize, u64)>)> = Vec::new();
     let mut open: Vec<&str> = Vec::new();
-    for f in files {
+    let index_width = files.last().map_or(1, |(i, _)| i.to_string().len());
+    for &(index, f) in files {
         let (dirs, name) = f.path.split_at(f.path.len() - 1);
         let common = open
             .iter()
@@ -167,7 +174,7 @@ fn file_tree(files: &[&FileEntry]) -> String {
         }
         rows.push((
             format!("{}{}", "  ".repeat(open.len() + 1), name[0]),
-            Some(f.length),
+            Some((index, f.length)),
         ));
     }
     let width = rows
@@ -178,12 +185,17 @@ fn file_tree(files: &[&FileEntry]) -> String {
     let mut out = String::new();
     for (name, size) in rows {
         match size {
-            Some(s) => {
+            Some((index, s)) => {
                 let pad = width - name.chars().count();
-                let _ = writeln!(out, "{name}{:pad$}  {:>10}", "", format_bytes(s));
+                let _ = writeln!(
+                    out,
+                    "  {index:>index_width$}{name}{:pad$}  {:>10}",
+                    "",
+                    format_bytes(s)
+                );
             }
             None => {
-                let _ = writeln!(out, "{name}");
+                let _ = writeln!(out, "  {:index_width$}{name}", "");
             }
         }
     }
@@ -211,6 +223,8 @@ struct TorrentJson<'a> {
 
 #[derive(Serialize)]
 struct FileJson {
+    /// The index `bt get --select` takes.
+    index: usize,
     path: String,
     size: u64,
     padding: bool,
@@ -232,7 +246,9 @@ fn torrent_json(meta: &Metainfo) -> anyhow::Result<String> {
             .info
             .files
             .iter()
-            .map(|f| FileJson {
+            .enumerate()
+            .map(|(index, f)| FileJson {
+                index,
                 path: f.path_string(),
                 size: f.length,
                 padding: f.attr.padding,

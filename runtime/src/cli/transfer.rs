@@ -12,7 +12,7 @@ use bt_protocol::metainfo::magnet::MagnetLink;
 use bt_protocol::metainfo::{InfoHash, Metainfo};
 use bt_protocol::rng::Rng;
 use bt_protocol::session::SessionConfig;
-use bt_protocol::torrent::{Bitfield, Strategy, TorrentEvent};
+use bt_protocol::torrent::{Bitfield, FilePriority, Strategy, TorrentEvent, piece_priorities};
 use bt_protocol::tracker::{AnnounceRequest, AnnounceResponse, Event as AnnounceEvent, TrackerUrl};
 use bt_protocol::wire::PeerId;
 use bt_runtime::dht::DhtReport;
@@ -22,6 +22,7 @@ use bt_runtime::driver::{
 };
 use bt_runtime::net::TokioNet;
 use bt_runtime::resume::ResumeState;
+use bt_runtime::select::{self, SelectError};
 use bt_runtime::storage::{DEFAULT_MAX_OPEN_FILES, FsStorage, Storage};
 use bt_runtime::tracker::{Clock, announce};
 use bt_runtime::units::format_bytes;
@@ -64,6 +65,13 @@ pub(crate) struct GetArgs {
     limits: LimitArgs,
     #[command(flatten)]
     dht: DhtArgs,
+    /// Download only these files: indices as `bt info` prints them, e.g. `0,2-4`.
+    #[arg(long, value_name = "LIST")]
+    select: Option<String>,
+    /// Download only the files whose path inside the torrent matches GLOB, as in .gitignore
+    /// (`*.mkv`, `season1/**`); repeatable, and added to --select.
+    #[arg(long = "only", value_name = "GLOB")]
+    only: Vec<String>,
     /// How often resume data is saved while downloading (for tests of crash safety).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, hide = true)]
     resume_interval: Duration,
@@ -701,6 +709,8 @@ struct Run<'a> {
     max_half_open: usize,
     resume_interval: Duration,
     dht: &'a DhtArgs,
+    /// The files chosen (`None`: all).
+    priorities: Option<&'a [FilePriority]>,
 }
 
 async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finished> {
@@ -723,6 +733,9 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         .first_torrent()
         .context("the driver holds no torrent")?;
     driver.set_max_half_open(run.max_half_open);
+    if let Some(p) = run.priorities {
+        driver.set_file_priorities(id, p)?;
+    }
     driver.set_trackers(id, run.meta.trackers.clone());
     let addr = driver
         .listen(run.listen)
@@ -788,7 +801,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
                         meta.trackers.push(vec![url.clone()]);
                     }
                 }
-                get_torrent(&meta, &args, &peers)
+                get_torrent(&meta, &args, &peers, &magnet.select_only)
             }
             None => get_magnet(&magnet, &args, &peers),
         };
@@ -797,7 +810,7 @@ pub(crate) fn get(args: GetArgs) -> anyhow::Result<()> {
     if args.announce_only {
         return announce_only(&meta, &args);
     }
-    get_torrent(&meta, &args, &args.peers)
+    get_torrent(&meta, &args, &args.peers, &[])
 }
 
 /// The peers to dial for a magnet: `--peer`s and the link's `x.pe` (IP literals; names are
@@ -863,6 +876,47 @@ fn save_torrent_file(dir: &Path, meta: &Metainfo, trackers: &[String]) -> std::i
     Ok(path)
 }
 
+/// The file priorities the user chose for `info`: `--select`/`--only`, else the magnet link's
+/// `so=`; `None` for every file. Patterns that matched no file are warned about.
+fn chosen_priorities(
+    info: &bt_protocol::metainfo::Info,
+    args: &GetArgs,
+    so: &[std::ops::RangeInclusive<u32>],
+) -> Result<Option<Vec<FilePriority>>, SelectError> {
+    if let Some(selection) = select::choose(info, args.select.as_deref(), &args.only)? {
+        for pattern in &selection.unmatched {
+            eprintln!("bt: warning: --only '{pattern}' matches no file");
+        }
+        return Ok(Some(selection.priorities));
+    }
+    select::select_only(info, so)
+}
+
+/// Opens the storage for `meta` in `dir` downloading only the files `priorities` want.
+fn open_storage(
+    dir: &Path,
+    meta: &Metainfo,
+    priorities: Option<&[FilePriority]>,
+) -> Result<FsStorage, bt_runtime::storage::StorageError> {
+    let selected = match priorities {
+        Some(p) => p.iter().map(|p| *p != FilePriority::Skip).collect(),
+        None => vec![true; meta.info.files.len()],
+    };
+    FsStorage::open(dir, &meta.info, DEFAULT_MAX_OPEN_FILES)?
+        .with_selection(selected, &meta.info.pieces)
+}
+
+/// Whether every piece the priorities want (all, without priorities) is in `have`.
+fn wanted_done(meta: &Metainfo, priorities: Option<&[FilePriority]>, have: &Bitfield) -> bool {
+    match priorities {
+        None => have.is_complete(),
+        Some(p) => piece_priorities(&meta.info.layout, p)
+            .iter()
+            .enumerate()
+            .all(|(i, p)| *p == FilePriority::Skip || have.get(i as u32)),
+    }
+}
+
 fn session_config(args: &GetArgs) -> SessionConfig {
     let mut config = SessionConfig::default();
     config.torrent.strategy = match args.strategy {
@@ -886,11 +940,30 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let opened: Arc<std::sync::Mutex<Option<Arc<FsStorage>>>> = Arc::default();
+    // The files chosen, known once the metadata is: the opener chooses, the driver applies.
+    let chosen: Arc<std::sync::Mutex<Option<Vec<FilePriority>>>> = Arc::default();
     let open = {
         let (dir, trackers, opened) = (args.dir.clone(), magnet.trackers.clone(), opened.clone());
+        let (select, only, so) = (
+            args.select.clone(),
+            args.only.clone(),
+            magnet.select_only.clone(),
+        );
+        let chosen = chosen.clone();
         Box::new(move |meta: &Metainfo| -> Result<Arc<FsStorage>, String> {
-            let storage = FsStorage::open(&dir, &meta.info, DEFAULT_MAX_OPEN_FILES)
-                .map_err(|e| format!("{e:#}"))?;
+            let priorities = match select::choose(&meta.info, select.as_deref(), &only) {
+                Ok(Some(selection)) => {
+                    for pattern in &selection.unmatched {
+                        eprintln!("bt: warning: --only '{pattern}' matches no file");
+                    }
+                    Some(selection.priorities)
+                }
+                Ok(None) => select::select_only(&meta.info, &so).map_err(|e| e.to_string())?,
+                Err(e) => return Err(e.to_string()),
+            };
+            let storage =
+                open_storage(&dir, meta, priorities.as_deref()).map_err(|e| format!("{e:#}"))?;
+            *chosen.lock().unwrap_or_else(|p| p.into_inner()) = priorities;
             storage.create_empty_files().map_err(|e| format!("{e:#}"))?;
             if let Err(e) = save_torrent_file(&dir, meta, &trackers) {
                 eprintln!("bt: warning: could not save the torrent file: {e}");
@@ -923,6 +996,16 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             .first_torrent()
             .context("the driver holds no torrent")?;
         driver.set_max_half_open(args.limits.max_half_open());
+        {
+            let chosen = chosen.clone();
+            driver.set_priorities_on_metadata(
+                id,
+                Box::new(move |meta: &Metainfo| {
+                    let chosen = chosen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    Ok(chosen.unwrap_or_else(|| vec![FilePriority::Normal; meta.info.files.len()]))
+                }),
+            );
+        }
         driver.set_trackers(
             id,
             magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
@@ -979,12 +1062,20 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     if let (Some(meta), Some(storage)) = (&meta, storage) {
         save_resume(&storage, meta, &args.dir, &done.have);
     }
-    finish_get(meta.as_ref(), args, finished.outcome, done)
+    let priorities = chosen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    finish_get(
+        meta.as_ref(),
+        priorities.as_deref(),
+        args,
+        finished.outcome,
+        done,
+    )
 }
 
-/// The end of `bt get`: success only with every piece verified.
+/// The end of `bt get`: success only with every wanted piece verified.
 fn finish_get(
     meta: Option<&Metainfo>,
+    priorities: Option<&[FilePriority]>,
     args: &GetArgs,
     outcome: Outcome,
     finished: &TorrentFinished,
@@ -1000,11 +1091,16 @@ fn finish_get(
     let Some(meta) = meta else {
         bail!("stopped before the torrent's metadata arrived{interrupted}");
     };
-    if finished.have.is_complete() {
+    if wanted_done(meta, priorities, &finished.have) {
         if !args.json {
             println!(
-                "{}: complete and verified in {}",
+                "{}: {} and verified in {}",
                 meta.info.name,
+                if priorities.is_some() {
+                    "chosen files complete"
+                } else {
+                    "complete"
+                },
                 args.dir.display()
             );
         }
@@ -1019,7 +1115,13 @@ fn finish_get(
 }
 
 /// `bt get` of a torrent whose metadata we have (a file, or a magnet's saved torrent).
-fn get_torrent(meta: &Metainfo, args: &GetArgs, peers: &[SocketAddr]) -> anyhow::Result<()> {
+fn get_torrent(
+    meta: &Metainfo,
+    args: &GetArgs,
+    peers: &[SocketAddr],
+    so: &[std::ops::RangeInclusive<u32>],
+) -> anyhow::Result<()> {
+    let priorities = chosen_priorities(&meta.info, args, so)?;
     if peers.is_empty()
         && meta.trackers.iter().all(Vec::is_empty)
         && (args.dht.is_off() || meta.info.private)
@@ -1036,11 +1138,7 @@ fn get_torrent(meta: &Metainfo, args: &GetArgs, peers: &[SocketAddr]) -> anyhow:
     }
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let storage = Arc::new(FsStorage::open(
-        &args.dir,
-        &meta.info,
-        DEFAULT_MAX_OPEN_FILES,
-    )?);
+    let storage = Arc::new(open_storage(&args.dir, meta, priorities.as_deref())?);
     storage.create_empty_files()?;
     let checked = check_existing(&storage, meta, &args.dir, args.json)?;
     let have = checked.have;
@@ -1080,12 +1178,19 @@ fn get_torrent(meta: &Metainfo, args: &GetArgs, peers: &[SocketAddr]) -> anyhow:
         max_half_open: args.limits.max_half_open(),
         resume_interval: args.resume_interval,
         dht: &args.dht,
+        priorities: priorities.as_deref(),
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
     let done = finished.first().context("the driver ran no torrent")?;
     save_resume(&storage, meta, &args.dir, &done.have);
-    finish_get(Some(meta), args, finished.outcome, done)
+    finish_get(
+        Some(meta),
+        priorities.as_deref(),
+        args,
+        finished.outcome,
+        done,
+    )
 }
 
 pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
@@ -1125,6 +1230,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         max_half_open: args.limits.max_half_open(),
         resume_interval: RESUME_SAVE_INTERVAL,
         dht: &args.dht,
+        priorities: None,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();

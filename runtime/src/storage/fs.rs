@@ -14,7 +14,10 @@
 //! - padding files (BEP 47) are never created: writes to them are dropped, reads give zeros;
 //! - at most `max_open_files` handles stay cached (see the `handles` module);
 //! - hashing streams a piece through a buffer of at most [`HASH_CHUNK`] bytes per thread, whatever
-//!   the piece length.
+//!   the piece length;
+//! - nothing is ever written at the path of a file left out of the selection
+//!   ([`FsStorage::with_selection`]): its bytes in pieces shared with selected files go to the
+//!   part file (see the `parts` module), and reads look there first.
 //!
 //! A file deleted, moved or replaced while its handle is cached keeps being used until the handle
 //! is evicted (as in other clients): the handle reaches the file bt opened, never what a link put
@@ -35,6 +38,7 @@ use sha1::{Digest, Sha1};
 use super::beneath::{Access, Beneath};
 use super::handles::Handles;
 use super::hash::hash_parallel;
+use super::parts::{PartFile, Place};
 use super::{Storage, StorageError};
 use crate::resume::FileStamp;
 
@@ -60,16 +64,22 @@ pub struct FsStorage {
     layout: TorrentLayout,
     files: Vec<FileSlot>,
     handles: Handles,
+    /// Whether each file is selected (all are, until [`FsStorage::with_selection`]).
+    pub(super) selected: Vec<bool>,
+    /// The part file; its handle is cached under the index `files.len()`.
+    pub(super) part: PartFile,
 }
 
 #[derive(Debug)]
-struct FileSlot {
+pub(super) struct FileSlot {
     /// Components below the root.
-    components: Vec<String>,
+    pub(super) components: Vec<String>,
     /// The root's path joined with the components: for messages only.
-    path: PathBuf,
-    padding: bool,
-    length: u64,
+    pub(super) path: PathBuf,
+    /// A padding file (BEP 47).
+    pub(super) padding: bool,
+    /// Its length in the torrent.
+    pub(super) length: u64,
 }
 
 fn kind_name(meta: &Metadata) -> &'static str {
@@ -133,11 +143,14 @@ impl FsStorage {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let part = PartFile::new(&root, info);
         Ok(FsStorage {
             dir,
             layout: info.layout.clone(),
+            selected: vec![true; info.files.len()],
             files,
             handles: Handles::new(max_open_files),
+            part,
         })
     }
 
@@ -179,8 +192,8 @@ impl FsStorage {
     /// Creates the torrent's zero-length files (they hold no piece, so no write ever creates
     /// them). Padding files are skipped. Existing files are left as they are.
     pub fn create_empty_files(&self) -> Result<(), StorageError> {
-        for slot in &self.files {
-            if slot.length == 0 && !slot.padding {
+        for (slot, selected) in self.files.iter().zip(&self.selected) {
+            if slot.length == 0 && !slot.padding && *selected {
                 self.dir.file(&slot.components, Access::Create)?;
             }
         }
@@ -249,11 +262,11 @@ impl FsStorage {
 
     /// An open handle of `file`: writable (creating the file and its folders) when `write`;
     /// otherwise read-write if permitted, else read-only, and never created.
-    fn handle(&self, file: usize, write: bool) -> Result<Arc<File>, StorageError> {
+    pub(super) fn handle(&self, file: usize, write: bool) -> Result<Arc<File>, StorageError> {
         if let Some(handle) = self.handles.get(file, write) {
             return Ok(handle);
         }
-        let components = &self.files[file].components;
+        let components = &self.slot(file).components;
         let access = if write {
             Access::Create
         } else {
@@ -272,16 +285,31 @@ impl FsStorage {
         Ok(handle)
     }
 
+    /// File `file`, or the part file for the index `files.len()`.
+    pub(super) fn slot(&self, file: usize) -> &FileSlot {
+        self.files.get(file).unwrap_or(&self.part.slot)
+    }
+
+    /// Notes that `file` was written (for the next flush).
+    pub(super) fn handles_mark_dirty(&self, file: usize) {
+        self.handles.mark_dirty(file);
+    }
+
+    /// The number of files of the torrent (the part file's handle index).
+    pub(super) fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
     /// Reads `buf.len()` bytes of `file` at `offset`; a file too short is
     /// [`StorageError::TooShort`].
-    fn read_at(
+    pub(super) fn read_at(
         &self,
         file: usize,
         handle: &File,
         buf: &mut [u8],
         offset: u64,
     ) -> Result<(), StorageError> {
-        let path = &self.files[file].path;
+        let path = &self.slot(file).path;
         handle.read_exact_at(buf, offset).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 StorageError::TooShort {
@@ -296,7 +324,7 @@ impl FsStorage {
     }
 
     /// [`Storage::hash_piece`] with a caller's buffer, grown to at most [`HASH_CHUNK`] bytes.
-    fn hash_piece_with(
+    pub(super) fn hash_piece_with(
         &self,
         piece: PieceIndex,
         buf: &mut Vec<u8>,
@@ -307,9 +335,8 @@ impl FsStorage {
         }
         let mut sha = Sha1::new();
         for span in self.layout.piece_spans(piece) {
-            let slot = &self.files[span.file];
             let mut left = span.len as usize;
-            if slot.padding {
+            if self.files[span.file].padding {
                 while left > 0 {
                     let n = left.min(ZEROS.len());
                     sha.update(&ZEROS[..n]);
@@ -317,13 +344,12 @@ impl FsStorage {
                 }
                 continue;
             }
-            let handle = self.handle(span.file, false)?;
-            let mut offset = span.file_offset;
+            let mut skip = 0;
             while left > 0 {
                 let n = left.min(buf.len());
-                self.read_at(span.file, &handle, &mut buf[..n], offset)?;
+                self.read_span(piece, span, skip, &mut buf[..n])?;
                 sha.update(&buf[..n]);
-                offset += n as u64;
+                skip += n as u64;
                 left -= n;
             }
         }
@@ -343,15 +369,19 @@ impl Storage for FsStorage {
     fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
         StorageError::check_block_len(block, data)?;
         let start = self.layout.piece_offset(block.piece) + u64::from(block.offset);
-        for span in self.layout.spans(start, block.len) {
-            if self.files[span.file].padding {
-                continue;
-            }
-            let handle = self.handle(span.file, true)?;
-            let part = &data[span.piece_offset as usize..][..span.len as usize];
-            let written = handle.write_all_at(part, span.file_offset);
-            self.handles.mark_dirty(span.file);
-            written.map_err(|e| StorageError::io("writing", &self.files[span.file].path, e))?;
+        for mut span in self.layout.spans(start, block.len) {
+            let bytes = &data[span.piece_offset as usize..][..span.len as usize];
+            // Spans of a block start within the block; in the piece they start later.
+            span.piece_offset += block.offset;
+            let (file, offset) = match self.place(block.piece, span)? {
+                Place::Padding => continue,
+                Place::File => (span.file, span.file_offset),
+                Place::Part(offset) => (self.file_count(), offset),
+            };
+            let handle = self.handle(file, true)?;
+            let written = handle.write_all_at(bytes, offset);
+            self.handles.mark_dirty(file);
+            written.map_err(|e| StorageError::io("writing", &self.slot(file).path, e))?;
         }
         Ok(())
     }
@@ -359,13 +389,13 @@ impl Storage for FsStorage {
     fn read(&self, block: BlockRef) -> Result<Bytes, StorageError> {
         let mut buf = vec![0u8; block.len as usize];
         let start = self.layout.piece_offset(block.piece) + u64::from(block.offset);
-        for span in self.layout.spans(start, block.len) {
+        for mut span in self.layout.spans(start, block.len) {
             if self.files[span.file].padding {
                 continue; // already zeros
             }
-            let handle = self.handle(span.file, false)?;
             let part = &mut buf[span.piece_offset as usize..][..span.len as usize];
-            self.read_at(span.file, &handle, part, span.file_offset)?;
+            span.piece_offset += block.offset;
+            self.read_span(block.piece, span, 0, part)?;
         }
         Ok(Bytes::from(buf))
     }
@@ -383,7 +413,7 @@ impl Storage for FsStorage {
             let synced = match self.handle(file, false) {
                 Ok(handle) => handle
                     .sync_data()
-                    .map_err(|e| StorageError::io("syncing", &self.files[file].path, e)),
+                    .map_err(|e| StorageError::io("syncing", &self.slot(file).path, e)),
                 Err(StorageError::Missing { .. }) => Ok(()),
                 Err(e) => Err(e),
             };

@@ -29,9 +29,11 @@ mod fs;
 mod handles;
 pub mod hash;
 pub mod mem;
+mod parts;
 
 pub use fs::{DEFAULT_MAX_OPEN_FILES, FsStorage, MAX_PATH_LEN};
 pub use mem::MemStorage;
+pub use parts::part_file_name;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -155,6 +157,15 @@ pub enum StorageError {
         expected: u32,
         /// The data's length.
         got: usize,
+    },
+    /// A write or read of a piece lying wholly in files left out of the selection: the protocol
+    /// never asks for one (such pieces are never requested, and never verified).
+    #[error("piece {piece} lies only in files not selected for download (such as {path})")]
+    Unselected {
+        /// The piece.
+        piece: PieceIndex,
+        /// One of its files.
+        path: PathBuf,
     },
     /// The operating system refused an operation on a file.
     #[error("{}", io_message(.doing, .path, .source))]

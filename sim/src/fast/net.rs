@@ -748,7 +748,9 @@ impl World<'_> {
                     .map_or(0, |t| t.peer_count()),
             };
             let max_peers = self.scenario.groups[host.group].max_peers;
-            if host.dialing >= bt_protocol::client::MAX_HALF_OPEN || peers + host.dialing >= max_peers {
+            if host.dialing >= bt_protocol::client::MAX_HALF_OPEN
+                || peers + host.dialing >= max_peers
+            {
                 return;
             }
             let Some(addr) = host.candidates.pop_front() else {

@@ -25,9 +25,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bt_protocol::client::ClientConfig;
 use bt_protocol::io::ConnId;
 use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, Metainfo, PieceIndex};
-use bt_protocol::client::ClientConfig;
 use bt_protocol::rng::Rng;
 use bt_protocol::session::SessionConfig;
 use bt_protocol::time::Instant;
