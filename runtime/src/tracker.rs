@@ -28,19 +28,16 @@ use crate::net::{Net, NetUdp};
 
 use crate::tls::{self, rustls::ClientConfig};
 
-/// The longest an HTTP announce may take, connect to last byte.
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest an HTTP announce may take, connect to last byte (the protocol client's
+/// [`bt_protocol::client::TRACKER_HTTP_TIMEOUT`]).
+pub const HTTP_TIMEOUT: Duration = bt_protocol::client::TRACKER_HTTP_TIMEOUT;
 
-/// The longest a TCP connect to an HTTP tracker may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a TCP connect to an HTTP tracker may take
+/// ([`bt_protocol::client::TRACKER_CONNECT_TIMEOUT`]).
+pub const CONNECT_TIMEOUT: Duration = bt_protocol::client::TRACKER_CONNECT_TIMEOUT;
 
-/// UDP retransmission for announces: 3 s, 6 s, 12 s, then give up (after 21 s) and let the
-/// announcer try the next tracker. BEP 15's own schedule (15 s doubling eight times) would hold
-/// a dead tracker for two hours before trying the next.
-pub const UDP_CONFIG: UdpConfig = UdpConfig {
-    base_timeout: Duration::from_secs(3),
-    max_retries: 2,
-};
+/// UDP retransmission for announces ([`bt_protocol::client::UDP_TRACKER_CONFIG`]).
+pub const UDP_CONFIG: UdpConfig = bt_protocol::client::UDP_TRACKER_CONFIG;
 
 /// Maps `tokio::time` to the protocol's clock: microseconds since an epoch.
 #[derive(Clone, Copy, Debug)]

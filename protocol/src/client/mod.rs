@@ -55,7 +55,7 @@ use crate::time::Instant;
 use crate::torrent::{Bitfield, CloseReason, Torrent, TorrentEvent};
 use crate::tracker::{
     AnnounceRequest, AnnounceResponse, Announcer, AnnouncerConfig, Event as AnnounceEvent,
-    MAX_TRACKERS, Scheme, TrackerError, TrackerUrl,
+    MAX_TRACKERS, Scheme, TrackerError, TrackerUrl, UdpConfig,
 };
 use crate::wire::PeerId;
 
@@ -75,6 +75,20 @@ pub const MAX_KNOWN_PEERS: usize = 2000;
 /// hears about a silent tracker within seconds.
 pub const SLOW_TRACKER_NOTICE: Duration = Duration::from_secs(4);
 
+/// UDP tracker retransmission (BEP 15) as clients run it: 3 s, 6 s, 12 s, then give up (after
+/// 21 s) and let the announcer try the next tracker. BEP 15's own schedule (15 s doubling eight
+/// times) would hold a dead tracker for two hours before trying the next.
+pub const UDP_TRACKER_CONFIG: UdpConfig = UdpConfig {
+    base_timeout: Duration::from_secs(3),
+    max_retries: 2,
+};
+
+/// The longest a TCP connect to an HTTP tracker may take.
+pub const TRACKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest an HTTP announce may take, connect to last byte.
+pub const TRACKER_HTTP_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How long a stopping torrent waits for its `stopped` announce.
 pub const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -93,6 +107,9 @@ pub struct ClientConfig {
     pub max_known_peers: usize,
     /// When to announce, and retry.
     pub announcer: AnnouncerConfig,
+    /// Connection handles start after this. A driver running several clients in one space of
+    /// handles (the simulator) gives each its own range; 0 for a driver with one client.
+    pub conn_id_base: u64,
 }
 
 impl Default for ClientConfig {
@@ -104,6 +121,7 @@ impl Default for ClientConfig {
             numwant: NUMWANT,
             max_known_peers: MAX_KNOWN_PEERS,
             announcer: AnnouncerConfig::default(),
+            conn_id_base: 0,
         }
     }
 }
@@ -399,6 +417,7 @@ impl Client {
     /// A client whose every random choice comes from `seed`.
     pub fn new(config: ClientConfig, seed: u64) -> Self {
         let session = Session::new(config.session.clone(), seed);
+        let base = config.conn_id_base;
         let mut rng = Rng::new(seed).fork(0x636c_6965_6e74);
         let key = rng.next_u32();
         Client {
@@ -410,7 +429,7 @@ impl Client {
             conns: BTreeMap::new(),
             dial_deadlines: BTreeSet::new(),
             half_open: 0,
-            next_conn: 1,
+            next_conn: base + 1,
             next_announce: 1,
             dial_cursor: 0,
             listen: None,

@@ -1,18 +1,23 @@
-//! The fast engine's announces: the protocol's [`bt_protocol::tracker::Announcer`] decides when
-//! and to which tracker, as in the runtime; the trip to the in-process [`super::Directory`] is
-//! modelled here.
+//! The fast engine's announces: a peer's client decides when, to which tracker and with what
+//! request ([`bt_protocol::client::Output::Announce`]), as in the runtime; the trip to the
+//! in-process [`super::Directory`] is modelled here. An attacker (which has no client) keeps an
+//! [`Announcer`] of its own and announces as a seed.
 //!
 //! HTTP: a TCP connect and the request take a round trip and a half to reach the tracker, the
 //! answer one more trip; a tracker that is down leaves the client waiting for the runtime's
 //! connect timeout (10 s). UDP (BEP 15): a connect exchange then an announce exchange, each
-//! packet lost with the link's `loss` and the tracker's own, each exchange tried at 0, 3 and 9 s
-//! as the runtime does; with no answer (tracker down, or every try lost) the client gives up 21 s
-//! after the exchange began.
+//! packet lost with the link's `loss` and the tracker's own, each exchange tried on the client's
+//! schedule (0, 3 and 9 s); with no answer (tracker down, or every try lost) the client gives up
+//! 21 s after the exchange began.
 
 use std::time::Duration;
 
+use bt_protocol::client::{AnnounceId, NUMWANT, TRACKER_CONNECT_TIMEOUT, UDP_TRACKER_CONFIG};
 use bt_protocol::time::Instant;
-use bt_protocol::tracker::{AnnounceResponse, Event as AnnounceEvent, TrackerError};
+use bt_protocol::tracker::{
+    AnnounceRequest, AnnounceResponse, Announcer, AnnouncerConfig, Event as AnnounceEvent,
+    TrackerError,
+};
 
 use super::{Ev, HostId, State, World};
 use crate::scenario::TrackerKind;
@@ -22,9 +27,12 @@ pub(super) struct Request {
     tracker: usize,
     host: HostId,
     epoch: u32,
+    /// The client's handle for it; `None` for an attacker's.
+    id: Option<AnnounceId>,
     url: String,
     event: AnnounceEvent,
     left: u64,
+    numwant: usize,
     /// When the client gives up if the tracker does not answer.
     gives_up_at: Instant,
 }
@@ -33,6 +41,7 @@ pub(super) struct Request {
 pub(super) struct Answer {
     host: HostId,
     epoch: u32,
+    id: Option<AnnounceId>,
     url: String,
     result: Result<AnnounceResponse, TrackerError>,
 }
@@ -47,7 +56,7 @@ pub(super) fn tracker_url(index: usize, kind: TrackerKind) -> String {
 
 /// How long a UDP client waits for a tracker that never answers: 3 + 6 + 12 s.
 fn udp_give_up() -> Duration {
-    let c = bt_runtime::tracker::UDP_CONFIG;
+    let c = UDP_TRACKER_CONFIG;
     (0..=c.max_retries).map(|i| c.base_timeout * (1 << i)).sum()
 }
 
@@ -60,40 +69,69 @@ impl World<'_> {
         loss > 0.0 && (self.net_rng.next_u64() as f64) < loss * u64::MAX as f64
     }
 
-    /// Makes the announce peer `h`'s announcer wants now, if any.
-    pub(super) fn pump_announce(&mut self, h: HostId) {
+    /// Peer `h`'s client asks for an announce.
+    pub(super) fn announce(
+        &mut self,
+        h: HostId,
+        id: AnnounceId,
+        url: String,
+        request: AnnounceRequest,
+    ) {
+        let numwant = request.numwant.unwrap_or(NUMWANT) as usize;
+        self.send_announce(h, Some(id), url, request.event, request.left, numwant);
+    }
+
+    /// Attacker `h` gets an announcer, which says `started` (none when there is no tracker).
+    pub(super) fn start_attacker_announcer(&mut self, h: HostId) {
+        if self.tracker_urls.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let config = AnnouncerConfig {
+            interval_floor: self.scenario.announce_interval_floor(),
+            ..AnnouncerConfig::default()
+        };
+        let tiers = self.tracker_urls.iter().map(|u| vec![u.clone()]).collect();
+        let host = &mut self.hosts[h as usize];
+        let mut announcer = Announcer::new(config, tiers, &mut host.rng);
+        announcer.started(now);
+        host.announcer = Some(announcer);
+    }
+
+    /// Makes the announce attacker `h`'s announcer wants now, if any, as a seed.
+    pub(super) fn pump_attacker_announce(&mut self, h: HostId) {
         let now = self.now();
         let host = &mut self.hosts[h as usize];
         let Some(announce) = host.announcer.as_mut().and_then(|a| a.poll_announce(now)) else {
             return;
         };
-        let tracker = self
-            .tracker_urls
-            .iter()
-            .position(|u| *u == announce.url)
-            .expect("the announcer only knows our URLs");
-        let left = match host.session.as_ref().and_then(|s| s.torrent(host.torrent)) {
-            Some(t) if t.is_complete() => 0,
-            // A magnet before its metadata does not know its size; zero would read as a seed
-            // (the runtime, like libtorrent, says one block).
-            Some(t) if !t.has_metadata() => u64::from(bt_protocol::metainfo::BLOCK_SIZE),
-            Some(t) => {
-                let layout = t.layout();
-                let missing = u64::from(layout.piece_count() - t.have().count());
-                (missing * u64::from(layout.piece_length())).min(layout.total_length())
-            }
-            None => 0,
+        self.send_announce(h, None, announce.url, announce.event, 0, NUMWANT as usize);
+    }
+
+    /// Puts an announce on its way to the tracker of `url`.
+    fn send_announce(
+        &mut self,
+        h: HostId,
+        id: Option<AnnounceId>,
+        url: String,
+        event: AnnounceEvent,
+        left: u64,
+        numwant: usize,
+    ) {
+        let now = self.now();
+        let Some(tracker) = self.tracker_urls.iter().position(|u| *u == url) else {
+            return;
         };
-        let epoch = host.epoch;
+        let epoch = self.hosts[h as usize].epoch;
         self.trace
-            .words(&[40, u64::from(h), tracker as u64, announce.event as u64]);
+            .words(&[40, u64::from(h), tracker as u64, event as u64]);
         let latency = self.scenario.link.latency;
         let kind = self.scenario.trackers[tracker].kind;
         // When the request reaches the tracker (if it does) and when the client gives up.
         let (reaches, gives_up_at) = match kind {
             TrackerKind::Http => (
                 Some(now + latency * 3 + self.loss_delay(tracker)),
-                now + bt_runtime::tracker::CONNECT_TIMEOUT,
+                now + TRACKER_CONNECT_TIMEOUT,
             ),
             TrackerKind::Udp => self.udp_exchanges(tracker, now, latency),
         };
@@ -101,9 +139,11 @@ impl World<'_> {
             tracker,
             host: h,
             epoch,
-            url: announce.url,
-            event: announce.event,
+            id,
+            url,
+            event,
             left,
+            numwant,
             gives_up_at,
         };
         match reaches {
@@ -137,7 +177,7 @@ impl World<'_> {
         now: Instant,
         latency: Duration,
     ) -> (Option<Instant>, Instant) {
-        let c = bt_runtime::tracker::UDP_CONFIG;
+        let c = UDP_TRACKER_CONFIG;
         let tries = |start: Instant, world: &mut Self| {
             let mut t = start;
             for i in 0..=c.max_retries {
@@ -166,6 +206,7 @@ impl World<'_> {
             Ev::TrackerAnswer(Box::new(Answer {
                 host: request.host,
                 epoch: request.epoch,
+                id: request.id,
                 url: request.url,
                 result: Err(TrackerError::Timeout),
             })),
@@ -188,13 +229,14 @@ impl World<'_> {
             addr,
             request.event,
             request.left,
-            bt_protocol::client::NUMWANT as usize,
+            request.numwant,
         );
         self.queue.push(
             at,
             Ev::TrackerAnswer(Box::new(Answer {
                 host: request.host,
                 epoch: request.epoch,
+                id: request.id,
                 url: request.url,
                 result: Ok(answer),
             })),
@@ -205,13 +247,21 @@ impl World<'_> {
         let Answer {
             host: h,
             epoch,
+            id,
             url,
             result,
         } = answer;
-        let url = url.as_str();
         let now = self.now();
         let host = &mut self.hosts[h as usize];
         if host.epoch != epoch {
+            return;
+        }
+        if let Some(id) = id {
+            // The client's: it learns the peers and reports the answer as an event.
+            if let Some(client) = host.client.as_mut() {
+                client.handle_announce(now, id, result, None);
+            }
+            self.settle(h);
             return;
         }
         let Some(announcer) = host.announcer.as_mut() else {
@@ -224,14 +274,14 @@ impl World<'_> {
             .map_or(AnnounceEvent::None, |(_, e)| e);
         match result {
             Ok(answer) => {
-                announcer.handle_success(now, url, &answer);
+                announcer.handle_success(now, &url, &answer);
                 if host.state == State::Up && event != AnnounceEvent::Stopped {
                     for peer in answer.peers {
-                        self.add_peer(h, peer);
+                        self.attacker_learn(h, peer);
                     }
                 }
             }
-            Err(e) => announcer.handle_failure(now, url, &e),
+            Err(e) => announcer.handle_failure(now, &url, &e),
         }
         let host = &mut self.hosts[h as usize];
         if host.state == State::Left && host.announcer.as_ref().is_some_and(|a| a.is_stopped()) {

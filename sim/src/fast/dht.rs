@@ -2,14 +2,11 @@
 //! the scenario's bootstrap nodes as DHT-only hosts, their datagrams carried as UDP over the
 //! simulated links.
 //!
-//! A peer's node follows the protocol's [`TorrentDht`] schedule, as the runtime's `DhtRunner` does
-//! ([`PeerDht`]): at the start it
-//! adds the bootstrap nodes and bootstraps (again after `REBOOTSTRAP` while the table is
-//! empty); on `Bootstrapped` it announces the torrent with its TCP port; after a lookup that found
-//! no peer it announces again in `EMPTY_LOOKUP_RETRY`, doubling while lookups stay empty, else
-//! in `REANNOUNCE`. The peers found join the dial queue like a tracker's; a peer's BEP 5 PORT
-//! message adds it as a node. Its timers are folded into the host's own wake-up (`Ev::Timer`); a
-//! bootstrap node has its own (`Ev::DhtTimer`).
+//! A peer's node is its client's (`Client::start_dht`): when to bootstrap and announce is the
+//! protocol's schedule, the same the runtime runs; the peers it finds join the client's peer
+//! list; a peer's BEP 5 PORT message adds it as a node. Here the engine only carries its
+//! datagrams ([`bt_protocol::client::Output::Datagram`]) and runs the bootstrap nodes, each with
+//! its own timer (`Ev::DhtTimer`).
 //!
 //! Datagrams: each takes the link's latency and a uniform 0 to `jitter_ms` more, is lost with the
 //! link's `loss` and the `[dht]` table's own (no retransmission: the node times the query out),
@@ -27,8 +24,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use bt_protocol::dht::{Dht, DhtConfig, NodeId, TorrentDht, TorrentDhtEvent, Transmit};
-use bt_protocol::metainfo::InfoHash;
+use bt_protocol::dht::{Dht, DhtConfig, NodeId, Transmit};
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 
@@ -87,7 +83,7 @@ fn node_of(addr: SocketAddr, hosts: usize, boots: usize) -> Option<Node> {
 }
 
 /// A new node with an id drawn from `rng`, as the runtime makes one with no saved state.
-fn new_node(rng: &mut Rng) -> Dht {
+pub(super) fn new_node(rng: &mut Rng) -> Dht {
     let mut id = [0u8; 20];
     rng.fill(&mut id);
     Dht::new(DhtConfig::default(), NodeId(id), rng.fork(0x0064_6874))
@@ -112,65 +108,7 @@ impl BootNode {
     }
 }
 
-/// A peer's node with the schedule the runtime's `DhtRunner` follows too
-/// ([`TorrentDht`]), announcing the torrent with the peer's port.
-pub(super) struct PeerDht {
-    node: TorrentDht,
-    /// Reused buffer of the schedule's events.
-    events: Vec<TorrentDhtEvent>,
-}
-
-impl PeerDht {
-    /// A node for one life of a peer, its id from `rng`, announcing `info_hash` and
-    /// bootstrapping from the `boots` nodes.
-    fn new(now: Instant, rng: &mut Rng, info_hash: InfoHash, boots: u32) -> Self {
-        let mut node = TorrentDht::new(new_node(rng), info_hash, Some(PORT));
-        node.start_bootstrap(now, (0..boots).map(boot_addr).collect());
-        PeerDht {
-            node,
-            events: Vec::new(),
-        }
-    }
-
-    /// The next time [`PeerDht::handle_timeout`] has work.
-    pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.node.poll_timeout()
-    }
-
-    /// Time has passed.
-    pub(super) fn handle_timeout(&mut self, now: Instant) {
-        self.node.handle_timeout(now);
-    }
-
-    /// Starts a due announce, takes the datagrams to send and the events: peers found go to
-    /// `found`; returns the lookups of our torrent that finished.
-    fn pump(&mut self, now: Instant, found: &mut Vec<SocketAddr>, out: &mut Vec<Transmit>) -> u64 {
-        self.node.poll(now, &mut self.events);
-        out.extend(std::iter::from_fn(|| self.node.poll_transmit()));
-        let mut done = 0;
-        for event in self.events.drain(..) {
-            match event {
-                TorrentDhtEvent::Peers(peers) => found.extend(peers),
-                TorrentDhtEvent::Announced { .. } => done += 1,
-                TorrentDhtEvent::Bootstrapped { .. } => {}
-            }
-        }
-        done
-    }
-}
-
 impl World<'_> {
-    /// Gives peer `h` a new DHT node for this life, if its group runs one; its id comes from
-    /// `rng` (the life's seed).
-    pub(super) fn start_dht(&mut self, h: HostId, rng: &mut Rng) {
-        let now = self.now();
-        let boots = self.scenario.dht_bootstrap_count();
-        let info_hash = self.content.info_hash;
-        let host = &mut self.hosts[h as usize];
-        host.dht = (self.scenario.dht.is_some() && self.scenario.groups[host.group].dht)
-            .then(|| Box::new(PeerDht::new(now, rng, info_hash, boots)));
-    }
-
     /// The bootstrap nodes know each other and bootstrap, at the start of the run.
     pub(super) fn start_boot_nodes(&mut self) {
         let now = self.now();
@@ -185,35 +123,6 @@ impl World<'_> {
         }
     }
 
-    /// Peer `h`'s node: a due announce, its datagrams sent, the peers found queued to dial.
-    pub(super) fn pump_dht(&mut self, h: HostId) {
-        let now = self.now();
-        let host = &mut self.hosts[h as usize];
-        let Some(d) = host.dht.as_mut() else {
-            return;
-        };
-        let (mut found, mut out) = (Vec::new(), Vec::new());
-        let done = d.pump(now, &mut found, &mut out);
-        if done > 0 {
-            host.dht_lookups += done;
-            host.dht_first_lookup_at.get_or_insert(now);
-        }
-        host.dht_datagrams += out.len() as u64;
-        let from = host.addr;
-        for t in out {
-            self.send_datagram(from, t);
-        }
-        if !found.is_empty() {
-            let before = self.hosts[h as usize].queued.len();
-            for addr in found {
-                self.add_peer(h, addr);
-            }
-            let new = self.hosts[h as usize].queued.len().saturating_sub(before) as u64;
-            self.hosts[h as usize].dht_peers += new;
-            self.trace.words(&[62, u64::from(h), new]);
-        }
-    }
-
     /// Bootstrap node `b`: its datagrams sent (its events are nobody's), its next wake-up.
     fn flush_boot(&mut self, b: u32) {
         let from = boot_addr(b);
@@ -222,7 +131,7 @@ impl World<'_> {
         while node.dht.poll_event().is_some() {}
         node.datagrams += out.len() as u64;
         for t in out {
-            self.send_datagram(from, t);
+            self.send_datagram(from, t.to, t.bytes);
         }
         let now = self.now();
         let node = &mut self.boots[b as usize];
@@ -250,17 +159,17 @@ impl World<'_> {
     }
 
     /// Puts a datagram from `from` on the network: lost, held by a partition or scheduled.
-    fn send_datagram(&mut self, from: SocketAddr, t: Transmit) {
+    pub(super) fn send_datagram(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
         let (hosts, boots) = (self.hosts.len(), self.boots.len());
-        let (Some(src), dst) = (node_of(from, hosts, boots), node_of(t.to, hosts, boots)) else {
+        let (Some(src), dst) = (node_of(from, hosts, boots), node_of(to, hosts, boots)) else {
             return;
         };
         self.trace.words(&[
             60,
             src.code(),
             dst.map_or(u64::MAX, Node::code),
-            t.bytes.len() as u64,
-            fnv(&t.bytes),
+            bytes.len() as u64,
+            fnv(&bytes),
         ]);
         let Some(dst) = dst else {
             self.dht_lost += 1;
@@ -285,14 +194,8 @@ impl World<'_> {
             return;
         }
         let at = self.now() + delay;
-        self.queue.push(
-            at,
-            Ev::DhtDatagram(Box::new(Datagram {
-                to: t.to,
-                from,
-                bytes: t.bytes,
-            })),
-        );
+        self.queue
+            .push(at, Ev::DhtDatagram(Box::new(Datagram { to, from, bytes })));
     }
 
     /// A datagram reaches its node (dropped at a peer that is not running).
@@ -313,20 +216,12 @@ impl World<'_> {
             }
             Node::Peer(h) => {
                 let host = &mut self.hosts[h as usize];
-                let Some(node) = host.dht.as_mut().filter(|_| host.state == State::Up) else {
+                let Some(client) = host.client.as_mut().filter(|_| host.state == State::Up) else {
                     return;
                 };
-                node.node.handle_datagram(now, d.from, &d.bytes);
+                client.handle_datagram(now, d.from, &d.bytes);
                 self.settle(h);
             }
-        }
-    }
-
-    /// A peer told peer `h` its DHT port (BEP 5 PORT): a node to try.
-    pub(super) fn dht_port(&mut self, h: HostId, addr: SocketAddr) {
-        let now = self.now();
-        if let Some(d) = self.hosts[h as usize].dht.as_mut() {
-            d.node.add_node(now, addr);
         }
     }
 }

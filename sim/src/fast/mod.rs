@@ -43,10 +43,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bt_protocol::client::{Client, ClientConfig, Event as ClientEvent, Output, PeerSource};
 use bt_protocol::io::{ConnId, DiskDone, DiskOp};
 use bt_protocol::metainfo::BlockRef;
 use bt_protocol::rng::Rng;
-use bt_protocol::session::{Output, Session, SessionConfig, TorrentId};
+use bt_protocol::session::{SessionConfig, TorrentId};
 use bt_protocol::time::Instant;
 use bt_protocol::torrent::{Bitfield, TorrentConfig, TorrentEvent};
 use bt_protocol::tracker::{Announcer, AnnouncerConfig};
@@ -74,6 +75,16 @@ const MAX_OUTPUTS_PER_DRAIN: u32 = 1_000_000;
 /// Wake-ups of one peer at one instant before its timer counts as stuck.
 const MAX_WAKES_PER_INSTANT: u32 = 1_000;
 
+/// Connection handles the world gives out itself (attackers' ends) start here; each client's
+/// start at [`client_conn_base`], below it.
+const WORLD_CONN_BASE: u64 = 1 << 62;
+
+/// Where peer `h`'s client in life `epoch` starts its connection handles: a range of its own
+/// (2^24 handles a life), so ends of different peers and lives never share a handle.
+fn client_conn_base(h: HostId, epoch: u32) -> u64 {
+    (u64::from(h) + 1) << 40 | u64::from(epoch & 0xffff) << 24
+}
+
 /// Progress is reported every this many events.
 const PROGRESS_EVERY: u64 = 1 << 16;
 
@@ -89,10 +100,9 @@ enum Ev {
     Syn {
         from: ConnId,
         from_host: HostId,
-        to: ConnId,
         to_host: HostId,
     },
-    /// A dial gives up if it is still not answered.
+    /// An attacker's dial gives up if it is still not answered.
     ConnectTimeout(ConnId),
     /// A peer's uplink finished sending a burst.
     UplinkDone {
@@ -194,8 +204,11 @@ struct Host {
     /// Bumped at every crash and restart: events for an older life are dropped.
     epoch: u32,
     seed: u64,
-    session: Option<Session>,
+    /// Its protocol client for this life (none before it joins, after a crash, or once a
+    /// leaving peer's client has stopped).
+    client: Option<Client>,
     torrent: TorrentId,
+    /// An attacker's announcer (an attacker has no client; it announces as a seed).
     announcer: Option<Announcer>,
     rng: Rng,
     disk: Disk,
@@ -214,10 +227,9 @@ struct Host {
     disk_free_at: Instant,
     /// Every connection handle this peer holds in [`World::conns`].
     conns: BTreeSet<ConnId>,
-    // Dialling, as the runtime's driver does it.
+    /// An attacker's addresses to dial, each once (an honest peer's dialling is its client's).
     candidates: VecDeque<SocketAddr>,
-    queued: BTreeSet<SocketAddr>,
-    outgoing: BTreeMap<SocketAddr, ConnId>,
+    /// An attacker's dials in progress.
     dialing: usize,
     // Timers.
     timer_at: Option<Instant>,
@@ -230,8 +242,6 @@ struct Host {
     metadata_at: Option<Instant>,
     /// Peers PEX taught it that were new to its dial queue.
     pex_learned: u64,
-    /// Its DHT node for this life (a group with `dht` on, in a scenario with `[dht]`).
-    dht: Option<Box<dht::PeerDht>>,
     /// Peers its DHT node found that were new to its dial queue, over its lives.
     dht_peers: u64,
     /// Its DHT lookups that finished, over its lives.
@@ -258,9 +268,9 @@ impl Host {
     }
 
     fn have(&self) -> Option<&Bitfield> {
-        self.session
+        self.client
             .as_ref()
-            .and_then(|s| s.torrent(self.torrent))
+            .and_then(|c| c.torrent(self.torrent))
             .map(|t| t.have())
     }
 
@@ -269,9 +279,9 @@ impl Host {
     ///
     /// [`Torrent::is_complete`]: bt_protocol::torrent::Torrent::is_complete
     fn is_complete(&self) -> bool {
-        self.session
+        self.client
             .as_ref()
-            .and_then(|s| s.torrent(self.torrent))
+            .and_then(|c| c.torrent(self.torrent))
             .is_some_and(|t| t.is_complete())
     }
 
@@ -456,7 +466,7 @@ impl<'a> World<'a> {
                     state: State::Waiting,
                     epoch: 0,
                     seed: host_rng.next_u64(),
-                    session: None,
+                    client: None,
                     torrent: TorrentId(0),
                     announcer: None,
                     rng: host_rng.fork(u64::from(id)),
@@ -483,8 +493,6 @@ impl<'a> World<'a> {
                     disk_free_at: Instant::ZERO,
                     conns: BTreeSet::new(),
                     candidates: VecDeque::new(),
-                    queued: BTreeSet::new(),
-                    outgoing: BTreeMap::new(),
                     dialing: 0,
                     timer_at: None,
                     last_wake: Instant::ZERO,
@@ -493,7 +501,6 @@ impl<'a> World<'a> {
                     completed_at: None,
                     metadata_at: None,
                     pex_learned: 0,
-                    dht: None,
                     dht_peers: 0,
                     dht_lookups: 0,
                     dht_first_lookup_at: None,
@@ -531,7 +538,7 @@ impl<'a> World<'a> {
             queue,
             hosts,
             conns: net::ConnTable::default(),
-            next_conn: 1,
+            next_conn: WORLD_CONN_BASE,
             trackers,
             tracker_urls,
             cuts: Vec::new(),
@@ -645,11 +652,8 @@ impl<'a> World<'a> {
                 }
                 self.trace.words(&[2, u64::from(h)]);
                 host.timer_at = None;
-                if let Some(s) = host.session.as_mut() {
-                    s.handle_timeout(now);
-                }
-                if let Some(d) = host.dht.as_mut() {
-                    d.handle_timeout(now);
+                if let Some(c) = host.client.as_mut() {
+                    c.handle_timeout(now);
                 }
                 self.settle(h);
             }
@@ -661,9 +665,8 @@ impl<'a> World<'a> {
             Ev::Syn {
                 from,
                 from_host,
-                to,
                 to_host,
-            } => self.on_syn(from, from_host, to, to_host),
+            } => self.on_syn(from, from_host, to_host),
             Ev::ConnectTimeout(conn) => self.on_connect_timeout(conn),
             Ev::UplinkDone {
                 host,
@@ -681,7 +684,7 @@ impl<'a> World<'a> {
             } => {
                 let now = self.now();
                 let h = &mut self.hosts[host as usize];
-                if h.epoch != epoch || h.state != State::Up {
+                if h.epoch != epoch || h.client.is_none() {
                     return;
                 }
                 self.trace.words(&[9, u64::from(host), conn.0]);
@@ -690,8 +693,8 @@ impl<'a> World<'a> {
                     h.is_corrupt() || !h.disk.block_is_good(&self.content, block),
                 );
                 let torrent = h.torrent;
-                if let Some(s) = h.session.as_mut() {
-                    s.handle_disk(
+                if let Some(c) = h.client.as_mut() {
+                    c.handle_disk(
                         now,
                         torrent,
                         DiskDone::Read {
@@ -713,39 +716,51 @@ impl<'a> World<'a> {
 
     // ---- a peer's life ----
 
-    /// Starts (or restarts) peer `h`: a new session with the pieces it has, and `started`.
+    /// Starts (or restarts) peer `h`: a new client with the pieces it has, its trackers, its DHT
+    /// node and the peers it is told of, as `bt get` starts.
     fn start(&mut self, h: HostId) {
         let now = self.now();
         let content = Arc::clone(&self.content);
         let scenario = self.scenario;
         let host = &mut self.hosts[h as usize];
         if host.attacker.is_some() {
-            // No session: the script speaks for it; it announces like any peer.
+            // No client: the script speaks for it; it announces like any peer.
             host.state = State::Up;
             host.joined_at.get_or_insert(now);
-            self.start_announcer(h);
+            self.start_attacker_announcer(h);
             self.running += 1;
             self.settle(h);
             return;
         }
         let group = &scenario.groups[host.group];
-        let config = SessionConfig {
-            torrent: TorrentConfig {
-                strategy: group.strategy,
-                max_peers: group.max_peers,
-                pex: group.pex,
-                listen_port: Some(PORT),
-                ..TorrentConfig::default()
+        let config = ClientConfig {
+            session: SessionConfig {
+                torrent: TorrentConfig {
+                    strategy: group.strategy,
+                    max_peers: group.max_peers,
+                    pex: group.pex,
+                    listen_port: Some(PORT),
+                    ..TorrentConfig::default()
+                },
+                ..SessionConfig::default()
             },
-            ..SessionConfig::default()
+            announcer: AnnouncerConfig {
+                interval_floor: scenario.announce_interval_floor(),
+                ..AnnouncerConfig::default()
+            },
+            conn_id_base: client_conn_base(h, host.epoch),
+            ..ClientConfig::default()
         };
-        let session_seed = Rng::new(host.seed).fork(u64::from(host.epoch)).next_u64();
-        let mut session = Session::new(config, session_seed);
+        let client_seed = Rng::new(host.seed).fork(u64::from(host.epoch)).next_u64();
+        let mut client = Client::new(config, client_seed);
+        client.set_listen_addr(host.addr);
+        let trackers: Vec<Vec<String>> =
+            self.tracker_urls.iter().map(|u| vec![u.clone()]).collect();
         let torrent = if group.magnet && host.metadata_at.is_none() {
             // Only the info hash: the metadata comes from the peers (BEP 9).
-            session
-                .add_magnet(content.info_hash)
-                .expect("a new session has no torrent yet")
+            client
+                .add_magnet(now, content.info_hash, trackers)
+                .expect("a new client has no torrent yet")
         } else {
             let pieces = content.layout.piece_count();
             let have = match (&host.resume, host.role) {
@@ -753,26 +768,43 @@ impl<'a> World<'a> {
                 (Some(have), _) if have.len() == pieces => have.clone(),
                 _ => Bitfield::new(pieces),
             };
-            let torrent = session
+            // Every peer with the metadata serves it to magnets.
+            client
                 .add_torrent(
+                    now,
                     content.info_hash,
                     content.layout.clone(),
                     content.piece_hashes.clone(),
                     have,
+                    content.info_bytes.clone(),
+                    false,
+                    trackers,
                 )
-                .expect("a new session has no torrent yet");
-            // Every peer with the metadata serves it to magnets.
-            session.set_metadata(torrent, content.info_bytes.clone(), false);
-            torrent
+                .expect("a new client has no torrent yet")
         };
-        session.set_listen_port(PORT);
-        let dht_on = scenario.dht.is_some() && group.dht;
-        if dht_on {
-            // Peers learn our node from the BEP 5 PORT message.
-            session.set_dht_port(PORT);
+        if scenario.dht.is_some() && group.dht {
+            // A new node for this life, from the life's seed, bootstrapping from the scenario's
+            // nodes (as `bt get` with no saved table); peers learn it from the BEP 5 PORT message.
+            let mut rng = Rng::new(client_seed).fork(0x0064_6874);
+            client.start_dht(now, dht::new_node(&mut rng), PORT);
+            let boots = (0..scenario.dht_bootstrap_count())
+                .map(dht::boot_addr)
+                .collect();
+            client.dht_bootstrap(now, boots);
         }
+        if let Some(target) = group.connect_to {
+            // `bt get --peer` for every peer of that group, at every start.
+            let peers: Vec<SocketAddr> = self
+                .hosts
+                .iter()
+                .filter(|o| o.group == target)
+                .map(|o| o.addr)
+                .collect();
+            client.add_peers(now, torrent, PeerSource::Direct, &peers);
+        }
+        let host = &mut self.hosts[h as usize];
         host.torrent = torrent;
-        host.session = Some(session);
+        host.client = Some(client);
         host.state = State::Up;
         host.verified_this_life = 0;
         host.leave_pending = false;
@@ -780,49 +812,9 @@ impl<'a> World<'a> {
         if host.is_complete() && host.completed_at.is_none() {
             host.completed_at = Some(now);
         }
-        self.start_announcer(h);
-        if dht_on {
-            let mut rng = Rng::new(session_seed).fork(0x0064_6874);
-            self.start_dht(h, &mut rng);
-        }
         self.running += 1;
         self.recount(h);
-        self.connect_to(h);
         self.settle(h);
-    }
-
-    /// Queues every peer of the group peer `h`'s group names in `connect_to` (all but itself),
-    /// as `bt get --peer` does at every start.
-    fn connect_to(&mut self, h: HostId) {
-        let Some(target) = self.scenario.groups[self.hosts[h as usize].group].connect_to else {
-            return;
-        };
-        let peers: Vec<SocketAddr> = self
-            .hosts
-            .iter()
-            .filter(|o| o.group == target)
-            .map(|o| o.addr)
-            .collect();
-        for addr in peers {
-            self.add_peer(h, addr);
-        }
-    }
-
-    /// Gives peer `h` a new announcer, which says `started` (none when there is no tracker).
-    fn start_announcer(&mut self, h: HostId) {
-        if self.tracker_urls.is_empty() {
-            return;
-        }
-        let now = self.now();
-        let config = AnnouncerConfig {
-            interval_floor: self.scenario.announce_interval_floor(),
-            ..AnnouncerConfig::default()
-        };
-        let tiers = self.tracker_urls.iter().map(|u| vec![u.clone()]).collect();
-        let host = &mut self.hosts[h as usize];
-        let mut announcer = Announcer::new(config, tiers, &mut host.rng);
-        announcer.started(now);
-        host.announcer = Some(announcer);
     }
 
     /// Keeps [`World::incomplete`] and [`World::complete`] in step with peer `h`.
@@ -839,8 +831,8 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Takes a peer's session down: `graceful` closes its connections and announces `stopped`
-    /// (leaving); otherwise it vanishes (crash).
+    /// Takes a peer down: `graceful` stops its client (connections closed, `stopped`
+    /// announced; the client goes once it has stopped); otherwise it vanishes (crash).
     fn stop(&mut self, h: HostId, graceful: bool) {
         let now = self.now();
         let host = &mut self.hosts[h as usize];
@@ -848,32 +840,30 @@ impl<'a> World<'a> {
             return;
         }
         self.running -= 1;
-        if let Some(t) = host.session.as_ref().and_then(|s| s.torrent(host.torrent)) {
+        if let Some(t) = host.client.as_ref().and_then(|c| c.torrent(host.torrent)) {
             let stats = t.stats();
             host.past_uploaded += stats.uploaded;
             host.past_downloaded += stats.downloaded;
             host.resume = Some(t.have().clone());
         }
         if graceful {
+            host.state = State::Left;
             let torrent = host.torrent;
-            if let Some(s) = host.session.as_mut() {
-                let _ = s.remove_torrent(torrent);
+            if let Some(c) = host.client.as_mut() {
+                c.stop_torrent(now, torrent);
             }
+            if let Some(a) = host.announcer.as_mut() {
+                a.stopped(now);
+            }
+            self.trace.words(&[20, u64::from(h)]);
             self.drain(h);
             // Connections the torrent did not own yet (handshake not routed) close too.
             let open: Vec<ConnId> = self.hosts[h as usize].conns.iter().copied().collect();
             for conn in open {
                 self.close_local(h, conn, "Left".into());
             }
-            let host = &mut self.hosts[h as usize];
-            host.session = None;
-            host.state = State::Left;
-            if let Some(a) = host.announcer.as_mut() {
-                a.stopped(now);
-            }
-            self.trace.words(&[20, u64::from(h)]);
         } else {
-            host.session = None;
+            host.client = None;
             host.announcer = None;
             host.state = State::Crashed;
             host.epoch += 1;
@@ -881,18 +871,15 @@ impl<'a> World<'a> {
             self.trace.words(&[21, u64::from(h)]);
         }
         let host = &mut self.hosts[h as usize];
-        host.dht = None;
         host.candidates.clear();
-        host.queued.clear();
-        host.outgoing.clear();
         host.dialing = 0;
         host.timer_at = None;
         self.recount(h);
         self.settle(h);
     }
 
-    /// After any input to peer `h`: carry out its outputs, leave if it is time, dial, announce,
-    /// and set its next wake-up.
+    /// After any input to peer `h`: carry out its client's outputs, leave if it is time, and set
+    /// its next wake-up.
     fn settle(&mut self, h: HostId) {
         self.drain(h);
         if self.hosts[h as usize].leave_pending {
@@ -900,19 +887,19 @@ impl<'a> World<'a> {
             self.stop(h, true);
             return;
         }
-        self.pump_dht(h);
-        self.dial_more(h);
-        self.pump_announce(h);
+        if self.hosts[h as usize].attacker.is_some() {
+            self.attacker_dial_more(h);
+            self.pump_attacker_announce(h);
+        }
         self.schedule_timer(h);
     }
 
     fn schedule_timer(&mut self, h: HostId) {
         let now = self.now();
         let host = &mut self.hosts[h as usize];
-        let session = host.session.as_ref().and_then(Session::poll_timeout);
+        let client = host.client.as_ref().and_then(Client::poll_timeout);
         let announcer = host.announcer.as_ref().and_then(Announcer::poll_timeout);
-        let dht = host.dht.as_ref().and_then(|d| d.poll_timeout());
-        let Some(mut next) = session.into_iter().chain(announcer).chain(dht).min() else {
+        let Some(mut next) = client.into_iter().chain(announcer).min() else {
             return;
         };
         if next <= now {
@@ -938,28 +925,40 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Carries out every output of peer `h`'s session.
+    /// Carries out every output of peer `h`'s client.
     fn drain(&mut self, h: HostId) {
         for _ in 0..MAX_OUTPUTS_PER_DRAIN {
             let Some(out) = self.hosts[h as usize]
-                .session
+                .client
                 .as_mut()
-                .and_then(Session::poll_output)
+                .and_then(Client::poll_output)
             else {
                 return;
             };
             match out {
+                Output::Connect { conn, addr, .. } => self.dial(h, conn, addr),
                 Output::Transmit { conn, bytes } => self.enqueue(h, conn, net::Item::Data(bytes)),
                 Output::Close { conn, reason } => {
-                    let reason = format!("{reason:?}");
+                    let reason = match reason {
+                        bt_protocol::client::ClientCloseReason::Session(r) => format!("{r:?}"),
+                        other => format!("{other:?}"),
+                    };
                     self.close_local(h, conn, reason);
                 }
                 Output::Disk { torrent, op } => self.disk(h, torrent, op),
-                Output::Event { event, .. } => self.on_event(h, event),
+                Output::Datagram { to, bytes } => {
+                    self.hosts[h as usize].dht_datagrams += 1;
+                    let from = self.hosts[h as usize].addr;
+                    self.send_datagram(from, to, bytes);
+                }
+                Output::Announce {
+                    id, url, request, ..
+                } => self.announce(h, id, url, request),
+                Output::Event(event) => self.on_event(h, event),
             }
         }
         self.violation(format!(
-            "peer {h}: its session produced {MAX_OUTPUTS_PER_DRAIN} outputs for one input"
+            "peer {h}: its client produced {MAX_OUTPUTS_PER_DRAIN} outputs for one input"
         ));
         // Drop it rather than spin: the run goes on without this peer.
         self.stop(h, false);
@@ -1027,12 +1026,56 @@ impl<'a> World<'a> {
                 }
             }
         };
-        if let Some(s) = self.hosts[h as usize].session.as_mut() {
-            s.handle_disk(now, torrent, done);
+        if let Some(c) = self.hosts[h as usize].client.as_mut() {
+            c.handle_disk(now, torrent, done);
         }
     }
 
-    fn on_event(&mut self, h: HostId, event: TorrentEvent) {
+    fn on_event(&mut self, h: HostId, event: ClientEvent) {
+        let now = self.now();
+        match event {
+            ClientEvent::Torrent { event, .. } => self.on_torrent_event(h, event),
+            ClientEvent::PeersFound {
+                source: PeerSource::Pex,
+                count,
+                ..
+            } => {
+                self.hosts[h as usize].pex_learned += count as u64;
+                self.trace.words(&[37, u64::from(h), count as u64]);
+            }
+            ClientEvent::PeersFound {
+                source: PeerSource::Dht,
+                count,
+                ..
+            } => {
+                self.hosts[h as usize].dht_peers += count as u64;
+                self.trace.words(&[62, u64::from(h), count as u64]);
+            }
+            ClientEvent::DhtAnnounced { .. } => {
+                let host = &mut self.hosts[h as usize];
+                host.dht_lookups += 1;
+                host.dht_first_lookup_at.get_or_insert(now);
+            }
+            ClientEvent::TrackerAnswered { .. } => self.trace.words(&[42, u64::from(h), 1]),
+            ClientEvent::TrackerFailed { .. } => self.trace.words(&[42, u64::from(h), 0]),
+            ClientEvent::Stopped { .. } => {
+                // A leaving peer's client is done once its `stopped` announce is.
+                let host = &mut self.hosts[h as usize];
+                if host.state == State::Left {
+                    host.client = None;
+                    host.timer_at = None;
+                }
+            }
+            ClientEvent::PeersFound { .. }
+            | ClientEvent::ConnectFailed { .. }
+            | ClientEvent::TrackerSlow { .. }
+            | ClientEvent::DhtBootstrapped { .. }
+            | ClientEvent::DhtStopped { .. }
+            | ClientEvent::MetadataReceived { .. } => {}
+        }
+    }
+
+    fn on_torrent_event(&mut self, h: HostId, event: TorrentEvent) {
         let now = self.now();
         match event {
             // Bookkeeping for a user interface: the trace has the requests themselves.
@@ -1076,9 +1119,6 @@ impl<'a> World<'a> {
                         self.complete += 1;
                     }
                 }
-                if let Some(a) = host.announcer.as_mut() {
-                    a.completed(now);
-                }
                 self.recount(h);
             }
             TorrentEvent::PeerConnected { conn, .. } => {
@@ -1097,9 +1137,9 @@ impl<'a> World<'a> {
                 let host = &mut self.hosts[h as usize];
                 host.metadata_at.get_or_insert(now);
                 let right = host
-                    .session
+                    .client
                     .as_ref()
-                    .and_then(|s| s.torrent(host.torrent))
+                    .and_then(|c| c.torrent(host.torrent))
                     .and_then(|t| t.info_bytes())
                     .is_some_and(|info| *info == self.content.info_bytes);
                 if !right {
@@ -1114,16 +1154,8 @@ impl<'a> World<'a> {
                     "peer {h}: metadata that hashes right was refused as invalid: {why}"
                 ));
             }
-            TorrentEvent::PeersLearned { peers, .. } => {
-                let before = self.hosts[h as usize].queued.len();
-                for addr in peers {
-                    self.add_peer(h, addr);
-                }
-                let learned = self.hosts[h as usize].queued.len().saturating_sub(before) as u64;
-                self.hosts[h as usize].pex_learned += learned;
-                self.trace.words(&[37, u64::from(h), learned]);
-            }
-            TorrentEvent::DhtPort { addr } => self.dht_port(h, addr),
+            // The client queues PEX peers and DHT nodes itself.
+            TorrentEvent::PeersLearned { .. } | TorrentEvent::DhtPort { .. } => {}
         }
     }
 
@@ -1162,6 +1194,7 @@ impl<'a> World<'a> {
                     let host = &mut self.hosts[h as usize];
                     host.epoch += 1;
                     host.announcer = None;
+                    host.client = None;
                     self.drop_links(h);
                     self.trace.words(&[22, u64::from(h)]);
                     self.start(h);
@@ -1202,7 +1235,7 @@ impl<'a> World<'a> {
         // can give the other anything: a slot wasted on each side).
         let (mut open, mut between_seeds) = (0u64, 0u64);
         for host in &self.hosts {
-            let Some(t) = host.session.as_ref().and_then(|s| s.torrent(host.torrent)) else {
+            let Some(t) = host.client.as_ref().and_then(|c| c.torrent(host.torrent)) else {
                 continue;
             };
             for conn in t.conns() {
@@ -1254,7 +1287,9 @@ impl<'a> World<'a> {
             .iter()
             .map(|host| {
                 let (mut up, mut down) = (host.past_uploaded, host.past_downloaded);
-                if let Some(t) = host.session.as_ref().and_then(|s| s.torrent(host.torrent)) {
+                if host.state == State::Up
+                    && let Some(t) = host.client.as_ref().and_then(|c| c.torrent(host.torrent))
+                {
                     up += t.stats().uploaded;
                     down += t.stats().downloaded;
                 }

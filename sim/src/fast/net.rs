@@ -206,12 +206,6 @@ impl Hasher for IdHasher {
 pub(super) type ConnTable = HashMap<ConnId, Conn, BuildHasherDefault<IdHasher>>;
 
 impl World<'_> {
-    fn alloc_conn(&mut self) -> ConnId {
-        let c = ConnId(self.next_conn);
-        self.next_conn += 1;
-        c
-    }
-
     /// Whether a partition separates peers `a` and `b`.
     pub(super) fn cut(&self, a: HostId, b: HostId) -> bool {
         if self.cuts.is_empty() {
@@ -420,8 +414,6 @@ impl World<'_> {
         host.uplink_busy = false;
         host.active.clear();
         host.candidates.clear();
-        host.queued.clear();
-        host.outgoing.clear();
         host.dialing = 0;
         for conn in std::mem::take(&mut host.conns) {
             let Some(c) = self.conns.remove(&conn) else {
@@ -446,12 +438,8 @@ impl World<'_> {
         }
         let host = &mut self.hosts[c.host as usize];
         host.conns.remove(&conn);
-        if c.state == ConnState::Dialing {
+        if c.state == ConnState::Dialing && c.is_attacker {
             host.dialing -= 1;
-        }
-        let addr = host_addr(c.remote_host);
-        if host.outgoing.get(&addr) == Some(&conn) {
-            host.outgoing.remove(&addr);
         }
     }
 
@@ -527,8 +515,8 @@ impl World<'_> {
                 && (burst.len >= SMALL_BURST || c.unreported >= REPORT_AT)
             {
                 let sent = std::mem::take(&mut c.unreported);
-                if let Some(s) = self.hosts[h as usize].session.as_mut() {
-                    s.handle_sent(now, conn, sent);
+                if let Some(client) = self.hosts[h as usize].client.as_mut() {
+                    client.handle_sent(now, conn, sent);
                     told = true;
                 }
             }
@@ -586,25 +574,26 @@ impl World<'_> {
                         let c = self.conns.get_mut(&to).expect("looked up above");
                         c.state = ConnState::Open;
                         c.opened_at = now;
-                        let (remote_host, is_attacker) = (c.remote_host, c.is_attacker);
+                        let is_attacker = c.is_attacker;
                         let host = &mut self.hosts[h as usize];
-                        host.dialing -= 1;
                         if is_attacker {
+                            host.dialing -= 1;
                             self.attack_open(h, to);
                             self.settle(h);
                             return;
                         }
-                        let torrent = host.torrent;
-                        let refused = match host.session.as_mut() {
-                            Some(s) => s.connect(now, torrent, to, host_addr(remote_host)).is_err(),
-                            None => true,
-                        };
-                        if refused {
-                            self.close_local(h, to, "ConnectRefusedBySession".into());
+                        match host.client.as_mut() {
+                            Some(client) => client.handle_connected(now, to),
+                            None => self.close_local(h, to, "NoClient".into()),
                         }
                     }
                     // A reset: the dial failed.
-                    _ => self.forget(to),
+                    _ => {
+                        self.forget(to);
+                        if let Some(client) = self.hosts[h as usize].client.as_mut() {
+                            client.handle_connect_failed(now, to, "connection refused".into());
+                        }
+                    }
                 }
             }
             ConnState::Open if self.hosts[h as usize].attacker.is_some() => {
@@ -629,23 +618,23 @@ impl World<'_> {
                         Item::Open | Item::Fin => None,
                     })
                     .collect();
-                if let Some(s) = self.hosts[h as usize].session.as_mut() {
+                if let Some(client) = self.hosts[h as usize].client.as_mut() {
                     match data.as_slice() {
                         [] => {}
-                        [one] => s.handle_bytes(now, to, one),
+                        [one] => client.handle_bytes(now, to, one),
                         many => {
                             self.read_buf.clear();
                             for b in many {
                                 self.read_buf.extend_from_slice(b);
                             }
-                            s.handle_bytes(now, to, &self.read_buf);
+                            client.handle_bytes(now, to, &self.read_buf);
                         }
                     }
                 }
                 if fin && self.conns.contains_key(&to) {
                     self.forget(to);
-                    if let Some(s) = self.hosts[h as usize].session.as_mut() {
-                        s.handle_disconnect(now, to);
+                    if let Some(client) = self.hosts[h as usize].client.as_mut() {
+                        client.handle_disconnect(now, to);
                     }
                 }
             }
@@ -671,24 +660,35 @@ impl World<'_> {
         );
     }
 
-    pub(super) fn on_syn(&mut self, from: ConnId, from_host: HostId, to: ConnId, to_host: HostId) {
+    /// A SYN from end `from` of peer `from_host` reaches peer `to_host`: its client accepts
+    /// (giving the new end its handle) or refuses (a reset); a peer that is not running does not
+    /// answer, and the dial times out.
+    pub(super) fn on_syn(&mut self, from: ConnId, from_host: HostId, to_host: HostId) {
         let now = self.now();
+        let world_conn = ConnId(self.next_conn);
         let host = &mut self.hosts[to_host as usize];
         if host.state != State::Up {
-            // Nobody answers: the dial times out.
             return;
+        }
+        let to = match (&host.attacker, host.client.as_mut()) {
+            (Some(_), _) => (host.conns.len() < self.scenario.groups[host.group].max_peers)
+                .then_some(world_conn),
+            (None, Some(client)) => client.accept(now, host_addr(from_host)).ok(),
+            (None, None) => None,
+        };
+        let Some(to) = to else {
+            // Refused: a reset to an end with no partner.
+            self.transit_reset(ConnId(0), from, to_host, from_host);
+            return;
+        };
+        if to == world_conn {
+            self.next_conn += 1;
         }
         self.trace.words(&[13, u64::from(to_host), to.0]);
-        let accepted = match (&host.attacker, host.session.as_mut()) {
-            (Some(_), _) => host.conns.len() < self.scenario.groups[host.group].max_peers,
-            (None, Some(s)) => s.accept(now, to, host_addr(from_host)).is_ok(),
-            (None, None) => false,
-        };
-        if !accepted {
-            self.transit_reset(to, from, to_host, from_host);
-            return;
+        self.hosts[to_host as usize].conns.insert(to);
+        if let Some(dialler) = self.conns.get_mut(&from) {
+            dialler.remote = to;
         }
-        host.conns.insert(to);
         let c = Conn::new(self, to_host, from, from_host, ConnState::Open);
         self.conns.insert(to, c);
         self.transit(to, from, to_host, from_host, Burst::one(Item::Open));
@@ -696,6 +696,7 @@ impl World<'_> {
         self.settle(to_host);
     }
 
+    /// An attacker's dial not answered in time is given up (a client times out its own).
     pub(super) fn on_connect_timeout(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get(&conn) else {
             return;
@@ -708,88 +709,75 @@ impl World<'_> {
         }
     }
 
-    /// Queues a peer address to dial, as the runtime's `Driver::add_peer` does.
-    pub(super) fn add_peer(&mut self, h: HostId, addr: std::net::SocketAddr) {
+    /// Queues an address for attacker `h` to dial, once per address and never another
+    /// attacker's.
+    pub(super) fn attacker_learn(&mut self, h: HostId, addr: std::net::SocketAddr) {
         let hosts = self.hosts.len();
         let Some(other) = host_of_ip(addr.ip()).filter(|o| (*o as usize) < hosts) else {
             return;
         };
         let other_attacks = self.hosts[other as usize].attacker.is_some();
         let host = &mut self.hosts[h as usize];
-        if let Some(a) = &host.attacker
-            && (other_attacks || a.tried.contains(&addr))
-        {
+        let Some(a) = host.attacker.as_mut() else {
+            return;
+        };
+        if other_attacks || addr == host.addr || !a.tried.insert(addr) {
             return;
         }
-        if addr == host.addr
-            || host.queued.contains(&addr)
-            || host.outgoing.contains_key(&addr)
-            || host.candidates.len() >= bt_protocol::client::MAX_KNOWN_PEERS
-        {
-            return;
-        }
-        host.queued.insert(addr);
         host.candidates.push_back(addr);
     }
 
-    /// Dials queued peers while there is room, as the runtime's `Driver::dial_more` does.
-    pub(super) fn dial_more(&mut self, h: HostId) {
+    /// Attacker `h` dials what it learned while under its group's `max_peers`, at most
+    /// [`bt_protocol::client::MAX_HALF_OPEN`] at a time.
+    pub(super) fn attacker_dial_more(&mut self, h: HostId) {
         loop {
             let host = &mut self.hosts[h as usize];
             if host.state != State::Up {
                 return;
             }
-            let peers = match &host.attacker {
-                Some(_) => host.conns.len() - host.dialing,
-                None => host
-                    .session
-                    .as_ref()
-                    .and_then(|s| s.torrent(host.torrent))
-                    .map_or(0, |t| t.peer_count()),
-            };
             let max_peers = self.scenario.groups[host.group].max_peers;
-            if host.dialing >= bt_protocol::client::MAX_HALF_OPEN
-                || peers + host.dialing >= max_peers
-            {
+            if host.dialing >= bt_protocol::client::MAX_HALF_OPEN || host.conns.len() >= max_peers {
                 return;
             }
             let Some(addr) = host.candidates.pop_front() else {
                 return;
             };
-            host.queued.remove(&addr);
-            self.dial(h, addr);
+            let conn = ConnId(self.next_conn);
+            self.next_conn += 1;
+            self.hosts[h as usize].dialing += 1;
+            self.dial(h, conn, addr);
+            self.queue.push(
+                self.now() + bt_protocol::client::CONNECT_TIMEOUT,
+                Ev::ConnectTimeout(conn),
+            );
         }
     }
 
-    fn dial(&mut self, h: HostId, addr: std::net::SocketAddr) {
+    /// End `conn` of peer `h` dials `addr` (its client asked, or its attacker script): the SYN
+    /// reaches the other peer after one trip, unless a partition drops it.
+    pub(super) fn dial(&mut self, h: HostId, conn: ConnId, addr: std::net::SocketAddr) {
         let now = self.now();
-        let to_host = host_of_ip(addr.ip()).expect("checked by add_peer");
-        let (from, to) = (self.alloc_conn(), self.alloc_conn());
-        let host = &mut self.hosts[h as usize];
-        host.dialing += 1;
-        host.outgoing.insert(addr, from);
-        host.conns.insert(from);
-        if let Some(a) = host.attacker.as_mut() {
-            a.tried.insert(addr);
-        }
-        let c = Conn::new(self, h, to, to_host, ConnState::Dialing);
-        self.conns.insert(from, c);
+        let hosts = self.hosts.len();
+        let to_host = host_of_ip(addr.ip()).filter(|o| (*o as usize) < hosts);
+        self.hosts[h as usize].conns.insert(conn);
+        let Some(to_host) = to_host else {
+            // Nobody there: the client's connect timeout ends it.
+            return;
+        };
+        // The far end's handle is known once it accepts.
+        let c = Conn::new(self, h, ConnId(0), to_host, ConnState::Dialing);
+        self.conns.insert(conn, c);
         self.trace.words(&[15, u64::from(h), u64::from(to_host)]);
-        self.queue.push(
-            now + bt_protocol::client::CONNECT_TIMEOUT,
-            Ev::ConnectTimeout(from),
-        );
         if self.cut(h, to_host) {
             return;
         }
         let at = now + self.trip();
-        self.conns.get_mut(&from).expect("inserted above").stream_at = at;
+        self.conns.get_mut(&conn).expect("inserted above").stream_at = at;
         self.queue.push(
             at,
             Ev::Syn {
-                from,
+                from: conn,
                 from_host: h,
-                to,
                 to_host,
             },
         );
