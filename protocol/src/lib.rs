@@ -6,6 +6,8 @@
 //!
 //! - [`bencode`]: decoding bencode as real clients do (lenient where libtorrent is, strict where the
 //!   meaning would be ambiguous) and encoding it canonically.
+//! - [`content`]: generated torrents: content made from a seed, its piece hashes and info
+//!   dictionary, shared by the harness, the runtime's in-memory storage and the simulator.
 //! - [`dht`]: the mainline DHT (BEP 5, 32): the KRPC codec ([`dht::Message`]), the routing table,
 //!   write tokens, iterative lookups, the peer store and the node machine ([`dht::Dht`]).
 //! - [`harness`]: an in-memory, deterministic swarm of [`torrent::Torrent`]s for tests and
@@ -67,6 +69,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bencode;
+pub mod content;
 pub mod dht;
 pub mod harness;
 pub mod io;

@@ -1293,6 +1293,7 @@ impl<'a> World<'a> {
             sim_time: self.ended_at,
             events: self.events,
             fingerprint: self.trace.value(),
+            info_hash: self.content.info_hash,
             hosts,
             violations: self.violations,
             violation_count: self.violation_count,

@@ -35,12 +35,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bt_protocol::metainfo::{Metainfo, NewFile, TorrentOptions, build_torrent};
+use bt_protocol::metainfo::Metainfo;
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 use bt_protocol::tracker::{AnnouncerConfig, TrackerConfig, TrackerServer};
 use bt_runtime::storage::MemStorage;
-use bt_runtime::storage::mem::piece_hashes;
 use bt_runtime::trackerd::Trackerd;
 
 use crate::engine::{HostEnd, HostOutcome, Outcome, Progress, RunError};
@@ -87,37 +86,13 @@ fn tracker_url(index: usize, kind: TrackerKind) -> String {
     }
 }
 
-/// The torrent of `scenario`, its content generated from `content_seed` by the runtime's
-/// [`bt_runtime::storage::mem`] (the scenario's piece length and files).
+/// The torrent of `scenario`, its content generated from `content_seed`
+/// ([`bt_protocol::content::torrent`] of [`crate::scenario::TorrentSpec::content_spec`]): the
+/// torrent the fast engine builds for the same scenario and seed, which the peers' in-memory
+/// storage ([`MemStorage`]) holds.
 fn torrent(scenario: &Scenario, content_seed: u64) -> Result<Metainfo, String> {
-    let layout = scenario.torrent.layout();
-    let piece_length = u32::try_from(scenario.torrent.piece_length)
-        .map_err(|_| "the piece length does not fit a torrent".to_owned())?;
-    let single = scenario.torrent.files.len() == 1;
-    let files: Vec<NewFile> = scenario
-        .torrent
-        .files
-        .iter()
-        .enumerate()
-        .map(|(i, &length)| NewFile {
-            path: if single {
-                Vec::new()
-            } else {
-                vec![format!("file{i}.bin")]
-            },
-            length,
-        })
-        .collect();
-    let hashes = piece_hashes(&layout, content_seed);
-    build_torrent(
-        "btsim",
-        piece_length,
-        &files,
-        &hashes,
-        &TorrentOptions::default(),
-    )
-    .map(|(_, meta)| meta)
-    .map_err(|e| e.to_string())
+    bt_protocol::content::torrent(content_seed, &scenario.torrent.content_spec()?)
+        .map_err(|e| format!("cannot build the torrent's info dictionary: {e}"))
 }
 
 /// Runs `scenario` with `seed` on turmoil. See the module docs.
@@ -648,6 +623,7 @@ impl<'a> Engine<'a> {
             sim_time: now,
             events: s.events,
             fingerprint: s.trace.value(),
+            info_hash: self.ctx.meta.info_hash,
             hosts,
             violations: std::mem::take(&mut s.violations),
             violation_count: s.violation_count,
