@@ -32,6 +32,7 @@ use bt_protocol::time::Instant;
 use bytes::Bytes;
 
 use super::{Ev, HostId, State, World, host_addr, host_of_ip};
+use crate::trace::Kind;
 
 /// The most bytes one uplink burst carries (a block and its header, with room for a few small
 /// messages queued behind it).
@@ -396,12 +397,10 @@ impl World<'_> {
         if to_attacker {
             let micros = (self.now() - opened_at).as_micros() as u64;
             let group = self.hosts[remote_host as usize].group;
-            self.trace.words(&[
-                52,
-                u64::from(h),
-                conn.0,
-                crate::trace::Fingerprint::of_str(&name),
-            ]);
+            self.trace.record(
+                Kind::AttackClosed,
+                &[u64::from(h), crate::trace::Fingerprint::of_str(&name)],
+            );
             if let Some(Some(a)) = self.attacks.get_mut(group) {
                 *a.closed.entry(name.clone()).or_default() += 1;
                 a.close_micros.push(micros);
@@ -514,7 +513,7 @@ impl World<'_> {
         }
         host.uplink_busy = false;
         self.trace
-            .words(&[10, u64::from(h), conn.0, burst.len as u64]);
+            .record(Kind::Sent, &[u64::from(h), conn.0, burst.len as u64]);
         let mut told = false;
         if let Some(c) = self.conns.get_mut(&conn) {
             let (remote, remote_host, state) = (c.remote, c.remote_host, c.state);
@@ -571,14 +570,14 @@ impl World<'_> {
                 && self.hosts[sender.remote_host as usize].state == State::Up
             {
                 let (fh, th) = (sender.remote_host, sender.host);
-                self.trace.words(&[11, from.0]);
+                self.trace.record(Kind::Reset, &[from.0]);
                 self.transit_reset(to, from, fh, th);
             }
             return;
         };
         let (h, state) = (c.host, c.state);
         self.trace
-            .words(&[12, u64::from(h), to.0, burst.len as u64]);
+            .record(Kind::Delivered, &[u64::from(h), to.0, burst.len as u64]);
         match state {
             ConnState::Dialing => {
                 match burst.items.first() {
@@ -678,7 +677,8 @@ impl World<'_> {
             // Nobody answers: the dial times out.
             return;
         }
-        self.trace.words(&[13, u64::from(to_host), to.0]);
+        self.trace
+            .record(Kind::SynReaches, &[u64::from(to_host), to.0]);
         let accepted = match (&host.attacker, host.session.as_mut()) {
             (Some(_), _) => host.conns.len() < self.scenario.groups[host.group].max_peers,
             (None, Some(s)) => s.accept(now, to, host_addr(from_host)).is_ok(),
@@ -702,7 +702,7 @@ impl World<'_> {
         };
         if c.state == ConnState::Dialing {
             let h = c.host;
-            self.trace.words(&[14, conn.0]);
+            self.trace.record(Kind::ConnectTimeout, &[conn.0]);
             self.forget(conn);
             self.settle(h);
         }
@@ -772,7 +772,8 @@ impl World<'_> {
         }
         let c = Conn::new(self, h, to, to_host, ConnState::Dialing);
         self.conns.insert(from, c);
-        self.trace.words(&[15, u64::from(h), u64::from(to_host)]);
+        self.trace
+            .record(Kind::Dial, &[u64::from(h), u64::from(to_host)]);
         self.queue.push(
             now + bt_runtime::driver::CONNECT_TIMEOUT,
             Ev::ConnectTimeout(from),
