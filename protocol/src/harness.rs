@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
+use crate::content::ContentSpec;
 use crate::io::{ConnId, DiskDone, DiskOp};
 use crate::metainfo::{BlockRef, InfoHash, TorrentLayout};
 use crate::peer::Direction;
@@ -74,15 +75,16 @@ pub fn take_sent(buf: &mut Vec<u8>, layout: &TorrentLayout) -> Vec<Sent> {
     out
 }
 
-/// The content byte at `offset` of the torrent: cheap, deterministic, different per position.
-pub fn content_byte(offset: u64) -> u8 {
-    let x = offset.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (x >> 56) as u8 ^ (offset as u8)
-}
+/// The seed of the harness's content ([`crate::content`]).
+pub const CONTENT_SEED: u64 = 0;
 
-/// The torrent's whole content.
+/// The torrent's first `len` bytes: [`crate::content`]'s bytes under [`CONTENT_SEED`].
 pub fn content(len: u64) -> Vec<u8> {
-    (0..len).map(content_byte).collect()
+    crate::content::bytes(
+        CONTENT_SEED,
+        0,
+        usize::try_from(len).expect("a test-sized torrent"),
+    )
 }
 
 /// Answers a [`DiskOp`] against a torrent held whole in memory (`storage` is the torrent's byte
@@ -140,22 +142,25 @@ pub fn answer_disk(
     }
 }
 
-/// A bencoded single-file info dictionary named `test` for [`content`] of `total` bytes in
-/// `piece_length` pieces, with an ignored `x-pad` key of `pad` bytes (to make the metadata span
-/// several 16 KiB `ut_metadata` pieces), and its info hash.
+/// The info dictionary of [`crate::content::torrent`] for a single file named `test` of
+/// [`content`]'s `total` bytes in `piece_length` pieces, with an ignored `x-pad` key of `pad`
+/// bytes added (to make the metadata span several 16 KiB `ut_metadata` pieces; the key sorts
+/// last, so the dictionary stays canonical), and its info hash.
 pub fn info_dict(piece_length: u64, total: u64, pad: usize) -> (Vec<u8>, InfoHash) {
-    let data = content(total);
-    let mut pieces = Vec::new();
-    for chunk in data.chunks(piece_length as usize) {
-        pieces.extend_from_slice(&Sha1::digest(chunk));
+    let spec = ContentSpec::single(
+        "test",
+        u32::try_from(piece_length).expect("a test piece length"),
+        total,
+    );
+    let mut info = crate::content::torrent(CONTENT_SEED, &spec)
+        .expect("a valid test torrent")
+        .info_bytes;
+    if pad > 0 {
+        info.pop();
+        info.extend_from_slice(format!("5:x-pad{pad}:").as_bytes());
+        info.extend(std::iter::repeat_n(b'0', pad));
+        info.push(b'e');
     }
-    let mut info = format!("d6:lengthi{total}e4:name4:test12:piece lengthi{piece_length}e6:pieces")
-        .into_bytes();
-    info.extend_from_slice(format!("{}:", pieces.len()).as_bytes());
-    info.extend_from_slice(&pieces);
-    info.extend_from_slice(format!("5:x-pad{pad}:").as_bytes());
-    info.extend(std::iter::repeat_n(b'0', pad));
-    info.push(b'e');
     let hash = InfoHash::of_info_bytes(&info);
     (info, hash)
 }
@@ -282,10 +287,7 @@ impl Swarm {
     ) -> Swarm {
         let layout = TorrentLayout::new(piece_length, &[total]).expect("valid test layout");
         let data = content(total);
-        let hashes: Vec<[u8; 20]> = data
-            .chunks(piece_length as usize)
-            .map(|c| Sha1::digest(c).into())
-            .collect();
+        let hashes = crate::content::piece_hashes(CONTENT_SEED, &layout);
         let info_hash = InfoHash([0x42; 20]);
         let mut rng = Rng::new(seed);
         let nodes = specs

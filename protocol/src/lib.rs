@@ -10,6 +10,8 @@
 //!   meaning would be ambiguous) and encoding it canonically.
 //! - [`client`]: the [`client::Client`]: every torrent, the peers to dial, announces, the DHT;
 //!   what a driver runs.
+//! - [`content`]: generated torrents: content made from a seed, its piece hashes and info
+//!   dictionary, shared by the harness, the runtime's in-memory storage and the simulator.
 //! - [`dht`]: the mainline DHT (BEP 5, 32): the KRPC codec ([`dht::Message`]), the routing table,
 //!   write tokens, iterative lookups, the peer store and the node machine ([`dht::Dht`]).
 //! - [`harness`]: an in-memory, deterministic swarm of [`torrent::Torrent`]s for tests and
@@ -75,6 +77,7 @@ pub mod bandwidth;
 mod bandwidth_tests;
 pub mod bencode;
 pub mod client;
+pub mod content;
 pub mod dht;
 pub mod harness;
 pub mod io;

@@ -7,16 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use bt_protocol::content::ContentSpec;
 use bt_protocol::io::DiskError;
-use bt_protocol::metainfo::build_torrent;
-use bt_protocol::metainfo::{
-    BlockRef, Metainfo, NewFile, PieceIndex, TorrentLayout, TorrentOptions,
-};
+use bt_protocol::metainfo::{BlockRef, Metainfo, PieceIndex};
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::{Bitfield, TorrentEvent};
 use bt_runtime::driver::{Driver, Outcome, Report, StopWhen};
 use bt_runtime::net::TokioNet;
-use bt_runtime::storage::mem::piece_hashes;
 use bt_runtime::storage::{MemStorage, Storage, StorageError};
 use bytes::Bytes;
 
@@ -56,21 +53,8 @@ impl Storage for FillingDisk {
 }
 
 fn torrent(total: u64, piece_length: u32) -> Metainfo {
-    let layout = TorrentLayout::new(u64::from(piece_length), &[total]).unwrap();
-    let files = [NewFile {
-        path: vec![],
-        length: total,
-    }];
-    let pieces = piece_hashes(&layout, SEED);
-    build_torrent(
-        "full.bin",
-        piece_length,
-        &files,
-        &pieces,
-        &TorrentOptions::default(),
-    )
-    .unwrap()
-    .1
+    let spec = ContentSpec::single("full.bin", piece_length, total);
+    bt_protocol::content::torrent(SEED, &spec).unwrap()
 }
 
 #[tokio::test(flavor = "current_thread")]

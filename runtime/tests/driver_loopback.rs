@@ -5,31 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bt_protocol::metainfo::{Metainfo, NewFile, TorrentLayout, TorrentOptions, build_torrent};
+use bt_protocol::content::ContentSpec;
+use bt_protocol::metainfo::Metainfo;
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::Bitfield;
 use bt_runtime::driver::{Driver, Outcome, Report, StopWhen};
 use bt_runtime::net::TokioNet;
 use bt_runtime::storage::MemStorage;
-use bt_runtime::storage::mem::piece_hashes;
 
 /// A torrent of `total` bytes of the content generated from `SEED`.
 fn torrent(total: u64, piece_length: u32) -> Metainfo {
-    let layout = TorrentLayout::new(u64::from(piece_length), &[total]).unwrap();
-    let pieces = piece_hashes(&layout, SEED);
-    let files = [NewFile {
-        path: vec![],
-        length: total,
-    }];
-    let (_, meta) = build_torrent(
-        "loopback.bin",
-        piece_length,
-        &files,
-        &pieces,
-        &TorrentOptions::default(),
-    )
-    .unwrap();
-    meta
+    let spec = ContentSpec::single("loopback.bin", piece_length, total);
+    bt_protocol::content::torrent(SEED, &spec).unwrap()
 }
 
 const SEED: u64 = 42;

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bt_protocol::metainfo::{Metainfo, NewFile, TorrentLayout, TorrentOptions, build_torrent};
+use bt_protocol::content::ContentSpec;
+use bt_protocol::metainfo::Metainfo;
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::Bitfield;
 use bt_runtime::driver::{Driver, Report, StopWhen};
 use bt_runtime::net::{Net, TokioNet};
 use bt_runtime::storage::MemStorage;
-use bt_runtime::storage::mem::piece_hashes;
 
 /// Connects in progress now, the most seen at once, and how many were made.
 #[derive(Default)]
@@ -77,21 +77,8 @@ impl Net for SlowConnects {
 }
 
 fn torrent() -> Metainfo {
-    let layout = TorrentLayout::new(16 * 1024, &[64 * 1024]).unwrap();
-    let pieces = piece_hashes(&layout, 7);
-    let files = [NewFile {
-        path: vec![],
-        length: 64 * 1024,
-    }];
-    build_torrent(
-        "limits.bin",
-        16 * 1024,
-        &files,
-        &pieces,
-        &TorrentOptions::default(),
-    )
-    .unwrap()
-    .1
+    let spec = ContentSpec::single("limits.bin", 16 * 1024, 64 * 1024);
+    bt_protocol::content::torrent(7, &spec).unwrap()
 }
 
 /// Queues `peers` peers on a driver (half-open limit `limit`, if any) and runs it until every

@@ -1,11 +1,11 @@
 //! The torrent's content, generated from the seed: no files, and every byte checkable.
 //!
-//! Byte `i` of the torrent is [`content_byte`]`(seed, i)` (the protocol harness's
-//! `content_byte`, salted by the seed). [`Content`] generates the whole torrent once, hashes its
-//! pieces, builds its info dictionary (a real one, [`build_torrent`]'s canonical bencode, so the
-//! info hash is its SHA-1 and a magnet peer can check the metadata it is sent), and serves blocks as `Bytes` slices of that one buffer, so a block read costs no copy
-//! whatever the number of peers. A corrupt peer serves slices of a second buffer with every bit
-//! flipped, made the first time one is asked for.
+//! The bytes, piece hashes and info dictionary are the protocol's generated torrent
+//! ([`bt_protocol::content`]) for the scenario's [`TorrentSpec::content_spec`] and the run's seed:
+//! the same torrent, and so the same info hash, as the turmoil engine builds. [`Content`] makes the
+//! whole torrent once and serves blocks as `Bytes` slices of that one buffer, so a block read
+//! costs no copy whatever the number of peers. A corrupt peer serves slices of a second buffer
+//! with every bit flipped, made the first time one is asked for.
 //!
 //! [`Disk`] is what one peer holds. It does not keep bytes: a written block is compared with the
 //! content at once and only "this block is right" is kept, one bit per block. That is exactly the
@@ -15,22 +15,11 @@
 
 use std::sync::OnceLock;
 
-use bt_protocol::metainfo::{
-    BLOCK_SIZE, BlockRef, InfoHash, NewFile, PieceIndex, TorrentLayout, TorrentOptions,
-    build_torrent,
-};
+use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, InfoHash, PieceIndex, TorrentLayout};
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 use crate::scenario::TorrentSpec;
-
-/// Byte `offset` of the torrent generated from `seed`: cheap, deterministic, different per
-/// position and per seed.
-pub fn content_byte(seed: u64, offset: u64) -> u8 {
-    let salted = offset ^ seed.wrapping_mul(0xd6e8_feb8_6659_fd93);
-    let x = salted.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (x >> 56) as u8 ^ (offset as u8)
-}
 
 /// The torrent: geometry, piece hashes, and its bytes. See the module docs.
 #[derive(Debug)]
@@ -39,8 +28,8 @@ pub struct Content {
     pub layout: TorrentLayout,
     /// The info hash peers use: the SHA-1 of [`Content::info_bytes`].
     pub info_hash: InfoHash,
-    /// The bencoded info dictionary (name `btsim`; one file, or files `f0`, `f1`, ...; the
-    /// piece hashes): what a seeder serves to magnet peers (BEP 9).
+    /// The bencoded info dictionary ([`bt_protocol::content::torrent`]): what a seeder serves to
+    /// magnet peers (BEP 9).
     pub info_bytes: Bytes,
     /// SHA-1 of each piece.
     pub piece_hashes: Vec<[u8; 20]>,
@@ -55,20 +44,15 @@ impl Content {
     /// dictionary; fails only when no torrent can describe it (an info dictionary over the
     /// protocol's 64 MiB bound: millions of pieces).
     pub fn generate(seed: u64, spec: &TorrentSpec) -> Result<Content, String> {
-        let layout = spec.layout();
+        let meta = bt_protocol::content::torrent(seed, &spec.content_spec()?)
+            .map_err(|e| format!("cannot build the torrent's info dictionary: {e}"))?;
+        let layout = meta.info.layout;
         let total = layout.total_length();
-        let mut data = vec![0u8; usize::try_from(total).expect("the scenario caps the size")];
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = content_byte(seed, i as u64);
-        }
-        let piece_hashes: Vec<[u8; 20]> = layout
-            .pieces()
-            .map(|p| {
-                let start = layout.piece_offset(p) as usize;
-                Sha1::digest(&data[start..start + layout.piece_len(p) as usize]).into()
-            })
-            .collect();
-        let (info_bytes, info_hash) = info_dictionary(spec, &piece_hashes)?;
+        let data = bt_protocol::content::bytes(
+            seed,
+            0,
+            usize::try_from(total).expect("the scenario caps the size"),
+        );
         let blocks_per_piece = layout.piece_length().div_ceil(BLOCK_SIZE);
         let block_count = layout
             .pieces()
@@ -81,9 +65,9 @@ impl Content {
         );
         Ok(Content {
             layout,
-            info_hash,
-            info_bytes,
-            piece_hashes,
+            info_hash: meta.info_hash,
+            info_bytes: Bytes::from(meta.info_bytes),
+            piece_hashes: meta.info.pieces,
             bytes: Bytes::from(data),
             corrupt: OnceLock::new(),
             blocks_per_piece,
@@ -139,39 +123,6 @@ impl Content {
             self.bytes.slice(range)
         }
     }
-}
-
-/// The info dictionary of `spec` with `piece_hashes`, and its SHA-1 (the info hash).
-fn info_dictionary(
-    spec: &TorrentSpec,
-    piece_hashes: &[[u8; 20]],
-) -> Result<(Bytes, InfoHash), String> {
-    let piece_length = u32::try_from(spec.piece_length)
-        .map_err(|_| "the piece length does not fit a torrent".to_owned())?;
-    let single = spec.files.len() == 1;
-    let files: Vec<NewFile> = spec
-        .files
-        .iter()
-        .enumerate()
-        .map(|(i, &length)| NewFile {
-            path: if single {
-                Vec::new()
-            } else {
-                vec![format!("f{i}")]
-            },
-            length,
-        })
-        .collect();
-    let (_, meta) = build_torrent(
-        "btsim",
-        piece_length,
-        &files,
-        piece_hashes,
-        &TorrentOptions::default(),
-    )
-    .map_err(|e| format!("cannot build the torrent's info dictionary: {e}"))?;
-    debug_assert_eq!(meta.info_hash, InfoHash::of_info_bytes(&meta.info_bytes));
-    Ok((Bytes::from(meta.info_bytes), meta.info_hash))
 }
 
 /// One peer's disk: for each block, whether it holds the right bytes. See the module docs.

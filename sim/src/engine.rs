@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bt_protocol::metainfo::InfoHash;
 use bt_protocol::time::Instant;
 
 use crate::scenario::{EngineKind, Scenario};
@@ -119,6 +120,9 @@ pub struct Outcome {
     pub events: u64,
     /// Hash of the ordered event stream ([`crate::trace::Fingerprint`]).
     pub fingerprint: u64,
+    /// The torrent's info hash: the same on both engines for the same scenario and seed (both
+    /// build [`bt_protocol::content::torrent`]).
+    pub info_hash: InfoHash,
     /// Every peer, in scenario order (group by group).
     pub hosts: Vec<HostOutcome>,
     /// Safety violations the observers saw, the first [`MAX_VIOLATIONS_KEPT`] of them.

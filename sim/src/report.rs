@@ -286,6 +286,9 @@ pub struct Report {
     pub engine: EngineKind,
     /// The seed that ran.
     pub seed: u64,
+    /// The torrent's info hash, 40 hex digits: the same on both engines for the same scenario
+    /// and seed.
+    pub info_hash: String,
     /// Whether every check held.
     pub passed: bool,
     /// Group by group.
@@ -697,6 +700,7 @@ impl Report {
             scenario: file.to_owned(),
             engine: outcome.engine,
             seed: outcome.seed,
+            info_hash: outcome.info_hash.to_hex(),
             passed,
             groups,
             totals,

@@ -22,6 +22,7 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+use bt_protocol::content::ContentSpec;
 use bt_protocol::metainfo::TorrentLayout;
 use bt_protocol::torrent::{Strategy, TorrentConfig};
 use serde::Deserialize;
@@ -116,6 +117,18 @@ impl TorrentSpec {
     /// The validated layout.
     pub fn layout(&self) -> TorrentLayout {
         TorrentLayout::new(self.piece_length, &self.files).expect("checked by Scenario::parse")
+    }
+
+    /// The generated torrent's spec ([`bt_protocol::content`]): named `btsim`, this geometry.
+    /// Both engines build their torrent from it, so a scenario and seed are one torrent (one
+    /// info hash) on either. Fails when the piece length does not fit a torrent.
+    pub fn content_spec(&self) -> Result<ContentSpec, String> {
+        Ok(ContentSpec {
+            name: "btsim".to_owned(),
+            piece_length: u32::try_from(self.piece_length)
+                .map_err(|_| "the piece length does not fit a torrent".to_owned())?,
+            files: self.files.clone(),
+        })
     }
 }
 

@@ -1,6 +1,10 @@
 //! [`Fingerprint`]: a hash of a run's ordered event stream, so two runs can be compared by one
 //! number; [`Trace`]: the fingerprint plus, on request (`btsim run --trace FILE`), the stream
-//! itself as text, one line per record, so two runs can be compared line by line.
+//! itself as text, one line per record, so two runs can be compared line by line; [`Kind`]: every
+//! kind of record either engine writes, with its code and the names of its words, in one table.
+//!
+//! Invariant: a code names one kind on both engines (the table is one enum, so the compiler
+//! refuses a code given twice), and a kind's words mean the same on both.
 //!
 //! FNV-1a over 64-bit words: every event the engine handles is fed as its time, its kind and the
 //! handles and sizes it carries, in the order handled. Not cryptographic; it only has to change
@@ -57,12 +61,153 @@ impl Fingerprint {
     }
 }
 
-/// Names an engine's record codes (the first word of each record) for the trace file.
-pub type CodeNames = fn(u64) -> Option<&'static str>;
+/// Declares [`Kind`] from one list of `Variant = code, "name word_label ...", "what it is"`.
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal, $spec:literal;)*) => {
+        /// A kind of trace record: its code (the first word hashed) and its name and word labels
+        /// (the text trace). Used by both engines.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Kind {
+            $($(#[$doc])* $variant = $code,)*
+        }
+
+        impl Kind {
+            /// Every kind, in code order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant,)*];
+
+            /// Its name, then a label per word: `piece_verified host piece`.
+            pub fn spec(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => $spec,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// A peer joins (fast).
+    Join = 1, "join host";
+    /// A peer's timers are due (fast).
+    Timer = 2, "timer host";
+    /// A scheduled fault, by its index in the scenario.
+    Fault = 3, "fault index";
+    /// A peer's driver starts its `life`-th life (turmoil).
+    Start = 4, "start host life";
+    /// A peer leaves (fast).
+    Leave = 5, "leave host";
+    /// A peer crashes (fast).
+    Crash = 6, "crash host";
+    /// A peer restarts (fast).
+    Restart = 7, "restart host";
+    /// A driver's status snapshot (turmoil).
+    Status = 8, "status host uploaded downloaded";
+    /// A slow disk finished a read (fast).
+    DiskRead = 10, "disk_read host conn";
+    /// A peer's uplink finished sending a burst (fast).
+    Sent = 11, "sent host conn bytes";
+    /// A connection was reset (fast).
+    Reset = 12, "reset conn";
+    /// A burst is handed to its receiver (fast).
+    Delivered = 13, "delivered host conn bytes";
+    /// A connection attempt reaches the peer dialled (fast).
+    SynReaches = 14, "syn_reaches host conn";
+    /// A dial gave up unanswered (fast).
+    ConnectTimeout = 15, "connect_timeout conn";
+    /// A peer dials another (fast).
+    Dial = 16, "dial host to_host";
+    /// A driver's dial failed (turmoil).
+    ConnectFailed = 17, "connect_failed host";
+    /// A driver closed a connection, attached to the torrent or not (turmoil).
+    ConnClosed = 18, "conn_closed host";
+    /// A piece hashed right.
+    PieceVerified = 20, "piece_verified host piece";
+    /// A piece hashed wrong.
+    PieceFailed = 21, "piece_failed host piece";
+    /// A peer banned another (`banned_host` is `u64::MAX` when not a peer of the scenario).
+    BanIssued = 22, "ban_issued host banned_host";
+    /// A peer has every piece.
+    Complete = 23, "complete host";
+    /// The torrent took a connection.
+    PeerConnected = 24, "peer_connected host conn";
+    /// The torrent dropped a connection.
+    PeerClosed = 25, "peer_closed host conn";
+    /// A magnet peer's torrent has its metadata.
+    MetadataReceived = 26, "metadata_received host";
+    /// The driver reported the metadata it took (turmoil).
+    DriverMetadata = 27, "driver_metadata host";
+    /// Metadata that hashed right was refused (turmoil; the fast engine reports a violation).
+    MetadataInvalid = 28, "metadata_invalid host";
+    /// Peers the torrent passed on to be dialled (turmoil).
+    PeersLearned = 29, "peers_learned host peers";
+    /// New peers learned through PEX.
+    PexLearned = 30, "pex_learned host new";
+    /// A disk error (turmoil; the fast engine reports a violation).
+    DiskError = 31, "disk_error host";
+    /// A peer told its DHT port (turmoil).
+    DhtPort = 32, "dht_port host";
+    /// A peer announces to a tracker (fast).
+    Announce = 40, "announce host tracker event";
+    /// An announce reaches its tracker (fast).
+    TrackerRequest = 41, "tracker_request host tracker";
+    /// A tracker's answer, or the timeout, reaches the peer (fast).
+    TrackerAnswer = 42, "tracker_answer host ok";
+    /// A tracker answered the driver (turmoil).
+    TrackerAnswered = 43, "tracker_answered host peers";
+    /// An announce failed (turmoil).
+    TrackerFailed = 44, "tracker_failed host";
+    /// An announce is slow to be answered (turmoil).
+    TrackerSlow = 45, "tracker_slow host";
+    /// An attacker opened a connection.
+    AttackOpen = 50, "attack_open host conn";
+    /// An attacker's script ticks on a connection.
+    AttackTick = 51, "attack_tick host conn";
+    /// An honest peer closed a connection to an attacker, for `reason` (hash of its name).
+    AttackClosed = 52, "attack_closed host reason";
+    /// A DHT datagram is sent (fast; `to` is `u64::MAX` for no node of the scenario).
+    DhtSent = 60, "dht_sent from to bytes hash";
+    /// A DHT datagram reaches its node (fast).
+    DhtDelivered = 61, "dht_delivered to bytes hash";
+    /// Peers found through the DHT.
+    DhtFound = 62, "dht_found host new";
+    /// A bootstrap node's DHT timer (fast).
+    DhtBootTimer = 63, "dht_boot_timer node";
+    /// A DHT lookup finished (turmoil).
+    DhtAnnounced = 64, "dht_announced host peers announced<<32|nodes";
+    /// A peer's DHT node bootstrapped (turmoil).
+    DhtBootstrapped = 65, "dht_bootstrapped host nodes";
+    /// A peer's DHT node failed to start (turmoil).
+    DhtFailed = 66, "dht_failed host";
+    /// A peer's DHT node listens (turmoil).
+    DhtListening = 67, "dht_listening host";
+    /// A peer's DHT node stopped (turmoil).
+    DhtStopped = 68, "dht_stopped host";
+    /// A bootstrap node received a datagram (turmoil).
+    DhtBootReceived = 69, "dht_boot_received node bytes";
+}
+
+impl Kind {
+    /// The code hashed as the record's first word.
+    pub fn code(self) -> u64 {
+        self as u64
+    }
+
+    /// Its name: `piece_verified`.
+    pub fn name(self) -> &'static str {
+        self.spec().split(' ').next().unwrap_or_default()
+    }
+
+    /// The kind with `code`, if any.
+    pub fn from_code(code: u64) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.code() == code)
+    }
+}
 
 /// A run's event stream: always hashed into a [`Fingerprint`]; written out as text when a sink
-/// was given. Engines call [`Trace::at`] when an event's time is known and [`Trace::words`] for
-/// each record (a code, then handles and sizes).
+/// was given. Engines call [`Trace::at`] when an event's time is known and [`Trace::record`] for
+/// each record (its [`Kind`], then handles and sizes).
+#[derive(Default)]
 pub struct Trace {
     fingerprint: Fingerprint,
     sink: Option<Sink>,
@@ -70,7 +215,6 @@ pub struct Trace {
 
 struct Sink {
     out: std::io::BufWriter<Box<dyn std::io::Write + Send>>,
-    names: CodeNames,
     now_micros: u64,
     error: Option<std::io::Error>,
 }
@@ -84,34 +228,16 @@ impl std::fmt::Debug for Trace {
     }
 }
 
-impl Default for Trace {
-    fn default() -> Self {
-        Trace::new(None)
-    }
-}
-
 impl Trace {
-    /// A trace that writes to `out`, if given (its code names from `names`), and hashes.
-    pub fn with_sink(out: Box<dyn std::io::Write + Send>, names: CodeNames) -> Self {
+    /// A trace that writes to `out` and hashes.
+    pub fn with_sink(out: Box<dyn std::io::Write + Send>) -> Self {
         Trace {
             fingerprint: Fingerprint::default(),
             sink: Some(Sink {
                 out: std::io::BufWriter::with_capacity(1 << 16, out),
-                names,
                 now_micros: 0,
                 error: None,
             }),
-        }
-    }
-
-    /// A trace that only hashes when `sink` is `None`.
-    pub fn new(sink: Option<(Box<dyn std::io::Write + Send>, CodeNames)>) -> Self {
-        match sink {
-            Some((out, names)) => Trace::with_sink(out, names),
-            None => Trace {
-                fingerprint: Fingerprint::default(),
-                sink: None,
-            },
         }
     }
 
@@ -124,23 +250,14 @@ impl Trace {
         }
     }
 
-    /// One record: its code, then its words.
+    /// One record: hashed as `kind`'s code, then `ws`; written as `kind`'s name, then each word
+    /// with its label.
     #[inline]
-    pub fn words(&mut self, ws: &[u64]) {
+    pub fn record(&mut self, kind: Kind, ws: &[u64]) {
+        self.fingerprint.word(kind.code());
         self.fingerprint.words(ws);
         if let Some(s) = self.sink.as_mut() {
-            s.write_with_host(None, ws);
-        }
-    }
-
-    /// One record of peer `host`: hashed as `host`, then `ws` (a code, then its words); written
-    /// as the code's name, `host=H`, then the labelled words.
-    #[inline]
-    pub fn host_record(&mut self, host: u64, ws: &[u64]) {
-        self.fingerprint.word(host);
-        self.fingerprint.words(ws);
-        if let Some(s) = self.sink.as_mut() {
-            s.write_with_host(Some(host), ws);
+            s.write(kind, ws);
         }
     }
 
@@ -162,32 +279,23 @@ impl Trace {
 }
 
 impl Sink {
-    fn write_with_host(&mut self, host: Option<u64>, ws: &[u64]) {
+    fn write(&mut self, kind: Kind, ws: &[u64]) {
         use std::io::Write;
         if self.error.is_some() {
             return;
         }
-        let (code, rest) = match ws.split_first() {
-            Some((c, rest)) => (*c, rest),
-            None => return,
-        };
         let t = self.now_micros;
         let mut result = write!(self.out, "{}.{:06} ", t / 1_000_000, t % 1_000_000);
-        // A name is the record's kind, then a label per word: `piece_verified host piece`.
-        let mut labels = (self.names)(code).map(str::split_whitespace);
-        result = result.and_then(|()| match labels.as_mut().and_then(Iterator::next) {
-            Some(kind) => write!(self.out, "{kind}"),
-            None => write!(self.out, "code{code}"),
-        });
-        if let Some(h) = host {
-            result = result.and_then(|()| write!(self.out, " host={h}"));
-        }
-        for w in rest {
-            result = result.and_then(|()| match labels.as_mut().map(Iterator::next) {
-                Some(Some(label)) => write!(self.out, " {label}={w}"),
-                // Past a named record's labels: padding (engines pad records to a fixed width).
-                Some(None) if *w == 0 => Ok(()),
-                _ => write!(self.out, " {w}"),
+        // The spec is the record's name, then a label per word: `piece_verified host piece`.
+        let mut labels = kind.spec().split(' ');
+        let name = labels.next().unwrap_or_default();
+        result = result.and_then(|()| write!(self.out, "{name}"));
+        for w in ws {
+            result = result.and_then(|()| match labels.next() {
+                Some(label) => write!(self.out, " {label}={w}"),
+                // Past the labels: padding (engines pad records to a fixed width).
+                None if *w == 0 => Ok(()),
+                None => write!(self.out, " {w}"),
             });
         }
         if let Err(e) = result.and_then(|()| writeln!(self.out)) {
@@ -229,20 +337,37 @@ mod tests {
 
     #[test]
     fn a_trace_writes_one_line_per_record_and_hashes_as_the_fingerprint() {
-        // Proves the text trace names codes, prints time in seconds to the microsecond, and
-        // that writing it does not change the fingerprint.
+        // Proves the text trace names records from the kind table, labels their words, prints
+        // unlabelled words bare and zero padding not at all, prints time in seconds to the
+        // microsecond, and that writing it does not change the fingerprint.
         let out = Shared::default();
-        let names: CodeNames = |c| (c == 1).then_some("join host");
-        let mut t = Trace::with_sink(Box::new(out.clone()), names);
+        let mut t = Trace::with_sink(Box::new(out.clone()));
         let mut plain = Trace::default();
         for tr in [&mut t, &mut plain] {
             tr.at(1_500_000);
-            tr.words(&[1, 7, 8]);
-            tr.words(&[9, 2, 3]);
+            tr.record(Kind::Join, &[7, 8]);
+            tr.record(Kind::Complete, &[2, 0]);
         }
         t.finish().unwrap();
         assert_eq!(t.value(), plain.value());
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text, "1.500000 join host=7 8\n1.500000 code9 2 3\n");
+        assert_eq!(text, "1.500000 join host=7 8\n1.500000 complete host=2\n");
+    }
+
+    #[test]
+    fn every_kind_has_one_code_and_a_distinct_name() {
+        // Proves the table is one-to-one: each code finds its own kind back, and no two kinds
+        // share a name (so a trace line names exactly one kind), every name in snake case.
+        let mut names = std::collections::BTreeSet::new();
+        for &k in Kind::ALL {
+            assert_eq!(Kind::from_code(k.code()), Some(k));
+            assert!(names.insert(k.name()), "{} twice", k.name());
+            assert!(
+                k.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                k.name()
+            );
+        }
+        assert_eq!(Kind::from_code(0), None);
     }
 }

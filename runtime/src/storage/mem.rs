@@ -1,5 +1,6 @@
 //! [`MemStorage`]: a torrent's data in memory, for the simulator and tests, that holds almost
-//! nothing: the content is a pure function of a seed and the byte offset ([`content_byte`]), so a
+//! nothing: the content is a pure function of a seed and the byte offset (the protocol's
+//! [`bt_protocol::content`], whose [`bt_protocol::content::torrent`] describes it), so a
 //! block written with the right bytes is remembered as one flag and regenerated on read. Only
 //! blocks written with other bytes (a corrupt peer's) are kept, so a swarm of hundreds of
 //! simulated peers of a large torrent fits in memory.
@@ -13,56 +14,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::Mutex;
 
+use bt_protocol::content::fill;
 use bt_protocol::metainfo::{BlockRef, PieceIndex, TorrentLayout};
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 use super::{Storage, StorageError};
-
-/// Byte `offset` of the content generated from `seed`.
-pub fn content_byte(seed: u64, offset: u64) -> u8 {
-    (content_word(seed, offset / 8) >> (8 * (offset % 8))) as u8
-}
-
-/// Fills `out` with the content generated from `seed`, starting at byte `offset` (a word of
-/// content at a time: the same bytes as [`content_byte`], eight times fewer mixes).
-pub fn fill_content(seed: u64, offset: u64, out: &mut [u8]) {
-    let mut i = 0;
-    while i < out.len() {
-        let at = offset + i as u64;
-        let word = content_word(seed, at / 8).to_le_bytes();
-        let skip = (at % 8) as usize;
-        let n = (8 - skip).min(out.len() - i);
-        out[i..i + n].copy_from_slice(&word[skip..skip + n]);
-        i += n;
-    }
-}
-
-/// SplitMix64 of word `index` under `seed`.
-fn content_word(seed: u64, index: u64) -> u64 {
-    let mut z = seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The SHA-1 of every piece of `layout` with the content generated from `seed`: what a torrent
-/// of that content lists.
-pub fn piece_hashes(layout: &TorrentLayout, seed: u64) -> Vec<[u8; 20]> {
-    let mut buf = vec![0u8; layout.piece_length() as usize];
-    (0..layout.piece_count())
-        .filter_map(|i| layout.piece(i))
-        .map(|p| {
-            let len = layout.piece_len(p) as usize;
-            fill_content(seed, piece_offset(layout, p), &mut buf[..len]);
-            Sha1::digest(&buf[..len]).into()
-        })
-        .collect()
-}
-
-fn piece_offset(layout: &TorrentLayout, piece: PieceIndex) -> u64 {
-    u64::from(piece.get()) * u64::from(layout.piece_length())
-}
 
 #[derive(Debug)]
 enum Stored {
@@ -158,7 +115,7 @@ impl MemStorage {
     }
 
     fn block_offset(&self, block: BlockRef) -> u64 {
-        piece_offset(&self.layout, block.piece) + u64::from(block.offset)
+        self.layout.piece_offset(block.piece) + u64::from(block.offset)
     }
 
     fn missing(block: BlockRef) -> StorageError {
@@ -191,7 +148,7 @@ impl MemStorage {
     fn generate_into(&self, block: BlockRef, out: &mut Vec<u8>) {
         let start = out.len();
         out.resize(start + block.len as usize, 0);
-        fill_content(self.seed, self.block_offset(block), &mut out[start..]);
+        fill(self.seed, self.block_offset(block), &mut out[start..]);
     }
 }
 
@@ -199,7 +156,7 @@ impl Storage for MemStorage {
     fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
         StorageError::check_block_len(block, data)?;
         let mut expected = vec![0u8; data.len()];
-        fill_content(self.seed, self.block_offset(block), &mut expected);
+        fill(self.seed, self.block_offset(block), &mut expected);
         let right = expected == data;
         let mut state = self.lock();
         if self
@@ -257,11 +214,11 @@ mod tests {
     #[test]
     fn a_leecher_fills_up_with_the_seeders_bytes_and_keeps_wrong_ones() {
         // Proves blocks copied from a complete storage make an empty one correct and complete,
-        // with hashes matching `piece_hashes`, and a wrong block is kept and counted.
+        // with hashes matching the generated torrent's, and a wrong block is kept and counted.
         let l = layout();
         let seeder = MemStorage::complete(l.clone(), 7);
         let leecher = MemStorage::empty(l.clone(), 7);
-        let hashes = piece_hashes(&l, 7);
+        let hashes = bt_protocol::content::piece_hashes(7, &l);
         for p in (0..l.piece_count()).filter_map(|i| l.piece(i)) {
             assert!(leecher.hash_piece(p).is_err(), "nothing written yet");
             for b in l.blocks(p) {
@@ -280,17 +237,6 @@ mod tests {
         assert!(!leecher.piece_is_correct(first.piece));
         assert!(!leecher.is_correct_and_complete());
         assert_ne!(leecher.hash_piece(first.piece).unwrap(), hashes[0]);
-    }
-
-    #[test]
-    fn fill_content_gives_the_bytes_of_content_byte_at_any_offset() {
-        // Proves the word-at-a-time fill equals the byte-at-a-time definition, unaligned too.
-        for offset in [0u64, 1, 7, 8, 13, 1 << 20] {
-            let mut out = vec![0u8; 37];
-            fill_content(5, offset, &mut out);
-            let bytes: Vec<u8> = (0..37).map(|i| content_byte(5, offset + i)).collect();
-            assert_eq!(out, bytes, "offset {offset}");
-        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use bt_protocol::tracker::{
 
 use super::{Ev, HostId, State, World};
 use crate::scenario::TrackerKind;
+use crate::trace::Kind;
 
 /// An announce on its way to a tracker.
 pub(super) struct Request {
@@ -123,8 +124,10 @@ impl World<'_> {
             return;
         };
         let epoch = self.hosts[h as usize].epoch;
-        self.trace
-            .words(&[40, u64::from(h), tracker as u64, event as u64]);
+        self.trace.record(
+            Kind::Announce,
+            &[u64::from(h), tracker as u64, event as u64],
+        );
         let latency = self.scenario.link.latency;
         let kind = self.scenario.trackers[tracker].kind;
         // When the request reaches the tracker (if it does) and when the client gives up.
@@ -222,8 +225,10 @@ impl World<'_> {
         // through, TCP's retransmissions) were drawn when the request left.
         let at = now + self.scenario.link.latency;
         let addr = self.hosts[request.host as usize].addr;
-        self.trace
-            .words(&[41, u64::from(request.host), request.tracker as u64]);
+        self.trace.record(
+            Kind::TrackerRequest,
+            &[u64::from(request.host), request.tracker as u64],
+        );
         let answer = self.trackers[request.tracker].announce(
             now,
             addr,
@@ -267,8 +272,10 @@ impl World<'_> {
         let Some(announcer) = host.announcer.as_mut() else {
             return;
         };
-        self.trace
-            .words(&[42, u64::from(h), u64::from(result.is_ok())]);
+        self.trace.record(
+            Kind::TrackerAnswer,
+            &[u64::from(h), u64::from(result.is_ok())],
+        );
         let event = announcer
             .in_flight()
             .map_or(AnnounceEvent::None, |(_, e)| e);

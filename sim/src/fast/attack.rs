@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::{Ev, HostId, World, net};
 use crate::attack::{MAX_QUEUED, Step};
+use crate::trace::Kind;
 
 impl World<'_> {
     /// Attacker `h`'s end `conn` opened: start its script.
@@ -31,7 +32,7 @@ impl World<'_> {
         if let Some(Some(a)) = self.attacks.get_mut(group) {
             a.connections += 1;
         }
-        self.trace.words(&[50, u64::from(h), conn.0]);
+        self.trace.record(Kind::AttackOpen, &[u64::from(h), conn.0]);
         self.attack_step(h, conn, step);
     }
 
@@ -46,7 +47,7 @@ impl World<'_> {
             return;
         };
         if attacker.runs(conn) {
-            self.trace.words(&[51, u64::from(h), conn.0]);
+            self.trace.record(Kind::AttackTick, &[u64::from(h), conn.0]);
         }
         let step = attacker.tick(conn, &content.layout, MAX_QUEUED.saturating_sub(queued));
         self.attack_step(h, conn, step);

@@ -29,7 +29,7 @@ use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 
 use super::{Ev, HostId, PORT, State, World, host_of_ip};
-use crate::trace::Fingerprint;
+use crate::trace::{Fingerprint, Kind};
 
 /// A DHT datagram on its way.
 pub(super) struct Datagram {
@@ -153,7 +153,7 @@ impl World<'_> {
             return;
         }
         node.timer_at = None;
-        self.trace.words(&[63, u64::from(b)]);
+        self.trace.record(Kind::DhtBootTimer, &[u64::from(b)]);
         node.dht.handle_timeout(now);
         self.flush_boot(b);
     }
@@ -164,13 +164,15 @@ impl World<'_> {
         let (Some(src), dst) = (node_of(from, hosts, boots), node_of(to, hosts, boots)) else {
             return;
         };
-        self.trace.words(&[
-            60,
-            src.code(),
-            dst.map_or(u64::MAX, Node::code),
-            bytes.len() as u64,
-            fnv(&bytes),
-        ]);
+        self.trace.record(
+            Kind::DhtSent,
+            &[
+                src.code(),
+                dst.map_or(u64::MAX, Node::code),
+                bytes.len() as u64,
+                fnv(&bytes),
+            ],
+        );
         let Some(dst) = dst else {
             self.dht_lost += 1;
             return;
@@ -205,8 +207,10 @@ impl World<'_> {
         let Some(dst) = node_of(d.to, hosts, boots) else {
             return;
         };
-        self.trace
-            .words(&[61, dst.code(), d.bytes.len() as u64, fnv(&d.bytes)]);
+        self.trace.record(
+            Kind::DhtDelivered,
+            &[dst.code(), d.bytes.len() as u64, fnv(&d.bytes)],
+        );
         match dst {
             Node::Boot(b) => {
                 self.boots[b as usize]

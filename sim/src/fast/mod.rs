@@ -57,7 +57,7 @@ use crate::engine::{
     AttackOutcome, HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress, RunError,
 };
 use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario};
-use crate::trace::Trace;
+use crate::trace::{Kind, Trace};
 
 use net::Burst;
 use queue::EventQueue;
@@ -359,7 +359,7 @@ pub fn run(
 }
 
 /// [`run`], writing the event stream as text to `out` (`btsim run --trace`; the records are
-/// named by [`code_name`]). Fails if the torrent cannot be built or writing the trace fails.
+/// named by [`crate::trace::Kind`]). Fails if the torrent cannot be built or writing the trace fails.
 pub fn run_traced(
     scenario: &Scenario,
     seed: u64,
@@ -367,52 +367,13 @@ pub fn run_traced(
     out: Box<dyn std::io::Write + Send>,
 ) -> Result<Outcome, RunError> {
     let mut world = World::new(scenario, seed)?;
-    world.trace = Trace::with_sink(out, code_name);
+    world.trace = Trace::with_sink(out);
     world.run(progress);
     world
         .trace
         .finish()
         .map_err(|e| RunError::Trace(e.to_string()))?;
     Ok(world.finish(seed))
-}
-
-/// The name of each trace record's code, with the words that follow it (hosts are numbered in
-/// scenario order from 0, connections by the engine).
-pub fn code_name(code: u64) -> Option<&'static str> {
-    Some(match code {
-        1 => "join host",
-        2 => "timer host",
-        3 => "fault index",
-        9 => "disk_read host conn",
-        10 => "sent host conn bytes",
-        11 => "reset conn",
-        12 => "delivered host conn bytes",
-        13 => "syn_reaches host conn",
-        14 => "connect_timeout conn",
-        15 => "dial host to_host",
-        20 => "leave host",
-        21 => "crash host",
-        22 => "restart host",
-        30 => "piece_verified host piece",
-        31 => "piece_failed host piece",
-        32 => "ban_issued host",
-        33 => "complete host",
-        34 => "peer_connected host conn",
-        35 => "peer_closed host conn",
-        36 => "metadata_received host",
-        37 => "pex_learned host new",
-        60 => "dht_sent from to bytes hash",
-        61 => "dht_delivered to bytes hash",
-        62 => "dht_found host new",
-        63 => "dht_boot_timer node",
-        40 => "announce host tracker event",
-        41 => "tracker_request host tracker",
-        42 => "tracker_answer host ok",
-        50 => "attack_open host conn",
-        51 => "attack_tick host conn",
-        52 => "attack_closed host conn reason",
-        _ => return None,
-    })
 }
 
 /// The address of peer `id`: 10.x.y.z, one IP per peer (bans are per IP).
@@ -640,7 +601,7 @@ impl<'a> World<'a> {
         self.event_counts[ev.kind() as usize] += 1;
         match ev {
             Ev::Join(h) => {
-                self.trace.words(&[1, u64::from(h)]);
+                self.trace.record(Kind::Join, &[u64::from(h)]);
                 self.joins_pending -= 1;
                 self.start(h);
             }
@@ -650,7 +611,7 @@ impl<'a> World<'a> {
                 if host.timer_at != Some(now) {
                     return;
                 }
-                self.trace.words(&[2, u64::from(h)]);
+                self.trace.record(Kind::Timer, &[u64::from(h)]);
                 host.timer_at = None;
                 if let Some(c) = host.client.as_mut() {
                     c.handle_timeout(now);
@@ -658,7 +619,7 @@ impl<'a> World<'a> {
                 self.settle(h);
             }
             Ev::Fault(i) => {
-                self.trace.words(&[3, i as u64]);
+                self.trace.record(Kind::Fault, &[i as u64]);
                 self.faults_pending -= 1;
                 self.fault(i);
             }
@@ -687,7 +648,8 @@ impl<'a> World<'a> {
                 if h.epoch != epoch || h.client.is_none() {
                     return;
                 }
-                self.trace.words(&[9, u64::from(host), conn.0]);
+                self.trace
+                    .record(Kind::DiskRead, &[u64::from(host), conn.0]);
                 let data = self.content.block(
                     block,
                     h.is_corrupt() || !h.disk.block_is_good(&self.content, block),
@@ -855,7 +817,7 @@ impl<'a> World<'a> {
             if let Some(a) = host.announcer.as_mut() {
                 a.stopped(now);
             }
-            self.trace.words(&[20, u64::from(h)]);
+            self.trace.record(Kind::Leave, &[u64::from(h)]);
             self.drain(h);
             // Connections the torrent did not own yet (handshake not routed) close too.
             let open: Vec<ConnId> = self.hosts[h as usize].conns.iter().copied().collect();
@@ -868,7 +830,7 @@ impl<'a> World<'a> {
             host.state = State::Crashed;
             host.epoch += 1;
             self.drop_links(h);
-            self.trace.words(&[21, u64::from(h)]);
+            self.trace.record(Kind::Crash, &[u64::from(h)]);
         }
         let host = &mut self.hosts[h as usize];
         host.candidates.clear();
@@ -1041,7 +1003,8 @@ impl<'a> World<'a> {
                 ..
             } => {
                 self.hosts[h as usize].pex_learned += count as u64;
-                self.trace.words(&[37, u64::from(h), count as u64]);
+                self.trace
+                    .record(Kind::PexLearned, &[u64::from(h), count as u64]);
             }
             ClientEvent::PeersFound {
                 source: PeerSource::Dht,
@@ -1049,15 +1012,20 @@ impl<'a> World<'a> {
                 ..
             } => {
                 self.hosts[h as usize].dht_peers += count as u64;
-                self.trace.words(&[62, u64::from(h), count as u64]);
+                self.trace
+                    .record(Kind::DhtFound, &[u64::from(h), count as u64]);
             }
             ClientEvent::DhtAnnounced { .. } => {
                 let host = &mut self.hosts[h as usize];
                 host.dht_lookups += 1;
                 host.dht_first_lookup_at.get_or_insert(now);
             }
-            ClientEvent::TrackerAnswered { .. } => self.trace.words(&[42, u64::from(h), 1]),
-            ClientEvent::TrackerFailed { .. } => self.trace.words(&[42, u64::from(h), 0]),
+            ClientEvent::TrackerAnswered { .. } => {
+                self.trace.record(Kind::TrackerAnswer, &[u64::from(h), 1])
+            }
+            ClientEvent::TrackerFailed { .. } => {
+                self.trace.record(Kind::TrackerAnswer, &[u64::from(h), 0])
+            }
             ClientEvent::Stopped { .. } => {
                 // A leaving peer's client is done once its `stopped` announce is.
                 let host = &mut self.hosts[h as usize];
@@ -1082,7 +1050,7 @@ impl<'a> World<'a> {
             TorrentEvent::PieceStarted(_) => {}
             TorrentEvent::PieceVerified(piece) => {
                 self.trace
-                    .words(&[30, u64::from(h), u64::from(piece.get())]);
+                    .record(Kind::PieceVerified, &[u64::from(h), u64::from(piece.get())]);
                 let host = &mut self.hosts[h as usize];
                 host.verified_this_life += 1;
                 if let Behaviour::LeaveAfter(n) = host.behaviour
@@ -1100,18 +1068,19 @@ impl<'a> World<'a> {
             }
             TorrentEvent::PieceFailed(piece) => {
                 self.trace
-                    .words(&[31, u64::from(h), u64::from(piece.get())]);
+                    .record(Kind::PieceFailed, &[u64::from(h), u64::from(piece.get())]);
                 self.hosts[h as usize].hash_failures += 1;
             }
             TorrentEvent::PeerBanned(ip) => {
-                self.trace.words(&[32, u64::from(h)]);
+                let banned = host_of_ip(ip).map_or(u64::MAX, u64::from);
+                self.trace.record(Kind::BanIssued, &[u64::from(h), banned]);
                 self.hosts[h as usize].bans_issued += 1;
                 if let Some(other) = host_of_ip(ip).and_then(|o| self.hosts.get_mut(o as usize)) {
                     other.banned_by += 1;
                 }
             }
             TorrentEvent::Complete => {
-                self.trace.words(&[33, u64::from(h)]);
+                self.trace.record(Kind::Complete, &[u64::from(h)]);
                 let host = &mut self.hosts[h as usize];
                 if host.completed_at.is_none() {
                     host.completed_at = Some(now);
@@ -1122,10 +1091,11 @@ impl<'a> World<'a> {
                 self.recount(h);
             }
             TorrentEvent::PeerConnected { conn, .. } => {
-                self.trace.words(&[34, u64::from(h), conn.0]);
+                self.trace
+                    .record(Kind::PeerConnected, &[u64::from(h), conn.0]);
             }
             TorrentEvent::PeerClosed { conn, .. } => {
-                self.trace.words(&[35, u64::from(h), conn.0]);
+                self.trace.record(Kind::PeerClosed, &[u64::from(h), conn.0]);
             }
             TorrentEvent::DiskError(e) => {
                 self.violation(format!(
@@ -1133,7 +1103,7 @@ impl<'a> World<'a> {
                 ));
             }
             TorrentEvent::MetadataReceived => {
-                self.trace.words(&[36, u64::from(h)]);
+                self.trace.record(Kind::MetadataReceived, &[u64::from(h)]);
                 let host = &mut self.hosts[h as usize];
                 host.metadata_at.get_or_insert(now);
                 let right = host
@@ -1196,7 +1166,7 @@ impl<'a> World<'a> {
                     host.announcer = None;
                     host.client = None;
                     self.drop_links(h);
-                    self.trace.words(&[22, u64::from(h)]);
+                    self.trace.record(Kind::Restart, &[u64::from(h)]);
                     self.start(h);
                 }
             }
@@ -1328,6 +1298,7 @@ impl<'a> World<'a> {
             sim_time: self.ended_at,
             events: self.events,
             fingerprint: self.trace.value(),
+            info_hash: self.content.info_hash,
             hosts,
             violations: self.violations,
             violation_count: self.violation_count,

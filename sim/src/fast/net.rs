@@ -32,6 +32,7 @@ use bt_protocol::time::Instant;
 use bytes::Bytes;
 
 use super::{Ev, HostId, State, World, host_addr, host_of_ip};
+use crate::trace::Kind;
 
 /// The most bytes one uplink burst carries (a block and its header, with room for a few small
 /// messages queued behind it).
@@ -390,12 +391,10 @@ impl World<'_> {
         if to_attacker {
             let micros = (self.now() - opened_at).as_micros() as u64;
             let group = self.hosts[remote_host as usize].group;
-            self.trace.words(&[
-                52,
-                u64::from(h),
-                conn.0,
-                crate::trace::Fingerprint::of_str(&name),
-            ]);
+            self.trace.record(
+                Kind::AttackClosed,
+                &[u64::from(h), crate::trace::Fingerprint::of_str(&name)],
+            );
             if let Some(Some(a)) = self.attacks.get_mut(group) {
                 *a.closed.entry(name.clone()).or_default() += 1;
                 a.close_micros.push(micros);
@@ -502,7 +501,7 @@ impl World<'_> {
         }
         host.uplink_busy = false;
         self.trace
-            .words(&[10, u64::from(h), conn.0, burst.len as u64]);
+            .record(Kind::Sent, &[u64::from(h), conn.0, burst.len as u64]);
         let mut told = false;
         if let Some(c) = self.conns.get_mut(&conn) {
             let (remote, remote_host, state) = (c.remote, c.remote_host, c.state);
@@ -559,14 +558,14 @@ impl World<'_> {
                 && self.hosts[sender.remote_host as usize].state == State::Up
             {
                 let (fh, th) = (sender.remote_host, sender.host);
-                self.trace.words(&[11, from.0]);
+                self.trace.record(Kind::Reset, &[from.0]);
                 self.transit_reset(to, from, fh, th);
             }
             return;
         };
         let (h, state) = (c.host, c.state);
         self.trace
-            .words(&[12, u64::from(h), to.0, burst.len as u64]);
+            .record(Kind::Delivered, &[u64::from(h), to.0, burst.len as u64]);
         match state {
             ConnState::Dialing => {
                 match burst.items.first() {
@@ -684,7 +683,8 @@ impl World<'_> {
         if to == world_conn {
             self.next_conn += 1;
         }
-        self.trace.words(&[13, u64::from(to_host), to.0]);
+        self.trace
+            .record(Kind::SynReaches, &[u64::from(to_host), to.0]);
         self.hosts[to_host as usize].conns.insert(to);
         if let Some(dialler) = self.conns.get_mut(&from) {
             dialler.remote = to;
@@ -703,7 +703,7 @@ impl World<'_> {
         };
         if c.state == ConnState::Dialing {
             let h = c.host;
-            self.trace.words(&[14, conn.0]);
+            self.trace.record(Kind::ConnectTimeout, &[conn.0]);
             self.forget(conn);
             self.settle(h);
         }
@@ -767,7 +767,8 @@ impl World<'_> {
         // The far end's handle is known once it accepts.
         let c = Conn::new(self, h, ConnId(0), to_host, ConnState::Dialing);
         self.conns.insert(conn, c);
-        self.trace.words(&[15, u64::from(h), u64::from(to_host)]);
+        self.trace
+            .record(Kind::Dial, &[u64::from(h), u64::from(to_host)]);
         if self.cut(h, to_host) {
             return;
         }

@@ -20,6 +20,7 @@ use bt_protocol::time::Instant;
 use bt_runtime::dht::MAX_DATAGRAM;
 
 use super::peer::{Shared, sim_now};
+use crate::trace::Kind;
 
 /// The port bootstrap nodes listen on (the peers' DHT port too).
 pub(super) const DHT_PORT: u16 = super::peer::PORT;
@@ -80,5 +81,6 @@ pub(super) async fn boot_node(
 fn record(shared: &Shared, index: u32, len: usize, now: Instant) {
     let mut s = shared.lock();
     s.trace.at(now.as_micros());
-    s.trace.words(&[80, u64::from(index), len as u64]);
+    s.trace
+        .record(Kind::DhtBootReceived, &[u64::from(index), len as u64]);
 }

@@ -35,16 +35,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bt_protocol::metainfo::{Metainfo, NewFile, TorrentOptions, build_torrent};
+use bt_protocol::metainfo::Metainfo;
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 use bt_protocol::tracker::{AnnouncerConfig, TrackerConfig, TrackerServer};
 use bt_runtime::storage::MemStorage;
-use bt_runtime::storage::mem::piece_hashes;
 use bt_runtime::trackerd::Trackerd;
 
 use crate::engine::{HostEnd, HostOutcome, Outcome, Progress, RunError};
 use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, TrackerKind};
+use crate::trace::Kind;
 
 use net::TurmoilNet;
 use peer::{Ctx, Life, PORT, Shared, SimDisk};
@@ -87,37 +87,13 @@ fn tracker_url(index: usize, kind: TrackerKind) -> String {
     }
 }
 
-/// The torrent of `scenario`, its content generated from `content_seed` by the runtime's
-/// [`bt_runtime::storage::mem`] (the scenario's piece length and files).
+/// The torrent of `scenario`, its content generated from `content_seed`
+/// ([`bt_protocol::content::torrent`] of [`crate::scenario::TorrentSpec::content_spec`]): the
+/// torrent the fast engine builds for the same scenario and seed, which the peers' in-memory
+/// storage ([`MemStorage`]) holds.
 fn torrent(scenario: &Scenario, content_seed: u64) -> Result<Metainfo, String> {
-    let layout = scenario.torrent.layout();
-    let piece_length = u32::try_from(scenario.torrent.piece_length)
-        .map_err(|_| "the piece length does not fit a torrent".to_owned())?;
-    let single = scenario.torrent.files.len() == 1;
-    let files: Vec<NewFile> = scenario
-        .torrent
-        .files
-        .iter()
-        .enumerate()
-        .map(|(i, &length)| NewFile {
-            path: if single {
-                Vec::new()
-            } else {
-                vec![format!("file{i}.bin")]
-            },
-            length,
-        })
-        .collect();
-    let hashes = piece_hashes(&layout, content_seed);
-    build_torrent(
-        "btsim",
-        piece_length,
-        &files,
-        &hashes,
-        &TorrentOptions::default(),
-    )
-    .map(|(_, meta)| meta)
-    .map_err(|e| e.to_string())
+    bt_protocol::content::torrent(content_seed, &scenario.torrent.content_spec()?)
+        .map_err(|e| format!("cannot build the torrent's info dictionary: {e}"))
 }
 
 /// Runs `scenario` with `seed` on turmoil. See the module docs.
@@ -130,7 +106,7 @@ pub fn run(
 }
 
 /// [`run`], writing the stream of records as text to `out` (`btsim run --trace`; records
-/// named by [`code_name`]).
+/// named by [`crate::trace::Kind`]).
 pub fn run_traced(
     scenario: &Scenario,
     seed: u64,
@@ -157,7 +133,7 @@ fn run_with(
     let meta = torrent(scenario, seed).map_err(RunError::Setup)?;
     let mut engine = Engine::new(scenario, seed, meta);
     if let Some(out) = out {
-        engine.shared.lock().trace = crate::trace::Trace::with_sink(out, code_name);
+        engine.shared.lock().trace = crate::trace::Trace::with_sink(out);
     }
     engine.run(progress);
     engine
@@ -167,45 +143,6 @@ fn run_with(
         .finish()
         .map_err(|e| RunError::Trace(e.to_string()))?;
     Ok(engine.finish(seed))
-}
-
-/// The name of each trace record's code and the labels of its words (peers are numbered in
-/// scenario order from 0; records of a peer also carry `host=`).
-pub fn code_name(code: u64) -> Option<&'static str> {
-    Some(match code {
-        1 => "status uploaded downloaded",
-        10 => "connect_failed",
-        11 => "peer_closed",
-        12 => "tracker_answered peers",
-        13 => "tracker_failed",
-        14 => "tracker_slow",
-        15 => "metadata_received",
-        16 => "pex_learned new",
-        17 => "dht_found new",
-        18 => "dht_announced peers announced<<32|nodes",
-        19 => "dht_bootstrapped nodes",
-        20 => "piece_verified piece",
-        21 => "piece_failed piece",
-        22 => "ban_issued banned_host",
-        23 => "complete",
-        24 => "peer_connected conn",
-        25 => "peer_gone conn",
-        26 => "disk_error",
-        27 => "metadata",
-        28 => "metadata_invalid",
-        29 => "peers_learned peers",
-        30 => "dht_port",
-        31 => "dht_failed",
-        32 => "dht_listening",
-        33 => "dht_stopped",
-        50 => "start host life",
-        70 => "attack_open host conn",
-        71 => "attack_tick host conn",
-        72 => "attack_closed honest_host reason",
-        80 => "dht_boot_received node bytes",
-        60 => "fault index",
-        _ => return None,
-    })
 }
 
 /// A join due at a time.
@@ -524,7 +461,7 @@ impl<'a> Engine<'a> {
         let now = self.now();
         let mut shared = self.shared.lock();
         shared.trace.at(now.as_micros());
-        shared.trace.words(&[60, i as u64]);
+        shared.trace.record(Kind::Fault, &[i as u64]);
         drop(shared);
         match self.scenario.faults[i].action.clone() {
             // Turmoil holds what crosses the cut and delivers it after the heal, as TCP would
@@ -648,6 +585,7 @@ impl<'a> Engine<'a> {
             sim_time: now,
             events: s.events,
             fingerprint: s.trace.value(),
+            info_hash: self.ctx.meta.info_hash,
             hosts,
             violations: std::mem::take(&mut s.violations),
             violation_count: s.violation_count,

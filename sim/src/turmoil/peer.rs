@@ -44,7 +44,7 @@ use super::pace::{Link, Loss, Pace};
 use super::tap::Observer;
 use crate::engine::{AttackOutcome, MAX_VIOLATIONS_KEPT};
 use crate::scenario::{Behaviour, GroupSpec, Role};
-use crate::trace::Trace;
+use crate::trace::{Kind, Trace};
 
 /// The port every simulated peer listens on.
 pub(super) const PORT: u16 = 6881;
@@ -238,7 +238,7 @@ impl Shared {
         let out = (h.verified.clone(), seed, h.group, stop);
         s.trace.at(now.as_micros());
         s.trace
-            .words(&[50, id as u64, u64::from(s.hosts[id].lives)]);
+            .record(Kind::Start, &[id as u64, u64::from(s.hosts[id].lives)]);
         out
     }
 
@@ -268,14 +268,14 @@ impl Shared {
         s.attacks.entry(group).or_default().connections += 1;
         s.attack_open.insert((honest, seen_as), (group, now));
         s.trace.at(now.as_micros());
-        s.trace.words(&[70, id as u64, conn.0]);
+        s.trace.record(Kind::AttackOpen, &[id as u64, conn.0]);
     }
 
     /// A script tick of attacker `id` on `conn`.
     pub(super) fn attack_tick(&self, id: usize, conn: ConnId) {
         let mut s = self.lock();
         s.trace.at(sim_now().as_micros());
-        s.trace.words(&[71, id as u64, conn.0]);
+        s.trace.record(Kind::AttackTick, &[id as u64, conn.0]);
     }
 
     /// Attacker `id` wrote `n` bytes.
@@ -305,25 +305,28 @@ impl Shared {
         let now = sim_now();
         let mut s = self.lock();
         let s = &mut *s;
-        let (kind, words): (&str, [u64; 3]) = match report {
+        let (kind, words): (Kind, [u64; 2]) = match report {
             Report::Status(status) => {
                 let h = &mut s.hosts[id];
                 h.life_uploaded = status.uploaded;
                 h.life_downloaded = status.downloaded;
-                ("status", [1, status.uploaded, status.downloaded])
+                (Kind::Status, [status.uploaded, status.downloaded])
             }
-            // Bookkeeping for a user interface, not traced (as on the fast engine).
-            Report::Event(TorrentEvent::PieceStarted(_)) => return,
-            Report::Event(event) => on_event(s, now, id, disk, event),
-            Report::ConnectFailed { .. } => ("connect_failed", [10, 0, 0]),
+            Report::Event(event) => match on_event(s, now, id, disk, event) {
+                Some(record) => record,
+                None => return,
+            },
+            Report::ConnectFailed { .. } => (Kind::ConnectFailed, [0, 0]),
             Report::PeerClosed { reason, addr, .. } => {
                 *s.close_reasons.entry(reason.clone()).or_default() += 1;
                 let group = s.hosts[id].group;
                 let name = crate::engine::close_reason_name(reason);
                 if let Some((attackers, opened)) = s.attack_open.remove(&(id, *addr)) {
                     s.trace.at(now.as_micros());
-                    s.trace
-                        .words(&[72, id as u64, crate::trace::Fingerprint::of_str(&name)]);
+                    s.trace.record(
+                        Kind::AttackClosed,
+                        &[id as u64, crate::trace::Fingerprint::of_str(&name)],
+                    );
                     let a = s.attacks.entry(attackers).or_default();
                     *a.closed.entry(name.clone()).or_default() += 1;
                     a.close_micros
@@ -334,14 +337,14 @@ impl Shared {
                     .or_default()
                     .entry(name)
                     .or_default() += 1;
-                ("peer_closed", [11, 0, 0])
+                (Kind::ConnClosed, [0, 0])
             }
             Report::TrackerAnswered { response, .. } => {
                 s.announces += 1;
-                ("tracker_answered", [12, response.peers.len() as u64, 0])
+                (Kind::TrackerAnswered, [response.peers.len() as u64, 0])
             }
-            Report::TrackerFailed { .. } => ("tracker_failed", [13, 0, 0]),
-            Report::TrackerSlow { .. } => ("tracker_slow", [14, 0, 0]),
+            Report::TrackerFailed { .. } => (Kind::TrackerFailed, [0, 0]),
+            Report::TrackerSlow { .. } => (Kind::TrackerSlow, [0, 0]),
             Report::MetadataReceived(meta) => {
                 if Some(meta.info_hash) != s.info_hash {
                     s.violation(
@@ -350,7 +353,7 @@ impl Shared {
                     );
                 }
                 s.hosts[id].metadata_at.get_or_insert(now);
-                ("metadata_received", [15, 0, 0])
+                (Kind::DriverMetadata, [0, 0])
             }
             Report::PeersFound {
                 source: PeerSource::Pex,
@@ -358,7 +361,7 @@ impl Shared {
                 ..
             } => {
                 s.hosts[id].pex_learned += *count as u64;
-                ("pex_learned", [16, *count as u64, 0])
+                (Kind::PexLearned, [*count as u64, 0])
             }
             Report::PeersFound {
                 source: PeerSource::Dht,
@@ -366,7 +369,7 @@ impl Shared {
                 ..
             } => {
                 s.hosts[id].dht_peers += *count as u64;
-                ("dht_found", [17, *count as u64, 0])
+                (Kind::DhtFound, [*count as u64, 0])
             }
             Report::Dht(DhtReport::Announced {
                 peers,
@@ -376,45 +379,47 @@ impl Shared {
                 s.hosts[id].dht_lookups += 1;
                 s.hosts[id].dht_first_lookup_at.get_or_insert(now);
                 (
-                    "dht_announced",
-                    [18, *peers as u64, (*announced as u64) << 32 | *nodes as u64],
+                    Kind::DhtAnnounced,
+                    [*peers as u64, (*announced as u64) << 32 | *nodes as u64],
                 )
             }
             Report::Dht(DhtReport::Bootstrapped { nodes }) => {
-                ("dht_bootstrapped", [19, *nodes as u64, 0])
+                (Kind::DhtBootstrapped, [*nodes as u64, 0])
             }
             Report::Dht(
                 DhtReport::BadState(why) | DhtReport::BootstrapFailed { error: why, .. },
             ) => {
                 s.violation(now, format!("peer {id}: DHT start failed: {why}"));
-                ("dht_failed", [31, 0, 0])
+                (Kind::DhtFailed, [0, 0])
             }
-            Report::Dht(DhtReport::Listening(_)) => ("dht_listening", [32, 0, 0]),
+            Report::Dht(DhtReport::Listening(_)) => (Kind::DhtListening, [0, 0]),
             // The simulated torrent is never private.
-            Report::Dht(DhtReport::Stopped(_)) => ("dht_stopped", [33, 0, 0]),
+            Report::Dht(DhtReport::Stopped(_)) => (Kind::DhtStopped, [0, 0]),
             // Said again by the protocol's own events (connected) or by the peers dialled.
             Report::PeerConnected { .. } | Report::PeersFound { .. } => return,
         };
         // Status snapshots are bookkeeping (ten a second per peer): hashed, not counted.
-        if kind != "status" {
+        if kind != Kind::Status {
             s.events += 1;
-            *s.event_counts.entry(kind.to_owned()).or_default() += 1;
+            *s.event_counts.entry(kind.name().to_owned()).or_default() += 1;
         }
         s.trace.at(now.as_micros());
-        s.trace.host_record(id as u64, &words);
+        s.trace.record(kind, &[id as u64, words[0], words[1]]);
     }
 }
 
-/// Takes one protocol event of peer `id`; returns its kind and the words it adds to the trace.
+/// Takes one protocol event of peer `id`; returns its kind and the words it adds to the trace
+/// after the peer's number, or `None` for an event not traced.
 fn on_event(
     s: &mut State,
     now: Instant,
     id: usize,
     disk: &SimDisk,
     event: &TorrentEvent,
-) -> (&'static str, [u64; 3]) {
-    match event {
-        TorrentEvent::PieceStarted(_) => ("piece_started", [34, 0, 0]),
+) -> Option<(Kind, [u64; 2])> {
+    Some(match event {
+        // Bookkeeping for a user interface, not traced (as on the fast engine).
+        TorrentEvent::PieceStarted(_) => return None,
         TorrentEvent::PieceVerified(piece) => {
             let correct = disk.mem.piece_is_correct(*piece);
             let h = &mut s.hosts[id];
@@ -438,11 +443,11 @@ fn on_event(
                     ),
                 );
             }
-            ("piece_verified", [20, u64::from(piece.get()), 0])
+            (Kind::PieceVerified, [u64::from(piece.get()), 0])
         }
         TorrentEvent::PieceFailed(piece) => {
             s.hosts[id].hash_failures += 1;
-            ("piece_failed", [21, u64::from(piece.get()), 0])
+            (Kind::PieceFailed, [u64::from(piece.get()), 0])
         }
         TorrentEvent::PeerBanned(ip) => {
             s.hosts[id].bans_issued += 1;
@@ -450,7 +455,7 @@ fn on_event(
             if let Some(o) = other {
                 s.hosts[o].banned_by += 1;
             }
-            ("peer_banned", [22, other.map_or(u64::MAX, |o| o as u64), 0])
+            (Kind::BanIssued, [other.map_or(u64::MAX, |o| o as u64), 0])
         }
         TorrentEvent::Complete => {
             let h = &mut s.hosts[id];
@@ -460,29 +465,29 @@ fn on_event(
                     s.complete += 1;
                 }
             }
-            ("complete", [23, 0, 0])
+            (Kind::Complete, [0, 0])
         }
-        TorrentEvent::PeerConnected { conn, .. } => ("peer_connected", [24, conn.0, 0]),
-        TorrentEvent::PeerClosed { conn, .. } => ("peer_gone", [25, conn.0, 0]),
+        TorrentEvent::PeerConnected { conn, .. } => (Kind::PeerConnected, [conn.0, 0]),
+        TorrentEvent::PeerClosed { conn, .. } => (Kind::PeerClosed, [conn.0, 0]),
         TorrentEvent::DiskError(e) => {
             s.violation(
                 now,
                 format!("peer {id}: disk error {e} from a disk that never fails"),
             );
-            ("disk_error", [26, 0, 0])
+            (Kind::DiskError, [0, 0])
         }
-        TorrentEvent::MetadataReceived => ("metadata", [27, 0, 0]),
+        TorrentEvent::MetadataReceived => (Kind::MetadataReceived, [0, 0]),
         TorrentEvent::MetadataInvalid(why) => {
             s.violation(
                 now,
                 format!("peer {id}: metadata that hashes right was refused as invalid: {why}"),
             );
-            ("metadata_invalid", [28, 0, 0])
+            (Kind::MetadataInvalid, [0, 0])
         }
-        TorrentEvent::PeersLearned { peers, .. } => ("peers_learned", [29, peers.len() as u64, 0]),
+        TorrentEvent::PeersLearned { peers, .. } => (Kind::PeersLearned, [peers.len() as u64, 0]),
         // The driver adds it to its DHT node.
-        TorrentEvent::DhtPort { .. } => ("dht_port", [30, 0, 0]),
-    }
+        TorrentEvent::DhtPort { .. } => (Kind::DhtPort, [0, 0]),
+    })
 }
 
 /// Simulated time on the calling host, or zero outside a host.

@@ -4,32 +4,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bt_protocol::metainfo::{Metainfo, NewFile, TorrentLayout, TorrentOptions, build_torrent};
+use bt_protocol::content::ContentSpec;
+use bt_protocol::metainfo::Metainfo;
 use bt_protocol::session::SessionConfig;
 use bt_protocol::torrent::Bitfield;
 use bt_runtime::driver::{Driver, Outcome, StopWhen};
 use bt_runtime::storage::MemStorage;
-use bt_runtime::storage::mem::piece_hashes;
 
 use super::net::TurmoilNet;
 
 const CONTENT_SEED: u64 = 9;
 
 fn torrent(total: u64, piece_length: u32) -> Metainfo {
-    let layout = TorrentLayout::new(u64::from(piece_length), &[total]).unwrap();
-    let files = [NewFile {
-        path: vec![],
-        length: total,
-    }];
-    build_torrent(
-        "sim.bin",
-        piece_length,
-        &files,
-        &piece_hashes(&layout, CONTENT_SEED),
-        &TorrentOptions::default(),
-    )
-    .unwrap()
-    .1
+    let spec = ContentSpec::single("sim.bin", piece_length, total);
+    bt_protocol::content::torrent(CONTENT_SEED, &spec).unwrap()
 }
 
 /// Runs a seeder and a leecher of a 2 MiB torrent under turmoil with `rng_seed`; returns the
