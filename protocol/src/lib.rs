@@ -31,39 +31,43 @@
 //!
 //! # The driver contract
 //!
-//! The state machines ([`peer::PeerConn`], [`torrent::Torrent`], [`session::Session`]) follow the
-//! quinn-proto shape: getters, `handle_*` inputs (bytes, disk answers, time), commands, and
-//! `poll_*` outputs. After every input or command the driver drains `poll_output` until `None`,
-//! then reads `poll_timeout` and wakes at that instant or at the next input, whichever is first.
-//! Early or repeated `handle_timeout(now)` calls are harmless. Time is always an argument
-//! ([`time::Instant`]) and randomness comes from the one seed given to [`session::Session::new`].
+//! The state machines ([`peer::PeerConn`], [`torrent::Torrent`], [`session::Session`] and, on top,
+//! [`client::Client`], the one a driver runs) follow the quinn-proto shape: getters, `handle_*`
+//! inputs (bytes, disk answers, datagrams, tracker answers, time), commands, and `poll_*` outputs.
+//! After every input or command the driver drains `poll_output` until `None`, then reads
+//! `poll_timeout` and wakes at that instant or at the next input, whichever is first. Early or
+//! repeated `handle_timeout(now)` calls are harmless. Time is always an argument
+//! ([`time::Instant`]) and randomness comes from the one seed given to [`client::Client::new`].
 //!
 //! The canonical loop (the tokio runtime and the simulator both follow it):
 //!
 //! ```
-//! use bt_protocol::session::{Output, Session, SessionConfig};
+//! use bt_protocol::client::{Client, ClientConfig, Output};
 //! use bt_protocol::time::Instant;
 //!
-//! let mut session = Session::new(SessionConfig::default(), 42);
+//! let mut client = Client::new(ClientConfig::default(), 42);
 //! let mut now = Instant::ZERO;
 //! for _round in 0..3 {
 //!     // 1. Drain every output the last input or command produced.
-//!     while let Some(output) = session.poll_output() {
+//!     while let Some(output) = client.poll_output() {
 //!         match output {
+//!             Output::Connect { .. } => { /* dial; then `handle_connected` or `handle_connect_failed` */ }
 //!             Output::Transmit { conn, bytes } => {
 //!                 // Write `bytes` to the socket; once written:
-//!                 session.handle_sent(now, conn, bytes.len());
+//!                 client.handle_sent(now, conn, bytes.len());
 //!             }
-//!             Output::Close { .. } => { /* close the socket */ }
+//!             Output::Close { .. } => { /* close the socket (or give up the connect) */ }
 //!             Output::Disk { .. } => { /* do it (off the driver task), then `handle_disk` */ }
-//!             Output::Event { .. } => { /* tell the user */ }
+//!             Output::Datagram { .. } => { /* send it from the DHT socket */ }
+//!             Output::Announce { .. } => { /* run the exchange, then `handle_announce` */ }
+//!             Output::Event(_) => { /* tell the user */ }
 //!         }
 //!     }
 //!     // 2. Sleep until the next deadline or input (sockets: `handle_bytes`, `accept`, ...).
-//!     match session.poll_timeout() {
+//!     match client.poll_timeout() {
 //!         Some(deadline) => {
 //!             now = now.max(deadline);
-//!             session.handle_timeout(now);
+//!             client.handle_timeout(now);
 //!         }
 //!         None => break, // nothing scheduled: wait for input only
 //!     }
