@@ -316,6 +316,13 @@ pub struct GroupSpec {
     pub pex: bool,
     /// Whether its peers run a DHT node (BEP 5); only with `[dht]`, where it is the default.
     pub dht: bool,
+    /// Each peer's download rate limit in bytes per second of block payload (bt's
+    /// `--download-limit`); `None` is unlimited.
+    pub download_limit: Option<u64>,
+    /// Each peer's upload rate limit (bt's `--upload-limit`); `None` is unlimited.
+    pub upload_limit: Option<u64>,
+    /// The files its peers download, by index (bt's `--select`); `None` is every file.
+    pub select: Option<Vec<usize>>,
 }
 
 /// Which peers of a group a fault hits.
@@ -798,6 +805,12 @@ struct RawGroup {
     pex: Option<Spanned<bool>>,
     #[serde(default)]
     dht: Option<Spanned<bool>>,
+    #[serde(default)]
+    download_limit: Option<Spanned<Bytes>>,
+    #[serde(default)]
+    upload_limit: Option<Spanned<Bytes>>,
+    #[serde(default)]
+    select: Option<Spanned<Vec<u32>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -926,7 +939,13 @@ impl Scenario {
             jitter: raw.link.jitter_ms.map_or(Duration::ZERO, |m| m.0),
             loss,
         };
-        let groups = check_groups(&cx, &raw.groups, duration, dht.is_some())?;
+        let groups = check_groups(
+            &cx,
+            &raw.groups,
+            duration,
+            dht.is_some(),
+            torrent.files.len(),
+        )?;
         let faults = check_faults(&cx, &raw.faults, &groups, trackers.len())?;
         let seeder_upload_at_most = match &raw.expect.seeder_upload_at_most {
             None => None,
@@ -1264,6 +1283,7 @@ fn check_groups(
     raw: &[Spanned<RawGroup>],
     duration: Duration,
     dht: bool,
+    files: usize,
 ) -> Result<Vec<GroupSpec>, ScenarioError> {
     if raw.is_empty() {
         return Err(ScenarioError::at(
@@ -1431,8 +1451,56 @@ fn check_groups(
             Some(d) => *d.get_ref(),
             None => dht && r.role != Role::Attacker,
         };
+        let limit = |v: &Option<Spanned<Bytes>>, key: &str| match v {
+            Some(b) if r.role == Role::Attacker => Err(cx.err(
+                b.span(),
+                format!("an attacker follows its `attack`: {key} is for seeders and leechers"),
+            )),
+            Some(b) if b.get_ref().0 < 1024 => Err(cx.err(
+                b.span(),
+                format!("{key} must be at least 1 KiB/s (leave the key out for no limit)"),
+            )),
+            Some(b) => Ok(Some(b.get_ref().0)),
+            None => Ok(None),
+        };
+        let download_limit = limit(&r.download_limit, "download_limit")?;
+        let upload_limit = limit(&r.upload_limit, "upload_limit")?;
+        let select = match &r.select {
+            None => None,
+            Some(s) if r.role != Role::Leecher || magnet => {
+                return Err(cx.err(
+                    s.span(),
+                    "select goes with role = \"leecher\" and a torrent file (not magnet = true)",
+                ));
+            }
+            Some(s) => {
+                let mut chosen: Vec<usize> = Vec::new();
+                for &i in s.get_ref() {
+                    if i as usize >= files {
+                        return Err(cx.err(
+                            s.span(),
+                            format!(
+                                "select names file {i}; the torrent has {files} (0 to {})",
+                                files - 1
+                            ),
+                        ));
+                    }
+                    if !chosen.contains(&(i as usize)) {
+                        chosen.push(i as usize);
+                    }
+                }
+                if chosen.is_empty() {
+                    return Err(cx.err(s.span(), "select names no file"));
+                }
+                chosen.sort_unstable();
+                Some(chosen)
+            }
+        };
         groups.push(GroupSpec {
             magnet,
+            download_limit,
+            upload_limit,
+            select,
             connect_to: None,
             pex: r.pex.as_ref().is_none_or(|p| *p.get_ref()),
             dht: dht_on,

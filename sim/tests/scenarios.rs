@@ -669,3 +669,71 @@ fn every_shipped_scenario_parses() {
     }
     assert!(seen >= 7, "{seen} scenarios");
 }
+
+#[test]
+fn a_restarted_seeder_is_redialled_with_no_one_to_name_it_again() {
+    // Proves the clients' peer lists redial: with no tracker, no PEX and no DHT, each leecher
+    // hears the seeder's address once, at its start; the seeder crashes at 1 s and restarts on
+    // the same address at 31 s, and every leecher still completes, after the restart.
+    let (_, outcome, r) = run("redial-restarted-seeder.toml", None);
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].completed, 5, "{}", r.human());
+    assert_eq!(outcome.announces, 0, "no tracker");
+    assert_eq!(r.totals.pex_learned, 0, "no PEX");
+    let first = r.groups[1].completion_s.as_ref().expect("completed").min;
+    assert!(first > 31.0, "completed only after the restart: {first} s");
+}
+
+#[test]
+fn rate_limited_peers_stay_within_5_percent_and_the_limit_binds() {
+    // Proves the rate observer passes a swarm whose limited peers run at their limits (the
+    // busiest 10 s of any of them is 90 % to 105 % of the limit), and that the limit is what
+    // holds them: without the limits the same peers complete in under half the time.
+    let (_, outcome, r) = run("rate-limits.toml", None);
+    assert!(r.passed, "{}", r.human());
+    let peak = outcome.diagnostics["rate_limit_peak_window_permille"];
+    assert!(
+        (900..=1050).contains(&peak),
+        "peak window {peak} ‰ of the limit"
+    );
+    let limited = r.groups[1].completion_s.as_ref().expect("completed").median;
+    let text = std::fs::read_to_string(scenario_path("rate-limits.toml"))
+        .unwrap()
+        .replace("download_limit = \"1 MiB/s\"\n", "")
+        .replace("upload_limit = \"1536 KiB/s\"\n", "");
+    let scenario = Scenario::parse("unlimited.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(scenario.groups[1].download_limit.is_none());
+    let outcome = engine::run(&scenario, 1, EngineKind::Fast, &mut |_| {}).unwrap();
+    let free = Report::new("unlimited.toml", &scenario, &outcome, Duration::ZERO);
+    let unlimited = free.groups[1]
+        .completion_s
+        .as_ref()
+        .expect("completed")
+        .median;
+    assert!(
+        unlimited * 2.0 < limited,
+        "limited {limited} s against unlimited {unlimited} s"
+    );
+}
+
+#[test]
+fn peers_that_select_files_fetch_only_those_and_complete() {
+    // Proves file selection in a swarm: the write observer (a violation if a selecting peer
+    // writes a block of a piece wholly in files it skipped) passes, the selecting peers count as
+    // complete once their files are, and they downloaded little beyond their two files (pieces
+    // straddling a skipped file at most), while the others fetched everything.
+    let (scenario, _, r) = run("select-files.toml", None);
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].completed, 4, "{}", r.human());
+    assert_eq!(r.groups[2].completed, 4, "{}", r.human());
+    let files = &scenario.torrent.files;
+    let wanted = files[0] + files[2];
+    let slack = 4 * scenario.torrent.piece_length;
+    assert!(
+        r.groups[1].downloaded <= 4 * (wanted + slack),
+        "choosy peers downloaded {} for {} wanted",
+        r.groups[1].downloaded,
+        4 * wanted
+    );
+    assert!(r.groups[2].downloaded >= 4 * scenario.torrent.size());
+}

@@ -49,7 +49,7 @@ use bt_protocol::metainfo::BlockRef;
 use bt_protocol::rng::Rng;
 use bt_protocol::session::{SessionConfig, TorrentId};
 use bt_protocol::time::Instant;
-use bt_protocol::torrent::{Bitfield, TorrentConfig, TorrentEvent};
+use bt_protocol::torrent::{Bitfield, FilePriority, TorrentConfig, TorrentEvent, piece_priorities};
 use bt_protocol::tracker::{Announcer, AnnouncerConfig};
 
 use crate::content::{Content, Disk};
@@ -84,6 +84,9 @@ const WORLD_CONN_BASE: u64 = 1 << 62;
 fn client_conn_base(h: HostId, epoch: u32) -> u64 {
     (u64::from(h) + 1) << 40 | u64::from(epoch & 0xffff) << 24
 }
+
+/// The window the rate observer holds rate-limited peers to their limit over.
+const RATE_WINDOW_SECS: usize = 10;
 
 /// Progress is reported every this many events.
 const PROGRESS_EVERY: u64 = 1 << 16;
@@ -260,6 +263,48 @@ struct Host {
     corrupt_pieces_kept: u64,
     /// Whether it counts in [`World::incomplete`].
     counted_incomplete: bool,
+    /// For a peer of a group with `select`: which pieces lie wholly in files it skips.
+    skipped: Option<Vec<bool>>,
+    /// For a peer with a rate limit: block payload received and sent in each second of the run
+    /// (one entry per simulated second, the scenario's duration at most), and the totals last
+    /// sampled.
+    rate_log: Option<Box<RateLog>>,
+}
+
+/// Block payload a rate-limited peer moved, per simulated second (see [`Host::rate_log`]).
+#[derive(Debug, Default)]
+struct RateLog {
+    down: Vec<u64>,
+    up: Vec<u64>,
+    /// The torrent's totals at the last sample, and of its earlier lives.
+    seen: (u64, u64),
+}
+
+impl RateLog {
+    /// Adds what the totals grew by since the last sample to second `sec`.
+    fn sample(&mut self, sec: usize, downloaded: u64, uploaded: u64) {
+        let (d, u) = (
+            downloaded.saturating_sub(self.seen.0),
+            uploaded.saturating_sub(self.seen.1),
+        );
+        self.seen = (downloaded, uploaded);
+        for (log, add) in [(&mut self.down, d), (&mut self.up, u)] {
+            if add > 0 {
+                if log.len() <= sec {
+                    log.resize(sec + 1, 0);
+                }
+                log[sec] += add;
+            }
+        }
+    }
+
+    /// The most bytes any `window` consecutive seconds of `log` hold.
+    fn max_window(log: &[u64], window: usize) -> u64 {
+        log.windows(window.min(log.len().max(1)))
+            .map(|w| w.iter().sum())
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 impl Host {
@@ -282,7 +327,7 @@ impl Host {
         self.client
             .as_ref()
             .and_then(|c| c.torrent(self.torrent))
-            .is_some_and(|t| t.is_complete())
+            .is_some_and(|t| t.wanted_complete())
     }
 
     /// Should this peer complete before the run may stop early?
@@ -475,6 +520,9 @@ impl<'a> World<'a> {
                     banned_by: 0,
                     corrupt_pieces_kept: 0,
                     counted_incomplete: false,
+                    skipped: None,
+                    rate_log: (group.download_limit.is_some() || group.upload_limit.is_some())
+                        .then(Box::default),
                 });
             }
         }
@@ -744,6 +792,30 @@ impl<'a> World<'a> {
                 )
                 .expect("a new client has no torrent yet")
         };
+        if group.download_limit.is_some() || group.upload_limit.is_some() {
+            client.set_rate_limits(now, group.download_limit, group.upload_limit);
+        }
+        let mut skipped = None;
+        if let Some(select) = &group.select {
+            let priorities: Vec<FilePriority> = (0..scenario.torrent.files.len())
+                .map(|i| {
+                    if select.contains(&i) {
+                        FilePriority::Normal
+                    } else {
+                        FilePriority::Skip
+                    }
+                })
+                .collect();
+            client
+                .set_file_priorities(now, torrent, &priorities)
+                .expect("the scenario checked the file indices");
+            skipped = Some(
+                piece_priorities(&content.layout, &priorities)
+                    .into_iter()
+                    .map(|p| p == FilePriority::Skip)
+                    .collect(),
+            );
+        }
         if scenario.dht.is_some() && group.dht {
             // A new node for this life, from the life's seed, bootstrapping from the scenario's
             // nodes (as `bt get` with no saved table); peers learn it from the BEP 5 PORT message.
@@ -767,6 +839,11 @@ impl<'a> World<'a> {
         let host = &mut self.hosts[h as usize];
         host.torrent = torrent;
         host.client = Some(client);
+        host.skipped = skipped;
+        if let Some(log) = &mut host.rate_log {
+            // A new life counts from zero.
+            log.seen = (0, 0);
+        }
         host.state = State::Up;
         host.verified_this_life = 0;
         host.leave_pending = false;
@@ -777,6 +854,37 @@ impl<'a> World<'a> {
         self.running += 1;
         self.recount(h);
         self.settle(h);
+    }
+
+    /// Peer `h` has every piece it wants (every piece, unless its group selects files): its
+    /// completion time, once.
+    fn mark_complete(&mut self, h: HostId) {
+        let now = self.now();
+        let host = &mut self.hosts[h as usize];
+        if !host.is_complete() {
+            return;
+        }
+        if host.completed_at.is_none() {
+            host.completed_at = Some(now);
+            if host.role == Role::Leecher {
+                self.complete += 1;
+            }
+        }
+        self.recount(h);
+    }
+
+    /// Samples a rate-limited peer's totals into its log (see [`Host::rate_log`]).
+    fn sample_rate(&mut self, h: HostId) {
+        let sec = (self.now().as_micros() / 1_000_000) as usize;
+        let host = &mut self.hosts[h as usize];
+        let (Some(log), Some(t)) = (
+            host.rate_log.as_mut(),
+            host.client.as_ref().and_then(|c| c.torrent(host.torrent)),
+        ) else {
+            return;
+        };
+        let stats = t.stats();
+        log.sample(sec, stats.downloaded, stats.uploaded);
     }
 
     /// Keeps [`World::incomplete`] and [`World::complete`] in step with peer `h`.
@@ -844,6 +952,9 @@ impl<'a> World<'a> {
     /// its next wake-up.
     fn settle(&mut self, h: HostId) {
         self.drain(h);
+        if self.hosts[h as usize].rate_log.is_some() {
+            self.sample_rate(h);
+        }
         if self.hosts[h as usize].leave_pending {
             self.hosts[h as usize].leave_pending = false;
             self.stop(h, true);
@@ -934,6 +1045,17 @@ impl<'a> World<'a> {
         let has = |host: &Host, piece| host.have().is_some_and(|have| have.get(piece));
         let done = match op {
             DiskOp::Write { block, data } => {
+                if host
+                    .skipped
+                    .as_ref()
+                    .is_some_and(|s| s.get(block.piece.get() as usize) == Some(&true))
+                {
+                    self.violation(format!(
+                        "peer {h} wrote a block of piece {}, which lies wholly in files it did not select",
+                        block.piece.get()
+                    ));
+                }
+                let host = &mut self.hosts[h as usize];
                 let verified = has(host, block.piece.get());
                 let good = host.disk.write(content, block, &data);
                 if verified && !good {
@@ -1051,6 +1173,11 @@ impl<'a> World<'a> {
             TorrentEvent::PieceVerified(piece) => {
                 self.trace
                     .record(Kind::PieceVerified, &[u64::from(h), u64::from(piece.get())]);
+                if self.hosts[h as usize].skipped.is_some() {
+                    // A peer that selected files is done with its wanted pieces (it never
+                    // hears `Complete`, which means every piece).
+                    self.mark_complete(h);
+                }
                 let host = &mut self.hosts[h as usize];
                 host.verified_this_life += 1;
                 if let Behaviour::LeaveAfter(n) = host.behaviour
@@ -1081,14 +1208,7 @@ impl<'a> World<'a> {
             }
             TorrentEvent::Complete => {
                 self.trace.record(Kind::Complete, &[u64::from(h)]);
-                let host = &mut self.hosts[h as usize];
-                if host.completed_at.is_none() {
-                    host.completed_at = Some(now);
-                    if host.role == Role::Leecher {
-                        self.complete += 1;
-                    }
-                }
-                self.recount(h);
+                self.mark_complete(h);
             }
             TorrentEvent::PeerConnected { conn, .. } => {
                 self.trace
@@ -1197,6 +1317,34 @@ impl<'a> World<'a> {
                 }
             }
         }
+        // Rate observer: no rate-limited peer moved more than its limit, plus 5 %, in any 10 s.
+        let mut peak_permille = None;
+        let mut over = Vec::new();
+        for (h, host) in self.hosts.iter().enumerate() {
+            let (Some(log), group) = (&host.rate_log, &self.scenario.groups[host.group]) else {
+                continue;
+            };
+            for (what, limit, bytes) in [
+                ("download", group.download_limit, &log.down),
+                ("upload", group.upload_limit, &log.up),
+            ] {
+                let Some(limit) = limit else {
+                    continue;
+                };
+                let window = RateLog::max_window(bytes, RATE_WINDOW_SECS);
+                let allowed = limit * RATE_WINDOW_SECS as u64;
+                let permille = window * 1000 / allowed.max(1);
+                peak_permille = Some(peak_permille.unwrap_or(0).max(permille));
+                if permille > 1050 {
+                    over.push(format!(
+                        "peer {h} moved {window} bytes of {what} in {RATE_WINDOW_SECS} s, over its limit of {limit} bytes/s by more than 5 %"
+                    ));
+                }
+            }
+        }
+        for v in over {
+            self.violation(v);
+        }
         let mut announces = 0;
         for t in &self.trackers {
             announces += t.announces;
@@ -1225,6 +1373,10 @@ impl<'a> World<'a> {
             between_seeds / 2,
         );
         diagnostics.insert("wire_blocks_observed".to_owned(), self.wire_answers);
+        if let Some(p) = peak_permille {
+            // The busiest 10 s of any rate-limited peer, in thousandths of its limit.
+            diagnostics.insert("rate_limit_peak_window_permille".to_owned(), p);
+        }
         if !self.boots.is_empty() {
             diagnostics.insert(
                 "dht_bootstrap_datagrams".to_owned(),

@@ -130,6 +130,12 @@ fn run_with(
             limit: MAX_HOSTS,
         });
     }
+    if let Some(g) = scenario.groups.iter().find(|g| g.select.is_some()) {
+        return Err(RunError::Setup(format!(
+            "group `{}` selects files, which only the fast engine runs so far; use --engine fast",
+            g.name
+        )));
+    }
     let meta = torrent(scenario, seed).map_err(RunError::Setup)?;
     let mut engine = Engine::new(scenario, seed, meta);
     if let Some(out) = out {

@@ -671,6 +671,9 @@ pub(super) async fn life(
             .await?;
     }
     driver.set_status_interval(STATUS_INTERVAL);
+    if g.download_limit.is_some() || g.upload_limit.is_some() {
+        driver.set_rate_limits(g.download_limit, g.upload_limit);
+    }
     if !ctx.tiers.is_empty() {
         driver.set_trackers(torrent, ctx.tiers.clone());
     }
