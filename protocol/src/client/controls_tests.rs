@@ -97,7 +97,10 @@ fn a_ratio_goal_stops_the_seeder_once_it_has_uploaded_the_torrent_once() {
     assert_eq!(net.nodes[s].client.session().connection_count(), 0);
     assert_eq!(net.nodes[s].client.seed_goal(sid), None);
     // Stopped waits for the `stopped` announce.
-    assert_eq!(position(&net, s, |e| matches!(e, Event::Stopped { .. })), None);
+    assert_eq!(
+        position(&net, s, |e| matches!(e, Event::Stopped { .. })),
+        None
+    );
     assert_eq!(answer_announces(&mut net, s), [AnnounceEvent::Stopped]);
     let stopped = position(&net, s, |e| *e == Event::Stopped { torrent: sid });
     assert!(stopped.is_some_and(|p| p > reached));
@@ -156,7 +159,9 @@ fn a_time_goal_counts_seeding_from_completion_and_not_while_paused() {
             if t == Duration::from_secs(33) && seeded == t
     ));
     // No tracker to tell: it stops at once.
-    assert!(position(&net, l, |e| *e == Event::Stopped { torrent: lid }).is_some_and(|p| p > reached));
+    assert!(
+        position(&net, l, |e| *e == Event::Stopped { torrent: lid }).is_some_and(|p| p > reached)
+    );
 }
 
 #[test]
@@ -170,10 +175,14 @@ fn a_goal_already_reached_stops_at_once_and_an_empty_goal_clears_it() {
     };
     let (mut other, other_id) = client(2, 2, true, Vec::new());
     other
-        .set_seed_goal(Instant::ZERO, other_id, SeedGoal {
-            ratio: None,
-            time: Some(Duration::from_secs(5)),
-        })
+        .set_seed_goal(
+            Instant::ZERO,
+            other_id,
+            SeedGoal {
+                ratio: None,
+                time: Some(Duration::from_secs(5)),
+            },
+        )
         .unwrap();
     other
         .set_seed_goal(Instant::ZERO, other_id, SeedGoal::default())
@@ -218,8 +227,12 @@ fn pause_takes_a_torrent_off_the_network_and_resume_redials_its_peer_list_at_onc
     assert!(net.nodes[l].client.is_paused(lid));
     assert_eq!(net.nodes[l].client.session().connection_count(), 0);
     assert_eq!(net.nodes[o].client.session().connection_count(), 0);
-    assert!(net.nodes[l].closes.iter().any(|(_, r)| *r
-        == ClientCloseReason::Session(SessionCloseReason::TorrentStopped)));
+    assert!(
+        net.nodes[l]
+            .closes
+            .iter()
+            .any(|(_, r)| *r == ClientCloseReason::Session(SessionCloseReason::TorrentStopped))
+    );
     assert_eq!(answer_announces(&mut net, l), [AnnounceEvent::Stopped]);
     // Paused is not stopped: no Stopped event, and the peer list is kept.
     assert!(!net.nodes[l].client.is_stopped(lid));

@@ -110,7 +110,10 @@ pub(super) struct GoalState {
 
 impl GoalState {
     fn seeded(&self, now: Instant) -> Duration {
-        self.before + self.since.map_or(Duration::ZERO, |s| now.saturating_since(s))
+        self.before
+            + self
+                .since
+                .map_or(Duration::ZERO, |s| now.saturating_since(s))
     }
 }
 
@@ -169,8 +172,14 @@ impl Client {
     pub(super) fn check_seed_goals(&mut self, now: Instant) {
         let mut reached = Vec::new();
         for (id, g) in &mut self.goals {
-            let seeding = self.sides.get(id).is_some_and(|s| s.phase == Phase::Running)
-                && self.session.torrent(*id).is_some_and(|t| t.wanted_complete());
+            let seeding = self
+                .sides
+                .get(id)
+                .is_some_and(|s| s.phase == Phase::Running)
+                && self
+                    .session
+                    .torrent(*id)
+                    .is_some_and(|t| t.wanted_complete());
             match (seeding, g.since) {
                 (true, None) => g.since = Some(now),
                 (false, Some(since)) => {
@@ -207,12 +216,13 @@ impl Client {
         for (id, goal, seeded) in reached {
             self.goals.remove(&id);
             let uploaded = self.session.torrent(id).map_or(0, |t| t.stats().uploaded);
-            self.outputs.push_back(Output::Event(Event::SeedGoalReached {
-                torrent: id,
-                reached: goal,
-                uploaded,
-                seeded,
-            }));
+            self.outputs
+                .push_back(Output::Event(Event::SeedGoalReached {
+                    torrent: id,
+                    reached: goal,
+                    uploaded,
+                    seeded,
+                }));
             self.stop_torrent(now, id);
         }
     }

@@ -60,6 +60,8 @@ impl Client {
 
     /// Whether torrent `id` is paused.
     pub fn is_paused(&self, id: TorrentId) -> bool {
-        self.sides.get(&id).is_some_and(|s| s.phase == Phase::Paused)
+        self.sides
+            .get(&id)
+            .is_some_and(|s| s.phase == Phase::Paused)
     }
 }

@@ -32,7 +32,12 @@ pub(super) fn hashes(data: &[u8]) -> Vec<[u8; 20]> {
 }
 
 /// A client at `addr(last)` holding the test torrent (all of it, or nothing).
-pub(super) fn client(seed: u64, last: u8, full: bool, trackers: Vec<Vec<String>>) -> (Client, TorrentId) {
+pub(super) fn client(
+    seed: u64,
+    last: u8,
+    full: bool,
+    trackers: Vec<Vec<String>>,
+) -> (Client, TorrentId) {
     let mut c = Client::new(ClientConfig::default(), seed);
     c.set_listen_addr(addr(last));
     let data = content(LEN);
