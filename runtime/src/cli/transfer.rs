@@ -598,7 +598,8 @@ impl Display {
             println!(
                 "{}",
                 serde_json::json!({
-                    "event": "status", "have": s.have, "pieces": s.pieces,
+                    "event": "status", "elapsed_s": self.started.elapsed().as_secs_f64(),
+                    "have": s.have, "pieces": s.pieces,
                     "verified_bytes": s.verified_bytes, "total_bytes": s.total_bytes,
                     "downloaded": s.downloaded, "uploaded": s.uploaded,
                     "download_rate": s.download_rate, "upload_rate": s.upload_rate, "peers": s.peers,
