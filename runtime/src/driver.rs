@@ -1399,3 +1399,42 @@ impl<D: Storage + 'static> TorrentTasks<D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(verified_bytes: u64, download_rate: u64, metadata: Option<(u32, u32)>) -> Status {
+        Status {
+            have: 0,
+            pieces: 10,
+            verified_bytes,
+            total_bytes: 10_000,
+            downloaded: 0,
+            uploaded: 0,
+            download_rate,
+            upload_rate: 0,
+            peers: 1,
+            sources: SourceCounts::default(),
+            metadata,
+            write_stall: None,
+        }
+    }
+
+    #[test]
+    fn eta_is_the_bytes_left_over_the_recent_rate_and_unknown_without_one() {
+        // Proves the progress line's ETA: bytes left over the download rate, rounded up to a
+        // second; zero when done; unknown with no data flowing or no metadata yet.
+        assert_eq!(
+            status(4_000, 1_000, None).eta(),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(
+            status(4_000, 7_000, None).eta(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(status(10_000, 0, None).eta(), Some(Duration::ZERO));
+        assert_eq!(status(4_000, 0, None).eta(), None);
+        assert_eq!(status(0, 1_000, Some((1, 4))).eta(), None);
+    }
+}

@@ -1,8 +1,9 @@
 //! The user's controls against libtorrent on loopback: `--download-limit` and `--upload-limit`
 //! hold bt's payload rate at the limit (measured from bt's own `status` events: byte counts and
 //! their `elapsed_s` timestamps, over at least 8 s after the first second), `--seed-ratio` ends
-//! `bt seed` by itself once a libtorrent leecher has the whole torrent, and bad values of the
-//! new options are refused in one line with exit code 2.
+//! `bt seed` by itself once a libtorrent leecher has the whole torrent, `--seed-time` keeps
+//! `bt get` seeding after completion and then ends it, and bad values of the new options are
+//! refused in one line with exit code 2.
 //!
 //! Every process is killed by its PID when its guard drops; every wait is bounded.
 
@@ -217,4 +218,37 @@ fn bad_limit_and_goal_values_are_refused_in_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{extra:?}: {stderr}");
         assert!(stderr.contains(extra[0]), "{extra:?}: {stderr}");
     }
+}
+
+#[test]
+fn seed_time_keeps_bt_get_seeding_after_the_download_then_ends_it() {
+    // Proves `bt get --seed-time 2s` (no `--seed`) does not exit at completion but seeds on, and
+    // exits 0 by itself once it has seeded 2 s, saying which goal it reached.
+    let tmp = TempDir::new("seed-time");
+    let src = tmp.path().join("src");
+    gen_files(&src, &[("time/a.bin", 1 << 20)]);
+    let torrent = make_torrent(
+        &src.join("time"),
+        &[],
+        "64K",
+        &tmp.path().join("time.torrent"),
+    );
+    let seeder = BtProc::seed(&torrent.path, &src, &[]);
+    let dl = tmp.path().join("dl");
+    let mut bt = BtProc::get(&torrent.path, &dl, &[seeder.addr], &["--seed-time", "2s"]);
+    bt.wait_complete(Duration::from_secs(30));
+    bt.wait_success(Duration::from_secs(30));
+    tree_equal(&src.join("time"), &dl.join("time"));
+    let events = bt.proc().events();
+    let complete = events.iter().position(|e| is_event(e, "complete"));
+    let reached = events.iter().position(|e| is_event(e, "seed_goal_reached"));
+    assert!(
+        matches!((complete, reached), (Some(c), Some(r)) if c < r),
+        "{}",
+        bt.log()
+    );
+    let reached = &events[reached.expect("checked")];
+    assert_eq!(reached["goal"], "time", "{reached}");
+    assert!(field_u64(reached, "seeded_s") >= 2, "{reached}");
+    assert_eq!(summary(&mut bt)["result"], "seed_goal_reached");
 }

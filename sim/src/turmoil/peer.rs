@@ -392,6 +392,7 @@ impl Shared {
             Report::Dht(DhtReport::Listening(_)) => ("dht_listening", [32, 0, 0]),
             // The simulated torrent is never private.
             Report::Dht(DhtReport::Stopped(_)) => ("dht_stopped", [33, 0, 0]),
+            Report::SeedGoalReached { uploaded, .. } => ("seed_goal_reached", [35, *uploaded, 0]),
             // Said again by the protocol's own events (connected) or by the peers dialled.
             Report::PeerConnected { .. } | Report::PeersFound { .. } => return,
         };
