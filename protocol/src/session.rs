@@ -105,6 +105,9 @@ pub enum SessionError {
     /// The torrent refused the peer.
     #[error(transparent)]
     Refused(#[from] AddPeerError),
+    /// The torrent is paused or stopped: it takes no connection.
+    #[error("torrent {0:?} is paused or stopped")]
+    NotAccepting(TorrentId),
     /// The torrent refused the file priorities.
     #[error(transparent)]
     Priorities(#[from] crate::torrent::FilePrioritiesError),
@@ -174,6 +177,9 @@ pub struct Session {
     outputs: VecDeque<Output>,
     /// Global and per-torrent rate limits (see [`Session::set_rate_limits`]).
     shares: RateShares<TorrentId>,
+    /// Torrents that take no new connection (paused or stopped; see
+    /// [`Session::set_accepting`]).
+    closed: BTreeSet<TorrentId>,
 }
 
 impl Session {
@@ -198,6 +204,7 @@ impl Session {
             next_torrent: 0,
             outputs: VecDeque::new(),
             shares: RateShares::new(),
+            closed: BTreeSet::new(),
         }
     }
 
@@ -337,6 +344,7 @@ impl Session {
             .remove(&id)
             .ok_or(SessionError::NoSuchTorrent(id))?;
         self.by_hash.remove(&torrent.info_hash());
+        self.closed.remove(&id);
         let conns: Vec<ConnId> = self
             .conns
             .iter()
@@ -362,17 +370,49 @@ impl Session {
             .filter(|(_, c)| matches!(c, Conn::Attached(t) if *t == id))
             .map(|(c, _)| *c)
             .collect();
-        for conn in conns {
+        for &conn in &conns {
             self.conns.remove(&conn);
             self.outputs.push_back(Output::Close {
                 conn,
                 reason: SessionCloseReason::TorrentStopped,
             });
-            if let Some(t) = self.torrents.get_mut(&id) {
-                t.peer_disconnected(now, conn);
-            }
         }
-        self.collect(id);
+        let Some(t) = self.torrents.get_mut(&id) else {
+            return;
+        };
+        for &conn in &conns {
+            t.peer_disconnected(now, conn);
+        }
+        // What the torrent says to peers as each goes (a choke shuffle) is for connections
+        // closing too: nothing of it is sent.
+        while let Some(out) = t.poll_output() {
+            let out = match out {
+                TorrentOutput::Transmit { .. } => continue,
+                TorrentOutput::Close { conn, reason } => Output::Close {
+                    conn,
+                    reason: SessionCloseReason::Torrent(reason),
+                },
+                TorrentOutput::Disk(op) => Output::Disk { torrent: id, op },
+                TorrentOutput::Event(event) => Output::Event { torrent: id, event },
+            };
+            self.outputs.push_back(out);
+        }
+    }
+
+    /// Whether torrent `id` takes new connections (it does from the start): while it does not
+    /// (paused, stopped), an incoming handshake naming it is refused with
+    /// [`SessionCloseReason::TorrentStopped`] and [`Session::connect`] refuses it.
+    pub fn set_accepting(&mut self, id: TorrentId, accepting: bool) {
+        if accepting {
+            self.closed.remove(&id);
+        } else if self.torrents.contains_key(&id) {
+            self.closed.insert(id);
+        }
+    }
+
+    /// Whether torrent `id` takes new connections (see [`Session::set_accepting`]).
+    pub fn is_accepting(&self, id: TorrentId) -> bool {
+        self.torrents.contains_key(&id) && !self.closed.contains(&id)
     }
 
     /// We opened `conn` to `addr` for `torrent`: our handshake is queued at once.
@@ -384,6 +424,9 @@ impl Session {
         addr: SocketAddr,
     ) -> Result<(), SessionError> {
         self.check_new_conn(conn)?;
+        if self.closed.contains(&torrent) {
+            return Err(SessionError::NotAccepting(torrent));
+        }
         let t = self
             .torrents
             .get_mut(&torrent)
@@ -464,6 +507,9 @@ impl Session {
         let Some(&id) = self.by_hash.get(&hash) else {
             return self.refuse(conn, SessionCloseReason::UnknownTorrent(hash));
         };
+        if self.closed.contains(&id) {
+            return self.refuse(conn, SessionCloseReason::TorrentStopped);
+        }
         let (addr, buffer) = (*addr, buffer.clone());
         let torrent = self
             .torrents

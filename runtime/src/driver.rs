@@ -32,7 +32,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bt_protocol::client::{
-    AnnounceId, Client, ClientCloseReason, ClientConfig, Event as ClientEvent, Output,
+    AnnounceId, Client, ClientCloseReason, ClientConfig, Event as ClientEvent, GoalReached, Output,
+    SeedGoal,
 };
 use bt_protocol::io::{ConnId, DiskDone, DiskOp};
 use bt_protocol::metainfo::{InfoHash, Metainfo, TorrentLayout};
@@ -88,7 +89,8 @@ pub enum DriverError {
 pub enum StopWhen {
     /// As soon as every piece of every torrent is verified (`bt get`).
     Complete,
-    /// Only on interrupt (`bt seed`, `bt get --seed`).
+    /// On interrupt, or once every torrent has reached its seeding goal (`bt seed`, `bt get
+    /// --seed`).
     Interrupted,
 }
 
@@ -102,6 +104,8 @@ pub enum Outcome {
     /// A torrent could not go on: its [`TorrentFinished::error`] says why (a magnet's metadata
     /// parsed but named unsafe paths, or its files could not be opened).
     Failed,
+    /// Every torrent reached its seeding goal ([`Driver::set_seed_goal`]) and stopped.
+    SeedGoalsReached,
 }
 
 /// What [`Driver::run`] returns.
@@ -226,6 +230,27 @@ pub struct StallStatus {
     pub backoff: Duration,
 }
 
+impl Status {
+    /// Bytes of the wanted pieces not verified yet.
+    pub fn left(&self) -> u64 {
+        self.total_bytes.saturating_sub(self.verified_bytes)
+    }
+
+    /// How long the rest of the wanted pieces take at the recent download rate, rounded up to a
+    /// second: zero when nothing is left, `None` when unknown (no data flowing, or a magnet's
+    /// size not known yet).
+    pub fn eta(&self) -> Option<Duration> {
+        let left = self.left();
+        if self.metadata.is_some() {
+            return None;
+        }
+        if left == 0 {
+            return Some(Duration::ZERO);
+        }
+        (self.download_rate > 0).then(|| Duration::from_secs(left.div_ceil(self.download_rate)))
+    }
+}
+
 /// What the driver hands to its caller as things happen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
@@ -294,6 +319,15 @@ pub enum Report {
     },
     /// The DHT node (see [`Driver::start_dht`]).
     Dht(DhtReport),
+    /// The torrent reached its seeding goal and stops (see [`Driver::set_seed_goal`]).
+    SeedGoalReached {
+        /// Which goal.
+        reached: GoalReached,
+        /// Block bytes uploaded this run.
+        uploaded: u64,
+        /// How long it seeded.
+        seeded: Duration,
+    },
     /// An announce has had no answer for
     /// [`SLOW_TRACKER_NOTICE`](bt_protocol::client::SLOW_TRACKER_NOTICE); it goes on.
     TrackerSlow {
@@ -953,6 +987,19 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 }
                 (Some(torrent), Report::MetadataReceived(meta))
             }
+            ClientEvent::SeedGoalReached {
+                torrent,
+                reached,
+                uploaded,
+                seeded,
+            } => (
+                Some(torrent),
+                Report::SeedGoalReached {
+                    reached,
+                    uploaded,
+                    seeded,
+                },
+            ),
             ClientEvent::Stopped { .. } => return,
         };
         reports.push((torrent, report));
@@ -1154,6 +1201,30 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.client.set_rate_limits(now, download, upload);
     }
 
+    /// Torrent `id`'s seeding goal (see [`bt_protocol::client::Client::set_seed_goal`]): once
+    /// reached it stops, and when every torrent has, [`Driver::run`] returns with
+    /// [`Outcome::SeedGoalsReached`].
+    pub fn set_seed_goal(
+        &mut self,
+        id: TorrentId,
+        goal: SeedGoal,
+    ) -> Result<(), bt_protocol::session::SessionError> {
+        let now = self.now();
+        self.client.set_seed_goal(now, id, goal)
+    }
+
+    /// Pauses torrent `id` (see [`bt_protocol::client::Client::pause`]).
+    pub fn pause(&mut self, id: TorrentId) -> Result<(), bt_protocol::session::SessionError> {
+        let now = self.now();
+        self.client.pause(now, id)
+    }
+
+    /// Resumes paused torrent `id` (see [`bt_protocol::client::Client::resume`]).
+    pub fn resume(&mut self, id: TorrentId) -> Result<(), bt_protocol::session::SessionError> {
+        let now = self.now();
+        self.client.resume(now, id)
+    }
+
     /// Whether every wanted piece of every torrent is verified (every piece, unless file
     /// priorities skip some).
     pub fn wanted_complete(&self) -> bool {
@@ -1199,6 +1270,10 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             }
             if stop == StopWhen::Complete && self.wanted_complete() {
                 break Outcome::Complete;
+            }
+            // Only a seeding goal stops a torrent while the driver runs.
+            if !self.torrents.is_empty() && self.client.all_stopped() {
+                break Outcome::SeedGoalsReached;
             }
             tokio::select! {
                 biased;
@@ -1322,5 +1397,44 @@ impl<D: Storage + 'static> TorrentTasks<D> {
             peer_totals: PeerTotals::default(),
             choose_priorities: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(verified_bytes: u64, download_rate: u64, metadata: Option<(u32, u32)>) -> Status {
+        Status {
+            have: 0,
+            pieces: 10,
+            verified_bytes,
+            total_bytes: 10_000,
+            downloaded: 0,
+            uploaded: 0,
+            download_rate,
+            upload_rate: 0,
+            peers: 1,
+            sources: SourceCounts::default(),
+            metadata,
+            write_stall: None,
+        }
+    }
+
+    #[test]
+    fn eta_is_the_bytes_left_over_the_recent_rate_and_unknown_without_one() {
+        // Proves the progress line's ETA: bytes left over the download rate, rounded up to a
+        // second; zero when done; unknown with no data flowing or no metadata yet.
+        assert_eq!(
+            status(4_000, 1_000, None).eta(),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(
+            status(4_000, 7_000, None).eta(),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(status(10_000, 0, None).eta(), Some(Duration::ZERO));
+        assert_eq!(status(4_000, 0, None).eta(), None);
+        assert_eq!(status(0, 1_000, Some((1, 4))).eta(), None);
     }
 }

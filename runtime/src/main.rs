@@ -11,7 +11,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     restore_sigpipe();
     exit_on_panic();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => usage_error(e),
+    };
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -27,6 +30,23 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Reports a command line clap refused and exits. A bad value (`--download-limit fast`) is one
+/// line naming the option and what is wrong, exit code [`USAGE_EXIT_CODE`]; help, version and
+/// the other errors (which list arguments on the lines that follow) are clap's own.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let line = text.lines().next().unwrap_or("error: invalid value");
+    eprintln!("bt: {line}");
+    std::process::exit(i32::from(USAGE_EXIT_CODE));
 }
 
 /// Exit code of a command line bt cannot use (clap's too).

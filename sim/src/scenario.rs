@@ -389,6 +389,11 @@ pub enum FaultAction {
     Crash(Target),
     /// Crashed (or departed) peers come back with the pieces they had verified (fast resume).
     Restart(Target),
+    /// The peers pause their torrent (bt's pause, as a `Client` command): connections closed,
+    /// nothing requested or served, `stopped` announced, state kept.
+    Pause(Target),
+    /// Paused peers resume: `started` announced, their peer lists dialled again.
+    Resume(Target),
     /// The tracker with this index stops answering.
     TrackerDown(usize),
     /// The tracker with this index answers again.
@@ -825,6 +830,10 @@ struct RawFault {
     crash: Option<Spanned<String>>,
     #[serde(default)]
     restart: Option<Spanned<String>>,
+    #[serde(default)]
+    pause: Option<Spanned<String>>,
+    #[serde(default)]
+    resume: Option<Spanned<String>>,
     #[serde(default)]
     count: Option<Spanned<u32>>,
     #[serde(default)]
@@ -1682,11 +1691,26 @@ fn check_faults(
         if let Some(c) = &r.restart {
             actions.push(FaultAction::Restart(check_target(cx, groups, c, &r.count)?));
         }
+        for (c, pause) in [(&r.pause, true), (&r.resume, false)] {
+            if let Some(c) = c {
+                let target = check_target(cx, groups, c, &r.count)?;
+                if groups[target.group].role == Role::Attacker {
+                    return Err(cx.err(c.span(), "an attacker has no torrent to pause or resume"));
+                }
+                actions.push(if pause {
+                    FaultAction::Pause(target)
+                } else {
+                    FaultAction::Resume(target)
+                });
+            }
+        }
         if let Some(c) = &r.count
             && r.crash.is_none()
             && r.restart.is_none()
+            && r.pause.is_none()
+            && r.resume.is_none()
         {
-            return Err(cx.err(c.span(), "count goes with crash or restart"));
+            return Err(cx.err(c.span(), "count goes with crash, restart, pause or resume"));
         }
         for (t, down) in [(&r.tracker_down, true), (&r.tracker_up, false)] {
             if let Some(t) = t {
@@ -1711,8 +1735,8 @@ fn check_faults(
             return Err(cx.err(
                 f.span(),
                 format!(
-                    "a [[fault]] needs exactly one of partition, heal, crash, restart, \
-                     tracker_down, tracker_up (this one has {})",
+                    "a [[fault]] needs exactly one of partition, heal, crash, restart, pause, \
+                     resume, tracker_down, tracker_up (this one has {})",
                     actions.len()
                 ),
             ));

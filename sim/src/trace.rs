@@ -185,6 +185,8 @@ kinds! {
     DhtStopped = 68, "dht_stopped host";
     /// A bootstrap node received a datagram (turmoil).
     DhtBootReceived = 69, "dht_boot_received node bytes";
+    /// A peer's seeding goal was reached (turmoil).
+    SeedGoalReached = 70, "seed_goal_reached host uploaded";
 }
 
 impl Kind {

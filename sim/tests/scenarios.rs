@@ -160,9 +160,13 @@ fn every_shipped_scenario_has_a_test() {
         "magnet-join.toml",
         "mixed-liars.toml",
         "partition-heal.toml",
+        "pause-resume.toml",
         "pex-only.toml",
         "quickstart.toml",
+        "rate-limits.toml",
+        "redial-restarted-seeder.toml",
         "seeder-crash-restart.toml",
+        "select-files.toml",
         "tracker-down-up.toml",
     ];
     let mut found: Vec<String> = std::fs::read_dir(scenario_path(""))
@@ -736,4 +740,16 @@ fn peers_that_select_files_fetch_only_those_and_complete() {
         4 * wanted
     );
     assert!(r.groups[2].downloaded >= 4 * scenario.torrent.size());
+}
+
+#[test]
+fn paused_peers_send_nothing_and_complete_after_resuming() {
+    // Proves pause and resume as faults: the observer (a violation for any byte a paused peer
+    // sends) passes, nobody completes during the 20 s pause, and every leecher completes after
+    // resuming, dialling its peer list again.
+    let (_, _, r) = run("pause-resume.toml", None);
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].completed, 4, "{}", r.human());
+    let first = r.groups[1].completion_s.as_ref().expect("completed").min;
+    assert!(first > 23.0, "completed only after resuming: {first} s");
 }

@@ -10,6 +10,10 @@
 //!   connection-id cache, the half-open limit and connect timeouts, our peer id and the root
 //!   random stream.
 //!
+//! The user's controls live beside it: seeding goals that stop a torrent by themselves
+//! ([`Client::set_seed_goal`], in `goals.rs`) and pause/resume ([`Client::pause`], in
+//! `pause.rs`).
+//!
 //! A driver performs what [`Client::poll_output`] asks ([`Output`]: connect, transmit, close,
 //! disk, datagram, announce, event) and reports back with the `handle_*` inputs; between them it
 //! sleeps until [`Client::poll_timeout`]. The drain contract is the crate's (see the crate docs):
@@ -31,8 +35,12 @@
 //! [`crate::tracker::MAX_TRACKERS`] trackers; outputs are drained by the driver after every
 //! input.
 
+mod goals;
+mod pause;
 mod peers;
 
+#[cfg(test)]
+mod controls_tests;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +48,7 @@ use core::net::SocketAddr;
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+pub use goals::{GoalReached, MAX_SEED_RATIO, SeedGoal, SeedRatio};
 pub use peers::{
     Ending, MAX_FAILS, PeerList, PeerSource, RECONNECT_AFTER, RETRY_BASE, RETRY_MAX, SourceCounts,
 };
@@ -309,6 +318,18 @@ pub enum Event {
         /// The whole metainfo (its trackers are the magnet's own).
         meta: Box<Metainfo>,
     },
+    /// A torrent reached its seeding goal ([`Client::set_seed_goal`]); it stops now, and
+    /// [`Event::Stopped`] follows.
+    SeedGoalReached {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Which goal.
+        reached: GoalReached,
+        /// Block bytes uploaded this run.
+        uploaded: u64,
+        /// How long it has seeded (running with every wanted piece verified).
+        seeded: Duration,
+    },
     /// A torrent stopped: its connections are closed and its `stopped` announce is done (or
     /// gave up after [`STOP_ANNOUNCE_TIMEOUT`]).
     Stopped {
@@ -332,6 +353,8 @@ pub enum Timer {
     Redial(TorrentId),
     /// A stopping torrent gives up waiting for its `stopped` announce.
     StopDeadline(TorrentId),
+    /// A seeding torrent reaches its seeding time goal.
+    SeedGoal(TorrentId),
     /// The DHT node's (queries timing out, maintenance, announces, bootstrap).
     Dht,
 }
@@ -340,6 +363,9 @@ pub enum Timer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Running,
+    /// Paused ([`Client::pause`]): no connections, no dialling, `stopped` announced; its state
+    /// kept for [`Client::resume`].
+    Paused,
     /// Its connections are closed and its `stopped` announce is on its way.
     Stopping {
         deadline: Instant,
@@ -411,6 +437,8 @@ pub struct Client {
     udp_connections: BTreeMap<String, UdpConnection>,
     outputs: VecDeque<Output>,
     last_timeout_reason: Option<Timer>,
+    /// Seeding goals by torrent (see [`Client::set_seed_goal`]).
+    goals: BTreeMap<TorrentId, goals::GoalState>,
 }
 
 impl Client {
@@ -438,6 +466,7 @@ impl Client {
             udp_connections: BTreeMap::new(),
             outputs: VecDeque::new(),
             last_timeout_reason: None,
+            goals: BTreeMap::new(),
         }
     }
 
@@ -557,6 +586,7 @@ impl Client {
         if let Some(at) = self.dht.as_ref().and_then(DhtSchedule::poll_timeout) {
             table.push((Timer::Dht, at));
         }
+        table.extend(self.seed_goal_timers());
         table
     }
 
@@ -781,16 +811,27 @@ impl Client {
         let Some(side) = self.sides.get_mut(&id) else {
             return;
         };
-        if side.phase != Phase::Running {
+        if !matches!(side.phase, Phase::Running | Phase::Paused) {
             return;
         }
         side.phase = Phase::Stopping {
             deadline: now + STOP_ANNOUNCE_TIMEOUT,
         };
+        self.disconnect(now, id);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// Takes torrent `id` off the network (it stops or pauses): `stopped` announced, off the
+    /// DHT, connects given up, connections closed, new ones refused.
+    fn disconnect(&mut self, now: Instant, id: TorrentId) {
+        let Some(side) = self.sides.get_mut(&id) else {
+            return;
+        };
         if let Some(a) = &mut side.announcer {
             a.stopped(now);
         }
-        if side.dht
+        if std::mem::take(&mut side.dht)
             && let (Some(dht), Some(t)) = (&mut self.dht, self.session.torrent(id))
         {
             dht.remove_torrent(&t.info_hash());
@@ -809,9 +850,8 @@ impl Client {
                 reason: ClientCloseReason::Session(SessionCloseReason::TorrentStopped),
             });
         }
+        self.session.set_accepting(id, false);
         self.session.close_connections(now, id);
-        self.collect(now);
-        self.pump(now);
     }
 
     /// Stops every torrent (see [`Client::stop_torrent`]): the way out of the process. Done when
@@ -868,6 +908,7 @@ impl Client {
                     conn,
                     reason: ClientCloseReason::Session(match e {
                         SessionError::Refused(r) => SessionCloseReason::Refused(r),
+                        SessionError::NotAccepting(_) => SessionCloseReason::TorrentStopped,
                         _ => SessionCloseReason::TooManyConnections,
                     }),
                 });
@@ -1228,6 +1269,7 @@ impl Client {
 
     /// After every input and command: due announces, the DHT, and dialling.
     fn pump(&mut self, now: Instant) {
+        self.check_seed_goals(now);
         self.pump_announces(now);
         self.pump_dht(now);
         self.dial_more(now);

@@ -355,6 +355,18 @@ impl PeerList {
             .collect()
     }
 
+    /// Ends every wait now: each address waiting for its retry is ready to dial at once (a
+    /// paused torrent resumes). Banned addresses, seeds skipped while complete, and those dialled
+    /// or connected stay as they are.
+    pub fn wake(&mut self, now: Instant) {
+        while let Some((_, order, addr)) = self.waiting.pop_first() {
+            if let Some(k) = self.known.get_mut(&addr) {
+                k.slot = Slot::Ready(now, order);
+                self.ready.insert((now, order, addr));
+            }
+        }
+    }
+
     /// Whether `addr` is dialled or connected now.
     pub fn is_busy(&self, addr: &SocketAddr) -> bool {
         self.known

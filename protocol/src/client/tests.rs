@@ -13,26 +13,31 @@ use crate::harness::{answer_disk, content};
 use crate::metainfo::TorrentLayout;
 use crate::tracker::{AnnounceResponse, Event as AnnounceEvent};
 
-const HASH: InfoHash = InfoHash([7; 20]);
-const PIECE: u64 = 32 * 1024;
-const LEN: u64 = 8 * PIECE;
+pub(super) const HASH: InfoHash = InfoHash([7; 20]);
+pub(super) const PIECE: u64 = 32 * 1024;
+pub(super) const LEN: u64 = 8 * PIECE;
 
-fn addr(last: u8) -> SocketAddr {
+pub(super) fn addr(last: u8) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, last)), 6881)
 }
 
-fn layout() -> TorrentLayout {
+pub(super) fn layout() -> TorrentLayout {
     TorrentLayout::new(PIECE, &[LEN]).unwrap()
 }
 
-fn hashes(data: &[u8]) -> Vec<[u8; 20]> {
+pub(super) fn hashes(data: &[u8]) -> Vec<[u8; 20]> {
     data.chunks(PIECE as usize)
         .map(|c| Sha1::digest(c).into())
         .collect()
 }
 
 /// A client at `addr(last)` holding the test torrent (all of it, or nothing).
-fn client(seed: u64, last: u8, full: bool, trackers: Vec<Vec<String>>) -> (Client, TorrentId) {
+pub(super) fn client(
+    seed: u64,
+    last: u8,
+    full: bool,
+    trackers: Vec<Vec<String>>,
+) -> (Client, TorrentId) {
     let mut c = Client::new(ClientConfig::default(), seed);
     c.set_listen_addr(addr(last));
     let data = content(LEN);
@@ -58,27 +63,27 @@ fn client(seed: u64, last: u8, full: bool, trackers: Vec<Vec<String>>) -> (Clien
 }
 
 /// One client on the test network.
-struct Node {
-    client: Client,
-    addr: SocketAddr,
-    storage: Vec<u8>,
-    up: bool,
-    events: Vec<Event>,
-    connects: Vec<(Instant, SocketAddr)>,
-    closes: Vec<(ConnId, ClientCloseReason)>,
-    announces: Vec<(AnnounceId, String, AnnounceRequest, Option<UdpConnection>)>,
+pub(super) struct Node {
+    pub(super) client: Client,
+    pub(super) addr: SocketAddr,
+    pub(super) storage: Vec<u8>,
+    pub(super) up: bool,
+    pub(super) events: Vec<Event>,
+    pub(super) connects: Vec<(Instant, SocketAddr)>,
+    pub(super) closes: Vec<(ConnId, ClientCloseReason)>,
+    pub(super) announces: Vec<(AnnounceId, String, AnnounceRequest, Option<UdpConnection>)>,
 }
 
 /// A network of clients: connections are pairs of handles, bytes arrive at once.
-struct Net {
-    nodes: Vec<Node>,
+pub(super) struct Net {
+    pub(super) nodes: Vec<Node>,
     /// (node, conn) -> (node, conn) of the other end.
-    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
-    now: Instant,
+    pub(super) links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    pub(super) now: Instant,
 }
 
 impl Net {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Net {
             nodes: Vec::new(),
             links: BTreeMap::new(),
@@ -86,7 +91,7 @@ impl Net {
         }
     }
 
-    fn add(&mut self, client: Client, full: bool) -> usize {
+    pub(super) fn add(&mut self, client: Client, full: bool) -> usize {
         let addr = client.listen.expect("test clients listen");
         let storage = if full {
             content(LEN)
@@ -107,7 +112,7 @@ impl Net {
     }
 
     /// Drains every node until nothing moves.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         for _ in 0..100_000 {
             let mut moved = false;
             for i in 0..self.nodes.len() {
@@ -176,7 +181,7 @@ impl Net {
     }
 
     /// Runs timers until `until`, settling after each.
-    fn run_until(&mut self, until: Instant) {
+    pub(super) fn run_until(&mut self, until: Instant) {
         self.settle();
         for _ in 0..1_000_000 {
             let next = self
@@ -203,7 +208,7 @@ impl Net {
     }
 
     /// Node `i` goes away: its connections reset, it answers nothing.
-    fn crash(&mut self, i: usize) {
+    pub(super) fn crash(&mut self, i: usize) {
         self.nodes[i].up = false;
         let ends: Vec<((usize, ConnId), (usize, ConnId))> = self
             .links
@@ -219,7 +224,7 @@ impl Net {
         self.settle();
     }
 
-    fn complete(&self, i: usize, id: TorrentId) -> bool {
+    pub(super) fn complete(&self, i: usize, id: TorrentId) -> bool {
         self.nodes[i]
             .client
             .torrent(id)
@@ -227,7 +232,7 @@ impl Net {
     }
 }
 
-fn secs(s: u64) -> Instant {
+pub(super) fn secs(s: u64) -> Instant {
     Instant::ZERO + Duration::from_secs(s)
 }
 
@@ -343,7 +348,7 @@ fn a_connect_with_no_answer_times_out_and_frees_its_half_open_slot() {
     assert_eq!(c.session().connection_count(), 0);
 }
 
-fn answer(peers: Vec<SocketAddr>) -> AnnounceResponse {
+pub(super) fn answer(peers: Vec<SocketAddr>) -> AnnounceResponse {
     AnnounceResponse {
         interval: Duration::from_secs(1800),
         min_interval: None,

@@ -1,6 +1,7 @@
 //! The limits a user can set on `bt get` and `bt seed` (`--max-peers`, `--max-half-open`,
-//! `--max-requests`, `--max-peer-requests`, `--max-message-size`, `--max-metadata-size`), and how
-//! they reach the protocol's configuration and the driver. Every default protects a user who sets
+//! `--max-requests`, `--max-peer-requests`, `--max-message-size`, `--max-metadata-size`, and the
+//! rates `--download-limit` and `--upload-limit`), and how they reach the protocol's
+//! configuration and the driver. Every default protects a user who sets
 //! nothing: each bounds what one peer or one torrent file can make bt hold.
 
 use std::path::Path;
@@ -9,7 +10,7 @@ use anyhow::{Context, bail};
 use bt_protocol::client::MAX_HALF_OPEN;
 use bt_protocol::metainfo::{MAX_TORRENT_FILE_SIZE, Metainfo};
 use bt_protocol::session::SessionConfig;
-use bt_runtime::units::{format_bytes, parse_bytes};
+use bt_runtime::units::{format_bytes, parse_bytes, parse_rate};
 
 /// Limits shared by `bt get` and `bt seed`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +33,17 @@ pub(crate) struct LimitArgs {
     /// Largest torrent metadata accepted: a .torrent file, or a magnet's info dictionary from peers.
     #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = metadata_size)]
     max_metadata_size: u64,
+    /// Most block data received per second, over all torrents (`4MiB/s`, `500kB/s`; 0: none).
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = rate, allow_negative_numbers = true)]
+    download_limit: u64,
+    /// Most block data sent per second, over all torrents (`1MiB/s`, `200kB/s`; 0: none).
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = rate, allow_negative_numbers = true)]
+    upload_limit: u64,
+}
+
+/// A rate in bytes per second; 0 for none.
+fn rate(text: &str) -> Result<u64, String> {
+    parse_rate(text).map(|r| r.unwrap_or(0))
 }
 
 /// The fewest bytes `--max-message-size` allows: an extension handshake of a real client fits in
@@ -86,6 +98,13 @@ impl LimitArgs {
         self.max_half_open
     }
 
+    /// The global rate limits (download, upload) in bytes per second, `None` for none, for
+    /// [`bt_runtime::driver::Driver::set_rate_limits`].
+    pub(crate) fn rates(&self) -> (Option<u64>, Option<u64>) {
+        let some = |r: u64| (r > 0).then_some(r);
+        (some(self.download_limit), some(self.upload_limit))
+    }
+
     /// Reads and parses the torrent at `path`, refusing a file over `--max-metadata-size`.
     pub(crate) fn load(&self, path: &Path) -> anyhow::Result<Metainfo> {
         let bytes = super::read_torrent_file(path, self.max_metadata_size)?;
@@ -123,6 +142,7 @@ mod tests {
             u64::from(DEFAULT_MAX_EXTENDED_LEN)
         );
         assert_eq!(cli.limits.max_metadata_size, MAX_TORRENT_FILE_SIZE as u64);
+        assert_eq!(cli.limits.rates(), (None, None));
     }
 
     #[test]
@@ -145,6 +165,10 @@ mod tests {
             "7",
             "--max-message-size",
             "64K",
+            "--download-limit",
+            "1MiB/s",
+            "--upload-limit",
+            "500kB/s",
         ])
         .unwrap();
         let mut config = SessionConfig::default();
@@ -156,12 +180,15 @@ mod tests {
         assert_eq!(config.torrent.peer.max_peer_requests, 7);
         assert_eq!(config.torrent.peer.max_extended_len, 64 * 1024);
         assert_eq!(cli.limits.max_half_open(), 3);
+        assert_eq!(cli.limits.rates(), (Some(1 << 20), Some(500_000)));
         for bad in [
             &["--max-peers", "0"][..],
             &["--max-half-open", "x"],
             &["--max-message-size", "10"],
             &["--max-metadata-size", "65M"],
             &["--max-metadata-size", "0"],
+            &["--download-limit", "fast"],
+            &["--upload-limit", "-1"],
         ] {
             let err = <Cli as clap::Parser>::try_parse_from(["bt"].iter().chain(bad))
                 .err()

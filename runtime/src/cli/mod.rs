@@ -3,8 +3,10 @@
 
 mod create;
 mod dht;
+mod goals;
 mod info;
 mod limits;
+mod summary;
 mod tracker;
 mod transfer;
 

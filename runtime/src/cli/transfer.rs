@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use bt_protocol::client::{GoalReached, SeedGoal};
 use bt_protocol::metainfo::magnet::MagnetLink;
 use bt_protocol::metainfo::{InfoHash, Metainfo};
 use bt_protocol::rng::Rng;
@@ -28,7 +29,9 @@ use bt_runtime::tracker::{Clock, announce};
 use bt_runtime::units::format_bytes;
 
 use super::dht::DhtArgs;
+use super::goals::GoalArgs;
 use super::limits::LimitArgs;
+use super::summary::RunSummary;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `bt get`.
@@ -49,9 +52,12 @@ pub(crate) struct GetArgs {
     /// How to choose pieces.
     #[arg(long, value_enum, default_value = "rarest")]
     strategy: StrategyArg,
-    /// Keep seeding after the download completes, until interrupted.
+    /// Keep seeding after the download completes, until interrupted (or a seeding goal,
+    /// `--seed-ratio`/`--seed-time`, which imply it, is reached).
     #[arg(long)]
     seed: bool,
+    #[command(flatten)]
+    goals: GoalArgs,
     /// Print newline-delimited JSON events instead of a progress display.
     #[arg(long)]
     json: bool,
@@ -94,6 +100,8 @@ pub(crate) struct SeedArgs {
     /// Say more: every failed connection, every tracker answer.
     #[arg(short, long)]
     verbose: bool,
+    #[command(flatten)]
+    goals: GoalArgs,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -345,6 +353,32 @@ impl Display {
                 );
             }
             Report::Dht(d) => self.dht(d),
+            Report::SeedGoalReached {
+                reached,
+                uploaded,
+                seeded,
+            } => {
+                let (goal, text) = match reached {
+                    GoalReached::Ratio(r) => ("ratio", format!("ratio {r}")),
+                    GoalReached::Time(t) => (
+                        "time",
+                        format!("seeding time {}", humantime::format_duration(*t)),
+                    ),
+                };
+                self.line(
+                    serde_json::json!({
+                        "event": "seed_goal_reached", "goal": goal,
+                        "ratio": match reached { GoalReached::Ratio(r) => Some(r.to_string()), _ => None },
+                        "seed_time_s": match reached { GoalReached::Time(t) => Some(t.as_secs()), _ => None },
+                        "uploaded": uploaded, "seeded_s": seeded.as_secs(),
+                    }),
+                    format!(
+                        "seeding goal reached ({text}): sent {} in {} of seeding; stopping",
+                        format_bytes(*uploaded),
+                        humantime::format_duration(Duration::from_secs(seeded.as_secs()))
+                    ),
+                );
+            }
             // Said by `metadata_received`, which the caller calls with what it needs.
             Report::MetadataReceived(_) => {}
             Report::ConnectFailed { .. }
@@ -352,6 +386,15 @@ impl Display {
             | Report::PeerConnected { .. }
             | Report::PeersFound { .. }
             | Report::Event(_) => {}
+        }
+    }
+
+    /// At the end of a run: the summary (see [`RunSummary`]), on stdout.
+    fn summary(&self, summary: &RunSummary) {
+        if self.json {
+            println!("{}", summary.json());
+        } else {
+            println!("{}", summary.text());
         }
     }
 
@@ -531,23 +574,36 @@ impl Display {
             );
         }
         let peers = format!("{} peer{}", s.peers, if s.peers == 1 { "" } else { "s" });
+        let eta = s.eta();
         let msg = match s.metadata {
             Some((got, 0)) => format!("fetching metadata ({got} pieces), {peers}"),
             Some((got, all)) => format!("fetching metadata ({got}/{all} pieces), {peers}"),
-            None => format!(
+            // Seeding: nothing is left to wait for.
+            None if s.left() == 0 => format!(
                 "down {}/s up {}/s, {peers}",
                 format_bytes(s.download_rate),
                 format_bytes(s.upload_rate),
+            ),
+            None => format!(
+                "down {}/s up {}/s, {peers}, ETA {}",
+                format_bytes(s.download_rate),
+                format_bytes(s.upload_rate),
+                eta.map_or_else(
+                    || "--".to_owned(),
+                    |d| humantime::format_duration(d).to_string()
+                ),
             ),
         };
         if self.json {
             println!(
                 "{}",
                 serde_json::json!({
-                    "event": "status", "have": s.have, "pieces": s.pieces,
+                    "event": "status", "elapsed_s": self.started.elapsed().as_secs_f64(),
+                    "have": s.have, "pieces": s.pieces,
                     "verified_bytes": s.verified_bytes, "total_bytes": s.total_bytes,
                     "downloaded": s.downloaded, "uploaded": s.uploaded,
                     "download_rate": s.download_rate, "upload_rate": s.upload_rate, "peers": s.peers,
+                    "eta_s": eta.map(|d| d.as_secs()),
                     "writes_paused": s.write_stall.is_some(),
                     "metadata": s.metadata.map(|(got, all)| serde_json::json!({"received": got, "pieces": all})),
                     "sources": {
@@ -711,6 +767,10 @@ struct Run<'a> {
     dht: &'a DhtArgs,
     /// The files chosen (`None`: all).
     priorities: Option<&'a [FilePriority]>,
+    /// The global rate limits (download, upload), bytes per second.
+    rates: (Option<u64>, Option<u64>),
+    /// When seeding stops by itself.
+    goal: Option<SeedGoal>,
 }
 
 async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finished> {
@@ -736,6 +796,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
     if let Some(p) = run.priorities {
         driver.set_file_priorities(id, p)?;
     }
+    apply_controls(&mut driver, id, run.rates, run.goal)?;
     driver.set_trackers(id, run.meta.trackers.clone());
     let addr = driver
         .listen(run.listen)
@@ -762,6 +823,20 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         run.dht.save(state);
     }
     Ok(finished)
+}
+
+/// Sets the user's rate limits and seeding goal on torrent `id`.
+fn apply_controls<D: Storage + 'static>(
+    driver: &mut Driver<TokioNet, D>,
+    id: bt_protocol::session::TorrentId,
+    (download, upload): (Option<u64>, Option<u64>),
+    goal: Option<SeedGoal>,
+) -> anyhow::Result<()> {
+    driver.set_rate_limits(download, upload);
+    if let Some(goal) = goal {
+        driver.set_seed_goal(id, goal)?;
+    }
+    Ok(())
 }
 
 /// Starts the DHT beside the listener at `addr` unless it is off; a failure is a warning (the
@@ -974,11 +1049,7 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
         })
     };
     let mut display = Display::new(args.json, args.verbose, 0);
-    let stop = if args.seed {
-        StopWhen::Interrupted
-    } else {
-        StopWhen::Complete
-    };
+    let stop = get_stop(args);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let started = std::time::Instant::now();
     let mut meta: Option<Metainfo> = None;
@@ -996,6 +1067,7 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             .first_torrent()
             .context("the driver holds no torrent")?;
         driver.set_max_half_open(args.limits.max_half_open());
+        apply_controls(&mut driver, id, args.limits.rates(), args.goals.goal())?;
         {
             let chosen = chosen.clone();
             driver.set_priorities_on_metadata(
@@ -1063,6 +1135,13 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
         save_resume(&storage, meta, &args.dir, &done.have);
     }
     let priorities = chosen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    display.summary(&RunSummary::new(
+        finished.outcome,
+        done,
+        display.started.elapsed(),
+        meta.as_ref(),
+        priorities.as_deref(),
+    ));
     finish_get(
         meta.as_ref(),
         priorities.as_deref(),
@@ -1114,6 +1193,16 @@ fn finish_get(
     }
 }
 
+/// When `bt get` ends: at completion, or with `--seed` (or a seeding goal) on interrupt or when
+/// the goal is reached.
+fn get_stop(args: &GetArgs) -> StopWhen {
+    if args.seed || args.goals.goal().is_some() {
+        StopWhen::Interrupted
+    } else {
+        StopWhen::Complete
+    }
+}
+
 /// `bt get` of a torrent whose metadata we have (a file, or a magnet's saved torrent).
 fn get_torrent(
     meta: &Metainfo,
@@ -1160,11 +1249,7 @@ fn get_torrent(
     }
     let config = session_config(args);
     let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
-    let stop = if args.seed {
-        StopWhen::Interrupted
-    } else {
-        StopWhen::Complete
-    };
+    let stop = get_stop(args);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let run = Run {
         meta,
@@ -1179,11 +1264,20 @@ fn get_torrent(
         resume_interval: args.resume_interval,
         dht: &args.dht,
         priorities: priorities.as_deref(),
+        rates: args.limits.rates(),
+        goal: args.goals.goal(),
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
     let done = finished.first().context("the driver ran no torrent")?;
     save_resume(&storage, meta, &args.dir, &done.have);
+    display.summary(&RunSummary::new(
+        finished.outcome,
+        done,
+        display.started.elapsed(),
+        Some(meta),
+        priorities.as_deref(),
+    ));
     finish_get(
         Some(meta),
         priorities.as_deref(),
@@ -1231,15 +1325,19 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         resume_interval: RESUME_SAVE_INTERVAL,
         dht: &args.dht,
         priorities: None,
+        rates: args.limits.rates(),
+        goal: args.goals.goal(),
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
-    if !args.json {
-        println!(
-            "stopped seeding; uploaded {}",
-            format_bytes(finished.first().map_or(0, |t| t.status.uploaded))
-        );
-    }
+    let done = finished.first().context("the driver ran no torrent")?;
+    display.summary(&RunSummary::new(
+        finished.outcome,
+        done,
+        display.started.elapsed(),
+        Some(&meta),
+        None,
+    ));
     Ok(())
 }
 

@@ -1010,7 +1010,17 @@ impl<'a> World<'a> {
             };
             match out {
                 Output::Connect { conn, addr, .. } => self.dial(h, conn, addr),
-                Output::Transmit { conn, bytes } => self.enqueue(h, conn, net::Item::Data(bytes)),
+                Output::Transmit { conn, bytes } => {
+                    let host = &self.hosts[h as usize];
+                    if host
+                        .client
+                        .as_ref()
+                        .is_some_and(|c| c.is_paused(host.torrent))
+                    {
+                        self.violation(format!("peer {h} sent {} bytes while paused", bytes.len()));
+                    }
+                    self.enqueue(h, conn, net::Item::Data(bytes));
+                }
                 Output::Close { conn, reason } => {
                     let reason = match reason {
                         bt_protocol::client::ClientCloseReason::Session(r) => format!("{r:?}"),
@@ -1161,7 +1171,8 @@ impl<'a> World<'a> {
             | ClientEvent::TrackerSlow { .. }
             | ClientEvent::DhtBootstrapped { .. }
             | ClientEvent::DhtStopped { .. }
-            | ClientEvent::MetadataReceived { .. } => {}
+            | ClientEvent::MetadataReceived { .. }
+            | ClientEvent::SeedGoalReached { .. } => {}
         }
     }
 
@@ -1288,6 +1299,29 @@ impl<'a> World<'a> {
                     self.drop_links(h);
                     self.trace.record(Kind::Restart, &[u64::from(h)]);
                     self.start(h);
+                }
+            }
+            FaultAction::Pause(target) => {
+                let now = self.now();
+                for h in self.targets(target, &[State::Up]) {
+                    let host = &mut self.hosts[h as usize];
+                    let torrent = host.torrent;
+                    if let Some(c) = host.client.as_mut() {
+                        // Refused only for a torrent already stopped: nothing to do then.
+                        let _ = c.pause(now, torrent);
+                    }
+                    self.settle(h);
+                }
+            }
+            FaultAction::Resume(target) => {
+                let now = self.now();
+                for h in self.targets(target, &[State::Up]) {
+                    let host = &mut self.hosts[h as usize];
+                    let torrent = host.torrent;
+                    if let Some(c) = host.client.as_mut() {
+                        let _ = c.resume(now, torrent);
+                    }
+                    self.settle(h);
                 }
             }
             FaultAction::TrackerDown(t) => self.trackers[t].up = false,

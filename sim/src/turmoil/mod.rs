@@ -130,6 +130,16 @@ fn run_with(
             limit: MAX_HOSTS,
         });
     }
+    if scenario.faults.iter().any(|f| {
+        matches!(
+            f.action,
+            crate::scenario::FaultAction::Pause(_) | crate::scenario::FaultAction::Resume(_)
+        )
+    }) {
+        return Err(RunError::Setup(
+            "pause and resume faults run only on the fast engine so far; use --engine fast".into(),
+        ));
+    }
     if let Some(g) = scenario.groups.iter().find(|g| g.select.is_some()) {
         return Err(RunError::Setup(format!(
             "group `{}` selects files, which only the fast engine runs so far; use --engine fast",
@@ -470,6 +480,8 @@ impl<'a> Engine<'a> {
         shared.trace.record(Kind::Fault, &[i as u64]);
         drop(shared);
         match self.scenario.faults[i].action.clone() {
+            // Refused before the run starts.
+            FaultAction::Pause(_) | FaultAction::Resume(_) => {}
             // Turmoil holds what crosses the cut and delivers it after the heal, as TCP would
             // once the path is back; connects across it time out meanwhile.
             FaultAction::Partition { a, b } => {

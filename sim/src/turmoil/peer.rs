@@ -395,6 +395,7 @@ impl Shared {
             Report::Dht(DhtReport::Listening(_)) => (Kind::DhtListening, [0, 0]),
             // The simulated torrent is never private.
             Report::Dht(DhtReport::Stopped(_)) => (Kind::DhtStopped, [0, 0]),
+            Report::SeedGoalReached { uploaded, .. } => (Kind::SeedGoalReached, [*uploaded, 0]),
             // Said again by the protocol's own events (connected) or by the peers dialled.
             Report::PeerConnected { .. } | Report::PeersFound { .. } => return,
         };
