@@ -309,11 +309,12 @@ impl World<'_> {
             let flight = self.trackers[t].flights.remove(&f).expect("found above");
             return self.deliver(flight.asker, result, flight.machine.connection());
         }
-        let deadline = flight.machine.poll_timeout().map(|at| at.max(now));
-        if deadline.is_some() && flight.timer_at != deadline {
-            flight.timer_at = deadline;
+        if let Some(at) = flight.machine.poll_timeout().map(|at| at.max(now))
+            && flight.timer_at != Some(at)
+        {
+            flight.timer_at = Some(at);
             self.queue.push(
-                deadline.expect("checked"),
+                at,
                 Ev::TrackerTimer {
                     tracker: t as u32,
                     flight: f,
