@@ -149,7 +149,8 @@ kinds! {
     DhtPort = 32, "dht_port host";
     /// A peer announces to a tracker (fast).
     Announce = 40, "announce host tracker event";
-    /// An announce reaches its tracker (fast).
+    /// A request reaches a tracker that is up and is answered: an HTTP request, or a UDP
+    /// datagram (connect or announce) (fast).
     TrackerRequest = 41, "tracker_request host tracker";
     /// A tracker's answer, or the timeout, reaches the peer (fast).
     TrackerAnswer = 42, "tracker_answer host ok";
@@ -159,6 +160,12 @@ kinds! {
     TrackerFailed = 44, "tracker_failed host";
     /// An announce is slow to be answered (turmoil).
     TrackerSlow = 45, "tracker_slow host";
+    /// A UDP tracker datagram is sent between a peer and a tracker (fast; `to_tracker` is 1 for
+    /// the peer's, 0 for the tracker's answer; `hash` of its bytes, so a retransmission, which
+    /// reuses the transaction id, repeats it).
+    TrackerDatagram = 46, "tracker_datagram host tracker to_tracker bytes hash";
+    /// A UDP tracker datagram is lost on the way, or reaches a tracker that is down (fast).
+    TrackerLost = 47, "tracker_lost host tracker to_tracker";
     /// An attacker opened a connection.
     AttackOpen = 50, "attack_open host conn";
     /// An attacker's script ticks on a connection.

@@ -22,13 +22,12 @@
 //! datagrams in flight are the event queue's, at most the nodes' `max_transmits` per drain.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 use bt_protocol::dht::{Dht, DhtConfig, NodeId, Transmit};
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 
-use super::{Ev, HostId, PORT, State, World, host_of_ip};
+use super::{Ev, HostId, PORT, State, World, host_of_ip, net};
 use crate::trace::{Fingerprint, Kind};
 
 /// A DHT datagram on its way.
@@ -183,18 +182,12 @@ impl World<'_> {
             self.dht_lost += 1;
             return;
         }
-        let link = &self.scenario.link;
         let own = self.scenario.dht.as_ref().map_or(0.0, |d| d.loss);
-        let loss = 1.0 - (1.0 - link.loss) * (1.0 - own);
-        let jitter = link.jitter.as_micros() as u64;
-        let mut delay = link.latency;
-        if jitter > 0 {
-            delay += Duration::from_micros(self.dht_rng.below(jitter + 1));
-        }
-        if loss > 0.0 && (self.dht_rng.next_u64() as f64) < loss * u64::MAX as f64 {
+        let loss = net::both_losses(self.scenario.link.loss, own);
+        let Some(delay) = net::datagram_trip(&self.scenario.link, loss, &mut self.dht_rng) else {
             self.dht_lost += 1;
             return;
-        }
+        };
         let at = self.now() + delay;
         self.queue
             .push(at, Ev::DhtDatagram(Box::new(Datagram { to, from, bytes })));
@@ -231,7 +224,7 @@ impl World<'_> {
 }
 
 /// FNV-1a of a datagram's bytes, for the trace.
-fn fnv(bytes: &[u8]) -> u64 {
+pub(super) fn fnv(bytes: &[u8]) -> u64 {
     let mut f = Fingerprint::default();
     for chunk in bytes.chunks(8) {
         let mut w = [0u8; 8];

@@ -5,9 +5,9 @@
 //! sockets and files there is a `World`: a priority queue of events by `(time, seq)` whose clock
 //! jumps to the next one ([`queue`]), connections modelled as TCP streams over links with latency,
 //! jitter and loss, each peer's uplink and downlink serialised at its bandwidth (`net`),
-//! disks answered inline from the generated content ([`crate::content`]), and trackers as
-//! in-process directories reached through the protocol's own [`Announcer`] (`announce`,
-//! [`tracker`]).
+//! disks answered inline from the generated content ([`crate::content`]), and trackers as the
+//! protocol's own tracker server reached over those links, HTTP as bytes after the TCP model's
+//! delay, UDP as the datagrams of the protocol's BEP 15 client machine (`announce`, `tracker`).
 //!
 //! Determinism: one seed gives every random choice (join times, session seeds, jitter, loss,
 //! tracker answers, fault targets), each from its own forked stream; events at the same instant
@@ -36,7 +36,7 @@ mod attack;
 mod dht;
 mod net;
 pub mod queue;
-pub mod tracker;
+mod tracker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -61,7 +61,7 @@ use crate::trace::{Kind, Trace};
 
 use net::Burst;
 use queue::EventQueue;
-use tracker::Directory;
+use tracker::Tracker;
 
 /// A peer's index in [`World::hosts`].
 type HostId = u32;
@@ -133,9 +133,9 @@ enum Ev {
         conn: ConnId,
         block: BlockRef,
     },
-    /// An announce reaches a tracker.
-    TrackerRequest(Box<announce::Request>),
-    /// A tracker's answer (or the client's timeout) reaches the peer.
+    /// An HTTP announce's request reaches a tracker.
+    TrackerRequest(Box<announce::HttpRequest>),
+    /// An HTTP tracker's answer (or the client's timeout) reaches the peer.
     TrackerAnswer(Box<announce::Answer>),
     /// An attacker's script on one connection is due.
     AttackTick {
@@ -148,11 +148,15 @@ enum Ev {
     /// A bootstrap node's DHT timer (valid only if it still waits for it; peers' DHT timers are
     /// their [`Ev::Timer`]).
     DhtTimer(u32),
+    /// A UDP tracker datagram reaches the tracker or the peer's announce.
+    TrackerDatagram(Box<announce::Datagram>),
+    /// A UDP announce's retransmission deadline (valid only if it still waits for it).
+    TrackerTimer { tracker: u32, flight: u64 },
 }
 
 impl Ev {
     /// Names of the kinds, in [`Ev::kind`] order.
-    const KINDS: [&'static str; 14] = [
+    const KINDS: [&'static str; 16] = [
         "join",
         "timer",
         "fault",
@@ -167,6 +171,8 @@ impl Ev {
         "attack_tick",
         "dht_datagram",
         "dht_timer",
+        "tracker_datagram",
+        "tracker_timer",
     ];
 
     fn kind(&self) -> u8 {
@@ -185,6 +191,8 @@ impl Ev {
             Ev::AttackTick { .. } => 11,
             Ev::DhtDatagram(_) => 12,
             Ev::DhtTimer(_) => 13,
+            Ev::TrackerDatagram(_) => 14,
+            Ev::TrackerTimer { .. } => 15,
         }
     }
 }
@@ -347,7 +355,7 @@ struct World<'a> {
     hosts: Vec<Host>,
     conns: net::ConnTable,
     next_conn: u64,
-    trackers: Vec<Directory>,
+    trackers: Vec<Tracker>,
     tracker_urls: Vec<String>,
     /// Partitions in force: pairs of group sets.
     cuts: Vec<(Vec<usize>, Vec<usize>)>,
@@ -529,18 +537,13 @@ impl<'a> World<'a> {
         for (i, f) in scenario.faults.iter().enumerate() {
             queue.push(Instant::ZERO + f.at, Ev::Fault(i));
         }
-        let trackers = scenario
+        let trackers: Vec<Tracker> = scenario
             .trackers
             .iter()
             .enumerate()
-            .map(|(i, t)| Directory::new(t.clone(), tracker_rng.fork(i as u64)))
+            .map(|(i, t)| Tracker::new(i, t, tracker_rng.fork(i as u64)))
             .collect();
-        let tracker_urls = scenario
-            .trackers
-            .iter()
-            .enumerate()
-            .map(|(i, t)| announce::tracker_url(i, t.kind))
-            .collect();
+        let tracker_urls = trackers.iter().map(|t| t.url.clone()).collect();
         Ok(World {
             scenario,
             content,
@@ -721,6 +724,8 @@ impl<'a> World<'a> {
             Ev::AttackTick { host, epoch, conn } => self.on_attack_tick(host, epoch, conn),
             Ev::DhtDatagram(d) => self.on_datagram(*d),
             Ev::DhtTimer(b) => self.on_boot_timer(b),
+            Ev::TrackerDatagram(d) => self.on_tracker_datagram(*d),
+            Ev::TrackerTimer { tracker, flight } => self.on_tracker_timer(tracker as usize, flight),
         }
     }
 
@@ -1035,8 +1040,12 @@ impl<'a> World<'a> {
                     self.send_datagram(from, to, bytes);
                 }
                 Output::Announce {
-                    id, url, request, ..
-                } => self.announce(h, id, url, request),
+                    id,
+                    url,
+                    request,
+                    udp_connection,
+                    ..
+                } => self.announce(h, id, url, request, udp_connection),
                 Output::Event(event) => self.on_event(h, event),
             }
         }
@@ -1379,10 +1388,7 @@ impl<'a> World<'a> {
         for v in over {
             self.violation(v);
         }
-        let mut announces = 0;
-        for t in &self.trackers {
-            announces += t.announces;
-        }
+        let announces = self.trackers.iter().map(|t| t.stats().announces).sum();
         // Connections at the end, and how many join two peers that both have everything (neither
         // can give the other anything: a slot wasted on each side).
         let (mut open, mut between_seeds) = (0u64, 0u64);
@@ -1411,6 +1417,7 @@ impl<'a> World<'a> {
             // The busiest 10 s of any rate-limited peer, in thousandths of its limit.
             diagnostics.insert("rate_limit_peak_window_permille".to_owned(), p);
         }
+        self.tracker_diagnostics(&mut diagnostics);
         if !self.boots.is_empty() {
             diagnostics.insert(
                 "dht_bootstrap_datagrams".to_owned(),

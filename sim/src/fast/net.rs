@@ -28,10 +28,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use bt_protocol::io::ConnId;
+use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 use bytes::Bytes;
 
 use super::{Ev, HostId, State, World, host_addr, host_of_ip};
+use crate::scenario::LinkSpec;
 use crate::trace::Kind;
 
 /// The most bytes one uplink burst carries (a block and its header, with room for a few small
@@ -206,6 +208,47 @@ impl Hasher for IdHasher {
 #[allow(clippy::disallowed_types)]
 pub(super) type ConnTable = HashMap<ConnId, Conn, BuildHasherDefault<IdHasher>>;
 
+/// Whether a packet is lost, with probability `loss` (no draw when `loss` is 0).
+pub(super) fn lost(rng: &mut Rng, loss: f64) -> bool {
+    loss > 0.0 && (rng.next_u64() as f64) < loss * u64::MAX as f64
+}
+
+/// The loss of a path lost with `a` and, independently, with `b`.
+pub(super) fn both_losses(a: f64, b: f64) -> f64 {
+    1.0 - (1.0 - a) * (1.0 - b)
+}
+
+/// One TCP trip over `link` whose packets are lost with `loss`: the latency, a uniform
+/// `0..=jitter` more, and a retransmission timeout per loss (from the larger of [`MIN_RTO`] and
+/// four latencies, doubling up to [`MAX_RTO`], at most [`MAX_LOSSES`] of them).
+pub(super) fn tcp_trip(link: &LinkSpec, loss: f64, rng: &mut Rng) -> Duration {
+    let mut d = link.latency;
+    let jitter = link.jitter.as_micros() as u64;
+    if jitter > 0 {
+        d += Duration::from_micros(rng.below(jitter + 1));
+    }
+    let mut rto = MIN_RTO.max(link.latency * 4);
+    for _ in 0..MAX_LOSSES {
+        if !lost(rng, loss) {
+            break;
+        }
+        d += rto;
+        rto = (rto * 2).min(MAX_RTO);
+    }
+    d
+}
+
+/// One datagram's trip over `link`, lost with `loss` (never resent): its delay, the latency and a
+/// uniform `0..=jitter` more, or `None` when it is lost.
+pub(super) fn datagram_trip(link: &LinkSpec, loss: f64, rng: &mut Rng) -> Option<Duration> {
+    let mut delay = link.latency;
+    let jitter = link.jitter.as_micros() as u64;
+    if jitter > 0 {
+        delay += Duration::from_micros(rng.below(jitter + 1));
+    }
+    (!lost(rng, loss)).then_some(delay)
+}
+
 impl World<'_> {
     /// Whether a partition separates peers `a` and `b`.
     pub(super) fn cut(&self, a: HostId, b: HostId) -> bool {
@@ -219,25 +262,10 @@ impl World<'_> {
         })
     }
 
-    /// One trip's delay: latency, jitter, and a retransmission timeout per loss.
+    /// One trip's delay between peers: [`tcp_trip`] over the link.
     fn trip(&mut self) -> Duration {
         let link = &self.scenario.link;
-        let mut d = link.latency;
-        let jitter = link.jitter.as_micros() as u64;
-        if jitter > 0 {
-            d += Duration::from_micros(self.net_rng.below(jitter + 1));
-        }
-        if link.loss > 0.0 {
-            let mut rto = MIN_RTO.max(link.latency * 4);
-            for _ in 0..MAX_LOSSES {
-                if (self.net_rng.next_u64() as f64) >= link.loss * u64::MAX as f64 {
-                    break;
-                }
-                d += rto;
-                rto = (rto * 2).min(MAX_RTO);
-            }
-        }
-        d
+        tcp_trip(link, link.loss, &mut self.net_rng)
     }
 
     /// Sends `burst` from end `from` to end `to` (peers `from_host` to `to_host`): now, or when

@@ -125,3 +125,110 @@ fn a_crashed_peer_restarts_with_what_it_had() {
         "{h:?}"
     );
 }
+
+/// A trace sink the test can read back.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The value of `key=` in a trace line.
+fn field(line: &str, key: &str) -> u64 {
+    line.split(' ')
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        .parse()
+        .unwrap()
+}
+
+/// A trace line's time in microseconds.
+fn micros(line: &str) -> u64 {
+    let (s, us) = line.split(' ').next().unwrap().split_once('.').unwrap();
+    s.parse::<u64>().unwrap() * 1_000_000 + us.parse::<u64>().unwrap()
+}
+
+#[test]
+fn udp_announces_retransmit_on_the_protocol_schedule() {
+    // Proves UDP announces are the protocol's UdpAnnounce on the engine's datagrams: over a
+    // tracker losing half its packets, a request sent again is the same bytes (same transaction)
+    // 3 s after the first copy and 6 s after the second, never a fourth time, and an announce
+    // that fails does so 21 s after its last step's first copy (3 + 6 + 12 s).
+    let text = r#"
+seed = 5
+duration = 300
+[torrent]
+size = "1 MiB"
+piece_length = "64 KiB"
+[[tracker]]
+kind = "udp"
+interval = 30
+loss = 0.5
+[link]
+latency_ms = 20
+[[group]]
+name = "seed"
+role = "seeder"
+up = "1 MiB/s"
+[[group]]
+name = "leech"
+role = "leecher"
+count = 8
+join = [0, 5]
+up = "256 KiB/s"
+down = "2 MiB/s"
+"#;
+    let buf = SharedBuf::default();
+    let o = run_traced(&scenario(text), 5, &mut |_| {}, Box::new(buf.clone())).unwrap();
+    assert_eq!(o.violations, Vec::<String>::new());
+    let trace = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    // Copies of each request, by (host, hash of its bytes).
+    let mut copies: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+    let mut requests_at: BTreeSet<(u64, u64)> = BTreeSet::new();
+    let mut failures = Vec::new();
+    for line in trace.lines() {
+        let name = line.split(' ').nth(1).unwrap();
+        if name == "tracker_datagram" && field(line, "to_tracker") == 1 {
+            let (h, at) = (field(line, "host"), micros(line));
+            copies.entry((h, field(line, "hash"))).or_default().push(at);
+            requests_at.insert((h, at));
+        } else if name == "tracker_answer" && field(line, "ok") == 0 {
+            failures.push((field(line, "host"), micros(line)));
+        }
+    }
+    let mut resent_twice = 0;
+    for ((h, _), times) in &copies {
+        assert!(times.len() <= 3, "peer {h} sent one request {times:?}");
+        let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        match gaps.as_slice() {
+            [] => {}
+            [first] => assert!(
+                [3_000_000, 6_000_000].contains(first),
+                "peer {h}: {times:?}"
+            ),
+            _ => {
+                assert_eq!(gaps, [3_000_000, 6_000_000], "peer {h}: {times:?}");
+                resent_twice += 1;
+            }
+        }
+    }
+    assert!(resent_twice > 0, "no request needed two retransmissions");
+    assert!(!failures.is_empty(), "no announce failed at loss 0.5");
+    for (h, at) in failures {
+        assert!(
+            requests_at.contains(&(h, at - 21_000_000)),
+            "peer {h} failed at {at} µs with no request 21 s before"
+        );
+    }
+    // The tracker's figures reach the report.
+    assert!(o.diagnostics["tracker_udp_datagrams_lost"] > 0);
+    assert!(o.announces > 0);
+}

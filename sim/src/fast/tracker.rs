@@ -1,195 +1,119 @@
-//! [`Directory`]: the fast engine's tracker, an in-process list of the peers that announced.
+//! [`Tracker`]: one `[[tracker]]` of the fast engine, the protocol's own
+//! [`TrackerServer`] (what `bt tracker` runs) at an address of its own, with the scenario's
+//! faults and loss around it.
 //!
-//! It answers an announce as a tracker would (BEP 3): it remembers the peer (or forgets it on
-//! `stopped`), and gives up to `max_peers` others drawn at random, with the seeder and leecher
-//! counts and its interval. Peers it has not heard from for two intervals plus a minute are
-//! forgotten, as real trackers expire peers that vanished without `stopped`.
+//! The server answers the bytes a client sends: HTTP requests whole, after the TCP model's delay,
+//! and BEP 15 datagrams one by one (`announce.rs` carries both). Its configuration comes from the
+//! scenario: `interval` is the interval it gives, with no min interval (0: a client may send its
+//! `completed` at once), `peers` both the default and the largest numwant it grants. While `up`
+//! is false it answers nothing.
 //!
-//! Bounds: one entry per announcing peer (the scenario caps peers); an answer holds at most
-//! `min(numwant, max_peers)` peers.
+//! The server's expiry timer is not an engine event: the server forgets silent peers at the
+//! start of every input, so its answers never hold expired peers, and [`Tracker::finish`] runs
+//! the timer once at the end for the figures.
+//!
+//! Bounds: the server's own ([`bt_protocol::tracker::TrackerConfig`]: peers, torrents, answer
+//! sizes); the UDP announces in flight ([`Tracker::flights`]) are at most one per running peer's
+//! client (one torrent each) or attacker, plus those of lives a crash ended, each dropped at its
+//! next datagram or timer (within 21 s).
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
-use bt_protocol::tracker::{AnnounceResponse, Event};
+use bt_protocol::tracker::{ServerStats, TrackerConfig, TrackerServer, TrackerUrl};
 
-use crate::scenario::TrackerSpec;
+use super::announce::Flight;
+use crate::scenario::{TrackerKind, TrackerSpec};
 
-#[derive(Clone, Copy, Debug)]
-struct Member {
-    addr: SocketAddr,
-    seen: Instant,
-    seed: bool,
-}
+/// The port UDP trackers listen on (and the one in their URL).
+const UDP_PORT: u16 = 6969;
 
-/// One tracker's peer list. See the module docs.
+/// The port HTTP trackers listen on.
+const HTTP_PORT: u16 = 80;
+
+/// One tracker and the UDP announces in flight to it. See the module docs.
 #[derive(Debug)]
-pub struct Directory {
-    spec: TrackerSpec,
-    members: Vec<Member>,
-    index: BTreeMap<SocketAddr, usize>,
-    rng: Rng,
+pub(super) struct Tracker {
+    server: TrackerServer,
+    /// HTTP or UDP.
+    pub(super) kind: TrackerKind,
+    /// Its address: 10.254.0.(index + 1), no peer's (peers are 10.x.y.z below 10.254).
+    pub(super) addr: SocketAddr,
+    /// The URL peers announce to.
+    pub(super) url: String,
+    /// The same, parsed.
+    pub(super) parsed_url: TrackerUrl,
+    /// Fraction of packets to and from it lost, besides the link's.
+    pub(super) loss: f64,
     /// Whether it answers.
-    pub up: bool,
-    next_sweep: Instant,
-    /// Announces answered.
-    pub announces: u64,
+    pub(super) up: bool,
+    /// Jitter and loss of the packets to and from it (one stream per tracker, so its traffic
+    /// draws nothing from the peers' links).
+    pub(super) rng: Rng,
+    /// UDP announces in flight to it, by flight number.
+    pub(super) flights: BTreeMap<u64, Flight>,
+    /// The next flight's number.
+    pub(super) next_flight: u64,
+    /// UDP datagrams sent to or from it.
+    pub(super) datagrams: u64,
+    /// UDP datagrams to or from it that the network lost, or that reached it while down.
+    pub(super) datagrams_lost: u64,
 }
 
-impl Directory {
-    /// An empty directory.
-    pub fn new(spec: TrackerSpec, rng: Rng) -> Self {
-        Directory {
-            spec,
-            members: Vec::new(),
-            index: BTreeMap::new(),
-            rng,
+impl Tracker {
+    /// Tracker number `index` of `spec`, its server seeded from `rng`.
+    pub(super) fn new(index: usize, spec: &TrackerSpec, mut rng: Rng) -> Self {
+        let max_peers = u32::try_from(spec.max_peers).unwrap_or(u32::MAX);
+        let config = TrackerConfig {
+            interval: spec.interval,
+            min_interval: Duration::ZERO,
+            default_numwant: max_peers,
+            max_numwant: max_peers,
+            ..TrackerConfig::default()
+        };
+        let n = index as u32 + 1;
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 254, (n >> 8) as u8, n as u8));
+        let (port, url) = match spec.kind {
+            TrackerKind::Http => (HTTP_PORT, format!("http://tracker{index}.sim/announce")),
+            TrackerKind::Udp => (
+                UDP_PORT,
+                format!("udp://tracker{index}.sim:{UDP_PORT}/announce"),
+            ),
+        };
+        let parsed_url = TrackerUrl::parse(&url).expect("a well-formed URL");
+        Tracker {
+            server: TrackerServer::new(config, rng.next_u64()),
+            kind: spec.kind,
+            addr: SocketAddr::new(ip, port),
+            url,
+            parsed_url,
+            loss: spec.loss,
             up: true,
-            next_sweep: Instant::ZERO,
-            announces: 0,
+            rng,
+            flights: BTreeMap::new(),
+            next_flight: 0,
+            datagrams: 0,
+            datagrams_lost: 0,
         }
     }
 
-    /// How long a silent peer is remembered.
-    fn expiry(&self) -> Duration {
-        self.spec.interval * 2 + Duration::from_secs(60)
+    /// The server, to hand requests to.
+    pub(super) fn server(&mut self) -> &mut TrackerServer {
+        &mut self.server
     }
 
-    fn remove(&mut self, addr: SocketAddr) {
-        let Some(i) = self.index.remove(&addr) else {
-            return;
-        };
-        self.members.swap_remove(i);
-        if let Some(moved) = self.members.get(i) {
-            self.index.insert(moved.addr, i);
-        }
+    /// What the server served.
+    pub(super) fn stats(&self) -> ServerStats {
+        self.server.stats()
     }
 
-    fn sweep(&mut self, now: Instant) {
-        if now < self.next_sweep {
-            return;
-        }
-        self.next_sweep = now + Duration::from_secs(10);
-        let expiry = self.expiry();
-        let stale: Vec<SocketAddr> = self
-            .members
-            .iter()
-            .filter(|m| now.saturating_since(m.seen) > expiry)
-            .map(|m| m.addr)
-            .collect();
-        for addr in stale {
-            self.remove(addr);
-        }
-    }
-
-    /// Handles an announce from `addr` and gives the answer.
-    pub fn announce(
-        &mut self,
-        now: Instant,
-        addr: SocketAddr,
-        event: Event,
-        left: u64,
-        numwant: usize,
-    ) -> AnnounceResponse {
-        self.announces += 1;
-        self.sweep(now);
-        if event == Event::Stopped {
-            self.remove(addr);
-        } else {
-            let member = Member {
-                addr,
-                seen: now,
-                seed: left == 0,
-            };
-            match self.index.get(&addr) {
-                Some(&i) => self.members[i] = member,
-                None => {
-                    self.index.insert(addr, self.members.len());
-                    self.members.push(member);
-                }
-            }
-        }
-        let want = if event == Event::Stopped {
-            0
-        } else {
-            numwant.min(self.spec.max_peers)
-        };
-        let others = self.members.len() - usize::from(self.index.contains_key(&addr));
-        let mut peers = Vec::with_capacity(want.min(others));
-        if others <= want {
-            peers.extend(
-                self.members
-                    .iter()
-                    .filter(|m| m.addr != addr)
-                    .map(|m| m.addr),
-            );
-            self.rng.shuffle(&mut peers);
-        } else {
-            // Rejection sampling: `want` is small next to `others` or the branch above runs.
-            let mut chosen = std::collections::BTreeSet::new();
-            while peers.len() < want {
-                let i = self.rng.below(self.members.len() as u64) as usize;
-                let m = self.members[i];
-                if m.addr != addr && chosen.insert(i) {
-                    peers.push(m.addr);
-                }
-            }
-        }
-        let complete = self.members.iter().filter(|m| m.seed).count() as u32;
-        AnnounceResponse {
-            interval: self.spec.interval,
-            min_interval: None,
-            tracker_id: None,
-            complete: Some(complete),
-            incomplete: Some(self.members.len() as u32 - complete),
-            peers,
-            warning: None,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scenario::TrackerKind;
-
-    fn addr(i: u8) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, i], 6881))
-    }
-
-    #[test]
-    fn gives_others_at_random_and_forgets_the_stopped_and_the_silent() {
-        // Proves answers never include the asker, stay within max_peers, drop stopped peers
-        // at once and silent ones after two intervals plus a minute.
-        let spec = TrackerSpec {
-            kind: TrackerKind::Http,
-            interval: Duration::from_secs(30),
-            max_peers: 3,
-            loss: 0.0,
-        };
-        let mut d = Directory::new(spec, Rng::new(1));
-        let t0 = Instant::ZERO;
-        for i in 1..=6 {
-            d.announce(t0, addr(i), Event::Started, 100, 80);
-        }
-        let answer = d.announce(t0, addr(1), Event::None, 100, 80);
-        assert_eq!(answer.peers.len(), 3);
-        assert!(!answer.peers.contains(&addr(1)));
-        assert_eq!(answer.incomplete, Some(6));
-        d.announce(t0, addr(2), Event::Stopped, 100, 80);
-        let later = Instant::from_micros(100_000_000);
-        for i in 3..=6 {
-            d.announce(later, addr(i), Event::None, 0, 80);
-        }
-        let answer = d.announce(later, addr(3), Event::None, 0, 80);
-        assert!(!answer.peers.contains(&addr(2)));
-        // Peer 1 was last heard at 0 s; 121 s later it is gone.
-        let gone = Instant::from_micros(221_000_000);
-        let answer = d.announce(gone, addr(3), Event::None, 0, 80);
-        assert!(!answer.peers.contains(&addr(1)), "{:?}", answer.peers);
-        assert_eq!(answer.peers.len(), 0);
+    /// The run ended at `end`: forgets the peers silent too long, and gives how many it still
+    /// tracks.
+    pub(super) fn finish(&mut self, end: Instant) -> usize {
+        self.server.handle_timeout(end);
+        self.server.peer_count()
     }
 }
