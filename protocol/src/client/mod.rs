@@ -47,6 +47,7 @@ mod tests;
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
 
 pub use goals::{GoalReached, MAX_SEED_RATIO, SeedGoal, SeedRatio};
 pub use peers::{
@@ -547,52 +548,56 @@ impl Client {
     /// exactly; one block while a magnet's size is unknown (zero would read as a seed, and
     /// libtorrent says one block too).
     pub fn left(&self, id: TorrentId) -> u64 {
-        let Some(t) = self.session.torrent(id) else {
-            return 0;
-        };
-        if !t.has_metadata() {
-            return u64::from(BLOCK_SIZE);
-        }
-        t.wanted_left()
+        left_of(&self.session, id)
     }
 
     /// The table of timers: every entry with its deadline.
     pub fn timers(&self) -> Vec<(Timer, Instant)> {
         let mut table = Vec::new();
+        self.each_timer(|name, at| table.push((name, at)));
+        table
+    }
+
+    /// Calls `f` with every entry of the timer table (see [`Client::timers`]), allocating
+    /// nothing: [`Client::poll_timeout`] runs after every input.
+    fn each_timer(&self, mut f: impl FnMut(Timer, Instant)) {
         if let Some(at) = self.session.poll_timeout() {
-            table.push((Timer::Session, at));
+            f(Timer::Session, at);
         }
         if let Some(&(at, conn)) = self.dial_deadlines.first() {
-            table.push((Timer::Connect(conn), at));
+            f(Timer::Connect(conn), at);
         }
         for (id, side) in &self.sides {
             if let Some(at) = side.announcer.as_ref().and_then(Announcer::poll_timeout)
                 && side.in_flight.is_none()
             {
-                table.push((Timer::Announce(*id), at));
+                f(Timer::Announce(*id), at);
             }
-            if let Some(at) = side.in_flight.as_ref().and_then(|f| f.slow_at) {
-                table.push((Timer::SlowTracker(*id), at));
+            if let Some(at) = side.in_flight.as_ref().and_then(|fl| fl.slow_at) {
+                f(Timer::SlowTracker(*id), at);
             }
             if side.phase == Phase::Running
                 && let Some(at) = side.peers.poll_timeout()
             {
-                table.push((Timer::Redial(*id), at));
+                f(Timer::Redial(*id), at);
             }
             if let Phase::Stopping { deadline } = side.phase {
-                table.push((Timer::StopDeadline(*id), deadline));
+                f(Timer::StopDeadline(*id), deadline);
             }
         }
         if let Some(at) = self.dht.as_ref().and_then(DhtSchedule::poll_timeout) {
-            table.push((Timer::Dht, at));
+            f(Timer::Dht, at);
         }
-        table.extend(self.seed_goal_timers());
-        table
+        for (name, at) in self.seed_goal_timers() {
+            f(name, at);
+        }
     }
 
     /// The next time [`Client::handle_timeout`] has work: the earliest of [`Client::timers`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers().into_iter().map(|(_, at)| at).min()
+        let mut next: Option<Instant> = None;
+        self.each_timer(|_, at| next = Some(next.map_or(at, |n| n.min(at))));
+        next
     }
 
     /// The timer that was due at the last [`Client::handle_timeout`] (the earliest, when several
@@ -1276,9 +1281,14 @@ impl Client {
     }
 
     fn pump_announces(&mut self, now: Instant) {
-        let ids: Vec<TorrentId> = self.sides.keys().copied().collect();
-        for id in ids {
-            let left = self.left(id);
+        // Walks the torrents by handle without collecting them: this runs after every input.
+        let mut next = self.sides.keys().next().copied();
+        while let Some(id) = next {
+            next = self
+                .sides
+                .range((Bound::Excluded(id), Bound::Unbounded))
+                .next()
+                .map(|(k, _)| *k);
             let side = self.sides.get_mut(&id).expect("listed above");
             if side.in_flight.is_some() {
                 continue;
@@ -1291,6 +1301,8 @@ impl Client {
                 }
                 continue;
             };
+            // Counted only when announcing: it walks the pieces.
+            let left = left_of(&self.session, id);
             let t = self.session.torrent(id).expect("sides and torrents agree");
             let stats = t.stats();
             let request = AnnounceRequest {
@@ -1399,6 +1411,9 @@ impl Client {
         let max_half_open = self.config.max_half_open.max(1);
         let max_conns = self.config.session.max_connections;
         let max_peers = self.config.session.torrent.max_peers;
+        if self.half_open >= max_half_open {
+            return;
+        }
         loop {
             let mut dialled = false;
             let ids: Vec<TorrentId> = self
@@ -1450,6 +1465,17 @@ impl Client {
             }
         }
     }
+}
+
+/// See [`Client::left`]. Walks the torrent's pieces.
+fn left_of(session: &Session, id: TorrentId) -> u64 {
+    let Some(t) = session.torrent(id) else {
+        return 0;
+    };
+    if !t.has_metadata() {
+        return u64::from(BLOCK_SIZE);
+    }
+    t.wanted_left()
 }
 
 /// Whether `addr` is our own listening address. On a wildcard listen only the loopback form is
