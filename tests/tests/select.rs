@@ -1,11 +1,12 @@
-//! `bt get --select` and `--only` as real processes: a multi-file torrent seeded by `bt seed`
-//! (libtorrent's Python binding is not needed), downloads of just the chosen files, and the
-//! refusals (exit code 2, one line) of selections bt cannot use.
+//! `bt get --select` and `--only` as real processes: a multi-file torrent seeded by libtorrent,
+//! downloads of just the chosen files, and the refusals (exit code 2, one line) of selections bt
+//! cannot use.
 
 use std::path::Path;
 use std::time::Duration;
 
-use bt_tests::{BtProc, TempDir, fixtures_dir, gen_content, run_bt_in};
+use bt_tests::clients::LtSeeder;
+use bt_tests::{TempDir, fixtures_dir, gen_content, run_bt_in};
 
 /// The files of `mktorrent-multi.torrent`, by index, below `multi/`.
 const FILES: [&str; 7] = [
@@ -24,8 +25,8 @@ fn get_only(name: &str, extra: &[&str], wanted: &[usize]) {
     let tmp = TempDir::new(name);
     gen_content(&tmp.path().join("src"));
     let torrent = fixtures_dir().join("mktorrent-multi.torrent");
-    let seeder = BtProc::seed(&torrent, &tmp.path().join("src"), &[]);
-    let addr = seeder.addr.to_string();
+    let seeder = LtSeeder::start(&torrent, &tmp.path().join("src"));
+    let addr = seeder.addr().to_string();
     let dl = tmp.path().join("dl");
     let mut args = vec![
         "get",
