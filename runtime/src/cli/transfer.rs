@@ -797,7 +797,6 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         driver.set_file_priorities(id, p)?;
     }
     apply_controls(&mut driver, id, run.rates, run.goal)?;
-    driver.set_trackers(id, run.meta.trackers.clone());
     let addr = driver
         .listen(run.listen)
         .await
@@ -806,6 +805,8 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         serde_json::json!({"event": "listening", "addr": addr.to_string()}),
         format!("listening on {addr}"),
     );
+    // After listening: an announce carries the port peers can reach us on.
+    driver.set_trackers(id, run.meta.trackers.clone());
     start_dht(&mut driver, run.dht, addr, run.meta.info.private).await;
     for p in run.peers {
         driver.add_peer(id, *p);
@@ -1078,10 +1079,6 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
                 }),
             );
         }
-        driver.set_trackers(
-            id,
-            magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
-        );
         let addr = driver
             .listen(args.listen)
             .await
@@ -1092,6 +1089,11 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
         );
         // Whether the torrent is private is known only with its metadata; a magnet link is
         // public by nature (BEP 27 torrents are shared as files).
+        // After listening: an announce carries the port peers can reach us on.
+        driver.set_trackers(
+            id,
+            magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
+        );
         start_dht(&mut driver, &args.dht, addr, false).await;
         for p in peers {
             driver.add_peer(id, *p);
