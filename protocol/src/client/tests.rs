@@ -40,26 +40,34 @@ pub(super) fn client(
 ) -> (Client, TorrentId) {
     let mut c = Client::new(ClientConfig::default(), seed);
     c.set_listen_addr(addr(last));
-    let data = content(LEN);
+    let id = add_test_torrent(&mut c, HASH, full, trackers);
+    (c, id)
+}
+
+/// Adds the test torrent's content under `info_hash` to `c`: all of it, or nothing.
+fn add_test_torrent(
+    c: &mut Client,
+    info_hash: InfoHash,
+    full: bool,
+    trackers: Vec<Vec<String>>,
+) -> TorrentId {
     let pieces = layout().piece_count();
     let have = if full {
         Bitfield::full(pieces)
     } else {
         Bitfield::new(pieces)
     };
-    let id = c
-        .add_torrent(
-            Instant::ZERO,
-            HASH,
-            layout(),
-            hashes(&data),
-            have,
-            bytes::Bytes::from_static(b"d4:name1:xe"),
-            false,
-            trackers,
-        )
-        .unwrap();
-    (c, id)
+    c.add_torrent(
+        Instant::ZERO,
+        info_hash,
+        layout(),
+        hashes(&content(LEN)),
+        have,
+        bytes::Bytes::from_static(b"d4:name1:xe"),
+        false,
+        trackers,
+    )
+    .unwrap()
 }
 
 /// One client on the test network.
@@ -466,28 +474,10 @@ fn three_torrents_share_one_client_and_complete_from_one_seeding_client() {
     seeder.set_listen_addr(addr(1));
     let mut leecher = Client::new(ClientConfig::default(), 2);
     leecher.set_listen_addr(addr(2));
-    let data = content(LEN);
     let mut ids = Vec::new();
     for n in 1..=3 {
         for (c, full) in [(&mut seeder, true), (&mut leecher, false)] {
-            let pieces = layout().piece_count();
-            let have = if full {
-                Bitfield::full(pieces)
-            } else {
-                Bitfield::new(pieces)
-            };
-            let id = c
-                .add_torrent(
-                    Instant::ZERO,
-                    hashes_of(n),
-                    layout(),
-                    hashes(&data),
-                    have,
-                    bytes::Bytes::from_static(b"d4:name1:xe"),
-                    false,
-                    Vec::new(),
-                )
-                .unwrap();
+            let id = add_test_torrent(c, hashes_of(n), full, Vec::new());
             if !full {
                 ids.push(id);
             }
