@@ -570,6 +570,7 @@ impl Client {
         for (id, side) in &self.sides {
             if let Some(at) = side.announcer.as_ref().and_then(Announcer::poll_timeout)
                 && side.in_flight.is_none()
+                && self.listen.is_some()
             {
                 f(Timer::Announce(*id), at);
             }
@@ -737,6 +738,9 @@ impl Client {
     }
 
     /// Where we listen for peers: told to peers (BEP 10 `p`), announced, and never dialled.
+    ///
+    /// Announces wait for it: a tracker told port 0 lists us as unreachable, or refuses us. An
+    /// announce held back is due at once when the address arrives (see [`Client::poll_timeout`]).
     pub fn set_listen_addr(&mut self, addr: SocketAddr) {
         self.listen = Some(addr);
         self.session.set_listen_port(addr.port());
@@ -1293,7 +1297,14 @@ impl Client {
             if side.in_flight.is_some() {
                 continue;
             }
-            let Some(announce) = side.announcer.as_mut().and_then(|a| a.poll_announce(now)) else {
+            // Until we listen there is no port to announce; a torrent stopping meanwhile has
+            // announced nothing, so its announcer stops at once.
+            let due = if self.listen.is_some() {
+                side.announcer.as_mut().and_then(|a| a.poll_announce(now))
+            } else {
+                None
+            };
+            let Some(announce) = due else {
                 if matches!(side.phase, Phase::Stopping { .. })
                     && side.announcer.as_ref().is_none_or(Announcer::is_stopped)
                 {

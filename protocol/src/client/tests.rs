@@ -425,6 +425,44 @@ fn announces_carry_the_whole_request_and_stopped_ends_the_torrent() {
 }
 
 #[test]
+fn announces_wait_for_the_listen_address_and_a_torrent_stopped_before_it_announces_nothing() {
+    // Proves no announce leaves with port 0: trackers given before listening hold `started`
+    // back, with no timer spinning on it, until the address arrives; it then goes out at once
+    // with the port. A torrent stopped before that stops without announcing.
+    let tracker = vec![vec!["http://10.2.0.100/announce".to_owned()]];
+    let mut c = Client::new(ClientConfig::default(), 3);
+    let id = add_test_torrent(&mut c, HASH, false, tracker.clone());
+    let other = add_test_torrent(&mut c, InfoHash([8; 20]), false, tracker);
+    let drain = |c: &mut Client| -> Vec<AnnounceRequest> {
+        std::iter::from_fn(|| c.poll_output())
+            .filter_map(|out| match out {
+                Output::Announce { request, .. } => Some(request),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(drain(&mut c).is_empty());
+    assert!(
+        c.timers()
+            .iter()
+            .all(|(name, _)| !matches!(name, Timer::Announce(_)))
+    );
+    c.stop_torrent(secs(1), other);
+    assert!(drain(&mut c).is_empty());
+    c.set_listen_addr(addr(2));
+    let due = c.poll_timeout().expect("the held announce is due");
+    assert!(due <= secs(1));
+    c.handle_timeout(secs(1));
+    assert_eq!(c.last_timeout_reason(), Some(Timer::Announce(id)));
+    let sent = drain(&mut c);
+    assert_eq!(sent.len(), 1, "only the running torrent announces");
+    assert_eq!(
+        (sent[0].event, sent[0].port),
+        (AnnounceEvent::Started, 6881)
+    );
+}
+
+#[test]
 fn a_silent_tracker_is_reported_slow_and_does_not_hold_up_the_stop() {
     // Proves the slow-tracker notice after 4 s, and that a torrent whose `stopped` announce
     // gets no answer still stops after STOP_ANNOUNCE_TIMEOUT.
