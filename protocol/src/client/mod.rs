@@ -1422,26 +1422,40 @@ impl Client {
         let max_half_open = self.config.max_half_open.max(1);
         let max_conns = self.config.session.max_connections;
         let max_peers = self.config.session.torrent.max_peers;
-        if self.half_open >= max_half_open {
-            return;
-        }
+        // Rounds over the torrents from the cursor, one dial per torrent per round, until a
+        // round dials nothing. It runs after every input, so it walks the torrents by handle
+        // instead of collecting them.
         loop {
             let mut dialled = false;
-            let ids: Vec<TorrentId> = self
+            let start = TorrentId(self.dial_cursor);
+            let mut next = self
                 .sides
-                .range(TorrentId(self.dial_cursor)..)
-                .chain(self.sides.range(..TorrentId(self.dial_cursor)))
-                .filter(|(_, s)| s.phase == Phase::Running && s.peers.ready_count() > 0)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
+                .range(start..)
+                .next()
+                .or_else(|| self.sides.iter().next())
+                .map(|(id, _)| *id);
+            let mut visited = 0;
+            while let Some(id) = next {
+                if visited == self.sides.len() {
+                    break;
+                }
+                visited += 1;
+                next = self
+                    .sides
+                    .range((Bound::Excluded(id), Bound::Unbounded))
+                    .next()
+                    .or_else(|| self.sides.iter().next())
+                    .map(|(k, _)| *k);
                 if self.half_open >= max_half_open
                     || self.session.connection_count() + self.half_open >= max_conns
                 {
                     return;
                 }
+                let side = self.sides.get_mut(&id).expect("walked above");
+                if side.phase != Phase::Running || side.peers.ready_count() == 0 {
+                    continue;
+                }
                 let peers = self.session.torrent(id).map_or(0, Torrent::peer_count);
-                let side = self.sides.get_mut(&id).expect("listed above");
                 if peers + side.dialing >= max_peers {
                     continue;
                 }
