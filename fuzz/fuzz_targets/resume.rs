@@ -2,7 +2,7 @@
 //! `ResumeState::load` runs on a resume file's bytes). The first byte picks one of four torrents
 //! from `tests/fixtures` (single-file, multi-file, multi-file with BEP 47 padding files); the rest
 //! is the resume file. Nothing may panic, and a state that loads:
-//! - covers exactly the torrent's pieces;
+//! - covers exactly the torrent's pieces, and has one file priority per file if it has any;
 //! - round-trips through what `save` writes: `to_bytes` reads back equal, and is a fixed point;
 //! - vouches, given the stamps it saved, for its saved pieces less those lying in a file it has
 //!   no stamp for; one file's stamp changed withdraws exactly that file's pieces more; with no
@@ -38,6 +38,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let piece_count = info.layout.piece_count();
     assert_eq!(state.saved_pieces().len(), piece_count);
+    if let Some(chosen) = state.priorities() {
+        assert_eq!(chosen.len(), info.files.len(), "one priority per file");
+    }
 
     let saved = state.to_bytes(hash);
     let again = ResumeState::from_bytes(&saved, hash, info).expect("what save writes loads");

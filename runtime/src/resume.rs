@@ -12,11 +12,14 @@
 //!   "piece count": <n>,
 //!   "pieces": <the verified pieces, BEP 3 bitfield layout>,
 //!   "files": [ { "length": <bytes>, "mtime": <s>, "mtime ns": <ns> } | {} , ... ],
+//!   "file priorities": [ 0 | 1 | 2, ... ]   (only when files were chosen)
 //!   "unsynced boot": <boot id> }   (only in a state saved without syncing the data)
 //! ```
 //!
 //! with one `files` entry per file of the torrent, in order: the file's length and modification
-//! time when the state was saved, or `{}` for a padding file or a file that did not exist.
+//! time when the state was saved, or `{}` for a padding file or a file that did not exist. The
+//! `file priorities`, one per file in the same order (0 skip, 1 normal, 2 high), are the files
+//! chosen (`bt get --select`/`--only`), so a restart without a new choice keeps the old one.
 //!
 //! Invariants: a piece is vouched for only if it was verified when the state was saved and every
 //! file it lies in has the same length and modification time now (a file deleted, truncated,
@@ -44,7 +47,7 @@ use std::path::{Path, PathBuf};
 
 use bt_protocol::bencode::{self, DecodeLimits, Dict, Value};
 use bt_protocol::metainfo::{Info, InfoHash, TorrentLayout};
-use bt_protocol::torrent::Bitfield;
+use bt_protocol::torrent::{Bitfield, FilePriority};
 
 /// The resume file's name starts with this; the info hash in lowercase hex follows.
 pub const RESUME_FILE_PREFIX: &str = ".bt-resume-";
@@ -98,6 +101,8 @@ pub struct ResumeState {
     pieces: Bitfield,
     /// Each file's stamp when the state was saved; `None` for padding and absent files.
     files: Vec<Option<FileStamp>>,
+    /// The files chosen when the state was saved, one priority per file; `None`: every file.
+    priorities: Option<Vec<FilePriority>>,
     layout: TorrentLayout,
     padding: Vec<bool>,
 }
@@ -105,14 +110,16 @@ pub struct ResumeState {
 impl ResumeState {
     /// Writes the state of `info_hash` into `dir` atomically: `pieces` are the verified pieces,
     /// `files` each file's stamp now, in torrent order (see
-    /// [`FsStorage::file_stamps`](crate::storage::FsStorage::file_stamps)).
+    /// [`FsStorage::file_stamps`](crate::storage::FsStorage::file_stamps)), and `priorities` the
+    /// files chosen (one per file; `None`: every file).
     pub fn save(
         dir: &Path,
         info_hash: &InfoHash,
         pieces: &Bitfield,
         files: &[Option<FileStamp>],
+        priorities: Option<&[FilePriority]>,
     ) -> io::Result<()> {
-        Self::write(dir, info_hash, pieces, files, None)
+        Self::write(dir, info_hash, pieces, files, priorities, None)
     }
 
     /// Like [`ResumeState::save`], for data written but not synced: the state holds only until
@@ -123,9 +130,17 @@ impl ResumeState {
         info_hash: &InfoHash,
         pieces: &Bitfield,
         files: &[Option<FileStamp>],
+        priorities: Option<&[FilePriority]>,
     ) -> Option<io::Result<()>> {
         let boot = boot_id()?;
-        Some(Self::write(dir, info_hash, pieces, files, Some(&boot)))
+        Some(Self::write(
+            dir,
+            info_hash,
+            pieces,
+            files,
+            priorities,
+            Some(&boot),
+        ))
     }
 
     fn write(
@@ -133,10 +148,11 @@ impl ResumeState {
         info_hash: &InfoHash,
         pieces: &Bitfield,
         files: &[Option<FileStamp>],
+        priorities: Option<&[FilePriority]>,
         unsynced_boot: Option<&str>,
     ) -> io::Result<()> {
         let path = resume_path(dir, info_hash);
-        let bytes = encode(info_hash, pieces, files, unsynced_boot)
+        let bytes = encode(info_hash, pieces, files, priorities, unsynced_boot)
             .map_err(|e| io::Error::other(format!("encoding {}: {e}", path.display())))?;
         let mut tmp_name = path.clone().into_os_string();
         tmp_name.push(".tmp");
@@ -199,8 +215,20 @@ impl ResumeState {
     /// The resume file [`ResumeState::save`] writes for this state's saved pieces and stamps:
     /// [`ResumeState::from_bytes`] reads it back equal.
     pub fn to_bytes(&self, info_hash: &InfoHash) -> Vec<u8> {
-        encode(info_hash, &self.pieces, &self.files, None)
-            .expect("a resume file nests three levels deep, within the encoder's bound")
+        encode(
+            info_hash,
+            &self.pieces,
+            &self.files,
+            self.priorities.as_deref(),
+            None,
+        )
+        .expect("a resume file nests three levels deep, within the encoder's bound")
+    }
+
+    /// The files chosen when the state was saved, one priority per file; `None` if every file
+    /// was wanted.
+    pub fn priorities(&self) -> Option<&[FilePriority]> {
+        self.priorities.as_deref()
     }
 
     /// The pieces verified when the state was saved.
@@ -239,6 +267,7 @@ fn encode(
     info_hash: &InfoHash,
     pieces: &Bitfield,
     files: &[Option<FileStamp>],
+    priorities: Option<&[FilePriority]>,
     unsynced_boot: Option<&str>,
 ) -> Result<Vec<u8>, bencode::EncodeError> {
     let mut root = Dict::new();
@@ -260,16 +289,43 @@ fn encode(
         })
         .collect();
     root.insert(&b"files"[..], Value::List(list));
+    if let Some(priorities) = priorities {
+        let list = priorities
+            .iter()
+            .map(|p| Value::Int(priority_code(*p)))
+            .collect();
+        root.insert(&b"file priorities"[..], Value::List(list));
+    }
     if let Some(boot) = unsynced_boot {
         root.insert(&b"unsynced boot"[..], Value::bytes(boot.as_bytes()));
     }
     bencode::encode(&Value::Dict(root))
 }
 
+/// A file priority as the resume file writes it.
+fn priority_code(priority: FilePriority) -> i64 {
+    match priority {
+        FilePriority::Skip => 0,
+        FilePriority::Normal => 1,
+        FilePriority::High => 2,
+    }
+}
+
+/// The file priority a resume file's code stands for; `None` for any other number.
+fn priority_of_code(code: i64) -> Option<FilePriority> {
+    match code {
+        0 => Some(FilePriority::Skip),
+        1 => Some(FilePriority::Normal),
+        2 => Some(FilePriority::High),
+        _ => None,
+    }
+}
+
 fn decode(bytes: &[u8], info_hash: &InfoHash, info: &Info) -> Option<ResumeState> {
     let limits = DecodeLimits {
         max_depth: 3,
-        max_tokens: 64 + 8 * info.files.len(),
+        // Per file: a stamp entry (at most 8 tokens) and a priority.
+        max_tokens: 64 + 9 * info.files.len(),
     };
     let decoded = bencode::decode(bytes, limits).ok()?;
     let root = decoded.value.as_dict()?;
@@ -311,9 +367,24 @@ fn decode(bytes: &[u8], info_hash: &InfoHash, info: &Info) -> Option<ResumeState
         };
         files.push(if file.attr.padding { None } else { stamp });
     }
+    let priorities = match root.get(b"file priorities") {
+        None => None,
+        Some(list) => {
+            let list = list.as_list()?;
+            if list.len() != info.files.len() {
+                return None;
+            }
+            let chosen: Option<Vec<FilePriority>> = list
+                .iter()
+                .map(|v| v.as_int().and_then(priority_of_code))
+                .collect();
+            Some(chosen?)
+        }
+    };
     Some(ResumeState {
         pieces,
         files,
+        priorities,
         layout: info.layout.clone(),
         padding: info.files.iter().map(|f| f.attr.padding).collect(),
     })
@@ -349,6 +420,7 @@ mod tests {
             &model.meta.info_hash,
             &have,
             &storage.file_stamps(),
+            None,
         )
         .unwrap();
         (model, storage, have)
@@ -390,6 +462,7 @@ mod tests {
             &model.meta.info_hash,
             &fewer,
             &storage.file_stamps(),
+            None,
         )
         .unwrap();
         let state = ResumeState::load(model.root(), &model.meta.info_hash, model.info()).unwrap();
@@ -403,7 +476,7 @@ mod tests {
         // that held the data is gone).
         let (model, storage, have) = saved();
         let (dir, hash) = (model.root(), &model.meta.info_hash);
-        ResumeState::save_unsynced(dir, hash, &have, &storage.file_stamps())
+        ResumeState::save_unsynced(dir, hash, &have, &storage.file_stamps(), None)
             .expect("Linux has a boot id")
             .unwrap();
         let state = ResumeState::load(dir, hash, model.info()).unwrap();
@@ -413,10 +486,45 @@ mod tests {
             hash,
             &have,
             &storage.file_stamps(),
+            None,
             Some("another-boot"),
         )
         .unwrap();
         assert_eq!(ResumeState::load(dir, hash, model.info()), None);
+    }
+
+    #[test]
+    fn the_files_chosen_are_kept_and_a_bad_choice_is_not_trusted() {
+        // Proves the selection saved loads back as saved (and a state saved without one has
+        // none), and that a priority list of the wrong length or with an unknown code makes the
+        // whole file ignored rather than half-read.
+        let (model, storage, have) = saved();
+        let (dir, hash, info) = (model.root(), &model.meta.info_hash, model.info());
+        assert_eq!(
+            ResumeState::load(dir, hash, info).unwrap().priorities(),
+            None
+        );
+        let n = info.files.len();
+        let mut chosen = vec![FilePriority::Skip; n];
+        chosen[0] = FilePriority::High;
+        chosen[n - 1] = FilePriority::Normal;
+        ResumeState::save(dir, hash, &have, &storage.file_stamps(), Some(&chosen)).unwrap();
+        let state = ResumeState::load(dir, hash, info).unwrap();
+        assert_eq!(state.priorities(), Some(chosen.as_slice()));
+        assert_eq!(
+            ResumeState::from_bytes(&state.to_bytes(hash), hash, info),
+            Some(state.clone())
+        );
+        ResumeState::save(dir, hash, &have, &storage.file_stamps(), Some(&chosen[1..])).unwrap();
+        assert_eq!(ResumeState::load(dir, hash, info), None);
+        let bad = state.to_bytes(hash);
+        let at = bad
+            .windows(5)
+            .position(|w| w == b"li2ei")
+            .expect("the list starts with high");
+        let mut bad = bad.clone();
+        bad[at + 2] = b'7';
+        assert_eq!(ResumeState::from_bytes(&bad, hash, info), None);
     }
 
     #[test]
@@ -515,18 +623,18 @@ mod tests {
 
         // Another torrent's state under this name.
         let other = InfoHash([7; 20]);
-        ResumeState::save(model.root(), &other, &have, &storage.file_stamps()).unwrap();
+        ResumeState::save(model.root(), &other, &have, &storage.file_stamps(), None).unwrap();
         std::fs::rename(resume_path(model.root(), &other), &path).unwrap();
         assert!(load().is_none());
 
         // A state for a torrent with fewer pieces.
         let mut short = Bitfield::new(have.len() - 1);
         short.set(0);
-        ResumeState::save(model.root(), hash, &short, &storage.file_stamps()).unwrap();
+        ResumeState::save(model.root(), hash, &short, &storage.file_stamps(), None).unwrap();
         assert!(load().is_none());
 
         // Fewer files.
-        ResumeState::save(model.root(), hash, &have, &storage.file_stamps()[1..]).unwrap();
+        ResumeState::save(model.root(), hash, &have, &storage.file_stamps()[1..], None).unwrap();
         assert!(load().is_none());
 
         // Oversized: a valid prefix padded past the bound.
@@ -557,6 +665,7 @@ mod tests {
             &model.meta.info_hash,
             &have,
             &storage.file_stamps(),
+            None,
         )
         .unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
@@ -577,7 +686,7 @@ mod tests {
         assert_eq!(state.saved_pieces(), &have);
         let mut fewer = have.clone();
         fewer.clear(1);
-        ResumeState::save(dir, hash, &fewer, &storage.file_stamps()).unwrap();
+        ResumeState::save(dir, hash, &fewer, &storage.file_stamps(), None).unwrap();
         assert!(!std::path::Path::new(&tmp).exists(), "the leftover is gone");
         let state = ResumeState::load(dir, hash, model.info()).unwrap();
         assert_eq!(state.saved_pieces(), &fewer);
@@ -597,7 +706,7 @@ mod tests {
         for (stamp, file) in stamps.iter().zip(&model.info().files) {
             assert_eq!(stamp.is_none(), file.attr.padding || file.length == 0);
         }
-        ResumeState::save(model.root(), &model.meta.info_hash, &have, &stamps).unwrap();
+        ResumeState::save(model.root(), &model.meta.info_hash, &have, &stamps, None).unwrap();
         let state = ResumeState::load(model.root(), &model.meta.info_hash, model.info()).unwrap();
         assert_eq!(state.vouched_pieces(&storage.file_stamps()), have);
     }

@@ -2,7 +2,8 @@
 //! a magnet link's `so=` (BEP 53), turned into one [`FilePriority`] per file.
 //!
 //! - `--select` takes file indices as `bt info` prints them (the index in the torrent's file list,
-//!   padding files included), separated by commas, with inclusive ranges: `0,2-4`.
+//!   padding files included), separated by commas, with inclusive ranges: `0,2-4`; `all` is
+//!   every file (it replaces a choice the resume data kept from an earlier run).
 //! - `--only` matches a file's path inside the torrent (without the torrent's name for a
 //!   multi-file torrent) as `.gitignore` does: `*` and `?` stay within one folder, `**` crosses
 //!   folders, a pattern without `/` (but for a trailing one) matches at any depth (`*.mkv`), a
@@ -32,7 +33,7 @@ pub const MAX_SELECT_ENTRIES: usize = 10_000;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
     /// An entry of `--select` is not a number or a range `A-B`.
-    #[error("--select {list}: '{entry}' is not a file index or a range like 2-4")]
+    #[error("--select {list}: '{entry}' is not a file index, a range like 2-4, or all")]
     NotIndex {
         /// The whole list.
         list: String,
@@ -156,6 +157,12 @@ pub fn parse_select(list: &str, files: usize) -> Result<Vec<RangeInclusive<usize
         if n >= MAX_SELECT_ENTRIES {
             return Err(SelectError::TooManyEntries);
         }
+        if entry.trim().eq_ignore_ascii_case("all") {
+            if files > 0 {
+                out.push(0..=files - 1);
+            }
+            continue;
+        }
         let (start, end) = match entry.split_once('-') {
             Some((a, b)) => (number(a)?, number(b)?),
             None => {
@@ -180,6 +187,31 @@ pub fn parse_select(list: &str, files: usize) -> Result<Vec<RangeInclusive<usize
         out.push(start as usize..=end as usize);
     }
     Ok(out)
+}
+
+/// The files `priorities` want, as a `--select` list would name them (`0,2-4`).
+pub fn describe(priorities: &[FilePriority]) -> String {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for (i, p) in priorities.iter().enumerate() {
+        if *p == FilePriority::Skip {
+            continue;
+        }
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => ranges.push((i, i)),
+        }
+    }
+    ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A file's path inside the torrent: without the torrent's name for a multi-file torrent.
@@ -346,6 +378,22 @@ mod tests {
         let i = info(&TREE);
         assert_eq!(chosen(&i, Some("0,2-4"), &[]), [0, 2, 3, 4]);
         assert_eq!(chosen(&i, Some("1"), &[]), [1]);
+        assert_eq!(chosen(&i, Some("all"), &[]), [0, 1, 2, 3, 4]);
+        assert_eq!(chosen(&i, Some("1,ALL"), &[]), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_choice_is_described_as_a_select_list() {
+        // Proves the description of a choice is the `--select` list that makes it again.
+        use FilePriority::{High, Normal, Skip};
+        assert_eq!(
+            describe(&[Normal, Skip, High, Normal, Normal, Skip]),
+            "0,2-4"
+        );
+        assert_eq!(describe(&[Skip, Normal]), "1");
+        let i = info(&TREE);
+        let list = describe(&choose(&i, Some("0,2-3"), &[]).unwrap().unwrap().priorities);
+        assert_eq!(chosen(&i, Some(&list), &[]), [0, 2, 3]);
     }
 
     #[test]

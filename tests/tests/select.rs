@@ -26,6 +26,14 @@ fn get_only(name: &str, extra: &[&str], wanted: &[usize]) {
     gen_content(&tmp.path().join("src"));
     let torrent = fixtures_dir().join("mktorrent-multi.torrent");
     let seeder = LtSeeder::start(&torrent, &tmp.path().join("src"));
+    get_in(&tmp, &seeder, extra, wanted);
+}
+
+/// Runs `bt get` of the fixture from `seeder` into `tmp/dl` with `extra` arguments, checks that
+/// exactly the files numbered in `wanted` exist there, byte-identical to `tmp/src`, and returns
+/// what bt printed on stderr.
+fn get_in(tmp: &TempDir, seeder: &LtSeeder, extra: &[&str], wanted: &[usize]) -> String {
+    let torrent = fixtures_dir().join("mktorrent-multi.torrent");
     let addr = seeder.addr().to_string();
     let dl = tmp.path().join("dl");
     let mut args = vec![
@@ -40,11 +48,8 @@ fn get_only(name: &str, extra: &[&str], wanted: &[usize]) {
     ];
     args.extend_from_slice(extra);
     let out = run_bt_in(None, &args, Duration::from_secs(120));
-    assert!(
-        out.status.success(),
-        "bt get {extra:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "bt get {extra:?} failed: {stderr}");
     for (i, file) in FILES.iter().enumerate() {
         let got = dl.join("multi").join(file);
         if wanted.contains(&i) {
@@ -55,8 +60,8 @@ fn get_only(name: &str, extra: &[&str], wanted: &[usize]) {
             assert!(!got.exists(), "{file} was not selected but exists");
         }
     }
-    drop(seeder);
     check_part_file(&dl);
+    stderr
 }
 
 /// The part file, if any, is the one documented name in the download folder.
@@ -75,6 +80,24 @@ fn select_downloads_only_the_listed_files() {
     // Proves `--select 0,2` downloads files 0 and 2 byte for byte (both share pieces with
     // unselected files), exits 0, and writes nothing at the other files' paths.
     get_only("select", &["--select", "0,2"], &[0, 2]);
+}
+
+#[test]
+fn a_later_run_keeps_the_choice_until_select_all_widens_it() {
+    // Proves the choice is kept in the resume data: a second `bt get` with no --select downloads
+    // the same files again (and says so) without writing any other, and `--select all` then
+    // completes every file byte for byte, reusing the straddling bytes kept in the part file.
+    let tmp = TempDir::new("select-kept");
+    gen_content(&tmp.path().join("src"));
+    let torrent = fixtures_dir().join("mktorrent-multi.torrent");
+    let seeder = LtSeeder::start(&torrent, &tmp.path().join("src"));
+    get_in(&tmp, &seeder, &["--select", "0,2"], &[0, 2]);
+    let again = get_in(&tmp, &seeder, &[], &[0, 2]);
+    assert!(
+        again.contains("downloading the files chosen before: 0,2"),
+        "{again}"
+    );
+    get_in(&tmp, &seeder, &["--select", "all"], &[0, 1, 2, 3, 4, 5, 6]);
 }
 
 #[test]

@@ -71,7 +71,8 @@ pub(crate) struct GetArgs {
     limits: LimitArgs,
     #[command(flatten)]
     dht: DhtArgs,
-    /// Download only these files: indices as `bt info` prints them, e.g. `0,2-4`.
+    /// Download only these files: indices as `bt info` prints them, e.g. `0,2-4`, or `all`. The
+    /// choice is kept in the resume data: a later run without --select/--only makes it again.
     #[arg(long, value_name = "LIST")]
     select: Option<String>,
     /// Download only the files whose path inside the torrent matches GLOB, as in .gitignore
@@ -173,9 +174,15 @@ fn check_existing(
     })
 }
 
-fn save_resume(storage: &FsStorage, meta: &Metainfo, dir: &Path, have: &Bitfield) {
+fn save_resume(
+    storage: &FsStorage,
+    meta: &Metainfo,
+    dir: &Path,
+    have: &Bitfield,
+    priorities: Option<&[FilePriority]>,
+) {
     // A failed save only costs a recheck next time; say so and go on.
-    if let Err(e) = write_resume(storage, &meta.info_hash, dir, have) {
+    if let Err(e) = write_resume(storage, &meta.info_hash, dir, have, priorities) {
         eprintln!(
             "bt: warning: could not save resume data in {}: {e}",
             dir.display()
@@ -183,19 +190,23 @@ fn save_resume(storage: &FsStorage, meta: &Metainfo, dir: &Path, have: &Bitfield
     }
 }
 
-/// Saves resume data without syncing the data files where the system allows it (the state then
-/// holds until the system restarts; see `resume`), else after syncing them.
+/// Saves resume data, with the files chosen (`priorities`), without syncing the data files where
+/// the system allows it (the state then holds until the system restarts; see `resume`), else
+/// after syncing them.
 fn write_resume(
     storage: &FsStorage,
     info_hash: &bt_protocol::metainfo::InfoHash,
     dir: &Path,
     have: &Bitfield,
+    priorities: Option<&[FilePriority]>,
 ) -> Result<(), String> {
-    if let Some(saved) = ResumeState::save_unsynced(dir, info_hash, have, &storage.file_stamps()) {
+    let stamps = storage.file_stamps();
+    if let Some(saved) = ResumeState::save_unsynced(dir, info_hash, have, &stamps, priorities) {
         return saved.map_err(|e| e.to_string());
     }
     storage.flush().map_err(|e| e.to_string())?;
-    ResumeState::save(dir, info_hash, have, &storage.file_stamps()).map_err(|e| e.to_string())
+    ResumeState::save(dir, info_hash, have, &storage.file_stamps(), priorities)
+        .map_err(|e| e.to_string())
 }
 
 fn seed_from_clock() -> u64 {
@@ -702,13 +713,15 @@ impl ResumeSaver {
         dir: &Path,
         have: Bitfield,
         every: Duration,
+        priorities: Option<Vec<FilePriority>>,
     ) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bitfield>(1);
         let (info_hash, dir) = (meta.info_hash, dir.to_owned());
         let thread = std::thread::spawn(move || {
             let mut warned = false;
             for have in rx {
-                if let Err(e) = write_resume(&storage, &info_hash, &dir, &have)
+                if let Err(e) =
+                    write_resume(&storage, &info_hash, &dir, &have, priorities.as_deref())
                     && !std::mem::replace(&mut warned, true)
                 {
                     eprintln!("bt: warning: could not save resume data: {e}");
@@ -780,6 +793,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         run.dir,
         run.have.clone(),
         run.resume_interval,
+        run.priorities.map(<[FilePriority]>::to_vec),
     );
     let mut driver = Driver::new(
         TokioNet,
@@ -952,18 +966,31 @@ fn save_torrent_file(dir: &Path, meta: &Metainfo, trackers: &[String]) -> std::i
     Ok(path)
 }
 
-/// The file priorities the user chose for `info`: `--select`/`--only`, else the magnet link's
-/// `so=`; `None` for every file. Patterns that matched no file are warned about.
+/// The file priorities the user chose for `meta`: `--select`/`--only`; else the choice the
+/// resume data in `dir` recorded (said in one line); else the magnet link's `so=`; `None` for
+/// every file. Patterns that matched no file are warned about.
 fn chosen_priorities(
-    info: &bt_protocol::metainfo::Info,
-    args: &GetArgs,
+    meta: &Metainfo,
+    dir: &Path,
+    select: Option<&str>,
+    only: &[String],
     so: &[std::ops::RangeInclusive<u32>],
 ) -> Result<Option<Vec<FilePriority>>, SelectError> {
-    if let Some(selection) = select::choose(info, args.select.as_deref(), &args.only)? {
+    let info = &meta.info;
+    if let Some(selection) = select::choose(info, select, only)? {
         for pattern in &selection.unmatched {
             eprintln!("bt: warning: --only '{pattern}' matches no file");
         }
         return Ok(Some(selection.priorities));
+    }
+    let saved = ResumeState::load(dir, &meta.info_hash, info)
+        .and_then(|state| state.priorities().map(<[FilePriority]>::to_vec));
+    if let Some(saved) = saved {
+        eprintln!(
+            "bt: downloading the files chosen before: {} (--select all for every file)",
+            select::describe(&saved)
+        );
+        return Ok(Some(saved));
     }
     select::select_only(info, so)
 }
@@ -1027,16 +1054,8 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
         );
         let chosen = chosen.clone();
         Box::new(move |meta: &Metainfo| -> Result<Arc<FsStorage>, String> {
-            let priorities = match select::choose(&meta.info, select.as_deref(), &only) {
-                Ok(Some(selection)) => {
-                    for pattern in &selection.unmatched {
-                        eprintln!("bt: warning: --only '{pattern}' matches no file");
-                    }
-                    Some(selection.priorities)
-                }
-                Ok(None) => select::select_only(&meta.info, &so).map_err(|e| e.to_string())?,
-                Err(e) => return Err(e.to_string()),
-            };
+            let priorities = chosen_priorities(meta, &dir, select.as_deref(), &only, &so)
+                .map_err(|e| e.to_string())?;
             let storage =
                 open_storage(&dir, meta, priorities.as_deref()).map_err(|e| format!("{e:#}"))?;
             *chosen.lock().unwrap_or_else(|p| p.into_inner()) = priorities;
@@ -1111,6 +1130,7 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
                             &args.dir,
                             have,
                             args.resume_interval,
+                            chosen.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                         ));
                     }
                     meta = Some((**m).clone());
@@ -1133,10 +1153,10 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     }
     display.bar.finish_and_clear();
     let storage = opened.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    if let (Some(meta), Some(storage)) = (&meta, storage) {
-        save_resume(&storage, meta, &args.dir, &done.have);
-    }
     let priorities = chosen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let (Some(meta), Some(storage)) = (&meta, storage) {
+        save_resume(&storage, meta, &args.dir, &done.have, priorities.as_deref());
+    }
     display.summary(&RunSummary::new(
         finished.outcome,
         done,
@@ -1212,7 +1232,7 @@ fn get_torrent(
     peers: &[SocketAddr],
     so: &[std::ops::RangeInclusive<u32>],
 ) -> anyhow::Result<()> {
-    let priorities = chosen_priorities(&meta.info, args, so)?;
+    let priorities = chosen_priorities(meta, &args.dir, args.select.as_deref(), &args.only, so)?;
     if peers.is_empty()
         && meta.trackers.iter().all(Vec::is_empty)
         && (args.dht.is_off() || meta.info.private)
@@ -1272,7 +1292,7 @@ fn get_torrent(
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
     let done = finished.first().context("the driver ran no torrent")?;
-    save_resume(&storage, meta, &args.dir, &done.have);
+    save_resume(&storage, meta, &args.dir, &done.have, priorities.as_deref());
     display.summary(&RunSummary::new(
         finished.outcome,
         done,
@@ -1309,7 +1329,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
             meta.info.name
         );
     }
-    save_resume(&storage, &meta, &args.dir, &have);
+    save_resume(&storage, &meta, &args.dir, &have, None);
     let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut config = SessionConfig::default();
