@@ -3,7 +3,7 @@
 //!
 //! Each operation goes to one worker chosen by its piece, so the writes of a piece and its hash
 //! request run in order on one thread. A worker keeps a SHA-1 state per piece being written
-//! ([`PieceHasher`]): a block at the next offset is written and hashed; a block ahead of it waits
+//! (`PieceHasher`): a block at the next offset is written and hashed; a block ahead of it waits
 //! in the piece's stash until the gap fills. When the protocol asks for the piece's hash and the
 //! state covers the whole piece, the digest is at hand; otherwise (a stash that grew too big, a
 //! write that failed, a piece written before this run) the piece is read back and hashed as

@@ -19,7 +19,8 @@
 //! stay.
 //!
 //! Trackers: each announce the client asks for runs as a task ([`crate::tracker::announce`])
-//! and comes back as an input. The DHT node is the client's; its socket is a [`DhtSocket`].
+//! and comes back as an input. The DHT node is the client's; its socket is the driver's
+//! (`runtime/src/dht.rs`).
 //!
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
 //! bytes; a writer's queue is bounded by the protocol (blocks are queued only under its send-buffer

@@ -18,7 +18,7 @@ use tokio_rustls::client::TlsStream;
 use rustls::pki_types::{CertificateDer, DnsName, ServerName};
 use rustls::{AlertDescription, CertificateError, ClientConfig, RootCertStore};
 /// The rustls these configs come from, for callers that build their own
-/// ([`super::announce_with_tls`] takes an `Arc<rustls::ClientConfig>`).
+/// ([`crate::tracker::announce_with_tls`] takes an `Arc<rustls::ClientConfig>`).
 pub use tokio_rustls::rustls;
 
 /// The client config for https trackers: Mozilla's roots, no client certificate. Built on first
