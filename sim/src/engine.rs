@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bt_protocol::metainfo::InfoHash;
+use bt_protocol::client::GoalReached;
+use bt_protocol::metainfo::{InfoHash, TorrentLayout};
 use bt_protocol::time::Instant;
+use bt_protocol::torrent::Bitfield;
 
 use crate::scenario::{EngineKind, Scenario};
 
@@ -64,6 +66,43 @@ pub enum HostEnd {
     Crashed,
     /// Left (`leave_after`) and not restarted.
     Left,
+    /// Stopped by itself at its seeding goal (`seed_ratio`, `seed_time`) and not restarted.
+    SeedGoal,
+}
+
+/// A peer's seeding goal reached: what the protocol said when it stopped the torrent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedGoalOutcome {
+    /// When.
+    pub at: Instant,
+    /// Which goal: the ratio or the time.
+    pub reached: GoalReached,
+    /// Block bytes the peer had uploaded in that life.
+    pub uploaded: u64,
+    /// Bytes of the verified pieces it held then (the ratio's denominator).
+    pub held: u64,
+    /// How long it had seeded.
+    pub seeded: Duration,
+}
+
+impl SeedGoalOutcome {
+    /// The share ratio it had: `uploaded / held` (0 when it held nothing).
+    pub fn ratio(&self) -> f64 {
+        if self.held == 0 {
+            0.0
+        } else {
+            self.uploaded as f64 / self.held as f64
+        }
+    }
+}
+
+/// The bytes of the pieces `have` marks, in `layout` (the last piece may be short): a seeding
+/// ratio's denominator.
+pub fn held_bytes(layout: &TorrentLayout, have: &Bitfield) -> u64 {
+    have.ones()
+        .filter_map(|p| layout.piece(p))
+        .map(|p| u64::from(layout.piece_len(p)))
+        .sum()
 }
 
 /// What one peer did over the run (all its sessions, across restarts).
@@ -105,6 +144,8 @@ pub struct HostOutcome {
     /// DHT datagrams its node sent (the fast engine; the turmoil engine counts them at the
     /// socket too).
     pub dht_datagrams: u64,
+    /// Its seeding goal, the last time it reached it (`None`: never, or no goal).
+    pub seed_goal: Option<SeedGoalOutcome>,
 }
 
 /// What a run measured. Built by an engine, judged by [`crate::report`].

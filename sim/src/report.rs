@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use bt_protocol::client::GoalReached;
 use bt_protocol::time::Instant;
 use bt_runtime::units::{format_bytes, format_count};
 use serde::Serialize;
@@ -83,6 +84,101 @@ pub struct GroupReport {
     pub closes: BTreeMap<String, u64>,
     /// For an attacker group: what the honest peers did to its connections.
     pub attack: Option<AttackReport>,
+    /// For a group with a seeding goal (`seed_ratio`, `seed_time`): who reached it.
+    pub seed_goal: Option<SeedGoalReport>,
+}
+
+/// How one group's peers fared against their seeding goal.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeedGoalReport {
+    /// The goal's share ratio, if it has one.
+    pub ratio: Option<f64>,
+    /// The goal's seeding time in seconds, if it has one.
+    pub time_s: Option<f64>,
+    /// Peers of the group that joined.
+    pub joined: u32,
+    /// Peers that reached the goal (in their last life that reached it) and stopped.
+    pub reached: u32,
+    /// Of those, by the share ratio.
+    pub by_ratio: u32,
+    /// Of those, by the seeding time.
+    pub by_time: u32,
+    /// The smallest share ratio any of them had when it reached the goal (block bytes
+    /// uploaded in that life over the bytes of the pieces held).
+    pub ratio_min: Option<f64>,
+    /// Seconds each had seeded when it reached the goal.
+    pub seeded_s: Option<Spread>,
+    /// Peers that joined and did not reach it, as `group#index` (at most 5 named).
+    pub not_reached: Vec<String>,
+}
+
+impl SeedGoalReport {
+    /// The report of the peers `hosts` (with their index in the outcome; `first` is the
+    /// group's first) of group `spec`, or `None` when the group has no goal.
+    fn new(
+        spec: &crate::scenario::GroupSpec,
+        hosts: &[(usize, &HostOutcome)],
+        first: usize,
+    ) -> Option<SeedGoalReport> {
+        spec.seed_goal()?;
+        let joined: Vec<&(usize, &HostOutcome)> = hosts
+            .iter()
+            .filter(|(_, h)| h.joined_at.is_some())
+            .collect();
+        let goals: Vec<_> = joined.iter().filter_map(|(_, h)| h.seed_goal).collect();
+        let count = |ratio: bool| {
+            goals
+                .iter()
+                .filter(|g| matches!(g.reached, GoalReached::Ratio(_)) == ratio)
+                .count() as u32
+        };
+        Some(SeedGoalReport {
+            ratio: spec.seed_ratio.map(|r| f64::from(r.thousandths()) / 1000.0),
+            time_s: spec.seed_time.map(|t| t.as_secs_f64()),
+            joined: joined.len() as u32,
+            reached: goals.len() as u32,
+            by_ratio: count(true),
+            by_time: count(false),
+            ratio_min: goals.iter().map(|g| g.ratio()).min_by(f64::total_cmp),
+            seeded_s: Spread::of(goals.iter().map(|g| g.seeded.as_secs_f64()).collect()),
+            not_reached: joined
+                .iter()
+                .filter(|(_, h)| h.seed_goal.is_none())
+                .take(5)
+                .map(|(i, _)| format!("{}#{}", spec.name, i - first))
+                .collect(),
+        })
+    }
+
+    /// One line: the goal, who reached it and how.
+    fn summary(&self) -> String {
+        let mut goal = Vec::new();
+        if let Some(r) = self.ratio {
+            goal.push(format!("ratio {r}"));
+        }
+        if let Some(t) = self.time_s {
+            goal.push(format!("{t} s"));
+        }
+        let mut line = format!(
+            "seed goal {}: {}/{} reached ({} by ratio, {} by time)",
+            goal.join(" or "),
+            self.reached,
+            self.joined,
+            self.by_ratio,
+            self.by_time
+        );
+        if let Some(r) = self.ratio_min {
+            let _ = write!(line, ", ratio at least {r:.2}");
+        }
+        if let Some(s) = self.seeded_s {
+            let _ = write!(
+                line,
+                ", seeded {:.1} / {:.1} / {:.1} s",
+                s.min, s.median, s.max
+            );
+        }
+        line
+    }
 }
 
 /// What became of one attacker group's connections to honest peers.
@@ -321,10 +417,12 @@ fn secs_between(a: Instant, b: Instant) -> f64 {
 }
 
 /// Whether a peer is one that `all_complete_by` waits for: a leecher, not corrupt, running at the
-/// end.
+/// end or stopped at its seeding goal (which it reaches only once complete).
 fn should_complete(scenario: &Scenario, h: &HostOutcome) -> bool {
     let g = &scenario.groups[h.group];
-    g.role == Role::Leecher && g.behaviour != Behaviour::Corrupt && h.end == HostEnd::Running
+    g.role == Role::Leecher
+        && g.behaviour != Behaviour::Corrupt
+        && matches!(h.end, HostEnd::Running | HostEnd::SeedGoal)
 }
 
 impl Report {
@@ -336,8 +434,14 @@ impl Report {
             .iter()
             .enumerate()
             .map(|(g, spec)| {
-                let hosts: Vec<&HostOutcome> =
-                    outcome.hosts.iter().filter(|h| h.group == g).collect();
+                let indexed: Vec<(usize, &HostOutcome)> = outcome
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| h.group == g)
+                    .collect();
+                let first = indexed.first().map_or(0, |(i, _)| *i);
+                let hosts: Vec<&HostOutcome> = indexed.iter().map(|(_, h)| *h).collect();
                 let count = |end: HostEnd| hosts.iter().filter(|h| h.end == end).count() as u32;
                 let leecher = spec.role == Role::Leecher;
                 let times: Vec<f64> = hosts
@@ -351,6 +455,7 @@ impl Report {
                     .filter_map(|h| Some(secs_between(h.joined_at?, h.metadata_at?)))
                     .collect();
                 GroupReport {
+                    seed_goal: SeedGoalReport::new(spec, &indexed, first),
                     magnets_resolved: spec.magnet.then_some(magnet_times.len() as u32),
                     magnet_s: Spread::of(magnet_times),
                     pex_learned: hosts.iter().map(|h| h.pex_learned).sum(),
@@ -494,6 +599,33 @@ impl Report {
         }
         if let Some(within) = expect.magnets_resolved_within {
             checks.push(magnets_check(scenario, outcome, within));
+        }
+        if expect.seed_goals_reached {
+            let goals: Vec<&SeedGoalReport> =
+                groups.iter().filter_map(|g| g.seed_goal.as_ref()).collect();
+            let joined: u32 = goals.iter().map(|g| g.joined).sum();
+            let reached: u32 = goals.iter().map(|g| g.reached).sum();
+            let missing: Vec<&str> = goals
+                .iter()
+                .flat_map(|g| g.not_reached.iter().map(String::as_str))
+                .take(5)
+                .collect();
+            let mut detail = format!("{reached}/{joined} reached their goal and stopped");
+            if !missing.is_empty() {
+                let _ = write!(detail, "; not: {}", missing.join(", "));
+                if joined - reached > missing.len() as u32 {
+                    let _ = write!(
+                        detail,
+                        " and {} more",
+                        joined - reached - missing.len() as u32
+                    );
+                }
+            }
+            checks.push(Check {
+                name: "seed goals reached".into(),
+                passed: reached == joined && joined > 0,
+                detail,
+            });
         }
         if let Some(n) = expect.pex_learned_at_least {
             let by_group: Vec<String> = groups
@@ -803,6 +935,9 @@ impl Report {
             }
             if let Some(a) = &g.attack {
                 let _ = writeln!(out, "{:<14} {}", "", a.summary());
+            }
+            if let Some(goal) = &g.seed_goal {
+                let _ = writeln!(out, "{:<14} {}", "", goal.summary());
             }
             if let Some(a) = g.attack.as_ref().filter(|a| a.queues_measured) {
                 let _ = writeln!(

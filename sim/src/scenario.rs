@@ -22,6 +22,7 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
+use bt_protocol::client::{SeedGoal, SeedRatio};
 use bt_protocol::content::ContentSpec;
 use bt_protocol::metainfo::TorrentLayout;
 use bt_protocol::torrent::{Strategy, TorrentConfig};
@@ -323,6 +324,25 @@ pub struct GroupSpec {
     pub upload_limit: Option<u64>,
     /// The files its peers download, by index (bt's `--select`); `None` is every file.
     pub select: Option<Vec<usize>>,
+    /// Each peer stops by itself once its share ratio (block bytes uploaded in this life over
+    /// the bytes of the verified pieces it holds) reaches this, as `bt get --seed-ratio` does;
+    /// `None`: no ratio goal.
+    pub seed_ratio: Option<SeedRatio>,
+    /// Each peer stops by itself once it has seeded (had every wanted piece, running) this long,
+    /// as `bt get --seed-time` does; `None`: no time goal.
+    pub seed_time: Option<Duration>,
+}
+
+impl GroupSpec {
+    /// Its peers' seeding goal (`seed_ratio`, `seed_time`): the first reached stops the
+    /// torrent. `None` when it has neither.
+    pub fn seed_goal(&self) -> Option<SeedGoal> {
+        let goal = SeedGoal {
+            ratio: self.seed_ratio,
+            time: self.seed_time,
+        };
+        (goal != SeedGoal::default()).then_some(goal)
+    }
 }
 
 /// Which peers of a group a fault hits.
@@ -447,6 +467,9 @@ pub struct Expect {
     /// Every honest peer with a DHT node that joined had its first DHT lookup finished by this
     /// simulated time.
     pub dht_lookups_done_by: Option<Duration>,
+    /// Every peer of a group with a seeding goal (`seed_ratio`, `seed_time`) that joined reached
+    /// its goal and stopped.
+    pub seed_goals_reached: bool,
 }
 
 // ---- errors ----
@@ -667,6 +690,117 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
+/// A share ratio (`seed_ratio`): a number or a string, read by [`SeedRatio::parse`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ratio(SeedRatio);
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Ratio;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a share ratio: a number such as 1.5, 0 or more")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ratio, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ratio, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Ratio, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Ratio, E> {
+                SeedRatio::parse(v).map(Ratio).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Parses a duration written with units: `"90s"`, `"1.5 min"`, `"2h"`, `"1h 30m"`, `"500ms"`
+/// (units `ms`, `s`, `m`/`min`, `h`, `d`, with or without a space, long forms such as
+/// `seconds` too); at most [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration (say 90, \"90s\", \"2 min\" or \"1h 30m\")");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0.0f64;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(split);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let after = after.trim_start();
+        let end = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(end);
+        let scale = match unit {
+            "ms" | "msec" | "millis" => 0.001,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
+            "d" | "day" | "days" => 86_400.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = after.trim_start();
+    }
+    if !total.is_finite() || total > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "`{text}` is longer than the {} days a scenario may last",
+            MAX_DURATION.as_secs() / 86_400
+        ));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// A duration: seconds as a number (like every other time key), or a string with units
+/// ([`parse_duration`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Span(Duration);
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Span;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration: seconds, or a string such as \"90s\" or \"2 min\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Span, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Span, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Span, E> {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(E::custom(format!(
+                        "{v} is not a time in seconds (a number, 0 or more)"
+                    )));
+                }
+                if v > MAX_DURATION.as_secs_f64() {
+                    return Err(E::custom(format!(
+                        "{v} s is longer than the {} days a scenario may last",
+                        MAX_DURATION.as_secs() / 86_400
+                    )));
+                }
+                Ok(Span(Duration::from_secs_f64(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Span, E> {
+                parse_duration(v).map(Span).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 fn parse_behaviour(text: &str) -> Result<Behaviour, String> {
     let number = |rest: &str, what: &str| {
         rest.trim()
@@ -816,6 +950,10 @@ struct RawGroup {
     upload_limit: Option<Spanned<Bytes>>,
     #[serde(default)]
     select: Option<Spanned<Vec<u32>>>,
+    #[serde(default)]
+    seed_ratio: Option<Spanned<Ratio>>,
+    #[serde(default)]
+    seed_time: Option<Spanned<Span>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -871,6 +1009,8 @@ struct RawExpect {
     dht_peers_found_at_least: Option<u64>,
     #[serde(default)]
     dht_lookups_done_by: Option<Spanned<Seconds>>,
+    #[serde(default)]
+    seed_goals_reached: Option<Spanned<bool>>,
 }
 
 /// `true` (every group it can apply to), `false`, or a list of group names.
@@ -1037,7 +1177,17 @@ impl Scenario {
             }
             t => t.as_ref().map(|t| t.get_ref().0),
         };
+        let seed_goals_reached = match &raw.expect.seed_goals_reached {
+            Some(b) if *b.get_ref() && !groups.iter().any(|g| g.seed_goal().is_some()) => {
+                return Err(cx.err(
+                    b.span(),
+                    "seed_goals_reached needs a group with seed_ratio or seed_time",
+                ));
+            }
+            b => b.as_ref().is_some_and(|b| *b.get_ref()),
+        };
         let expect = Expect {
+            seed_goals_reached,
             dht_lookups_done_by,
             dht_peers_found_at_least: raw.expect.dht_peers_found_at_least,
             magnets_resolved_within,
@@ -1472,6 +1622,20 @@ fn check_groups(
             Some(b) => Ok(Some(b.get_ref().0)),
             None => Ok(None),
         };
+        let goal_key = |span: Range<usize>, key: &str| {
+            cx.err(
+                span,
+                format!("an attacker follows its `attack`: {key} is for seeders and leechers"),
+            )
+        };
+        let seed_ratio = match &r.seed_ratio {
+            Some(x) if r.role == Role::Attacker => return Err(goal_key(x.span(), "seed_ratio")),
+            x => x.as_ref().map(|x| x.get_ref().0),
+        };
+        let seed_time = match &r.seed_time {
+            Some(x) if r.role == Role::Attacker => return Err(goal_key(x.span(), "seed_time")),
+            x => x.as_ref().map(|x| x.get_ref().0),
+        };
         let download_limit = limit(&r.download_limit, "download_limit")?;
         let upload_limit = limit(&r.upload_limit, "upload_limit")?;
         let select = match &r.select {
@@ -1506,6 +1670,8 @@ fn check_groups(
             }
         };
         groups.push(GroupSpec {
+            seed_ratio,
+            seed_time,
             magnet,
             download_limit,
             upload_limit,

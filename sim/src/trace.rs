@@ -192,7 +192,7 @@ kinds! {
     DhtStopped = 68, "dht_stopped host";
     /// A bootstrap node received a datagram (turmoil).
     DhtBootReceived = 69, "dht_boot_received node bytes";
-    /// A peer's seeding goal was reached (turmoil).
+    /// A peer's seeding goal was reached (`uploaded`: block bytes it uploaded in that life).
     SeedGoalReached = 70, "seed_goal_reached host uploaded";
 }
 

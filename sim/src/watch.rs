@@ -40,8 +40,14 @@ pub(crate) enum Seen {
     Choke,
     /// `unchoke`.
     Unchoke,
-    /// `request`, `cancel`, `reject` or `piece` for a block (piece index, offset).
-    Block { id: u8, piece: u32, begin: u32 },
+    /// `request`, `cancel`, `reject` or `piece` for a block (piece index, offset; `data` is the
+    /// block's bytes a `piece` carries, 0 for the others).
+    Block {
+        id: u8,
+        piece: u32,
+        begin: u32,
+        data: u64,
+    },
     /// `allowed fast` for a piece.
     AllowedFast(u32),
 }
@@ -111,9 +117,19 @@ impl Parser {
             let message = match id {
                 CHOKE => Some(Seen::Choke),
                 UNCHOKE => Some(Seen::Unchoke),
-                REQUEST | PIECE | CANCEL | REJECT => field(1)
-                    .zip(field(5))
-                    .map(|(piece, begin)| Seen::Block { id, piece, begin }),
+                REQUEST | PIECE | CANCEL | REJECT => {
+                    field(1).zip(field(5)).map(|(piece, begin)| Seen::Block {
+                        id,
+                        piece,
+                        begin,
+                        // The frame: the id, the index and the offset, then the block.
+                        data: if id == PIECE {
+                            len.saturating_sub(9)
+                        } else {
+                            0
+                        },
+                    })
+                }
                 ALLOWED_FAST => field(1).map(Seen::AllowedFast),
                 _ => None,
             };
@@ -157,14 +173,17 @@ impl EndWatch {
     }
 
     /// Reads what this end sends; `answered` is called for each block this end answers (a
-    /// `piece` or `reject`), so the caller can clear it from the other end's requests.
+    /// `piece` or `reject`), so the caller can clear it from the other end's requests. Returns
+    /// the block bytes of the `piece` messages whose header these bytes complete (a block
+    /// counts when its header is read, before its payload has all gone by).
     pub(crate) fn sent(
         &mut self,
         bytes: &[u8],
         cap: usize,
         answered: &mut dyn FnMut(u32, u32),
         breach: &mut dyn FnMut(Breach),
-    ) {
+    ) -> u64 {
+        let mut block_bytes = 0;
         let mut parser = std::mem::take(&mut self.parser);
         parser.feed(bytes, &mut |m| match m {
             Seen::Choke => self.choking = Some(true),
@@ -174,7 +193,12 @@ impl EndWatch {
                     self.allowed_fast.push(p);
                 }
             }
-            Seen::Block { id, piece, begin } => match id {
+            Seen::Block {
+                id,
+                piece,
+                begin,
+                data,
+            } => match id {
                 REQUEST => {
                     if self.requests.len() >= cap {
                         breach(Breach::TooManyRequests {
@@ -191,6 +215,7 @@ impl EndWatch {
                     if self.chokes() && !self.allowed_fast.contains(&piece) {
                         breach(Breach::BlockWhileChoking { piece });
                     }
+                    block_bytes += data;
                     answered(piece, begin);
                 }
                 REJECT => answered(piece, begin),
@@ -198,6 +223,7 @@ impl EndWatch {
             },
         });
         self.parser = parser;
+        block_bytes
     }
 
     /// The other end answered the request for `(piece, begin)`.
@@ -215,6 +241,7 @@ impl EndWatch {
                 id: PIECE | REJECT,
                 piece,
                 begin,
+                ..
             } = m
             {
                 answers += 1;
@@ -341,5 +368,27 @@ mod tests {
             panic!("no breach")
         });
         assert_eq!(got, [(2, 16384), (6, 0)]);
+    }
+
+    #[test]
+    fn block_bytes_sent_are_counted_from_piece_headers() {
+        // Proves the payload count: each `piece` message adds its block's length, once, however
+        // the stream is cut; requests, rejects and other messages add nothing.
+        let s = stream(&[
+            frame(UNCHOKE, &[], 0),
+            frame(PIECE, &[2, 0], 16384),
+            frame(REQUEST, &[1, 0, 16384], 0),
+            frame(REJECT, &[6, 0, 16384], 0),
+            frame(PIECE, &[3, 16384], 30),
+            frame(9, &[], 2),
+        ]);
+        for chunk in [1, 3, 13, 100, s.len()] {
+            let mut end = EndWatch::default();
+            let total: u64 = s
+                .chunks(chunk)
+                .map(|c| end.sent(c, 250, &mut |_, _| {}, &mut |_| {}))
+                .sum();
+            assert_eq!(total, 16384 + 30, "chunks of {chunk}");
+        }
     }
 }

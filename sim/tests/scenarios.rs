@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bt_sim::engine::{self, Outcome};
+use bt_protocol::client::{GoalReached, SeedRatio};
+use bt_sim::engine::{self, HostEnd, Outcome};
 use bt_sim::report::Report;
 use bt_sim::scenario::{EngineKind, Scenario};
 
@@ -165,6 +166,7 @@ fn every_shipped_scenario_has_a_test() {
         "quickstart.toml",
         "rate-limits.toml",
         "redial-restarted-seeder.toml",
+        "seed-goals.toml",
         "seeder-crash-restart.toml",
         "select-files.toml",
         "tracker-down-up.toml",
@@ -752,4 +754,69 @@ fn paused_peers_send_nothing_and_complete_after_resuming() {
     assert_eq!(r.groups[1].completed, 4, "{}", r.human());
     let first = r.groups[1].completion_s.as_ref().expect("completed").min;
     assert!(first > 23.0, "completed only after resuming: {first} s");
+}
+
+#[test]
+fn seed_goal_peers_stop_once_their_goal_is_reached() {
+    // Proves seeding goals as group keys: every leecher completes; each of the eight with
+    // `seed_ratio = 1` stopped by its ratio having uploaded at least the bytes it holds, each of
+    // the four with `seed_time = "30s"` by its time, no earlier than 30 s after completing; all
+    // twelve end stopped at their goal, and the seeder, with none, seeds on. The goal observer
+    // (a ratio met by the block bytes the wire saw the peer send, a time not early, no byte sent
+    // after the goal) passes, the run ends after the last goal rather than at its duration, the
+    // report and its JSON count the goals, and the same seed gives the same run.
+    let (scenario, outcome, r) = run("seed-goals.toml", None);
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(outcome.violation_count, 0, "{:?}", outcome.violations);
+    assert_eq!(r.groups[1].completed, 8, "{}", r.human());
+    assert_eq!(r.groups[2].completed, 4, "{}", r.human());
+    let size = scenario.torrent.size();
+    assert_eq!(outcome.hosts[0].end, HostEnd::Running, "no goal: seeds on");
+    assert!(outcome.hosts[0].seed_goal.is_none());
+    for (i, h) in outcome.hosts.iter().enumerate().skip(1) {
+        assert_eq!(h.end, HostEnd::SeedGoal, "peer {i}: {h:?}");
+        let goal = h.seed_goal.unwrap_or_else(|| panic!("peer {i}: {h:?}"));
+        let completed = h.completed_at.expect("completed before seeding");
+        assert!(goal.at >= completed, "peer {i}: {goal:?}");
+        assert_eq!(goal.held, size, "peer {i} holds the whole torrent");
+        match (h.group, goal.reached) {
+            (1, GoalReached::Ratio(ratio)) => {
+                assert_eq!(ratio, SeedRatio::from_thousandths(1000));
+                assert!(goal.uploaded >= goal.held, "peer {i}: {goal:?}");
+            }
+            (2, GoalReached::Time(time)) => {
+                assert_eq!(time, Duration::from_secs(30));
+                assert!(goal.seeded >= time, "peer {i}: {goal:?}");
+                assert!(goal.at >= completed + time, "peer {i}: {goal:?}");
+            }
+            other => panic!("peer {i} reached the wrong goal: {other:?}"),
+        }
+    }
+    let last = outcome
+        .hosts
+        .iter()
+        .filter_map(|h| h.seed_goal)
+        .map(|g| g.at)
+        .max();
+    assert!(
+        last.is_some_and(|at| outcome.sim_time.as_micros() - at.as_micros() < 1_000_000),
+        "the run ends with the last goal: {:?} at {:?}",
+        last,
+        outcome.sim_time
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    let ratio = &json["groups"][1]["seed_goal"];
+    assert_eq!(ratio["reached"], 8, "{ratio}");
+    assert_eq!(ratio["by_ratio"], 8, "{ratio}");
+    assert!(ratio["ratio_min"].as_f64().unwrap() >= 1.0, "{ratio}");
+    let timed = &json["groups"][2]["seed_goal"];
+    assert_eq!(timed["reached"], 4, "{timed}");
+    assert_eq!(timed["by_time"], 4, "{timed}");
+    assert!(
+        timed["seeded_s"]["min"].as_f64().unwrap() >= 30.0,
+        "{timed}"
+    );
+    assert!(json["groups"][0]["seed_goal"].is_null());
+    let (_, again, _) = run("seed-goals.toml", None);
+    assert_eq!(again.fingerprint, outcome.fingerprint);
 }

@@ -481,3 +481,41 @@ fn a_crashed_leecher_restarts_with_the_pieces_it_had_verified() {
         r.human()
     );
 }
+
+#[test]
+fn seed_goals_on_turmoil_stop_each_goal_peer_through_the_real_driver() {
+    // Proves the runtime's `Driver::set_seed_goal` in a swarm: every leecher completes, the eight
+    // ratio peers stop by their ratio and the four late ones by their 30 s of seeding, each
+    // driver's run ends there (the peer ends stopped at its goal), and the goal observer (the
+    // driver's upload count over the pieces the engine saw verified, a time not early, no block
+    // read to upload after the goal) passes.
+    let (_, outcome, r) = run("seed-goals.toml");
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(outcome.violation_count, 0, "{:?}", outcome.violations);
+    let goals = |g: usize| r.groups[g].seed_goal.as_ref().expect("a goal group");
+    assert_eq!(
+        (goals(1).reached, goals(1).by_ratio),
+        (8, 8),
+        "{}",
+        r.human()
+    );
+    assert_eq!(
+        (goals(2).reached, goals(2).by_time),
+        (4, 4),
+        "{}",
+        r.human()
+    );
+    assert!(
+        goals(1).ratio_min.is_some_and(|m| m >= 1.0),
+        "{}",
+        r.human()
+    );
+    assert!(
+        outcome
+            .hosts
+            .iter()
+            .skip(1)
+            .all(|h| h.end == HostEnd::SeedGoal && h.completed_at.is_some())
+    );
+    assert_eq!(outcome.hosts[0].end, HostEnd::Running);
+}

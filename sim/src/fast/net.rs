@@ -352,12 +352,13 @@ impl World<'_> {
             // The wire observer reads the stream in the order the session wrote it.
             let mut answered = Vec::new();
             let mut breaches = Vec::new();
-            c.watch.sent(
+            let block_bytes = c.watch.sent(
                 bytes,
                 self.max_pipeline,
                 &mut |piece, begin| answered.push((piece, begin)),
                 &mut |b| breaches.push(b),
             );
+            self.hosts[h as usize].life_block_bytes += block_bytes;
             let (remote, remote_host) = (c.remote, c.remote_host);
             self.wire_answers += answered.len() as u64;
             if let Some(r) = self.conns.get_mut(&remote) {

@@ -550,3 +550,136 @@ fn dht_mistakes_are_named_with_their_key() {
     ));
     assert!(e.message.contains("[dht]"), "{e}");
 }
+
+#[test]
+fn seed_goal_keys_read_as_written() {
+    // Proves `seed_ratio` (a number or a string, in thousandths) and `seed_time` (seconds, or a
+    // string with units) land in the group and make its seeding goal, on seeders and leechers,
+    // and that `seed_goals_reached` reads.
+    let text = replace("up = \"2 MiB/s\"\n", "up = \"2 MiB/s\"\nseed_time = 90\n")
+        .replace(
+            "max_peers = 30\n",
+            "max_peers = 30\nseed_ratio = 1.5\nseed_time = \"1h 30m\"\n",
+        )
+        .replace(
+            "seeder_upload_at_most = 2.5",
+            "seeder_upload_at_most = 2.5\nseed_goals_reached = true",
+        );
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let (seed, crowd) = (&s.groups[0], &s.groups[1]);
+    assert_eq!(seed.seed_ratio, None);
+    assert_eq!(seed.seed_time, Some(Duration::from_secs(90)));
+    assert_eq!(crowd.seed_ratio, Some(SeedRatio::from_thousandths(1500)));
+    assert_eq!(crowd.seed_time, Some(Duration::from_secs(5400)));
+    assert_eq!(
+        crowd.seed_goal(),
+        Some(SeedGoal {
+            ratio: Some(SeedRatio::from_thousandths(1500)),
+            time: Some(Duration::from_secs(5400)),
+        })
+    );
+    assert!(s.expect.seed_goals_reached);
+    let s = parse(&text.replace("seed_ratio = 1.5", "seed_ratio = \"0.25\"")).unwrap();
+    assert_eq!(
+        s.groups[1].seed_ratio,
+        Some(SeedRatio::from_thousandths(250))
+    );
+    let s = parse(&text.replace("seed_ratio = 1.5", "seed_ratio = 2")).unwrap();
+    assert_eq!(
+        s.groups[1].seed_ratio,
+        Some(SeedRatio::from_thousandths(2000))
+    );
+    // Without the keys there is no goal.
+    let s = parse(GOOD).unwrap();
+    assert!(s.groups.iter().all(|g| g.seed_goal().is_none()));
+    assert!(!s.expect.seed_goals_reached);
+}
+
+#[test]
+fn durations_with_units_parse() {
+    // Proves the duration strings `seed_time` takes: units alone or combined, fractions, with
+    // or without a space, and refusals that say what to write.
+    for (text, secs) in [
+        ("90s", 90.0),
+        ("90 s", 90.0),
+        ("1.5 min", 90.0),
+        ("2m", 120.0),
+        ("1h 30m", 5400.0),
+        ("1h30m", 5400.0),
+        ("500ms", 0.5),
+        ("2 days", 172_800.0),
+        ("0s", 0.0),
+    ] {
+        assert_eq!(
+            parse_duration(text),
+            Ok(Duration::from_secs_f64(secs)),
+            "{text}"
+        );
+    }
+    for text in ["", "90", "soon", "5x", "-3s", "s"] {
+        let e = parse_duration(text).expect_err(text);
+        assert!(e.contains("not a duration"), "{text}: {e}");
+    }
+    assert!(parse_duration("31 days").unwrap_err().contains("30 days"));
+}
+
+#[test]
+fn seed_goal_mistakes_are_named_with_their_key() {
+    // Proves each misuse of the seeding-goal keys is refused with its key, its line and a reason.
+    for (to, key, needle, words) in [
+        (
+            "max_peers = 30\nseed_ratio = -1\n",
+            "group.seed_ratio",
+            "seed_ratio = -1",
+            "must be 0 or more",
+        ),
+        (
+            "max_peers = 30\nseed_ratio = \"lots\"\n",
+            "group.seed_ratio",
+            "seed_ratio = \"lots\"",
+            "is not a number",
+        ),
+        (
+            "max_peers = 30\nseed_ratio = 2000000\n",
+            "group.seed_ratio",
+            "seed_ratio = 2000000",
+            "too large",
+        ),
+        (
+            "max_peers = 30\nseed_time = \"soon\"\n",
+            "group.seed_time",
+            "seed_time = \"soon\"",
+            "not a duration",
+        ),
+        (
+            "max_peers = 30\nseed_time = -5\n",
+            "group.seed_time",
+            "seed_time = -5",
+            "0 or more",
+        ),
+    ] {
+        let text = replace("max_peers = 30\n", to);
+        let e = error(&text);
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert_eq!(e.line, Some(line_of(&text, needle)), "{e}");
+        assert!(e.message.contains(words), "{e}");
+    }
+    // The expectation needs a group with a goal.
+    let e = error(&replace(
+        "seeder_upload_at_most = 2.5",
+        "seeder_upload_at_most = 2.5\nseed_goals_reached = true",
+    ));
+    assert_eq!(e.key.as_deref(), Some("expect.seed_goals_reached"), "{e}");
+    assert!(e.message.contains("seed_ratio or seed_time"), "{e}");
+    // An attacker follows its script: it has no torrent to seed.
+    for extra in ["seed_ratio = 1", "seed_time = \"30s\""] {
+        let e = error(&with_attacker(&format!("{FLOOD}\n{extra}"), ""));
+        let key = extra.split(' ').next().unwrap();
+        assert_eq!(
+            e.key.as_deref(),
+            Some(format!("group.{key}").as_str()),
+            "{e}"
+        );
+        assert!(e.message.contains("attacker"), "{e}");
+    }
+}

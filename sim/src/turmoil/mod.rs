@@ -248,6 +248,7 @@ impl<'a> Engine<'a> {
 
         // Peers: names (hence addresses) now, in scenario order; hosts at their join times.
         shared.lock().info_hash = Some(meta.info_hash);
+        shared.lock().layout = Some(meta.info.layout.clone());
         let mut group_addrs = vec![Vec::new(); scenario.groups.len()];
         let pieces = meta.info.layout.piece_count();
         let mut names = Vec::new();
@@ -334,7 +335,7 @@ impl<'a> Engine<'a> {
                 .lock()
                 .hosts
                 .iter()
-                .any(peer::HostState::should_complete)
+                .any(|h| h.should_complete() || h.goal_pending())
             && self.shared.lock().attack_open.is_empty()
     }
 
@@ -561,8 +562,10 @@ impl<'a> Engine<'a> {
                     Life::Waiting => HostEnd::NeverJoined,
                     Life::Up => HostEnd::Running,
                     Life::Crashed => HostEnd::Crashed,
+                    Life::Left if h.goal_this_life => HostEnd::SeedGoal,
                     Life::Left => HostEnd::Left,
                 },
+                seed_goal: h.goal,
                 uploaded: h.past_uploaded + h.life_uploaded,
                 downloaded: h.past_downloaded + h.life_downloaded,
                 hash_failures: h.hash_failures,
