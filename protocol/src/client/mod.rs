@@ -438,6 +438,12 @@ pub struct Client {
     udp_connections: BTreeMap<String, UdpConnection>,
     outputs: VecDeque<Output>,
     last_timeout_reason: Option<Timer>,
+    /// Whether an input since the last [`Client::pump`] may have given it work: a torrent event
+    /// it acts on (a peer connected or closed, completion, peers learned, ...) or a connection
+    /// closed. The hot inputs (bytes, writes, disk) pump only then, so a busy transfer does not
+    /// walk every torrent's announcer and peer list per input; time-driven work comes through
+    /// [`Client::handle_timeout`], which always pumps.
+    pump_needed: bool,
     /// Seeding goals by torrent (see [`Client::set_seed_goal`]).
     goals: BTreeMap<TorrentId, goals::GoalState>,
 }
@@ -467,6 +473,7 @@ impl Client {
             udp_connections: BTreeMap::new(),
             outputs: VecDeque::new(),
             last_timeout_reason: None,
+            pump_needed: false,
             goals: BTreeMap::new(),
         }
     }
@@ -966,14 +973,14 @@ impl Client {
     pub fn handle_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         self.session.handle_bytes(now, conn, bytes);
         self.collect(now);
-        self.pump(now);
+        self.pump_if_needed(now);
     }
 
     /// The driver wrote `bytes` of `conn`'s transmit data to its socket.
     pub fn handle_sent(&mut self, now: Instant, conn: ConnId, bytes: usize) {
         self.session.handle_sent(now, conn, bytes);
         self.collect(now);
-        self.pump(now);
+        self.pump_if_needed(now);
     }
 
     /// `conn`'s socket closed or failed.
@@ -991,7 +998,7 @@ impl Client {
     pub fn handle_disk(&mut self, now: Instant, torrent: TorrentId, done: DiskDone) {
         self.session.handle_disk(now, torrent, done);
         self.collect(now);
-        self.pump(now);
+        self.pump_if_needed(now);
     }
 
     /// A datagram for the DHT node.
@@ -1062,12 +1069,13 @@ impl Client {
 
     /// Fires what is due. Early or repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.last_timeout_reason = self
-            .timers()
-            .into_iter()
-            .filter(|(_, at)| *at <= now)
-            .min_by_key(|(name, at)| (*at, *name))
-            .map(|(name, _)| name);
+        let mut due: Option<(Instant, Timer)> = None;
+        self.each_timer(|name, at| {
+            if at <= now && due.is_none_or(|d| (at, name) < d) {
+                due = Some((at, name));
+            }
+        });
+        self.last_timeout_reason = due.map(|(_, name)| name);
         self.session.handle_timeout(now);
         self.collect(now);
         while let Some(&(at, conn)) = self.dial_deadlines.first()
@@ -1089,9 +1097,15 @@ impl Client {
                 self.connect_failed(now, torrent, addr, format!("no answer within {secs} s"));
             }
         }
-        let ids: Vec<TorrentId> = self.sides.keys().copied().collect();
-        for id in ids {
-            let side = self.sides.get_mut(&id).expect("listed above");
+        // Walks the torrents by handle without collecting them: timeouts are frequent.
+        let mut next = self.sides.keys().next().copied();
+        while let Some(id) = next {
+            next = self
+                .sides
+                .range((Bound::Excluded(id), Bound::Unbounded))
+                .next()
+                .map(|(k, _)| *k);
+            let side = self.sides.get_mut(&id).expect("walked above");
             side.peers.handle_timeout(now);
             if let Some(flight) = &mut side.in_flight
                 && flight.slow_at.is_some_and(|at| at <= now)
@@ -1155,6 +1169,8 @@ impl Client {
             let out = match out {
                 SessionOutput::Transmit { conn, bytes } => Output::Transmit { conn, bytes },
                 SessionOutput::Close { conn, reason } => {
+                    // A connection fewer may leave room to dial.
+                    self.pump_needed = true;
                     // An attached connection's end is handled at its `PeerClosed`.
                     if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
                         self.conns.remove(&conn);
@@ -1175,6 +1191,18 @@ impl Client {
     }
 
     fn on_event(&mut self, now: Instant, torrent: TorrentId, event: &TorrentEvent) {
+        // Every event acted on below may give the pump work (room to dial, peers to dial, an
+        // announce due); the rest (pieces started and verified, ...) never do.
+        self.pump_needed |= matches!(
+            event,
+            TorrentEvent::PeerConnected { .. }
+                | TorrentEvent::PeerClosed { .. }
+                | TorrentEvent::PeerBanned(_)
+                | TorrentEvent::Complete
+                | TorrentEvent::PeersLearned { .. }
+                | TorrentEvent::DhtPort { .. }
+                | TorrentEvent::MetadataReceived
+        );
         match event {
             TorrentEvent::PeerConnected { conn, .. } => {
                 if let Some(info) = self.conns.get_mut(conn) {
@@ -1276,8 +1304,17 @@ impl Client {
             }));
     }
 
+    /// [`Client::pump`] after a hot input, if it may have work (see `pump_needed`); always
+    /// while a seeding goal is set, since every block uploaded moves a ratio.
+    fn pump_if_needed(&mut self, now: Instant) {
+        if self.pump_needed || !self.goals.is_empty() {
+            self.pump(now);
+        }
+    }
+
     /// After every input and command: due announces, the DHT, and dialling.
     fn pump(&mut self, now: Instant) {
+        self.pump_needed = false;
         self.check_seed_goals(now);
         self.pump_announces(now);
         self.pump_dht(now);
