@@ -1100,11 +1100,7 @@ impl Client {
         // Walks the torrents by handle without collecting them: timeouts are frequent.
         let mut next = self.sides.keys().next().copied();
         while let Some(id) = next {
-            next = self
-                .sides
-                .range((Bound::Excluded(id), Bound::Unbounded))
-                .next()
-                .map(|(k, _)| *k);
+            next = self.side_after(id);
             let side = self.sides.get_mut(&id).expect("walked above");
             side.peers.handle_timeout(now);
             if let Some(flight) = &mut side.in_flight
@@ -1304,6 +1300,15 @@ impl Client {
             }));
     }
 
+    /// The torrent after `id` in handle order. Loops that run after every input walk the
+    /// torrents with it, changing the client between steps, instead of collecting the handles.
+    fn side_after(&self, id: TorrentId) -> Option<TorrentId> {
+        self.sides
+            .range((Bound::Excluded(id), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| *k)
+    }
+
     /// [`Client::pump`] after a hot input, if it may have work (see `pump_needed`); always
     /// while a seeding goal is set, since every block uploaded moves a ratio.
     fn pump_if_needed(&mut self, now: Instant) {
@@ -1325,11 +1330,7 @@ impl Client {
         // Walks the torrents by handle without collecting them: this runs after every input.
         let mut next = self.sides.keys().next().copied();
         while let Some(id) = next {
-            next = self
-                .sides
-                .range((Bound::Excluded(id), Bound::Unbounded))
-                .next()
-                .map(|(k, _)| *k);
+            next = self.side_after(id);
             let side = self.sides.get_mut(&id).expect("listed above");
             if side.in_flight.is_some() {
                 continue;
@@ -1478,11 +1479,8 @@ impl Client {
                 }
                 visited += 1;
                 next = self
-                    .sides
-                    .range((Bound::Excluded(id), Bound::Unbounded))
-                    .next()
-                    .or_else(|| self.sides.iter().next())
-                    .map(|(k, _)| *k);
+                    .side_after(id)
+                    .or_else(|| self.sides.keys().next().copied());
                 if self.half_open >= max_half_open
                     || self.session.connection_count() + self.half_open >= max_conns
                 {
