@@ -82,7 +82,15 @@ impl RateMeter {
         let window_micros = Self::WINDOW_SECS * 1_000_000 + into_current;
         let alive_micros = u64::try_from((now - self.started).as_micros()).unwrap_or(u64::MAX);
         let span = window_micros.min(alive_micros).max(1_000_000);
-        ((sum * 1_000_000) / u128::from(span)) as u64
+        // The choker asks this of every peer each round: a 64-bit division when the product
+        // fits (below about 18 TB in the window), the 128-bit one only past that.
+        match u64::try_from(sum)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+        {
+            Some(scaled) => scaled / span,
+            None => ((sum * 1_000_000) / u128::from(span)) as u64,
+        }
     }
 
     /// Bytes counted since creation.
@@ -152,7 +160,15 @@ mod tests {
         let window_micros = RateMeter::WINDOW_SECS * 1_000_000 + into_current;
         let alive_micros = u64::try_from((now - m.started).as_micros()).unwrap_or(u64::MAX);
         let span = window_micros.min(alive_micros).max(1_000_000);
-        ((sum * 1_000_000) / u128::from(span)) as u64
+        // The choker asks this of every peer each round: a 64-bit division when the product
+        // fits (below about 18 TB in the window), the 128-bit one only past that.
+        match u64::try_from(sum)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000))
+        {
+            Some(scaled) => scaled / span,
+            None => ((sum * 1_000_000) / u128::from(span)) as u64,
+        }
     }
 
     proptest::proptest! {

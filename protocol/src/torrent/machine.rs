@@ -1076,11 +1076,14 @@ impl Torrent {
 
     fn on_block(&mut self, now: Instant, conn: ConnId, block: BlockRef, data: Bytes) {
         self.stats.downloaded += u64::from(block.len);
-        // Endgame: nobody else needs to send this block now.
-        for (c, p) in self.peers.iter_mut() {
-            if *c != conn && p.conn.cancel(now, block) {
-                self.dirty.insert(*c);
-                self.touched.insert(*c);
+        // Endgame: nobody else needs to send this block now. Only a block the picker counts
+        // as requested more than once can be out elsewhere, so the peers are walked only then.
+        if self.picker.requested_elsewhere(block) {
+            for (c, p) in self.peers.iter_mut() {
+                if *c != conn && p.conn.cancel(now, block) {
+                    self.dirty.insert(*c);
+                    self.touched.insert(*c);
+                }
             }
         }
         match self.picker.block_received(block) {

@@ -103,6 +103,9 @@ pub struct Picker {
     /// Pieces started by [`Picker::pick`] since the last [`Picker::take_started`]; at most one
     /// entry per piece of the torrent between two takes.
     started: Vec<PieceIndex>,
+    /// Pieces dropped while started (made skipped): requests for their blocks may still be out
+    /// at peers without being counted, until the piece is verified.
+    orphaned: Bitfield,
 }
 
 impl Picker {
@@ -124,6 +127,7 @@ impl Picker {
             rng,
             epoch: 0,
             started: Vec::new(),
+            orphaned: Bitfield::new(n),
         }
     }
 
@@ -193,7 +197,13 @@ impl Picker {
                 }
             }
         }
-        self.partial.retain(|i, _| !settled.get(*i));
+        let orphaned = &mut self.orphaned;
+        self.partial.retain(|i, _| {
+            if settled.get(*i) {
+                orphaned.set(*i);
+            }
+            !settled.get(*i)
+        });
         self.hashing_skipped = self.hashing.ones().filter(|&i| settled.get(i)).count() as u32;
         self.settled = settled;
         self.high = high;
@@ -401,6 +411,18 @@ impl Picker {
         self.layout.piece(index)
     }
 
+    /// Whether `block`, arriving from a peer it was requested from, may also be in flight from
+    /// another peer: `false` only when the picker counts exactly one request for it (the one
+    /// answered), so the caller need not look for duplicates to cancel. Ask before
+    /// [`Picker::block_received`].
+    pub fn requested_elsewhere(&self, block: BlockRef) -> bool {
+        let piece = block.piece.get();
+        let counted_once = self.partial.get(&piece).is_some_and(|p| {
+            p.blocks[(block.offset / crate::metainfo::BLOCK_SIZE) as usize] == Block::Requested(1)
+        });
+        !counted_once || self.orphaned.get(piece)
+    }
+
     /// A requested block arrived (already validated against the layout).
     pub fn block_received(&mut self, block: BlockRef) -> Received {
         // (A completed piece moves from partial to hashing: this stays the same.)
@@ -449,6 +471,7 @@ impl Picker {
         self.unhash(piece);
         self.have.set(piece.get());
         self.settled.set(piece.get());
+        self.orphaned.clear(piece.get());
     }
 
     /// `piece` leaves hashing.
@@ -576,6 +599,53 @@ mod tests {
         assert_eq!(p.block_received(a[0]), Received::Stored);
         assert_eq!(p.block_received(a[0]), Received::Unwanted);
         assert_eq!(p.block_received(a[1]), Received::PieceComplete);
+    }
+
+    #[test]
+    fn a_block_counts_as_requested_elsewhere_only_when_it_may_be() {
+        // Proves the answer that lets a received block skip the walk for duplicates: false for a
+        // block requested once, true for an endgame duplicate, for a block requested once after
+        // a request dropped, and for a block of a piece dropped while started and picked again.
+        let mut p = Picker::new(
+            layout(1, 32768),
+            Bitfield::new(1),
+            Strategy::Sequential,
+            Rng::new(3),
+        );
+        let mut a = Vec::new();
+        p.pick(&Bitfield::full(1), 1, |_| false, &mut a);
+        assert!(!p.requested_elsewhere(a[0]), "requested from one peer only");
+        p.pick(&Bitfield::full(1), 1, |_| false, &mut a);
+        let mut b = Vec::new();
+        p.pick(&Bitfield::full(1), 2, |_| false, &mut b);
+        assert!(p.in_endgame() && b == a, "both blocks are duplicated");
+        assert!(p.requested_elsewhere(a[0]), "an endgame duplicate");
+        p.request_dropped(a[1]);
+        assert!(
+            !p.requested_elsewhere(a[1]),
+            "one of its two requests is left"
+        );
+
+        let mut p = Picker::new(
+            layout(2, 16384),
+            Bitfield::new(2),
+            Strategy::Sequential,
+            Rng::new(3),
+        );
+        // Piece 1, started, skipped, then wanted again: the first request may still be out.
+        let mut c = Vec::new();
+        p.pick(&bits(2, &[1]), 1, |_| false, &mut c);
+        assert_eq!(c[0].piece.get(), 1);
+        p.set_priorities(&[FilePriority::Normal, FilePriority::Skip]);
+        p.set_priorities(&[FilePriority::Normal, FilePriority::Normal]);
+        let mut d = Vec::new();
+        p.pick(&bits(2, &[1]), 1, |_| false, &mut d);
+        assert_eq!(d, c);
+        assert!(
+            p.requested_elsewhere(d[0]),
+            "the dropped piece's old request"
+        );
+        assert_eq!(p.block_received(d[0]), Received::PieceComplete);
     }
 
     #[test]
