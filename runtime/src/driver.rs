@@ -884,7 +884,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     request,
                     udp_connection,
                     ..
-                } => self.announce(id, tracker, request, udp_connection),
+                } => self.announce(id, *tracker, *request, udp_connection),
                 Output::Event(event) => self.handle_event(event, reports),
             }
         }
@@ -941,7 +941,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 Report::TrackerAnswered {
                     url,
                     event,
-                    response,
+                    response: *response,
                     next_in,
                 },
             ),

@@ -212,10 +212,11 @@ pub enum Output {
         id: AnnounceId,
         /// The tracker's URL as given.
         url: String,
-        /// The same, parsed.
-        tracker: TrackerUrl,
+        /// The same, parsed (boxed, as the request: they are rare, and every output is as
+        /// large as the largest).
+        tracker: Box<TrackerUrl>,
         /// The request.
-        request: AnnounceRequest,
+        request: Box<AnnounceRequest>,
         /// A UDP tracker's connection id still fresh from an earlier announce, to skip the
         /// connect exchange.
         udp_connection: Option<UdpConnection>,
@@ -263,8 +264,8 @@ pub enum Event {
         url: String,
         /// The event announced.
         event: AnnounceEvent,
-        /// What it said.
-        response: AnnounceResponse,
+        /// What it said (boxed: see [`Output::Announce`]).
+        response: Box<AnnounceResponse>,
         /// How long until the next announce: the tracker's interval after our clamps; `None`
         /// when none is planned.
         next_in: Option<Duration>,
@@ -1049,7 +1050,7 @@ impl Client {
                         torrent,
                         url: flight.url,
                         event: flight.event,
-                        response,
+                        response: Box::new(response),
                         next_in,
                     }));
             }
@@ -1389,8 +1390,8 @@ impl Client {
                 torrent: id,
                 id: aid,
                 url: announce.url,
-                tracker: announce.tracker,
-                request,
+                tracker: Box::new(announce.tracker),
+                request: Box::new(request),
                 udp_connection,
             });
         }

@@ -183,7 +183,7 @@ impl Net {
                 ..
             } => self.nodes[i]
                 .announces
-                .push((id, url, request, udp_connection)),
+                .push((id, url, *request, udp_connection)),
             Output::Event(e) => self.nodes[i].events.push(e),
         }
     }
@@ -436,7 +436,7 @@ fn announces_wait_for_the_listen_address_and_a_torrent_stopped_before_it_announc
     let drain = |c: &mut Client| -> Vec<AnnounceRequest> {
         std::iter::from_fn(|| c.poll_output())
             .filter_map(|out| match out {
-                Output::Announce { request, .. } => Some(request),
+                Output::Announce { request, .. } => Some(*request),
                 _ => None,
             })
             .collect()

@@ -290,6 +290,9 @@ struct Host {
     has_goal: bool,
     /// Whether it reached its seeding goal in this life (its client stopped the torrent).
     goal_this_life: bool,
+    /// Whether its torrent is paused, as its client said after the last `pause` or `resume`
+    /// fault of this life: read once there instead of at every transmit.
+    paused: bool,
     /// Its seeding goal, the last time it reached it.
     goal: Option<SeedGoalOutcome>,
     /// Whether it counts in [`World::goals_pending`].
@@ -400,6 +403,9 @@ struct World<'a> {
     max_pipeline: usize,
     /// Blocks (and rejects) the wire observer saw sent: proof it reads the streams.
     wire_answers: u64,
+    /// Blocks the wire observer saw answered in one write, kept between writes so the
+    /// observer allocates nothing per block (emptied after each; at most one write's blocks).
+    wire_answered: Vec<(u32, u32)>,
     joins_pending: u32,
     faults_pending: usize,
     /// Peers that should complete and have not ([`Host::should_complete`]).
@@ -563,6 +569,7 @@ impl<'a> World<'a> {
                         .then(Box::default),
                     has_goal: group.seed_goal().is_some(),
                     goal_this_life: false,
+                    paused: false,
                     goal: None,
                     counted_goal: false,
                     life_complete_at: None,
@@ -600,6 +607,7 @@ impl<'a> World<'a> {
             close_reasons: BTreeMap::new(),
             max_pipeline: TorrentConfig::default().peer.max_pipeline as usize,
             wire_answers: 0,
+            wire_answered: Vec::new(),
             joins_pending,
             faults_pending: scenario.faults.len(),
             incomplete: 0,
@@ -897,6 +905,7 @@ impl<'a> World<'a> {
         host.verified_this_life = 0;
         host.leave_pending = false;
         host.goal_this_life = false;
+        host.paused = false;
         host.life_block_bytes = 0;
         host.life_complete_at = None;
         host.joined_at.get_or_insert(now);
@@ -1084,12 +1093,7 @@ impl<'a> World<'a> {
             match out {
                 Output::Connect { conn, addr, .. } => self.dial(h, conn, addr),
                 Output::Transmit { conn, bytes } => {
-                    let host = &self.hosts[h as usize];
-                    if host
-                        .client
-                        .as_ref()
-                        .is_some_and(|c| c.is_paused(host.torrent))
-                    {
+                    if self.hosts[h as usize].paused {
                         self.violation(format!("peer {h} sent {} bytes while paused", bytes.len()));
                     }
                     if self.hosts[h as usize].goal_this_life {
@@ -1119,7 +1123,7 @@ impl<'a> World<'a> {
                     request,
                     udp_connection,
                     ..
-                } => self.announce(h, id, url, request, udp_connection),
+                } => self.announce(h, id, url, *request, udp_connection),
                 Output::Event(event) => self.on_event(h, event),
             }
         }
@@ -1459,6 +1463,7 @@ impl<'a> World<'a> {
                     if let Some(c) = host.client.as_mut() {
                         // Refused only for a torrent already stopped: nothing to do then.
                         let _ = c.pause(now, torrent);
+                        host.paused = c.is_paused(torrent);
                     }
                     self.settle(h);
                 }
@@ -1470,6 +1475,7 @@ impl<'a> World<'a> {
                     let torrent = host.torrent;
                     if let Some(c) = host.client.as_mut() {
                         let _ = c.resume(now, torrent);
+                        host.paused = c.is_paused(torrent);
                     }
                     self.settle(h);
                 }

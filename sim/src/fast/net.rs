@@ -350,7 +350,7 @@ impl World<'_> {
             && watched
         {
             // The wire observer reads the stream in the order the session wrote it.
-            let mut answered = Vec::new();
+            let mut answered = std::mem::take(&mut self.wire_answered);
             let mut breaches = Vec::new();
             let block_bytes = c.watch.sent(
                 bytes,
@@ -362,10 +362,12 @@ impl World<'_> {
             let (remote, remote_host) = (c.remote, c.remote_host);
             self.wire_answers += answered.len() as u64;
             if let Some(r) = self.conns.get_mut(&remote) {
-                for (piece, begin) in answered {
+                for &(piece, begin) in &answered {
                     r.watch.answered(piece, begin);
                 }
             }
+            answered.clear();
+            self.wire_answered = answered;
             for b in breaches {
                 self.violation(match b {
                     crate::watch::Breach::BlockWhileChoking { piece } => format!(
