@@ -138,3 +138,43 @@ fn bad_selections_exit_2_with_one_line() {
         assert!(stderr.contains(expected), "{extra:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_magnet_whose_metadata_refutes_the_selection_exits_2() {
+    // Proves a selection that only the metadata can refute (`--select 9` by magnet, where the
+    // file count is unknown until libtorrent sends the info dictionary) ends bt with exit code 2
+    // and the same line as for a torrent file, and writes no file of the torrent.
+    let tmp = TempDir::new("select-bad-magnet");
+    gen_content(&tmp.path().join("src"));
+    let torrent = fixtures_dir().join("mktorrent-multi.torrent");
+    let seeder = LtSeeder::start(&torrent, &tmp.path().join("src"));
+    let bytes = std::fs::read(&torrent).expect("read the fixture");
+    let hash = bt_protocol::metainfo::Metainfo::from_bytes(&bytes)
+        .expect("the fixture parses")
+        .info_hash
+        .to_hex();
+    let link = format!("magnet:?xt=urn:btih:{hash}&x.pe={}", seeder.addr());
+    let dl = tmp.path().join("dl");
+    let args = [
+        "get",
+        &link,
+        "-o",
+        dl.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--select",
+        "9",
+    ];
+    let out = run_bt_in(None, &args, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("there is no file 9; the torrent's files are 0-6"),
+        "{stderr}"
+    );
+    assert!(
+        !dl.join("multi").exists(),
+        "bt wrote the torrent's files anyway"
+    );
+}

@@ -1045,6 +1045,9 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     let opened: Arc<std::sync::Mutex<Option<Arc<FsStorage>>>> = Arc::default();
     // The files chosen, known once the metadata is: the opener chooses, the driver applies.
     let chosen: Arc<std::sync::Mutex<Option<Vec<FilePriority>>>> = Arc::default();
+    // A selection the metadata refutes (`--select 9` of 3 files) is a usage error: kept to be
+    // returned as such (exit code 2), where the driver only reports its text.
+    let refused: Arc<std::sync::Mutex<Option<SelectError>>> = Arc::default();
     let open = {
         let (dir, trackers, opened) = (args.dir.clone(), magnet.trackers.clone(), opened.clone());
         let (select, only, so) = (
@@ -1052,10 +1055,14 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             args.only.clone(),
             magnet.select_only.clone(),
         );
-        let chosen = chosen.clone();
+        let (chosen, refused) = (chosen.clone(), refused.clone());
         Box::new(move |meta: &Metainfo| -> Result<Arc<FsStorage>, String> {
-            let priorities = chosen_priorities(meta, &dir, select.as_deref(), &only, &so)
-                .map_err(|e| e.to_string())?;
+            let priorities =
+                chosen_priorities(meta, &dir, select.as_deref(), &only, &so).map_err(|e| {
+                    let text = e.to_string();
+                    *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    text
+                })?;
             let storage =
                 open_storage(&dir, meta, priorities.as_deref()).map_err(|e| format!("{e:#}"))?;
             *chosen.lock().unwrap_or_else(|p| p.into_inner()) = priorities;
@@ -1145,6 +1152,10 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     })?;
     if let Some(saver) = saver {
         saver.finish();
+    }
+    if let Some(e) = refused.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        display.bar.finish_and_clear();
+        return Err(e.into());
     }
     let done = finished.first().context("the driver ran no torrent")?;
     display.peer_summary(&done.peers);
