@@ -4,7 +4,8 @@
 # and then every unit, property and end-to-end test with cargo-nextest (last, so its summary closes
 # the output).
 #
-# FUZZ_SECONDS (default 20) sets how long each fuzz target runs; 0 skips fuzzing.
+# FUZZ_SECONDS (default 20) sets how long each fuzz target runs; 0 skips fuzzing. FUZZ_JOBS sets
+# how many run at once (default: one per core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,11 @@ if cargo tree -p bt-protocol -e normal --prefix none | grep -E '^(tokio|mio|sock
 fi
 
 fuzz_seconds="${FUZZ_SECONDS:-20}"
+# FUZZ_JOBS (default: the machine's cores, at most 4) sets how many targets fuzz at once; each
+# fuzzer is one process on one core.
+fuzz_jobs="${FUZZ_JOBS:-$(nproc)}"
+[ "$fuzz_jobs" -le 4 ] || fuzz_jobs=4
+[ "$fuzz_jobs" -ge 1 ] || fuzz_jobs=1
 if [ "$fuzz_seconds" -gt 0 ]; then
     fuzz/seed-corpus.sh
     (
@@ -30,15 +36,31 @@ if [ "$fuzz_seconds" -gt 0 ]; then
             echo "fuzz: \`cargo fuzz list\` names no target" >&2
             exit 1
         fi
+        # Fuzzes one target into target/fuzz-TARGET.log and records its exit code in
+        # target/fuzz-TARGET.rc. -max_total_time bounds the fuzzing, -timeout each input
+        # (options.sh); the outer timeout bounds the rest (replaying the corpus, a stuck build
+        # lock) with a minute of slack, and its signal reaches the fuzzer too (its process group).
+        fuzz_one() {
+            local target=$1 rc=0
+            # shellcheck disable=SC2046 # the options are words
+            timeout -k 10 $((fuzz_seconds + 60)) cargo fuzz run -s none "$target" -- \
+                -max_total_time="$fuzz_seconds" $(fuzz_options "$target") \
+                >"target/fuzz-$target.log" 2>&1 || rc=$?
+            echo "$rc" >"target/fuzz-$target.rc"
+        }
+        for target in $targets; do
+            rm -f "target/fuzz-$target.rc"
+            fuzz_one "$target" &
+            # At most fuzz_jobs at once: wait for one to end before starting the next.
+            while [ "$(jobs -rp | wc -l)" -ge "$fuzz_jobs" ]; do
+                wait -n || true
+            done
+        done
+        wait
         ran=0
         for target in $targets; do
             log="target/fuzz-$target.log"
-            # -max_total_time bounds the fuzzing, -timeout each input (options.sh); the outer
-            # timeout bounds the rest (replaying the corpus, a stuck build lock) with a minute
-            # of slack, and its signal reaches the fuzzer too (its process group).
-            # shellcheck disable=SC2046 # the options are words
-            if ! timeout -k 10 $((fuzz_seconds + 60)) cargo fuzz run -s none "$target" -- \
-                -max_total_time="$fuzz_seconds" $(fuzz_options "$target") >"$log" 2>&1; then
+            if [ "$(cat "target/fuzz-$target.rc" 2>/dev/null || echo missing)" != 0 ]; then
                 tail -n 40 "$log" >&2
                 echo "fuzz: $target failed or hung; the input is under fuzz/artifacts/$target/" >&2
                 exit 1
