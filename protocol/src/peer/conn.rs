@@ -816,6 +816,11 @@ impl PeerConn {
         Some(chunk)
     }
 
+    /// Bytes queued for the socket and not yet taken by [`PeerConn::poll_transmit`].
+    pub fn queued_len(&self) -> usize {
+        self.transmit_len + self.scratch.len()
+    }
+
     fn flush_scratch(&mut self) {
         if !self.scratch.is_empty() {
             let chunk = self.scratch.split().freeze();

@@ -286,7 +286,9 @@ pub enum TorrentOutput {
 pub struct TorrentStats {
     /// Block bytes received that we had asked for.
     pub downloaded: u64,
-    /// Block bytes sent.
+    /// Block bytes sent: counted once the driver reports them written to the socket
+    /// ([`Torrent::handle_sent`]), so a block queued and then lost with its connection (or with
+    /// the process, once a seeding goal stops it) never counts.
     pub uploaded: u64,
     /// Bytes of pieces that passed their hash check.
     pub verified: u64,
@@ -314,6 +316,12 @@ struct Peer {
     addr: SocketAddr,
     /// Bytes handed to the driver for this socket and not yet reported sent.
     unsent: usize,
+    /// Bytes handed to the driver for this socket since the torrent took it.
+    emitted: u64,
+    /// Blocks queued for the peer and not yet written: `(end, len)`, where `end` is the
+    /// block's last byte as an offset in `emitted`. Oldest first; at most the blocks the read
+    /// watermark lets be queued at once (see [`Torrent::handle_sent`]).
+    unwritten: VecDeque<(u64, u32)>,
     /// Queued requests with a disk read in flight.
     reading: BTreeSet<BlockRef>,
     /// How many pieces the peer has that we lack: we are interested while it is above zero.
@@ -600,6 +608,8 @@ impl Torrent {
                 conn: peer_conn,
                 addr,
                 unsent: 0,
+                emitted: 0,
+                unwritten: VecDeque::new(),
                 reading: BTreeSet::new(),
                 missing: 0,
                 counted_whole: false,
@@ -667,6 +677,14 @@ impl Torrent {
     pub fn handle_sent(&mut self, now: Instant, conn: ConnId, bytes: usize) {
         if let Some(peer) = self.peers.get_mut(&conn) {
             peer.unsent = peer.unsent.saturating_sub(bytes);
+            // Blocks wholly written now count as uploaded.
+            let written = peer.emitted - peer.unsent as u64;
+            while let Some(&(end, len)) = peer.unwritten.front()
+                && end <= written
+            {
+                peer.unwritten.pop_front();
+                self.stats.uploaded += u64::from(len);
+            }
             self.touched.insert(conn);
             self.drive(now);
         }
@@ -786,7 +804,10 @@ impl Torrent {
                     match result {
                         Ok(data) => {
                             if peer.conn.send_block(now, block, data) {
-                                self.stats.uploaded += u64::from(block.len);
+                                // It ends where the connection's queue ends: counted when
+                                // the driver reports that far written.
+                                let end = peer.emitted + peer.conn.queued_len() as u64;
+                                peer.unwritten.push_back((end, block.len));
                             }
                         }
                         Err(e) => {
@@ -1406,6 +1427,7 @@ impl Torrent {
         if let Some(peer) = self.peers.get_mut(&conn) {
             while let Some(bytes) = peer.conn.poll_transmit() {
                 peer.unsent += bytes.len();
+                peer.emitted += bytes.len() as u64;
                 self.outputs
                     .push_back(TorrentOutput::Transmit { conn, bytes });
             }
