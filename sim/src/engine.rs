@@ -105,6 +105,39 @@ pub fn held_bytes(layout: &TorrentLayout, have: &Bitfield) -> u64 {
         .sum()
 }
 
+/// The goal observer's verdict on peer `peer` reaching `reached` at `now`, the same on both
+/// engines: a ratio must be met by `sent` (block bytes the engine saw it upload in that life)
+/// over `held`; a time must come no earlier than that long after `completed_at` (its
+/// completion in that life), and `seeded` must be at least that time. `None` when earned, else
+/// one line saying what is wrong.
+pub(crate) fn unearned_goal(
+    peer: usize,
+    reached: GoalReached,
+    sent: u64,
+    held: u64,
+    completed_at: Option<Instant>,
+    now: Instant,
+    seeded: Duration,
+) -> Option<String> {
+    match reached {
+        GoalReached::Ratio(ratio) => (!ratio.reached(sent, held)).then(|| {
+            format!(
+                "peer {peer} reached its seed ratio {ratio} having sent {sent} block bytes for \
+                 {held} held"
+            )
+        }),
+        GoalReached::Time(time) => {
+            let early = completed_at.is_none_or(|at| now < at + time);
+            (early || seeded < time).then(|| {
+                format!(
+                    "peer {peer} reached its seed time {time:?} early: complete at \
+                     {completed_at:?}, seeded {seeded:?}"
+                )
+            })
+        }
+    }
+}
+
 /// What one peer did over the run (all its sessions, across restarts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostOutcome {

@@ -63,7 +63,7 @@ use bt_protocol::tracker::{Announcer, AnnouncerConfig};
 use crate::content::{Content, Disk};
 use crate::engine::{
     AttackOutcome, HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress, RunError,
-    SeedGoalOutcome, held_bytes,
+    SeedGoalOutcome, held_bytes, unearned_goal,
 };
 use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario};
 use crate::trace::{Kind, Trace};
@@ -1294,25 +1294,15 @@ impl<'a> World<'a> {
                 "peer {h} reached its seeding goal without every wanted piece"
             ));
         }
-        match reached {
-            GoalReached::Ratio(ratio) => {
-                if !ratio.reached(sent, held) {
-                    wrong.push(format!(
-                        "peer {h} reached its seed ratio {ratio} having sent {sent} block bytes \
-                         for {held} held"
-                    ));
-                }
-            }
-            GoalReached::Time(time) => {
-                let early = complete_at.is_none_or(|at| now < at + time);
-                if early || seeded < time {
-                    wrong.push(format!(
-                        "peer {h} reached its seed time {time:?} early: complete at {complete_at:?}, \
-                         seeded {seeded:?}"
-                    ));
-                }
-            }
-        }
+        wrong.extend(unearned_goal(
+            h as usize,
+            reached,
+            sent,
+            held,
+            complete_at,
+            now,
+            seeded,
+        ));
         for w in wrong {
             self.violation(w);
         }

@@ -47,7 +47,9 @@ use tokio::sync::Notify;
 use super::net::TurmoilNet;
 use super::pace::{Link, Loss, Pace};
 use super::tap::Observer;
-use crate::engine::{AttackOutcome, MAX_VIOLATIONS_KEPT, SeedGoalOutcome, held_bytes};
+use crate::engine::{
+    AttackOutcome, MAX_VIOLATIONS_KEPT, SeedGoalOutcome, held_bytes, unearned_goal,
+};
 use crate::scenario::{Behaviour, GroupSpec, Role};
 use crate::trace::{Kind, Trace};
 
@@ -461,27 +463,7 @@ fn on_seed_goal(
         .layout
         .as_ref()
         .map_or(0, |layout| held_bytes(layout, &h.verified));
-    let mut wrong = None;
-    match reached {
-        GoalReached::Ratio(ratio) => {
-            if !ratio.reached(uploaded, held) {
-                wrong = Some(format!(
-                    "peer {id} reached its seed ratio {ratio} having uploaded {uploaded} bytes \
-                     for {held} held"
-                ));
-            }
-        }
-        GoalReached::Time(time) => {
-            let early = h.completed_at.is_none_or(|at| now < at + time);
-            if early || seeded < time {
-                wrong = Some(format!(
-                    "peer {id} reached its seed time {time:?} early: complete at {:?}, seeded \
-                     {seeded:?}",
-                    h.completed_at
-                ));
-            }
-        }
-    }
+    let wrong = unearned_goal(id, reached, uploaded, held, h.completed_at, now, seeded);
     if let Some(w) = wrong {
         s.violation(now, w);
     }
