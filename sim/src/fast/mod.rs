@@ -33,7 +33,8 @@
 //! the torrent has stopped). The run does not settle while a peer runs toward a goal.
 //!
 //! Bounds: the scenario bounds peers and time; each peer's connections are bounded by its
-//! session (`max_peers`), its dial queue by the runtime's `MAX_CANDIDATES`, its uplink queue by the
+//! session (`max_peers`), the addresses it knows by its client's peer list (`max_known_peers`; an
+//! attacker's by the scenario's peers, each dialled once), its uplink queue by the
 //! protocol's send-buffer watermark; outputs drained per input are capped (a machine that never
 //! stops producing is a violation).
 
