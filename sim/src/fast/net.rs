@@ -182,14 +182,20 @@ impl Conn {
     }
 }
 
-/// A hasher for [`ConnId`]s (sequential integers): one multiply. Deterministic; the table is
-/// only ever looked up, never iterated.
+/// A hasher for [`ConnId`]s: the splitmix64 finaliser, so every bit of a handle reaches the low
+/// bits the table indexes by. Handles differ mostly in their high bits (each client numbers its
+/// own from a base of its own), and a single multiply would leave the low bits of the hash to
+/// the low bits of the handle: every client's n-th connection would share a bucket.
+/// Deterministic; the table is only ever looked up, never iterated.
 #[derive(Default)]
 pub(super) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
     }
 
     fn write(&mut self, bytes: &[u8]) {
