@@ -424,7 +424,8 @@ pub struct Client {
     session: Session,
     rng: Rng,
     key: u32,
-    sides: BTreeMap<TorrentId, Side>,
+    /// Boxed, as the session's torrents are: a B-tree node has room for eleven.
+    sides: BTreeMap<TorrentId, Box<Side>>,
     conns: BTreeMap<ConnId, ConnInfo>,
     /// Connect deadlines: `(deadline, conn)`.
     dial_deadlines: BTreeSet<(Instant, ConnId)>,
@@ -684,7 +685,7 @@ impl Client {
             let hash = self.session.torrent(id).expect("just added").info_hash();
             dht.add_torrent(now, hash, self.listen.map(|l| l.port()));
         }
-        self.sides.insert(id, side);
+        self.sides.insert(id, Box::new(side));
         self.collect(now);
         self.pump(now);
     }

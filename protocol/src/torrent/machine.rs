@@ -346,7 +346,9 @@ pub struct Torrent {
     our_reserved: Reserved,
     picker: Picker,
     choker: Choker<ConnId>,
-    peers: BTreeMap<ConnId, Peer>,
+    /// Boxed: a peer's state is over a kilobyte, and B-tree nodes (room for eleven, often
+    /// half full) holding it inline would carry as much again empty.
+    peers: BTreeMap<ConnId, Box<Peer>>,
     /// Who sent each block written of each piece in progress.
     contributors: BTreeMap<u32, Vec<(BlockRef, IpAddr)>>,
     /// Who sent what in pieces that failed, to ban the liars once the pieces pass.
@@ -604,7 +606,7 @@ impl Torrent {
         };
         self.peers.insert(
             conn,
-            Peer {
+            Box::new(Peer {
                 conn: peer_conn,
                 addr,
                 unsent: 0,
@@ -615,7 +617,7 @@ impl Torrent {
                 counted_whole: false,
                 deadline: None,
                 ext: PeerExt::default(),
-            },
+            }),
         );
         self.flush(conn);
         self.refresh_deadline(conn);
@@ -1309,7 +1311,7 @@ impl Torrent {
                 reading,
                 unsent,
                 ..
-            } = peer;
+            } = &mut **peer;
             let mut budget = watermark.saturating_sub(*unsent + reading.len() * BLOCK_BYTES);
             for block in pc.peer_requests() {
                 if reading.contains(&block) {
