@@ -76,6 +76,7 @@
 
 #![forbid(unsafe_code)]
 
+mod addr_key;
 pub mod bandwidth;
 #[cfg(test)]
 mod bandwidth_tests;

@@ -15,12 +15,15 @@
 //! Determinism: addresses live in ordered maps; ties in readiness go by the order learned.
 //!
 //! Bounds: at most [`PeerList::capacity`] addresses (new ones are ignored when full); the ready
-//! and waiting sets hold only listed addresses.
+//! and waiting sets hold only listed addresses. An address costs about 70 bytes of B-tree, and
+//! 60 more while it is ready or waiting (keys are packed `AddrKey`s: an IPv6 flow label is not
+//! kept).
 
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::addr_key::AddrKey;
 use crate::io::ConnId;
 use crate::time::Instant;
 
@@ -119,23 +122,74 @@ enum Slot {
     Banned,
 }
 
+/// A listed address's state, flattened into [`Known`] to keep it at 24 bytes (see
+/// [`Known::slot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotKind {
+    Ready,
+    Waiting,
+    Busy,
+    Seed,
+    Banned,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Known {
     source: PeerSource,
-    fails: u32,
-    slot: Slot,
+    /// Failures in a row (below [`MAX_FAILS`]).
+    fails: u8,
     seed: bool,
+    kind: SlotKind,
+    /// Ready since, or waiting until.
+    at: Instant,
+    /// The order while ready or waiting; the connection while busy.
+    n: u64,
+}
+
+impl Known {
+    fn new(source: PeerSource, slot: Slot) -> Self {
+        let mut k = Known {
+            source,
+            fails: 0,
+            seed: false,
+            kind: SlotKind::Banned,
+            at: Instant::ZERO,
+            n: 0,
+        };
+        k.set(slot);
+        k
+    }
+
+    fn slot(&self) -> Slot {
+        match self.kind {
+            SlotKind::Ready => Slot::Ready(self.at, self.n),
+            SlotKind::Waiting => Slot::Waiting(self.at, self.n),
+            SlotKind::Busy => Slot::Busy(ConnId(self.n)),
+            SlotKind::Seed => Slot::Seed,
+            SlotKind::Banned => Slot::Banned,
+        }
+    }
+
+    fn set(&mut self, slot: Slot) {
+        (self.kind, self.at, self.n) = match slot {
+            Slot::Ready(at, n) => (SlotKind::Ready, at, n),
+            Slot::Waiting(at, n) => (SlotKind::Waiting, at, n),
+            Slot::Busy(conn) => (SlotKind::Busy, Instant::ZERO, conn.0),
+            Slot::Seed => (SlotKind::Seed, Instant::ZERO, 0),
+            Slot::Banned => (SlotKind::Banned, Instant::ZERO, 0),
+        };
+    }
 }
 
 /// A torrent's known addresses: see the module docs.
 #[derive(Clone, Debug)]
 pub struct PeerList {
     capacity: usize,
-    known: BTreeMap<SocketAddr, Known>,
+    known: BTreeMap<AddrKey, Known>,
     /// Ready addresses: `(since, order learned, addr)`.
-    ready: BTreeSet<(Instant, u64, SocketAddr)>,
+    ready: BTreeSet<(Instant, u64, AddrKey)>,
     /// Addresses waiting out a backoff: `(until, order, addr)`.
-    waiting: BTreeSet<(Instant, u64, SocketAddr)>,
+    waiting: BTreeSet<(Instant, u64, AddrKey)>,
     next_order: u64,
 }
 
@@ -168,17 +222,19 @@ impl PeerList {
 
     /// Whether `addr` is known.
     pub fn contains(&self, addr: &SocketAddr) -> bool {
-        self.known.contains_key(addr)
+        self.known.contains_key(&AddrKey::new(*addr))
     }
 
     /// Where `addr` was learned first.
     pub fn source(&self, addr: &SocketAddr) -> Option<PeerSource> {
-        self.known.get(addr).map(|k| k.source)
+        self.known.get(&AddrKey::new(*addr)).map(|k| k.source)
     }
 
     /// Consecutive failures of `addr`.
     pub fn fails(&self, addr: &SocketAddr) -> Option<u32> {
-        self.known.get(addr).map(|k| k.fails)
+        self.known
+            .get(&AddrKey::new(*addr))
+            .map(|k| u32::from(k.fails))
     }
 
     /// Addresses ready to dial now.
@@ -195,12 +251,13 @@ impl PeerList {
     /// waits out a backoff becomes ready now if `source` is the user or a tracker (a tracker
     /// naming it again is fresh news); otherwise nothing changes.
     pub fn add(&mut self, now: Instant, addr: SocketAddr, source: PeerSource) -> bool {
+        let addr = AddrKey::new(addr);
         if let Some(k) = self.known.get_mut(&addr) {
-            if let Slot::Waiting(at, order) = k.slot
+            if let Slot::Waiting(at, order) = k.slot()
                 && matches!(source, PeerSource::Direct | PeerSource::Tracker)
             {
                 self.waiting.remove(&(at, order, addr));
-                k.slot = Slot::Ready(now, order);
+                k.set(Slot::Ready(now, order));
                 self.ready.insert((now, order, addr));
             }
             return false;
@@ -210,15 +267,8 @@ impl PeerList {
         }
         let order = self.next_order;
         self.next_order += 1;
-        self.known.insert(
-            addr,
-            Known {
-                source,
-                fails: 0,
-                slot: Slot::Ready(now, order),
-                seed: false,
-            },
-        );
+        self.known
+            .insert(addr, Known::new(source, Slot::Ready(now, order)));
         self.ready.insert((now, order, addr));
         true
     }
@@ -230,7 +280,7 @@ impl PeerList {
         {
             self.waiting.pop_first();
             if let Some(k) = self.known.get_mut(&addr) {
-                k.slot = Slot::Ready(at, order);
+                k.set(Slot::Ready(at, order));
                 self.ready.insert((at, order, addr));
             }
         }
@@ -243,13 +293,14 @@ impl PeerList {
             .known
             .get_mut(&addr)
             .expect("ready addresses are known");
-        k.slot = Slot::Busy(conn);
-        Some((addr, k.source))
+        k.set(Slot::Busy(conn));
+        Some((addr.addr(), k.source))
     }
 
     /// A connection to `addr` ended as `ending`: schedules the next try (see the module docs).
     /// `seed` says the peer had every piece.
     pub fn closed(&mut self, now: Instant, addr: SocketAddr, ending: Ending, seed: bool) {
+        let addr = AddrKey::new(addr);
         let Some(k) = self.known.get_mut(&addr) else {
             return;
         };
@@ -258,7 +309,7 @@ impl PeerList {
         let k = self.known.get_mut(&addr).expect("checked above");
         let wait = match ending {
             Ending::Banned => {
-                k.slot = Slot::Banned;
+                k.set(Slot::Banned);
                 return;
             }
             Ending::Closed => {
@@ -267,7 +318,7 @@ impl PeerList {
             }
             Ending::ConnectFailed | Ending::Error => {
                 k.fails += 1;
-                if k.fails >= MAX_FAILS {
+                if u32::from(k.fails) >= MAX_FAILS {
                     self.known.remove(&addr);
                     return;
                 }
@@ -283,37 +334,37 @@ impl PeerList {
         };
         let order = self.next_order;
         self.next_order += 1;
-        k.slot = Slot::Waiting(now + wait, order);
+        k.set(Slot::Waiting(now + wait, order));
         self.waiting.insert((now + wait, order, addr));
     }
 
     /// Our torrent became complete (`true`) or not: known seeds leave (or rejoin) the dial
     /// order.
     pub fn set_complete(&mut self, now: Instant, complete: bool) {
-        let seeds: Vec<SocketAddr> = self
+        let seeds: Vec<AddrKey> = self
             .known
             .iter()
-            .filter(|(_, k)| k.seed && !matches!(k.slot, Slot::Busy(_) | Slot::Banned))
+            .filter(|(_, k)| k.seed && !matches!(k.slot(), Slot::Busy(_) | Slot::Banned))
             .map(|(a, _)| *a)
             .collect();
         for addr in seeds {
             self.unslot(addr);
             let k = self.known.get_mut(&addr).expect("listed above");
             if complete {
-                k.slot = Slot::Seed;
+                k.set(Slot::Seed);
             } else {
                 let order = self.next_order;
                 self.next_order += 1;
-                k.slot = Slot::Ready(now, order);
+                k.set(Slot::Ready(now, order));
                 self.ready.insert((now, order, addr));
             }
         }
     }
 
     /// Takes `addr` out of the ready and waiting sets.
-    fn unslot(&mut self, addr: SocketAddr) {
+    fn unslot(&mut self, addr: AddrKey) {
         if let Some(k) = self.known.get(&addr) {
-            match k.slot {
+            match k.slot() {
                 Slot::Ready(at, order) => {
                     self.ready.remove(&(at, order, addr));
                 }
@@ -328,20 +379,22 @@ impl PeerList {
     /// Marks `addr` busy with an incoming connection, if it is known (a peer that dialled us
     /// from its listening address), so it is not dialled meanwhile.
     pub fn connected_in(&mut self, addr: SocketAddr, conn: ConnId) {
+        let addr = AddrKey::new(addr);
         if self.known.contains_key(&addr) {
             self.unslot(addr);
             if let Some(k) = self.known.get_mut(&addr) {
-                k.slot = Slot::Busy(conn);
+                k.set(Slot::Busy(conn));
             }
         }
     }
 
     /// Marks `addr` banned (smart ban): never dialled again.
     pub fn ban(&mut self, addr: SocketAddr) {
+        let addr = AddrKey::new(addr);
         if self.known.contains_key(&addr) {
             self.unslot(addr);
             if let Some(k) = self.known.get_mut(&addr) {
-                k.slot = Slot::Banned;
+                k.set(Slot::Banned);
             }
         }
     }
@@ -350,8 +403,8 @@ impl PeerList {
     pub fn addrs_on(&self, ip: core::net::IpAddr) -> Vec<SocketAddr> {
         self.known
             .keys()
+            .map(|a| a.addr())
             .filter(|a| a.ip() == ip)
-            .copied()
             .collect()
     }
 
@@ -361,7 +414,7 @@ impl PeerList {
     pub fn wake(&mut self, now: Instant) {
         while let Some((_, order, addr)) = self.waiting.pop_first() {
             if let Some(k) = self.known.get_mut(&addr) {
-                k.slot = Slot::Ready(now, order);
+                k.set(Slot::Ready(now, order));
                 self.ready.insert((now, order, addr));
             }
         }
@@ -370,7 +423,7 @@ impl PeerList {
     /// Whether `addr` is dialled or connected now.
     pub fn is_busy(&self, addr: &SocketAddr) -> bool {
         self.known
-            .get(addr)
-            .is_some_and(|k| matches!(k.slot, Slot::Busy(_)))
+            .get(&AddrKey::new(*addr))
+            .is_some_and(|k| matches!(k.slot(), Slot::Busy(_)))
     }
 }

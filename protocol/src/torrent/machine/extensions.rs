@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 
 use super::{Peer, Torrent, TorrentEvent};
+use crate::addr_key::AddrKey;
 use crate::io::ConnId;
 use crate::peer::Direction;
 use crate::time::Instant;
@@ -113,8 +114,9 @@ pub(super) struct PeerExt {
 /// PEX with one peer.
 #[derive(Debug, Default)]
 pub(super) struct PexPeer {
-    /// The listen addresses we told it of as connected (added, and not dropped since).
-    told: BTreeSet<SocketAddr>,
+    /// The listen addresses we told it of as connected (added, and not dropped since), packed:
+    /// a torrent holds one such set per peer.
+    told: BTreeSet<AddrKey>,
     /// When we last took a message from it.
     last_received: Option<Instant>,
 }
@@ -400,7 +402,7 @@ impl Torrent {
             return;
         }
         let has_metadata = self.fetch.is_none();
-        let current: BTreeMap<SocketAddr, PexFlags> = self
+        let current: BTreeMap<AddrKey, PexFlags> = self
             .peers
             .values()
             .filter_map(|p| {
@@ -413,12 +415,12 @@ impl Torrent {
                 if p.conn.direction() == Direction::Outbound {
                     flags |= PexFlags::REACHABLE;
                 }
-                Some((addr, PexFlags(flags)))
+                Some((AddrKey::new(addr), PexFlags(flags)))
             })
             .collect();
         let mut any = false;
         for (c, p) in self.peers.iter_mut() {
-            let own = listen_addr(p);
+            let own = listen_addr(p).map(AddrKey::new);
             let (Some(pex), Some(their_id)) = (p.ext.pex.as_mut(), p.ext.ut_pex) else {
                 continue;
             };
@@ -427,9 +429,9 @@ impl Torrent {
                 .iter()
                 .filter(|(a, _)| Some(**a) != own && !pex.told.contains(a))
                 .take(PEX_MAX_PER_MESSAGE)
-                .map(|(a, f)| (*a, *f))
+                .map(|(a, f)| (a.addr(), *f))
                 .collect();
-            let dropped: Vec<SocketAddr> = pex
+            let dropped: Vec<AddrKey> = pex
                 .told
                 .iter()
                 .filter(|a| !current.contains_key(a))
@@ -439,10 +441,11 @@ impl Torrent {
             if added.is_empty() && dropped.is_empty() {
                 continue;
             }
-            pex.told.extend(added.iter().map(|(a, _)| *a));
+            pex.told.extend(added.iter().map(|(a, _)| AddrKey::new(*a)));
             for a in &dropped {
                 pex.told.remove(a);
             }
+            let dropped = dropped.into_iter().map(AddrKey::addr).collect();
             let message = PexMessage { added, dropped };
             p.conn.send_extended(now, their_id, &message.encode());
             self.ext_stats.pex_sent += 1;
