@@ -87,6 +87,7 @@ pub mod dht;
 pub mod harness;
 pub mod io;
 pub mod metainfo;
+pub mod mse;
 #[cfg(test)]
 mod mutation;
 pub mod peer;
