@@ -39,7 +39,7 @@ use crate::metainfo::InfoHash;
 use crate::rng::Rng;
 use crate::time::Instant;
 
-/// The Diffie-Hellman prime: 768 bits (the first Oakley group's).
+/// The Diffie-Hellman prime the specification gives: 768 bits.
 const PRIME_HEX: &[u8] = b"FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A63A36210000000000090563";
 
 /// A public key's length in bytes.

@@ -9,7 +9,9 @@ Usage:
     a DHT node and nothing else (a bootstrap node for tests); prints {"event": "dht_node", "port": N}
 
 Either mode also takes --dht (run libtorrent's DHT node on the listen port, loopback nodes allowed)
-and --dht-bootstrap ADDR:PORT (repeatable; the nodes it starts from, with --dht).
+and --dht-bootstrap ADDR:PORT (repeatable; the nodes it starts from, with --dht), and
+--encryption rc4|plaintext (MSE forced both ways, the stream under RC4 or only the handshake
+obscured; without it libtorrent neither offers nor requires encryption).
 
 DIR is the save path: a multi-file torrent named NAME lives in DIR/NAME. PORT 0 lets libtorrent
 pick a free port; the port it listens on is in the events.
@@ -54,6 +56,7 @@ def parse(argv):
     opts["timeout"] = 60.0 if opts["mode"] == "get" else 600.0
     opts["dht"] = opts["mode"] == "node"
     opts["bootstrap"] = []
+    opts["encryption"] = None
     rest = argv[5:]
     while rest:
         flag = rest.pop(0)
@@ -70,6 +73,8 @@ def parse(argv):
             opts["bootstrap"].append(value)
         elif flag == "--timeout":
             opts["timeout"] = float(value)
+        elif flag == "--encryption" and value in ("rc4", "plaintext"):
+            opts["encryption"] = value
         else:
             return None
     return opts
@@ -101,6 +106,18 @@ def make_session(opts):
             | lt.alert.category_t.connect_notification
             | lt.alert.category_t.peer_notification,
         }
+    if opts["encryption"]:
+        # Encrypted handshakes only (MSE), both ways: "rc4" encrypts the whole stream,
+        # "plaintext" only the handshake.
+        level = lt.enc_level.rc4 if opts["encryption"] == "rc4" else lt.enc_level.plaintext
+        settings.update(
+            {
+                "in_enc_policy": int(lt.enc_policy.pe_forced),
+                "out_enc_policy": int(lt.enc_policy.pe_forced),
+                "allowed_enc_level": int(level),
+                "prefer_rc4": opts["encryption"] == "rc4",
+            }
+        )
     if opts["dht"]:
         # Every node of a test is 127.0.0.1: allow many per IP and private addresses.
         settings.update(

@@ -594,6 +594,12 @@ impl LtSeeder {
         LtSeeder::start_with(torrent, dir, &["--dht", "--dht-bootstrap", &boot])
     }
 
+    /// [`LtSeeder::start`] with libtorrent taking only encrypted connections (MSE), at `level`:
+    /// `"rc4"` (the stream under RC4) or `"plaintext"` (only the handshake obscured).
+    pub fn start_encrypted(torrent: &Path, dir: &Path, level: &str) -> LtSeeder {
+        LtSeeder::start_with(torrent, dir, &["--encryption", level])
+    }
+
     fn start_with(torrent: &Path, dir: &Path, extra: &[&str]) -> LtSeeder {
         let mut cmd = lt_client_command("seed", torrent, dir, 0);
         cmd.args(["--timeout", &LT_SEED_LIFETIME_SECS.to_string()]);
@@ -643,6 +649,18 @@ impl LtDhtNode {
     pub fn proc(&self) -> &Proc {
         &self.proc
     }
+}
+
+/// Starts libtorrent downloading `torrent` into `dir` (`lt_client.py get`), dialling `peers`,
+/// with `extra` options (`--encryption rc4`, ...), and returns at once: for tests that play the
+/// other side of its connections themselves. Killed when dropped.
+pub fn lt_leecher(torrent: &Path, dir: &Path, peers: &[SocketAddr], extra: &[&str]) -> Proc {
+    let mut cmd = lt_client_command("get", torrent, dir, 0);
+    for p in peers {
+        cmd.arg("--peer").arg(p.to_string());
+    }
+    cmd.args(extra);
+    Proc::spawn("libtorrent leecher", cmd)
 }
 
 /// Downloads `torrent` into `dir` with libtorrent (`lt_client.py get`), connecting to `peers`
