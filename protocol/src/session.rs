@@ -10,7 +10,8 @@
 //! - input: [`Session::handle_bytes`], [`Session::handle_sent`], [`Session::handle_disconnect`],
 //!   [`Session::handle_disk`], [`Session::handle_timeout`];
 //! - commands: [`Session::add_torrent`], [`Session::add_magnet`], [`Session::set_metadata`],
-//!   [`Session::remove_torrent`], [`Session::connect`], [`Session::accept`],
+//!   [`Session::remove_torrent`], [`Session::connect`], [`Session::connect_encrypted`],
+//!   [`Session::accept`],
 //!   [`Session::set_listen_port`], [`Session::set_dht_port`], [`Session::close_connections`],
 //!   [`Session::set_rate_limits`], [`Session::set_torrent_rate_limits`],
 //!   [`Session::set_file_priorities`];
@@ -19,8 +20,13 @@
 //! Cost: timers and routing do not walk the connections: incoming connections still waiting for
 //! their handshake sit in a set ordered by arrival, each torrent keeps its own timer set.
 //!
+//! Encryption (MSE/PE, [`SessionConfig::encryption`]): connections whose first bytes are an
+//! encryption handshake, and those opened with [`Session::connect_encrypted`], go through the
+//! `mse` layer; the torrents see only plaintext.
+//!
 //! Bounds: connections at most [`SessionConfig::max_connections`]; an incoming connection not yet
-//! routed holds at most the 48 handshake bytes needed to route it, for at most
+//! routed holds at most the 48 handshake bytes needed to route it, or during an encryption
+//! handshake at most [`crate::mse::MAX_BUFFERED`], for at most
 //! [`SessionConfig::handshake_timeout`].
 
 use core::net::SocketAddr;
@@ -38,6 +44,10 @@ use crate::torrent::{
 };
 use crate::wire::{PROTOCOL, PeerId};
 
+mod mse;
+
+pub use mse::Encryption;
+
 /// A torrent's handle within a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TorrentId(pub u32);
@@ -53,6 +63,9 @@ pub struct SessionConfig {
     pub handshake_timeout: Duration,
     /// The first 8 bytes of our peer id (Azureus style: `-BT0100-`); the rest is random.
     pub peer_id_prefix: [u8; 8],
+    /// Message stream encryption for incoming connections (see [`Encryption`]); `None`: none
+    /// at all, and an encrypted handshake is refused as [`SessionCloseReason::NotBitTorrent`].
+    pub encryption: Option<Encryption>,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +75,7 @@ impl Default for SessionConfig {
             max_connections: 500,
             handshake_timeout: Duration::from_secs(20),
             peer_id_prefix: *b"-BT0100-",
+            encryption: None,
         }
     }
 }
@@ -85,6 +99,10 @@ pub enum SessionCloseReason {
     TorrentRemoved,
     /// The torrent was stopped or paused.
     TorrentStopped,
+    /// The encryption handshake failed (see [`crate::mse::MseError::name`]).
+    Mse(crate::mse::MseError),
+    /// A plaintext handshake while encryption is required.
+    PlaintextRefused,
 }
 
 /// Why a command failed.
@@ -153,7 +171,12 @@ enum Conn {
         addr: SocketAddr,
         buffer: Vec<u8>,
         since: Instant,
+        /// The torrent an encryption handshake named, which the BitTorrent handshake behind it
+        /// must name too.
+        encrypted: Option<InfoHash>,
     },
+    /// Its encryption handshake is under way.
+    Mse(mse::Handshaking),
     /// Owned by a torrent.
     Attached(TorrentId),
 }
@@ -182,6 +205,10 @@ pub struct Session {
     /// Torrents that take no new connection (paused or stopped; see
     /// [`Session::set_accepting`]).
     closed: BTreeSet<TorrentId>,
+    /// `HASH('req2', info hash)` of every torrent: how an encrypted peer names one.
+    by_req2: BTreeMap<[u8; 20], InfoHash>,
+    /// The encryption layer (see the `mse` module).
+    crypto: mse::Crypto,
 }
 
 impl Session {
@@ -207,6 +234,8 @@ impl Session {
             outputs: VecDeque::new(),
             shares: RateShares::new(),
             closed: BTreeSet::new(),
+            by_req2: BTreeMap::new(),
+            crypto: mse::Crypto::new(seed),
         }
     }
 
@@ -274,6 +303,8 @@ impl Session {
         );
         self.torrents.insert(id, Box::new(torrent));
         self.by_hash.insert(info_hash, id);
+        self.by_req2
+            .insert(crate::mse::req2_hash(&info_hash), info_hash);
         Ok(id)
     }
 
@@ -294,6 +325,8 @@ impl Session {
         );
         self.torrents.insert(id, Box::new(torrent));
         self.by_hash.insert(info_hash, id);
+        self.by_req2
+            .insert(crate::mse::req2_hash(&info_hash), info_hash);
         Ok(id)
     }
 
@@ -346,6 +379,8 @@ impl Session {
             .remove(&id)
             .ok_or(SessionError::NoSuchTorrent(id))?;
         self.by_hash.remove(&torrent.info_hash());
+        self.by_req2
+            .remove(&crate::mse::req2_hash(&torrent.info_hash()));
         self.closed.remove(&id);
         let conns: Vec<ConnId> = self
             .conns
@@ -354,7 +389,8 @@ impl Session {
             .map(|(c, _)| *c)
             .collect();
         for conn in conns {
-            self.conns.remove(&conn);
+            self.remove_conn(conn);
+            self.crypto.forget(conn);
             self.outputs.push_back(Output::Close {
                 conn,
                 reason: SessionCloseReason::TorrentRemoved,
@@ -373,7 +409,8 @@ impl Session {
             .map(|(c, _)| *c)
             .collect();
         for &conn in &conns {
-            self.conns.remove(&conn);
+            self.remove_conn(conn);
+            self.crypto.forget(conn);
             self.outputs.push_back(Output::Close {
                 conn,
                 reason: SessionCloseReason::TorrentStopped,
@@ -425,6 +462,21 @@ impl Session {
         conn: ConnId,
         addr: SocketAddr,
     ) -> Result<(), SessionError> {
+        self.add_outbound(now, torrent, conn, addr)?;
+        self.conns.insert(conn, Conn::Attached(torrent));
+        self.collect(torrent);
+        Ok(())
+    }
+
+    /// Gives torrent `torrent` a connection we opened, if the session and the torrent take it;
+    /// returns the torrent's info hash. The caller records the connection.
+    fn add_outbound(
+        &mut self,
+        now: Instant,
+        torrent: TorrentId,
+        conn: ConnId,
+        addr: SocketAddr,
+    ) -> Result<InfoHash, SessionError> {
         self.check_new_conn(conn)?;
         if self.closed.contains(&torrent) {
             return Err(SessionError::NotAccepting(torrent));
@@ -434,9 +486,7 @@ impl Session {
             .get_mut(&torrent)
             .ok_or(SessionError::NoSuchTorrent(torrent))?;
         t.add_peer(now, conn, addr, Direction::Outbound)?;
-        self.conns.insert(conn, Conn::Attached(torrent));
-        self.collect(torrent);
-        Ok(())
+        Ok(t.info_hash())
     }
 
     /// A peer at `addr` opened `conn` to us; it is routed when its handshake arrives.
@@ -454,6 +504,7 @@ impl Session {
                 addr,
                 buffer: Vec::new(),
                 since: now,
+                encrypted: None,
             },
         );
         Ok(())
@@ -475,6 +526,8 @@ impl Session {
 
     /// Bytes read from `conn`'s socket.
     pub fn handle_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let plain = self.crypto.incoming(conn, bytes);
+        let bytes = plain.as_deref().unwrap_or(bytes);
         match self.conns.get_mut(&conn) {
             None => {}
             Some(Conn::Attached(t)) => {
@@ -484,33 +537,52 @@ impl Session {
                     self.collect(t);
                 }
             }
-            Some(Conn::Pending { buffer, .. }) => {
+            Some(Conn::Pending {
+                buffer, encrypted, ..
+            }) => {
                 buffer.extend_from_slice(bytes);
-                self.route(now, conn);
+                let sorted = encrypted.is_some() || self.config.encryption.is_none();
+                if sorted || self.sort_pending(now, conn) == Some(true) {
+                    self.route(now, conn);
+                }
             }
+            Some(Conn::Mse(_)) => self.mse_bytes(now, conn, bytes),
+        }
+        if let Some(buffer) = plain {
+            self.crypto.give_back(buffer);
         }
     }
 
     /// Routes a pending connection once its handshake names a torrent.
     fn route(&mut self, now: Instant, conn: ConnId) {
-        let Some(Conn::Pending { buffer, addr, .. }) = self.conns.get(&conn) else {
+        let Some(Conn::Pending {
+            buffer,
+            addr,
+            encrypted,
+            ..
+        }) = self.conns.get(&conn)
+        else {
             return;
         };
         let checked = buffer.len().min(1 + PROTOCOL.len());
         let mut expected = vec![PROTOCOL.len() as u8];
         expected.extend_from_slice(PROTOCOL);
         if buffer[..checked] != expected[..checked] {
-            return self.refuse(conn, SessionCloseReason::NotBitTorrent);
+            return self.refuse(now, conn, SessionCloseReason::NotBitTorrent);
         }
         if buffer.len() < ROUTING_LEN {
             return;
         }
         let hash = InfoHash(buffer[28..48].try_into().expect("20 bytes"));
+        if encrypted.is_some_and(|e| e != hash) {
+            let lie = crate::mse::MseError::UnknownTorrent;
+            return self.refuse(now, conn, SessionCloseReason::Mse(lie));
+        }
         let Some(&id) = self.by_hash.get(&hash) else {
-            return self.refuse(conn, SessionCloseReason::UnknownTorrent(hash));
+            return self.refuse(now, conn, SessionCloseReason::UnknownTorrent(hash));
         };
         if self.closed.contains(&id) {
-            return self.refuse(conn, SessionCloseReason::TorrentStopped);
+            return self.refuse(now, conn, SessionCloseReason::TorrentStopped);
         }
         let (addr, buffer) = (*addr, buffer.clone());
         let torrent = self
@@ -518,7 +590,7 @@ impl Session {
             .get_mut(&id)
             .expect("by_hash and torrents agree");
         if let Err(e) = torrent.add_peer(now, conn, addr, Direction::Inbound) {
-            return self.refuse(conn, SessionCloseReason::Refused(e));
+            return self.refuse(now, conn, SessionCloseReason::Refused(e));
         }
         self.remove_conn(conn);
         self.conns.insert(conn, Conn::Attached(id));
@@ -530,27 +602,54 @@ impl Session {
         self.collect(id);
     }
 
-    fn refuse(&mut self, conn: ConnId, reason: SessionCloseReason) {
-        self.remove_conn(conn);
+    /// Closes a connection no torrent owns yet, or whose encryption handshake a torrent waits on
+    /// (the torrent hears of it as a peer gone).
+    fn refuse(&mut self, now: Instant, conn: ConnId, reason: SessionCloseReason) {
+        if let Some(Conn::Mse(h)) = self.remove_conn(conn)
+            && let Some(t) = h.torrent()
+            && let Some(torrent) = self.torrents.get_mut(&t)
+        {
+            torrent.peer_disconnected(now, conn);
+            self.collect(t);
+        }
+        self.crypto.forget(conn);
         self.outputs.push_back(Output::Close { conn, reason });
     }
 
     /// The driver wrote `bytes` of `conn`'s transmit data to its socket.
     pub fn handle_sent(&mut self, now: Instant, conn: ConnId, bytes: usize) {
-        if let Some(Conn::Attached(t)) = self.conns.get(&conn) {
-            let t = *t;
-            if let Some(torrent) = self.torrents.get_mut(&t) {
-                torrent.handle_sent(now, conn, bytes);
-                self.collect(t);
-            }
+        let (t, handshaking) = match self.conns.get(&conn) {
+            Some(Conn::Attached(t)) => (*t, false),
+            Some(Conn::Mse(h)) => match h.torrent() {
+                Some(t) => (t, true),
+                None => {
+                    self.crypto.written(conn, bytes, true);
+                    return;
+                }
+            },
+            _ => return,
+        };
+        let bytes = self.crypto.written(conn, bytes, handshaking);
+        if bytes > 0
+            && let Some(torrent) = self.torrents.get_mut(&t)
+        {
+            torrent.handle_sent(now, conn, bytes);
+            self.collect(t);
         }
     }
 
     /// `conn`'s socket closed or failed.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
-        if let Some(Conn::Attached(t)) = self.remove_conn(conn)
-            && let Some(torrent) = self.torrents.get_mut(&t)
-        {
+        self.crypto.forget(conn);
+        let t = match self.remove_conn(conn) {
+            Some(Conn::Attached(t)) => t,
+            Some(Conn::Mse(h)) => match h.torrent() {
+                Some(t) => t,
+                None => return,
+            },
+            _ => return,
+        };
+        if let Some(torrent) = self.torrents.get_mut(&t) {
             torrent.peer_disconnected(now, conn);
             self.collect(t);
         }
@@ -576,7 +675,7 @@ impl Session {
             .collect();
         expired.sort_unstable();
         for conn in expired {
-            self.refuse(conn, SessionCloseReason::HandshakeTimeout);
+            self.refuse(now, conn, SessionCloseReason::HandshakeTimeout);
         }
         if self.shares.next_division().is_some_and(|at| at <= now) {
             self.divide_rates(now, false);
@@ -594,8 +693,14 @@ impl Session {
     /// Forgets `conn`, keeping [`Session::pending`] in step.
     fn remove_conn(&mut self, conn: ConnId) -> Option<Conn> {
         let removed = self.conns.remove(&conn);
-        if let Some(Conn::Pending { since, .. }) = &removed {
-            self.pending.remove(&(*since, conn));
+        match &removed {
+            Some(Conn::Pending { since, .. }) => {
+                self.pending.remove(&(*since, conn));
+            }
+            Some(Conn::Mse(h)) => {
+                self.pending.remove(&(h.since, conn));
+            }
+            _ => {}
         }
         removed
     }
@@ -607,9 +712,17 @@ impl Session {
         };
         while let Some(out) = t.poll_output() {
             let out = match out {
-                TorrentOutput::Transmit { conn, bytes } => Output::Transmit { conn, bytes },
+                TorrentOutput::Transmit { conn, bytes } => {
+                    match self.crypto.outgoing(&mut self.conns, conn, bytes) {
+                        Some(bytes) => Output::Transmit { conn, bytes },
+                        None => continue,
+                    }
+                }
                 TorrentOutput::Close { conn, reason } => {
-                    self.conns.remove(&conn);
+                    if let Some(Conn::Mse(h)) = self.conns.remove(&conn) {
+                        self.pending.remove(&(h.since, conn));
+                    }
+                    self.crypto.forget(conn);
                     Output::Close {
                         conn,
                         reason: SessionCloseReason::Torrent(reason),

@@ -30,11 +30,26 @@ struct Side {
 }
 
 fn side(seed: u64, layout: &TorrentLayout, data: &[u8], have_all: bool) -> Side {
+    side_with(seed, layout, data, have_all, None)
+}
+
+/// [`side`] with an encryption policy.
+fn side_with(
+    seed: u64,
+    layout: &TorrentLayout,
+    data: &[u8],
+    have_all: bool,
+    encryption: Option<crate::session::Encryption>,
+) -> Side {
     let hashes = data
         .chunks(layout.piece_length() as usize)
         .map(|c| Sha1::digest(c).into())
         .collect();
-    let mut session = Session::new(SessionConfig::default(), seed);
+    let config = SessionConfig {
+        encryption,
+        ..SessionConfig::default()
+    };
+    let mut session = Session::new(config, seed);
     let have = if have_all {
         Bitfield::full(layout.piece_count())
     } else {
@@ -336,4 +351,127 @@ fn a_magnet_session_takes_an_incoming_seeder_and_completes() {
     assert!(t.has_metadata());
     assert_eq!(t.info_bytes().map(|b| b.to_vec()), Some(info));
     assert!(seeder.closed.is_empty() && magnet.closed.is_empty());
+}
+
+/// Runs a download from `seeder` to `leecher` (which dialled it on `c_out`, accepted as `c_in`)
+/// for at most a minute of simulated time; returns whether it completed, and every byte that
+/// crossed (both ways).
+fn pump(
+    seeder: &mut Side,
+    leecher: &mut Side,
+    layout: &TorrentLayout,
+    c_out: ConnId,
+    c_in: ConnId,
+) -> (bool, Vec<u8>) {
+    let mut now = Instant::ZERO;
+    let mut wire = Vec::new();
+    for _ in 0..10_000 {
+        let to_seeder = drain(leecher, layout, now);
+        let to_leecher = drain(seeder, layout, now);
+        for (_, bytes) in &to_seeder {
+            wire.extend_from_slice(bytes);
+            seeder.session.handle_bytes(now, c_in, bytes);
+        }
+        for (_, bytes) in &to_leecher {
+            wire.extend_from_slice(bytes);
+            leecher.session.handle_bytes(now, c_out, bytes);
+        }
+        if leecher.complete {
+            return (true, wire);
+        }
+        if to_seeder.is_empty() && to_leecher.is_empty() {
+            now = now + Duration::from_secs(1);
+            if now > Instant::ZERO + Duration::from_secs(60) {
+                return (false, wire);
+            }
+            for s in [&mut *seeder, &mut *leecher] {
+                if s.session.poll_timeout().is_some_and(|t| t <= now) {
+                    s.session.handle_timeout(now);
+                }
+            }
+        }
+    }
+    (false, wire)
+}
+
+#[test]
+fn an_encrypted_connection_completes_a_download_in_either_method() {
+    use crate::mse::Methods;
+    use crate::session::Encryption;
+    let layout = TorrentLayout::new(32768, &[300_000]).unwrap();
+    let data = content(300_000);
+    for (offer, policy, rc4) in [
+        (Methods::BOTH, Encryption::Prefer, true),
+        (Methods::RC4, Encryption::Require, true),
+        (Methods::BOTH, Encryption::Plaintext, false),
+    ] {
+        let mut seeder = side_with(1, &layout, &data, true, Some(policy));
+        let mut leecher = side_with(2, &layout, &data, false, Some(Encryption::Prefer));
+        let (c_out, c_in) = (ConnId(10), ConnId(20));
+        let now = Instant::ZERO;
+        leecher
+            .session
+            .connect_encrypted(now, leecher.torrent, c_out, addr(1), offer)
+            .unwrap();
+        seeder.session.accept(now, c_in, addr(2)).unwrap();
+        let (complete, wire) = pump(&mut seeder, &mut leecher, &layout, c_out, c_in);
+        assert!(
+            complete,
+            "{policy:?}: closed {:?} {:?}",
+            seeder.closed, leecher.closed
+        );
+        assert_eq!(leecher.storage, data);
+        // Under RC4 no block crosses in the clear; with plaintext selected they do.
+        let clear = wire.windows(64).any(|w| w == &data[32768..32768 + 64]);
+        assert_eq!(clear, !rc4, "{policy:?}");
+        assert!(seeder.closed.is_empty() && leecher.closed.is_empty());
+    }
+}
+
+/// How a seeder with policy `seeder` closes a leecher that dials it in plaintext (`offer`
+/// `None`) or encrypted, offering `offer`; the download must not happen.
+fn refused(
+    seeder: Option<crate::session::Encryption>,
+    offer: Option<crate::mse::Methods>,
+) -> Vec<(ConnId, SessionCloseReason)> {
+    let layout = TorrentLayout::new(32768, &[100_000]).unwrap();
+    let data = content(100_000);
+    let mut seed = side_with(1, &layout, &data, true, seeder);
+    let mut leecher = side_with(2, &layout, &data, false, None);
+    let (c_out, c_in, now) = (ConnId(10), ConnId(20), Instant::ZERO);
+    let t = leecher.torrent;
+    match offer {
+        Some(offer) => leecher
+            .session
+            .connect_encrypted(now, t, c_out, addr(1), offer),
+        None => leecher.session.connect(now, t, c_out, addr(1)),
+    }
+    .unwrap();
+    seed.session.accept(now, c_in, addr(2)).unwrap();
+    let (complete, _) = pump(&mut seed, &mut leecher, &layout, c_out, c_in);
+    assert!(!complete);
+    seed.closed
+}
+
+#[test]
+fn encryption_policies_refuse_what_they_must() {
+    use crate::mse::{Methods, MseError};
+    use crate::session::Encryption;
+    let c_in = ConnId(20);
+    assert_eq!(
+        refused(Some(Encryption::Require), None),
+        [(c_in, SessionCloseReason::PlaintextRefused)]
+    );
+    assert_eq!(
+        refused(Some(Encryption::Require), Some(Methods::PLAINTEXT)),
+        [(c_in, SessionCloseReason::Mse(MseError::NoCommonMethod))]
+    );
+    assert_eq!(
+        refused(Some(Encryption::Plaintext), Some(Methods::RC4)),
+        [(c_in, SessionCloseReason::Mse(MseError::NoCommonMethod))]
+    );
+    assert_eq!(
+        refused(None, Some(Methods::BOTH)),
+        [(c_in, SessionCloseReason::NotBitTorrent)]
+    );
 }
