@@ -449,6 +449,11 @@ impl Session {
         }
     }
 
+    /// Whether `conn`'s encryption handshake is under way.
+    pub fn is_encrypting(&self, conn: ConnId) -> bool {
+        matches!(self.conns.get(&conn), Some(Conn::Mse(_)))
+    }
+
     /// Whether torrent `id` takes new connections (see [`Session::set_accepting`]).
     pub fn is_accepting(&self, id: TorrentId) -> bool {
         self.torrents.contains_key(&id) && !self.closed.contains(&id)
@@ -605,15 +610,17 @@ impl Session {
     /// Closes a connection no torrent owns yet, or whose encryption handshake a torrent waits on
     /// (the torrent hears of it as a peer gone).
     fn refuse(&mut self, now: Instant, conn: ConnId, reason: SessionCloseReason) {
-        if let Some(Conn::Mse(h)) = self.remove_conn(conn)
+        let removed = self.remove_conn(conn);
+        self.crypto.forget(conn);
+        // The close first: whoever acts on the torrent's news of the peer knows why.
+        self.outputs.push_back(Output::Close { conn, reason });
+        if let Some(Conn::Mse(h)) = removed
             && let Some(t) = h.torrent()
             && let Some(torrent) = self.torrents.get_mut(&t)
         {
             torrent.peer_disconnected(now, conn);
             self.collect(t);
         }
-        self.crypto.forget(conn);
-        self.outputs.push_back(Output::Close { conn, reason });
     }
 
     /// The driver wrote `bytes` of `conn`'s transmit data to its socket.

@@ -59,7 +59,8 @@ use crate::io::{ConnId, DiskDone, DiskOp};
 use crate::metainfo::{BLOCK_SIZE, InfoHash, Metainfo, TorrentLayout};
 use crate::rng::Rng;
 use crate::session::{
-    Output as SessionOutput, Session, SessionCloseReason, SessionConfig, SessionError, TorrentId,
+    Encryption, Output as SessionOutput, Session, SessionCloseReason, SessionConfig, SessionError,
+    TorrentId,
 };
 use crate::time::Instant;
 use crate::torrent::{Bitfield, CloseReason, Torrent, TorrentEvent};
@@ -448,6 +449,9 @@ pub struct Client {
     pump_needed: bool,
     /// Seeding goals by torrent (see [`Client::set_seed_goal`]).
     goals: BTreeMap<TorrentId, goals::GoalState>,
+    /// Dials whose encryption handshake failed, until their torrent reports the peer gone (at
+    /// most the connections we opened).
+    encryption_failed: BTreeSet<ConnId>,
 }
 
 impl Client {
@@ -477,6 +481,7 @@ impl Client {
             last_timeout_reason: None,
             pump_needed: false,
             goals: BTreeMap::new(),
+            encryption_failed: BTreeSet::new(),
         }
     }
 
@@ -911,7 +916,24 @@ impl Client {
             return;
         };
         self.drop_dial(conn);
-        match self.session.connect(now, torrent, conn, info.addr) {
+        let plaintext_only = self
+            .sides
+            .get(&torrent)
+            .is_some_and(|s| s.peers.plaintext_only(&info.addr));
+        let connected = match self.config.session.encryption {
+            Some(Encryption::Require) => {
+                let offer = Encryption::Require.methods();
+                self.session
+                    .connect_encrypted(now, torrent, conn, info.addr, offer)
+            }
+            Some(Encryption::Prefer) if !plaintext_only => {
+                let offer = Encryption::Prefer.methods();
+                self.session
+                    .connect_encrypted(now, torrent, conn, info.addr, offer)
+            }
+            _ => self.session.connect(now, torrent, conn, info.addr),
+        };
+        match connected {
             Ok(()) => {
                 self.conns.insert(
                     conn,
@@ -987,6 +1009,10 @@ impl Client {
 
     /// `conn`'s socket closed or failed.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        // A peer that hangs up on our encryption handshake may speak only plaintext.
+        if self.session.is_encrypting(conn) && self.dialled(conn) {
+            self.encryption_failed.insert(conn);
+        }
         self.session.handle_disconnect(now, conn);
         // An unrouted incoming connection has no torrent to report its end.
         if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
@@ -1169,6 +1195,9 @@ impl Client {
                 SessionOutput::Close { conn, reason } => {
                     // A connection fewer may leave room to dial.
                     self.pump_needed = true;
+                    if matches!(reason, SessionCloseReason::Mse(_)) && self.dialled(conn) {
+                        self.encryption_failed.insert(conn);
+                    }
                     // An attached connection's end is handled at its `PeerClosed`.
                     if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
                         self.conns.remove(&conn);
@@ -1221,7 +1250,17 @@ impl Client {
             } => {
                 let info = self.conns.remove(conn);
                 let dialled = info.is_some_and(|i| i.source != PeerSource::Incoming);
-                if let Some(side) = self.sides.get_mut(&torrent)
+                let prefer = self.config.session.encryption == Some(Encryption::Prefer);
+                if self.encryption_failed.remove(conn)
+                    && let Some(side) = self.sides.get_mut(&torrent)
+                {
+                    // Plaintext next, if we may; else a failure like any other.
+                    if prefer {
+                        side.peers.encryption_failed(now, *addr);
+                    } else {
+                        side.peers.closed(now, *addr, Ending::Error, *seed);
+                    }
+                } else if let Some(side) = self.sides.get_mut(&torrent)
                     && (dialled || side.peers.is_busy(addr))
                 {
                     let ending = match reason {
@@ -1300,6 +1339,13 @@ impl Client {
                 torrent,
                 meta: Box::new(meta),
             }));
+    }
+
+    /// Whether `conn` is a connection we opened.
+    fn dialled(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.source != PeerSource::Incoming)
     }
 
     /// The torrent after `id` in handle order. Loops that run after every input walk the

@@ -10,7 +10,10 @@
 //!   again after [`RECONNECT_AFTER`], counting as a failure only if it ended on an error. This is
 //!   what brings back a seeder that restarted on the same address with no tracker to say so;
 //! - a peer banned for bad data, or one that sent bad metadata, is never dialled again;
-//! - a seed is not dialled while our torrent is complete (two seeds have nothing to trade).
+//! - a seed is not dialled while our torrent is complete (two seeds have nothing to trade);
+//! - a dial whose encryption handshake failed, when plaintext is allowed, is retried at once in
+//!   plaintext, and that address is dialled in plaintext from then on
+//!   ([`PeerList::encryption_failed`]), as libtorrent does.
 //!
 //! Determinism: addresses live in ordered maps; ties in readiness go by the order learned.
 //!
@@ -139,6 +142,8 @@ struct Known {
     /// Failures in a row (below [`MAX_FAILS`]).
     fails: u8,
     seed: bool,
+    /// An encrypted handshake with it failed: dial it in plaintext.
+    plaintext: bool,
     kind: SlotKind,
     /// Ready since, or waiting until.
     at: Instant,
@@ -152,6 +157,7 @@ impl Known {
             source,
             fails: 0,
             seed: false,
+            plaintext: false,
             kind: SlotKind::Banned,
             at: Instant::ZERO,
             n: 0,
@@ -417,6 +423,32 @@ impl PeerList {
                 k.set(Slot::Ready(now, order));
                 self.ready.insert((now, order, addr));
             }
+        }
+    }
+
+    /// Whether `addr` is to be dialled in plaintext (an encrypted handshake with it failed).
+    pub fn plaintext_only(&self, addr: &SocketAddr) -> bool {
+        self.known
+            .get(&AddrKey::new(*addr))
+            .is_some_and(|k| k.plaintext)
+    }
+
+    /// Our dial to `addr` failed in its encryption handshake: it is dialled again at once, in
+    /// plaintext (see [`PeerList::plaintext_only`]). An address already marked counts the
+    /// failure as any other ([`Ending::Error`]).
+    pub fn encryption_failed(&mut self, now: Instant, addr: SocketAddr) {
+        let key = AddrKey::new(addr);
+        match self.known.get_mut(&key) {
+            Some(k) if !k.plaintext => k.plaintext = true,
+            Some(_) => return self.closed(now, addr, Ending::Error, false),
+            None => return,
+        }
+        self.unslot(key);
+        let order = self.next_order;
+        self.next_order += 1;
+        if let Some(k) = self.known.get_mut(&key) {
+            k.set(Slot::Ready(now, order));
+            self.ready.insert((now, order, key));
         }
     }
 

@@ -543,3 +543,84 @@ fn three_torrents_share_one_client_and_complete_from_one_seeding_client() {
     }
     assert_eq!(net.nodes[l].connects.len(), 3);
 }
+
+/// A client like [`client`] with an encryption policy.
+fn client_encrypting(
+    seed: u64,
+    last: u8,
+    full: bool,
+    policy: Option<Encryption>,
+) -> (Client, TorrentId) {
+    let mut config = ClientConfig::default();
+    config.session.encryption = policy;
+    let mut c = Client::new(config, seed);
+    c.set_listen_addr(addr(last));
+    let id = add_test_torrent(&mut c, HASH, full, Vec::new());
+    (c, id)
+}
+
+/// A leecher with `leecher` policy given a seeder with `seeder` policy: the network after two
+/// minutes, the leecher's node and torrent.
+fn encrypted_swarm(
+    seeder: Option<Encryption>,
+    leecher: Option<Encryption>,
+) -> (Net, usize, TorrentId) {
+    let mut net = Net::new();
+    let (s, _) = client_encrypting(1, 1, true, seeder);
+    let (l, lid) = client_encrypting(2, 2, false, leecher);
+    net.add(s, true);
+    let l = net.add(l, false);
+    net.nodes[l]
+        .client
+        .add_peers(Instant::ZERO, lid, PeerSource::Direct, &[addr(1)]);
+    net.run_until(secs(120));
+    (net, l, lid)
+}
+
+#[test]
+fn two_clients_that_prefer_encryption_transfer_under_rc4() {
+    let (net, l, lid) = encrypted_swarm(Some(Encryption::Prefer), Some(Encryption::Prefer));
+    assert!(net.complete(l, lid));
+    assert_eq!(net.nodes[l].connects.len(), 1);
+    let (_, conn) = *net
+        .links
+        .keys()
+        .find(|(n, _)| *n == l)
+        .expect("still connected");
+    assert!(net.nodes[l].client.session().is_rc4(conn));
+}
+
+#[test]
+fn a_peer_that_hangs_up_on_encryption_is_redialled_at_once_in_plaintext() {
+    // The seeder has no encryption at all: it refuses the encrypted handshake as not
+    // BitTorrent. A leecher that prefers encryption tries again in plaintext, at once.
+    let (net, l, lid) = encrypted_swarm(None, Some(Encryption::Prefer));
+    assert!(
+        net.complete(l, lid),
+        "connects: {:?}",
+        net.nodes[l].connects
+    );
+    let connects = &net.nodes[l].connects;
+    assert_eq!(connects.len(), 2, "{connects:?}");
+    assert_eq!(
+        connects[0].0, connects[1].0,
+        "the plaintext retry waits for nothing"
+    );
+    assert!(
+        net.nodes[l]
+            .client
+            .peer_list(lid)
+            .unwrap()
+            .plaintext_only(&addr(1))
+    );
+}
+
+#[test]
+fn a_client_that_requires_encryption_never_talks_plaintext() {
+    let (net, l, lid) = encrypted_swarm(None, Some(Encryption::Require));
+    assert!(!net.complete(l, lid));
+    // Each failure waits out a backoff: no retry in plaintext, no storm of dials.
+    let connects = &net.nodes[l].connects;
+    assert!(connects.len() <= 4, "{connects:?}");
+    assert!(connects.windows(2).all(|w| w[1].0 > w[0].0), "{connects:?}");
+}

@@ -226,6 +226,11 @@ impl Crypto {
 }
 
 impl Session {
+    /// Whether `conn`'s stream runs under RC4 (its handshake settled on it).
+    pub fn is_rc4(&self, conn: ConnId) -> bool {
+        self.crypto.ciphers.contains_key(&conn)
+    }
+
     /// We opened `conn` to `addr` for `torrent` and run an MSE handshake on it, offering
     /// `offer`; our BitTorrent handshake goes as its initial payload. A failure closes the
     /// connection with [`SessionCloseReason::Mse`], and the torrent hears of it as a peer gone.
