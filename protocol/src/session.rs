@@ -625,19 +625,17 @@ impl Session {
 
     /// The driver wrote `bytes` of `conn`'s transmit data to its socket.
     pub fn handle_sent(&mut self, now: Instant, conn: ConnId, bytes: usize) {
+        // Written bytes of a connection still handshaking or being routed are the encryption
+        // handshake's (or held), but must come off its split all the same.
         let (t, handshaking) = match self.conns.get(&conn) {
-            Some(Conn::Attached(t)) => (*t, false),
-            Some(Conn::Mse(h)) => match h.torrent() {
-                Some(t) => (t, true),
-                None => {
-                    self.crypto.written(conn, bytes, true);
-                    return;
-                }
-            },
-            _ => return,
+            Some(Conn::Attached(t)) => (Some(*t), false),
+            Some(Conn::Mse(h)) => (h.torrent(), true),
+            Some(Conn::Pending { .. }) => (None, true),
+            None => return,
         };
         let bytes = self.crypto.written(conn, bytes, handshaking);
         if bytes > 0
+            && let Some(t) = t
             && let Some(torrent) = self.torrents.get_mut(&t)
         {
             torrent.handle_sent(now, conn, bytes);

@@ -421,6 +421,13 @@ fn an_encrypted_connection_completes_a_download_in_either_method() {
             seeder.closed, leecher.closed
         );
         assert_eq!(leecher.storage, data);
+        // Every block sent counts as uploaded once written, the handshake's bytes aside.
+        let seeder_torrent = seeder.session.torrent(seeder.torrent).unwrap();
+        assert_eq!(
+            seeder_torrent.stats().uploaded,
+            data.len() as u64,
+            "{policy:?}"
+        );
         // Under RC4 no block crosses in the clear; with plaintext selected they do.
         let clear = wire.windows(64).any(|w| w == &data[32768..32768 + 64]);
         assert_eq!(clear, !rc4, "{policy:?}");

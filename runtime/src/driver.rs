@@ -287,6 +287,8 @@ pub enum Report {
         addr: SocketAddr,
         /// Where it came from.
         source: PeerSource,
+        /// Whether the stream runs under RC4 (message stream encryption).
+        encrypted: bool,
     },
     /// New peers were queued to dial.
     PeersFound {
@@ -1027,7 +1029,15 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     tasks.torrent = Some(torrent);
                 }
                 if let Some((addr, source)) = self.client.conn_peer(*conn) {
-                    reports.push((Some(torrent), Report::PeerConnected { addr, source }));
+                    let encrypted = self.client.session().is_rc4(*conn);
+                    reports.push((
+                        Some(torrent),
+                        Report::PeerConnected {
+                            addr,
+                            source,
+                            encrypted,
+                        },
+                    ));
                 }
             }
             TorrentEvent::MetadataInvalid(why) => {

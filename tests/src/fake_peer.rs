@@ -213,7 +213,10 @@ impl FakePeer {
         FakePeer::new(stream)
     }
 
-    /// Waits (at most `timeout`) for the victim to dial `listener`.
+    /// Waits (at most `timeout`) for the victim to dial `listener` with a plaintext BitTorrent
+    /// handshake. Like any peer that speaks only plaintext, it hangs up on a connection that
+    /// opens with anything else (an encrypted handshake: bt then dials again in plaintext) and
+    /// waits for the next.
     pub fn accept(listener: &TcpListener, timeout: Duration) -> FakePeer {
         listener
             .set_nonblocking(true)
@@ -223,7 +226,10 @@ impl FakePeer {
             match listener.accept() {
                 Ok((stream, _)) => {
                     stream.set_nonblocking(false).expect("a blocking stream");
-                    return FakePeer::new(stream);
+                    let mut peer = FakePeer::new(stream);
+                    if peer.opens_in_plaintext(deadline) {
+                        return peer;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     assert!(
@@ -236,6 +242,18 @@ impl FakePeer {
                 Err(e) => panic!("accept failed: {e}"),
             }
         }
+    }
+
+    /// Whether the first 20 bytes (read by `deadline`, kept for [`FakePeer::read_handshake`])
+    /// are a plaintext handshake's.
+    fn opens_in_plaintext(&mut self, deadline: Instant) -> bool {
+        while self.buf.len() < 20 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !matches!(self.fill(left), Ok(true)) {
+                return false;
+            }
+        }
+        &self.buf[..20] == b"\x13BitTorrent protocol"
     }
 
     /// A listener on `127.0.0.{n}` (port chosen by the system) for the victim to dial.

@@ -18,8 +18,8 @@ use bt_protocol::metainfo::InfoHash;
 use bt_protocol::mse::{Established, Method, Methods, MseHandshake, Progress, req2_hash};
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
-use bt_tests::fake_peer::{EXTENSION_PROTOCOL, Swarm, handshake_reserved};
-use bt_tests::{LtSeeder, lt_leecher};
+use bt_tests::fake_peer::{EXTENSION_PROTOCOL, FakePeer, Swarm, handshake_reserved};
+use bt_tests::{BtProc, LtSeeder, is_event, lt_leecher, tree_equal};
 
 const FILES: &[(&str, usize)] = &[("mse/data.bin", 300_000)];
 /// How long one exchange with libtorrent may take.
@@ -221,4 +221,179 @@ fn a_libtorrent_leecher_that_forces_rc4_dials_bt() {
 #[test]
 fn a_libtorrent_leecher_that_forces_an_encrypted_handshake_only_dials_bt() {
     answer_libtorrent("plaintext", Methods::BOTH);
+}
+
+// ---- bt itself, with --encryption ----
+
+/// How long a whole transfer of the fixture may take.
+const TRANSFER: Duration = Duration::from_secs(60);
+
+/// Whether `bt`'s events say it connected to a peer with the stream under RC4.
+fn connected_encrypted(bt: &mut BtProc) -> Option<bool> {
+    bt.proc()
+        .events()
+        .iter()
+        .find(|e| is_event(e, "peer_connected"))
+        .and_then(|e| e.get("encrypted").and_then(serde_json::Value::as_bool))
+}
+
+#[test]
+fn bt_get_requiring_encryption_downloads_from_a_libtorrent_seeder_that_forces_rc4() {
+    let fx = Swarm::new("mse-bt-get-require", "mse", FILES, "32K");
+    let seeder = LtSeeder::start_encrypted(&fx.torrent.path, &fx.data_dir(), "rc4");
+    let out = fx.tmp.path().join("out");
+    let mut bt = BtProc::get(
+        &fx.torrent.path,
+        &out,
+        &[seeder.addr()],
+        &["--encryption", "require"],
+    );
+    bt.wait_success(TRANSFER);
+    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
+    assert_eq!(connected_encrypted(&mut bt), Some(true), "{}", bt.log());
+}
+
+#[test]
+fn bt_get_by_default_downloads_from_a_libtorrent_seeder_that_encrypts_only_the_handshake() {
+    let fx = Swarm::new("mse-bt-get-default", "mse", FILES, "32K");
+    let seeder = LtSeeder::start_encrypted(&fx.torrent.path, &fx.data_dir(), "plaintext");
+    let out = fx.tmp.path().join("out");
+    let mut bt = BtProc::get(&fx.torrent.path, &out, &[seeder.addr()], &[]);
+    bt.wait_success(TRANSFER);
+    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
+    assert_eq!(connected_encrypted(&mut bt), Some(false), "{}", bt.log());
+}
+
+#[test]
+fn a_libtorrent_leecher_that_forces_rc4_downloads_from_bt_seed_requiring_encryption() {
+    let fx = Swarm::new("mse-bt-seed-require", "mse", FILES, "32K");
+    let seed = BtProc::seed(
+        &fx.torrent.path,
+        &fx.data_dir(),
+        &["--encryption", "require"],
+    );
+    let out = fx.tmp.path().join("out");
+    let mut lt = lt_leecher(
+        &fx.torrent.path,
+        &out,
+        &[seed.addr],
+        &["--encryption", "rc4"],
+    );
+    lt.wait_success(TRANSFER);
+    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
+}
+
+#[test]
+fn bt_get_requiring_encryption_never_talks_plaintext_to_a_peer_that_hangs_up_on_it() {
+    // A peer that hangs up on anything but a plaintext handshake: bt, requiring encryption,
+    // reports the connection closed and never dials it in plaintext.
+    let fx = Swarm::new("mse-bt-get-plain-peer", "mse", FILES, "32K");
+    let listener = FakePeer::listen(61);
+    let addr = listener.local_addr().expect("its address");
+    let out = fx.tmp.path().join("out");
+    let bt = BtProc::get(
+        &fx.torrent.path,
+        &out,
+        &[addr],
+        &["--encryption", "require"],
+    );
+    let until = Clock::now() + WITHIN;
+    listener.set_nonblocking(true).expect("nonblocking accept");
+    let mut openings = Vec::new();
+    while openings.is_empty() && Clock::now() < until {
+        match listener.accept() {
+            Ok((mut s, _)) => {
+                s.set_nonblocking(false).expect("blocking reads");
+                let mut first = [0u8; 20];
+                let n = read_some(&mut s, until, "the first bytes")
+                    .map(|b| {
+                        let n = b.len().min(20);
+                        first[..n].copy_from_slice(&b[..n]);
+                        n
+                    })
+                    .unwrap_or(0);
+                openings.push(first[..n].to_vec());
+                // Hung up: a plaintext-only peer does not know what to make of it.
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    assert_eq!(openings.len(), 1, "bt never dialled");
+    assert_ne!(
+        openings[0].get(..20),
+        Some(&b"\x13BitTorrent protocol"[..]),
+        "bt opened in plaintext"
+    );
+    // One clear line (an event under --json, a line under -v) says why.
+    let failed = bt.wait_for(|e| is_event(e, "connect_failed"), WITHIN);
+    assert_eq!(failed["addr"], addr.to_string(), "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("hung up on the encryption handshake") && error.contains("required"),
+        "{failed}"
+    );
+    // The retry, after its backoff, is encrypted again: nothing in plaintext meanwhile.
+    std::thread::sleep(Duration::from_secs(2));
+    if let Ok((mut s, _)) = listener.accept() {
+        s.set_nonblocking(false).expect("blocking reads");
+        if let Ok(b) = read_some(&mut s, Clock::now() + Duration::from_secs(5), "a retry") {
+            assert_ne!(b.get(..20), Some(&b"\x13BitTorrent protocol"[..]));
+        }
+    }
+}
+
+#[test]
+fn bt_to_bt_with_every_pair_of_policies() {
+    // Every pair that can talk does; the pairs that cannot (require against plaintext) never
+    // complete. Each runs a seed and a leecher on loopback.
+    let fx = Swarm::new("mse-bt-bt", "mse", FILES, "32K");
+    let policies = ["prefer", "require", "plaintext"];
+    for seed_policy in policies {
+        let seed = BtProc::seed(
+            &fx.torrent.path,
+            &fx.data_dir(),
+            &["--encryption", seed_policy],
+        );
+        for get_policy in policies {
+            let can_talk = !matches!(
+                (seed_policy, get_policy),
+                ("require", "plaintext") | ("plaintext", "require")
+            );
+            let out = fx
+                .tmp
+                .path()
+                .join(format!("out-{seed_policy}-{get_policy}"));
+            let mut bt = BtProc::get(
+                &fx.torrent.path,
+                &out,
+                &[seed.addr],
+                &["--encryption", get_policy],
+            );
+            if can_talk {
+                bt.wait_success(TRANSFER);
+                tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
+                let rc4 = seed_policy != "plaintext" && get_policy != "plaintext";
+                assert_eq!(
+                    connected_encrypted(&mut bt),
+                    Some(rc4),
+                    "{seed_policy} seed, {get_policy} get\n{}",
+                    bt.log()
+                );
+            } else {
+                // The one attempt is refused at once; nothing comes of waiting.
+                std::thread::sleep(Duration::from_secs(3));
+                assert!(
+                    bt.proc().events().iter().all(|e| !is_event(e, "complete")),
+                    "{seed_policy} seed, {get_policy} get completed"
+                );
+                assert!(
+                    !out.join("mse").join("data.bin").exists() || {
+                        let got =
+                            std::fs::read(out.join("mse").join("data.bin")).unwrap_or_default();
+                        got != std::fs::read(fx.data_dir().join("mse").join("data.bin")).unwrap()
+                    }
+                );
+            }
+        }
+    }
 }

@@ -449,9 +449,10 @@ pub struct Client {
     pump_needed: bool,
     /// Seeding goals by torrent (see [`Client::set_seed_goal`]).
     goals: BTreeMap<TorrentId, goals::GoalState>,
-    /// Dials whose encryption handshake failed, until their torrent reports the peer gone (at
-    /// most the connections we opened).
-    encryption_failed: BTreeSet<ConnId>,
+    /// Dials whose encryption handshake failed, with the rule it broke on our side (`None`: the
+    /// peer hung up), until their torrent reports the peer gone (at most the connections we
+    /// opened).
+    encryption_failed: BTreeMap<ConnId, Option<crate::mse::MseError>>,
 }
 
 impl Client {
@@ -481,7 +482,7 @@ impl Client {
             last_timeout_reason: None,
             pump_needed: false,
             goals: BTreeMap::new(),
-            encryption_failed: BTreeSet::new(),
+            encryption_failed: BTreeMap::new(),
         }
     }
 
@@ -1011,7 +1012,7 @@ impl Client {
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
         // A peer that hangs up on our encryption handshake may speak only plaintext.
         if self.session.is_encrypting(conn) && self.dialled(conn) {
-            self.encryption_failed.insert(conn);
+            self.encryption_failed.insert(conn, None);
         }
         self.session.handle_disconnect(now, conn);
         // An unrouted incoming connection has no torrent to report its end.
@@ -1195,8 +1196,10 @@ impl Client {
                 SessionOutput::Close { conn, reason } => {
                     // A connection fewer may leave room to dial.
                     self.pump_needed = true;
-                    if matches!(reason, SessionCloseReason::Mse(_)) && self.dialled(conn) {
-                        self.encryption_failed.insert(conn);
+                    if let SessionCloseReason::Mse(e) = reason
+                        && self.dialled(conn)
+                    {
+                        self.encryption_failed.insert(conn, Some(e));
                     }
                     // An attached connection's end is handled at its `PeerClosed`.
                     if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
@@ -1251,15 +1254,26 @@ impl Client {
                 let info = self.conns.remove(conn);
                 let dialled = info.is_some_and(|i| i.source != PeerSource::Incoming);
                 let prefer = self.config.session.encryption == Some(Encryption::Prefer);
-                if self.encryption_failed.remove(conn)
+                if let Some(why) = self.encryption_failed.remove(conn)
                     && let Some(side) = self.sides.get_mut(&torrent)
                 {
                     // Plaintext next, if we may; else a failure like any other.
-                    if prefer {
+                    let then = if prefer {
                         side.peers.encryption_failed(now, *addr);
+                        "; trying plaintext"
                     } else {
                         side.peers.closed(now, *addr, Ending::Error, *seed);
-                    }
+                        "; encryption is required, so not in plaintext"
+                    };
+                    let what = match why {
+                        Some(e) => format!("the encryption handshake failed ({})", e.name()),
+                        None => "the peer hung up on the encryption handshake".to_owned(),
+                    };
+                    self.outputs.push_back(Output::Event(Event::ConnectFailed {
+                        torrent,
+                        addr: *addr,
+                        error: format!("{what}{then}"),
+                    }));
                 } else if let Some(side) = self.sides.get_mut(&torrent)
                     && (dialled || side.peers.is_busy(addr))
                 {

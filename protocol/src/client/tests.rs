@@ -613,6 +613,14 @@ fn a_peer_that_hangs_up_on_encryption_is_redialled_at_once_in_plaintext() {
             .unwrap()
             .plaintext_only(&addr(1))
     );
+    assert!(
+        net.nodes[l].events.iter().any(|e| matches!(
+            e,
+            Event::ConnectFailed { error, .. } if error.contains("trying plaintext")
+        )),
+        "{:?}",
+        net.nodes[l].events
+    );
 }
 
 #[test]

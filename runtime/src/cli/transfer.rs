@@ -12,7 +12,7 @@ use bt_protocol::client::{GoalReached, SeedGoal};
 use bt_protocol::metainfo::magnet::MagnetLink;
 use bt_protocol::metainfo::{InfoHash, Metainfo};
 use bt_protocol::rng::Rng;
-use bt_protocol::session::SessionConfig;
+use bt_protocol::session::{Encryption, SessionConfig};
 use bt_protocol::torrent::{Bitfield, FilePriority, Strategy, TorrentEvent, piece_priorities};
 use bt_protocol::tracker::{AnnounceRequest, AnnounceResponse, Event as AnnounceEvent, TrackerUrl};
 use bt_protocol::wire::PeerId;
@@ -71,6 +71,11 @@ pub(crate) struct GetArgs {
     limits: LimitArgs,
     #[command(flatten)]
     dht: DhtArgs,
+    /// Message stream encryption (MSE/PE): `prefer` dials encrypted first, falls back to
+    /// plaintext, and accepts both; `require` only makes and accepts RC4 connections;
+    /// `plaintext` never encrypts the stream.
+    #[arg(long, value_enum, default_value = "prefer")]
+    encryption: EncryptionArg,
     /// Download only these files: indices as `bt info` prints them, e.g. `0,2-4`, or `all`. The
     /// choice is kept in the resume data: a later run without --select/--only makes it again.
     #[arg(long, value_name = "LIST")]
@@ -107,6 +112,27 @@ pub(crate) struct SeedArgs {
     limits: LimitArgs,
     #[command(flatten)]
     dht: DhtArgs,
+    /// Message stream encryption (MSE/PE), as for `bt get`.
+    #[arg(long, value_enum, default_value = "prefer")]
+    encryption: EncryptionArg,
+}
+
+/// `--encryption`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum EncryptionArg {
+    Prefer,
+    Require,
+    Plaintext,
+}
+
+impl From<EncryptionArg> for Encryption {
+    fn from(arg: EncryptionArg) -> Self {
+        match arg {
+            EncryptionArg::Prefer => Encryption::Prefer,
+            EncryptionArg::Require => Encryption::Require,
+            EncryptionArg::Plaintext => Encryption::Plaintext,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -341,9 +367,20 @@ impl Display {
                     format_bytes(*uploaded)
                 ),
             ),
-            Report::PeerConnected { addr, source } if self.json || self.verbose => self.line(
-                serde_json::json!({"event": "peer_connected", "addr": addr.to_string(), "source": source.name()}),
-                format!("connected to {addr} (from {})", source.name()),
+            Report::PeerConnected {
+                addr,
+                source,
+                encrypted,
+            } if self.json || self.verbose => self.line(
+                serde_json::json!({
+                    "event": "peer_connected", "addr": addr.to_string(), "source": source.name(),
+                    "encrypted": encrypted,
+                }),
+                format!(
+                    "connected to {addr} (from {}{})",
+                    source.name(),
+                    if *encrypted { ", encrypted" } else { "" }
+                ),
             ),
             Report::PeersFound {
                 source,
@@ -1028,6 +1065,7 @@ fn session_config(args: &GetArgs) -> SessionConfig {
         StrategyArg::Random => Strategy::Random,
     };
     args.limits.apply(&mut config);
+    config.encryption = Some(args.encryption.into());
     config
 }
 
@@ -1345,6 +1383,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut config = SessionConfig::default();
     args.limits.apply(&mut config);
+    config.encryption = Some(args.encryption.into());
     let run = Run {
         meta: &meta,
         dir: &args.dir,
