@@ -10,8 +10,9 @@ Usage:
 
 Either mode also takes --dht (run libtorrent's DHT node on the listen port, loopback nodes allowed)
 and --dht-bootstrap ADDR:PORT (repeatable; the nodes it starts from, with --dht), and
---encryption rc4|plaintext (MSE forced both ways, the stream under RC4 or only the handshake
-obscured; without it libtorrent neither offers nor requires encryption).
+--encryption rc4|plaintext|off (MSE forced both ways, the stream under RC4 or only the handshake
+obscured; or refused both ways; without it libtorrent accepts encrypted handshakes but never
+offers one).
 
 DIR is the save path: a multi-file torrent named NAME lives in DIR/NAME. PORT 0 lets libtorrent
 pick a free port; the port it listens on is in the events.
@@ -73,7 +74,7 @@ def parse(argv):
             opts["bootstrap"].append(value)
         elif flag == "--timeout":
             opts["timeout"] = float(value)
-        elif flag == "--encryption" and value in ("rc4", "plaintext"):
+        elif flag == "--encryption" and value in ("rc4", "plaintext", "off"):
             opts["encryption"] = value
         else:
             return None
@@ -106,7 +107,16 @@ def make_session(opts):
             | lt.alert.category_t.connect_notification
             | lt.alert.category_t.peer_notification,
         }
-    if opts["encryption"]:
+    if opts["encryption"] == "off":
+        # No encryption at all, as a peer that never learned MSE: an encrypted handshake is
+        # dropped.
+        settings.update(
+            {
+                "in_enc_policy": int(lt.enc_policy.pe_disabled),
+                "out_enc_policy": int(lt.enc_policy.pe_disabled),
+            }
+        )
+    elif opts["encryption"]:
         # Encrypted handshakes only (MSE), both ways: "rc4" encrypts the whole stream,
         # "plaintext" only the handshake.
         level = lt.enc_level.rc4 if opts["encryption"] == "rc4" else lt.enc_level.plaintext

@@ -595,7 +595,8 @@ impl LtSeeder {
     }
 
     /// [`LtSeeder::start`] with libtorrent taking only encrypted connections (MSE), at `level`:
-    /// `"rc4"` (the stream under RC4) or `"plaintext"` (only the handshake obscured).
+    /// `"rc4"` (the stream under RC4) or `"plaintext"` (only the handshake obscured); or with
+    /// `"off"`, only plaintext ones.
     pub fn start_encrypted(torrent: &Path, dir: &Path, level: &str) -> LtSeeder {
         LtSeeder::start_with(torrent, dir, &["--encryption", level])
     }
@@ -742,12 +743,22 @@ fn aria2_dht_args(cmd: &mut Command, work: &Path, udp: bool) {
     }
 }
 
+/// [`aria2_get`] with `extra` aria2c options (`--bt-require-crypto=true`, ...).
+pub fn aria2_get_with(torrent: &Path, dir: &Path, timeout: Duration, extra: &[&str]) {
+    aria2_leech_with(torrent, dir, timeout, false, extra)
+}
+
 fn aria2_leech(torrent: &Path, dir: &Path, timeout: Duration, udp: bool) {
+    aria2_leech_with(torrent, dir, timeout, udp, &[])
+}
+
+fn aria2_leech_with(torrent: &Path, dir: &Path, timeout: Duration, udp: bool, extra: &[&str]) {
     let work = TempDir::new("aria2");
     let mut cmd = aria2_command(work.path(), timeout + Duration::from_secs(5));
     cmd.arg(format!("--dir={}", dir.display()))
         .arg("--seed-time=0")
-        .arg(format!("--listen-port={}", free_port()));
+        .arg(format!("--listen-port={}", free_port()))
+        .args(extra);
     aria2_dht_args(&mut cmd, work.path(), udp);
     cmd.arg(torrent);
     let mut proc = Proc::spawn("aria2c", cmd);
@@ -775,16 +786,21 @@ impl Aria2Seeder {
     /// Starts aria2c seeding `torrent` from `dir` (the folder that holds the torrent's name) and
     /// waits (at most [`START_TIMEOUT`]) until it has verified the data and listens.
     pub fn start(torrent: &Path, dir: &Path) -> Aria2Seeder {
-        Aria2Seeder::start_with(torrent, dir, false)
+        Aria2Seeder::start_with(torrent, dir, false, &[])
+    }
+
+    /// [`Aria2Seeder::start`] with `extra` aria2c options (`--bt-require-crypto=true`, ...).
+    pub fn start_args(torrent: &Path, dir: &Path, extra: &[&str]) -> Aria2Seeder {
+        Aria2Seeder::start_with(torrent, dir, false, extra)
     }
 
     /// [`Aria2Seeder::start`] with aria2's DHT socket open (see [`aria2_get_udp`]), so that it
     /// also announces to the torrent's `udp://` trackers.
     pub fn start_udp(torrent: &Path, dir: &Path) -> Aria2Seeder {
-        Aria2Seeder::start_with(torrent, dir, true)
+        Aria2Seeder::start_with(torrent, dir, true, &[])
     }
 
-    fn start_with(torrent: &Path, dir: &Path, udp: bool) -> Aria2Seeder {
+    fn start_with(torrent: &Path, dir: &Path, udp: bool, extra: &[&str]) -> Aria2Seeder {
         let work = TempDir::new("aria2-seed");
         let mut cmd = aria2_command(
             work.path(),
@@ -792,7 +808,8 @@ impl Aria2Seeder {
         );
         cmd.arg(format!("--dir={}", dir.display()))
             .args(["--check-integrity=true", "--seed-ratio=0.0"])
-            .arg(format!("--listen-port={}", free_port()));
+            .arg(format!("--listen-port={}", free_port()))
+            .args(extra);
         aria2_dht_args(&mut cmd, work.path(), udp);
         cmd.arg(torrent);
         let proc = Proc::spawn("aria2c seeder", cmd);

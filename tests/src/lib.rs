@@ -14,8 +14,8 @@ pub mod transmission;
 
 pub use clients::{
     Aria2Seeder, BtProc, LtDhtNode, LtSeeder, MadeTorrent, Opentracker, Proc, SWARM_FILES,
-    SlowRelay, aria2_get, aria2_get_udp, bt_swarm, field_u64, free_port, gen_files, is_event,
-    lt_get, lt_leecher, make_torrent, multi_source, tree_equal,
+    SlowRelay, aria2_get, aria2_get_udp, aria2_get_with, bt_swarm, field_u64, free_port, gen_files,
+    is_event, lt_get, lt_leecher, make_torrent, multi_source, tree_equal,
 };
 
 use std::path::{Path, PathBuf};

@@ -19,7 +19,11 @@ use bt_protocol::mse::{Established, Method, Methods, MseHandshake, Progress, req
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
 use bt_tests::fake_peer::{EXTENSION_PROTOCOL, FakePeer, Swarm, handshake_reserved};
-use bt_tests::{BtProc, LtSeeder, is_event, lt_leecher, tree_equal};
+use bt_tests::tracked::TrackedTorrent;
+use bt_tests::{
+    Aria2Seeder, BtProc, LtSeeder, Opentracker, TempDir, aria2_get_with, is_event, lt_leecher,
+    tree_equal,
+};
 
 const FILES: &[(&str, usize)] = &[("mse/data.bin", 300_000)];
 /// How long one exchange with libtorrent may take.
@@ -396,4 +400,59 @@ fn bt_to_bt_with_every_pair_of_policies() {
             }
         }
     }
+}
+
+#[test]
+fn bt_get_by_default_still_downloads_from_a_libtorrent_seeder_that_refuses_encryption() {
+    // The default (prefer) dials encrypted first; libtorrent, with encryption off, drops that
+    // handshake, and bt dials again in plaintext at once.
+    let fx = Swarm::new("mse-bt-get-lt-off", "mse", FILES, "32K");
+    let seeder = LtSeeder::start_encrypted(&fx.torrent.path, &fx.data_dir(), "off");
+    let out = fx.tmp.path().join("out");
+    let mut bt = BtProc::get(&fx.torrent.path, &out, &[seeder.addr()], &[]);
+    bt.wait_success(TRANSFER);
+    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
+    assert_eq!(connected_encrypted(&mut bt), Some(false), "{}", bt.log());
+    let failed = bt.wait_for(|e| is_event(e, "connect_failed"), TRANSFER);
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("trying plaintext")),
+        "{failed}"
+    );
+}
+
+/// aria2c's options for encrypted connections only, RC4 at least.
+const ARIA2_REQUIRE: &[&str] = &["--bt-require-crypto=true", "--bt-min-crypto-level=arc4"];
+
+#[test]
+fn bt_get_requiring_encryption_downloads_from_an_aria2_seeder_that_requires_rc4() {
+    let fx = Swarm::new("mse-aria2-seed", "mse", FILES, "32K");
+    let seeder = Aria2Seeder::start_args(&fx.torrent.path, &fx.data_dir(), ARIA2_REQUIRE);
+    let out = fx.tmp.path().join("out");
+    let mut bt = BtProc::get(
+        &fx.torrent.path,
+        &out,
+        &[seeder.addr()],
+        &["--encryption", "require"],
+    );
+    bt.wait_success(TRANSFER);
+    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
+    assert_eq!(connected_encrypted(&mut bt), Some(true), "{}", bt.log());
+}
+
+#[test]
+fn an_aria2_leecher_that_requires_rc4_downloads_from_bt_seed_requiring_encryption() {
+    let tmp = TempDir::new("mse-aria2-leech");
+    let swarm = TrackedTorrent::new(&tmp, Opentracker::http_url);
+    let seeder = BtProc::seed(
+        &swarm.torrent.path,
+        swarm.src(),
+        &["--encryption", "require"],
+    );
+    swarm.wait_for_seeders(1);
+    let dl = tmp.path().join("dl");
+    aria2_get_with(&swarm.torrent.path, &dl, TRANSFER, ARIA2_REQUIRE);
+    swarm.assert_downloaded(&dl);
+    drop(seeder);
 }
