@@ -241,31 +241,31 @@ fn connected_encrypted(bt: &mut BtProc) -> Option<bool> {
         .and_then(|e| e.get("encrypted").and_then(serde_json::Value::as_bool))
 }
 
+/// Runs `bt get EXTRA` from `from` to the end, checks the files, and returns it (exited) with
+/// whether its first connection ran under RC4.
+fn bt_gets_from(fx: &Swarm, from: SocketAddr, extra: &[&str]) -> (BtProc, Option<bool>) {
+    let out = fx.tmp.path().join("out");
+    let mut bt = BtProc::get(&fx.torrent.path, &out, &[from], extra);
+    bt.wait_success(TRANSFER);
+    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
+    let rc4 = connected_encrypted(&mut bt);
+    (bt, rc4)
+}
+
 #[test]
 fn bt_get_requiring_encryption_downloads_from_a_libtorrent_seeder_that_forces_rc4() {
     let fx = Swarm::new("mse-bt-get-require", "mse", FILES, "32K");
     let seeder = LtSeeder::start_encrypted(&fx.torrent.path, &fx.data_dir(), "rc4");
-    let out = fx.tmp.path().join("out");
-    let mut bt = BtProc::get(
-        &fx.torrent.path,
-        &out,
-        &[seeder.addr()],
-        &["--encryption", "require"],
-    );
-    bt.wait_success(TRANSFER);
-    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
-    assert_eq!(connected_encrypted(&mut bt), Some(true), "{}", bt.log());
+    let (bt, rc4) = bt_gets_from(&fx, seeder.addr(), &["--encryption", "require"]);
+    assert_eq!(rc4, Some(true), "{}", bt.log());
 }
 
 #[test]
 fn bt_get_by_default_downloads_from_a_libtorrent_seeder_that_encrypts_only_the_handshake() {
     let fx = Swarm::new("mse-bt-get-default", "mse", FILES, "32K");
     let seeder = LtSeeder::start_encrypted(&fx.torrent.path, &fx.data_dir(), "plaintext");
-    let out = fx.tmp.path().join("out");
-    let mut bt = BtProc::get(&fx.torrent.path, &out, &[seeder.addr()], &[]);
-    bt.wait_success(TRANSFER);
-    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
-    assert_eq!(connected_encrypted(&mut bt), Some(false), "{}", bt.log());
+    let (bt, rc4) = bt_gets_from(&fx, seeder.addr(), &[]);
+    assert_eq!(rc4, Some(false), "{}", bt.log());
 }
 
 #[test]
@@ -408,11 +408,8 @@ fn bt_get_by_default_still_downloads_from_a_libtorrent_seeder_that_refuses_encry
     // handshake, and bt dials again in plaintext at once.
     let fx = Swarm::new("mse-bt-get-lt-off", "mse", FILES, "32K");
     let seeder = LtSeeder::start_encrypted(&fx.torrent.path, &fx.data_dir(), "off");
-    let out = fx.tmp.path().join("out");
-    let mut bt = BtProc::get(&fx.torrent.path, &out, &[seeder.addr()], &[]);
-    bt.wait_success(TRANSFER);
-    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
-    assert_eq!(connected_encrypted(&mut bt), Some(false), "{}", bt.log());
+    let (bt, rc4) = bt_gets_from(&fx, seeder.addr(), &[]);
+    assert_eq!(rc4, Some(false), "{}", bt.log());
     let failed = bt.wait_for(|e| is_event(e, "connect_failed"), TRANSFER);
     assert!(
         failed["error"]
@@ -429,16 +426,8 @@ const ARIA2_REQUIRE: &[&str] = &["--bt-require-crypto=true", "--bt-min-crypto-le
 fn bt_get_requiring_encryption_downloads_from_an_aria2_seeder_that_requires_rc4() {
     let fx = Swarm::new("mse-aria2-seed", "mse", FILES, "32K");
     let seeder = Aria2Seeder::start_args(&fx.torrent.path, &fx.data_dir(), ARIA2_REQUIRE);
-    let out = fx.tmp.path().join("out");
-    let mut bt = BtProc::get(
-        &fx.torrent.path,
-        &out,
-        &[seeder.addr()],
-        &["--encryption", "require"],
-    );
-    bt.wait_success(TRANSFER);
-    tree_equal(&fx.data_dir().join("mse"), &out.join("mse"));
-    assert_eq!(connected_encrypted(&mut bt), Some(true), "{}", bt.log());
+    let (bt, rc4) = bt_gets_from(&fx, seeder.addr(), &["--encryption", "require"]);
+    assert_eq!(rc4, Some(true), "{}", bt.log());
 }
 
 #[test]
