@@ -77,6 +77,8 @@ class Setup:
     tracker_port: int
     bt: Path | None
     procs: list = field(default_factory=list)
+    # Whether every connection is encrypted (MSE, RC4): the seeder forces it, leechers require it.
+    rc4: bool = False
 
 
 def log(msg):
@@ -265,10 +267,11 @@ def start_tracker(procs, work, port, ih):
     return proc
 
 
-def start_seeder(procs, work, torrent, parent, tracker_port, ih, port):
+def start_seeder(procs, work, torrent, parent, tracker_port, ih, port, rc4):
     """Starts the libtorrent seeder, waits until it has checked its data and the tracker lists it."""
     log_path = work / "seeder.log"
-    proc = spawn(procs, [PYTHON, str(LT_PEER), "seed", str(torrent), str(parent), "--port", str(port)], log_path)
+    argv = [PYTHON, str(LT_PEER), "seed", str(torrent), str(parent), "--port", str(port)]
+    proc = spawn(procs, argv + (["--rc4"] if rc4 else []), log_path)
 
     def said(word):
         text = log_path.read_text(errors="replace")
@@ -293,6 +296,8 @@ def leecher_argv(client, setup, out, via_tracker):
     """The command line that downloads SETUP's torrent into OUT with CLIENT."""
     if client == "bt":
         argv = [str(setup.bt), "get", str(setup.torrent), "-o", str(out), "--listen", "127.0.0.1:0"]
+        if setup.rc4:
+            argv += ["--encryption", "require"]
         return argv if via_tracker else argv + ["--peer", setup.seed_addr]
     if client == "aria2":
         return [
@@ -317,10 +322,12 @@ def leecher_argv(client, setup, out, via_tracker):
             "--summary-interval=0",
             "--console-log-level=warn",
             "--quiet=true",
+        ] + (["--bt-require-crypto=true", "--bt-min-crypto-level=arc4"] if setup.rc4 else []) + [
             str(setup.torrent),
         ]
     if client == "libtorrent":
-        return [PYTHON, str(LT_PEER), "leech", str(setup.torrent), str(out), "--peer", setup.seed_addr]
+        argv = [PYTHON, str(LT_PEER), "leech", str(setup.torrent), str(out), "--peer", setup.seed_addr]
+        return argv + (["--rc4"] if setup.rc4 else [])
     raise ValueError(client)
 
 
@@ -551,11 +558,12 @@ def describe_machine(bt, built):
     }
 
 
-def markdown(rows, runs, size, machine):
+def markdown(rows, runs, size, machine, rc4=False):
     """The summary table and the per-run figures, as markdown."""
     lines = [
         f"Leeching {size_label(size)} ({size} bytes, {PIECE_LENGTH} pieces) from one libtorrent seeder on "
-        "loopback; MB = 10^6 bytes; medians over the successful runs.",
+        f"loopback{', every connection encrypted (MSE, RC4)' if rc4 else ''}; MB = 10^6 bytes; medians over "
+        "the successful runs.",
         f"{machine['bt']} ({'built at ' + machine['bt_commit'] if machine['bt_commit'] else machine['bt_path']}), "
         f"{machine['aria2']}, libtorrent {machine['libtorrent']}, "
         f"{machine['cores']} cores, load average {machine['loadavg_at_start']:.2f} at start.",
@@ -619,6 +627,11 @@ def parse_args(argv):
         help="opentracker port, written in the torrent (default 27169; a free one if taken)",
     )
     p.add_argument("--seed-port", type=int, default=0, help="seeder port (default: any free one)")
+    p.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="the seeder takes only encrypted connections under RC4 (MSE), and every leecher requires them",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
     args = p.parse_args(argv)
     if args.runs < 1:
@@ -643,8 +656,8 @@ def prepare(args, procs):
     ih = info_hash(torrent)
     log(f"torrent {torrent.name}, info hash {ih}")
     start_tracker(procs, work, tracker_port, ih)
-    seeder, seed_addr = start_seeder(procs, work, torrent, parent, tracker_port, ih, args.seed_port)
-    return Setup(torrent, name, args.size, parent, seed_addr, seeder.pid, tracker_port, bt, procs)
+    seeder, seed_addr = start_seeder(procs, work, torrent, parent, tracker_port, ih, args.seed_port, args.encrypted)
+    return Setup(torrent, name, args.size, parent, seed_addr, seeder.pid, tracker_port, bt, procs, args.encrypted)
 
 
 def run_all(args, setup, runs):
@@ -691,7 +704,7 @@ def main(argv):
     if not runs:
         return status or 1
     rows = summarize(args.clients, runs, args.size)
-    print(markdown(rows, runs, args.size, machine))
+    print(markdown(rows, runs, args.size, machine, args.encrypted))
     if args.json:
         doc = {
             "size": args.size,

@@ -2,8 +2,8 @@
 """A libtorrent peer for the leech benchmark, run as a subprocess of bench/leech.py.
 
 Usage:
-  /usr/bin/python3 bench/lt_peer.py seed  TORRENT SAVE_PATH [--port N]
-  /usr/bin/python3 bench/lt_peer.py leech TORRENT SAVE_PATH --peer 127.0.0.1:PORT
+  /usr/bin/python3 bench/lt_peer.py seed  TORRENT SAVE_PATH [--port N] [--rc4]
+  /usr/bin/python3 bench/lt_peer.py leech TORRENT SAVE_PATH --peer 127.0.0.1:PORT [--rc4]
 
 seed:  checks the data under SAVE_PATH (the whole torrent must be there), prints
        "listening PORT" and then "seeding" on stdout once every piece is verified and the
@@ -14,7 +14,7 @@ leech: downloads into SAVE_PATH from the one given peer (the torrent's trackers 
 Both use settings that make libtorrent work on loopback: listen on 127.0.0.1 only,
 DHT/LSD/UPnP/NAT-PMP off, no DHT bootstrap nodes, no IP notifier, and several connections per IP
 (every peer is 127.0.0.1); and, to compare like with like, TCP only (no uTP) and plaintext
-handshakes. Must run under /usr/bin/python3, the interpreter Debian's
+handshakes, or with --rc4 only encrypted connections (MSE) with the stream under RC4. Must run under /usr/bin/python3, the interpreter Debian's
 python3-libtorrent is built for.
 """
 import argparse
@@ -24,10 +24,9 @@ import time
 import libtorrent as lt
 
 
-def make_session(port):
+def make_session(port, rc4=False):
     """A libtorrent session listening on 127.0.0.1:PORT with loopback-friendly settings."""
-    return lt.session(
-        {
+    settings = {
             "listen_interfaces": f"127.0.0.1:{port}",
             "enable_dht": False,
             "enable_lsd": False,
@@ -40,13 +39,22 @@ def make_session(port):
             # connect_peer, and uTP over loopback is several times slower than TCP.
             "enable_outgoing_utp": False,
             "enable_incoming_utp": False,
-            # Plaintext handshakes, as bt speaks (it has no Message Stream Encryption).
+            # Plaintext handshakes unless told otherwise: encryption costs CPU on both sides.
             "out_enc_policy": int(lt.enc_policy.pe_disabled),
             "alert_mask": lt.alert.category_t.error_notification
             | lt.alert.category_t.status_notification
             | lt.alert.category_t.storage_notification,
         }
-    )
+    if rc4:
+        settings.update(
+            {
+                "in_enc_policy": int(lt.enc_policy.pe_forced),
+                "out_enc_policy": int(lt.enc_policy.pe_forced),
+                "allowed_enc_level": int(lt.enc_level.rc4),
+                "prefer_rc4": True,
+            }
+        )
+    return lt.session(settings)
 
 
 def add(ses, torrent, save_path, paused=False):
@@ -69,7 +77,7 @@ def say(line):
 
 def seed(args):
     """Checks the data, reports the port and readiness, then serves until killed."""
-    ses = make_session(args.port)
+    ses = make_session(args.port, args.rc4)
     handle = add(ses, args.torrent, args.save_path)
     say(f"listening {ses.listen_port()}")
     checking = {lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data}
@@ -97,7 +105,7 @@ def leech(args):
     """Downloads from the one given peer and returns once every piece is verified and flushed."""
     host, _, port = args.peer.rpartition(":")
     peer = (host, int(port))
-    ses = make_session(0)
+    ses = make_session(0, args.rc4)
     handle = add(ses, args.torrent, args.save_path, paused=True)
     handle.replace_trackers([])
     handle.resume()
@@ -132,11 +140,13 @@ def main(argv):
     p_seed.add_argument("torrent")
     p_seed.add_argument("save_path")
     p_seed.add_argument("--port", type=int, default=0, help="listen port (default: any free one)")
+    p_seed.add_argument("--rc4", action="store_true", help="only encrypted connections, under RC4")
     p_seed.set_defaults(func=seed)
     p_leech = sub.add_parser("leech", help="download from one peer and exit when complete")
     p_leech.add_argument("torrent")
     p_leech.add_argument("save_path")
     p_leech.add_argument("--peer", required=True, help="ADDR:PORT of the seeder")
+    p_leech.add_argument("--rc4", action="store_true", help="only encrypted connections, under RC4")
     p_leech.set_defaults(func=leech)
     args = parser.parse_args(argv)
     return args.func(args)
