@@ -546,7 +546,8 @@ impl Session {
                 buffer, encrypted, ..
             }) => {
                 buffer.extend_from_slice(bytes);
-                let sorted = encrypted.is_some() || self.config.encryption.is_none();
+                // Past an encryption handshake it is routed; else its first bytes sort it.
+                let sorted = encrypted.is_some();
                 if sorted || self.sort_pending(now, conn) == Some(true) {
                     self.route(now, conn);
                 }

@@ -61,6 +61,29 @@ pub fn handshake_reserved(info_hash: &[u8; 20], peer_id: &[u8; 20], reserved: [u
     v
 }
 
+/// The next connection to `listener` (a blocking stream), or `None` if none came by `deadline`.
+/// std has no accept with a timeout: it polls the listener every 20 ms.
+pub fn accept_by(listener: &TcpListener, deadline: Instant) -> Option<TcpStream> {
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("a blocking stream");
+                return Some(stream);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept failed: {e}"),
+        }
+    }
+}
+
 /// A frame: 4-byte big-endian length (id plus payload), id, payload.
 pub fn frame(message_id: u8, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len() + 1).expect("test frames are small");
@@ -218,28 +241,17 @@ impl FakePeer {
     /// opens with anything else (an encrypted handshake: bt then dials again in plaintext) and
     /// waits for the next.
     pub fn accept(listener: &TcpListener, timeout: Duration) -> FakePeer {
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking listener");
         let deadline = Instant::now() + timeout;
         loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false).expect("a blocking stream");
-                    let mut peer = FakePeer::new(stream);
-                    if peer.opens_in_plaintext(deadline) {
-                        return peer;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "nobody dialled {:?} within {timeout:?}",
-                        listener.local_addr()
-                    );
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("accept failed: {e}"),
+            let Some(stream) = accept_by(listener, deadline) else {
+                panic!(
+                    "nobody dialled {:?} within {timeout:?}",
+                    listener.local_addr()
+                );
+            };
+            let mut peer = FakePeer::new(stream);
+            if peer.opens_in_plaintext(deadline) {
+                return peer;
             }
         }
     }

@@ -18,7 +18,7 @@ use bt_protocol::metainfo::InfoHash;
 use bt_protocol::mse::{Established, Method, Methods, MseHandshake, Progress, req2_hash};
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
-use bt_tests::fake_peer::{EXTENSION_PROTOCOL, FakePeer, Swarm, handshake_reserved};
+use bt_tests::fake_peer::{EXTENSION_PROTOCOL, FakePeer, Swarm, accept_by, handshake_reserved};
 use bt_tests::tracked::TrackedTorrent;
 use bt_tests::{
     Aria2Seeder, BtProc, LtSeeder, Opentracker, TempDir, aria2_get_with, is_event, lt_leecher,
@@ -163,27 +163,15 @@ fn answer_libtorrent(level: &str, allow: Methods) {
     let fx = Swarm::new(&format!("mse-answer-{level}"), "mse", FILES, "32K");
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
     let addr: SocketAddr = listener.local_addr().expect("its address");
-    listener.set_nonblocking(true).expect("nonblocking accept");
     let hash = InfoHash(fx.hash);
     with_retries(|seed| {
         // A new leecher each time: new keys on its side too.
         let dir = fx.tmp.path().join(format!("leech-{seed}"));
         std::fs::create_dir_all(&dir).expect("a download folder");
         let _leecher = lt_leecher(&fx.torrent.path, &dir, &[addr], &["--encryption", level]);
-        let until = Clock::now() + WITHIN;
-        let mut stream = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if Clock::now() >= until {
-                        return Err(format!("libtorrent did not dial within {WITHIN:?}"));
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => return Err(format!("accept: {e}")),
-            }
+        let Some(mut stream) = accept_by(&listener, Clock::now() + WITHIN) else {
+            return Err(format!("libtorrent did not dial within {WITHIN:?}"));
         };
-        stream.set_nonblocking(false).map_err(|e| e.to_string())?;
         let mut rng = Rng::new(seed);
         let mut hs = MseHandshake::responder(Instant::ZERO, &mut rng, allow);
         let mut done = drive(&mut stream, &mut hs, &mut rng, hash)?;
@@ -301,30 +289,16 @@ fn bt_get_requiring_encryption_never_talks_plaintext_to_a_peer_that_hangs_up_on_
         &[addr],
         &["--encryption", "require"],
     );
-    let until = Clock::now() + WITHIN;
-    listener.set_nonblocking(true).expect("nonblocking accept");
-    let mut openings = Vec::new();
-    while openings.is_empty() && Clock::now() < until {
-        match listener.accept() {
-            Ok((mut s, _)) => {
-                s.set_nonblocking(false).expect("blocking reads");
-                let mut first = [0u8; 20];
-                let n = read_some(&mut s, until, "the first bytes")
-                    .map(|b| {
-                        let n = b.len().min(20);
-                        first[..n].copy_from_slice(&b[..n]);
-                        n
-                    })
-                    .unwrap_or(0);
-                openings.push(first[..n].to_vec());
-                // Hung up: a plaintext-only peer does not know what to make of it.
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    assert_eq!(openings.len(), 1, "bt never dialled");
+    // The first bytes of bt's next dial within `within`, after which the peer hangs up (a
+    // plaintext-only peer does not know what to make of them).
+    let next_opening = |within: Duration| -> Vec<u8> {
+        let until = Clock::now() + within;
+        let mut s = accept_by(&listener, until).expect("bt dialled");
+        read_some(&mut s, until, "the first bytes").unwrap_or_default()
+    };
+    let first = next_opening(WITHIN);
     assert_ne!(
-        openings[0].get(..20),
+        first.get(..20),
         Some(&b"\x13BitTorrent protocol"[..]),
         "bt opened in plaintext"
     );
@@ -336,14 +310,13 @@ fn bt_get_requiring_encryption_never_talks_plaintext_to_a_peer_that_hangs_up_on_
         error.contains("hung up on the encryption handshake") && error.contains("required"),
         "{failed}"
     );
-    // The retry, after its backoff, is encrypted again: nothing in plaintext meanwhile.
-    std::thread::sleep(Duration::from_secs(2));
-    if let Ok((mut s, _)) = listener.accept() {
-        s.set_nonblocking(false).expect("blocking reads");
-        if let Ok(b) = read_some(&mut s, Clock::now() + Duration::from_secs(5), "a retry") {
-            assert_ne!(b.get(..20), Some(&b"\x13BitTorrent protocol"[..]));
-        }
-    }
+    // The retry comes after its backoff (20 s), encrypted again.
+    let retry = next_opening(Duration::from_secs(40));
+    assert_ne!(
+        retry.get(..20),
+        Some(&b"\x13BitTorrent protocol"[..]),
+        "bt retried in plaintext"
+    );
 }
 
 #[test]
@@ -384,8 +357,19 @@ fn bt_to_bt_with_every_pair_of_policies() {
                     bt.log()
                 );
             } else {
-                // The one attempt is refused at once; nothing comes of waiting.
-                std::thread::sleep(Duration::from_secs(3));
+                // The seed refuses the one attempt at once, and says so.
+                let refusal = if seed_policy == "require" {
+                    "PlaintextRefused"
+                } else {
+                    "NoCommonMethod"
+                };
+                seed.wait_for(
+                    |e| {
+                        is_event(e, "peer_closed")
+                            && e["reason"].as_str().is_some_and(|r| r.contains(refusal))
+                    },
+                    TRANSFER,
+                );
                 assert!(
                     bt.proc().events().iter().all(|e| !is_event(e, "complete")),
                     "{seed_policy} seed, {get_policy} get completed"

@@ -921,14 +921,15 @@ impl Client {
             .sides
             .get(&torrent)
             .is_some_and(|s| s.peers.plaintext_only(&info.addr));
+        // Encrypted unless the policy never encrypts, or prefers to and this peer turned it down.
+        let encrypt = match self.config.session.encryption {
+            Some(Encryption::Require) => true,
+            Some(Encryption::Prefer) => !plaintext_only,
+            Some(Encryption::Plaintext) | None => false,
+        };
         let connected = match self.config.session.encryption {
-            Some(Encryption::Require) => {
-                let offer = Encryption::Require.methods();
-                self.session
-                    .connect_encrypted(now, torrent, conn, info.addr, offer)
-            }
-            Some(Encryption::Prefer) if !plaintext_only => {
-                let offer = Encryption::Prefer.methods();
+            Some(policy) if encrypt => {
+                let offer = policy.methods();
                 self.session
                     .connect_encrypted(now, torrent, conn, info.addr, offer)
             }

@@ -175,15 +175,17 @@ impl Crypto {
         Some(bytes)
     }
 
+    /// In place when the torrent's buffer is ours alone (a block read from disk); copied when it
+    /// is shared (a slice of the connection's message buffer, or a block other peers are sent).
     fn encrypt(&mut self, conn: ConnId, bytes: Bytes) -> Bytes {
-        match self.ciphers.get_mut(&conn) {
-            Some(c) => {
-                let mut b = BytesMut::from(&bytes[..]);
-                c.encrypt(&mut b);
-                b.freeze()
-            }
-            None => bytes,
-        }
+        let Some(c) = self.ciphers.get_mut(&conn) else {
+            return bytes;
+        };
+        let mut b = bytes
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        c.encrypt(&mut b);
+        b.freeze()
     }
 
     /// Received bytes for `conn`, decrypted if it runs RC4 (`None`: use them as they are). Give
