@@ -529,10 +529,27 @@ impl Session {
 
     // ---- input ----
 
-    /// Bytes read from `conn`'s socket.
+    /// Bytes read from `conn`'s socket. On an RC4 connection they are copied to be decrypted:
+    /// a driver that owns its read buffer saves the copy with [`Session::handle_bytes_mut`].
     pub fn handle_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        let plain = self.crypto.incoming(conn, bytes);
-        let bytes = plain.as_deref().unwrap_or(bytes);
+        match self.crypto.copy_to_decrypt(conn, bytes) {
+            Some(mut copy) => {
+                self.handle_bytes_mut(now, conn, &mut copy);
+                self.crypto.give_back(copy);
+            }
+            None => self.handle_plain(now, conn, bytes),
+        }
+    }
+
+    /// Bytes read from `conn`'s socket, in a buffer this may overwrite: on an RC4 connection
+    /// they are decrypted in place.
+    pub fn handle_bytes_mut(&mut self, now: Instant, conn: ConnId, bytes: &mut [u8]) {
+        self.crypto.decrypt(conn, bytes);
+        self.handle_plain(now, conn, bytes);
+    }
+
+    /// Bytes from `conn`, decrypted.
+    fn handle_plain(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         match self.conns.get_mut(&conn) {
             None => {}
             Some(Conn::Attached(t)) => {
@@ -553,9 +570,6 @@ impl Session {
                 }
             }
             Some(Conn::Mse(_)) => self.mse_bytes(now, conn, bytes),
-        }
-        if let Some(buffer) = plain {
-            self.crypto.give_back(buffer);
         }
     }
 

@@ -354,7 +354,8 @@ fn inject_peer_panic() -> bool {
 enum Input<N: Net> {
     Read {
         conn: ConnId,
-        data: Bytes,
+        /// Owned, so an RC4 connection's bytes are decrypted where they were read.
+        data: BytesMut,
     },
     Sent {
         conn: ConnId,
@@ -760,7 +761,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                         panic!("injected into a peer reader task ({INJECT_PEER_PANIC_ENV})")
                     }
                     Ok(_) => {
-                        let data = buf.split().freeze();
+                        let data = buf.split();
                         if tx.send(Input::Read { conn, data }).await.is_err() {
                             return;
                         }
@@ -1119,7 +1120,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     fn handle_input(&mut self, input: Input<N>) {
         let now = self.now();
         match input {
-            Input::Read { conn, data } => self.client.handle_bytes(now, conn, &data),
+            Input::Read { conn, mut data } => self.client.handle_bytes_mut(now, conn, &mut data),
             Input::Sent { conn, bytes } => self.client.handle_sent(now, conn, bytes),
             Input::Eof { conn } => {
                 self.close_conn(conn);

@@ -995,9 +995,18 @@ impl Client {
         }));
     }
 
-    /// Bytes read from `conn`'s socket.
+    /// Bytes read from `conn`'s socket. On an RC4 connection they are copied to be decrypted:
+    /// a driver that owns its read buffer saves the copy with [`Client::handle_bytes_mut`].
     pub fn handle_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         self.session.handle_bytes(now, conn, bytes);
+        self.collect(now);
+        self.pump_if_needed(now);
+    }
+
+    /// Bytes read from `conn`'s socket, in a buffer this may overwrite: on an RC4 connection
+    /// they are decrypted in place.
+    pub fn handle_bytes_mut(&mut self, now: Instant, conn: ConnId, bytes: &mut [u8]) {
+        self.session.handle_bytes_mut(now, conn, bytes);
         self.collect(now);
         self.pump_if_needed(now);
     }

@@ -188,21 +188,29 @@ impl Crypto {
         b.freeze()
     }
 
-    /// Received bytes for `conn`, decrypted if it runs RC4 (`None`: use them as they are). Give
-    /// the buffer back with [`Crypto::give_back`].
-    pub(super) fn incoming(&mut self, conn: ConnId, bytes: &[u8]) -> Option<Vec<u8>> {
-        if self.ciphers.is_empty() {
+    /// `bytes` received on `conn` copied into the layer's reused buffer, when `conn` runs RC4
+    /// (`None`: they need no decrypting). Give the buffer back with [`Crypto::give_back`].
+    pub(super) fn copy_to_decrypt(&mut self, conn: ConnId, bytes: &[u8]) -> Option<Vec<u8>> {
+        if self.ciphers.is_empty() || !self.ciphers.contains_key(&conn) {
             return None;
         }
-        let c = self.ciphers.get_mut(&conn)?;
-        let mut plain = std::mem::take(&mut self.scratch);
-        plain.clear();
-        plain.extend_from_slice(bytes);
-        c.decrypt(&mut plain);
-        Some(plain)
+        let mut copy = std::mem::take(&mut self.scratch);
+        copy.clear();
+        copy.extend_from_slice(bytes);
+        Some(copy)
     }
 
-    /// The buffer [`Crypto::incoming`] lent.
+    /// Decrypts `bytes` received on `conn` in place, if it runs RC4.
+    pub(super) fn decrypt(&mut self, conn: ConnId, bytes: &mut [u8]) {
+        if self.ciphers.is_empty() {
+            return;
+        }
+        if let Some(c) = self.ciphers.get_mut(&conn) {
+            c.decrypt(bytes);
+        }
+    }
+
+    /// The buffer [`Crypto::copy_to_decrypt`] lent.
     pub(super) fn give_back(&mut self, buffer: Vec<u8>) {
         self.scratch = buffer;
     }
