@@ -318,7 +318,8 @@ pub fn policies_can_talk(a: Option<Encryption>, b: Option<Encryption>) -> bool {
     let encrypts =
         |p: Option<Encryption>| matches!(p, Some(Encryption::Prefer | Encryption::Require));
     let requires = |p: Option<Encryption>| p == Some(Encryption::Require);
-    !(requires(a) && !encrypts(b) || requires(b) && !encrypts(a))
+    let refuses = |x, y| requires(x) && !encrypts(y);
+    !refuses(a, b) && !refuses(b, a)
 }
 
 /// How a peer behaves.
