@@ -21,6 +21,11 @@
 //! The responder finds the torrent from `HASH('req2', SKEY)` (see [`req2_hash`]): the caller says
 //! which info hash, if any, that names.
 //!
+//! The pieces the machine is built from are public ([`DhKey`], [`req1_hash`], [`req3_hash`],
+//! [`Cipher::initiator`], [`Cipher::responder`], [`VC`]), so a scripted peer (the simulator's
+//! hostile MSE peers) can speak a handshake byte by byte, wrong where it means to be, with the
+//! one copy of the cryptography.
+//!
 //! Bounds: the receive buffer holds at most [`MAX_BUFFERED`] bytes (a key, the longest padding,
 //! the synchronisation and the longest initial payload); a responder finds `HASH('req1', S)`
 //! within [`MAX_PAD`] + 20 bytes after `Ya` or fails, and an initiator finds `VC` within
@@ -64,7 +69,7 @@ pub const HANDSHAKE_TIME_LIMIT: Duration = Duration::from_secs(20);
 const DISCARD: usize = 1024;
 
 /// The verification constant: eight zero bytes.
-const VC: [u8; 8] = [0; 8];
+pub const VC: [u8; 8] = [0; 8];
 
 /// A set of methods (`crypto_provide`, `crypto_select`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +161,23 @@ pub struct Cipher {
 }
 
 impl Cipher {
+    /// The initiator's streams (A, who dialled): it sends with key A and receives with key B,
+    /// both from the shared secret `s` and the torrent `skey`.
+    pub fn initiator(s: &[u8; KEY_LEN], skey: &InfoHash) -> Cipher {
+        Cipher {
+            send: stream(b"keyA", s, skey),
+            receive: stream(b"keyB", s, skey),
+        }
+    }
+
+    /// The responder's streams (B): it sends with key B and receives with key A.
+    pub fn responder(s: &[u8; KEY_LEN], skey: &InfoHash) -> Cipher {
+        Cipher {
+            send: stream(b"keyB", s, skey),
+            receive: stream(b"keyA", s, skey),
+        }
+    }
+
     /// Encrypts bytes about to be sent, in place.
     pub fn encrypt(&mut self, bytes: &mut [u8]) {
         self.send.apply_keystream(bytes);
@@ -203,6 +225,56 @@ pub enum Progress {
 /// `HASH('req2', SKEY)`: what a responder finds a torrent by.
 pub fn req2_hash(info_hash: &InfoHash) -> [u8; 20] {
     hash(&[b"req2", &info_hash.0])
+}
+
+/// `HASH('req1', S)`: the marker a responder synchronises on after the initiator's padding.
+pub fn req1_hash(s: &[u8; KEY_LEN]) -> [u8; 20] {
+    hash(&[b"req1", s])
+}
+
+/// `HASH('req3', S)`: what `HASH('req2', SKEY)` is XORed with in message 3.
+pub fn req3_hash(s: &[u8; KEY_LEN]) -> [u8; 20] {
+    hash(&[b"req3", s])
+}
+
+/// One side's Diffie-Hellman key pair: a 160-bit private key from the caller's random stream
+/// and its public key `2^x mod p` (see the module docs).
+pub struct DhKey {
+    private: BigUint,
+}
+
+impl core::fmt::Debug for DhKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DhKey { .. }")
+    }
+}
+
+impl DhKey {
+    /// A fresh key pair: 20 bytes drawn from `rng`.
+    pub fn new(rng: &mut Rng) -> DhKey {
+        let mut x = [0u8; 20];
+        rng.fill(&mut x);
+        DhKey {
+            private: BigUint::from_bytes_be(&x),
+        }
+    }
+
+    /// The public key (`Ya` or `Yb`), 96 bytes big-endian.
+    pub fn public(&self) -> [u8; KEY_LEN] {
+        key_bytes(&BigUint::from(2u32).modpow(&self.private, &prime()))
+    }
+
+    /// The shared secret `S` from the peer's public key (any length; read big-endian), or
+    /// [`MseError::BadKey`] when that key is degenerate (0, 1, p − 1 or more).
+    pub fn shared(&self, peer_public: &[u8]) -> Result<[u8; KEY_LEN], MseError> {
+        let p = prime();
+        let y = BigUint::from_bytes_be(peer_public);
+        let one = BigUint::from(1u32);
+        if y <= one || y >= &p - &one {
+            return Err(MseError::BadKey);
+        }
+        Ok(key_bytes(&y.modpow(&self.private, &p)))
+    }
 }
 
 /// Whether a connection's first bytes are a plaintext BitTorrent handshake (`Some(true)`), can
@@ -286,7 +358,7 @@ enum Role {
 /// [`MseHandshake::take_transmit`] gives after creating it and after every input.
 pub struct MseHandshake {
     role: Role,
-    private: BigUint,
+    key: DhKey,
     /// Received and not yet consumed: at most [`MAX_BUFFERED`] bytes.
     buf: Vec<u8>,
     transmit: Vec<u8>,
@@ -294,8 +366,9 @@ pub struct MseHandshake {
     deadline: Instant,
     /// The torrent: known from the start by an initiator, from message 3 by a responder.
     info_hash: Option<InfoHash>,
-    send: Option<Rc4>,
-    receive: Option<Rc4>,
+    /// The RC4 streams, once `S` and the torrent are known (they obscure the handshake's end
+    /// whatever the method selected).
+    cipher: Option<Cipher>,
 }
 
 impl core::fmt::Debug for MseHandshake {
@@ -350,25 +423,21 @@ impl MseHandshake {
     }
 
     fn new(now: Instant, rng: &mut Rng, role: Role, step: Step) -> Self {
-        let mut x = [0u8; 20];
-        rng.fill(&mut x);
         MseHandshake {
             role,
-            private: BigUint::from_bytes_be(&x),
+            key: DhKey::new(rng),
             buf: Vec::new(),
             transmit: Vec::new(),
             step,
             deadline: now + HANDSHAKE_TIME_LIMIT,
             info_hash: None,
-            send: None,
-            receive: None,
+            cipher: None,
         }
     }
 
     /// Queues our public key and 0 to [`MAX_PAD`] bytes of random padding.
     fn send_key(&mut self, rng: &mut Rng) {
-        let public = BigUint::from(2u32).modpow(&self.private, &prime());
-        self.transmit.extend_from_slice(&key_bytes(&public));
+        self.transmit.extend_from_slice(&self.key.public());
         let pad = rng.below(MAX_PAD as u64 + 1) as usize;
         let start = self.transmit.len();
         self.transmit.resize(start + pad, 0);
@@ -443,8 +512,7 @@ impl MseHandshake {
     fn fail(&mut self, error: MseError) -> Progress {
         self.step = Step::Over;
         self.buf = Vec::new();
-        self.send = None;
-        self.receive = None;
+        self.cipher = None;
         Progress::Failed(error)
     }
 
@@ -454,8 +522,8 @@ impl MseHandshake {
             return None;
         }
         let mut head: Vec<u8> = self.buf.drain(..n).collect();
-        if let Some(r) = &mut self.receive {
-            r.apply_keystream(&mut head);
+        if let Some(c) = &mut self.cipher {
+            c.decrypt(&mut head);
         }
         Some(head)
     }
@@ -497,15 +565,15 @@ impl MseHandshake {
 
     /// The handshake is over: what is buffered is the stream.
     fn finish(&mut self, method: Method, initial_payload: Vec<u8>) -> Moved {
-        let (send, mut receive) = match (self.send.take(), self.receive.take()) {
-            (Some(s), Some(r)) => (s, r),
-            _ => unreachable!("both streams exist once the keys are known"),
-        };
+        let mut cipher = self
+            .cipher
+            .take()
+            .expect("the streams exist once the keys are known");
         let mut rest = std::mem::take(&mut self.buf);
         let cipher = match method {
             Method::Rc4 => {
-                receive.apply_keystream(&mut rest);
-                Some(Cipher { send, receive })
+                cipher.decrypt(&mut rest);
+                Some(cipher)
             }
             Method::Plaintext => None,
         };
@@ -525,17 +593,7 @@ impl MseHandshake {
             return None;
         }
         let key: Vec<u8> = self.buf.drain(..KEY_LEN).collect();
-        Some(self.secret(&key))
-    }
-
-    fn secret(&self, key: &[u8]) -> Result<[u8; KEY_LEN], MseError> {
-        let p = prime();
-        let y = BigUint::from_bytes_be(key);
-        let one = BigUint::from(1u32);
-        if y <= one || y >= &p - &one {
-            return Err(MseError::BadKey);
-        }
-        Ok(key_bytes(&y.modpow(&self.private, &p)))
+        Some(self.key.shared(&key))
     }
 
     // ---- initiator ----
@@ -554,12 +612,11 @@ impl MseHandshake {
             unreachable!("only an initiator awaits a key");
         };
         let info_hash = self.info_hash.expect("an initiator knows its torrent");
-        let mut send = stream(b"keyA", &s, &info_hash);
-        let mut receive = stream(b"keyB", &s, &info_hash);
+        let mut cipher = Cipher::initiator(&s, &info_hash);
         // Message 3.
         let req2 = req2_hash(&info_hash);
-        let req3 = hash(&[b"req3", &s]);
-        self.transmit.extend_from_slice(&hash(&[b"req1", &s]));
+        let req3 = req3_hash(&s);
+        self.transmit.extend_from_slice(&req1_hash(&s));
         self.transmit
             .extend(req2.iter().zip(req3.iter()).map(|(a, b)| a ^ b));
         let start = self.transmit.len();
@@ -570,11 +627,10 @@ impl MseHandshake {
         self.transmit
             .extend_from_slice(&(ia.len() as u16).to_be_bytes());
         self.transmit.extend_from_slice(ia);
-        send.apply_keystream(&mut self.transmit[start..]);
+        cipher.encrypt(&mut self.transmit[start..]);
         let mut marker = VC;
-        receive.apply_keystream(&mut marker);
-        self.send = Some(send);
-        self.receive = Some(receive);
+        cipher.decrypt(&mut marker);
+        self.cipher = Some(cipher);
         self.step = Step::AwaitVc { marker };
         Moved::On
     }
@@ -624,7 +680,7 @@ impl MseHandshake {
         self.send_key(rng);
         self.step = Step::AwaitReq1 {
             s,
-            req1: hash(&[b"req1", &s]),
+            req1: req1_hash(&s),
         };
         Moved::On
     }
@@ -643,7 +699,7 @@ impl MseHandshake {
         if self.buf.len() < at + 40 {
             return Moved::Wait;
         }
-        let req3 = hash(&[b"req3", &s]);
+        let req3 = req3_hash(&s);
         let mut req2 = [0u8; 20];
         for (i, b) in req2.iter_mut().enumerate() {
             *b = self.buf[at + 20 + i] ^ req3[i];
@@ -653,8 +709,7 @@ impl MseHandshake {
         };
         self.buf.drain(..at + 40);
         self.info_hash = Some(info_hash);
-        self.send = Some(stream(b"keyB", &s, &info_hash));
-        self.receive = Some(stream(b"keyA", &s, &info_hash));
+        self.cipher = Some(Cipher::responder(&s, &info_hash));
         self.step = Step::AwaitProvide;
         Moved::On
     }
@@ -687,8 +742,8 @@ impl MseHandshake {
         answer.extend_from_slice(&VC);
         answer.extend_from_slice(&select.0.to_be_bytes());
         answer.extend_from_slice(&0u16.to_be_bytes());
-        if let Some(send) = &mut self.send {
-            send.apply_keystream(&mut answer);
+        if let Some(c) = &mut self.cipher {
+            c.encrypt(&mut answer);
         }
         self.transmit.extend_from_slice(&answer);
         self.step = Step::AwaitPadC { method, pad };
@@ -997,6 +1052,42 @@ mod tests {
         );
         assert_eq!(is_plaintext_start(b"\x13BitTorrenX"), Some(false));
         assert_eq!(is_plaintext_start(&[0x8f, 1, 2]), Some(false));
+    }
+
+    #[test]
+    fn the_public_pieces_make_the_handshake_the_machine_accepts() {
+        // Proves a peer built from DhKey, the hashes and Cipher, as a script would, is
+        // understood by the responder machine: the same S on both sides, the same streams.
+        let mut rng = Rng::new(12);
+        let now = Instant::ZERO;
+        let mut b = MseHandshake::responder(now, &mut rng, Methods::BOTH);
+        let a = DhKey::new(&mut rng);
+        let _ = b.handle_bytes(&mut rng, &a.public(), &lookup);
+        let m2 = b.take_transmit();
+        let s = a.shared(&m2[..KEY_LEN]).expect("a sound key");
+        let mut m3 = req1_hash(&s).to_vec();
+        m3.extend(
+            req2_hash(&HASH_B)
+                .iter()
+                .zip(req3_hash(&s))
+                .map(|(x, y)| x ^ y),
+        );
+        let mut cipher = Cipher::initiator(&s, &HASH_B);
+        let mut tail = VC.to_vec();
+        tail.extend_from_slice(&Methods::RC4.0.to_be_bytes());
+        tail.extend_from_slice(&[0, 0, 0, 3, 1, 2, 3]);
+        cipher.encrypt(&mut tail);
+        m3.extend_from_slice(&tail);
+        let db = done(b.handle_bytes(&mut rng, &m3, &lookup));
+        assert_eq!((db.info_hash, db.method), (HASH_B, Method::Rc4));
+        assert_eq!(db.initial_payload, [1, 2, 3]);
+        let mut m4 = b.take_transmit();
+        cipher.decrypt(&mut m4);
+        assert_eq!(m4[..8], VC);
+        assert_eq!(
+            DhKey::new(&mut rng).shared(&[0; KEY_LEN]),
+            Err(MseError::BadKey)
+        );
     }
 
     #[test]

@@ -4,11 +4,20 @@
 //! dial it), one [`Attack`] per group. The engines carry the bytes (`fast/attack.rs`,
 //! `turmoil/attacker.rs`); this module only says what to send and when.
 //!
-//! What a script sends depends only on the attack, the torrent and the attacker's own random
-//! stream (forked from the scenario seed), so runs are deterministic.
+//! What a script sends depends only on the attack, the torrent, the attacker's own random
+//! stream (forked from the scenario seed) and, for the MSE attacks, the honest peer's
+//! Diffie-Hellman key (the engines hand a script the bytes it receives, [`Attacker::received`]),
+//! so runs are deterministic.
+//!
+//! The MSE attacks speak the message stream encryption handshake (`bt_protocol::mse`, whose
+//! public pieces build every byte: the keys, the hashes, the RC4 streams) in the role the
+//! connection gives them: the initiator's (message 1 and 3) on a connection the attacker
+//! dialled, the responder's (message 2 and 4) on one it accepted. Each goes wrong in one place.
 //!
 //! Bounds: a script writes at most the room it is given (the engines give [`MAX_QUEUED`] less
-//! what is already queued on the connection); there is one script per open connection.
+//! what is already queued on the connection); there is one script per open connection; of
+//! what it receives a script keeps at most the peer's public key ([`KEY_LEN`] bytes), the rest
+//! is discarded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -16,6 +25,9 @@ use std::time::Duration;
 
 use bt_protocol::io::ConnId;
 use bt_protocol::metainfo::{BLOCK_SIZE, InfoHash, TorrentLayout};
+use bt_protocol::mse::{
+    Cipher, DhKey, KEY_LEN, MAX_PAD, Methods, VC, req1_hash, req2_hash, req3_hash,
+};
 use bt_protocol::rng::Rng;
 use bt_protocol::torrent::OUR_UT_METADATA;
 use bt_protocol::wire::{
@@ -33,6 +45,9 @@ const FLOOD_BATCH: u32 = 1_000;
 
 /// How often a [`Attack::BadMetadata`] script sends its round of metadata pieces.
 const BAD_METADATA_EVERY: Duration = Duration::from_millis(100);
+
+/// The padding length an [`Attack::MseLongPadding`] script claims: over [`MAX_PAD`].
+const LONG_PAD: u16 = 1000;
 
 /// One attacker's state.
 pub(crate) struct Attacker {
@@ -54,6 +69,20 @@ struct Script {
     start: u32,
     /// The bytes a trickling attack sends one at a time.
     trickle: Vec<u8>,
+    /// An MSE attack's handshake.
+    mse: Option<MseScript>,
+}
+
+/// Where an MSE attack's handshake is on one connection.
+struct MseScript {
+    /// Our key pair.
+    key: DhKey,
+    /// Whether we dialled (the MSE initiator).
+    initiator: bool,
+    /// The peer's public key as it arrives: at most [`KEY_LEN`] bytes.
+    peer_key: Vec<u8>,
+    /// Whether the part after the peer's key went out (once).
+    answered: bool,
 }
 
 /// What a script step hands the engine: bytes to queue, and when to be called again.
@@ -103,10 +132,11 @@ impl Attacker {
         .encode()
     }
 
-    /// The connection `conn` opened: what the script sends first.
+    /// The connection `conn` opened (`dialled`: by the attacker): what the script sends first.
     pub(crate) fn opened(
         &mut self,
         conn: ConnId,
+        dialled: bool,
         info_hash: InfoHash,
         layout: &TorrentLayout,
     ) -> Step {
@@ -114,9 +144,33 @@ impl Attacker {
             step: 0,
             start: self.rng.below(u64::from(total_blocks(layout))) as u32,
             trickle: Vec::new(),
+            mse: None,
         };
         let mut out = Vec::new();
         let again = match self.attack {
+            Attack::MseGarbageAfterKey
+            | Attack::MseLongPadding
+            | Attack::MseWrongVc
+            | Attack::MseStall => {
+                let mse = MseScript {
+                    key: DhKey::new(&mut self.rng),
+                    initiator: dialled,
+                    peer_key: Vec::new(),
+                    answered: false,
+                };
+                out.extend_from_slice(&mse.key.public());
+                if self.attack == Attack::MseGarbageAfterKey {
+                    // Past the bound either role searches for its marker in: the responder's
+                    // `HASH('req1', S)` within MAX_PAD + 20 bytes, the initiator's VC within
+                    // MAX_PAD + 8.
+                    let len = MAX_PAD + 21 + self.rng.below(64) as usize;
+                    let start = out.len();
+                    out.resize(start + len, 0);
+                    self.rng.fill(&mut out[start..]);
+                }
+                script.mse = Some(mse);
+                None
+            }
             Attack::Silent => None,
             Attack::WrongInfoHash => {
                 let mut other = info_hash;
@@ -150,7 +204,13 @@ impl Attacker {
         let pieces = layout.piece_count();
         let bitfield_len = pieces.div_ceil(8) as usize;
         match self.attack {
-            Attack::Silent | Attack::WrongInfoHash | Attack::SlowlorisHandshake => None,
+            Attack::Silent
+            | Attack::WrongInfoHash
+            | Attack::SlowlorisHandshake
+            | Attack::MseGarbageAfterKey
+            | Attack::MseLongPadding
+            | Attack::MseWrongVc
+            | Attack::MseStall => None,
             Attack::BadBitfield => {
                 // Spare bits need a piece count that is not a multiple of 8.
                 let len = if !pieces.is_multiple_of(8) && self.rng.below(2) == 0 {
@@ -223,6 +283,39 @@ impl Attacker {
                 Message::Bitfield(&full_bitfield(pieces)).encode_into(out);
                 Some(BAD_METADATA_EVERY)
             }
+        }
+    }
+
+    /// Whether the script reads what it receives (the engines need not hand the bytes over
+    /// otherwise).
+    pub(crate) fn reads(&self) -> bool {
+        self.attack.is_mse()
+    }
+
+    /// `bytes` arrived on `conn`: what the script answers. An MSE attack waits for the peer's
+    /// public key and then sends the rest of its handshake, wrong where the attack says; every
+    /// other script ignores what it receives.
+    pub(crate) fn received(&mut self, conn: ConnId, bytes: &[u8], info_hash: InfoHash) -> Step {
+        let attack = self.attack;
+        let mut out = Vec::new();
+        if let Some(mse) = self.scripts.get_mut(&conn).and_then(|s| s.mse.as_mut())
+            && !mse.answered
+        {
+            let want = KEY_LEN - mse.peer_key.len();
+            mse.peer_key
+                .extend_from_slice(&bytes[..bytes.len().min(want)]);
+            if mse.peer_key.len() == KEY_LEN {
+                mse.answered = true;
+                // A degenerate key from an honest peer cannot happen; say nothing to one.
+                if let Ok(s) = mse.key.shared(&mse.peer_key) {
+                    let initiator = mse.initiator;
+                    mse_answer(attack, initiator, &s, info_hash, &mut self.rng, &mut out);
+                }
+            }
+        }
+        Step {
+            bytes: out,
+            again: None,
         }
     }
 
@@ -324,6 +417,70 @@ impl Attacker {
         };
         Step { bytes: out, again }
     }
+}
+
+/// What an MSE attack sends once it has the shared secret `s`: as the initiator, message 3
+/// (`HASH('req1', S)`, `HASH('req2', SKEY) xor HASH('req3', S)`, then under RC4 `VC`,
+/// `crypto_provide`, `len(PadC)`, `len(IA)`); as the responder, message 4 (under RC4 `VC`,
+/// `crypto_select`, `len(PadD)`). [`Attack::MseStall`] stops after the initiator's two hashes
+/// (the responder's stall is its key alone); [`Attack::MseLongPadding`] claims [`LONG_PAD`]
+/// bytes of padding; [`Attack::MseWrongVc`] sends a `VC` that is not zero (the responder's is
+/// followed by [`MAX_PAD`] random bytes, so the initiator, which finds `VC` by searching for it,
+/// runs past its bound instead of waiting).
+fn mse_answer(
+    attack: Attack,
+    initiator: bool,
+    s: &[u8; KEY_LEN],
+    info_hash: InfoHash,
+    rng: &mut Rng,
+    out: &mut Vec<u8>,
+) {
+    if attack == Attack::MseGarbageAfterKey {
+        return;
+    }
+    let mut cipher = if initiator {
+        out.extend_from_slice(&req1_hash(s));
+        out.extend(
+            req2_hash(&info_hash)
+                .iter()
+                .zip(req3_hash(s))
+                .map(|(a, b)| a ^ b),
+        );
+        Cipher::initiator(s, &info_hash)
+    } else {
+        Cipher::responder(s, &info_hash)
+    };
+    if attack == Attack::MseStall {
+        return;
+    }
+    let mut vc = VC;
+    if attack == Attack::MseWrongVc {
+        rng.fill(&mut vc);
+        vc[7] |= 1;
+    }
+    let pad = if attack == Attack::MseLongPadding {
+        LONG_PAD
+    } else {
+        0
+    };
+    let start = out.len();
+    out.extend_from_slice(&vc);
+    let methods = if initiator {
+        Methods::BOTH
+    } else {
+        Methods::RC4
+    };
+    out.extend_from_slice(&methods.0.to_be_bytes());
+    out.extend_from_slice(&pad.to_be_bytes());
+    if initiator {
+        // len(IA): no initial payload.
+        out.extend_from_slice(&0u16.to_be_bytes());
+    } else if attack == Attack::MseWrongVc {
+        let at = out.len();
+        out.resize(at + MAX_PAD, 0);
+        rng.fill(&mut out[at..]);
+    }
+    cipher.encrypt(&mut out[start..]);
 }
 
 /// A bitfield of every one of `pieces` pieces, spare bits clear.

@@ -216,6 +216,8 @@ pub struct Outcome {
     pub group_closes: Vec<BTreeMap<String, u64>>,
     /// Per group (by index): what honest peers did to its attackers (`None` for other groups).
     pub attacks: Vec<Option<AttackOutcome>>,
+    /// Connections and dials of peers whose group sets `encryption` (empty without any).
+    pub encryption: crate::encryption::EncryptionOutcome,
 }
 
 /// What happened to the connections between one attacker group and honest peers.
@@ -256,13 +258,14 @@ pub const CLEAN_CLOSES: [&str; 3] = ["Disconnected", "Left", "TorrentRemoved"];
 /// `UnknownTorrent(InfoHash(..))` is `UnknownTorrent`, `Left` stays `Left`.
 pub fn close_reason_name(debug: &str) -> String {
     /// Variants that wrap another reason (their payload names the rule).
-    const WRAPPERS: [&str; 6] = [
+    const WRAPPERS: [&str; 7] = [
         "Torrent",
         "Peer",
         "Wire",
         "Bitfield",
         "Handshake",
         "Refused",
+        "Mse",
     ];
     let mut parts = Vec::new();
     let mut rest = debug.trim();
@@ -348,6 +351,8 @@ mod tests {
                 "Peer/HandshakeTimeout",
             ),
             ("Refused(Banned(10.0.0.3))", "Refused/Banned"),
+            ("Mse(PadTooLong(1000))", "Mse/PadTooLong"),
+            ("Mse(NoSyncMarker)", "Mse/NoSyncMarker"),
             ("Torrent(Disconnected)", "Disconnected"),
             ("Left", "Left"),
             ("", ""),

@@ -3,6 +3,7 @@
 //! - [`scenario`]: the scenario file format (TOML): the swarm, its network, faults, expectations.
 //! - [`content`]: the torrent's content, generated from the seed, and what each peer's disk holds.
 //! - [`engine`]: the engines by name and the [`engine::Outcome`] every engine gives.
+//! - [`encryption`]: what the engines record of encrypted connections, and the checks on it.
 //! - [`fast`]: the `fast` engine, protocol sessions driven by an event-driven clock.
 //! - [`report`]: what a run measured, judged against the scenario's expectations.
 //! - [`mod@bench`]: `btsim bench`, an engine's speed on flash crowds.
@@ -15,6 +16,7 @@
 mod attack;
 pub mod bench;
 pub mod content;
+pub mod encryption;
 pub mod engine;
 pub mod fast;
 pub mod report;

@@ -86,6 +86,13 @@ pub struct GroupReport {
     pub attack: Option<AttackReport>,
     /// For a group with a seeding goal (`seed_ratio`, `seed_time`): who reached it.
     pub seed_goal: Option<SeedGoalReport>,
+    /// For a group with `encryption`: its policy (`prefer`, `require`, `plaintext`).
+    pub encryption: Option<&'static str>,
+    /// For a group with `encryption`: connections its peers' torrents took under RC4.
+    pub connections_rc4: Option<u64>,
+    /// For a group with `encryption`: connections its peers' torrents took in plaintext (a
+    /// plaintext BitTorrent handshake, or an encrypted one that selected plaintext).
+    pub connections_plaintext: Option<u64>,
 }
 
 /// How one group's peers fared against their seeding goal.
@@ -454,7 +461,14 @@ impl Report {
                     .filter(|_| spec.magnet)
                     .filter_map(|h| Some(secs_between(h.joined_at?, h.metadata_at?)))
                     .collect();
+                let (conns, rc4) = outcome
+                    .encryption
+                    .counts(|h| outcome.hosts.get(h).is_some_and(|o| o.group == g));
+                let encrypting = spec.encryption.is_some();
                 GroupReport {
+                    encryption: spec.encryption.map(crate::scenario::encryption_name),
+                    connections_rc4: encrypting.then_some(rc4),
+                    connections_plaintext: encrypting.then_some(conns - rc4),
                     seed_goal: SeedGoalReport::new(spec, &indexed, first),
                     magnets_resolved: spec.magnet.then_some(magnet_times.len() as u32),
                     magnet_s: Spread::of(magnet_times),
@@ -791,6 +805,36 @@ impl Report {
                 },
             });
         }
+        for (&g, allowed) in &expect.attack_reasons {
+            let Some(a) = groups.get(g).and_then(|r| r.attack.as_ref()) else {
+                continue;
+            };
+            let other: Vec<String> = a
+                .closed
+                .iter()
+                .filter(|(name, _)| !allowed.contains(name))
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            let seen: Vec<String> = a
+                .closed
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            checks.push(Check {
+                name: format!(
+                    "{} closed only with {}",
+                    groups[g].name,
+                    allowed.join(" or ")
+                ),
+                passed: other.is_empty() && a.closed_total > 0,
+                detail: if other.is_empty() {
+                    format!("closed: {}", seen.join(", "))
+                } else {
+                    format!("also: {}", other.join(", "))
+                },
+            });
+        }
+        checks.extend(crate::encryption::checks(scenario, outcome));
         if let Some(bound) = expect.queued_to_attackers_at_most {
             let attacks: Vec<&AttackReport> =
                 groups.iter().filter_map(|g| g.attack.as_ref()).collect();
@@ -921,6 +965,13 @@ impl Report {
             }
             if g.pex_learned > 0 {
                 notes.push(format!("learned {} peers through PEX", g.pex_learned));
+            }
+            if let (Some(policy), Some(rc4), Some(plain)) =
+                (g.encryption, g.connections_rc4, g.connections_plaintext)
+            {
+                notes.push(format!(
+                    "encryption {policy}: {rc4} connections RC4, {plain} plaintext"
+                ));
             }
             if g.dht_lookups > 0 || g.dht_datagrams > 0 {
                 notes.push(format!(

@@ -18,6 +18,7 @@
 //! at most [`MAX_TORRENT_BYTES`] (its content is held in memory once), a simulated duration of at
 //! most [`MAX_DURATION`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use bt_protocol::client::{SeedGoal, SeedRatio};
 use bt_protocol::content::ContentSpec;
 use bt_protocol::metainfo::TorrentLayout;
+use bt_protocol::session::Encryption;
 use bt_protocol::torrent::{Strategy, TorrentConfig};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
@@ -225,11 +227,20 @@ pub enum Attack {
     /// Offers the metadata (BEP 10 handshake with `ut_metadata` and the true `metadata_size`)
     /// and sends `ut_metadata` pieces of the right length and the wrong bytes (BEP 9).
     BadMetadata,
+    /// An MSE handshake: a sound Diffie-Hellman key, then random bytes with no synchronisation
+    /// marker in them, more than the padding bound.
+    MseGarbageAfterKey,
+    /// A correct MSE handshake up to a padding length over the bound (1000 bytes).
+    MseLongPadding,
+    /// A correct MSE handshake with a verification constant that is not zero.
+    MseWrongVc,
+    /// An MSE handshake that stops midway and then sends nothing.
+    MseStall,
 }
 
 impl Attack {
     /// Every attack, in the order the README lists them.
-    pub const ALL: [Attack; 13] = [
+    pub const ALL: [Attack; 17] = [
         Attack::WrongInfoHash,
         Attack::BadBitfield,
         Attack::HaveOutOfRange,
@@ -243,6 +254,10 @@ impl Attack {
         Attack::ChokeStorm,
         Attack::Silent,
         Attack::BadMetadata,
+        Attack::MseGarbageAfterKey,
+        Attack::MseLongPadding,
+        Attack::MseWrongVc,
+        Attack::MseStall,
     ];
 
     /// The name used in scenario files and reports.
@@ -261,6 +276,10 @@ impl Attack {
             Attack::ChokeStorm => "choke_storm",
             Attack::Silent => "silent",
             Attack::BadMetadata => "bad_metadata",
+            Attack::MseGarbageAfterKey => "mse_garbage_after_key",
+            Attack::MseLongPadding => "mse_long_padding",
+            Attack::MseWrongVc => "mse_wrong_vc",
+            Attack::MseStall => "mse_stall",
         }
     }
 
@@ -268,6 +287,39 @@ impl Attack {
     pub fn from_name(name: &str) -> Option<Attack> {
         Attack::ALL.into_iter().find(|a| a.name() == name)
     }
+
+    /// Whether it speaks the MSE handshake (so it reads what the honest peer sends: it needs
+    /// the peer's Diffie-Hellman key).
+    pub fn is_mse(self) -> bool {
+        matches!(
+            self,
+            Attack::MseGarbageAfterKey
+                | Attack::MseLongPadding
+                | Attack::MseWrongVc
+                | Attack::MseStall
+        )
+    }
+}
+
+/// The name of an encryption policy in scenario files and reports: `prefer`, `require`,
+/// `plaintext`.
+pub fn encryption_name(policy: Encryption) -> &'static str {
+    match policy {
+        Encryption::Prefer => "prefer",
+        Encryption::Require => "require",
+        Encryption::Plaintext => "plaintext",
+    }
+}
+
+/// Whether a peer with policy `a` and one with policy `b` can connect at all (`None`: the
+/// encryption layer off, which speaks plaintext only): only `require` against a peer that
+/// never encrypts cannot.
+pub fn policies_can_talk(a: Option<Encryption>, b: Option<Encryption>) -> bool {
+    let encrypts =
+        |p: Option<Encryption>| matches!(p, Some(Encryption::Prefer | Encryption::Require));
+    let requires = |p: Option<Encryption>| p == Some(Encryption::Require);
+    let refuses = |x, y| requires(x) && !encrypts(y);
+    !refuses(a, b) && !refuses(b, a)
 }
 
 /// How a peer behaves.
@@ -331,6 +383,9 @@ pub struct GroupSpec {
     /// Each peer stops by itself once it has seeded (had every wanted piece, running) this long,
     /// as `bt get --seed-time` does; `None`: no time goal.
     pub seed_time: Option<Duration>,
+    /// Its peers' encryption policy (bt's `--encryption`); `None` runs the session without
+    /// the encryption layer at all (plaintext only, as every scenario did before the key).
+    pub encryption: Option<Encryption>,
 }
 
 impl GroupSpec {
@@ -470,6 +525,17 @@ pub struct Expect {
     /// Every peer of a group with a seeding goal (`seed_ratio`, `seed_time`) that joined reached
     /// its goal and stopped.
     pub seed_goals_reached: bool,
+    /// Per attacker group (by index): the only close reasons (by
+    /// [`crate::engine::close_reason_name`]) its connections may be closed with.
+    pub attack_reasons: BTreeMap<usize, Vec<String>>,
+    /// Every two honest peers whose encryption policies can talk, at least one of them a
+    /// leecher and both having joined, connected at least once.
+    pub compatible_pairs_connected: bool,
+    /// Every connection a peer with `encryption = "require"` took runs RC4.
+    pub require_connections_rc4: bool,
+    /// A peer dialled an address whose policy cannot talk to its own at most once per wait of
+    /// its peer list's backoff (or after a tracker answer, which makes the address ready).
+    pub incompatible_dials_backed_off: bool,
 }
 
 // ---- errors ----
@@ -954,6 +1020,8 @@ struct RawGroup {
     seed_ratio: Option<Spanned<Ratio>>,
     #[serde(default)]
     seed_time: Option<Spanned<Span>>,
+    #[serde(default)]
+    encryption: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1011,6 +1079,14 @@ struct RawExpect {
     dht_lookups_done_by: Option<Spanned<Seconds>>,
     #[serde(default)]
     seed_goals_reached: Option<Spanned<bool>>,
+    #[serde(default)]
+    attack_reasons: Option<Spanned<BTreeMap<String, Vec<String>>>>,
+    #[serde(default)]
+    compatible_pairs_connected: Option<Spanned<bool>>,
+    #[serde(default)]
+    require_connections_rc4: Option<Spanned<bool>>,
+    #[serde(default)]
+    incompatible_dials_backed_off: Option<Spanned<bool>>,
 }
 
 /// `true` (every group it can apply to), `false`, or a list of group names.
@@ -1186,7 +1262,54 @@ impl Scenario {
             }
             b => b.as_ref().is_some_and(|b| *b.get_ref()),
         };
+        let attack_reasons = match &raw.expect.attack_reasons {
+            None => BTreeMap::new(),
+            Some(map) => map
+                .get_ref()
+                .iter()
+                .map(|(name, reasons)| {
+                    let g = group_index(&cx, &groups, name, map.span())?;
+                    if groups[g].role != Role::Attacker {
+                        return Err(cx.err(
+                            map.span(),
+                            format!("group `{name}` is not of role \"attacker\""),
+                        ));
+                    }
+                    if reasons.is_empty() {
+                        return Err(cx.err(
+                            map.span(),
+                            format!("attack_reasons names no reason for `{name}`"),
+                        ));
+                    }
+                    Ok((g, reasons.clone()))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let any_encryption = groups.iter().any(|g| g.encryption.is_some());
+        let needs_encryption = |b: &Option<Spanned<bool>>, key: &str| match b {
+            Some(b) if *b.get_ref() && !any_encryption => Err(cx.err(
+                b.span(),
+                format!("{key} needs a group with `encryption` set"),
+            )),
+            b => Ok(b.as_ref().is_some_and(|b| *b.get_ref())),
+        };
+        let compatible_pairs_connected = needs_encryption(
+            &raw.expect.compatible_pairs_connected,
+            "compatible_pairs_connected",
+        )?;
+        let require_connections_rc4 = needs_encryption(
+            &raw.expect.require_connections_rc4,
+            "require_connections_rc4",
+        )?;
+        let incompatible_dials_backed_off = needs_encryption(
+            &raw.expect.incompatible_dials_backed_off,
+            "incompatible_dials_backed_off",
+        )?;
         let expect = Expect {
+            attack_reasons,
+            compatible_pairs_connected,
+            require_connections_rc4,
+            incompatible_dials_backed_off,
             seed_goals_reached,
             dht_lookups_done_by,
             dht_peers_found_at_least: raw.expect.dht_peers_found_at_least,
@@ -1638,6 +1761,34 @@ fn check_groups(
         };
         let download_limit = limit(&r.download_limit, "download_limit")?;
         let upload_limit = limit(&r.upload_limit, "upload_limit")?;
+        let encryption = match &r.encryption {
+            None => None,
+            Some(e) if r.role == Role::Attacker => {
+                return Err(goal_key(e.span(), "encryption"));
+            }
+            Some(e) => Some(match e.get_ref().trim() {
+                "prefer" => Encryption::Prefer,
+                "require" => Encryption::Require,
+                "plaintext" => Encryption::Plaintext,
+                other => {
+                    return Err(cx.err(
+                        e.span(),
+                        format!(
+                            "unknown encryption `{other}` (expected prefer, require or plaintext)"
+                        ),
+                    ));
+                }
+            }),
+        };
+        if let (Some(x), Some(Encryption::Prefer | Encryption::Require)) =
+            (&r.seed_ratio, encryption)
+        {
+            return Err(cx.err(
+                x.span(),
+                "seed_ratio is checked against the block bytes read off the wire, which RC4 \
+                 hides: not with encryption = \"prefer\" or \"require\"",
+            ));
+        }
         let select = match &r.select {
             None => None,
             Some(s) if r.role != Role::Leecher || magnet => {
@@ -1670,6 +1821,7 @@ fn check_groups(
             }
         };
         groups.push(GroupSpec {
+            encryption,
             seed_ratio,
             seed_time,
             magnet,

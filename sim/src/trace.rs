@@ -147,6 +147,10 @@ kinds! {
     DiskError = 31, "disk_error host";
     /// A peer told its DHT port (turmoil).
     DhtPort = 32, "dht_port host";
+    /// The torrent took a connection of a peer whose group sets `encryption`: `rc4` 1 when the
+    /// stream runs under RC4, 0 in plaintext (turmoil: `conn` is 0, the driver's report has no
+    /// handle).
+    PeerCipher = 33, "peer_cipher host conn rc4";
     /// A peer announces to a tracker (fast).
     Announce = 40, "announce host tracker event";
     /// A request reaches a tracker that is up and is answered: an HTTP request, or a UDP

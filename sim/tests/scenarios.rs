@@ -152,10 +152,12 @@ fn every_shipped_scenario_has_a_test() {
         "churn.toml",
         "corrupt-peer.toml",
         "dht-swarm.toml",
+        "encryption-mix.toml",
         "flash-crowd-5000.toml",
         "flash-crowd.toml",
         "hostile-flood-fast.toml",
         "hostile-mixed.toml",
+        "hostile-mse.toml",
         "hostile-slow.toml",
         "lossy-udp-tracker.toml",
         "magnet-join.toml",
@@ -819,4 +821,82 @@ fn seed_goal_peers_stop_once_their_goal_is_reached() {
     assert!(json["groups"][0]["seed_goal"].is_null());
     let (_, again, _) = run("seed-goals.toml", None);
     assert_eq!(again.fingerprint, outcome.fingerprint);
+}
+
+#[test]
+fn encryption_mix_connects_every_pair_that_can_talk_and_backs_off_the_rest() {
+    // Proves the three policies side by side: every pair that can talk connects, require
+    // peers only in RC4, plaintext peers never in RC4, everyone completes, require and
+    // plaintext peers dial each other only after the backoff; the same seed gives the same
+    // fingerprint and another seed another.
+    let (_, outcome, r) = run("encryption-mix.toml", None);
+    assert!(r.passed, "{}", r.human());
+    for g in &r.groups {
+        let (rc4, plain) = (g.connections_rc4.unwrap(), g.connections_plaintext.unwrap());
+        match g.encryption {
+            Some("require") => assert!(rc4 > 0 && plain == 0, "{}: {}", g.name, r.human()),
+            Some("plaintext") => assert!(rc4 == 0 && plain > 0, "{}: {}", g.name, r.human()),
+            _ => assert!(rc4 > 0 && plain > 0, "{}: {}", g.name, r.human()),
+        }
+    }
+    // Require and plaintext peers did try each other, more than once a pair.
+    let check = r
+        .checks
+        .iter()
+        .find(|c| c.name.contains("backoff"))
+        .expect("the backoff check");
+    assert!(
+        check.passed && !check.detail.contains(" 0 dials"),
+        "{}",
+        check.detail
+    );
+    let (_, again, _) = run("encryption-mix.toml", None);
+    assert_eq!(outcome.fingerprint, again.fingerprint);
+    let (_, other, _) = run("encryption-mix.toml", Some(2));
+    assert_ne!(outcome.fingerprint, other.fingerprint);
+}
+
+#[test]
+fn encryption_policies_are_in_the_fingerprint() {
+    // Proves the encryption key changes the run: the same swarm with every group in plaintext
+    // gives another fingerprint, and fails the require check (no RC4 anywhere).
+    let (_, outcome, _) = run("encryption-mix.toml", None);
+    let text = std::fs::read_to_string(scenario_path("encryption-mix.toml"))
+        .unwrap()
+        .replace("encryption = \"require\"", "encryption = \"plaintext\"")
+        .replace("encryption = \"prefer\"", "encryption = \"plaintext\"");
+    let scenario = Scenario::parse("plain.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let plain = engine::run(&scenario, 1, EngineKind::Fast, &mut |_| {}).unwrap();
+    assert_ne!(outcome.fingerprint, plain.fingerprint);
+    let r = Report::new("plain.toml", &scenario, &plain, Duration::ZERO);
+    assert!(!r.passed, "{}", r.human());
+}
+
+#[test]
+fn hostile_mse_closes_each_attack_with_its_reason() {
+    // Proves every MSE attack is closed by the honest side within 25 s for its rule: the wrong
+    // VC both ways (BadVc where bt answered, NoSyncMarker where it dialled), the stall by the
+    // handshake limit at 20 s; the leechers complete; the run is deterministic.
+    let (_, outcome, r) = run("hostile-mse.toml", None);
+    assert!(r.passed, "{}", r.human());
+    let fallback = "Peer/Handshake/ProtocolLength";
+    hostile::assert_group_closed(&r, "garbage", &["Mse/NoSyncMarker", fallback], 1.0);
+    hostile::assert_group_closed(&r, "long-pad", &["Mse/PadTooLong", fallback], 1.0);
+    hostile::assert_group_closed(
+        &r,
+        "wrong-vc",
+        &["Mse/BadVc", "Mse/NoSyncMarker", fallback],
+        1.0,
+    );
+    hostile::assert_group_closed(&r, "stall", &["HandshakeTimeout"], 21.0);
+    let vc = hostile::attack(&r, "wrong-vc");
+    assert!(vc.closed.contains_key("Mse/BadVc") && vc.closed.contains_key("Mse/NoSyncMarker"));
+    assert!(
+        hostile::attack(&r, "long-pad")
+            .closed
+            .contains_key("Mse/PadTooLong")
+    );
+    assert!(hostile::attack(&r, "stall").close_s.unwrap().min >= 20.0);
+    let (_, again, _) = run("hostile-mse.toml", None);
+    assert_eq!(outcome.fingerprint, again.fingerprint);
 }

@@ -519,3 +519,28 @@ fn seed_goals_on_turmoil_stop_each_goal_peer_through_the_real_driver() {
     );
     assert_eq!(outcome.hosts[0].end, HostEnd::Running);
 }
+
+#[test]
+fn hostile_mse_on_turmoil_closes_each_attack_with_its_reason() {
+    // Proves the real driver closes the four MSE attacks for the same rules as the fast
+    // engine, within 25 s, and completes the leechers.
+    let (_, _, r) = run("hostile-mse.toml");
+    assert!(r.passed, "{}", r.human());
+    let fallback = "Peer/Handshake/ProtocolLength";
+    hostile::assert_group_closed(&r, "long-pad", &["Mse/PadTooLong", fallback], 1.0);
+    hostile::assert_group_closed(
+        &r,
+        "wrong-vc",
+        &["Mse/BadVc", "Mse/NoSyncMarker", fallback],
+        1.0,
+    );
+    hostile::assert_group_closed(&r, "stall", &["HandshakeTimeout"], 21.0);
+}
+
+#[test]
+fn encryption_mix_on_turmoil_connects_every_pair_that_can_talk() {
+    // Proves the runtime's dial policy with the three encryption policies: every pair that can
+    // talk connects, require peers only in RC4.
+    let (_, _, r) = run("encryption-mix.toml");
+    assert!(r.passed, "{}", r.human());
+}

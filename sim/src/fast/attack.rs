@@ -2,7 +2,8 @@
 //!
 //! An attacker announces like any peer (as a seed, `left = 0`, so leechers want it), dials each
 //! address it learns once, never dials another attacker, accepts up to its group's `max_peers`,
-//! reads and discards whatever arrives, and never closes a connection itself: every end comes
+//! hands what arrives to its script (which keeps only an MSE peer's key) or discards it, and
+//! never closes a connection itself: every end comes
 //! from the honest side (a close with the protocol's reason, recorded by `close_local` in
 //! `net.rs`) or from the run ending. Every script step is an event in the trace and the
 //! fingerprint.
@@ -20,13 +21,13 @@ use crate::attack::{MAX_QUEUED, Step};
 use crate::trace::Kind;
 
 impl World<'_> {
-    /// Attacker `h`'s end `conn` opened: start its script.
-    pub(super) fn attack_open(&mut self, h: HostId, conn: ConnId) {
+    /// Attacker `h`'s end `conn` opened (`dialled`: by the attacker): start its script.
+    pub(super) fn attack_open(&mut self, h: HostId, conn: ConnId, dialled: bool) {
         let content = std::sync::Arc::clone(&self.content);
         let Some(attacker) = self.hosts[h as usize].attacker.as_mut() else {
             return;
         };
-        let step = attacker.opened(conn, content.info_hash, &content.layout);
+        let step = attacker.opened(conn, dialled, content.info_hash, &content.layout);
         self.attack_conns_open += 1;
         let group = self.hosts[h as usize].group;
         if let Some(Some(a)) = self.attacks.get_mut(group) {
@@ -50,6 +51,16 @@ impl World<'_> {
             self.trace.record(Kind::AttackTick, &[u64::from(h), conn.0]);
         }
         let step = attacker.tick(conn, &content.layout, MAX_QUEUED.saturating_sub(queued));
+        self.attack_step(h, conn, step);
+    }
+
+    /// Bytes reached attacker `h`'s end `conn`: its script reads them if it wants to.
+    pub(super) fn attack_received(&mut self, h: HostId, conn: ConnId, bytes: &[u8]) {
+        let info_hash = self.content.info_hash;
+        let Some(attacker) = self.hosts[h as usize].attacker.as_mut() else {
+            return;
+        };
+        let step = attacker.received(conn, bytes, info_hash);
         self.attack_step(h, conn, step);
     }
 

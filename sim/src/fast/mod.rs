@@ -341,6 +341,15 @@ impl RateLog {
     }
 }
 
+impl World<'_> {
+    /// Whether peer `h`'s group sets `encryption` (its session has the encryption layer).
+    fn encrypts(&self, h: HostId) -> bool {
+        self.scenario.groups[self.hosts[h as usize].group]
+            .encryption
+            .is_some()
+    }
+}
+
 impl Host {
     fn is_corrupt(&self) -> bool {
         self.behaviour == Behaviour::Corrupt
@@ -434,6 +443,8 @@ struct World<'a> {
     dht_rng: Rng,
     /// DHT datagrams lost (the link's loss, the DHT's, a partition, no such node).
     dht_lost: u64,
+    /// Connections, dials and tracker answers of peers whose group sets `encryption`.
+    encryption: crate::encryption::EncryptionOutcome,
 }
 
 /// Runs `scenario` with `seed`. See the module docs. Fails only when the torrent cannot be
@@ -635,6 +646,10 @@ impl<'a> World<'a> {
                 .collect(),
             dht_rng: dht_rng.fork(u64::MAX),
             dht_lost: 0,
+            encryption: crate::encryption::EncryptionOutcome {
+                dials_measured: true,
+                ..Default::default()
+            },
         })
     }
 
@@ -804,6 +819,7 @@ impl<'a> World<'a> {
                     listen_port: Some(PORT),
                     ..TorrentConfig::default()
                 },
+                encryption: group.encryption,
                 ..SessionConfig::default()
             },
             announcer: AnnouncerConfig {
@@ -1241,6 +1257,9 @@ impl<'a> World<'a> {
                 host.dht_first_lookup_at.get_or_insert(now);
             }
             ClientEvent::TrackerAnswered { .. } => {
+                if self.encrypts(h) {
+                    self.encryption.tracker_answered(h as usize, now);
+                }
                 self.trace.record(Kind::TrackerAnswer, &[u64::from(h), 1])
             }
             ClientEvent::TrackerFailed { .. } => {
@@ -1369,6 +1388,18 @@ impl<'a> World<'a> {
             TorrentEvent::PeerConnected { conn, .. } => {
                 self.trace
                     .record(Kind::PeerConnected, &[u64::from(h), conn.0]);
+                if self.encrypts(h) {
+                    let host = &self.hosts[h as usize];
+                    let rc4 = host
+                        .client
+                        .as_ref()
+                        .is_some_and(|c| c.session().is_rc4(conn));
+                    self.trace
+                        .record(Kind::PeerCipher, &[u64::from(h), conn.0, u64::from(rc4)]);
+                    if let Some(remote) = self.conns.get(&conn).map(|c| c.remote_host) {
+                        self.encryption.connected(h as usize, remote as usize, rc4);
+                    }
+                }
             }
             TorrentEvent::PeerClosed { conn, .. } => {
                 self.trace.record(Kind::PeerClosed, &[u64::from(h), conn.0]);
@@ -1646,6 +1677,7 @@ impl<'a> World<'a> {
                 .collect(),
             group_closes: self.group_closes,
             attacks: self.attacks,
+            encryption: self.encryption,
         }
     }
 }

@@ -142,6 +142,9 @@ pub(super) struct Conn {
     to_attacker: bool,
     /// This end is an attacker's.
     is_attacker: bool,
+    /// Either end's session has the encryption layer (its group sets `encryption`), so the
+    /// stream may be an MSE handshake and RC4.
+    may_encrypt: bool,
 }
 
 impl Conn {
@@ -168,6 +171,7 @@ impl Conn {
             queued: 0,
             to_attacker: world.hosts[remote_host as usize].attacker.is_some(),
             is_attacker: world.hosts[host as usize].attacker.is_some(),
+            may_encrypt: world.encrypts(host) || world.encrypts(remote_host),
         }
     }
 
@@ -350,8 +354,9 @@ impl World<'_> {
         };
         debug_assert_eq!(c.host, h);
         // The observer's rules are for two protocol peers: an attacker breaks them on purpose,
-        // and its choke storms void requests the observer would count as in flight.
-        let watched = !(c.to_attacker || c.is_attacker);
+        // and its choke storms void requests the observer would count as in flight. It reads
+        // BitTorrent messages, not an MSE handshake or RC4.
+        let watched = !(c.to_attacker || c.is_attacker || c.may_encrypt);
         if let Item::Data(bytes) = &item
             && watched
         {
@@ -614,7 +619,7 @@ impl World<'_> {
                         let host = &mut self.hosts[h as usize];
                         if is_attacker {
                             host.dialing -= 1;
-                            self.attack_open(h, to);
+                            self.attack_open(h, to, true);
                             self.settle(h);
                             return;
                         }
@@ -633,10 +638,22 @@ impl World<'_> {
                 }
             }
             ConnState::Open if self.hosts[h as usize].attacker.is_some() => {
-                // An attacker reads and discards; a FIN means the honest side closed.
+                // An attacker's script reads what it wants (the rest is discarded); a FIN means
+                // the honest side closed.
                 let group = self.hosts[h as usize].group;
                 if let Some(Some(a)) = self.attacks.get_mut(group) {
                     a.bytes_received += burst.len as u64;
+                }
+                if self.hosts[h as usize]
+                    .attacker
+                    .as_ref()
+                    .is_some_and(|a| a.reads())
+                {
+                    for item in &burst.items {
+                        if let Item::Data(b) = item {
+                            self.attack_received(h, to, b);
+                        }
+                    }
                 }
                 if burst.has_fin() {
                     self.forget(to);
@@ -729,7 +746,7 @@ impl World<'_> {
         let c = Conn::new(self, to_host, from, from_host, ConnState::Open);
         self.conns.insert(to, c);
         self.transit(to, from, to_host, from_host, Burst::one(Item::Open));
-        self.attack_open(to_host, to);
+        self.attack_open(to_host, to, false);
         self.settle(to_host);
     }
 
@@ -801,6 +818,9 @@ impl World<'_> {
             // Nobody there: the client's connect timeout ends it.
             return;
         };
+        if self.encrypts(h) && self.hosts[to_host as usize].attacker.is_none() {
+            self.encryption.dialled(h as usize, to_host as usize, now);
+        }
         // The far end's handle is known once it accepts.
         let c = Conn::new(self, h, ConnId(0), to_host, ConnState::Dialing);
         self.conns.insert(conn, c);

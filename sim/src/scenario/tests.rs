@@ -683,3 +683,114 @@ fn seed_goal_mistakes_are_named_with_their_key() {
         assert!(e.message.contains("attacker"), "{e}");
     }
 }
+
+#[test]
+fn encryption_keys_read_as_written() {
+    // Proves `encryption` reads each policy (absent: the layer off), the encryption
+    // expectations and attack_reasons read as documented, and the MSE attacks by their names.
+    let s = parse(GOOD).unwrap();
+    assert!(s.groups.iter().all(|g| g.encryption.is_none()));
+    for (name, policy) in [
+        ("prefer", Encryption::Prefer),
+        ("require", Encryption::Require),
+        ("plaintext", Encryption::Plaintext),
+    ] {
+        let text = replace(
+            "max_peers = 30\n",
+            &format!("max_peers = 30\nencryption = \"{name}\"\n"),
+        )
+        .replace(
+            "seeder_upload_at_most = 2.5",
+            "seeder_upload_at_most = 2.5\ncompatible_pairs_connected = true\n\
+             require_connections_rc4 = true\nincompatible_dials_backed_off = true",
+        );
+        let s = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.groups[1].encryption, Some(policy));
+        assert_eq!(encryption_name(policy), name);
+        assert!(s.expect.compatible_pairs_connected);
+        assert!(s.expect.require_connections_rc4);
+        assert!(s.expect.incompatible_dials_backed_off);
+    }
+    let mse = "[[group]]\nname = \"vc\"\nrole = \"attacker\"\nattack = \"mse_wrong_vc\"";
+    let s = parse(&with_attacker(
+        mse,
+        "attack_reasons = { vc = [\"Mse/BadVc\", \"Mse/NoSyncMarker\"] }",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.groups[2].attack, Some(Attack::MseWrongVc));
+    assert_eq!(
+        s.expect.attack_reasons[&2],
+        vec!["Mse/BadVc".to_owned(), "Mse/NoSyncMarker".to_owned()]
+    );
+    for (name, attack) in [
+        ("mse_garbage_after_key", Attack::MseGarbageAfterKey),
+        ("mse_long_padding", Attack::MseLongPadding),
+        ("mse_wrong_vc", Attack::MseWrongVc),
+        ("mse_stall", Attack::MseStall),
+    ] {
+        assert_eq!(Attack::from_name(name), Some(attack));
+        assert!(attack.is_mse());
+    }
+    // Who can talk to whom: only require against a peer that never encrypts cannot.
+    let (p, r, t) = (
+        Some(Encryption::Prefer),
+        Some(Encryption::Require),
+        Some(Encryption::Plaintext),
+    );
+    assert!(policies_can_talk(p, r) && policies_can_talk(p, t) && policies_can_talk(r, r));
+    assert!(policies_can_talk(t, None) && policies_can_talk(p, None));
+    assert!(!policies_can_talk(r, t) && !policies_can_talk(t, r) && !policies_can_talk(r, None));
+}
+
+#[test]
+fn encryption_mistakes_are_named_with_their_key() {
+    // Proves each misuse of the encryption keys is refused with its key and a reason.
+    let text = replace(
+        "max_peers = 30\n",
+        "max_peers = 30\nencryption = \"maybe\"\n",
+    );
+    let e = error(&text);
+    assert_eq!(e.key.as_deref(), Some("group.encryption"), "{e}");
+    assert_eq!(e.line, Some(line_of(&text, "encryption = ")), "{e}");
+    assert!(e.message.contains("prefer, require or plaintext"), "{e}");
+    let e = error(&with_attacker(
+        &format!("{FLOOD}\nencryption = \"prefer\""),
+        "",
+    ));
+    assert_eq!(e.key.as_deref(), Some("group.encryption"), "{e}");
+    assert!(e.message.contains("attacker"), "{e}");
+    let e = error(&replace(
+        "max_peers = 30\n",
+        "max_peers = 30\nencryption = \"require\"\nseed_ratio = 1\n",
+    ));
+    assert_eq!(e.key.as_deref(), Some("group.seed_ratio"), "{e}");
+    assert!(e.message.contains("RC4"), "{e}");
+    for key in [
+        "compatible_pairs_connected",
+        "require_connections_rc4",
+        "incompatible_dials_backed_off",
+    ] {
+        let e = error(&replace(
+            "seeder_upload_at_most = 2.5",
+            &format!("seeder_upload_at_most = 2.5\n{key} = true"),
+        ));
+        assert_eq!(
+            e.key.as_deref(),
+            Some(format!("expect.{key}").as_str()),
+            "{e}"
+        );
+        assert!(e.message.contains("`encryption`"), "{e}");
+    }
+    for (reasons, words) in [
+        ("{ nobody = [\"Mse/BadVc\"] }", "no group named `nobody`"),
+        ("{ seed = [\"Mse/BadVc\"] }", "not of role"),
+        ("{ flood = [] }", "names no reason"),
+    ] {
+        let e = error(&with_attacker(
+            FLOOD,
+            &format!("attack_reasons = {reasons}"),
+        ));
+        assert_eq!(e.key.as_deref(), Some("expect.attack_reasons"), "{e}");
+        assert!(e.message.contains(words), "{e}");
+    }
+}

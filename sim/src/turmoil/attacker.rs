@@ -4,8 +4,8 @@
 //! The host listens on the peer port, announces to the first tracker through the runtime's own
 //! tracker client (as a seed, `left = 0`, at the tracker's interval), dials each address the
 //! tracker gives once (never another attacker), and runs the script on every connection: what it
-//! sends first, then its ticks. It reads and discards what arrives and never closes a
-//! connection itself. Each connection it opens is put in [`super::peer::State`] under the address
+//! sends first, then its ticks. It hands what arrives to the script (an MSE attack keeps the
+//! peer's key; the rest is discarded) and never closes a connection itself. Each connection it opens is put in [`super::peer::State`] under the address
 //! the honest peer sees (the attacker's end of the socket), so the honest driver's
 //! `PeerClosed` report finds it: the reason, and the time from the attacker's open to the honest
 //! close. What is left there at the end was open at the end.
@@ -78,6 +78,7 @@ pub(super) async fn life(ctx: Arc<Ctx>, shared: Arc<Shared>, id: usize) -> ::tur
             script.clone(),
             id,
             stream,
+            false,
         ));
     }
 }
@@ -144,7 +145,7 @@ async fn announce(
                         let connect = turmoil::net::TcpStream::connect(addr);
                         let timeout = bt_protocol::client::CONNECT_TIMEOUT;
                         if let Ok(Ok(stream)) = tokio::time::timeout(timeout, connect).await {
-                            connection(ctx, shared, script, id, stream).await;
+                            connection(ctx, shared, script, id, stream, true).await;
                         }
                     });
                 }
@@ -163,6 +164,7 @@ async fn connection(
     script: Arc<Mutex<Script>>,
     id: usize,
     stream: turmoil::net::TcpStream,
+    dialled: bool,
 ) {
     let (Ok(local), Ok(remote)) = (stream.local_addr(), stream.peer_addr()) else {
         return;
@@ -184,7 +186,7 @@ async fn connection(
     let layout = &ctx.meta.info.layout;
     let step = lock(&script)
         .attacker
-        .opened(conn, ctx.meta.info_hash, layout);
+        .opened(conn, dialled, ctx.meta.info_hash, layout);
     let mut bytes = step.bytes;
     let mut next = step.again.map(|d| tokio::time::Instant::now() + d);
     let mut buf = vec![0u8; 16 * 1024];
@@ -201,7 +203,11 @@ async fn connection(
             biased;
             read = reader.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
-                Ok(n) => shared.attack_received(id, n),
+                Ok(n) => {
+                    shared.attack_received(id, n);
+                    let step = lock(&script).attacker.received(conn, &buf[..n], ctx.meta.info_hash);
+                    bytes = step.bytes;
+                }
             },
             () = sleep_until(due), if due.is_some() => {
                 shared.attack_tick(id, conn);
@@ -211,7 +217,7 @@ async fn connection(
             }
         }
     }
-    shared.attack_ended(honest, seen_as);
+    shared.attack_ended(honest, seen_as, conn);
     let mut sc = lock(&script);
     sc.attacker.forget(conn);
     sc.open -= 1;

@@ -614,6 +614,7 @@ impl<'a> Engine<'a> {
             diagnostics,
             announces: s.announces,
             event_counts: std::mem::take(&mut s.event_counts),
+            encryption: std::mem::take(&mut s.encryption),
             group_closes: (0..self.scenario.groups.len())
                 .map(|g| s.group_closes.remove(&g).unwrap_or_default())
                 .collect(),
@@ -625,10 +626,10 @@ impl<'a> Engine<'a> {
                 .map(|(g, spec)| {
                     spec.attack?;
                     let mut a = s.attacks.remove(&g).unwrap_or_default();
-                    let open = s.attack_open.iter().filter(|(_, (group, _))| *group == g);
+                    let open = s.attack_open.iter().filter(|(_, (group, ..))| *group == g);
                     a.open_micros = open
                         .clone()
-                        .map(|(_, (_, at))| now.as_micros().saturating_sub(at.as_micros()))
+                        .map(|(_, (_, at, _))| now.as_micros().saturating_sub(at.as_micros()))
                         .collect();
                     a.open_honest = open.map(|((honest, _), _)| *honest).collect();
                     Some(a)

@@ -159,8 +159,10 @@ pub(super) struct State {
     /// Per attacker group: what became of its connections.
     pub(super) attacks: BTreeMap<usize, AttackOutcome>,
     /// Attacker connections open: by (honest peer, the attacker's address as it sees it), the
-    /// attacker's group and when it opened.
-    pub(super) attack_open: BTreeMap<(usize, SocketAddr), (usize, Instant)>,
+    /// attacker's group, when it opened and the attacker's handle (two connections an honest
+    /// peer dialled one after the other share the address: a plaintext redial after a failed
+    /// encrypted one).
+    pub(super) attack_open: BTreeMap<(usize, SocketAddr), (usize, Instant, ConnId)>,
     pub(super) announces: u64,
     pub(super) complete: u32,
     /// The torrent's info hash, to check the metadata magnets take.
@@ -169,6 +171,10 @@ pub(super) struct State {
     pub(super) dht_boot_datagrams: u64,
     /// The torrent's layout, to count the bytes a peer holds (a seeding ratio's denominator).
     pub(super) layout: Option<TorrentLayout>,
+    /// Per peer: whether its group sets `encryption`.
+    pub(super) encrypts: Vec<bool>,
+    /// Connections and tracker answers of peers whose group sets `encryption`.
+    pub(super) encryption: crate::encryption::EncryptionOutcome,
 }
 
 impl State {
@@ -195,6 +201,7 @@ impl Shared {
     /// Adds a peer.
     pub(super) fn add_host(&self, group: &GroupSpec, index: usize, pieces: u32, seed: u64) {
         let mut s = self.lock();
+        s.encrypts.push(group.encryption.is_some());
         s.hosts.push(HostState {
             group: index,
             role: group.role,
@@ -295,7 +302,7 @@ impl Shared {
         let mut s = self.lock();
         let group = s.hosts[id].group;
         s.attacks.entry(group).or_default().connections += 1;
-        s.attack_open.insert((honest, seen_as), (group, now));
+        s.attack_open.insert((honest, seen_as), (group, now, conn));
         s.trace.at(now.as_micros());
         s.trace.record(Kind::AttackOpen, &[id as u64, conn.0]);
     }
@@ -323,10 +330,17 @@ impl Shared {
         s.attacks.entry(group).or_default().bytes_received += n as u64;
     }
 
-    /// The attacker's connection known to `honest` as `seen_as` ended (the honest side's close,
-    /// already recorded from its report, or its crash).
-    pub(super) fn attack_ended(&self, honest: usize, seen_as: SocketAddr) {
-        self.lock().attack_open.remove(&(honest, seen_as));
+    /// The attacker's connection `conn`, known to `honest` as `seen_as`, ended (the honest
+    /// side's close, already recorded from its report, or its crash). A later connection under
+    /// the same address stays.
+    pub(super) fn attack_ended(&self, honest: usize, seen_as: SocketAddr, conn: ConnId) {
+        let mut s = self.lock();
+        if s.attack_open
+            .get(&(honest, seen_as))
+            .is_some_and(|(_, _, c)| *c == conn)
+        {
+            s.attack_open.remove(&(honest, seen_as));
+        }
     }
 
     /// Takes one report of peer `id`'s driver.
@@ -350,7 +364,7 @@ impl Shared {
                 *s.close_reasons.entry(reason.clone()).or_default() += 1;
                 let group = s.hosts[id].group;
                 let name = crate::engine::close_reason_name(reason);
-                if let Some((attackers, opened)) = s.attack_open.remove(&(id, *addr)) {
+                if let Some((attackers, opened, _)) = s.attack_open.remove(&(id, *addr)) {
                     s.trace.at(now.as_micros());
                     s.trace.record(
                         Kind::AttackClosed,
@@ -370,6 +384,9 @@ impl Shared {
             }
             Report::TrackerAnswered { response, .. } => {
                 s.announces += 1;
+                if s.encrypts.get(id).copied().unwrap_or(false) {
+                    s.encryption.tracker_answered(id, now);
+                }
                 (Kind::TrackerAnswered, [response.peers.len() as u64, 0])
             }
             Report::TrackerFailed { .. } => (Kind::TrackerFailed, [0, 0]),
@@ -431,6 +448,14 @@ impl Shared {
             } => {
                 on_seed_goal(s, now, id, *reached, *uploaded, *seeded);
                 (Kind::SeedGoalReached, [*uploaded, 0])
+            }
+            Report::PeerConnected {
+                addr, encrypted, ..
+            } if s.encrypts.get(id).copied().unwrap_or(false) => {
+                if let Some(&remote) = s.by_ip.get(&addr.ip()) {
+                    s.encryption.connected(id, remote, *encrypted);
+                }
+                (Kind::PeerCipher, [0, u64::from(*encrypted)])
             }
             // Said again by the protocol's own events (connected) or by the peers dialled.
             Report::PeerConnected { .. } | Report::PeersFound { .. } => return,
@@ -693,6 +718,7 @@ pub(super) async fn life(
                 pex: g.pex,
                 ..TorrentConfig::default()
             },
+            encryption: g.encryption,
             ..SessionConfig::default()
         },
         announcer: ctx.announcer,
@@ -708,9 +734,15 @@ pub(super) async fn life(
         cap: TorrentConfig::default().peer.max_pipeline as usize,
     };
     let dht_sent = shared.lock().hosts[id].dht_sent.clone();
-    let net = TurmoilNet::paced(Arc::new(pace))
-        .observed(observer)
-        .counting_udp(dht_sent);
+    let net = TurmoilNet::paced(Arc::new(pace));
+    // The observer reads BitTorrent messages, not an MSE handshake or RC4: a peer with the
+    // encryption layer is not tapped.
+    let net = if g.encryption.is_none() {
+        net.observed(observer)
+    } else {
+        net
+    };
+    let net = net.counting_udp(dht_sent);
     let mut driver = if magnet {
         // The storage is the peer's own disk, whatever the metadata says (the engine checks
         // that it is the torrent's when the report comes).
