@@ -59,7 +59,9 @@ pub struct SessionConfig {
     pub torrent: TorrentConfig,
     /// Most connections across all torrents.
     pub max_connections: usize,
-    /// An incoming connection must send enough of its handshake to be routed within this time.
+    /// An incoming connection must send enough of its handshake to be routed within this time,
+    /// and an encryption handshake either way must finish within it (else it closes with
+    /// [`SessionCloseReason::Mse`] `TimedOut`).
     pub handshake_timeout: Duration,
     /// The first 8 bytes of our peer id (Azureus style: `-BT0100-`); the rest is random.
     pub peer_id_prefix: [u8; 8],
@@ -695,7 +697,11 @@ impl Session {
             .collect();
         expired.sort_unstable();
         for conn in expired {
-            self.refuse(now, conn, SessionCloseReason::HandshakeTimeout);
+            let reason = match self.conns.get(&conn) {
+                Some(Conn::Mse(_)) => SessionCloseReason::Mse(crate::mse::MseError::TimedOut),
+                _ => SessionCloseReason::HandshakeTimeout,
+            };
+            self.refuse(now, conn, reason);
         }
         if self.shares.next_division().is_some_and(|at| at <= now) {
             self.divide_rates(now, false);

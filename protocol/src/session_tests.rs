@@ -482,3 +482,42 @@ fn encryption_policies_refuse_what_they_must() {
         [(c_in, SessionCloseReason::NotBitTorrent)]
     );
 }
+
+#[test]
+fn an_encryption_handshake_that_stalls_closes_as_timed_out_at_the_handshake_limit() {
+    use crate::mse::{Methods, MseError};
+    let layout = TorrentLayout::new(32768, &[100_000]).unwrap();
+    let data = content(100_000);
+    let mut leecher = side_with(
+        2,
+        &layout,
+        &data,
+        false,
+        Some(crate::session::Encryption::Prefer),
+    );
+    let (conn, t) = (ConnId(10), leecher.torrent);
+    leecher
+        .session
+        .connect_encrypted(Instant::ZERO, t, conn, addr(1), Methods::BOTH)
+        .unwrap();
+    // The peer answers with nothing at all.
+    assert!(!drain(&mut leecher, &layout, Instant::ZERO).is_empty());
+    let limit = SessionConfig::default().handshake_timeout;
+    assert!(
+        leecher
+            .session
+            .poll_timeout()
+            .is_some_and(|t| t <= Instant::ZERO + limit)
+    );
+    leecher
+        .session
+        .handle_timeout(Instant::ZERO + (limit - Duration::from_millis(1)));
+    drain(&mut leecher, &layout, Instant::ZERO + limit);
+    assert!(leecher.closed.is_empty());
+    leecher.session.handle_timeout(Instant::ZERO + limit);
+    drain(&mut leecher, &layout, Instant::ZERO + limit);
+    assert_eq!(
+        leecher.closed,
+        [(conn, SessionCloseReason::Mse(MseError::TimedOut))]
+    );
+}

@@ -888,7 +888,7 @@ fn hostile_mse_closes_each_attack_with_its_reason() {
         &["Mse/BadVc", "Mse/NoSyncMarker", fallback],
         1.0,
     );
-    hostile::assert_group_closed(&r, "stall", &["HandshakeTimeout"], 21.0);
+    hostile::assert_group_closed(&r, "stall", &["Mse/TimedOut"], 21.0);
     let vc = hostile::attack(&r, "wrong-vc");
     assert!(vc.closed.contains_key("Mse/BadVc") && vc.closed.contains_key("Mse/NoSyncMarker"));
     assert!(

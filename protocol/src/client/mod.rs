@@ -1206,7 +1206,9 @@ impl Client {
                 SessionOutput::Close { conn, reason } => {
                     // A connection fewer may leave room to dial.
                     self.pump_needed = true;
+                    // A handshake that stalled is no sign the peer speaks only plaintext.
                     if let SessionCloseReason::Mse(e) = reason
+                        && e != crate::mse::MseError::TimedOut
                         && self.dialled(conn)
                     {
                         self.encryption_failed.insert(conn, Some(e));
