@@ -131,6 +131,9 @@ pub enum SessionError {
     /// The torrent refused the file priorities.
     #[error(transparent)]
     Priorities(#[from] crate::torrent::FilePrioritiesError),
+    /// The torrent refused the reader or deadline.
+    #[error(transparent)]
+    Reader(#[from] crate::torrent::ReaderError),
 }
 
 /// What the session asks its driver to do.
@@ -352,6 +355,50 @@ impl Session {
             .get_mut(&id)
             .ok_or(SessionError::NoSuchTorrent(id))?;
         t.set_file_priorities(now, priorities)?;
+        self.collect(id);
+        Ok(())
+    }
+
+    /// Reader `reader` of torrent `id` is at `position`: see [`Torrent::set_reader`].
+    pub fn set_reader(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        reader: crate::torrent::ReaderId,
+        position: crate::torrent::ReadPosition,
+    ) -> Result<(), SessionError> {
+        let t = self
+            .torrents
+            .get_mut(&id)
+            .ok_or(SessionError::NoSuchTorrent(id))?;
+        t.set_reader(now, reader, position)?;
+        self.collect(id);
+        Ok(())
+    }
+
+    /// Reader `reader` of torrent `id` went away: see [`Torrent::remove_reader`]. Does nothing
+    /// for an unknown torrent or reader.
+    pub fn remove_reader(&mut self, now: Instant, id: TorrentId, reader: crate::torrent::ReaderId) {
+        if let Some(t) = self.torrents.get_mut(&id) {
+            t.remove_reader(now, reader);
+            self.collect(id);
+        }
+    }
+
+    /// Piece `piece` of torrent `id` is needed by `deadline` (`None`: no longer): see
+    /// [`Torrent::set_piece_deadline`].
+    pub fn set_piece_deadline(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        piece: crate::metainfo::PieceIndex,
+        deadline: Option<Instant>,
+    ) -> Result<(), SessionError> {
+        let t = self
+            .torrents
+            .get_mut(&id)
+            .ok_or(SessionError::NoSuchTorrent(id))?;
+        t.set_piece_deadline(now, piece, deadline)?;
         self.collect(id);
         Ok(())
     }

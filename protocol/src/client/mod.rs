@@ -724,6 +724,45 @@ impl Client {
         Ok(())
     }
 
+    /// Reader `reader` of torrent `id` (an HTTP response being streamed, a player) is at
+    /// `position`: the pieces it needs soon are fetched first, from the fastest peers, and its
+    /// window is high priority (see [`crate::torrent::Deadlines`]). Readers are the caller's to
+    /// number; [`Client::remove_reader`] releases one.
+    pub fn set_reader(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        reader: crate::torrent::ReaderId,
+        position: crate::torrent::ReadPosition,
+    ) -> Result<(), SessionError> {
+        self.session.set_reader(now, id, reader, position)?;
+        self.collect(now);
+        self.pump_if_needed(now);
+        Ok(())
+    }
+
+    /// Reader `reader` of torrent `id` went away: its pieces go back to the strategy's order.
+    pub fn remove_reader(&mut self, now: Instant, id: TorrentId, reader: crate::torrent::ReaderId) {
+        self.session.remove_reader(now, id, reader);
+        self.collect(now);
+        self.pump_if_needed(now);
+    }
+
+    /// Piece `piece` of torrent `id` is needed by `deadline` (`None`: no longer): within
+    /// [`crate::torrent::URGENT_HORIZON`] of it the piece comes before all others.
+    pub fn set_piece_deadline(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        piece: crate::metainfo::PieceIndex,
+        deadline: Option<Instant>,
+    ) -> Result<(), SessionError> {
+        self.session.set_piece_deadline(now, id, piece, deadline)?;
+        self.collect(now);
+        self.pump_if_needed(now);
+        Ok(())
+    }
+
     /// Global rate limits in bytes per second of block payload (`None`: unlimited), shared by
     /// every torrent (see [`Session::set_rate_limits`]).
     pub fn set_rate_limits(&mut self, now: Instant, download: Option<u64>, upload: Option<u64>) {

@@ -67,6 +67,9 @@ use bytes::Bytes;
 mod extensions;
 mod magnet;
 mod priorities;
+mod readers;
+
+pub use readers::ReaderError;
 
 use extensions::PeerExt;
 pub use extensions::{
@@ -407,6 +410,12 @@ pub struct Torrent {
     upload: Pacer<ConnId>,
     /// Each file's priority, or empty while every file is normal (see `machine/priorities.rs`).
     file_priorities: Vec<super::FilePriority>,
+    /// Readers and deadlines per piece (see `machine/readers.rs`).
+    deadlines: super::Deadlines,
+    /// When a needed piece next turns urgent or late.
+    deadline_wake: Option<Instant>,
+    /// The urgent pieces of the last round (reused).
+    urgent_scratch: Vec<super::Urgent>,
 }
 
 impl Torrent {
@@ -464,6 +473,9 @@ impl Torrent {
             our_ips: BTreeSet::new(),
             ext_stats: ExtensionStats::default(),
             file_priorities: Vec::new(),
+            deadlines: super::Deadlines::default(),
+            deadline_wake: None,
+            urgent_scratch: Vec::new(),
             download: Pacer::new(config.download_limit),
             upload: Pacer::new(config.upload_limit),
             config,
@@ -556,6 +568,7 @@ impl Torrent {
             .chain(self.pex_next)
             .chain(self.download.wake_at())
             .chain(self.upload.wake_at())
+            .chain(self.deadline_wake)
             .min()
     }
 
@@ -1197,6 +1210,11 @@ impl Torrent {
             candidates.dedup();
         }
         self.download.rotate(&mut candidates);
+        // Pieces that turned urgent or late change the picker's epoch: the peers whose last
+        // pick ran short are looked at again, the others have full pipelines.
+        let urgent_floor = self
+            .update_urgent(now)
+            .then(|| self.fastest_first(now, &mut candidates));
         let mut scratch = std::mem::take(&mut self.scratch);
         // A write stall waiting to retry: interest goes on, requests wait.
         let paused = self.requests_paused();
@@ -1250,8 +1268,14 @@ impl Torrent {
             scratch.clear();
             if allowed > 0 {
                 let pieces = allowed_only.as_ref().unwrap_or(conn.peer_pieces());
-                self.picker
-                    .pick(pieces, allowed, |b| conn.has_requested(b), &mut scratch);
+                let urgent_ok = urgent_floor.is_none_or(|floor| conn.download_rate(now) >= floor);
+                self.picker.pick_for(
+                    pieces,
+                    allowed,
+                    urgent_ok,
+                    |b| conn.has_requested(b),
+                    &mut scratch,
+                );
             }
             for b in scratch.drain(..) {
                 if !conn.request(now, b) {

@@ -4,16 +4,22 @@
 
 mod bitfield;
 mod choker;
+mod deadlines;
 mod machine;
 mod picker;
 mod smart_ban;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use choker::{Choker, ChokerConfig, PeerSnapshot, Unchoked};
+pub use deadlines::{
+    Deadlines, MAX_READERS, MAX_WINDOW_PIECES, MIN_WINDOW_PIECES, READAHEAD, ReadPosition,
+    ReaderId, TooManyReaders, UNPACED_URGENT_PIECES, URGENT_HORIZON, Urgent,
+};
 pub use machine::{
     AddPeerError, CloseReason, ExtensionStats, FilePrioritiesError, METADATA_REJECT_SLACK,
-    METADATA_REQUESTS_PER_PEER, OUR_UT_METADATA, OUR_UT_PEX, PEX_MAX_PER_MESSAGE, Torrent,
-    TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats, WriteStall, piece_priorities,
+    METADATA_REQUESTS_PER_PEER, OUR_UT_METADATA, OUR_UT_PEX, PEX_MAX_PER_MESSAGE, ReaderError,
+    Torrent, TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats, WriteStall,
+    piece_priorities,
 };
 pub use picker::{
     ENDGAME_MAX_BLOCKS, FilePriority, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy,

@@ -13,6 +13,12 @@
 //! [`FilePriority::Normal`] ones, and the strategy orders pieces within a class. Started pieces are
 //! finished whatever their class; a piece that becomes skipped while started is dropped.
 //!
+//! Readers ([`super::deadlines`]): the torrent hands the picker the pieces of its readers'
+//! windows ([`Picker::set_readahead`]), started before every other new piece and in order, and
+//! before each round the urgent ones ([`Picker::set_urgent`]): those are served first of all, to
+//! the peers the torrent lets take them, and a late one's blocks already in flight may be asked
+//! of a second peer (as in endgame, but only for those pieces).
+//!
 //! Invariants: never hands out a block of a piece we have, skip, or the peer lacks; a block is
 //! handed to the same peer at most once while in flight (the caller's `in_flight` check);
 //! `settled` is exactly `have` ∪ skipped pieces; per-piece state exists only for started pieces,
@@ -21,6 +27,7 @@
 use std::collections::BTreeMap;
 
 use super::Bitfield;
+use super::deadlines::Urgent;
 use crate::metainfo::{BlockRef, PieceIndex, TorrentLayout};
 use crate::rng::Rng;
 
@@ -106,6 +113,10 @@ pub struct Picker {
     /// Pieces dropped while started (made skipped): requests for their blocks may still be out
     /// at peers without being counted, until the piece is verified.
     orphaned: Bitfield,
+    /// Pieces of the readers' windows: started before all others, in order.
+    readahead: Bitfield,
+    /// The urgent pieces of this round, most urgent first (at most one entry per piece).
+    urgent: Vec<Urgent>,
 }
 
 impl Picker {
@@ -128,7 +139,40 @@ impl Picker {
             epoch: 0,
             started: Vec::new(),
             orphaned: Bitfield::new(n),
+            readahead: Bitfield::new(n),
+            urgent: Vec::new(),
         }
+    }
+
+    /// The pieces of the readers' windows (`None`: no reader): each is started before any piece
+    /// outside, in order, whatever the strategy.
+    pub fn set_readahead(&mut self, window: Option<&Bitfield>) {
+        let n = self.layout.piece_count();
+        let window = window
+            .filter(|w| w.len() == n)
+            .cloned()
+            .unwrap_or_else(|| Bitfield::new(n));
+        if window != self.readahead {
+            self.readahead = window;
+            self.epoch += 1;
+        }
+    }
+
+    /// The urgent pieces from now on, most urgent first (see [`super::deadlines`]); pieces out
+    /// of range are ignored.
+    pub fn set_urgent(&mut self, urgent: &[Urgent]) {
+        if urgent != self.urgent.as_slice() {
+            let n = self.layout.piece_count();
+            self.urgent.clear();
+            self.urgent
+                .extend(urgent.iter().filter(|u| u.piece < n).copied());
+            self.epoch += 1;
+        }
+    }
+
+    /// Whether any piece is urgent.
+    pub fn has_urgent(&self) -> bool {
+        !self.urgent.is_empty()
     }
 
     /// The pieces [`Picker::pick`] started (first blocks handed out) since the last call, in
@@ -268,7 +312,24 @@ impl Picker {
         in_flight: impl Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
+        self.pick_for(peer_pieces, max, true, in_flight, out);
+    }
+
+    /// [`Picker::pick`], for a peer that may take urgent blocks only if `urgent_ok` (the torrent
+    /// keeps them for its faster peers).
+    pub fn pick_for(
+        &mut self,
+        peer_pieces: &Bitfield,
+        max: usize,
+        urgent_ok: bool,
+        in_flight: impl Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
         let start = out.len();
+        // 0. Urgent pieces, most urgent first.
+        if urgent_ok && !self.urgent.is_empty() {
+            self.pick_urgent(peer_pieces, max, &in_flight, out);
+        }
         // 1. Finish started pieces.
         self.pick_from_partial(peer_pieces, None, max, out);
         // 2. Start new pieces.
@@ -302,6 +363,71 @@ impl Picker {
             let in_flight = |b: BlockRef| in_flight(b) || picked_now.contains(&b);
             self.pick_endgame(peer_pieces, remaining, &in_flight, out);
         }
+    }
+
+    /// Step 0 of a pick: missing blocks of the urgent pieces the peer has, starting them as
+    /// needed, and of a late one also blocks in flight to fewer than
+    /// [`MAX_ENDGAME_REQUESTS`] other peers.
+    fn pick_urgent(
+        &mut self,
+        peer_pieces: &Bitfield,
+        max: usize,
+        in_flight: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let start = out.len();
+        let urgent = std::mem::take(&mut self.urgent);
+        for u in &urgent {
+            let taken = out.len() - start;
+            if taken == max {
+                break;
+            }
+            let i = u.piece;
+            if !peer_pieces.get(i) || self.settled.get(i) || self.hashing.get(i) {
+                continue;
+            }
+            if !self.partial.contains_key(&i) {
+                let Some(piece) = self.layout.piece(i) else {
+                    continue;
+                };
+                self.started.push(piece);
+                let blocks = vec![Block::Missing; self.layout.block_count(piece) as usize];
+                self.partial.insert(
+                    i,
+                    Partial {
+                        blocks,
+                        received: 0,
+                    },
+                );
+                self.epoch += 1;
+            }
+            let before = out.len();
+            self.pick_from_partial(peer_pieces, Some(i), max - taken, out);
+            if !u.late || out.len() - start == max {
+                continue;
+            }
+            let picked_now: Vec<BlockRef> = out[before..].to_vec();
+            let piece = self.layout.piece(i).expect("partial pieces are in range");
+            let partial = self.partial.get_mut(&i).expect("started above");
+            for (b, state) in partial.blocks.iter_mut().enumerate() {
+                if out.len() - start == max {
+                    break;
+                }
+                if let Block::Requested(n) = state
+                    && *n < MAX_ENDGAME_REQUESTS
+                {
+                    let block = self
+                        .layout
+                        .block(piece, b as u32)
+                        .expect("block index in range");
+                    if !in_flight(block) && !picked_now.contains(&block) {
+                        *n += 1;
+                        out.push(block);
+                    }
+                }
+            }
+        }
+        self.urgent = urgent;
     }
 
     /// Hands out missing blocks of started pieces the peer has (only `only`, if given).
@@ -388,7 +514,13 @@ impl Picker {
                 .ones_without(&self.settled, &self.hashing)
                 .filter(|i| !self.partial.contains_key(i))
         };
-        // High-priority pieces first: only when the peer has none are normal ones looked at.
+        // The readers' windows first, in order (a reader reads in order).
+        if !self.readahead.is_clear()
+            && let Some(i) = all().find(|&i| self.readahead.get(i))
+        {
+            return self.layout.piece(i);
+        }
+        // High-priority pieces next: only when the peer has none are normal ones looked at.
         let high_only = !self.high.is_clear() && all().any(|i| self.high.get(i));
         let candidates = all().filter(|&i| !high_only || self.high.get(i));
         let index = match self.strategy {
