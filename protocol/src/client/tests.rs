@@ -632,3 +632,66 @@ fn a_client_that_requires_encryption_never_talks_plaintext() {
     assert!(connects.len() <= 4, "{connects:?}");
     assert!(connects.windows(2).all(|w| w[1].0 > w[0].0), "{connects:?}");
 }
+
+#[test]
+fn a_reader_gets_its_pieces_first_and_releases_them() {
+    // Proves the reader commands reach the picker through the client: a leecher with a reader
+    // at piece 5 verifies pieces 5 and 6 (its urgent ones) before any other, and one whose
+    // reader went away again downloads in the strategy's order; a reader of an unknown
+    // torrent is refused.
+    use crate::torrent::{ReadPosition, ReaderId, Strategy, TorrentEvent};
+    let verified_order = |reader: bool| {
+        let mut net = Net::new();
+        let (s, _) = client(1, 1, true, Vec::new());
+        let mut config = ClientConfig::default();
+        config.session.torrent.strategy = Strategy::Sequential;
+        let mut c = Client::new(config, 2);
+        c.set_listen_addr(addr(2));
+        let lid = add_test_torrent(&mut c, HASH, false, Vec::new());
+        let at = ReadPosition {
+            offset: 5 * PIECE + 100,
+            end: LEN,
+            rate: None,
+        };
+        c.set_reader(Instant::ZERO, lid, ReaderId(1), at).unwrap();
+        if !reader {
+            c.remove_reader(Instant::ZERO, lid, ReaderId(1));
+        }
+        net.add(s, true);
+        let l = net.add(c, false);
+        net.nodes[l]
+            .client
+            .add_peers(Instant::ZERO, lid, PeerSource::Direct, &[addr(1)]);
+        net.run_until(secs(30));
+        assert!(net.complete(l, lid));
+        net.nodes[l]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Torrent {
+                    event: TorrentEvent::PieceVerified(p),
+                    ..
+                } => Some(p.get()),
+                _ => None,
+            })
+            .collect::<Vec<u32>>()
+    };
+    let with = verified_order(true);
+    let mut first: Vec<u32> = with[..2].to_vec();
+    first.sort_unstable();
+    assert_eq!(first, [5, 6], "{with:?}");
+    // Its window (pieces 5 to 7) before the rest.
+    assert_eq!(with[2], 7, "{with:?}");
+    let without = verified_order(false);
+    assert_eq!(without, (0..8).collect::<Vec<u32>>());
+    let (mut c, _) = client(3, 3, false, Vec::new());
+    let at = ReadPosition {
+        offset: 0,
+        end: 1,
+        rate: None,
+    };
+    assert!(
+        c.set_reader(Instant::ZERO, TorrentId(99), ReaderId(1), at)
+            .is_err()
+    );
+}

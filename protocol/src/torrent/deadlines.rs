@@ -223,3 +223,138 @@ impl Deadlines {
         self.window = Some(window);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// 100 pieces of 1 MiB.
+    fn layout() -> TorrentLayout {
+        TorrentLayout::new(MIB, &[100 * MIB]).unwrap()
+    }
+
+    fn at(secs_f: f64) -> Instant {
+        Instant::from_micros((secs_f * 1e6) as u64)
+    }
+
+    fn urgent_now(d: &Deadlines, now: Instant) -> Vec<(u32, bool)> {
+        let mut out = Vec::new();
+        d.urgent(now, |_| true, &mut out);
+        out.into_iter().map(|u| (u.piece, u.late)).collect()
+    }
+
+    #[test]
+    fn a_paced_reader_needs_each_piece_when_it_reaches_it() {
+        // Proves the deadlines follow the reader's rate from where it is: the piece under its
+        // position is due now, the next one when it has read up to it, and the window reaches
+        // 20 s of reading.
+        let l = layout();
+        let mut d = Deadlines::default();
+        let pos = ReadPosition {
+            offset: 10 * MIB + MIB / 2,
+            end: 100 * MIB,
+            rate: Some(MIB),
+        };
+        d.set_reader(at(1.0), &l, ReaderId(7), pos).unwrap();
+        assert_eq!(d.due()[&10], at(1.0));
+        assert_eq!(d.due()[&11], at(1.5));
+        assert_eq!(d.due()[&12], at(2.5));
+        let window: Vec<u32> = d.window().unwrap().ones().collect();
+        assert_eq!(window, (10..=30).collect::<Vec<u32>>());
+        // Urgent: due within 3 s; late: due already.
+        assert_eq!(
+            urgent_now(&d, at(1.0)),
+            [(10, true), (11, false), (12, false), (13, false)]
+        );
+        assert_eq!(urgent_now(&d, at(2.0))[..2], [(10, true), (11, true)]);
+        assert_eq!(d.next_change(at(1.0), |_| true), Some(at(1.5)));
+        // The reader moves on: the pieces behind it are released.
+        let moved = ReadPosition {
+            offset: 50 * MIB,
+            ..pos
+        };
+        d.set_reader(at(5.0), &l, ReaderId(7), moved).unwrap();
+        assert!(!d.due().contains_key(&10));
+        assert!(!d.window().unwrap().get(10));
+        assert_eq!(d.due()[&50], at(5.0));
+    }
+
+    #[test]
+    fn readers_hold_their_own_windows_and_release_them() {
+        // Proves two readers each hold a window, a piece both need keeps the earlier deadline,
+        // an unpaced reader needs its first two pieces now and the rest of its window as
+        // readahead only, and removing readers releases everything.
+        let l = layout();
+        let mut d = Deadlines::default();
+        let a = ReadPosition {
+            offset: 0,
+            end: 100 * MIB,
+            rate: Some(MIB / 4),
+        };
+        let b = ReadPosition {
+            offset: 2 * MIB,
+            end: 3 * MIB + 1,
+            rate: None,
+        };
+        d.set_reader(at(0.0), &l, ReaderId(1), a).unwrap();
+        d.set_reader(at(1.0), &l, ReaderId(2), b).unwrap();
+        // a reads 5 MiB in 20 s at 256 KiB/s: 5 pieces.
+        assert_eq!(
+            d.window().unwrap().ones().collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        // Piece 2: a needs it at 8 s, b now (1 s).
+        assert_eq!(d.due()[&2], at(1.0));
+        assert_eq!(d.due()[&3], at(1.0));
+        assert_eq!(d.due()[&4], at(16.0));
+        assert!(d.remove_reader(&l, ReaderId(2)));
+        assert_eq!(d.due()[&2], at(8.0));
+        assert!(d.remove_reader(&l, ReaderId(1)));
+        assert!(d.due().is_empty() && d.window().is_none() && d.is_empty());
+        assert!(!d.remove_reader(&l, ReaderId(1)));
+    }
+
+    #[test]
+    fn explicit_deadlines_and_the_reader_bound() {
+        // Proves a deadline set per piece counts like a reader's, out-of-range pieces are
+        // ignored, pieces no longer needed are never urgent, and readers past the bound are
+        // refused while known ones may still move.
+        let l = layout();
+        let mut d = Deadlines::default();
+        d.set_piece(&l, 40, Some(at(10.0)));
+        d.set_piece(&l, 100, Some(at(1.0)));
+        assert_eq!(d.due().len(), 1);
+        assert!(urgent_now(&d, at(6.0)).is_empty());
+        assert_eq!(urgent_now(&d, at(7.0)), [(40, false)]);
+        let mut out = Vec::new();
+        d.urgent(at(11.0), |p| p != 40, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(d.next_change(at(11.0), |_| true), None);
+        d.set_piece(&l, 40, None);
+        assert!(d.is_empty());
+        let pos = ReadPosition {
+            offset: 0,
+            end: MIB,
+            rate: None,
+        };
+        for i in 0..MAX_READERS as u64 {
+            d.set_reader(at(0.0), &l, ReaderId(i), pos).unwrap();
+        }
+        assert_eq!(
+            d.set_reader(at(0.0), &l, ReaderId(u64::MAX), pos),
+            Err(TooManyReaders)
+        );
+        d.set_reader(at(1.0), &l, ReaderId(0), pos).unwrap();
+        // A reader at its end, or past the torrent, needs nothing.
+        let mut e = Deadlines::default();
+        let done = ReadPosition {
+            offset: 200 * MIB,
+            end: 300 * MIB,
+            rate: Some(1),
+        };
+        e.set_reader(at(0.0), &l, ReaderId(1), done).unwrap();
+        assert!(e.due().is_empty() && e.window().unwrap().is_clear());
+    }
+}

@@ -331,7 +331,8 @@ impl Picker {
             self.pick_urgent(peer_pieces, max, &in_flight, out);
         }
         // 1. Finish started pieces.
-        self.pick_from_partial(peer_pieces, None, max, out);
+        let remaining = max - (out.len() - start);
+        self.pick_from_partial(peer_pieces, None, remaining, out);
         // 2. Start new pieces.
         while out.len() - start < max {
             let Some(piece) = self.choose_new_piece(peer_pieces) else {
@@ -845,6 +846,102 @@ mod tests {
         assert!(!p.have().is_complete());
     }
 
+    fn urgent(piece: u32, late: bool) -> Urgent {
+        Urgent { piece, late }
+    }
+
+    #[test]
+    fn urgent_pieces_come_first_and_only_for_peers_allowed_them() {
+        // Proves the urgent step: urgent pieces are served before started and new ones, most
+        // urgent first, whatever the strategy; a peer not allowed them first gets the others.
+        let mut p = Picker::new(
+            layout(8, 32768),
+            Bitfield::new(8),
+            Strategy::Sequential,
+            Rng::new(1),
+        );
+        let mut out = Vec::new();
+        p.pick(&Bitfield::full(8), 1, |_| false, &mut out);
+        assert_eq!(out[0].piece.get(), 0, "piece 0 started");
+        p.set_urgent(&[urgent(5, false), urgent(3, false)]);
+        out.clear();
+        p.pick(&Bitfield::full(8), 3, |_| false, &mut out);
+        let pieces: Vec<u32> = out.iter().map(|b| b.piece.get()).collect();
+        assert_eq!(pieces, [5, 5, 3]);
+        // A peer not allowed urgent blocks first: started pieces in order (piece 3 among them:
+        // started pieces are finished by anyone, so one only slow peers have is not starved).
+        out.clear();
+        p.pick_for(&Bitfield::full(8), 2, false, |_| false, &mut out);
+        let pieces: Vec<u32> = out.iter().map(|b| b.piece.get()).collect();
+        assert_eq!(pieces, [0, 3]);
+        // The urgent list only orders: a peer without the urgent piece gets other work.
+        p.set_urgent(&[urgent(7, false)]);
+        out.clear();
+        p.pick(&bits(8, &[1]), 2, |_| false, &mut out);
+        let pieces: Vec<u32> = out.iter().map(|b| b.piece.get()).collect();
+        assert_eq!(pieces, [1, 1]);
+    }
+
+    #[test]
+    fn a_late_piece_is_asked_of_a_second_peer() {
+        // Proves only a late urgent piece has its blocks in flight duplicated (at most twice in
+        // all, never twice to one peer), long before endgame.
+        let mut p = Picker::new(
+            layout(8, 32768),
+            Bitfield::new(8),
+            Strategy::RarestFirst,
+            Rng::new(1),
+        );
+        p.set_urgent(&[urgent(4, false)]);
+        let mut first = Vec::new();
+        p.pick(&Bitfield::full(8), 2, |_| false, &mut first);
+        assert!(first.iter().all(|b| b.piece.get() == 4) && first.len() == 2);
+        assert!(!p.in_endgame());
+        let mut second = Vec::new();
+        p.pick(&Bitfield::full(8), 2, |_| false, &mut second);
+        assert!(
+            second.iter().all(|b| b.piece.get() != 4),
+            "not late: no duplicates"
+        );
+        p.set_urgent(&[urgent(4, true)]);
+        let mut third = Vec::new();
+        p.pick(&Bitfield::full(8), 2, |_| false, &mut third);
+        assert_eq!(third, first, "late: a second peer takes them");
+        let mine: BTreeSet<BlockRef> = first.iter().copied().collect();
+        let mut again = Vec::new();
+        p.pick(&Bitfield::full(8), 4, |b| mine.contains(&b), &mut again);
+        assert!(
+            again.iter().all(|b| b.piece.get() != 4),
+            "never twice to one peer, at most two peers: {again:?}"
+        );
+        assert!(p.requested_elsewhere(first[0]));
+        assert_eq!(p.block_received(first[0]), Received::Stored);
+        assert_eq!(p.block_received(first[0]), Received::Unwanted);
+    }
+
+    #[test]
+    fn readahead_pieces_start_first_in_order() {
+        // Proves the readers' windows come before high and normal pieces, lowest first even
+        // under rarest-first, and that clearing them restores the strategy.
+        let mut p = Picker::new(
+            layout(8, 16384),
+            Bitfield::new(8),
+            Strategy::RarestFirst,
+            Rng::new(9),
+        );
+        p.add_peer(&bits(8, &[0, 1, 2, 3, 4, 5]));
+        p.set_priorities(&[FilePriority::High; 8]);
+        p.set_readahead(Some(&bits(8, &[6, 5, 4])));
+        let mut out = Vec::new();
+        p.pick(&Bitfield::full(8), 3, |_| false, &mut out);
+        let pieces: Vec<u32> = out.iter().map(|b| b.piece.get()).collect();
+        assert_eq!(pieces, [4, 5, 6]);
+        p.set_readahead(None);
+        out.clear();
+        p.pick(&Bitfield::full(8), 1, |_| false, &mut out);
+        assert_eq!(out[0].piece.get(), 7, "the rarest of the rest");
+    }
+
     proptest! {
         #[test]
         fn never_requests_what_we_have_or_the_peer_lacks(
@@ -854,6 +951,7 @@ mod tests {
             strategy in prop_oneof![Just(Strategy::RarestFirst), Just(Strategy::Sequential), Just(Strategy::Random)],
             seed in any::<u64>(),
             rounds in proptest::collection::vec((1usize..20, any::<bool>()), 1..20),
+            marks in proptest::collection::vec(any::<u8>(), 40),
         ) {
             // Proves the picker's core safety rule over random torrents, bitfields and rounds, with
             // blocks arriving, failing and completing in between.
@@ -864,6 +962,14 @@ mod tests {
             let peer_bits = bits(pieces, &peer);
             let mut p = Picker::new(l.clone(), have_bits.clone(), strategy, Rng::new(seed));
             p.add_peer(&peer_bits);
+            // Readers too: some pieces urgent (some late), some in a window.
+            let urgent: Vec<Urgent> = (0..pieces)
+                .filter(|&i| marks[i as usize] % 4 == 0)
+                .map(|i| Urgent { piece: i, late: marks[i as usize] % 8 == 0 })
+                .collect();
+            p.set_urgent(&urgent);
+            let window: Vec<u32> = (0..pieces).filter(|&i| marks[i as usize] % 3 == 0).collect();
+            p.set_readahead(Some(&bits(pieces, &window)));
             let mut in_flight: BTreeSet<BlockRef> = BTreeSet::new();
             for (max, deliver) in rounds {
                 let mut out = Vec::new();

@@ -89,6 +89,9 @@ impl Torrent {
     pub(super) fn update_urgent(&mut self, now: Instant) -> bool {
         if self.deadlines.is_empty() {
             self.deadline_wake = None;
+            if self.picker.has_urgent() {
+                self.picker.set_urgent(&[]);
+            }
             return false;
         }
         let settled = self.picker.settled();
