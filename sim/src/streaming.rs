@@ -50,15 +50,12 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn of(mut values: Vec<f64>) -> Option<Tally> {
-        if values.is_empty() {
-            return None;
-        }
-        values.sort_by(f64::total_cmp);
-        Some(Tally {
-            median: values[(values.len() - 1) / 2],
-            max: values[values.len() - 1],
-            sum: values.iter().sum(),
+    fn of(values: Vec<f64>) -> Option<Tally> {
+        let sum = values.iter().sum();
+        Spread::of(values).map(|s| Tally {
+            median: s.median,
+            max: s.max,
+            sum,
         })
     }
 }
