@@ -179,6 +179,8 @@ pub struct HostOutcome {
     pub dht_datagrams: u64,
     /// Its seeding goal, the last time it reached it (`None`: never, or no goal).
     pub seed_goal: Option<SeedGoalOutcome>,
+    /// What its simulated player saw (`None`: its group has no `reader`, or it never joined).
+    pub reader: Option<crate::streaming::ReaderOutcome>,
 }
 
 /// What a run measured. Built by an engine, judged by [`crate::report`].

@@ -6,6 +6,7 @@
 //! - [`encryption`]: what the engines record of encrypted connections, and the checks on it.
 //! - [`fast`]: the `fast` engine, protocol sessions driven by an event-driven clock.
 //! - [`report`]: what a run measured, judged against the scenario's expectations.
+//! - [`streaming`]: what simulated players saw (first byte, stalls), and the checks on it.
 //! - [`mod@bench`]: `btsim bench`, an engine's speed on flash crowds.
 //! - [`sweep`]: `btsim sweep`, one scenario over many seeds on every core.
 //! - [`trace`]: the fingerprint of a run's event stream.
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod fast;
 pub mod report;
 pub mod scenario;
+pub mod streaming;
 pub mod sweep;
 pub mod trace;
 pub mod turmoil;

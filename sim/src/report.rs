@@ -25,7 +25,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(mut values: Vec<f64>) -> Option<Spread> {
+    pub(crate) fn of(mut values: Vec<f64>) -> Option<Spread> {
         if values.is_empty() {
             return None;
         }
@@ -93,6 +93,8 @@ pub struct GroupReport {
     /// For a group with `encryption`: connections its peers' torrents took in plaintext (a
     /// plaintext BitTorrent handshake, or an encrypted one that selected plaintext).
     pub connections_plaintext: Option<u64>,
+    /// For a group with a `reader`: what its players saw (first byte, stalls).
+    pub reader: Option<crate::streaming::ReaderReport>,
 }
 
 /// How one group's peers fared against their seeding goal.
@@ -466,6 +468,7 @@ impl Report {
                     .counts(|h| outcome.hosts.get(h).is_some_and(|o| o.group == g));
                 let encrypting = spec.encryption.is_some();
                 GroupReport {
+                    reader: crate::streaming::ReaderReport::new(spec, &hosts),
                     encryption: spec.encryption.map(crate::scenario::encryption_name),
                     connections_rc4: encrypting.then_some(rc4),
                     connections_plaintext: encrypting.then_some(conns - rc4),
@@ -835,6 +838,7 @@ impl Report {
             });
         }
         checks.extend(crate::encryption::checks(scenario, outcome));
+        checks.extend(crate::streaming::checks(scenario, &outcome.hosts));
         if let Some(bound) = expect.queued_to_attackers_at_most {
             let attacks: Vec<&AttackReport> =
                 groups.iter().filter_map(|g| g.attack.as_ref()).collect();
@@ -989,6 +993,9 @@ impl Report {
             }
             if let Some(goal) = &g.seed_goal {
                 let _ = writeln!(out, "{:<14} {}", "", goal.summary());
+            }
+            if let Some(reader) = &g.reader {
+                let _ = writeln!(out, "{:<14} {}", "", reader.summary());
             }
             if let Some(a) = g.attack.as_ref().filter(|a| a.queues_measured) {
                 let _ = writeln!(

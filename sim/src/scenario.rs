@@ -32,6 +32,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use toml::Spanned;
 
+mod reader;
+
+pub use reader::{MAX_SEEKS, ReaderSpec};
+
 /// Most peers in one scenario.
 pub const MAX_HOSTS: u32 = 100_000;
 /// Most `[[group]]` tables.
@@ -386,6 +390,8 @@ pub struct GroupSpec {
     /// Its peers' encryption policy (bt's `--encryption`); `None` runs the session without
     /// the encryption layer at all (plaintext only, as every scenario did before the key).
     pub encryption: Option<Encryption>,
+    /// A simulated player on each of its peers (`reader`); `None`: nobody reads.
+    pub reader: Option<ReaderSpec>,
 }
 
 impl GroupSpec {
@@ -536,6 +542,14 @@ pub struct Expect {
     /// A peer dialled an address whose policy cannot talk to its own at most once per wait of
     /// its peer list's backoff (or after a tracker answer, which makes the address ready).
     pub incompatible_dials_backed_off: bool,
+    /// Per group with a reader (by index): every player that started read its first byte
+    /// within this long of its start.
+    pub first_byte_within: BTreeMap<usize, Duration>,
+    /// Per group with a reader: no player stalled more than this many times after its first
+    /// byte.
+    pub stalls_at_most: BTreeMap<usize, u32>,
+    /// Per group with a reader: no player spent more than this long stalled in all.
+    pub stall_seconds_at_most: BTreeMap<usize, Duration>,
 }
 
 // ---- errors ----
@@ -1022,6 +1036,8 @@ struct RawGroup {
     seed_time: Option<Spanned<Span>>,
     #[serde(default)]
     encryption: Option<Spanned<String>>,
+    #[serde(default)]
+    reader: Option<Spanned<reader::RawReader>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1087,6 +1103,12 @@ struct RawExpect {
     require_connections_rc4: Option<Spanned<bool>>,
     #[serde(default)]
     incompatible_dials_backed_off: Option<Spanned<bool>>,
+    #[serde(default)]
+    first_byte_within: Option<Spanned<reader::RawPerGroup<Seconds>>>,
+    #[serde(default)]
+    stalls_at_most: Option<Spanned<reader::RawPerGroup<u32>>>,
+    #[serde(default)]
+    stall_seconds_at_most: Option<Spanned<reader::RawPerGroup<Seconds>>>,
 }
 
 /// `true` (every group it can apply to), `false`, or a list of group names.
@@ -1170,6 +1192,7 @@ impl Scenario {
             duration,
             dht.is_some(),
             torrent.files.len(),
+            engine,
         )?;
         let faults = check_faults(&cx, &raw.faults, &groups, trackers.len())?;
         let seeder_upload_at_most = match &raw.expect.seeder_upload_at_most {
@@ -1306,6 +1329,24 @@ impl Scenario {
             "incompatible_dials_backed_off",
         )?;
         let expect = Expect {
+            first_byte_within: reader::per_group_seconds(
+                &cx,
+                &groups,
+                raw.expect.first_byte_within.as_ref(),
+                "first_byte_within",
+            )?,
+            stalls_at_most: reader::per_group(
+                &cx,
+                &groups,
+                raw.expect.stalls_at_most.as_ref(),
+                "stalls_at_most",
+            )?,
+            stall_seconds_at_most: reader::per_group_seconds(
+                &cx,
+                &groups,
+                raw.expect.stall_seconds_at_most.as_ref(),
+                "stall_seconds_at_most",
+            )?,
             attack_reasons,
             compatible_pairs_connected,
             require_connections_rc4,
@@ -1566,6 +1607,7 @@ fn check_groups(
     duration: Duration,
     dht: bool,
     files: usize,
+    engine: EngineKind,
 ) -> Result<Vec<GroupSpec>, ScenarioError> {
     if raw.is_empty() {
         return Err(ScenarioError::at(
@@ -1820,7 +1862,15 @@ fn check_groups(
                 Some(chosen)
             }
         };
+        let reader = r
+            .reader
+            .as_ref()
+            .map(|raw| {
+                reader::check_reader(cx, raw, r.role, magnet, select.as_deref(), files, engine)
+            })
+            .transpose()?;
         groups.push(GroupSpec {
+            reader,
             encryption,
             seed_ratio,
             seed_time,

@@ -198,6 +198,20 @@ kinds! {
     DhtBootReceived = 69, "dht_boot_received node bytes";
     /// A peer's seeding goal was reached (`uploaded`: block bytes it uploaded in that life).
     SeedGoalReached = 70, "seed_goal_reached host uploaded";
+    /// A peer's player starts reading at `offset` (torrent-wide bytes) (fast).
+    ReaderStart = 80, "reader_start host offset";
+    /// A peer's player is at `offset` and reading on (fast; every piece or second).
+    ReaderAt = 81, "reader_at host offset";
+    /// A peer's player reads its first byte, `waited_us` after its start (fast).
+    ReaderFirstByte = 82, "reader_first_byte host waited_us";
+    /// A peer's player stalls: the piece of its next byte is not verified (fast).
+    ReaderStall = 83, "reader_stall host piece";
+    /// A stalled player reads again, after `stalled_us` (fast).
+    ReaderResume = 84, "reader_resume host stalled_us";
+    /// A peer's player jumps to `offset` (fast).
+    ReaderSeek = 85, "reader_seek host offset";
+    /// A peer's player read the last byte of its file (fast).
+    ReaderDone = 86, "reader_done host";
 }
 
 impl Kind {

@@ -171,6 +171,8 @@ fn every_shipped_scenario_has_a_test() {
         "seed-goals.toml",
         "seeder-crash-restart.toml",
         "select-files.toml",
+        "streaming-rarest.toml",
+        "streaming.toml",
         "tracker-down-up.toml",
     ];
     let mut found: Vec<String> = std::fs::read_dir(scenario_path(""))
@@ -899,4 +901,126 @@ fn hostile_mse_closes_each_attack_with_its_reason() {
     assert!(hostile::attack(&r, "stall").close_s.unwrap().min >= 20.0);
     let (_, again, _) = run("hostile-mse.toml", None);
     assert_eq!(outcome.fingerprint, again.fingerprint);
+}
+
+/// The latest completion of any leecher in `r`, in seconds from joining.
+fn last_completion_s(r: &Report) -> f64 {
+    r.groups
+        .iter()
+        .filter_map(|g| g.completion_s)
+        .map(|s| s.max)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn streaming_players_read_from_the_first_second_and_the_swarm_completes_as_fast() {
+    // Proves every player of streaming.toml starts, reads its first byte within its bound and
+    // is measured (stalls counted with their time), the no-deadline group is reported as such,
+    // the plain group has no reader, and the swarm completes within 10 % of the same swarm with
+    // every group rarest first (streaming-rarest.toml, which also passes).
+    let (_, outcome, r) = run("streaming.toml", None);
+    assert!(r.passed, "{}", r.human());
+    let players = r.groups[1].reader.as_ref().expect("players read");
+    assert!(players.deadlines);
+    assert_eq!(
+        (players.started, players.first_byte),
+        (8, 8),
+        "{}",
+        r.human()
+    );
+    let sequential = r.groups[2].reader.as_ref().expect("sequential read");
+    assert!(!sequential.deadlines);
+    assert!(r.groups[3].reader.is_none());
+    for h in outcome.hosts.iter().filter_map(|h| h.reader) {
+        assert!(h.first_byte_at >= h.started_at, "{h:?}");
+        assert_eq!(h.stalls > 0, h.stall_micros > 0, "{h:?}");
+    }
+    let baseline = assert_passes("streaming-rarest.toml");
+    assert!(baseline.groups.iter().all(|g| g.reader.is_none()));
+    let (ours, theirs) = (last_completion_s(&r), last_completion_s(&baseline));
+    assert!(
+        ours <= theirs * 1.1,
+        "the last leecher completed in {ours:.1} s, all-rarest in {theirs:.1} s"
+    );
+}
+
+#[test]
+fn streaming_is_deterministic_and_its_players_are_in_the_fingerprint() {
+    // Proves the same seed gives the same outcome twice, and that the players' reading is in
+    // the fingerprint: another rate for the group that never tells its client (so the
+    // protocol's decisions are the same) gives another fingerprint. On streaming.toml with an
+    // 8 MiB torrent, to keep debug builds quick.
+    let text = std::fs::read_to_string(scenario_path("streaming.toml"))
+        .unwrap()
+        .replace("size = \"32 MiB\"", "size = \"8 MiB\"");
+    let run_text = |text: &str| {
+        let scenario = Scenario::parse("small.toml", text).unwrap_or_else(|e| panic!("{e}"));
+        engine::run(&scenario, 1, EngineKind::Fast, &mut |_| {}).unwrap()
+    };
+    let (a, b) = (run_text(&text), run_text(&text));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a, b);
+    let slower = "rate = \"512 KiB/s\", start = 0, deadlines = false";
+    let text = text.replacen(
+        "rate = \"1 MiB/s\", start = 0, deadlines = false",
+        slower,
+        1,
+    );
+    assert!(text.contains(slower));
+    let c = run_text(&text);
+    assert_ne!(a.fingerprint, c.fingerprint);
+    let completed = |o: &Outcome| -> Vec<_> { o.hosts.iter().map(|h| h.completed_at).collect() };
+    assert_eq!(
+        completed(&a),
+        completed(&c),
+        "the protocol saw the same run"
+    );
+}
+
+#[test]
+fn streaming_checks_fail_when_the_player_cannot_keep_up() {
+    // Proves the streaming expectations are real checks: players reading four times faster
+    // than their downlink stall, so `stalls_at_most = 0` and `stall_seconds_at_most` fail and
+    // name them, and no first byte comes within a millisecond; the turmoil engine refuses a
+    // reader with a message naming the group.
+    let text = std::fs::read_to_string(scenario_path("streaming.toml"))
+        .unwrap()
+        .replace("size = \"32 MiB\"", "size = \"4 MiB\"")
+        .replace("rate = \"1 MiB/s\"", "rate = \"8 MiB/s\"")
+        .replace(
+            "first_byte_within = { players = 2 }",
+            "first_byte_within = 0.001\nstalls_at_most = 0\nstall_seconds_at_most = { sequential = 0.1 }",
+        );
+    let scenario = Scenario::parse("fast-player.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = engine::run(&scenario, 1, EngineKind::Fast, &mut |_| {}).unwrap();
+    let r = Report::new("fast-player.toml", &scenario, &outcome, Duration::ZERO);
+    let failed: Vec<&str> = r
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "players: first byte within 0.001 s",
+            "sequential: first byte within 0.001 s",
+            "players: at most 0 stalls per player",
+            "sequential: at most 0 stalls per player",
+            "sequential: at most 0.1 s stalled per player",
+        ],
+        "{}",
+        r.human()
+    );
+    let stalls = r
+        .checks
+        .iter()
+        .find(|c| c.name.contains("at most 0 stalls"))
+        .unwrap();
+    assert!(stalls.detail.contains("players#"), "{}", stalls.detail);
+    let refused = engine::run(&scenario, 1, EngineKind::Turmoil, &mut |_| {}).unwrap_err();
+    assert!(
+        refused.to_string().contains("group `players` has a reader"),
+        "{refused}"
+    );
 }

@@ -42,6 +42,7 @@ mod announce;
 mod attack;
 mod dht;
 mod net;
+mod player;
 pub mod queue;
 mod tracker;
 
@@ -162,11 +163,15 @@ enum Ev {
     TrackerDatagram(Box<announce::Datagram>),
     /// A UDP announce's retransmission deadline (valid only if it still waits for it).
     TrackerTimer { tracker: u32, flight: u64 },
+    /// A peer's player reads on (valid only for the player's latest `generation`).
+    Reader { host: HostId, generation: u64 },
+    /// A peer's player seeks: the group's `seek` with this index.
+    ReaderSeek { host: HostId, seek: u32 },
 }
 
 impl Ev {
     /// Names of the kinds, in [`Ev::kind`] order.
-    const KINDS: [&'static str; 16] = [
+    const KINDS: [&'static str; 18] = [
         "join",
         "timer",
         "fault",
@@ -183,6 +188,8 @@ impl Ev {
         "dht_timer",
         "tracker_datagram",
         "tracker_timer",
+        "reader",
+        "reader_seek",
     ];
 
     fn kind(&self) -> u8 {
@@ -203,6 +210,8 @@ impl Ev {
             Ev::DhtTimer(_) => 13,
             Ev::TrackerDatagram(_) => 14,
             Ev::TrackerTimer { .. } => 15,
+            Ev::Reader { .. } => 16,
+            Ev::ReaderSeek { .. } => 17,
         }
     }
 }
@@ -303,6 +312,8 @@ struct Host {
     /// Block payload the wire observer saw it send in this life (`piece` messages, outside the
     /// client's own count).
     life_block_bytes: u64,
+    /// Its simulated player, for a peer of a group with `reader` once it has joined.
+    player: Option<Box<player::Player>>,
 }
 
 /// Block payload a rate-limited peer moved, per simulated second (see [`Host::rate_log`]).
@@ -445,6 +456,9 @@ struct World<'a> {
     dht_lost: u64,
     /// Connections, dials and tracker answers of peers whose group sets `encryption`.
     encryption: crate::encryption::EncryptionOutcome,
+    /// Players that have not read their first byte yet: the run does not settle before they
+    /// have (their time to first byte is what the report gives).
+    readers_waiting: u32,
 }
 
 /// Runs `scenario` with `seed`. See the module docs. Fails only when the torrent cannot be
@@ -586,6 +600,7 @@ impl<'a> World<'a> {
                     counted_goal: false,
                     life_complete_at: None,
                     life_block_bytes: 0,
+                    player: None,
                 });
             }
         }
@@ -650,6 +665,7 @@ impl<'a> World<'a> {
                 dials_measured: true,
                 ..Default::default()
             },
+            readers_waiting: 0,
         })
     }
 
@@ -684,6 +700,7 @@ impl<'a> World<'a> {
             && self.incomplete == 0
             && self.goals_pending == 0
             && self.attack_conns_open == 0
+            && self.readers_waiting == 0
     }
 
     fn run(&mut self, progress: &mut dyn FnMut(&Progress)) {
@@ -788,6 +805,8 @@ impl<'a> World<'a> {
             Ev::DhtTimer(b) => self.on_boot_timer(b),
             Ev::TrackerDatagram(d) => self.on_tracker_datagram(*d),
             Ev::TrackerTimer { tracker, flight } => self.on_tracker_timer(tracker as usize, flight),
+            Ev::Reader { host, generation } => self.on_reader(host, Some(generation)),
+            Ev::ReaderSeek { host, seek } => self.on_reader_seek(host, seek as usize),
         }
     }
 
@@ -925,12 +944,19 @@ impl<'a> World<'a> {
         host.paused = false;
         host.life_block_bytes = 0;
         host.life_complete_at = None;
+        let first_life = host.joined_at.is_none();
         host.joined_at.get_or_insert(now);
         if host.is_complete() {
             host.life_complete_at = Some(now);
             host.completed_at.get_or_insert(now);
         }
         self.running += 1;
+        if first_life {
+            self.start_player(h);
+        } else {
+            // A new client knows nothing of the player that read on meanwhile.
+            self.tell_reader(h);
+        }
         self.recount(h);
         self.settle(h);
     }
@@ -1348,6 +1374,7 @@ impl<'a> World<'a> {
             TorrentEvent::PieceVerified(piece) => {
                 self.trace
                     .record(Kind::PieceVerified, &[u64::from(h), u64::from(piece.get())]);
+                self.wake_player(h, piece.get());
                 if self.hosts[h as usize].skipped.is_some() {
                     // A peer that selected files is done with its wanted pieces (it never
                     // hears `Complete`, which means every piece).
@@ -1510,6 +1537,10 @@ impl<'a> World<'a> {
     // ---- the end ----
 
     fn finish(mut self, seed: u64) -> Outcome {
+        let ended = self.ended_at;
+        for player in self.hosts.iter_mut().filter_map(|h| h.player.as_mut()) {
+            player.finish(ended);
+        }
         // Final observer: every verified piece of every peer is right.
         for h in 0..self.hosts.len() {
             let host = &self.hosts[h];
@@ -1637,6 +1668,7 @@ impl<'a> World<'a> {
                         State::Left => HostEnd::Left,
                     },
                     seed_goal: host.goal,
+                    reader: host.player.as_ref().map(|p| p.outcome),
                     uploaded: up,
                     downloaded: down,
                     hash_failures: host.hash_failures,

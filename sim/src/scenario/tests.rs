@@ -794,3 +794,122 @@ fn encryption_mistakes_are_named_with_their_key() {
         assert!(e.message.contains(words), "{e}");
     }
 }
+
+/// [`GOOD`] with `reader` on the crowd and `expect` added to `[expect]`.
+fn with_reader(reader: &str, expect: &str) -> String {
+    replace(
+        "max_peers = 30\n",
+        &format!("max_peers = 30\nreader = {reader}\n"),
+    )
+    .replace(
+        "seeder_upload_at_most = 2.5",
+        &format!("seeder_upload_at_most = 2.5\n{expect}"),
+    )
+}
+
+#[test]
+fn reader_keys_read_as_written() {
+    // Proves `reader` reads its file, rate, start, seeks (sorted by time) and deadlines (on by
+    // default), and the streaming expectations read both for every reader group (a value) and
+    // by group name (a table).
+    let s = parse(GOOD).unwrap();
+    assert!(s.groups.iter().all(|g| g.reader.is_none()));
+    assert!(s.expect.first_byte_within.is_empty() && s.expect.stalls_at_most.is_empty());
+    let s = parse(&with_reader(
+        "{ file = 2, rate = \"2 MiB/s\", start = 5, seek = [[40, 1], [30, 0.5]] }",
+        "first_byte_within = 3\nstalls_at_most = { crowd = 1 }\nstall_seconds_at_most = 2.5",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = s.groups[1].reader.as_ref().expect("a reader");
+    assert_eq!(r.file, 2);
+    assert_eq!(r.rate, 2 << 20);
+    assert_eq!(r.start, Duration::from_secs(5));
+    assert_eq!(
+        r.seeks,
+        vec![
+            (Duration::from_secs(30), 0.5),
+            (Duration::from_secs(40), 1.0)
+        ]
+    );
+    assert!(r.deadlines);
+    assert_eq!(s.expect.first_byte_within[&1], Duration::from_secs(3));
+    assert_eq!(s.expect.stalls_at_most[&1], 1);
+    assert_eq!(
+        s.expect.stall_seconds_at_most[&1],
+        Duration::from_millis(2500)
+    );
+    let s = parse(&with_reader("{ rate = 1000, deadlines = false }", ""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = s.groups[1].reader.as_ref().expect("a reader");
+    assert_eq!((r.file, r.start, r.deadlines), (0, Duration::ZERO, false));
+}
+
+#[test]
+fn reader_mistakes_are_named_with_their_key() {
+    // Proves each misuse of `reader` and of the streaming expectations is refused with its key
+    // and a reason: an unknown file, a zero rate, a seek outside the file, a missing rate, an
+    // unknown field, a seeder or magnet reading, the turmoil engine, and expectations without a
+    // reader group or naming a group without one.
+    for (reader, words) in [
+        (
+            "{ file = 3, rate = 1000 }",
+            "file 3; the torrent has 3 (0 to 2)",
+        ),
+        ("{ rate = 0 }", "at least 1 byte/s"),
+        (
+            "{ rate = 1000, seek = [[30, 1.5]] }",
+            "from 0 to 1, not 1.5",
+        ),
+        (
+            "{ rate = 1000, seek = [[30, -0.1]] }",
+            "from 0 to 1, not -0.1",
+        ),
+        ("{ file = 0 }", "missing field `rate`"),
+        ("{ rate = 1000, speed = 2 }", "unknown field `speed`"),
+        ("{ rate = 1000, seek = [[-1, 0.5]] }", "0 or more"),
+    ] {
+        let text = with_reader(reader, "");
+        let e = error(&text);
+        assert_eq!(e.key.as_deref(), Some("group.reader"), "{reader}: {e}");
+        assert_eq!(e.line, Some(line_of(&text, "reader = ")), "{e}");
+        assert!(e.message.contains(words), "{reader}: {e}");
+    }
+    let seeder = replace(
+        "up = \"2 MiB/s\"\n",
+        "up = \"2 MiB/s\"\nreader = { rate = 1000 }\n",
+    );
+    assert!(error(&seeder).message.contains("role = \"leecher\""));
+    let turmoil =
+        with_reader("{ rate = 1000 }", "").replace("engine = \"fast\"", "engine = \"turmoil\"");
+    let e = error(&turmoil);
+    assert_eq!(e.key.as_deref(), Some("group.reader"), "{e}");
+    assert!(e.message.contains("only on the fast engine"), "{e}");
+    let selected = with_reader("{ file = 1, rate = 1000 }", "")
+        .replace("max_peers = 30\n", "max_peers = 30\nselect = [0, 2]\n");
+    assert!(error(&selected).message.contains("select leaves out"));
+    for (expect, words) in [
+        ("first_byte_within = 3", "needs a group with a `reader`"),
+        (
+            "stalls_at_most = { seed = 0 }",
+            "group `seed` has no `reader`",
+        ),
+        (
+            "stall_seconds_at_most = { nobody = 1 }",
+            "no group named `nobody`",
+        ),
+    ] {
+        let key = expect.split(' ').next().unwrap();
+        let e = error(&replace(
+            "seeder_upload_at_most = 2.5",
+            &format!("seeder_upload_at_most = 2.5\n{expect}"),
+        ));
+        assert_eq!(
+            e.key.as_deref(),
+            Some(format!("expect.{key}").as_str()),
+            "{e}"
+        );
+        assert!(e.message.contains(words), "{expect}: {e}");
+    }
+    let e = error(&with_reader("{ rate = 1000 }", "first_byte_within = 0"));
+    assert!(e.message.contains("more than 0 s"), "{e}");
+}

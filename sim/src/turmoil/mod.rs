@@ -146,6 +146,13 @@ fn run_with(
             g.name
         )));
     }
+    if let Some(g) = scenario.groups.iter().find(|g| g.reader.is_some()) {
+        return Err(RunError::Setup(format!(
+            "group `{}` has a reader (a simulated player), which only the fast engine runs so \
+             far (the runtime's driver takes no reader yet); use --engine fast",
+            g.name
+        )));
+    }
     let meta = torrent(scenario, seed).map_err(RunError::Setup)?;
     let mut engine = Engine::new(scenario, seed, meta);
     if let Some(out) = out {
@@ -566,6 +573,8 @@ impl<'a> Engine<'a> {
                     Life::Left => HostEnd::Left,
                 },
                 seed_goal: h.goal,
+                // Refused before the run: the driver takes no reader.
+                reader: None,
                 uploaded: h.past_uploaded + h.life_uploaded,
                 downloaded: h.past_downloaded + h.life_downloaded,
                 hash_failures: h.hash_failures,
