@@ -217,17 +217,19 @@ fn same_seed_same_run() {
 
 #[test]
 fn a_reader_mid_torrent_gets_its_pieces_first_despite_a_slow_seeder() {
-    // Proves the urgent pieces reach a reader quickly even when a very slow seeder could take
-    // them: a leecher reading from piece 20 (no pace known: its first two pieces are needed at
-    // once) of a 64-piece torrent, with a fast and a very slow seeder, verifies pieces 20 and 21
-    // before any other and within 0.3 s, and the whole torrent still arrives.
-    let total = 4 * MB;
+    // Proves the urgent pieces reach a reader quickly even when a very slow seeder took some of
+    // their blocks: a leecher reading from piece 20 (no pace known: its first two pieces are
+    // needed at once) of a 256-piece torrent, with a fast seeder (16 MB take it 3.2 s) and a
+    // very slow one (20 kB/s: a piece takes it 3.2 s), verifies piece 20 first and both 20 and
+    // 21 within 1.5 s (once late, blocks held by the slow seeder are asked of the fast one), and
+    // the whole torrent still arrives.
+    let total = 16 * MB;
     let piece = 65536;
     let mut s = Swarm::new(
         4,
         piece,
         total,
-        &[seeder(5 * MB), seeder(100_000), leecher(MB)],
+        &[seeder(5 * MB), seeder(20_000), leecher(MB)],
         Duration::from_millis(20),
     );
     s.connect_all();
@@ -240,7 +242,7 @@ fn a_reader_mid_torrent_gets_its_pieces_first_despite_a_slow_seeder() {
         .torrent
         .set_reader(s.now, crate::torrent::ReaderId(1), position)
         .unwrap();
-    s.run(Duration::from_millis(300), 1_000_000);
+    s.run(Duration::from_millis(1500), 1_000_000);
     let have = s.nodes[2].torrent.have();
     assert!(
         have.get(20) && have.get(21),
@@ -255,9 +257,8 @@ fn a_reader_mid_torrent_gets_its_pieces_first_despite_a_slow_seeder() {
             _ => None,
         })
         .collect();
-    let mut first = verified[..2].to_vec();
-    first.sort_unstable();
-    assert_eq!(first, [20, 21], "{verified:?}");
+    assert_eq!(verified[0], 20, "{verified:?}");
+    assert!(verified.len() < 200, "{} pieces by 1.5 s", verified.len());
     s.run(Duration::from_secs(600), 5_000_000);
     assert_data_complete(&s, total);
 }

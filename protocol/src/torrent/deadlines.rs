@@ -9,8 +9,9 @@
 //! be given a deadline directly ([`Deadlines::set_piece`]).
 //!
 //! The picker serves a piece whose deadline is within [`URGENT_HORIZON`] before any other
-//! (urgent), and, once its deadline has passed (late), lets a second peer take blocks already in
-//! flight (see [`super::Picker`]). Pieces of a reader's window are high priority (readahead) even
+//! (urgent), and, once its deadline has passed by [`LATE_GRACE`] (late), lets a second peer take
+//! blocks already in flight (see [`super::Picker`]). A reader set again at the same position
+//! keeps its deadlines, so the piece it waits for grows late. Pieces of a reader's window are high priority (readahead) even
 //! before they are urgent. Readers that go away release their pieces.
 //!
 //! Invariants: every deadline and window is recomputed from the readers and explicit deadlines
@@ -44,6 +45,11 @@ pub const UNPACED_URGENT_PIECES: u64 = 2;
 
 /// A piece whose deadline is this close (or past) is urgent: served before any other.
 pub const URGENT_HORIZON: Duration = Duration::from_secs(3);
+
+/// An urgent piece is late this long after its deadline: then blocks in flight are asked of a
+/// second peer. Not at once: the peers that have the next pieces of a stream are often few, and
+/// asking each block twice would halve what they can give.
+pub const LATE_GRACE: Duration = Duration::from_secs(1);
 
 /// One reader of a torrent, as its owner numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -106,10 +112,15 @@ impl Deadlines {
         id: ReaderId,
         position: ReadPosition,
     ) -> Result<(), TooManyReaders> {
-        if !self.readers.contains_key(&id) && self.readers.len() >= MAX_READERS {
-            return Err(TooManyReaders);
-        }
-        self.readers.insert(id, (now, position));
+        let since = match self.readers.get(&id) {
+            // A reader still where it was (waiting for its piece): its deadlines stand, so the
+            // piece it waits for grows late.
+            Some(&(since, old)) if old == position => since,
+            Some(_) => now,
+            None if self.readers.len() >= MAX_READERS => return Err(TooManyReaders),
+            None => now,
+        };
+        self.readers.insert(id, (since, position));
         self.recompute(layout);
         Ok(())
     }
@@ -160,7 +171,7 @@ impl Deadlines {
         list.sort_unstable();
         out.extend(list.into_iter().map(|(d, piece)| Urgent {
             piece,
-            late: d <= now,
+            late: d.saturating_add(LATE_GRACE) <= now,
         }));
     }
 
@@ -175,7 +186,7 @@ impl Deadlines {
                     d.as_micros()
                         .saturating_sub(URGENT_HORIZON.as_micros() as u64),
                 );
-                [urgent_at, d]
+                [urgent_at, d.saturating_add(LATE_GRACE)]
             })
             .filter(|&t| t > now)
             .min()
@@ -263,13 +274,19 @@ mod tests {
         assert_eq!(d.due()[&12], at(2.5));
         let window: Vec<u32> = d.window().unwrap().ones().collect();
         assert_eq!(window, (10..=30).collect::<Vec<u32>>());
-        // Urgent: due within 3 s; late: due already.
+        // Urgent: due within 3 s; late: due a second ago.
         assert_eq!(
             urgent_now(&d, at(1.0)),
-            [(10, true), (11, false), (12, false), (13, false)]
+            [(10, false), (11, false), (12, false), (13, false)]
         );
-        assert_eq!(urgent_now(&d, at(2.0))[..2], [(10, true), (11, true)]);
+        assert_eq!(urgent_now(&d, at(2.0))[..2], [(10, true), (11, false)]);
+        assert_eq!(urgent_now(&d, at(2.5))[..2], [(10, true), (11, true)]);
+        // Piece 14 turns urgent at 1.5 s (due at 4.5 s); piece 10 late at 2 s.
         assert_eq!(d.next_change(at(1.0), |_| true), Some(at(1.5)));
+        assert_eq!(d.next_change(at(1.0), |p| p == 10), Some(at(2.0)));
+        // Set again where it was (still waiting): the deadlines stand.
+        d.set_reader(at(2.0), &l, ReaderId(7), pos).unwrap();
+        assert_eq!(d.due()[&10], at(1.0));
         // The reader moves on: the pieces behind it are released.
         let moved = ReadPosition {
             offset: 50 * MIB,

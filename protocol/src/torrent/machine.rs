@@ -70,6 +70,7 @@ mod priorities;
 mod readers;
 
 pub use readers::ReaderError;
+use readers::short_pipeline;
 
 use extensions::PeerExt;
 pub use extensions::{
@@ -1269,10 +1270,15 @@ impl Torrent {
             if allowed > 0 {
                 let pieces = allowed_only.as_ref().unwrap_or(conn.peer_pieces());
                 let urgent_ok = urgent_floor.is_none_or(|floor| conn.download_rate(now) >= floor);
+                let normal_max = match urgent_floor {
+                    Some(_) => short_pipeline(target).saturating_sub(conn.outstanding_len()),
+                    None => allowed,
+                };
                 self.picker.pick_for(
                     pieces,
                     allowed,
                     urgent_ok,
+                    normal_max,
                     |b| conn.has_requested(b),
                     &mut scratch,
                 );

@@ -12,8 +12,8 @@ mod smart_ban;
 pub use bitfield::{Bitfield, BitfieldError};
 pub use choker::{Choker, ChokerConfig, PeerSnapshot, Unchoked};
 pub use deadlines::{
-    Deadlines, MAX_READERS, MAX_WINDOW_PIECES, MIN_WINDOW_PIECES, READAHEAD, ReadPosition,
-    ReaderId, TooManyReaders, UNPACED_URGENT_PIECES, URGENT_HORIZON, Urgent,
+    Deadlines, LATE_GRACE, MAX_READERS, MAX_WINDOW_PIECES, MIN_WINDOW_PIECES, READAHEAD,
+    ReadPosition, ReaderId, TooManyReaders, UNPACED_URGENT_PIECES, URGENT_HORIZON, Urgent,
 };
 pub use machine::{
     AddPeerError, CloseReason, ExtensionStats, FilePrioritiesError, METADATA_REJECT_SLACK,
@@ -23,6 +23,7 @@ pub use machine::{
 };
 pub use picker::{
     ENDGAME_MAX_BLOCKS, FilePriority, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy,
+    URGENT_BLOCKS_PER_PEER,
 };
 pub use smart_ban::{MAX_RECORDED_BLOCKS, MAX_SENDERS_PER_BLOCK};
 

@@ -37,6 +37,10 @@ pub const ENDGAME_MAX_BLOCKS: usize = 32;
 /// In endgame, the most peers one block is requested from at once.
 pub const MAX_ENDGAME_REQUESTS: u16 = 2;
 
+/// The most missing blocks of one urgent piece a peer takes in one pick: the rest go to other
+/// peers, so the piece arrives at the sum of their rates.
+pub const URGENT_BLOCKS_PER_PEER: usize = 4;
+
 /// How new pieces are chosen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Strategy {
@@ -312,16 +316,19 @@ impl Picker {
         in_flight: impl Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
-        self.pick_for(peer_pieces, max, true, in_flight, out);
+        self.pick_for(peer_pieces, max, true, max, in_flight, out);
     }
 
-    /// [`Picker::pick`], for a peer that may take urgent blocks only if `urgent_ok` (the torrent
-    /// keeps them for its faster peers).
+    /// [`Picker::pick`], for a peer that may take urgent blocks first only if `urgent_ok` (the
+    /// torrent keeps them for its faster peers), and at most `normal_max` blocks that are not
+    /// urgent (the torrent keeps pipelines short while pieces are urgent, so urgent blocks asked
+    /// later do not queue behind seconds of others at the peer).
     pub fn pick_for(
         &mut self,
         peer_pieces: &Bitfield,
         max: usize,
         urgent_ok: bool,
+        normal_max: usize,
         in_flight: impl Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
@@ -329,6 +336,10 @@ impl Picker {
         // 0. Urgent pieces, most urgent first.
         if urgent_ok && !self.urgent.is_empty() {
             self.pick_urgent(peer_pieces, max, &in_flight, out);
+        }
+        let max = max.min(out.len() - start + normal_max);
+        if out.len() - start >= max {
+            return;
         }
         // 1. Finish started pieces.
         let remaining = max - (out.len() - start);
@@ -403,7 +414,13 @@ impl Picker {
                 self.epoch += 1;
             }
             let before = out.len();
-            self.pick_from_partial(peer_pieces, Some(i), max - taken, out);
+            // A few blocks each: an urgent piece comes from several peers at once.
+            let spread = URGENT_BLOCKS_PER_PEER.min(max - taken);
+            self.pick_from_partial(peer_pieces, Some(i), spread, out);
+            if out.len() - before == spread && self.partial[&i].blocks.contains(&Block::Missing) {
+                // Its blocks not taken now are there for other peers.
+                self.epoch += 1;
+            }
             if !u.late || out.len() - start == max {
                 continue;
             }
@@ -871,7 +888,7 @@ mod tests {
         // A peer not allowed urgent blocks first: started pieces in order (piece 3 among them:
         // started pieces are finished by anyone, so one only slow peers have is not starved).
         out.clear();
-        p.pick_for(&Bitfield::full(8), 2, false, |_| false, &mut out);
+        p.pick_for(&Bitfield::full(8), 2, false, 2, |_| false, &mut out);
         let pieces: Vec<u32> = out.iter().map(|b| b.piece.get()).collect();
         assert_eq!(pieces, [0, 3]);
         // The urgent list only orders: a peer without the urgent piece gets other work.

@@ -5,7 +5,10 @@
 //! deadlines and `now`; while any piece is urgent, peers are looked at fastest first, and only a
 //! peer at least a quarter as fast as the fastest takes urgent blocks first (a slower one still
 //! finishes started pieces, so an urgent piece only slow peers have is not starved; a late block
-//! is then asked of a second peer). The torrent wakes when a needed piece turns urgent or late.
+//! is then asked of a second peer). Meanwhile the blocks that are not urgent fill only a short
+//! pipeline ([`short_pipeline`]): a peer serves requests in order, so an urgent block asked
+//! behind three seconds of others would arrive late. The torrent wakes when a needed piece turns
+//! urgent or late.
 //!
 //! Invariant: the picker's readahead is always the readers' windows.
 
@@ -28,6 +31,19 @@ pub enum ReaderError {
 /// A peer slower than the fastest by more than this factor takes urgent blocks only after
 /// faster peers (see the module docs).
 const URGENT_SLOWER_BY: u64 = 4;
+
+/// While pieces are urgent, a peer's blocks that are not urgent fill at most this share of its
+/// pipeline target (half a second of its rate at the default three seconds).
+const SHORT_PIPELINE_SHARE: usize = 6;
+
+/// The fewest blocks a pipeline kept short still holds.
+const SHORT_PIPELINE_MIN: usize = 4;
+
+/// How many blocks that are not urgent a peer with pipeline target `target` may have in flight
+/// while pieces are urgent: an urgent block asked later queues behind these at the peer.
+pub(super) fn short_pipeline(target: usize) -> usize {
+    (target / SHORT_PIPELINE_SHARE).max(SHORT_PIPELINE_MIN)
+}
 
 impl Torrent {
     /// Reader `id` is now at `position`: its window is high priority, and the pieces it needs
