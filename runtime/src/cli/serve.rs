@@ -11,7 +11,7 @@ use bt_protocol::metainfo::Metainfo;
 use bt_protocol::session::TorrentId;
 use bt_protocol::torrent::{Bitfield, FilePriority, TorrentEvent};
 use bt_runtime::driver::{ReaderCommand, Report};
-use bt_runtime::serve::{Catalog, Server, Timeouts, Verified};
+use bt_runtime::serve::{Catalog, Progress, Server, Timeouts};
 use bt_runtime::storage::Storage;
 use tokio::sync::mpsc;
 
@@ -63,13 +63,13 @@ impl ServeArgs {
         let Some(addr) = self.serve else {
             return Ok(None);
         };
-        let verified = Verified::new(have);
+        let progress = Progress::new(have);
         let server = Server::start(
             addr,
             Catalog::new(torrent, &meta.info, priorities),
             meta.info.layout.clone(),
             storage,
-            verified.clone(),
+            progress.clone(),
             readers,
             Timeouts {
                 idle: self.serve_idle_timeout,
@@ -77,14 +77,14 @@ impl ServeArgs {
             },
         )
         .with_context(|| format!("cannot serve HTTP on {addr}"))?;
-        Ok(Some(Serving { server, verified }))
+        Ok(Some(Serving { server, progress }))
     }
 }
 
-/// A running server and the verified pieces it waits on.
+/// A running server and the progress it waits on.
 pub(crate) struct Serving {
     server: Server,
-    verified: Verified,
+    progress: Progress,
 }
 
 impl Serving {
@@ -93,10 +93,13 @@ impl Serving {
         self.server.url()
     }
 
-    /// Sees the driver's reports: a verified piece can be served from now on.
+    /// Sees the driver's reports: a verified piece can be served from now on; a status gives
+    /// the download rate responses read at.
     pub(crate) fn observe(&self, report: &Report) {
-        if let Report::Event(TorrentEvent::PieceVerified(p)) = report {
-            self.verified.mark(p.get());
+        match report {
+            Report::Event(TorrentEvent::PieceVerified(p)) => self.progress.mark_verified(p.get()),
+            Report::Status(s) => self.progress.set_download_rate(s.download_rate),
+            _ => {}
         }
     }
 }

@@ -9,13 +9,14 @@
 //! absolute URLs. Parsing is in [`request`], pages in [`pages`].
 //!
 //! Invariants:
-//! - only verified bytes are served: a response reads a piece only once [`Verified`] has it,
+//! - only verified bytes are served: a response reads a piece only once [`Progress`] has it,
 //!   which the caller marks on `PieceVerified`, and the disk threads verify a piece only after
 //!   its blocks are written ([`crate::disk`]), so the bytes read are the bytes hashed;
 //! - a response is a reader of the torrent: it tells the driver its position through the
 //!   bounded reader channel ([`crate::driver::ReaderCommand`]) each time it enters a piece, and
 //!   removes itself when it ends or its client goes away, so the pieces it needs next come
-//!   first;
+//!   first; it reads as fast as bytes come, and says so as the torrent's download rate
+//!   ([`Progress::set_download_rate`]);
 //! - input from a client never panics the process: a bad request gets a 4xx, a hostile
 //!   connection is closed, and the download goes on.
 //!
@@ -97,20 +98,43 @@ impl Default for Timeouts {
     }
 }
 
-/// The torrent's verified pieces, shared by whoever learns of them ([`Verified::mark`]) and the
-/// responses waiting for them.
-#[derive(Clone, Debug)]
-pub struct Verified(Arc<watch::Sender<Bitfield>>);
+/// The pace a response tells the driver it reads at, at least: see [`Progress::set_download_rate`].
+pub const MIN_READ_RATE: u64 = 1024 * 1024;
 
-impl Verified {
+/// The torrent's progress as the responses need it: its verified pieces and its download rate,
+/// shared by whoever learns of them (the driver's caller) and the responses waiting on them.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    verified: Arc<watch::Sender<Bitfield>>,
+    download_rate: Arc<AtomicU64>,
+}
+
+impl Progress {
     /// Starting from the pieces `have` verified.
     pub fn new(have: Bitfield) -> Self {
-        Verified(Arc::new(watch::Sender::new(have)))
+        Progress {
+            verified: Arc::new(watch::Sender::new(have)),
+            download_rate: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Piece `piece` is verified and on disk: responses waiting for it go on.
-    pub fn mark(&self, piece: u32) {
-        self.0.send_if_modified(|have| have.set(piece));
+    pub fn mark_verified(&self, piece: u32) {
+        self.verified.send_if_modified(|have| have.set(piece));
+    }
+
+    /// The torrent's recent download rate, bytes per second. A response reads as fast as bytes
+    /// come, so it tells the driver it reads at this rate (at least [`MIN_READ_RATE`]): its
+    /// window of high-priority pieces then holds the next 20 s of download, enough to keep a
+    /// deep request pipeline busy with its pieces, and the ones due within 3 s are urgent.
+    pub fn set_download_rate(&self, bytes_per_s: u64) {
+        self.download_rate.store(bytes_per_s, Ordering::Relaxed);
+    }
+
+    fn read_rate(&self) -> u64 {
+        self.download_rate
+            .load(Ordering::Relaxed)
+            .max(MIN_READ_RATE)
     }
 }
 
@@ -119,7 +143,7 @@ struct Shared<D: Storage> {
     catalog: Catalog,
     layout: TorrentLayout,
     storage: Arc<D>,
-    verified: Verified,
+    progress: Progress,
     readers: mpsc::Sender<ReaderCommand>,
     next_reader: AtomicU64,
     timeouts: Timeouts,
@@ -134,14 +158,14 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` and serves `catalog`'s files from `storage` (laid out as `layout`), waiting
-    /// for pieces through `verified` and telling the driver where each response reads through
+    /// for pieces through `progress` and telling the driver where each response reads through
     /// `readers`. Call it inside the tokio runtime.
     pub fn start<D: Storage + 'static>(
         addr: SocketAddr,
         catalog: Catalog,
         layout: TorrentLayout,
         storage: Arc<D>,
-        verified: Verified,
+        progress: Progress,
         readers: mpsc::Sender<ReaderCommand>,
         timeouts: Timeouts,
     ) -> io::Result<Server> {
@@ -153,7 +177,7 @@ impl Server {
             catalog,
             layout,
             storage,
-            verified,
+            progress,
             readers,
             next_reader: AtomicU64::new(0),
             timeouts,
@@ -574,7 +598,7 @@ async fn stream_file<D: Storage + 'static>(
         command: ReaderCommand::Remove { torrent, reader },
     };
     let stall = shared.timeouts.stall;
-    let mut verified = shared.verified.0.subscribe();
+    let mut verified = shared.progress.verified.subscribe();
     let piece_length = u64::from(shared.layout.piece_length());
     let mut position = from;
     let mut told: Option<u32> = None;
@@ -594,7 +618,7 @@ async fn stream_file<D: Storage + 'static>(
                 position: ReadPosition {
                     offset: position,
                     end: to,
-                    rate: None,
+                    rate: Some(shared.progress.read_rate()),
                 },
             };
             tokio::select! {
