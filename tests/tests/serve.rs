@@ -259,9 +259,9 @@ fn ffmpeg_decodes_every_frame_before_the_download_completes() {
     );
     let frames = progress
         .lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("frame="))
-        .filter_map(|n| n.trim().parse::<u64>().ok())
-        .last();
+        .find_map(|n| n.trim().parse::<u64>().ok());
     assert_eq!(frames, Some(250), "{progress}");
     let sequential = Duration::from_secs_f64(torrent.total_size as f64 / rate as f64);
     eprintln!(
