@@ -486,3 +486,43 @@ fn hostile_requests_get_4xx_or_a_close_and_the_download_completes() {
     assert_eq!(served.status, 200);
     assert!(served.body == std::fs::read(swarm.src.join("h/b.txt")).expect("source"));
 }
+
+#[test]
+fn a_read_whose_pieces_never_come_ends_after_the_stall_timeout_and_the_server_stays_up() {
+    // Proves the bound on a wait: with no peer to download from, a response sends its headers,
+    // waits the stall timeout (2 s here) for its first piece, then closes the connection
+    // mid-body (curl: a partial transfer), and the server answers the next request.
+    let tmp = TempDir::new("serve-stall");
+    let src = tmp.path().join("src");
+    gen_files(&src, &[("still/a.mkv", 1_000_000)]);
+    let torrent = make_torrent(
+        &src.join("still"),
+        &[],
+        "64K",
+        &tmp.path().join("t.torrent"),
+    );
+    // Nothing listens there: the download never starts.
+    let nobody = SocketAddr::from(([127, 0, 0, 1], bt_tests::clients::free_port()));
+    let bt = BtProc::get(
+        &torrent.path,
+        &tmp.path().join("dl"),
+        &[nobody],
+        &["--serve", "127.0.0.1:0", "--serve-stall-timeout", "2s"],
+    );
+    let base = serving_url(&bt);
+    let started = Instant::now();
+    let got = curl(tmp.path(), &format!("{base}/files/0/still/a.mkv"), &[]);
+    let waited = started.elapsed();
+    assert_eq!(got.status, 200, "{}", got.headers);
+    assert!(
+        got.body.is_empty(),
+        "{} bytes of a file never downloaded",
+        got.body.len()
+    );
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
+        "the response ended after {waited:?}"
+    );
+    let index = curl(tmp.path(), &format!("{base}/"), &[]);
+    assert_eq!(index.status, 200);
+}
