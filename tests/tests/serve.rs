@@ -19,6 +19,16 @@ const FFMPEG: &str = "/usr/bin/ffmpeg";
 /// How long a download of these tests may take at most.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// `bt get TORRENT -o DL --peer PEER --serve 127.0.0.1:0 EXTRA...` and the base URL it serves
+/// at (no trailing `/`).
+fn get_serving(torrent: &Path, dl: &Path, peer: SocketAddr, extra: &[&str]) -> (BtProc, String) {
+    let mut args = vec!["--serve", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let bt = BtProc::get(torrent, dl, &[peer], &args);
+    let url = serving_url(&bt);
+    (bt, url)
+}
+
 /// The URL in `bt`'s `serving` event (the server on 127.0.0.1, port 0: any free one).
 fn serving_url(bt: &BtProc) -> String {
     let ev = bt.wait_for(|e| is_event(e, "serving"), Duration::from_secs(10));
@@ -128,13 +138,7 @@ fn curl_reads_ranges_head_index_and_playlist_during_the_download() {
     ];
     let swarm = bt_swarm_behind_relay(&tmp, &files, "64K", 512 * 1024);
     let dl = tmp.path().join("dl");
-    let mut bt = BtProc::get(
-        &swarm.torrent.path,
-        &dl,
-        &[swarm.relay.addr()],
-        &["--serve", "127.0.0.1:0"],
-    );
-    let base = serving_url(&bt);
+    let (mut bt, base) = get_serving(&swarm.torrent.path, &dl, swarm.relay.addr(), &[]);
     let movie = std::fs::read(swarm.src.join("show/movie.mkv")).expect("the source");
     let url = format!("{base}/files/0/show/movie.mkv");
     let len = movie.len();
@@ -156,7 +160,7 @@ fn curl_reads_ranges_head_index_and_playlist_during_the_download() {
             "bytes {start}-{last} differ from the source"
         );
         eprintln!(
-            "range {start}-{last}: first byte after {:.3} s, all after {:.3} s",
+            "range {start}-{last}: headers after {:.3} s, all its bytes after {:.3} s",
             got.first_byte_s, got.total_s
         );
     }
@@ -235,13 +239,7 @@ fn ffmpeg_decodes_every_frame_before_the_download_completes() {
     let rate = 1_000_000;
     let relay = SlowRelay::start(seeder.addr(), rate);
     let dl = tmp.path().join("dl");
-    let mut bt = BtProc::get(
-        &torrent.path,
-        &dl,
-        &[relay.addr()],
-        &["--serve", "127.0.0.1:0"],
-    );
-    let base = serving_url(&bt);
+    let (mut bt, base) = get_serving(&torrent.path, &dl, relay.addr(), &[]);
     let started = Instant::now();
     let mut play = Command::new(FFMPEG);
     play.args(["-v", "error", "-nostdin", "-progress", "pipe:1", "-i"])
@@ -351,20 +349,12 @@ fn hostile_requests_get_4xx_or_a_close_and_the_download_completes() {
     ];
     let swarm = bt_swarm_behind_relay(&tmp, &files, "64K", 256 * 1024);
     let dl = tmp.path().join("dl");
-    let mut bt = BtProc::get(
+    let (mut bt, base) = get_serving(
         &swarm.torrent.path,
         &dl,
-        &[swarm.relay.addr()],
-        &[
-            "--serve",
-            "127.0.0.1:0",
-            "--select",
-            "0,1",
-            "--serve-idle-timeout",
-            "2s",
-        ],
+        swarm.relay.addr(),
+        &["--select", "0,1", "--serve-idle-timeout", "2s"],
     );
-    let base = serving_url(&bt);
     let addr = server_addr(&base);
 
     let big = format!(
@@ -503,13 +493,12 @@ fn a_read_whose_pieces_never_come_ends_after_the_stall_timeout_and_the_server_st
     );
     // Nothing listens there: the download never starts.
     let nobody = SocketAddr::from(([127, 0, 0, 1], bt_tests::clients::free_port()));
-    let bt = BtProc::get(
+    let (_bt, base) = get_serving(
         &torrent.path,
         &tmp.path().join("dl"),
-        &[nobody],
-        &["--serve", "127.0.0.1:0", "--serve-stall-timeout", "2s"],
+        nobody,
+        &["--serve-stall-timeout", "2s"],
     );
-    let base = serving_url(&bt);
     let started = Instant::now();
     let got = curl(tmp.path(), &format!("{base}/files/0/still/a.mkv"), &[]);
     let waited = started.elapsed();
