@@ -11,6 +11,9 @@ DEB_PACKAGES=(
     opentracker          # HTTP + UDP tracker, whitelist mode (tests/src/clients.rs)
     transmission-cli     # transmission-create made fixtures; transmission-cli seeds to bt (tests/src/transmission.rs)
     qbittorrent-nox      # qBittorrent driven through its Web API (tests/src/qbittorrent.rs)
+    # bt get --serve: HTTP clients reading files while they download (tests/tests/serve.rs)
+    curl                 # ranges, HEAD, the index and the playlist
+    ffmpeg               # makes a test video, then decodes it over HTTP during the download
 )
 
 # Cargo subcommands: "<binary-crate> <subcommand>"

@@ -18,6 +18,10 @@
 //! opens the storage through the caller's [`StorageOpener`] and starts the disk; the connections
 //! stay.
 //!
+//! Readers: an HTTP response streaming a torrent's bytes ([`crate::serve`]) tells the driver
+//! where it reads through a bounded channel of [`ReaderCommand`]s; the driver hands each to the
+//! client, whose picker then fetches the pieces that reader needs first.
+//!
 //! Trackers: each announce the client asks for runs as a task ([`crate::tracker::announce`])
 //! and comes back as an input. The DHT node is the client's; its socket is the driver's
 //! (`runtime/src/dht.rs`).
@@ -25,7 +29,8 @@
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
 //! bytes; a writer's queue is bounded by the protocol (blocks are queued only under its send-buffer
 //! watermark; control messages are small and few per event); connect tasks are bounded by the
-//! client's half-open limit, announce tasks by one per torrent; everything else is the client's.
+//! client's half-open limit, announce tasks by one per torrent; the reader channel
+//! ([`Driver::reader_commands`]) holds [`READER_QUEUE`] commands; everything else is the client's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,7 +46,7 @@ use bt_protocol::metainfo::{InfoHash, Metainfo, TorrentLayout};
 use bt_protocol::rng::Rng;
 use bt_protocol::session::{SessionCloseReason, TorrentId};
 use bt_protocol::time::Instant as ProtoInstant;
-use bt_protocol::torrent::{Bitfield, CloseReason, TorrentEvent};
+use bt_protocol::torrent::{Bitfield, CloseReason, ReadPosition, ReaderId, TorrentEvent};
 use bt_protocol::tracker::{AnnounceResponse, Event as AnnounceEvent, TrackerError};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -341,6 +346,32 @@ pub enum Report {
     },
 }
 
+/// A reader of a torrent's bytes (an HTTP response being streamed, see [`crate::serve`]) moved
+/// or went away; the driver hands it to the client ([`Client::set_reader`],
+/// [`Client::remove_reader`]). Sent through the channel [`Driver::reader_commands`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReaderCommand {
+    /// The reader is at `position` (a new reader, or one that moved).
+    Set {
+        /// The torrent it reads.
+        torrent: TorrentId,
+        /// The reader, as its owner numbers them.
+        reader: ReaderId,
+        /// Where it reads next, and where it stops.
+        position: ReadPosition,
+    },
+    /// The reader is done (its response ended or its client went away).
+    Remove {
+        /// The torrent it read.
+        torrent: TorrentId,
+        /// The reader.
+        reader: ReaderId,
+    },
+}
+
+/// Reader commands the channel of [`Driver::reader_commands`] holds before senders wait.
+pub const READER_QUEUE: usize = 64;
+
 /// The environment variable that, in debug builds only, makes every peer reader task panic on
 /// its first read: how the tests prove that a panic in a task ends the process. Release builds
 /// never read it.
@@ -444,6 +475,8 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     dht: Option<DhtSocket>,
     /// What the DHT's socket said since the last drain.
     dht_reports: Vec<DhtReport>,
+    /// Readers' commands, once [`Driver::reader_commands`] was called.
+    readers: Option<mpsc::Receiver<ReaderCommand>>,
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
@@ -473,6 +506,34 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             rng: Rng::new(seed).fork(0x6472_6976_6572),
             dht: None,
             dht_reports: Vec::new(),
+            readers: None,
+        }
+    }
+
+    /// A channel (of [`READER_QUEUE`] commands) through which readers of the torrents' bytes say
+    /// where they are; the driver makes their pieces the client's priority while they read. A
+    /// second call replaces the first channel.
+    pub fn reader_commands(&mut self) -> mpsc::Sender<ReaderCommand> {
+        let (tx, rx) = mpsc::channel(READER_QUEUE);
+        self.readers = Some(rx);
+        tx
+    }
+
+    fn reader_command(&mut self, command: ReaderCommand) {
+        let now = self.now();
+        match command {
+            // Refused without metadata or past the client's reader limit: the response still
+            // streams, only without priority.
+            ReaderCommand::Set {
+                torrent,
+                reader,
+                position,
+            } => {
+                let _ = self.client.set_reader(now, torrent, reader, position);
+            }
+            ReaderCommand::Remove { torrent, reader } => {
+                self.client.remove_reader(now, torrent, reader);
+            }
         }
     }
 
@@ -1336,6 +1397,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             Some(input) = self.data_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
                 self.handle_input(input);
             }
+            Some(command) = next_reader_command(&mut self.readers) => self.reader_command(command),
             _ = tokio::time::sleep_until(deadline) => {
                 let now = self.now();
                 self.client.handle_timeout(now);
@@ -1396,6 +1458,16 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         for c in conns {
             self.close_conn(c);
         }
+    }
+}
+
+/// The next reader command, or never when there is no reader channel.
+async fn next_reader_command(
+    readers: &mut Option<mpsc::Receiver<ReaderCommand>>,
+) -> Option<ReaderCommand> {
+    match readers {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

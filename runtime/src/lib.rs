@@ -7,6 +7,7 @@
 //! - [`net`]: the sockets the driver uses ([`net::TokioNet`] for real ones).
 //! - [`resume`]: the fast-resume state file, which vouches for verified pieces across restarts.
 //! - [`select`]: which files to download (`--select`, `--only`, a magnet's `so=`).
+//! - [`serve`]: the HTTP server of `--serve`, streaming a torrent's files as they are verified.
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::FsStorage`], a torrent's files in a
 //!   download folder (positional I/O, bounded open files, parallel verification).
 //! - [`tls`]: the TLS client for HTTPS trackers (rustls with ring, webpki roots).
@@ -21,6 +22,7 @@ pub mod driver;
 pub mod net;
 pub mod resume;
 pub mod select;
+pub mod serve;
 pub mod storage;
 pub mod tls;
 pub mod tracker;

@@ -6,6 +6,7 @@ mod dht;
 mod goals;
 mod info;
 mod limits;
+mod serve;
 mod summary;
 mod tracker;
 mod transfer;

@@ -31,6 +31,7 @@ use bt_runtime::units::format_bytes;
 use super::dht::DhtArgs;
 use super::goals::GoalArgs;
 use super::limits::LimitArgs;
+use super::serve::{ServeArgs, Serving};
 use super::summary::RunSummary;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -71,6 +72,8 @@ pub(crate) struct GetArgs {
     limits: LimitArgs,
     #[command(flatten)]
     dht: DhtArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
     /// Message stream encryption (MSE/PE): `prefer` dials encrypted first, falls back to
     /// plaintext, and accepts both; `require` only makes and accepts RC4 connections;
     /// `plaintext` never encrypts the stream.
@@ -112,6 +115,8 @@ pub(crate) struct SeedArgs {
     limits: LimitArgs,
     #[command(flatten)]
     dht: DhtArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
     /// Message stream encryption (MSE/PE), as for `bt get`.
     #[arg(long, value_enum, default_value = "prefer")]
     encryption: EncryptionArg,
@@ -435,6 +440,15 @@ impl Display {
             | Report::PeersFound { .. }
             | Report::Event(_) => {}
         }
+    }
+
+    /// The HTTP server (`--serve`) is up: one line with its URL.
+    fn serving(&self, serving: &Serving) {
+        let url = serving.url();
+        self.line(
+            serde_json::json!({"event": "serving", "url": url}),
+            format!("serving the files at {url}"),
+        );
     }
 
     /// At the end of a run: the summary (see [`RunSummary`]), on stdout.
@@ -821,6 +835,8 @@ struct Run<'a> {
     rates: (Option<u64>, Option<u64>),
     /// When seeding stops by itself.
     goal: Option<SeedGoal>,
+    /// The HTTP server (`--serve`).
+    serve: &'a ServeArgs,
 }
 
 async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finished> {
@@ -834,9 +850,9 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
     );
     let mut driver = Driver::new(
         TokioNet,
-        run.storage,
+        run.storage.clone(),
         run.meta,
-        run.have,
+        run.have.clone(),
         run.config,
         seed_from_clock(),
     )?;
@@ -856,6 +872,16 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         serde_json::json!({"event": "listening", "addr": addr.to_string()}),
         format!("listening on {addr}"),
     );
+    let serving = if run.serve.enabled() {
+        let readers = driver.reader_commands();
+        run.serve
+            .start(id, run.meta, run.priorities, run.storage, run.have, readers)?
+    } else {
+        None
+    };
+    if let Some(serving) = &serving {
+        display.serving(serving);
+    }
     // After listening: an announce carries the port peers can reach us on.
     driver.set_trackers(id, run.meta.trackers.clone());
     start_dht(&mut driver, run.dht, addr, run.meta.info.private).await;
@@ -865,9 +891,13 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
     let finished = driver
         .run(run.stop, interrupted(), |_, r| {
             saver.observe(r);
+            if let Some(serving) = &serving {
+                serving.observe(r);
+            }
             display.report(r);
         })
         .await;
+    drop(serving);
     saver.finish();
     let done = finished.first().context("the driver ran no torrent")?;
     display.peer_summary(&done.peers);
@@ -1162,11 +1192,36 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
         for p in peers {
             driver.add_peer(id, *p);
         }
+        // The server starts with the metadata, when there are files to serve.
+        let readers = args.serve.enabled().then(|| driver.reader_commands());
+        let mut serving: Option<Serving> = None;
         let finished = driver
             .run(stop, interrupted(), |_, r| {
                 if let Report::MetadataReceived(m) = r {
                     display.metadata_received(m, started.elapsed());
                     let storage = opened.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let (Some(storage), Some(readers)) = (&storage, &readers) {
+                        let have = Bitfield::new(m.info.layout.piece_count());
+                        let chosen = chosen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        let started = args.serve.start(
+                            id,
+                            m,
+                            chosen.as_deref(),
+                            storage.clone(),
+                            have,
+                            readers.clone(),
+                        );
+                        match started {
+                            Ok(s) => serving = s,
+                            Err(e) => display.line(
+                                serde_json::json!({"event": "serve_failed", "error": format!("{e:#}")}),
+                                format!("warning: {e:#}"),
+                            ),
+                        }
+                        if let Some(s) = &serving {
+                            display.serving(s);
+                        }
+                    }
                     if let Some(storage) = storage {
                         let have = Bitfield::new(m.info.layout.piece_count());
                         saver = Some(ResumeSaver::start(
@@ -1183,9 +1238,13 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
                 if let Some(saver) = &mut saver {
                     saver.observe(r);
                 }
+                if let Some(serving) = &serving {
+                    serving.observe(r);
+                }
                 display.report(r);
             })
             .await;
+        drop(serving);
         anyhow::Ok(finished)
     })?;
     if let Some(saver) = saver {
@@ -1264,10 +1323,10 @@ fn finish_get(
     }
 }
 
-/// When `bt get` ends: at completion, or with `--seed` (or a seeding goal) on interrupt or when
-/// the goal is reached.
+/// When `bt get` ends: at completion, or with `--seed`, `--serve` or a seeding goal on interrupt
+/// or when the goal is reached.
 fn get_stop(args: &GetArgs) -> StopWhen {
-    if args.seed || args.goals.goal().is_some() {
+    if args.seed || args.goals.goal().is_some() || args.serve.enabled() {
         StopWhen::Interrupted
     } else {
         StopWhen::Complete
@@ -1337,6 +1396,7 @@ fn get_torrent(
         priorities: priorities.as_deref(),
         rates: args.limits.rates(),
         goal: args.goals.goal(),
+        serve: &args.serve,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
@@ -1399,6 +1459,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         priorities: None,
         rates: args.limits.rates(),
         goal: args.goals.goal(),
+        serve: &args.serve,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
