@@ -62,7 +62,8 @@ pub struct ReadPosition {
     pub offset: u64,
     /// Where what it reads ends (exclusive): its file's end, or its range's.
     pub end: u64,
-    /// Bytes per second it consumes; `None`: as fast as the bytes come.
+    /// Bytes per second it consumes; `None`: as fast as the bytes come (a torrent paces it at
+    /// its download rate when it is set).
     pub rate: Option<u64>,
 }
 

@@ -69,8 +69,8 @@ mod magnet;
 mod priorities;
 mod readers;
 
-pub use readers::ReaderError;
 use readers::short_pipeline;
+pub use readers::{ReaderError, UNPACED_MIN_RATE};
 
 use extensions::PeerExt;
 pub use extensions::{

@@ -18,8 +18,8 @@ pub use deadlines::{
 pub use machine::{
     AddPeerError, CloseReason, ExtensionStats, FilePrioritiesError, METADATA_REJECT_SLACK,
     METADATA_REQUESTS_PER_PEER, OUR_UT_METADATA, OUR_UT_PEX, PEX_MAX_PER_MESSAGE, ReaderError,
-    Torrent, TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats, WriteStall,
-    piece_priorities,
+    Torrent, TorrentConfig, TorrentEvent, TorrentOutput, TorrentStats, UNPACED_MIN_RATE,
+    WriteStall, piece_priorities,
 };
 pub use picker::{
     ENDGAME_MAX_BLOCKS, FilePriority, MAX_ENDGAME_REQUESTS, Picker, Received, Strategy,

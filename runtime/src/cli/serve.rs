@@ -93,13 +93,10 @@ impl Serving {
         self.server.url()
     }
 
-    /// Sees the driver's reports: a verified piece can be served from now on; a status gives
-    /// the download rate responses read at.
+    /// Sees the driver's reports: a verified piece can be served from now on.
     pub(crate) fn observe(&self, report: &Report) {
-        match report {
-            Report::Event(TorrentEvent::PieceVerified(p)) => self.progress.mark_verified(p.get()),
-            Report::Status(s) => self.progress.set_download_rate(s.download_rate),
-            _ => {}
+        if let Report::Event(TorrentEvent::PieceVerified(p)) = report {
+            self.progress.mark_verified(p.get());
         }
     }
 }

@@ -15,8 +15,8 @@
 //! - a response is a reader of the torrent: it tells the driver its position through the
 //!   bounded reader channel ([`crate::driver::ReaderCommand`]) each time it enters a piece, and
 //!   removes itself when it ends or its client goes away, so the pieces it needs next come
-//!   first; it reads as fast as bytes come, and says so as the torrent's download rate
-//!   ([`Progress::set_download_rate`]);
+//!   first; it reads as fast as bytes come, so it gives no pace (the client paces it at the
+//!   torrent's download rate);
 //! - input from a client never panics the process: a bad request gets a 4xx, a hostile
 //!   connection is closed, and the download goes on.
 //!
@@ -98,15 +98,11 @@ impl Default for Timeouts {
     }
 }
 
-/// The pace a response tells the driver it reads at, at least: see [`Progress::set_download_rate`].
-pub const MIN_READ_RATE: u64 = 1024 * 1024;
-
-/// The torrent's progress as the responses need it: its verified pieces and its download rate,
-/// shared by whoever learns of them (the driver's caller) and the responses waiting on them.
+/// The torrent's progress as the responses need it: its verified pieces, shared by whoever
+/// learns of them (the driver's caller) and the responses waiting on them.
 #[derive(Clone, Debug)]
 pub struct Progress {
     verified: Arc<watch::Sender<Bitfield>>,
-    download_rate: Arc<AtomicU64>,
 }
 
 impl Progress {
@@ -114,27 +110,12 @@ impl Progress {
     pub fn new(have: Bitfield) -> Self {
         Progress {
             verified: Arc::new(watch::Sender::new(have)),
-            download_rate: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Piece `piece` is verified and on disk: responses waiting for it go on.
     pub fn mark_verified(&self, piece: u32) {
         self.verified.send_if_modified(|have| have.set(piece));
-    }
-
-    /// The torrent's recent download rate, bytes per second. A response reads as fast as bytes
-    /// come, so it tells the driver it reads at this rate (at least [`MIN_READ_RATE`]): its
-    /// window of high-priority pieces then holds the next 20 s of download, enough to keep a
-    /// deep request pipeline busy with its pieces, and the ones due within 3 s are urgent.
-    pub fn set_download_rate(&self, bytes_per_s: u64) {
-        self.download_rate.store(bytes_per_s, Ordering::Relaxed);
-    }
-
-    fn read_rate(&self) -> u64 {
-        self.download_rate
-            .load(Ordering::Relaxed)
-            .max(MIN_READ_RATE)
     }
 }
 
@@ -618,7 +599,7 @@ async fn stream_file<D: Storage + 'static>(
                 position: ReadPosition {
                     offset: position,
                     end: to,
-                    rate: Some(shared.progress.read_rate()),
+                    rate: None,
                 },
             };
             tokio::select! {

@@ -28,6 +28,10 @@ pub enum ReaderError {
     TooMany(#[from] TooManyReaders),
 }
 
+/// The pace a reader without one ([`ReadPosition::rate`] `None`) is given, at least: it reads
+/// at the torrent's download rate when it is set, or this.
+pub const UNPACED_MIN_RATE: u64 = 1 << 20;
+
 /// A peer slower than the fastest by more than this factor takes urgent blocks only after
 /// faster peers (see the module docs).
 const URGENT_SLOWER_BY: u64 = 4;
@@ -47,7 +51,8 @@ pub(super) fn short_pipeline(target: usize) -> usize {
 
 impl Torrent {
     /// Reader `id` is now at `position`: its window is high priority, and the pieces it needs
-    /// soon are urgent. Refused past [`crate::torrent::MAX_READERS`] readers, and without
+    /// soon are urgent. A reader without a pace reads at the torrent's download rate (at least
+    /// [`UNPACED_MIN_RATE`]). Refused past [`crate::torrent::MAX_READERS`] readers, and without
     /// metadata.
     pub fn set_reader(
         &mut self,
@@ -58,6 +63,16 @@ impl Torrent {
         if self.fetch.is_some() {
             return Err(ReaderError::NoMetadata);
         }
+        // As fast as the bytes come is as fast as the torrent downloads: its window then holds
+        // the next seconds of download, enough to keep the request pipelines busy with it.
+        let position = ReadPosition {
+            rate: Some(
+                position
+                    .rate
+                    .unwrap_or_else(|| self.rates(now).0.max(UNPACED_MIN_RATE)),
+            ),
+            ..position
+        };
         self.deadlines.set_reader(now, &self.layout, id, position)?;
         self.deadlines_changed(now);
         Ok(())
