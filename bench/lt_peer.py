@@ -2,7 +2,7 @@
 """A libtorrent peer for the leech benchmark, run as a subprocess of bench/leech.py.
 
 Usage:
-  /usr/bin/python3 bench/lt_peer.py seed  TORRENT SAVE_PATH [--port N] [--rc4]
+  /usr/bin/python3 bench/lt_peer.py seed  TORRENT SAVE_PATH [--port N] [--rc4] [--upload-limit BYTES_PER_S]
   /usr/bin/python3 bench/lt_peer.py leech TORRENT SAVE_PATH --peer 127.0.0.1:PORT [--rc4]
 
 seed:  checks the data under SAVE_PATH (the whole torrent must be there), prints
@@ -78,7 +78,12 @@ def say(line):
 def seed(args):
     """Checks the data, reports the port and readiness, then serves until killed."""
     ses = make_session(args.port, args.rc4)
+    if args.upload_limit:
+        ses.apply_settings({"upload_rate_limit": args.upload_limit})
     handle = add(ses, args.torrent, args.save_path)
+    if args.upload_limit:
+        # Peers on loopback are exempt from the session's limits: the torrent's own applies.
+        handle.set_upload_limit(args.upload_limit)
     say(f"listening {ses.listen_port()}")
     checking = {lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data}
     while True:
@@ -141,6 +146,9 @@ def main(argv):
     p_seed.add_argument("save_path")
     p_seed.add_argument("--port", type=int, default=0, help="listen port (default: any free one)")
     p_seed.add_argument("--rc4", action="store_true", help="only encrypted connections, under RC4")
+    p_seed.add_argument(
+        "--upload-limit", type=int, default=0, help="upload rate limit in bytes per second (default: none)"
+    )
     p_seed.set_defaults(func=seed)
     p_leech = sub.add_parser("leech", help="download from one peer and exit when complete")
     p_leech.add_argument("torrent")
