@@ -350,11 +350,23 @@ impl Session {
         id: TorrentId,
         priorities: &[crate::torrent::FilePriority],
     ) -> Result<(), SessionError> {
+        self.command(id, |t| t.set_file_priorities(now, priorities))
+    }
+
+    /// Runs a command on torrent `id` and collects what it did.
+    fn command<E>(
+        &mut self,
+        id: TorrentId,
+        f: impl FnOnce(&mut Torrent) -> Result<(), E>,
+    ) -> Result<(), SessionError>
+    where
+        SessionError: From<E>,
+    {
         let t = self
             .torrents
             .get_mut(&id)
             .ok_or(SessionError::NoSuchTorrent(id))?;
-        t.set_file_priorities(now, priorities)?;
+        f(t)?;
         self.collect(id);
         Ok(())
     }
@@ -367,13 +379,7 @@ impl Session {
         reader: crate::torrent::ReaderId,
         position: crate::torrent::ReadPosition,
     ) -> Result<(), SessionError> {
-        let t = self
-            .torrents
-            .get_mut(&id)
-            .ok_or(SessionError::NoSuchTorrent(id))?;
-        t.set_reader(now, reader, position)?;
-        self.collect(id);
-        Ok(())
+        self.command(id, |t| t.set_reader(now, reader, position))
     }
 
     /// Reader `reader` of torrent `id` went away: see [`Torrent::remove_reader`]. Does nothing
@@ -394,13 +400,7 @@ impl Session {
         piece: crate::metainfo::PieceIndex,
         deadline: Option<Instant>,
     ) -> Result<(), SessionError> {
-        let t = self
-            .torrents
-            .get_mut(&id)
-            .ok_or(SessionError::NoSuchTorrent(id))?;
-        t.set_piece_deadline(now, piece, deadline)?;
-        self.collect(id);
-        Ok(())
+        self.command(id, |t| t.set_piece_deadline(now, piece, deadline))
     }
 
     /// Our TCP listen port, advertised to the peers of every torrent, present and future, in the

@@ -881,16 +881,7 @@ fn hostile_mse_closes_each_attack_with_its_reason() {
     // handshake limit at 20 s; the leechers complete; the run is deterministic.
     let (_, outcome, r) = run("hostile-mse.toml", None);
     assert!(r.passed, "{}", r.human());
-    let fallback = "Peer/Handshake/ProtocolLength";
-    hostile::assert_group_closed(&r, "garbage", &["Mse/NoSyncMarker", fallback], 1.0);
-    hostile::assert_group_closed(&r, "long-pad", &["Mse/PadTooLong", fallback], 1.0);
-    hostile::assert_group_closed(
-        &r,
-        "wrong-vc",
-        &["Mse/BadVc", "Mse/NoSyncMarker", fallback],
-        1.0,
-    );
-    hostile::assert_group_closed(&r, "stall", &["Mse/TimedOut"], 21.0);
+    hostile::assert_mse_closed_with_their_reasons(&r);
     let vc = hostile::attack(&r, "wrong-vc");
     assert!(vc.closed.contains_key("Mse/BadVc") && vc.closed.contains_key("Mse/NoSyncMarker"));
     assert!(

@@ -526,15 +526,7 @@ fn hostile_mse_on_turmoil_closes_each_attack_with_its_reason() {
     // engine, within 25 s, and completes the leechers.
     let (_, _, r) = run("hostile-mse.toml");
     assert!(r.passed, "{}", r.human());
-    let fallback = "Peer/Handshake/ProtocolLength";
-    hostile::assert_group_closed(&r, "long-pad", &["Mse/PadTooLong", fallback], 1.0);
-    hostile::assert_group_closed(
-        &r,
-        "wrong-vc",
-        &["Mse/BadVc", "Mse/NoSyncMarker", fallback],
-        1.0,
-    );
-    hostile::assert_group_closed(&r, "stall", &["Mse/TimedOut"], 21.0);
+    hostile::assert_mse_closed_with_their_reasons(&r);
 }
 
 #[test]

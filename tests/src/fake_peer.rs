@@ -62,26 +62,38 @@ pub fn handshake_reserved(info_hash: &[u8; 20], peer_id: &[u8; 20], reserved: [u
 }
 
 /// The next connection to `listener` (a blocking stream), or `None` if none came by `deadline`.
-/// std has no accept with a timeout: it polls the listener every 20 ms.
+/// std has no accept with a timeout: a thread waits in `accept`, and at the deadline a connection
+/// of our own wakes it (and is thrown away; a real one that came first is kept).
 pub fn accept_by(listener: &TcpListener, deadline: Instant) -> Option<TcpStream> {
     listener
-        .set_nonblocking(true)
-        .expect("a non-blocking listener");
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).expect("a blocking stream");
-                return Some(stream);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    return None;
+        .set_nonblocking(false)
+        .expect("a blocking listener");
+    let waiting = listener
+        .try_clone()
+        .expect("a second handle on the listener");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(waiting.accept().map(|(stream, _)| stream));
+    });
+    let accepted = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(accepted) => Some(accepted),
+        Err(_) => {
+            let wake = TcpStream::connect(listener.local_addr().expect("a bound listener"))
+                .expect("a connection to our own listener");
+            let ours = wake.local_addr().expect("a bound socket");
+            let accepted = rx.recv().expect("the waiter answers");
+            match &accepted {
+                Ok(stream) if stream.peer_addr().ok() == Some(ours) => None,
+                // A real one came just before ours: ours is next in the queue, drop it.
+                _ => {
+                    let _ = listener.accept();
+                    Some(accepted)
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) => panic!("accept failed: {e}"),
         }
-    }
+    };
+    waiter.join().expect("the waiter does not panic");
+    accepted.map(|a| a.unwrap_or_else(|e| panic!("accept failed: {e}")))
 }
 
 /// A frame: 4-byte big-endian length (id plus payload), id, payload.

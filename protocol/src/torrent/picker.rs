@@ -373,7 +373,7 @@ impl Picker {
             // Blocks handed out above in this call are in flight to this peer too.
             let picked_now: Vec<BlockRef> = out[start..].to_vec();
             let in_flight = |b: BlockRef| in_flight(b) || picked_now.contains(&b);
-            self.pick_endgame(peer_pieces, remaining, &in_flight, out);
+            self.pick_endgame(peer_pieces, None, remaining, &in_flight, out);
         }
     }
 
@@ -424,26 +424,11 @@ impl Picker {
             if !u.late || out.len() - start == max {
                 continue;
             }
+            // Late: its blocks in flight elsewhere too (those just picked are this peer's).
             let picked_now: Vec<BlockRef> = out[before..].to_vec();
-            let piece = self.layout.piece(i).expect("partial pieces are in range");
-            let partial = self.partial.get_mut(&i).expect("started above");
-            for (b, state) in partial.blocks.iter_mut().enumerate() {
-                if out.len() - start == max {
-                    break;
-                }
-                if let Block::Requested(n) = state
-                    && *n < MAX_ENDGAME_REQUESTS
-                {
-                    let block = self
-                        .layout
-                        .block(piece, b as u32)
-                        .expect("block index in range");
-                    if !in_flight(block) && !picked_now.contains(&block) {
-                        *n += 1;
-                        out.push(block);
-                    }
-                }
-            }
+            let in_flight = |b: BlockRef| in_flight(b) || picked_now.contains(&b);
+            let remaining = max - (out.len() - start);
+            self.pick_endgame(peer_pieces, Some(i), remaining, &in_flight, out);
         }
         self.urgent = urgent;
     }
@@ -485,17 +470,19 @@ impl Picker {
         }
     }
 
-    /// Hands out blocks requested from other peers but not from this one (endgame).
+    /// Hands out blocks requested from other peers but not from this one (endgame, or a late
+    /// urgent piece: only `only`, if given).
     fn pick_endgame(
         &mut self,
         peer_pieces: &Bitfield,
+        only: Option<u32>,
         max: usize,
         in_flight: &dyn Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
         let mut taken = 0;
         for (&index, partial) in self.partial.iter_mut() {
-            if !peer_pieces.get(index) {
+            if only.is_some_and(|o| o != index) || !peer_pieces.get(index) {
                 continue;
             }
             let piece = self

@@ -43,6 +43,30 @@ pub(crate) const CLOSED: &[(&str, &[&str], f64)] = &[
     ),
 ];
 
+/// A prefer leecher's plaintext redial of an MSE attacker (bt's fallback after an encrypted dial
+/// failed), which the script answers with its key.
+const MSE_FALLBACK: &str = "Peer/Handshake/ProtocolLength";
+
+/// The attacker groups of `hostile-mse.toml`, as [`CLOSED`]: the wrong VC is `BadVc` where bt
+/// answered and `NoSyncMarker` where it dialled; the stall ends at the 20 s handshake limit.
+pub(crate) const MSE_CLOSED: &[(&str, &[&str], f64)] = &[
+    ("garbage", &["Mse/NoSyncMarker", MSE_FALLBACK], 1.0),
+    ("long-pad", &["Mse/PadTooLong", MSE_FALLBACK], 1.0),
+    (
+        "wrong-vc",
+        &["Mse/BadVc", "Mse/NoSyncMarker", MSE_FALLBACK],
+        1.0,
+    ),
+    ("stall", &["Mse/TimedOut"], 21.0),
+];
+
+/// Every group of [`MSE_CLOSED`] closed for its reasons in its time.
+pub(crate) fn assert_mse_closed_with_their_reasons(r: &Report) {
+    for (group, reasons, within_s) in MSE_CLOSED {
+        assert_group_closed(r, group, reasons, *within_s);
+    }
+}
+
 /// The groups of [`CLOSED`] that may keep connections open to peers not interested in them
 /// (a choke costs a seed nothing: bt does not count it).
 pub(crate) const CLOSED_IF_INTERESTED: &[&str] = &["choke-storm"];
