@@ -15,7 +15,8 @@
 //!
 //! Downloads are limited where they start: a request goes out only once the bucket holds its
 //! block, so the peer is never asked for more than the limit (reading slowly would leave the
-//! bytes in flight in the peer's socket). Uploads are limited where the disk read for a
+//! bytes in flight in the peer's socket). A request the peer rejects, or drops as it chokes us,
+//! gives its tokens back, so refusals do not eat into the rate. Uploads are limited where the disk read for a
 //! requested block is issued; requests wait in the peer's bounded queue meanwhile.
 //!
 //! Time is an argument everywhere ([`Instant`]); arithmetic is in whole micro-bytes, so no
@@ -99,6 +100,13 @@ impl TokenBucket {
         }
         self.level -= want;
         true
+    }
+
+    /// Gives back `bytes` tokens taken for payload that never moved (a request the peer
+    /// rejected or dropped), up to the depth.
+    pub fn refund(&mut self, bytes: u64) {
+        let depth = u128::from(self.depth) * MICRO;
+        self.level = (self.level + u128::from(bytes) * MICRO).min(depth);
     }
 
     /// When `bytes` tokens (at most the depth: more never fit) are available: the instant of the
@@ -223,6 +231,16 @@ impl<K: Ord + Copy> Pacer<K> {
         self.usage.bytes = self.usage.bytes.saturating_add(bytes);
         self.last_served = Some(key);
         true
+    }
+
+    /// Gives back the tokens of `bytes` of payload taken but never moved: a request the peer
+    /// rejected, or dropped when it choked us. A block that arrives anyway after its request
+    /// was dropped is not taken again, so the bound can be passed by such stragglers only.
+    pub(crate) fn refund(&mut self, bytes: u64) {
+        if let Some(bucket) = &mut self.bucket {
+            bucket.refund(bytes);
+            self.usage.bytes = self.usage.bytes.saturating_sub(bytes);
+        }
     }
 
     /// `key` wanted to move more than the tokens allowed: it is looked at again at
@@ -483,6 +501,30 @@ mod tests {
         assert_eq!(b.available(at_ms(10_000)), 200_000, "capped at the depth");
         // An earlier instant adds nothing and takes nothing away.
         assert_eq!(b.available(at_ms(10)), 0);
+    }
+
+    #[test]
+    fn a_refund_gives_tokens_back_up_to_the_depth_and_leaves_the_usage() {
+        // Proves refunded tokens can be taken again at once, never raise the level past the
+        // depth, and come off the usage the pacer reports; unlimited, a refund is nothing.
+        let mut b = TokenBucket::new(1_000_000, at_ms(0));
+        assert!(b.take(at_ms(0), 200_000));
+        b.refund(BLOCK);
+        assert_eq!(b.available(at_ms(0)), BLOCK);
+        b.refund(1_000_000);
+        assert_eq!(b.available(at_ms(0)), 200_000, "capped at the depth");
+
+        let mut p: Pacer<u32> = Pacer::new(Some(1_000_000));
+        assert!(p.take(at_ms(0), 1, 3 * BLOCK));
+        p.refund(BLOCK);
+        assert_eq!(p.take_usage().bytes, 2 * BLOCK);
+        assert_eq!(
+            p.blocks_available(at_ms(0)),
+            (200_000 - 2 * BLOCK as usize) / BLOCK as usize
+        );
+        let mut unlimited: Pacer<u32> = Pacer::new(None);
+        unlimited.refund(BLOCK);
+        assert_eq!(unlimited.take_usage().bytes, 0);
     }
 
     #[test]

@@ -1069,6 +1069,7 @@ impl Torrent {
             PeerEvent::Choked { dropped } => {
                 for b in dropped {
                     self.picker.request_dropped(b);
+                    self.download.refund(u64::from(b.len));
                 }
             }
             PeerEvent::Interested | PeerEvent::NotInterested => self.rechoke_soon = true,
@@ -1082,7 +1083,12 @@ impl Torrent {
                     p.conn.refuse_request(now, block);
                 }
             }
-            PeerEvent::Rejected(block) | PeerEvent::RequestTimedOut(block) => {
+            PeerEvent::Rejected(block) => {
+                self.picker.request_dropped(block);
+                self.download.refund(u64::from(block.len));
+            }
+            PeerEvent::RequestTimedOut(block) => {
+                // Not refunded: the block may still come.
                 self.picker.request_dropped(block);
             }
             PeerEvent::Extended { id, payload } => self.on_extended(now, conn, id, payload),
