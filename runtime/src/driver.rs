@@ -22,6 +22,14 @@
 //! where it reads through a bounded channel of [`ReaderCommand`]s; the driver hands each to the
 //! client, whose picker then fetches the pieces that reader needs first.
 //!
+//! Closing a connection is graceful, so a peer gets every byte queued for it: the writer task
+//! writes what is queued, then half-closes (FIN); the reader task stops handing bytes to the
+//! client and reads and drops whatever the peer still sends until the peer closes too. Closing a
+//! socket with unread bytes in it would send a reset instead, and a reset makes the peer's system
+//! drop data it has received but its program has not read yet: the last blocks before a seeding
+//! goal, say. Both tasks give up [`LINGER`] after the close; a run's end waits for them that long
+//! at most.
+//!
 //! Trackers: each announce the client asks for runs as a task ([`crate::tracker::announce`])
 //! and comes back as an input. The DHT node is the client's; its socket is the driver's
 //! (`runtime/src/dht.rs`).
@@ -39,7 +47,7 @@ use std::time::Duration;
 
 use bt_protocol::client::{
     AnnounceId, Client, ClientCloseReason, ClientConfig, Event as ClientEvent, GoalReached, Output,
-    SeedGoal,
+    SeedGoal, SeedProgress,
 };
 use bt_protocol::io::{ConnId, DiskDone, DiskOp};
 use bt_protocol::metainfo::{InfoHash, Metainfo, TorrentLayout};
@@ -66,6 +74,10 @@ pub const INPUT_QUEUE: usize = 256;
 
 /// The most bytes one socket read hands to the driver.
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a closed connection's tasks may go on after the close: to write what was queued for
+/// the peer, and to wait for the peer to close its side (see the module docs).
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Reads (of at most [`READ_CHUNK`] bytes) the data channel holds before readers wait.
 pub const DATA_QUEUE: usize = 64;
@@ -221,6 +233,9 @@ pub struct Status {
     /// Writes to the disk failing (it is full, say): no new blocks are asked for until writing is
     /// tried again. The transfer goes on serving and keeps its connections; verified data stays.
     pub write_stall: Option<StallStatus>,
+    /// Progress toward seeding goals over every run, for a torrent with a goal or with progress
+    /// restored ([`Driver::restore_seed_progress`]): what to save for the next run.
+    pub seeding: Option<SeedProgress>,
 }
 
 /// A write stall, as [`Status::write_stall`] shows it (see `bt_protocol::torrent::WriteStall`).
@@ -424,7 +439,10 @@ struct ConnTasks {
     addr: SocketAddr,
     torrent: Option<TorrentId>,
     writer: mpsc::UnboundedSender<Bytes>,
+    writer_task: JoinHandle<()>,
     reader: JoinHandle<()>,
+    /// Dropped to close: both tasks then linger (see the module docs).
+    open: tokio::sync::watch::Sender<()>,
 }
 
 /// What the driver keeps per torrent beside the client's state.
@@ -463,6 +481,9 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     /// Bytes handed to the disk threads to write and not yet written.
     disk_backlog: usize,
     conns: BTreeMap<ConnId, ConnTasks>,
+    /// The tasks of closed connections, each ending within [`LINGER`] of its close; finished ones
+    /// are dropped at every close, so it holds at most the connections closed within [`LINGER`].
+    lingering: Vec<JoinHandle<()>>,
     /// Connects in progress, until answered or given up by the client.
     dials: BTreeMap<ConnId, JoinHandle<()>>,
     announces: BTreeMap<AnnounceId, JoinHandle<()>>,
@@ -497,6 +518,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             data_rx,
             disk_backlog: 0,
             conns: BTreeMap::new(),
+            lingering: Vec::new(),
             dials: BTreeMap::new(),
             announces: BTreeMap::new(),
             listener: None,
@@ -774,6 +796,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 retry_in: s.retry_at.map(|at| at.saturating_since(self.now())),
                 backoff: s.backoff,
             }),
+            seeding: self.client.seed_progress(self.now(), id),
         })
     }
 
@@ -786,25 +809,40 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         mut writer: N::Writer,
     ) {
         let (wtx, mut wrx) = mpsc::unbounded_channel::<Bytes>();
+        let (open, mut closed) = tokio::sync::watch::channel(());
+        let mut writer_closed = closed.clone();
         let tx = self.tx.clone();
-        tokio::spawn(async move {
-            while let Some(bytes) = wrx.recv().await {
-                if writer.write_all(&bytes).await.is_err() {
-                    let _ = tx.send(Input::Eof { conn }).await;
-                    return;
+        let writer_task = tokio::spawn(async move {
+            let flush = async {
+                while let Some(bytes) = wrx.recv().await {
+                    if writer.write_all(&bytes).await.is_err() {
+                        let _ = tx.send(Input::Eof { conn }).await;
+                        return;
+                    }
+                    if tx
+                        .send(Input::Sent {
+                            conn,
+                            bytes: bytes.len(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
-                if tx
-                    .send(Input::Sent {
-                        conn,
-                        bytes: bytes.len(),
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
+                // The queue ends with the close: everything queued is written, then FIN.
+                let _ = writer.shutdown().await;
+            };
+            let give_up = async {
+                // Resolves when the sender is dropped: the close.
+                let _ = writer_closed.changed().await;
+                tokio::time::sleep(LINGER).await;
+            };
+            tokio::select! {
+                biased;
+                () = flush => {}
+                () = give_up => {}
             }
-            let _ = writer.shutdown().await;
         });
         let tx = self.data_tx.clone();
         let inject_panic = inject_peer_panic();
@@ -813,22 +851,31 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             loop {
                 buf.reserve(READ_CHUNK);
                 let mut limited = (&mut reader).take(READ_CHUNK as u64);
-                match limited.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => {
+                let read = tokio::select! {
+                    biased;
+                    _ = closed.changed() => None,
+                    read = limited.read_buf(&mut buf) => Some(read),
+                };
+                let data = match read {
+                    None => break,
+                    Some(Ok(0) | Err(_)) => {
                         let _ = tx.send(Input::Eof { conn }).await;
                         return;
                     }
-                    Ok(_) if inject_panic => {
+                    Some(Ok(_)) if inject_panic => {
                         panic!("injected into a peer reader task ({INJECT_PEER_PANIC_ENV})")
                     }
-                    Ok(_) => {
-                        let data = buf.split();
-                        if tx.send(Input::Read { conn, data }).await.is_err() {
-                            return;
-                        }
-                    }
+                    Some(Ok(_)) => buf.split(),
+                };
+                tokio::select! {
+                    biased;
+                    _ = closed.changed() => break,
+                    sent = tx.send(Input::Read { conn, data }) => if sent.is_err() {
+                        return;
+                    },
                 }
             }
+            drain_until_peer_closes(&mut reader).await;
         });
         self.conns.insert(
             conn,
@@ -836,7 +883,9 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 addr,
                 torrent,
                 writer: wtx,
+                writer_task,
                 reader: reader_task,
+                open,
             },
         );
     }
@@ -846,10 +895,26 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             dial.abort();
         }
         if let Some(tasks) = self.conns.remove(&conn) {
-            tasks.reader.abort();
-            // Dropping the sender ends the writer task after it flushes what is queued.
+            // The writer writes what is queued, then half-closes; the reader drains until the
+            // peer closes; both within LINGER (see the module docs).
+            drop(tasks.open);
             drop(tasks.writer);
+            self.lingering.retain(|t| !t.is_finished());
+            self.lingering.push(tasks.writer_task);
+            self.lingering.push(tasks.reader);
         }
+    }
+
+    /// Waits (at most [`LINGER`]) for closed connections to finish closing, so the process does
+    /// not end them with a reset.
+    async fn wait_lingering(&mut self) {
+        let tasks = std::mem::take(&mut self.lingering);
+        let _ = tokio::time::timeout(LINGER, async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+        .await;
     }
 
     fn dial(&mut self, conn: ConnId, addr: SocketAddr) {
@@ -1286,6 +1351,17 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.client.set_seed_goal(now, id, goal)
     }
 
+    /// Adds the seeding progress of torrent `id`'s earlier runs, as a saved
+    /// [`Status::seeding`] gave it (see [`bt_protocol::client::Client::restore_seed_progress`]).
+    pub fn restore_seed_progress(
+        &mut self,
+        id: TorrentId,
+        earlier: SeedProgress,
+    ) -> Result<(), bt_protocol::session::SessionError> {
+        let now = self.now();
+        self.client.restore_seed_progress(now, id, earlier)
+    }
+
     /// Pauses torrent `id` (see [`bt_protocol::client::Client::pause`]).
     pub fn pause(&mut self, id: TorrentId) -> Result<(), bt_protocol::session::SessionError> {
         let now = self.now();
@@ -1458,7 +1534,18 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         for c in conns {
             self.close_conn(c);
         }
+        self.wait_lingering().await;
     }
+}
+
+/// Reads and drops what the peer still sends after we closed, until it closes too (or fails),
+/// for at most [`LINGER`]: its bytes are never left unread in the socket (see the module docs).
+async fn drain_until_peer_closes<R: tokio::io::AsyncRead + Unpin>(reader: &mut R) {
+    let mut scratch = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(1..) = reader.read(&mut scratch).await {}
+    })
+    .await;
 }
 
 /// The next reader command, or never when there is no reader channel.
@@ -1502,6 +1589,7 @@ mod tests {
             sources: SourceCounts::default(),
             metadata,
             write_stall: None,
+            seeding: None,
         }
     }
 

@@ -13,6 +13,7 @@
 //!   "pieces": <the verified pieces, BEP 3 bitfield layout>,
 //!   "files": [ { "length": <bytes>, "mtime": <s>, "mtime ns": <ns> } | {} , ... ],
 //!   "file priorities": [ 0 | 1 | 2, ... ]   (only when files were chosen)
+//!   "uploaded": <bytes>, "seeding ms": <ms>   (only when the torrent has seeded or uploaded)
 //!   "unsynced boot": <boot id> }   (only in a state saved without syncing the data)
 //! ```
 //!
@@ -20,6 +21,9 @@
 //! time when the state was saved, or `{}` for a padding file or a file that did not exist. The
 //! `file priorities`, one per file in the same order (0 skip, 1 normal, 2 high), are the files
 //! chosen (`bt get --select`/`--only`), so a restart without a new choice keeps the old one.
+//! `uploaded` and `seeding ms` are the torrent's progress toward seeding goals over all its runs
+//! ([`SeedProgress`]), so `--seed-ratio` and `--seed-time` go on from where the last run left
+//! them; a file without them (an older one) starts both at zero.
 //!
 //! Invariants: a piece is vouched for only if it was verified when the state was saved and every
 //! file it lies in has the same length and modification time now (a file deleted, truncated,
@@ -46,6 +50,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bt_protocol::bencode::{self, DecodeLimits, Dict, Value};
+use bt_protocol::client::SeedProgress;
 use bt_protocol::metainfo::{Info, InfoHash, TorrentLayout};
 use bt_protocol::torrent::{Bitfield, FilePriority};
 
@@ -103,6 +108,8 @@ pub struct ResumeState {
     files: Vec<Option<FileStamp>>,
     /// The files chosen when the state was saved, one priority per file; `None`: every file.
     priorities: Option<Vec<FilePriority>>,
+    /// Progress toward seeding goals over every run up to the save.
+    seeding: SeedProgress,
     layout: TorrentLayout,
     padding: Vec<bool>,
 }
@@ -111,15 +118,17 @@ impl ResumeState {
     /// Writes the state of `info_hash` into `dir` atomically: `pieces` are the verified pieces,
     /// `files` each file's stamp now, in torrent order (see
     /// [`FsStorage::file_stamps`](crate::storage::FsStorage::file_stamps)), and `priorities` the
-    /// files chosen (one per file; `None`: every file).
+    /// files chosen (one per file; `None`: every file), and `seeding` the progress toward seeding
+    /// goals over every run.
     pub fn save(
         dir: &Path,
         info_hash: &InfoHash,
         pieces: &Bitfield,
         files: &[Option<FileStamp>],
         priorities: Option<&[FilePriority]>,
+        seeding: SeedProgress,
     ) -> io::Result<()> {
-        Self::write(dir, info_hash, pieces, files, priorities, None)
+        Self::write(dir, info_hash, pieces, files, priorities, seeding, None)
     }
 
     /// Like [`ResumeState::save`], for data written but not synced: the state holds only until
@@ -131,6 +140,7 @@ impl ResumeState {
         pieces: &Bitfield,
         files: &[Option<FileStamp>],
         priorities: Option<&[FilePriority]>,
+        seeding: SeedProgress,
     ) -> Option<io::Result<()>> {
         let boot = boot_id()?;
         Some(Self::write(
@@ -139,6 +149,7 @@ impl ResumeState {
             pieces,
             files,
             priorities,
+            seeding,
             Some(&boot),
         ))
     }
@@ -149,10 +160,11 @@ impl ResumeState {
         pieces: &Bitfield,
         files: &[Option<FileStamp>],
         priorities: Option<&[FilePriority]>,
+        seeding: SeedProgress,
         unsynced_boot: Option<&str>,
     ) -> io::Result<()> {
         let path = resume_path(dir, info_hash);
-        let bytes = encode(info_hash, pieces, files, priorities, unsynced_boot)
+        let bytes = encode(info_hash, pieces, files, priorities, seeding, unsynced_boot)
             .map_err(|e| io::Error::other(format!("encoding {}: {e}", path.display())))?;
         let mut tmp_name = path.clone().into_os_string();
         tmp_name.push(".tmp");
@@ -220,6 +232,7 @@ impl ResumeState {
             &self.pieces,
             &self.files,
             self.priorities.as_deref(),
+            self.seeding,
             None,
         )
         .expect("a resume file nests three levels deep, within the encoder's bound")
@@ -229,6 +242,11 @@ impl ResumeState {
     /// was wanted.
     pub fn priorities(&self) -> Option<&[FilePriority]> {
         self.priorities.as_deref()
+    }
+
+    /// The torrent's progress toward seeding goals over every run up to the save.
+    pub fn seeding(&self) -> SeedProgress {
+        self.seeding
     }
 
     /// The pieces verified when the state was saved.
@@ -268,6 +286,7 @@ fn encode(
     pieces: &Bitfield,
     files: &[Option<FileStamp>],
     priorities: Option<&[FilePriority]>,
+    seeding: SeedProgress,
     unsynced_boot: Option<&str>,
 ) -> Result<Vec<u8>, bencode::EncodeError> {
     let mut root = Dict::new();
@@ -295,6 +314,13 @@ fn encode(
             .map(|p| Value::Int(priority_code(*p)))
             .collect();
         root.insert(&b"file priorities"[..], Value::List(list));
+    }
+    if seeding != SeedProgress::default() {
+        // Both saturate at i64::MAX: past any real count, and read back as the same number.
+        let uploaded = i64::try_from(seeding.uploaded).unwrap_or(i64::MAX);
+        let ms = i64::try_from(seeding.seeded.as_millis()).unwrap_or(i64::MAX);
+        root.insert(&b"uploaded"[..], Value::Int(uploaded));
+        root.insert(&b"seeding ms"[..], Value::Int(ms));
     }
     if let Some(boot) = unsynced_boot {
         root.insert(&b"unsynced boot"[..], Value::bytes(boot.as_bytes()));
@@ -381,10 +407,19 @@ fn decode(bytes: &[u8], info_hash: &InfoHash, info: &Info) -> Option<ResumeState
             Some(chosen?)
         }
     };
+    let count = |key: &[u8]| match root.get(key) {
+        None => Some(0),
+        Some(v) => u64::try_from(v.as_int()?).ok(),
+    };
+    let seeding = SeedProgress {
+        uploaded: count(b"uploaded")?,
+        seeded: core::time::Duration::from_millis(count(b"seeding ms")?),
+    };
     Some(ResumeState {
         pieces,
         files,
         priorities,
+        seeding,
         layout: info.layout.clone(),
         padding: info.files.iter().map(|f| f.attr.padding).collect(),
     })
@@ -421,9 +456,39 @@ mod tests {
             &have,
             &storage.file_stamps(),
             None,
+            SeedProgress::default(),
         )
         .unwrap();
         (model, storage, have)
+    }
+
+    #[test]
+    fn seeding_progress_round_trips_and_an_older_file_without_it_starts_at_zero() {
+        // Proves the seeding progress saved loads back equal (milliseconds kept), that a file
+        // without it (as older versions wrote) loads with zero, and that a negative count makes
+        // the whole file untrusted.
+        let (model, storage, have) = saved();
+        let (dir, hash) = (model.root(), &model.meta.info_hash);
+        assert_eq!(
+            ResumeState::load(dir, hash, model.info())
+                .unwrap()
+                .seeding(),
+            SeedProgress::default()
+        );
+        let progress = SeedProgress {
+            uploaded: 123_456_789,
+            seeded: Duration::from_millis(90_061_001),
+        };
+        ResumeState::save(dir, hash, &have, &storage.file_stamps(), None, progress).unwrap();
+        let state = ResumeState::load(dir, hash, model.info()).unwrap();
+        assert_eq!(state.seeding(), progress);
+        assert_eq!(state.vouched_pieces(&storage.file_stamps()), have);
+        let file = std::fs::read(resume_path(dir, hash)).unwrap();
+        assert!(file.windows(13).any(|w| w == b"10:seeding ms"));
+        let negative = String::from_utf8_lossy(&file)
+            .replace("i123456789e", "i-5e")
+            .into_bytes();
+        assert_eq!(ResumeState::from_bytes(&negative, hash, model.info()), None);
     }
 
     #[test]
@@ -463,6 +528,7 @@ mod tests {
             &fewer,
             &storage.file_stamps(),
             None,
+            SeedProgress::default(),
         )
         .unwrap();
         let state = ResumeState::load(model.root(), &model.meta.info_hash, model.info()).unwrap();
@@ -476,9 +542,16 @@ mod tests {
         // that held the data is gone).
         let (model, storage, have) = saved();
         let (dir, hash) = (model.root(), &model.meta.info_hash);
-        ResumeState::save_unsynced(dir, hash, &have, &storage.file_stamps(), None)
-            .expect("Linux has a boot id")
-            .unwrap();
+        ResumeState::save_unsynced(
+            dir,
+            hash,
+            &have,
+            &storage.file_stamps(),
+            None,
+            SeedProgress::default(),
+        )
+        .expect("Linux has a boot id")
+        .unwrap();
         let state = ResumeState::load(dir, hash, model.info()).unwrap();
         assert_eq!(state.vouched_pieces(&storage.file_stamps()), have);
         ResumeState::write(
@@ -487,6 +560,7 @@ mod tests {
             &have,
             &storage.file_stamps(),
             None,
+            SeedProgress::default(),
             Some("another-boot"),
         )
         .unwrap();
@@ -508,14 +582,30 @@ mod tests {
         let mut chosen = vec![FilePriority::Skip; n];
         chosen[0] = FilePriority::High;
         chosen[n - 1] = FilePriority::Normal;
-        ResumeState::save(dir, hash, &have, &storage.file_stamps(), Some(&chosen)).unwrap();
+        ResumeState::save(
+            dir,
+            hash,
+            &have,
+            &storage.file_stamps(),
+            Some(&chosen),
+            SeedProgress::default(),
+        )
+        .unwrap();
         let state = ResumeState::load(dir, hash, info).unwrap();
         assert_eq!(state.priorities(), Some(chosen.as_slice()));
         assert_eq!(
             ResumeState::from_bytes(&state.to_bytes(hash), hash, info),
             Some(state.clone())
         );
-        ResumeState::save(dir, hash, &have, &storage.file_stamps(), Some(&chosen[1..])).unwrap();
+        ResumeState::save(
+            dir,
+            hash,
+            &have,
+            &storage.file_stamps(),
+            Some(&chosen[1..]),
+            SeedProgress::default(),
+        )
+        .unwrap();
         assert_eq!(ResumeState::load(dir, hash, info), None);
         let bad = state.to_bytes(hash);
         let at = bad
@@ -623,18 +713,42 @@ mod tests {
 
         // Another torrent's state under this name.
         let other = InfoHash([7; 20]);
-        ResumeState::save(model.root(), &other, &have, &storage.file_stamps(), None).unwrap();
+        ResumeState::save(
+            model.root(),
+            &other,
+            &have,
+            &storage.file_stamps(),
+            None,
+            SeedProgress::default(),
+        )
+        .unwrap();
         std::fs::rename(resume_path(model.root(), &other), &path).unwrap();
         assert!(load().is_none());
 
         // A state for a torrent with fewer pieces.
         let mut short = Bitfield::new(have.len() - 1);
         short.set(0);
-        ResumeState::save(model.root(), hash, &short, &storage.file_stamps(), None).unwrap();
+        ResumeState::save(
+            model.root(),
+            hash,
+            &short,
+            &storage.file_stamps(),
+            None,
+            SeedProgress::default(),
+        )
+        .unwrap();
         assert!(load().is_none());
 
         // Fewer files.
-        ResumeState::save(model.root(), hash, &have, &storage.file_stamps()[1..], None).unwrap();
+        ResumeState::save(
+            model.root(),
+            hash,
+            &have,
+            &storage.file_stamps()[1..],
+            None,
+            SeedProgress::default(),
+        )
+        .unwrap();
         assert!(load().is_none());
 
         // Oversized: a valid prefix padded past the bound.
@@ -666,6 +780,7 @@ mod tests {
             &have,
             &storage.file_stamps(),
             None,
+            SeedProgress::default(),
         )
         .unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
@@ -686,7 +801,15 @@ mod tests {
         assert_eq!(state.saved_pieces(), &have);
         let mut fewer = have.clone();
         fewer.clear(1);
-        ResumeState::save(dir, hash, &fewer, &storage.file_stamps(), None).unwrap();
+        ResumeState::save(
+            dir,
+            hash,
+            &fewer,
+            &storage.file_stamps(),
+            None,
+            SeedProgress::default(),
+        )
+        .unwrap();
         assert!(!std::path::Path::new(&tmp).exists(), "the leftover is gone");
         let state = ResumeState::load(dir, hash, model.info()).unwrap();
         assert_eq!(state.saved_pieces(), &fewer);
@@ -706,7 +829,15 @@ mod tests {
         for (stamp, file) in stamps.iter().zip(&model.info().files) {
             assert_eq!(stamp.is_none(), file.attr.padding || file.length == 0);
         }
-        ResumeState::save(model.root(), &model.meta.info_hash, &have, &stamps, None).unwrap();
+        ResumeState::save(
+            model.root(),
+            &model.meta.info_hash,
+            &have,
+            &stamps,
+            None,
+            SeedProgress::default(),
+        )
+        .unwrap();
         let state = ResumeState::load(model.root(), &model.meta.info_hash, model.info()).unwrap();
         assert_eq!(state.vouched_pieces(&storage.file_stamps()), have);
     }

@@ -157,7 +157,7 @@ fn upload_limit_holds_bt_seed_at_the_rate_to_a_libtorrent_leecher() {
 fn seed_ratio_ends_bt_seed_once_a_libtorrent_leecher_has_the_whole_torrent() {
     // Proves `bt seed --seed-ratio 1` exits 0 by itself after uploading one torrent's worth: the
     // libtorrent leecher has the complete, correct data, bt says which goal it reached, and its
-    // summary says so.
+    // summary says so. A second run with the same goal goes on from the first's upload count.
     let tmp = TempDir::new("seed-ratio");
     let src = tmp.path().join("src");
     gen_files(&src, &[("ratio/a.bin", 3 << 20), ("ratio/b.bin", 777_777)]);
@@ -184,6 +184,20 @@ fn seed_ratio_ends_bt_seed_once_a_libtorrent_leecher_has_the_whole_torrent() {
     let s = summary(&mut bt);
     assert_eq!(s["result"], "seed_goal_reached", "{s}");
     assert!(field_u64(&s, "uploaded") >= torrent.total_size, "{s}");
+    drop(bt);
+    // The resume data kept what was uploaded: the same goal, with no peer to upload to, is
+    // reached again at once (without it this run would seed on until the wait gave up).
+    let mut again = BtProc::seed(&torrent.path, &src, &["--seed-ratio", "1"]);
+    again.wait_success(Duration::from_secs(30));
+    let reached = again
+        .proc()
+        .last(|e| is_event(e, "seed_goal_reached"))
+        .unwrap_or_else(|| panic!("no seed_goal_reached event\n{}", again.log()));
+    assert_eq!(reached["goal"], "ratio", "{reached}");
+    assert!(
+        field_u64(&reached, "uploaded") >= torrent.total_size,
+        "{reached}"
+    );
 }
 
 /// Runs `bt get TORRENT EXTRA` and returns (exit code, stderr).

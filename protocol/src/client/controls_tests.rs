@@ -299,3 +299,84 @@ fn a_paused_torrent_stops_on_shutdown_and_pause_and_resume_of_others_do_nothing(
         Err(SessionError::NoSuchTorrent(TorrentId(7)))
     );
 }
+
+#[test]
+fn progress_restored_from_earlier_runs_counts_toward_both_goals_and_is_saved_again() {
+    // Proves earlier runs' progress counts: a complete torrent that uploaded its size before
+    // meets ratio 1 as soon as the goal is set, with no peer; 30 s seeded before make a 33 s
+    // goal fire 3 s into this run; and seed_progress gives earlier plus this run, also after the
+    // goal stopped the torrent (so a driver can save it).
+    let (mut c, id) = client(1, 1, true, Vec::new());
+    assert_eq!(c.seed_progress(Instant::ZERO, id), None);
+    c.restore_seed_progress(
+        Instant::ZERO,
+        id,
+        SeedProgress {
+            uploaded: LEN,
+            seeded: Duration::from_secs(7),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.seed_goal(id), None);
+    assert!(!c.is_stopped(id));
+    c.handle_timeout(secs(5));
+    assert_eq!(
+        c.seed_progress(secs(5), id),
+        Some(SeedProgress {
+            uploaded: LEN,
+            seeded: Duration::from_secs(12),
+        })
+    );
+    let one = SeedGoal {
+        ratio: Some(SeedRatio::from_thousandths(1000)),
+        time: None,
+    };
+    c.set_seed_goal(secs(5), id, one).unwrap();
+    let events: Vec<Output> = std::iter::from_fn(|| c.poll_output()).collect();
+    assert!(events.iter().any(|o| *o
+        == Output::Event(Event::SeedGoalReached {
+            torrent: id,
+            reached: GoalReached::Ratio(SeedRatio::from_thousandths(1000)),
+            uploaded: LEN,
+            seeded: Duration::from_secs(12),
+        })));
+    assert!(c.is_stopped(id));
+    c.handle_timeout(secs(50));
+    assert_eq!(
+        c.seed_progress(secs(50), id),
+        Some(SeedProgress {
+            uploaded: LEN,
+            seeded: Duration::from_secs(12),
+        }),
+        "a stopped torrent's clock stands still"
+    );
+
+    let (mut c, id) = client(2, 2, true, Vec::new());
+    c.restore_seed_progress(
+        Instant::ZERO,
+        id,
+        SeedProgress {
+            uploaded: 0,
+            seeded: Duration::from_secs(30),
+        },
+    )
+    .unwrap();
+    let goal = SeedGoal {
+        ratio: None,
+        time: Some(Duration::from_secs(33)),
+    };
+    c.set_seed_goal(Instant::ZERO, id, goal).unwrap();
+    assert!(c.timers().contains(&(Timer::SeedGoal(id), secs(3))));
+    c.handle_timeout(secs(2));
+    assert!(!c.is_stopped(id));
+    c.handle_timeout(secs(3));
+    assert!(c.is_stopped(id));
+    assert_eq!(
+        c.seed_progress(secs(9), id).map(|p| p.seeded),
+        Some(Duration::from_secs(33))
+    );
+    assert_eq!(
+        c.restore_seed_progress(Instant::ZERO, TorrentId(99), SeedProgress::default()),
+        Err(SessionError::NoSuchTorrent(TorrentId(99)))
+    );
+}

@@ -13,8 +13,14 @@
 //! ([`Client::stop_torrent`]: connections closed, `stopped` announced, then [`Event::Stopped`]).
 //! The ratio is a fixed-point number (thousandths), so the decision is exact and deterministic.
 //!
-//! Bounds: one goal per torrent; checking a goal costs a bitfield count only when the upload
-//! count moved since the last check.
+//! A goal spans runs: a driver that kept the progress of earlier runs ([`SeedProgress`], from
+//! [`Client::seed_progress`]) hands it back with [`Client::restore_seed_progress`], and both
+//! counts go on from there (bytes uploaded in earlier runs count toward the ratio; their seeding
+//! time toward the time). A torrent whose progress was restored keeps its seeding clock running
+//! with or without a goal, so its progress can be saved again.
+//!
+//! Bounds: one goal and one clock per torrent; checking a goal costs a bitfield count only when
+//! the upload count moved since the last check.
 
 use core::time::Duration;
 
@@ -96,19 +102,42 @@ pub enum GoalReached {
     Time(Duration),
 }
 
+/// How far a torrent has come toward its seeding goals over all its runs: what a driver saves
+/// beside the data and restores at the next start ([`Client::restore_seed_progress`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeedProgress {
+    /// Block bytes uploaded (written to peers), over every run.
+    pub uploaded: u64,
+    /// Time spent seeding (running with every wanted piece verified), over every run.
+    pub seeded: Duration,
+}
+
 /// A torrent's goal and its seeding clock.
 #[derive(Clone, Debug)]
 pub(super) struct GoalState {
+    /// The goal; the default (none) for a torrent whose clock only runs to be saved.
     goal: SeedGoal,
     /// Since when it seeds without a break; `None` while it does not.
     since: Option<Instant>,
-    /// Seeding time before `since` (earlier stretches, between pauses).
+    /// Seeding time before `since` (earlier stretches, between pauses, and earlier runs).
     before: Duration,
+    /// Block bytes uploaded in earlier runs.
+    uploaded_before: u64,
     /// The upload count at the last ratio check (`None`: check now).
     checked_uploaded: Option<u64>,
 }
 
 impl GoalState {
+    fn new(goal: SeedGoal) -> Self {
+        GoalState {
+            goal,
+            since: None,
+            before: Duration::ZERO,
+            uploaded_before: 0,
+            checked_uploaded: None,
+        }
+    }
+
     fn seeded(&self, now: Instant) -> Duration {
         self.before
             + self
@@ -129,35 +158,70 @@ impl Client {
         if !self.sides.contains_key(&id) {
             return Err(SessionError::NoSuchTorrent(id));
         }
-        if goal == SeedGoal::default() {
-            self.goals.remove(&id);
-        } else {
-            let (since, before) = self
-                .goals
-                .get(&id)
-                .map_or((None, Duration::ZERO), |g| (g.since, g.before));
-            self.goals.insert(
-                id,
-                GoalState {
-                    goal,
-                    since,
-                    before,
-                    checked_uploaded: None,
-                },
-            );
+        match self.goals.get_mut(&id) {
+            Some(g) => {
+                g.goal = goal;
+                g.checked_uploaded = None;
+            }
+            None if goal == SeedGoal::default() => {}
+            None => {
+                self.goals.insert(id, GoalState::new(goal));
+            }
         }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Adds the progress of torrent `id`'s earlier runs (as [`Client::seed_progress`] gave it
+    /// then) to its counts, and keeps its seeding clock running from now on, goal or not.
+    pub fn restore_seed_progress(
+        &mut self,
+        now: Instant,
+        id: TorrentId,
+        earlier: SeedProgress,
+    ) -> Result<(), SessionError> {
+        if !self.sides.contains_key(&id) {
+            return Err(SessionError::NoSuchTorrent(id));
+        }
+        let g = self
+            .goals
+            .entry(id)
+            .or_insert_with(|| GoalState::new(SeedGoal::default()));
+        g.before += earlier.seeded;
+        g.uploaded_before = g.uploaded_before.saturating_add(earlier.uploaded);
+        g.checked_uploaded = None;
         self.pump(now);
         Ok(())
     }
 
     /// Torrent `id`'s seeding goal, if any is set and not reached yet.
     pub fn seed_goal(&self, id: TorrentId) -> Option<SeedGoal> {
-        self.goals.get(&id).map(|g| g.goal)
+        self.goals
+            .get(&id)
+            .map(|g| g.goal)
+            .filter(|g| *g != SeedGoal::default())
     }
 
-    /// How long torrent `id` has seeded so far, for a torrent with a goal (see the module docs).
+    /// How long torrent `id` has seeded so far, earlier runs included, for a torrent with a goal
+    /// or restored progress (see the module docs).
     pub fn seeding_time(&self, now: Instant, id: TorrentId) -> Option<Duration> {
         self.goals.get(&id).map(|g| g.seeded(now))
+    }
+
+    /// Torrent `id`'s progress toward seeding goals over all its runs, for a torrent with a goal
+    /// or restored progress: what to save for [`Client::restore_seed_progress`] next time.
+    pub fn seed_progress(&self, now: Instant, id: TorrentId) -> Option<SeedProgress> {
+        let g = self.goals.get(&id)?;
+        let this_run = self.session.torrent(id).map_or(0, |t| t.stats().uploaded);
+        Some(SeedProgress {
+            uploaded: g.uploaded_before.saturating_add(this_run),
+            seeded: g.seeded(now),
+        })
+    }
+
+    /// Whether some torrent has a goal set.
+    pub(super) fn has_seed_goal(&self) -> bool {
+        self.goals.values().any(|g| g.goal != SeedGoal::default())
     }
 
     /// The seeding-time deadlines, for the timer table.
@@ -209,13 +273,18 @@ impl Client {
                 continue;
             }
             g.checked_uploaded = Some(uploaded);
-            if ratio.reached(uploaded, held_bytes(t)) {
+            if ratio.reached(g.uploaded_before.saturating_add(uploaded), held_bytes(t)) {
                 reached.push((*id, GoalReached::Ratio(ratio), seeded));
             }
         }
         for (id, goal, seeded) in reached {
-            self.goals.remove(&id);
-            let uploaded = self.session.torrent(id).map_or(0, |t| t.stats().uploaded);
+            // The clock stays, stopped with the torrent, so its progress can still be saved.
+            let Some(g) = self.goals.get_mut(&id) else {
+                continue;
+            };
+            g.goal = SeedGoal::default();
+            let this_run = self.session.torrent(id).map_or(0, |t| t.stats().uploaded);
+            let uploaded = g.uploaded_before.saturating_add(this_run);
             self.outputs
                 .push_back(Output::Event(Event::SeedGoalReached {
                     torrent: id,

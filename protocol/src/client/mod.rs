@@ -49,7 +49,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
-pub use goals::{GoalReached, MAX_SEED_RATIO, SeedGoal, SeedRatio};
+pub use goals::{GoalReached, MAX_SEED_RATIO, SeedGoal, SeedProgress, SeedRatio};
 pub use peers::{
     Ending, MAX_FAILS, PeerList, PeerSource, RECONNECT_AFTER, RETRY_BASE, RETRY_MAX, SourceCounts,
 };
@@ -328,9 +328,10 @@ pub enum Event {
         torrent: TorrentId,
         /// Which goal.
         reached: GoalReached,
-        /// Block bytes uploaded this run.
+        /// Block bytes uploaded, earlier runs included (see [`SeedProgress`]).
         uploaded: u64,
-        /// How long it has seeded (running with every wanted piece verified).
+        /// How long it has seeded (running with every wanted piece verified), earlier runs
+        /// included.
         seeded: Duration,
     },
     /// A torrent stopped: its connections are closed and its `stopped` announce is done (or
@@ -1423,9 +1424,10 @@ impl Client {
     }
 
     /// [`Client::pump`] after a hot input, if it may have work (see `pump_needed`); always
-    /// while a seeding goal is set, since every block uploaded moves a ratio.
+    /// while a seeding goal is set, since every block uploaded moves a ratio. (A clock kept
+    /// only to be saved starts and stops on events and commands, which pump anyway.)
     fn pump_if_needed(&mut self, now: Instant) {
-        if self.pump_needed || !self.goals.is_empty() {
+        if self.pump_needed || self.has_seed_goal() {
             self.pump(now);
         }
     }

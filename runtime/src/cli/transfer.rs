@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bt_protocol::client::{GoalReached, SeedGoal};
+use bt_protocol::client::{GoalReached, SeedGoal, SeedProgress};
 use bt_protocol::metainfo::magnet::MagnetLink;
 use bt_protocol::metainfo::{InfoHash, Metainfo};
 use bt_protocol::rng::Rng;
@@ -155,6 +155,8 @@ fn threads() -> usize {
 struct Checked {
     /// The verified pieces.
     have: Bitfield,
+    /// The seeding progress of earlier runs, from the resume file.
+    seeding: SeedProgress,
     /// How many of them the resume file vouched for (the rest were rechecked).
     vouched: u32,
 }
@@ -167,7 +169,9 @@ fn check_existing(
     quiet: bool,
 ) -> anyhow::Result<Checked> {
     let n = meta.info.layout.piece_count();
-    let vouched = ResumeState::load(dir, &meta.info_hash, &meta.info)
+    let saved = ResumeState::load(dir, &meta.info_hash, &meta.info);
+    let seeding = saved.as_ref().map(ResumeState::seeding).unwrap_or_default();
+    let vouched = saved
         .map(|r| r.vouched_pieces(&storage.file_stamps()))
         .unwrap_or_else(|| Bitfield::new(n));
     let mut unvouched = Bitfield::new(n);
@@ -201,6 +205,7 @@ fn check_existing(
     }
     Ok(Checked {
         have,
+        seeding,
         vouched: vouched_count,
     })
 }
@@ -211,9 +216,10 @@ fn save_resume(
     dir: &Path,
     have: &Bitfield,
     priorities: Option<&[FilePriority]>,
+    seeding: SeedProgress,
 ) {
     // A failed save only costs a recheck next time; say so and go on.
-    if let Err(e) = write_resume(storage, &meta.info_hash, dir, have, priorities) {
+    if let Err(e) = write_resume(storage, &meta.info_hash, dir, have, priorities, seeding) {
         eprintln!(
             "bt: warning: could not save resume data in {}: {e}",
             dir.display()
@@ -221,23 +227,33 @@ fn save_resume(
     }
 }
 
-/// Saves resume data, with the files chosen (`priorities`), without syncing the data files where
-/// the system allows it (the state then holds until the system restarts; see `resume`), else
-/// after syncing them.
+/// Saves resume data, with the files chosen (`priorities`) and the seeding progress, without
+/// syncing the data files where the system allows it (the state then holds until the system
+/// restarts; see `resume`), else after syncing them.
 fn write_resume(
     storage: &FsStorage,
     info_hash: &bt_protocol::metainfo::InfoHash,
     dir: &Path,
     have: &Bitfield,
     priorities: Option<&[FilePriority]>,
+    seeding: SeedProgress,
 ) -> Result<(), String> {
     let stamps = storage.file_stamps();
-    if let Some(saved) = ResumeState::save_unsynced(dir, info_hash, have, &stamps, priorities) {
+    if let Some(saved) =
+        ResumeState::save_unsynced(dir, info_hash, have, &stamps, priorities, seeding)
+    {
         return saved.map_err(|e| e.to_string());
     }
     storage.flush().map_err(|e| e.to_string())?;
-    ResumeState::save(dir, info_hash, have, &storage.file_stamps(), priorities)
-        .map_err(|e| e.to_string())
+    ResumeState::save(
+        dir,
+        info_hash,
+        have,
+        &storage.file_stamps(),
+        priorities,
+        seeding,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn seed_from_clock() -> u64 {
@@ -750,10 +766,12 @@ const RESUME_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 /// is running.
 struct ResumeSaver {
     have: Bitfield,
+    /// The seeding progress as the last status gave it.
+    seeding: SeedProgress,
     dirty: bool,
     every: Duration,
     last: std::time::Instant,
-    tx: Option<std::sync::mpsc::SyncSender<Bitfield>>,
+    tx: Option<std::sync::mpsc::SyncSender<(Bitfield, SeedProgress)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -763,16 +781,17 @@ impl ResumeSaver {
         meta: &Metainfo,
         dir: &Path,
         have: Bitfield,
+        seeding: SeedProgress,
         every: Duration,
         priorities: Option<Vec<FilePriority>>,
     ) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Bitfield>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Bitfield, SeedProgress)>(1);
         let (info_hash, dir) = (meta.info_hash, dir.to_owned());
         let thread = std::thread::spawn(move || {
             let mut warned = false;
-            for have in rx {
-                if let Err(e) =
-                    write_resume(&storage, &info_hash, &dir, &have, priorities.as_deref())
+            for (have, seeding) in rx {
+                let priorities = priorities.as_deref();
+                if let Err(e) = write_resume(&storage, &info_hash, &dir, &have, priorities, seeding)
                     && !std::mem::replace(&mut warned, true)
                 {
                     eprintln!("bt: warning: could not save resume data: {e}");
@@ -781,6 +800,7 @@ impl ResumeSaver {
         });
         ResumeSaver {
             have,
+            seeding,
             dirty: false,
             every,
             last: std::time::Instant::now(),
@@ -795,9 +815,18 @@ impl ResumeSaver {
                 self.have.set(p.get());
                 self.dirty = true;
             }
-            Report::Status(_) if self.dirty && self.last.elapsed() >= self.every => {
+            Report::Status(status) => {
+                if let Some(seeding) = status.seeding
+                    && seeding != self.seeding
+                {
+                    self.seeding = seeding;
+                    self.dirty = true;
+                }
+                if !self.dirty || self.last.elapsed() < self.every {
+                    return;
+                }
                 if let Some(tx) = &self.tx
-                    && tx.try_send(self.have.clone()).is_ok()
+                    && tx.try_send((self.have.clone(), self.seeding)).is_ok()
                 {
                     self.dirty = false;
                     self.last = std::time::Instant::now();
@@ -835,6 +864,8 @@ struct Run<'a> {
     rates: (Option<u64>, Option<u64>),
     /// When seeding stops by itself.
     goal: Option<SeedGoal>,
+    /// The progress toward it in earlier runs.
+    seeding: SeedProgress,
     /// The HTTP server (`--serve`).
     serve: &'a ServeArgs,
 }
@@ -845,6 +876,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         run.meta,
         run.dir,
         run.have.clone(),
+        run.seeding,
         run.resume_interval,
         run.priorities.map(<[FilePriority]>::to_vec),
     );
@@ -863,7 +895,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
     if let Some(p) = run.priorities {
         driver.set_file_priorities(id, p)?;
     }
-    apply_controls(&mut driver, id, run.rates, run.goal)?;
+    apply_controls(&mut driver, id, run.rates, run.goal, run.seeding)?;
     let addr = driver
         .listen(run.listen)
         .await
@@ -907,14 +939,17 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
     Ok(finished)
 }
 
-/// Sets the user's rate limits and seeding goal on torrent `id`.
+/// Sets the user's rate limits and seeding goal on torrent `id`, with the progress toward it of
+/// earlier runs (`seeding`, saved in the resume file).
 fn apply_controls<D: Storage + 'static>(
     driver: &mut Driver<TokioNet, D>,
     id: bt_protocol::session::TorrentId,
     (download, upload): (Option<u64>, Option<u64>),
     goal: Option<SeedGoal>,
+    seeding: SeedProgress,
 ) -> anyhow::Result<()> {
     driver.set_rate_limits(download, upload);
+    driver.restore_seed_progress(id, seeding)?;
     if let Some(goal) = goal {
         driver.set_seed_goal(id, goal)?;
     }
@@ -1162,7 +1197,8 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             .first_torrent()
             .context("the driver holds no torrent")?;
         driver.set_max_half_open(args.limits.max_half_open());
-        apply_controls(&mut driver, id, args.limits.rates(), args.goals.goal())?;
+        let fresh = SeedProgress::default();
+        apply_controls(&mut driver, id, args.limits.rates(), args.goals.goal(), fresh)?;
         {
             let chosen = chosen.clone();
             driver.set_priorities_on_metadata(
@@ -1229,6 +1265,7 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
                             m,
                             &args.dir,
                             have,
+                            SeedProgress::default(),
                             args.resume_interval,
                             chosen.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                         ));
@@ -1263,7 +1300,9 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
     let storage = opened.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let priorities = chosen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let (Some(meta), Some(storage)) = (&meta, storage) {
-        save_resume(&storage, meta, &args.dir, &done.have, priorities.as_deref());
+        let seeding = done.status.seeding.unwrap_or_default();
+        let priorities = priorities.as_deref();
+        save_resume(&storage, meta, &args.dir, &done.have, priorities, seeding);
     }
     display.summary(&RunSummary::new(
         finished.outcome,
@@ -1360,7 +1399,7 @@ fn get_torrent(
     let storage = Arc::new(open_storage(&args.dir, meta, priorities.as_deref())?);
     storage.create_empty_files()?;
     let checked = check_existing(&storage, meta, &args.dir, args.json)?;
-    let have = checked.have;
+    let (have, seeding) = (checked.have, checked.seeding);
     if args.json {
         // What this run starts from: how a test sees that a restart kept what was verified.
         let layout = &meta.info.layout;
@@ -1396,12 +1435,21 @@ fn get_torrent(
         priorities: priorities.as_deref(),
         rates: args.limits.rates(),
         goal: args.goals.goal(),
+        seeding,
         serve: &args.serve,
     };
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
     let done = finished.first().context("the driver ran no torrent")?;
-    save_resume(&storage, meta, &args.dir, &done.have, priorities.as_deref());
+    let seeding = done.status.seeding.unwrap_or(seeding);
+    save_resume(
+        &storage,
+        meta,
+        &args.dir,
+        &done.have,
+        priorities.as_deref(),
+        seeding,
+    );
     display.summary(&RunSummary::new(
         finished.outcome,
         done,
@@ -1428,7 +1476,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         &meta.info,
         DEFAULT_MAX_OPEN_FILES,
     )?);
-    let have = check_existing(&storage, &meta, &args.dir, args.json)?.have;
+    let Checked { have, seeding, .. } = check_existing(&storage, &meta, &args.dir, args.json)?;
     if !have.is_complete() {
         bail!(
             "{} holds {} of {} pieces of {}: bt seed needs the complete, correct data",
@@ -1438,7 +1486,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
             meta.info.name
         );
     }
-    save_resume(&storage, &meta, &args.dir, &have, None);
+    save_resume(&storage, &meta, &args.dir, &have, None, seeding);
     let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut config = SessionConfig::default();
@@ -1459,11 +1507,15 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
         priorities: None,
         rates: args.limits.rates(),
         goal: args.goals.goal(),
+        seeding,
         serve: &args.serve,
     };
+    let storage = run.storage.clone();
     let finished = runtime.block_on(run_driver(run, &mut display))?;
     display.bar.finish_and_clear();
     let done = finished.first().context("the driver ran no torrent")?;
+    let seeding = done.status.seeding.unwrap_or(seeding);
+    save_resume(&storage, &meta, &args.dir, &done.have, None, seeding);
     display.summary(&RunSummary::new(
         finished.outcome,
         done,
