@@ -23,7 +23,9 @@
 //! inline. Nothing fed to the fingerprint depends on wall time or addresses in memory.
 //!
 //! Bounds: at most [`MAX_HOSTS`] hosts (peers, trackers, DHT bootstrap nodes); the run stops at the scenario's
-//! duration; progress every [`PROGRESS_EVERY`] steps.
+//! duration; progress every [`PROGRESS_EVERY`] steps; a `pause` or `resume` fault puts at most
+//! one command on each driver's bounded channel (`bt_runtime::driver::COMMAND_QUEUE`), never
+//! waiting: a full channel is a violation.
 
 mod attacker;
 mod dht;
