@@ -733,8 +733,8 @@ fn peers_that_select_files_fetch_only_those_and_complete() {
     // writes a block of a piece wholly in files it skipped) passes, the selecting peers count as
     // complete once their files are, and they downloaded little beyond their two files (pieces
     // straddling a skipped file at most), while the others fetched everything.
-    let (scenario, _, r) = run("select-files.toml", None);
-    controls::assert_selecting_peers_fetch_only_their_files(&scenario, &r);
+    let (scenario, outcome, r) = run("select-files.toml", None);
+    controls::assert_selecting_peers_fetch_only_their_files(&scenario, &outcome, &r);
 }
 
 #[test]

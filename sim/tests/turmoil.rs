@@ -545,8 +545,8 @@ fn peers_that_select_files_on_turmoil_fetch_only_those_and_complete() {
     // wholly in files it skipped) passes, the selecting peers complete at their last wanted
     // piece, and they downloaded little beyond their two files while the others fetched
     // everything, as on the fast engine.
-    let (scenario, _, r) = run("select-files.toml");
-    controls::assert_selecting_peers_fetch_only_their_files(&scenario, &r);
+    let (scenario, outcome, r) = run("select-files.toml");
+    controls::assert_selecting_peers_fetch_only_their_files(&scenario, &outcome, &r);
 }
 
 #[test]
