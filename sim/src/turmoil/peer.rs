@@ -715,6 +715,14 @@ pub(super) struct SimDisk {
 }
 
 impl SimDisk {
+    /// A violation by this peer when `broken`: "peer ID " and `what`.
+    fn judge(&self, broken: bool, what: impl FnOnce() -> String) {
+        if broken {
+            self.shared
+                .violation(format!("peer {} {}", self.id, what()));
+        }
+    }
+
     /// The disk of peer `id`, holding `mem`.
     pub(super) fn new(mem: MemStorage, corrupt: bool, id: usize, shared: Arc<Shared>) -> Self {
         SimDisk {
@@ -728,54 +736,44 @@ impl SimDisk {
 
 impl Storage for SimDisk {
     fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
-        if self.shared.skips(self.id, block.piece) {
-            self.shared.violation(format!(
-                "peer {} wrote a block of piece {}, which lies wholly in files it did not select",
-                self.id,
-                block.piece.get()
-            ));
-        }
-        if self.shared.paused(self.id) {
-            self.shared.violation(format!(
-                "peer {} wrote a block of piece {} while paused",
-                self.id,
-                block.piece.get()
-            ));
-        }
+        let (id, piece) = (self.id, block.piece);
+        self.judge(self.shared.skips(id, piece), || {
+            format!(
+                "wrote a block of piece {}, which lies wholly in files it did not select",
+                piece.get()
+            )
+        });
+        self.judge(self.shared.paused(id), || {
+            format!("wrote a block of piece {} while paused", piece.get())
+        });
         self.mem.write(block, data)?;
-        if self.shared.is_verified(self.id, block.piece) && !self.mem.piece_is_correct(block.piece)
-        {
-            self.shared.violation(format!(
-                "peer {} wrote a wrong block into piece {} it had verified",
-                self.id,
-                block.piece.get()
-            ));
-        }
+        let wrong = self.shared.is_verified(id, piece) && !self.mem.piece_is_correct(piece);
+        self.judge(wrong, || {
+            format!(
+                "wrote a wrong block into piece {} it had verified",
+                piece.get()
+            )
+        });
         Ok(())
     }
 
     fn read(&self, block: BlockRef) -> Result<Bytes, StorageError> {
-        if self.shared.paused(self.id) {
-            self.shared.violation(format!(
-                "peer {} read piece {} to upload it while paused",
-                self.id,
-                block.piece.get()
-            ));
-        }
-        if self.shared.goal_reached(self.id) {
-            self.shared.violation(format!(
-                "peer {} read piece {} to upload it after reaching its seeding goal",
-                self.id,
-                block.piece.get()
-            ));
-        }
-        if !self.shared.is_verified(self.id, block.piece) {
-            self.shared.violation(format!(
-                "peer {} read piece {} to upload it before verifying it",
-                self.id,
-                block.piece.get()
-            ));
-        }
+        let (id, piece) = (self.id, block.piece);
+        self.judge(self.shared.paused(id), || {
+            format!("read piece {} to upload it while paused", piece.get())
+        });
+        self.judge(self.shared.goal_reached(id), || {
+            format!(
+                "read piece {} to upload it after reaching its seeding goal",
+                piece.get()
+            )
+        });
+        self.judge(!self.shared.is_verified(id, piece), || {
+            format!(
+                "read piece {} to upload it before verifying it",
+                piece.get()
+            )
+        });
         let data = self.mem.read(block)?;
         if self.corrupt {
             return Ok(data.iter().map(|b| !b).collect::<Vec<u8>>().into());
