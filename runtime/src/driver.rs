@@ -18,9 +18,12 @@
 //! opens the storage through the caller's [`StorageOpener`] and starts the disk; the connections
 //! stay.
 //!
-//! Readers: an HTTP response streaming a torrent's bytes ([`crate::serve`]) tells the driver
-//! where it reads through a bounded channel of [`ReaderCommand`]s; the driver hands each to the
-//! client, whose picker then fetches the pieces that reader needs first.
+//! Commands: while it runs, the driver takes [`Command`]s through one bounded channel
+//! ([`Driver::commands`]) and hands each to the client. An HTTP response streaming a torrent's
+//! bytes ([`crate::serve`]) says where it reads (the client's picker then fetches the pieces
+//! that reader needs first); a caller pauses and resumes a torrent, and the driver reports each
+//! change ([`Report::Paused`], [`Report::Resumed`]) once the client has made it (its connections
+//! closed, or its dialling begun again).
 //!
 //! Closing a connection is graceful, so a peer gets every byte queued for it: the writer task
 //! writes what is queued, then half-closes (FIN); the reader task stops handing bytes to the
@@ -37,8 +40,10 @@
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
 //! bytes; a writer's queue is bounded by the protocol (blocks are queued only under its send-buffer
 //! watermark; control messages are small and few per event); connect tasks are bounded by the
-//! client's half-open limit, announce tasks by one per torrent; the reader channel
-//! ([`Driver::reader_commands`]) holds [`READER_QUEUE`] commands; everything else is the client's.
+//! client's half-open limit, announce tasks by one per torrent; the command channel
+//! ([`Driver::commands`]) holds [`COMMAND_QUEUE`] commands; the pause and resume reports waiting
+//! for the caller are at most one per command taken, and go out before the next input is taken;
+//! everything else is the client's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -342,6 +347,12 @@ pub enum Report {
     },
     /// The DHT node (see [`Driver::start_dht`]).
     Dht(DhtReport),
+    /// The torrent paused ([`Command::Pause`], [`Driver::pause`]): its connections are closed
+    /// and it requests, serves and dials nothing until it resumes.
+    Paused,
+    /// The paused torrent runs again ([`Command::Resume`], [`Driver::resume`]): `started` is
+    /// being announced and its peer list dialled.
+    Resumed,
     /// The torrent reached its seeding goal and stops (see [`Driver::set_seed_goal`]).
     SeedGoalReached {
         /// Which goal.
@@ -361,13 +372,13 @@ pub enum Report {
     },
 }
 
-/// A reader of a torrent's bytes (an HTTP response being streamed, see [`crate::serve`]) moved
-/// or went away; the driver hands it to the client ([`Client::set_reader`],
-/// [`Client::remove_reader`]). Sent through the channel [`Driver::reader_commands`] returns.
+/// A command to a running driver, sent through the channel [`Driver::commands`] returns; the
+/// driver hands each to the client as it comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReaderCommand {
-    /// The reader is at `position` (a new reader, or one that moved).
-    Set {
+pub enum Command {
+    /// A reader of the torrent's bytes (an HTTP response being streamed, see [`crate::serve`])
+    /// is at `position`: a new reader, or one that moved ([`Client::set_reader`]).
+    SetReader {
         /// The torrent it reads.
         torrent: TorrentId,
         /// The reader, as its owner numbers them.
@@ -375,17 +386,32 @@ pub enum ReaderCommand {
         /// Where it reads next, and where it stops.
         position: ReadPosition,
     },
-    /// The reader is done (its response ended or its client went away).
-    Remove {
+    /// The reader is done: its response ended or its client went away
+    /// ([`Client::remove_reader`]).
+    RemoveReader {
         /// The torrent it read.
         torrent: TorrentId,
         /// The reader.
         reader: ReaderId,
     },
+    /// Pause the torrent ([`Client::pause`]): its connections close, nothing is requested,
+    /// served or dialled, trackers hear `stopped`; its state stays. The driver reports
+    /// [`Report::Paused`] once it is (not for a torrent that was not running).
+    Pause {
+        /// The torrent.
+        torrent: TorrentId,
+    },
+    /// Resume the paused torrent ([`Client::resume`]): `started` is announced and its peer list
+    /// dialled again. The driver reports [`Report::Resumed`] once it is (not for a torrent that
+    /// was not paused).
+    Resume {
+        /// The torrent.
+        torrent: TorrentId,
+    },
 }
 
-/// Reader commands the channel of [`Driver::reader_commands`] holds before senders wait.
-pub const READER_QUEUE: usize = 64;
+/// Commands the channel of [`Driver::commands`] holds before senders wait.
+pub const COMMAND_QUEUE: usize = 64;
 
 /// The environment variable that, in debug builds only, makes every peer reader task panic on
 /// its first read: how the tests prove that a panic in a task ends the process. Release builds
@@ -496,8 +522,11 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     dht: Option<DhtSocket>,
     /// What the DHT's socket said since the last drain.
     dht_reports: Vec<DhtReport>,
-    /// Readers' commands, once [`Driver::reader_commands`] was called.
-    readers: Option<mpsc::Receiver<ReaderCommand>>,
+    /// Callers' commands, once [`Driver::commands`] was called.
+    commands: Option<mpsc::Receiver<Command>>,
+    /// Pause and resume reports not handed to the caller yet (they go after the client's
+    /// outputs, so a pause is said once its connections are closed).
+    changes: Vec<(TorrentId, Report)>,
 }
 
 impl<N: Net, D: Storage + 'static> Driver<N, D> {
@@ -528,33 +557,42 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             rng: Rng::new(seed).fork(0x6472_6976_6572),
             dht: None,
             dht_reports: Vec::new(),
-            readers: None,
+            commands: None,
+            changes: Vec::new(),
         }
     }
 
-    /// A channel (of [`READER_QUEUE`] commands) through which readers of the torrents' bytes say
-    /// where they are; the driver makes their pieces the client's priority while they read. A
-    /// second call replaces the first channel.
-    pub fn reader_commands(&mut self) -> mpsc::Sender<ReaderCommand> {
-        let (tx, rx) = mpsc::channel(READER_QUEUE);
-        self.readers = Some(rx);
+    /// A channel (of [`COMMAND_QUEUE`] commands) through which callers command the running
+    /// driver: readers of the torrents' bytes say where they are (the driver makes their pieces
+    /// the client's priority while they read), torrents pause and resume. A second call replaces
+    /// the first channel.
+    pub fn commands(&mut self) -> mpsc::Sender<Command> {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        self.commands = Some(rx);
         tx
     }
 
-    fn reader_command(&mut self, command: ReaderCommand) {
+    fn command(&mut self, command: Command) {
         let now = self.now();
         match command {
             // Refused without metadata or past the client's reader limit: the response still
             // streams, only without priority.
-            ReaderCommand::Set {
+            Command::SetReader {
                 torrent,
                 reader,
                 position,
             } => {
                 let _ = self.client.set_reader(now, torrent, reader, position);
             }
-            ReaderCommand::Remove { torrent, reader } => {
+            Command::RemoveReader { torrent, reader } => {
                 self.client.remove_reader(now, torrent, reader);
+            }
+            // An unknown torrent has nothing to pause or resume.
+            Command::Pause { torrent } => {
+                let _ = self.pause(torrent);
+            }
+            Command::Resume { torrent } => {
+                let _ = self.resume(torrent);
             }
         }
     }
@@ -1033,6 +1071,8 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             }
         }
         reports.extend(self.dht_reports.drain(..).map(|r| (None, Report::Dht(r))));
+        // After the client's outputs: a pause is said once its connections are closed.
+        reports.extend(self.changes.drain(..).map(|(id, r)| (Some(id), r)));
     }
 
     fn handle_event(&mut self, event: ClientEvent, reports: &mut Vec<(Option<TorrentId>, Report)>) {
@@ -1362,16 +1402,28 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.client.restore_seed_progress(now, id, earlier)
     }
 
-    /// Pauses torrent `id` (see [`bt_protocol::client::Client::pause`]).
+    /// Pauses torrent `id` (see [`bt_protocol::client::Client::pause`]); when it was running,
+    /// [`Driver::run`] reports [`Report::Paused`] after the connections it closed.
     pub fn pause(&mut self, id: TorrentId) -> Result<(), bt_protocol::session::SessionError> {
         let now = self.now();
-        self.client.pause(now, id)
+        let was = self.client.is_paused(id);
+        self.client.pause(now, id)?;
+        if !was && self.client.is_paused(id) {
+            self.changes.push((id, Report::Paused));
+        }
+        Ok(())
     }
 
-    /// Resumes paused torrent `id` (see [`bt_protocol::client::Client::resume`]).
+    /// Resumes paused torrent `id` (see [`bt_protocol::client::Client::resume`]); when it was
+    /// paused, [`Driver::run`] reports [`Report::Resumed`].
     pub fn resume(&mut self, id: TorrentId) -> Result<(), bt_protocol::session::SessionError> {
         let now = self.now();
-        self.client.resume(now, id)
+        let was = self.client.is_paused(id);
+        self.client.resume(now, id)?;
+        if was && !self.client.is_paused(id) {
+            self.changes.push((id, Report::Resumed));
+        }
+        Ok(())
     }
 
     /// Whether every wanted piece of every torrent is verified (every piece, unless file
@@ -1473,7 +1525,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             Some(input) = self.data_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
                 self.handle_input(input);
             }
-            Some(command) = next_reader_command(&mut self.readers) => self.reader_command(command),
+            Some(command) = next_command(&mut self.commands) => self.command(command),
             _ = tokio::time::sleep_until(deadline) => {
                 let now = self.now();
                 self.client.handle_timeout(now);
@@ -1548,11 +1600,9 @@ async fn drain_until_peer_closes<R: tokio::io::AsyncRead + Unpin>(reader: &mut R
     .await;
 }
 
-/// The next reader command, or never when there is no reader channel.
-async fn next_reader_command(
-    readers: &mut Option<mpsc::Receiver<ReaderCommand>>,
-) -> Option<ReaderCommand> {
-    match readers {
+/// The next command, or never when there is no command channel.
+async fn next_command(commands: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
+    match commands {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use bt_protocol::content::ContentSpec;
 use bt_protocol::metainfo::Metainfo;
 use bt_protocol::session::SessionConfig;
+use bt_protocol::session::TorrentId;
 use bt_protocol::torrent::Bitfield;
-use bt_runtime::driver::{Driver, Outcome, Report, StopWhen};
+use bt_protocol::torrent::TorrentEvent;
+use bt_runtime::driver::{Command, Driver, Finished, Outcome, Report, StopWhen};
 use bt_runtime::net::TokioNet;
 use bt_runtime::storage::MemStorage;
 
@@ -34,28 +36,38 @@ async fn seeder_to_leecher_with_inline_disk_work() {
     transfer(0).await;
 }
 
-async fn transfer(disk_threads: usize) {
-    let total = 5 * 1024 * 1024 + 777;
-    let meta = torrent(total, 256 * 1024);
+/// A seeding driver listening on loopback and a leeching driver told its address, for `meta`,
+/// each with `disk_threads` disk threads; the seeder uploads at most `upload_limit` bytes per
+/// second. The leecher's torrent and disk come too.
+async fn seeder_and_leecher(
+    meta: &Metainfo,
+    disk_threads: usize,
+    upload_limit: Option<u64>,
+) -> (
+    Driver<TokioNet, MemStorage>,
+    Driver<TokioNet, MemStorage>,
+    TorrentId,
+    Arc<MemStorage>,
+) {
     let n = meta.info.layout.piece_count();
     let seed_disk = Arc::new(MemStorage::complete(meta.info.layout.clone(), SEED));
     let leech_disk = Arc::new(MemStorage::empty(meta.info.layout.clone(), SEED));
-
     let mut seeder = Driver::with_disk_threads(
         TokioNet,
         seed_disk,
-        &meta,
+        meta,
         Bitfield::full(n),
         SessionConfig::default(),
         1,
         disk_threads,
     )
     .unwrap();
+    seeder.set_rate_limits(None, upload_limit);
     let addr = seeder.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mut leecher = Driver::with_disk_threads(
         TokioNet,
         leech_disk.clone(),
-        &meta,
+        meta,
         Bitfield::new(n),
         SessionConfig::default(),
         2,
@@ -66,7 +78,16 @@ async fn transfer(disk_threads: usize) {
         .first_torrent()
         .expect("the driver holds its torrent");
     leecher.add_peer(torrent, addr);
+    (seeder, leecher, torrent, leech_disk)
+}
 
+/// Runs `seeder` on a task until the sender returned is used (or dropped).
+fn seed(
+    seeder: Driver<TokioNet, MemStorage>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Finished>,
+) {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let seeding = tokio::spawn(seeder.run(
         StopWhen::Interrupted,
@@ -75,6 +96,15 @@ async fn transfer(disk_threads: usize) {
         },
         |_, _| {},
     ));
+    (done_tx, seeding)
+}
+
+async fn transfer(disk_threads: usize) {
+    let total = 5 * 1024 * 1024 + 777;
+    let meta = torrent(total, 256 * 1024);
+    let n = meta.info.layout.piece_count();
+    let (seeder, leecher, _, leech_disk) = seeder_and_leecher(&meta, disk_threads, None).await;
+    let (done_tx, seeding) = seed(seeder);
     let mut failures = Vec::new();
     let leeching = leecher.run(StopWhen::Complete, std::future::pending(), |_, r| {
         if let Report::ConnectFailed { error, .. } = r {
@@ -139,14 +169,7 @@ async fn three_torrents_through_one_client_each_side() {
     for &id in &leech_ids {
         leecher.add_peer(id, addr);
     }
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let seeding = tokio::spawn(seeder.run(
-        StopWhen::Interrupted,
-        async {
-            let _ = done_rx.await;
-        },
-        |_, _| {},
-    ));
+    let (done_tx, seeding) = seed(seeder);
     let leeching = leecher.run(StopWhen::Complete, std::future::pending(), |_, _| {});
     let finished = tokio::time::timeout(Duration::from_secs(60), leeching)
         .await
@@ -172,4 +195,71 @@ async fn three_torrents_through_one_client_each_side() {
             t.id
         );
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_running_driver_pauses_and_resumes_through_its_command_channel() {
+    // Proves the command channel reaches a running driver: a `Pause` sent at the first verified
+    // piece is reported (`Paused`) once its connections are closed, nothing is verified while
+    // paused (disk work inline, so none was in flight), a `Resume` half a second later is
+    // reported (`Resumed`), the driver dials its peer again and the download completes
+    // byte-exact.
+    let total = 2 * 1024 * 1024;
+    let meta = torrent(total, 64 * 1024);
+    let n = meta.info.layout.piece_count();
+    // Slow enough that the pause lands mid-download.
+    let (seeder, mut leecher, torrent, leech_disk) =
+        seeder_and_leecher(&meta, 0, Some(1024 * 1024)).await;
+    let commands = leecher.commands();
+    let (done_tx, seeding) = seed(seeder);
+    // Resumes half a second after the pause is reported.
+    let (paused_tx, mut paused_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let resumer = {
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            if paused_rx.recv().await.is_some() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                commands.send(Command::Resume { torrent }).await.unwrap();
+            }
+        })
+    };
+    let (mut paused, mut pauses, mut resumes) = (false, 0, 0);
+    let (mut verified_before_pause, mut verified_while_paused) = (0, 0);
+    let leeching = leecher.run(StopWhen::Complete, std::future::pending(), |_, r| match r {
+        Report::Event(TorrentEvent::PieceVerified(_)) if paused => verified_while_paused += 1,
+        Report::Event(TorrentEvent::PieceVerified(_)) if pauses == 0 => {
+            verified_before_pause += 1;
+            if verified_before_pause == 1 {
+                commands.try_send(Command::Pause { torrent }).unwrap();
+            }
+        }
+        Report::Paused => {
+            paused = true;
+            pauses += 1;
+            paused_tx.try_send(()).unwrap();
+        }
+        Report::Resumed => {
+            paused = false;
+            resumes += 1;
+        }
+        _ => {}
+    });
+    let finished = tokio::time::timeout(Duration::from_secs(60), leeching)
+        .await
+        .expect("the download finishes within 60 s");
+    let _ = done_tx.send(());
+    seeding.await.unwrap();
+    resumer.await.unwrap();
+    assert_eq!(finished.outcome, Outcome::Complete);
+    assert_eq!(
+        (pauses, resumes),
+        (1, 1),
+        "one pause and one resume reported"
+    );
+    assert_eq!(verified_while_paused, 0, "nothing verified while paused");
+    assert!(
+        (verified_before_pause as u32) < n,
+        "the pause came mid-download"
+    );
+    assert!(leech_disk.is_correct_and_complete());
 }

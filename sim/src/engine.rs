@@ -11,7 +11,7 @@ use std::time::Duration;
 use bt_protocol::client::GoalReached;
 use bt_protocol::metainfo::{InfoHash, TorrentLayout};
 use bt_protocol::time::Instant;
-use bt_protocol::torrent::Bitfield;
+use bt_protocol::torrent::{Bitfield, FilePriority, piece_priorities};
 
 use crate::scenario::{EngineKind, Scenario};
 
@@ -103,6 +103,43 @@ pub fn held_bytes(layout: &TorrentLayout, have: &Bitfield) -> u64 {
         .filter_map(|p| layout.piece(p))
         .map(|p| u64::from(layout.piece_len(p)))
         .sum()
+}
+
+/// Pauses and resumes the peers' torrents took: a `pause` fault that stopped a running torrent,
+/// a `resume` that started a paused one again (on the turmoil engine, as the driver reported
+/// them). Counted alike on both engines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PauseCounts {
+    /// Torrents that paused.
+    pub(crate) paused: u64,
+    /// Torrents that resumed.
+    pub(crate) resumed: u64,
+}
+
+impl PauseCounts {
+    /// Adds them to `diagnostics` (`pauses_taken`, `resumes_taken`) when `scenario` has a
+    /// `pause` or `resume` fault.
+    pub(crate) fn report(&self, scenario: &Scenario, diagnostics: &mut BTreeMap<String, u64>) {
+        if scenario.faults.iter().any(|f| {
+            matches!(
+                f.action,
+                crate::scenario::FaultAction::Pause(_) | crate::scenario::FaultAction::Resume(_)
+            )
+        }) {
+            diagnostics.insert("pauses_taken".to_owned(), self.paused);
+            diagnostics.insert("resumes_taken".to_owned(), self.resumed);
+        }
+    }
+}
+
+/// Which pieces of `layout` lie wholly in files that `priorities` skip, by piece index: a peer
+/// that selects files never writes a block of one (the write observer's rule on both engines;
+/// a piece straddling a wanted file is wanted).
+pub fn skipped_pieces(layout: &TorrentLayout, priorities: &[FilePriority]) -> Vec<bool> {
+    piece_priorities(layout, priorities)
+        .into_iter()
+        .map(|p| p == FilePriority::Skip)
+        .collect()
 }
 
 /// The goal observer's verdict on peer `peer` reaching `reached` at `now`, the same on both

@@ -27,7 +27,7 @@ use bt_protocol::client::{SeedGoal, SeedRatio};
 use bt_protocol::content::ContentSpec;
 use bt_protocol::metainfo::TorrentLayout;
 use bt_protocol::session::Encryption;
-use bt_protocol::torrent::{Strategy, TorrentConfig};
+use bt_protocol::torrent::{FilePriority, Strategy, TorrentConfig};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use toml::Spanned;
@@ -403,6 +403,24 @@ impl GroupSpec {
             time: self.seed_time,
         };
         (goal != SeedGoal::default()).then_some(goal)
+    }
+
+    /// Its peers' file priorities (`select`, as `bt get --select`) for a torrent of `files`
+    /// files: `Normal` for a selected file, `Skip` for the others. `None` without `select`
+    /// (every file wanted).
+    pub fn file_priorities(&self, files: usize) -> Option<Vec<FilePriority>> {
+        let select = self.select.as_ref()?;
+        Some(
+            (0..files)
+                .map(|i| {
+                    if select.contains(&i) {
+                        FilePriority::Normal
+                    } else {
+                        FilePriority::Skip
+                    }
+                })
+                .collect(),
+        )
     }
 }
 

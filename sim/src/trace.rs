@@ -212,6 +212,10 @@ kinds! {
     ReaderSeek = 85, "reader_seek host offset";
     /// A peer's player read the last byte of its file (fast).
     ReaderDone = 86, "reader_done host";
+    /// A peer's driver paused its torrent, as a `pause` fault told it (turmoil).
+    Paused = 90, "paused host";
+    /// A peer's driver resumed its paused torrent, as a `resume` fault told it (turmoil).
+    Resumed = 91, "resumed host";
 }
 
 impl Kind {

@@ -9,6 +9,7 @@ use bt_sim::engine::{self, HostEnd, Outcome};
 use bt_sim::report::Report;
 use bt_sim::scenario::{EngineKind, Scenario};
 
+mod controls;
 mod hostile;
 
 fn scenario_path(name: &str) -> PathBuf {
@@ -732,32 +733,24 @@ fn peers_that_select_files_fetch_only_those_and_complete() {
     // writes a block of a piece wholly in files it skipped) passes, the selecting peers count as
     // complete once their files are, and they downloaded little beyond their two files (pieces
     // straddling a skipped file at most), while the others fetched everything.
-    let (scenario, _, r) = run("select-files.toml", None);
-    assert!(r.passed, "{}", r.human());
-    assert_eq!(r.groups[1].completed, 4, "{}", r.human());
-    assert_eq!(r.groups[2].completed, 4, "{}", r.human());
-    let files = &scenario.torrent.files;
-    let wanted = files[0] + files[2];
-    let slack = 4 * scenario.torrent.piece_length;
-    assert!(
-        r.groups[1].downloaded <= 4 * (wanted + slack),
-        "choosy peers downloaded {} for {} wanted",
-        r.groups[1].downloaded,
-        4 * wanted
-    );
-    assert!(r.groups[2].downloaded >= 4 * scenario.torrent.size());
+    let (scenario, outcome, r) = run("select-files.toml", None);
+    controls::assert_selecting_peers_fetch_only_their_files(&scenario, &outcome, &r);
 }
 
 #[test]
 fn paused_peers_send_nothing_and_complete_after_resuming() {
     // Proves pause and resume as faults: the observer (a violation for any byte a paused peer
-    // sends) passes, nobody completes during the 20 s pause, and every leecher completes after
-    // resuming, dialling its peer list again.
-    let (_, _, r) = run("pause-resume.toml", None);
-    assert!(r.passed, "{}", r.human());
-    assert_eq!(r.groups[1].completed, 4, "{}", r.human());
-    let first = r.groups[1].completion_s.as_ref().expect("completed").min;
-    assert!(first > 23.0, "completed only after resuming: {first} s");
+    // sends) passes, every leecher paused and resumed once, nobody completes during the 20 s
+    // pause, and every leecher completes after resuming, dialling its peer list again.
+    let (_, outcome, r) = run("pause-resume.toml", None);
+    controls::assert_paused_peers_waited_for_resume(&outcome, &r);
+}
+
+#[test]
+fn a_peer_crashed_while_paused_restarts_unpaused() {
+    // Proves a restart begins unpaused: the leecher crashed during the pause and restarted
+    // completes before the others resume, and the resume finds only three torrents to resume.
+    controls::assert_a_restart_begins_unpaused(EngineKind::Fast);
 }
 
 #[test]

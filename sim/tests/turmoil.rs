@@ -13,6 +13,7 @@ use bt_sim::engine::{self, HostEnd, Outcome};
 use bt_sim::report::Report;
 use bt_sim::scenario::{EngineKind, Scenario};
 
+mod controls;
 mod hostile;
 
 fn scenario_path(name: &str) -> PathBuf {
@@ -535,4 +536,36 @@ fn encryption_mix_on_turmoil_connects_every_pair_that_can_talk() {
     // talk connects, require peers only in RC4.
     let (_, _, r) = run("encryption-mix.toml");
     assert!(r.passed, "{}", r.human());
+}
+
+#[test]
+fn peers_that_select_files_on_turmoil_fetch_only_those_and_complete() {
+    // Proves `select` on the real driver (`Driver::set_file_priorities` at each life's start):
+    // the write observer (a violation if a selecting peer's disk takes a block of a piece lying
+    // wholly in files it skipped) passes, the selecting peers complete at their last wanted
+    // piece, and they downloaded little beyond their two files while the others fetched
+    // everything, as on the fast engine.
+    let (scenario, outcome, r) = run("select-files.toml");
+    controls::assert_selecting_peers_fetch_only_their_files(&scenario, &outcome, &r);
+}
+
+#[test]
+fn paused_drivers_on_turmoil_do_nothing_until_they_resume() {
+    // Proves pause and resume reach running drivers through their command channel: each driver
+    // reports its pause and its resume (a pause not reported within 1 s is a violation), the
+    // observers (no block written or read to upload, no piece verified, from the pause report
+    // to the resume report) pass, nobody completes while paused and everyone after resuming;
+    // the same seed gives the same fingerprint.
+    let (scenario, outcome, r) = run("pause-resume.toml");
+    controls::assert_paused_peers_waited_for_resume(&outcome, &r);
+    let (again, _) = run_scenario("pause-resume.toml", &scenario, scenario.seed);
+    assert_eq!(again.fingerprint, outcome.fingerprint);
+}
+
+#[test]
+fn a_driver_crashed_while_paused_restarts_unpaused() {
+    // Proves a restart begins unpaused on turmoil as on the fast engine: the new driver of the
+    // leecher crashed during the pause completes before the others resume, and the resume finds
+    // only three torrents to resume.
+    controls::assert_a_restart_begins_unpaused(EngineKind::Turmoil);
 }

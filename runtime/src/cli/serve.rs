@@ -10,7 +10,7 @@ use anyhow::Context;
 use bt_protocol::metainfo::Metainfo;
 use bt_protocol::session::TorrentId;
 use bt_protocol::torrent::{Bitfield, FilePriority, TorrentEvent};
-use bt_runtime::driver::{ReaderCommand, Report};
+use bt_runtime::driver::{Command, Report};
 use bt_runtime::serve::{Catalog, Progress, Server, Timeouts};
 use bt_runtime::storage::Storage;
 use tokio::sync::mpsc;
@@ -49,7 +49,7 @@ impl ServeArgs {
     }
 
     /// Starts the server for torrent `torrent` of `meta` (the files `priorities` chose, the
-    /// pieces `have` verified), if `--serve` was given; `readers` is the driver's reader channel.
+    /// pieces `have` verified), if `--serve` was given; `readers` is the driver's command channel.
     /// Call it inside the tokio runtime.
     pub(crate) fn start<D: Storage + 'static>(
         &self,
@@ -58,7 +58,7 @@ impl ServeArgs {
         priorities: Option<&[FilePriority]>,
         storage: Arc<D>,
         have: Bitfield,
-        readers: mpsc::Sender<ReaderCommand>,
+        readers: mpsc::Sender<Command>,
     ) -> anyhow::Result<Option<Serving>> {
         let Some(addr) = self.serve else {
             return Ok(None);

@@ -455,6 +455,8 @@ impl Display {
             | Report::PeerConnected { .. }
             | Report::PeersFound { .. }
             | Report::Event(_) => {}
+            // `bt get` and `bt seed` never pause their torrent.
+            Report::Paused | Report::Resumed => {}
         }
     }
 
@@ -905,7 +907,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         format!("listening on {addr}"),
     );
     let serving = if run.serve.enabled() {
-        let readers = driver.reader_commands();
+        let readers = driver.commands();
         run.serve
             .start(id, run.meta, run.priorities, run.storage, run.have, readers)?
     } else {
@@ -1229,7 +1231,7 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             driver.add_peer(id, *p);
         }
         // The server starts with the metadata, when there are files to serve.
-        let readers = args.serve.enabled().then(|| driver.reader_commands());
+        let readers = args.serve.enabled().then(|| driver.commands());
         let mut serving: Option<Serving> = None;
         let finished = driver
             .run(stop, interrupted(), |_, r| {

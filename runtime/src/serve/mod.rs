@@ -13,10 +13,10 @@
 //!   which the caller marks on `PieceVerified`, and the disk threads verify a piece only after
 //!   its blocks are written ([`crate::disk`]), so the bytes read are the bytes hashed;
 //! - a response is a reader of the torrent: it tells the driver its position through the
-//!   bounded reader channel ([`crate::driver::ReaderCommand`]) each time it enters a piece, and
-//!   removes itself when it ends or its client goes away, so the pieces it needs next come
-//!   first; it reads as fast as bytes come, so it gives no pace (the client paces it at the
-//!   torrent's download rate);
+//!   driver's bounded command channel ([`crate::driver::Command::SetReader`]) each time it
+//!   enters a piece, and removes itself when it ends or its client goes away, so the pieces it
+//!   needs next come first; it reads as fast as bytes come, so it gives no pace (the client
+//!   paces it at the torrent's download rate);
 //! - input from a client never panics the process: a bad request gets a 4xx, a hostile
 //!   connection is closed, and the download goes on.
 //!
@@ -49,7 +49,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::driver::ReaderCommand;
+use crate::driver::Command;
 use crate::storage::Storage;
 
 pub mod pages;
@@ -125,7 +125,7 @@ struct Shared<D: Storage> {
     layout: TorrentLayout,
     storage: Arc<D>,
     progress: Progress,
-    readers: mpsc::Sender<ReaderCommand>,
+    readers: mpsc::Sender<Command>,
     next_reader: AtomicU64,
     timeouts: Timeouts,
 }
@@ -147,7 +147,7 @@ impl Server {
         layout: TorrentLayout,
         storage: Arc<D>,
         progress: Progress,
-        readers: mpsc::Sender<ReaderCommand>,
+        readers: mpsc::Sender<Command>,
         timeouts: Timeouts,
     ) -> io::Result<Server> {
         let listener = std::net::TcpListener::bind(addr)?;
@@ -545,8 +545,8 @@ fn header_value(text: String) -> HeaderValue {
 
 /// Removes a reader from the driver when its response ends, however it ends.
 struct ReaderGuard {
-    readers: mpsc::Sender<ReaderCommand>,
-    command: ReaderCommand,
+    readers: mpsc::Sender<Command>,
+    command: Command,
 }
 
 impl Drop for ReaderGuard {
@@ -576,7 +576,7 @@ async fn stream_file<D: Storage + 'static>(
     let reader = ReaderId(shared.next_reader.fetch_add(1, Ordering::Relaxed));
     let _guard = ReaderGuard {
         readers: shared.readers.clone(),
-        command: ReaderCommand::Remove { torrent, reader },
+        command: Command::RemoveReader { torrent, reader },
     };
     let stall = shared.timeouts.stall;
     let mut verified = shared.progress.verified.subscribe();
@@ -593,7 +593,7 @@ async fn stream_file<D: Storage + 'static>(
         };
         if told != Some(piece.get()) {
             told = Some(piece.get());
-            let command = ReaderCommand::Set {
+            let command = Command::SetReader {
                 torrent,
                 reader,
                 position: ReadPosition {

@@ -59,7 +59,7 @@ use bt_protocol::metainfo::BlockRef;
 use bt_protocol::rng::Rng;
 use bt_protocol::session::{SessionConfig, TorrentId};
 use bt_protocol::time::Instant;
-use bt_protocol::torrent::{Bitfield, FilePriority, TorrentConfig, TorrentEvent, piece_priorities};
+use bt_protocol::torrent::{Bitfield, TorrentConfig, TorrentEvent};
 use bt_protocol::tracker::{Announcer, AnnouncerConfig};
 
 use crate::content::{Content, Disk};
@@ -459,6 +459,8 @@ struct World<'a> {
     /// Players that have not read their first byte yet: the run does not settle before they
     /// have (their time to first byte is what the report gives).
     readers_waiting: u32,
+    /// Torrents the `pause` and `resume` faults paused and resumed.
+    pauses: crate::engine::PauseCounts,
 }
 
 /// Runs `scenario` with `seed`. See the module docs. Fails only when the torrent cannot be
@@ -661,6 +663,7 @@ impl<'a> World<'a> {
                 .collect(),
             dht_rng: dht_rng.fork(u64::MAX),
             dht_lost: 0,
+            pauses: crate::engine::PauseCounts::default(),
             encryption: crate::encryption::EncryptionOutcome {
                 dials_measured: true,
                 ..Default::default()
@@ -883,25 +886,11 @@ impl<'a> World<'a> {
             client.set_rate_limits(now, group.download_limit, group.upload_limit);
         }
         let mut skipped = None;
-        if let Some(select) = &group.select {
-            let priorities: Vec<FilePriority> = (0..scenario.torrent.files.len())
-                .map(|i| {
-                    if select.contains(&i) {
-                        FilePriority::Normal
-                    } else {
-                        FilePriority::Skip
-                    }
-                })
-                .collect();
+        if let Some(priorities) = group.file_priorities(scenario.torrent.files.len()) {
             client
                 .set_file_priorities(now, torrent, &priorities)
                 .expect("the scenario checked the file indices");
-            skipped = Some(
-                piece_priorities(&content.layout, &priorities)
-                    .into_iter()
-                    .map(|p| p == FilePriority::Skip)
-                    .collect(),
-            );
+            skipped = Some(crate::engine::skipped_pieces(&content.layout, &priorities));
         }
         if let Some(goal) = group.seed_goal() {
             // `bt get --seed-ratio/--seed-time`, at every start: each life seeds toward it anew.
@@ -1512,7 +1501,8 @@ impl<'a> World<'a> {
                     if let Some(c) = host.client.as_mut() {
                         // Refused only for a torrent already stopped: nothing to do then.
                         let _ = c.pause(now, torrent);
-                        host.paused = c.is_paused(torrent);
+                        let was = std::mem::replace(&mut host.paused, c.is_paused(torrent));
+                        self.pauses.paused += u64::from(!was && host.paused);
                     }
                     self.settle(h);
                 }
@@ -1524,7 +1514,8 @@ impl<'a> World<'a> {
                     let torrent = host.torrent;
                     if let Some(c) = host.client.as_mut() {
                         let _ = c.resume(now, torrent);
-                        host.paused = c.is_paused(torrent);
+                        let was = std::mem::replace(&mut host.paused, c.is_paused(torrent));
+                        self.pauses.resumed += u64::from(was && !host.paused);
                     }
                     self.settle(h);
                 }
@@ -1618,6 +1609,7 @@ impl<'a> World<'a> {
             diagnostics.insert("rate_limit_peak_window_permille".to_owned(), p);
         }
         self.tracker_diagnostics(&mut diagnostics);
+        self.pauses.report(self.scenario, &mut diagnostics);
         if !self.boots.is_empty() {
             diagnostics.insert(
                 "dht_bootstrap_datagrams".to_owned(),

@@ -9,7 +9,9 @@
 //! ([`pace`]): each host's upload and download bandwidth, and TCP loss as retransmission delays.
 //!
 //! The run: hosts join at their join times (registered with turmoil then, since turmoil's cost
-//! per step grows with the hosts registered), faults fire between steps, and the engine steps
+//! per step grows with the hosts registered), faults fire between steps (a `pause` or `resume`
+//! is a command sent to each running driver's channel, taken in the host's next step; see
+//! `peer.rs`), and the engine steps
 //! turmoil one tick ([`tick`]) at a time until every leecher that should complete has, every
 //! group has joined and every fault has fired, or until the scenario's duration. Peers' reports
 //! and the disk observers feed the engine's shared state (`peer.rs`) as they happen; the
@@ -21,7 +23,9 @@
 //! inline. Nothing fed to the fingerprint depends on wall time or addresses in memory.
 //!
 //! Bounds: at most [`MAX_HOSTS`] hosts (peers, trackers, DHT bootstrap nodes); the run stops at the scenario's
-//! duration; progress every [`PROGRESS_EVERY`] steps.
+//! duration; progress every [`PROGRESS_EVERY`] steps; a `pause` or `resume` fault puts at most
+//! one command on each driver's bounded channel (`bt_runtime::driver::COMMAND_QUEUE`), never
+//! waiting: a full channel is a violation.
 
 mod attacker;
 mod dht;
@@ -47,7 +51,7 @@ use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario, Tracke
 use crate::trace::Kind;
 
 use net::TurmoilNet;
-use peer::{Ctx, Life, PORT, Shared, SimDisk};
+use peer::{Ctx, Life, PAUSE_TAKEN_WITHIN, PORT, Shared, SimDisk};
 
 /// Most hosts (peers, trackers, DHT bootstrap nodes) the engine runs: turmoil's cost per step grows with the
 /// cube of the hosts (every host's delivery walks every link).
@@ -129,22 +133,6 @@ fn run_with(
             hosts,
             limit: MAX_HOSTS,
         });
-    }
-    if scenario.faults.iter().any(|f| {
-        matches!(
-            f.action,
-            crate::scenario::FaultAction::Pause(_) | crate::scenario::FaultAction::Resume(_)
-        )
-    }) {
-        return Err(RunError::Setup(
-            "pause and resume faults run only on the fast engine so far; use --engine fast".into(),
-        ));
-    }
-    if let Some(g) = scenario.groups.iter().find(|g| g.select.is_some()) {
-        return Err(RunError::Setup(format!(
-            "group `{}` selects files, which only the fast engine runs so far; use --engine fast",
-            g.name
-        )));
     }
     if let Some(g) = scenario.groups.iter().find(|g| g.reader.is_some()) {
         return Err(RunError::Setup(format!(
@@ -262,6 +250,9 @@ impl<'a> Engine<'a> {
         let mut disks = Vec::new();
         let mut joins = Vec::new();
         for (g, group) in scenario.groups.iter().enumerate() {
+            let skipped = group
+                .file_priorities(meta.info.layout.file_count())
+                .map(|p| crate::engine::skipped_pieces(&meta.info.layout, &p));
             for i in 0..group.count {
                 let id = names.len();
                 let name = format!("{}-{i}", group.name);
@@ -269,7 +260,7 @@ impl<'a> Engine<'a> {
                 shared.lock().by_ip.insert(ip, id);
                 group_addrs[g].push((id, SocketAddr::new(ip, PORT)));
                 names.push(name);
-                shared.add_host(group, g, pieces, host_rng.next_u64());
+                shared.add_host(group, g, pieces, host_rng.next_u64(), skipped.clone());
                 let layout = meta.info.layout.clone();
                 let mem = match group.role {
                     Role::Seeder => MemStorage::complete(layout, seed),
@@ -488,8 +479,17 @@ impl<'a> Engine<'a> {
         shared.trace.record(Kind::Fault, &[i as u64]);
         drop(shared);
         match self.scenario.faults[i].action.clone() {
-            // Refused before the run starts.
-            FaultAction::Pause(_) | FaultAction::Resume(_) => {}
+            FaultAction::Pause(target) => {
+                for h in self.targets(target, &[Life::Up]) {
+                    self.command(h, true);
+                }
+            }
+            FaultAction::Resume(target) => {
+                self.untaken_pauses();
+                for h in self.targets(target, &[Life::Up]) {
+                    self.command(h, false);
+                }
+            }
             // Turmoil holds what crosses the cut and delivers it after the heal, as TCP would
             // once the path is back; connects across it time out meanwhile.
             FaultAction::Partition { a, b } => {
@@ -531,7 +531,63 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn finish(self, seed: u64) -> Outcome {
+    /// Tells peer `h`'s running driver to pause its torrent (or to resume it): a command on its
+    /// channel, taken in the host's next step. A peer whose driver is not built yet (it joined
+    /// in this very step) or has stopped running is left alone, as the fast engine leaves a peer
+    /// without a client.
+    fn command(&mut self, h: usize, pause: bool) {
+        let now = self.now();
+        let mut s = self.shared.lock();
+        let host = &mut s.hosts[h];
+        let Some((commands, torrent)) = host.commands.clone() else {
+            return;
+        };
+        let command = if pause {
+            bt_runtime::driver::Command::Pause { torrent }
+        } else {
+            bt_runtime::driver::Command::Resume { torrent }
+        };
+        match commands.try_send(command) {
+            // A paused torrent ignores another pause and says nothing: nothing to wait for.
+            Ok(()) if pause && !host.paused => {
+                host.pause_sent.get_or_insert(now);
+            }
+            Ok(()) => {}
+            // Its run has ended (it is leaving): nothing left to pause.
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => s.violation(
+                now,
+                format!(
+                    "peer {h}'s driver left {} commands untaken",
+                    bt_runtime::driver::COMMAND_QUEUE
+                ),
+            ),
+        }
+    }
+
+    /// The observer of pause commands: every driver told to pause said it did within
+    /// [`PAUSE_TAKEN_WITHIN`] (else the pause observers would pass on a peer never paused).
+    fn untaken_pauses(&mut self) {
+        let now = self.now();
+        let mut s = self.shared.lock();
+        let late: Vec<(usize, Instant)> = s
+            .hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(h, host)| host.pause_sent.map(|at| (h, at)))
+            .filter(|(_, at)| now.saturating_since(*at) > PAUSE_TAKEN_WITHIN)
+            .collect();
+        for (h, at) in late {
+            s.hosts[h].pause_sent = None;
+            s.violation(
+                now,
+                format!("peer {h} was told to pause at {at:?} and its driver never said it paused"),
+            );
+        }
+    }
+
+    fn finish(mut self, seed: u64) -> Outcome {
+        self.untaken_pauses();
         let now = self.ended_at;
         let mut s = self.shared.lock();
         // Final observer: every verified piece of every peer holds the generated bytes.
@@ -605,6 +661,7 @@ impl<'a> Engine<'a> {
         if self.scenario.dht.is_some() {
             diagnostics.insert("dht_bootstrap_datagrams".to_owned(), s.dht_boot_datagrams);
         }
+        s.pauses.report(self.scenario, &mut diagnostics);
         diagnostics.insert(
             "peer_lives".to_owned(),
             s.hosts.iter().map(|h| u64::from(h.lives)).sum(),

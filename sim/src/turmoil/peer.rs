@@ -16,6 +16,23 @@
 //! ([`Driver::set_seed_goal`]); once reached the torrent stops, the driver's run returns and the
 //! life ends, the peer counted as left at its goal.
 //!
+//! A group's `select` gives each life's driver its file priorities
+//! ([`Driver::set_file_priorities`], `Skip` for the files left out); such a peer is complete once
+//! every piece not lying wholly in skipped files is verified (what `Driver::wanted_complete` says
+//! inside the host; the engine decides it from the verifications it saw, at the one that
+//! completes it), and the disk observer fails the run if it writes a block of a piece lying
+//! wholly in skipped files.
+//!
+//! `pause` and `resume` faults reach a running driver through its command channel
+//! ([`Driver::commands`], kept in [`HostState::commands`] while a life runs); the driver takes
+//! the command in the host's next step and reports the change ([`Report::Paused`],
+//! [`Report::Resumed`]) once its connections are closed (or its dialling begun again). From the
+//! one report to the other the observers fail the run if the peer reads a block to upload,
+//! writes a block or verifies a piece: disk work is inline, so none of it can be in flight from
+//! before the pause. A pause the driver has not said it took within [`PAUSE_TAKEN_WITHIN`] is a
+//! violation too, so the observers cannot pass because the command never arrived. A new life
+//! starts unpaused.
+//!
 //! A peer of a `magnet` group starts with [`Driver::new_magnet`] (the info hash alone; its
 //! opener hands the driver the peer's [`SimDisk`] once the metadata has arrived) until it has
 //! had the metadata, and with the torrent (and its resume state) from then on, so a crash
@@ -34,21 +51,21 @@ use bt_protocol::client::{ClientConfig, GoalReached};
 use bt_protocol::io::ConnId;
 use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, Metainfo, PieceIndex, TorrentLayout};
 use bt_protocol::rng::Rng;
-use bt_protocol::session::SessionConfig;
+use bt_protocol::session::{SessionConfig, TorrentId};
 use bt_protocol::time::Instant;
 use bt_protocol::torrent::{Bitfield, TorrentConfig, TorrentEvent};
 use bt_protocol::tracker::AnnouncerConfig;
 use bt_runtime::dht::{DhtReport, DhtSetup};
-use bt_runtime::driver::{Driver, PeerSource, Report, StopWhen};
+use bt_runtime::driver::{Command, Driver, PeerSource, Report, StopWhen};
 use bt_runtime::storage::{MemStorage, Storage, StorageError};
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use super::net::TurmoilNet;
 use super::pace::{Link, Loss, Pace};
 use super::tap::Observer;
 use crate::engine::{
-    AttackOutcome, MAX_VIOLATIONS_KEPT, SeedGoalOutcome, held_bytes, unearned_goal,
+    AttackOutcome, MAX_VIOLATIONS_KEPT, PauseCounts, SeedGoalOutcome, held_bytes, unearned_goal,
 };
 use crate::scenario::{Behaviour, GroupSpec, Role};
 use crate::trace::{Kind, Trace};
@@ -59,6 +76,10 @@ pub(super) const PORT: u16 = 6881;
 /// How often a driver reports its byte counts: a crash, or the end of the run, loses at most
 /// this much of them.
 pub(super) const STATUS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A driver told to pause must say it paused within this long (it takes the command in its
+/// host's next step, a few milliseconds).
+pub(super) const PAUSE_TAKEN_WITHIN: Duration = Duration::from_secs(1);
 
 /// Where a peer is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +138,15 @@ pub(super) struct HostState {
     pub(super) goal_this_life: bool,
     /// Its seeding goal, the last time it reached it.
     pub(super) goal: Option<SeedGoalOutcome>,
+    /// For a peer of a group with `select`: which pieces lie wholly in files it skips.
+    pub(super) skipped: Option<Vec<bool>>,
+    /// While a life runs: its driver's command channel and torrent (for `pause` and `resume`).
+    pub(super) commands: Option<(mpsc::Sender<Command>, TorrentId)>,
+    /// Whether its driver said its torrent paused ([`Report::Paused`]) and not yet that it
+    /// resumed.
+    pub(super) paused: bool,
+    /// When the engine told its driver to pause, until the driver says it did.
+    pub(super) pause_sent: Option<Instant>,
 }
 
 impl HostState {
@@ -125,7 +155,19 @@ impl HostState {
         self.life == Life::Up
             && self.role == Role::Leecher
             && self.behaviour != Behaviour::Corrupt
-            && !self.verified.is_complete()
+            && !self.wanted_complete()
+    }
+
+    /// Whether it has verified every piece it wants: every piece, or with `select` every piece
+    /// not lying wholly in skipped files.
+    pub(super) fn wanted_complete(&self) -> bool {
+        match &self.skipped {
+            None => self.verified.is_complete(),
+            Some(skipped) => skipped
+                .iter()
+                .zip(0..)
+                .all(|(&skip, p)| skip || self.verified.get(p)),
+        }
     }
 
     /// Is this peer running toward a seeding goal it has not reached in this life (so the run
@@ -134,10 +176,14 @@ impl HostState {
         self.life == Life::Up && self.has_goal && !self.goal_this_life
     }
 
-    /// Ends the current life's byte counts (a crash or a departure).
+    /// Ends the current life (a crash or a departure): its byte counts, its command channel,
+    /// its pause.
     pub(super) fn close_life(&mut self) {
         self.past_uploaded += std::mem::take(&mut self.life_uploaded);
         self.past_downloaded += std::mem::take(&mut self.life_downloaded);
+        self.commands = None;
+        self.paused = false;
+        self.pause_sent = None;
     }
 }
 
@@ -175,6 +221,8 @@ pub(super) struct State {
     pub(super) encrypts: Vec<bool>,
     /// Connections and tracker answers of peers whose group sets `encryption`.
     pub(super) encryption: crate::encryption::EncryptionOutcome,
+    /// Torrents the drivers said paused and resumed.
+    pub(super) pauses: PauseCounts,
 }
 
 impl State {
@@ -198,8 +246,16 @@ impl Shared {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a peer.
-    pub(super) fn add_host(&self, group: &GroupSpec, index: usize, pieces: u32, seed: u64) {
+    /// Adds a peer of `group` (the group's `index`); `skipped` marks the pieces lying wholly in
+    /// files its `select` leaves out.
+    pub(super) fn add_host(
+        &self,
+        group: &GroupSpec,
+        index: usize,
+        pieces: u32,
+        seed: u64,
+        skipped: Option<Vec<bool>>,
+    ) {
         let mut s = self.lock();
         s.encrypts.push(group.encryption.is_some());
         s.hosts.push(HostState {
@@ -234,11 +290,29 @@ impl Shared {
             has_goal: group.seed_goal().is_some(),
             goal_this_life: false,
             goal: None,
+            skipped,
+            commands: None,
+            paused: false,
+            pause_sent: None,
         });
     }
 
     fn goal_reached(&self, id: usize) -> bool {
         self.lock().hosts.get(id).is_some_and(|h| h.goal_this_life)
+    }
+
+    /// Whether peer `id`'s driver said its torrent is paused.
+    fn paused(&self, id: usize) -> bool {
+        self.lock().hosts.get(id).is_some_and(|h| h.paused)
+    }
+
+    /// Whether `piece` lies wholly in files peer `id` skips.
+    fn skips(&self, id: usize, piece: PieceIndex) -> bool {
+        self.lock().hosts.get(id).is_some_and(|h| {
+            h.skipped
+                .as_ref()
+                .is_some_and(|s| s.get(piece.get() as usize) == Some(&true))
+        })
     }
 
     fn is_verified(&self, id: usize, piece: PieceIndex) -> bool {
@@ -264,8 +338,12 @@ impl Shared {
         h.goal_this_life = false;
         h.life_uploaded = 0;
         h.life_downloaded = 0;
+        // A new life starts unpaused; its channel comes with its driver.
+        h.commands = None;
+        h.paused = false;
+        h.pause_sent = None;
         h.joined_at.get_or_insert(now);
-        if h.verified.is_complete() && h.completed_at.is_none() {
+        if h.wanted_complete() && h.completed_at.is_none() {
             h.completed_at = Some(now);
         }
         let stop = Arc::new(Notify::new());
@@ -391,6 +469,18 @@ impl Shared {
             }
             Report::TrackerFailed { .. } => (Kind::TrackerFailed, [0, 0]),
             Report::TrackerSlow { .. } => (Kind::TrackerSlow, [0, 0]),
+            Report::Paused => {
+                let h = &mut s.hosts[id];
+                h.paused = true;
+                h.pause_sent = None;
+                s.pauses.paused += 1;
+                (Kind::Paused, [0, 0])
+            }
+            Report::Resumed => {
+                s.hosts[id].paused = false;
+                s.pauses.resumed += 1;
+                (Kind::Resumed, [0, 0])
+            }
             Report::MetadataReceived(meta) => {
                 if Some(meta.info_hash) != s.info_hash {
                     s.violation(
@@ -521,9 +611,21 @@ fn on_event(
         TorrentEvent::PieceStarted(_) => return None,
         TorrentEvent::PieceVerified(piece) => {
             let correct = disk.mem.piece_is_correct(*piece);
+            if s.hosts[id].paused {
+                s.violation(
+                    now,
+                    format!("peer {id} verified piece {} while paused", piece.get()),
+                );
+            }
             let h = &mut s.hosts[id];
             h.verified.set(piece.get());
             h.verified_this_life += 1;
+            if h.skipped.is_some() && h.wanted_complete() {
+                // A peer that selected files is done with its wanted pieces (its driver never
+                // says `Complete`, which means every piece).
+                mark_complete(s, id, now);
+            }
+            let h = &mut s.hosts[id];
             if let Behaviour::LeaveAfter(n) = h.behaviour
                 && h.verified_this_life >= n
                 && let Some(stop) = h.stop.take()
@@ -557,13 +659,7 @@ fn on_event(
             (Kind::BanIssued, [other.map_or(u64::MAX, |o| o as u64), 0])
         }
         TorrentEvent::Complete => {
-            let h = &mut s.hosts[id];
-            if h.completed_at.is_none() {
-                h.completed_at = Some(now);
-                if h.role == Role::Leecher {
-                    s.complete += 1;
-                }
-            }
+            mark_complete(s, id, now);
             (Kind::Complete, [0, 0])
         }
         TorrentEvent::PeerConnected { conn, .. } => (Kind::PeerConnected, [conn.0, 0]),
@@ -589,6 +685,17 @@ fn on_event(
     })
 }
 
+/// Peer `id` has every piece it wants: its completion time, once.
+fn mark_complete(s: &mut State, id: usize, now: Instant) {
+    let h = &mut s.hosts[id];
+    if h.completed_at.is_none() {
+        h.completed_at = Some(now);
+        if h.role == Role::Leecher {
+            s.complete += 1;
+        }
+    }
+}
+
 /// Simulated time on the calling host, or zero outside a host.
 pub(super) fn sim_now() -> Instant {
     let elapsed = ::turmoil::sim_elapsed().unwrap_or_default();
@@ -596,7 +703,9 @@ pub(super) fn sim_now() -> Instant {
 }
 
 /// A peer's disk: the runtime's [`MemStorage`] with the behaviour's fault (a corrupt peer reads
-/// every block with its bits flipped) and the disk observers.
+/// every block with its bits flipped) and the disk observers: no wrong block into a verified
+/// piece, no block of a piece lying wholly in skipped files, no read to upload of a piece not
+/// verified or after the seeding goal, no block written or read to upload while paused.
 pub(super) struct SimDisk {
     pub(super) mem: MemStorage,
     corrupt: bool,
@@ -605,6 +714,14 @@ pub(super) struct SimDisk {
 }
 
 impl SimDisk {
+    /// A violation by this peer when `broken`: "peer ID " and `what`.
+    fn judge(&self, broken: bool, what: impl FnOnce() -> String) {
+        if broken {
+            self.shared
+                .violation(format!("peer {} {}", self.id, what()));
+        }
+    }
+
     /// The disk of peer `id`, holding `mem`.
     pub(super) fn new(mem: MemStorage, corrupt: bool, id: usize, shared: Arc<Shared>) -> Self {
         SimDisk {
@@ -618,33 +735,44 @@ impl SimDisk {
 
 impl Storage for SimDisk {
     fn write(&self, block: BlockRef, data: &[u8]) -> Result<(), StorageError> {
+        let (id, piece) = (self.id, block.piece);
+        self.judge(self.shared.skips(id, piece), || {
+            format!(
+                "wrote a block of piece {}, which lies wholly in files it did not select",
+                piece.get()
+            )
+        });
+        self.judge(self.shared.paused(id), || {
+            format!("wrote a block of piece {} while paused", piece.get())
+        });
         self.mem.write(block, data)?;
-        if self.shared.is_verified(self.id, block.piece) && !self.mem.piece_is_correct(block.piece)
-        {
-            self.shared.violation(format!(
-                "peer {} wrote a wrong block into piece {} it had verified",
-                self.id,
-                block.piece.get()
-            ));
-        }
+        let wrong = self.shared.is_verified(id, piece) && !self.mem.piece_is_correct(piece);
+        self.judge(wrong, || {
+            format!(
+                "wrote a wrong block into piece {} it had verified",
+                piece.get()
+            )
+        });
         Ok(())
     }
 
     fn read(&self, block: BlockRef) -> Result<Bytes, StorageError> {
-        if self.shared.goal_reached(self.id) {
-            self.shared.violation(format!(
-                "peer {} read piece {} to upload it after reaching its seeding goal",
-                self.id,
-                block.piece.get()
-            ));
-        }
-        if !self.shared.is_verified(self.id, block.piece) {
-            self.shared.violation(format!(
-                "peer {} read piece {} to upload it before verifying it",
-                self.id,
-                block.piece.get()
-            ));
-        }
+        let (id, piece) = (self.id, block.piece);
+        self.judge(self.shared.paused(id), || {
+            format!("read piece {} to upload it while paused", piece.get())
+        });
+        self.judge(self.shared.goal_reached(id), || {
+            format!(
+                "read piece {} to upload it after reaching its seeding goal",
+                piece.get()
+            )
+        });
+        self.judge(!self.shared.is_verified(id, piece), || {
+            format!(
+                "read piece {} to upload it before verifying it",
+                piece.get()
+            )
+        });
         let data = self.mem.read(block)?;
         if self.corrupt {
             return Ok(data.iter().map(|b| !b).collect::<Vec<u8>>().into());
@@ -761,6 +889,12 @@ pub(super) async fn life(
     let torrent = driver
         .first_torrent()
         .expect("a one-torrent driver has its torrent");
+    if let Some(priorities) = g.file_priorities(ctx.meta.info.layout.file_count()) {
+        // `bt get --select`, at every start (the scenario allows it only with a torrent file).
+        driver.set_file_priorities(torrent, &priorities)?;
+    }
+    // The engine's way to pause and resume this life's torrent.
+    shared.lock().hosts[id].commands = Some((driver.commands(), torrent));
     if let Some(target) = g.connect_to {
         for &(other, addr) in &ctx.group_addrs[target] {
             if other != id {
