@@ -162,7 +162,7 @@ impl Picker {
         }
     }
 
-    /// The urgent pieces from now on, most urgent first (see [`super::deadlines`]); pieces out
+    /// The urgent pieces from now on, most urgent first (see [`super::Deadlines`]); pieces out
     /// of range are ignored.
     pub fn set_urgent(&mut self, urgent: &[Urgent]) {
         if urgent != self.urgent.as_slice() {

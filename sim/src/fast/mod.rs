@@ -1,6 +1,6 @@
-//! The `fast` engine: protocol [`Session`]s driven directly by an event-driven clock.
+//! The `fast` engine: protocol [`Client`]s driven directly by an event-driven clock.
 //!
-//! One session per peer, one torrent each, as a bt process would run it, driven by the canonical
+//! One client per peer, one torrent each, as a bt process would run it, driven by the canonical
 //! loop of `bt_protocol` (drain `poll_output` after every input, wake at `poll_timeout`). Instead of
 //! sockets and files there is a `World`: a priority queue of events by `(time, seq)` whose clock
 //! jumps to the next one ([`queue`]), connections modelled as TCP streams over links with latency,
@@ -15,8 +15,8 @@
 //! and seed give the same event stream, summarised by [`crate::trace::Fingerprint`].
 //!
 //! Magnets and PEX: a peer of a `magnet` group starts from the info hash alone
-//! ([`Session::add_magnet`]) and fetches the info dictionary from its peers (BEP 9); every peer
-//! that has the metadata serves it ([`Session::set_metadata`] with [`Content::info_bytes`]). A
+//! ([`Client::add_magnet`]) and fetches the info dictionary from its peers (BEP 9); every peer
+//! that has the metadata serves it ([`Client::add_torrent`] with [`Content::info_bytes`]). A
 //! crash before the metadata restarts as a magnet, after it as a normal torrent with its resume
 //! bitfield. Peers learned through PEX (BEP 11) join the dial queue like a tracker's; a group's
 //! `connect_to` queues every peer of another group at each start (`bt get --peer`).

@@ -1,6 +1,6 @@
 //! The wire observer on turmoil: [`TappedReader`] and [`TappedWriter`] wrap a connection's halves
 //! at one host and hand every byte that passes, in order, to one shared
-//! [`crate::watch::EndWatch`], which checks the rules (no block to a peer we choke unless
+//! `EndWatch` (`sim/src/watch.rs`), which checks the rules (no block to a peer we choke unless
 //! allowed fast; requests in flight under the cap). A breach goes to the engine's observer
 //! callback. The taps sit between the driver and the paced socket, so they see exactly what the
 //! driver wrote and read.
