@@ -216,6 +216,53 @@ fn same_seed_same_run() {
 }
 
 #[test]
+fn a_reader_arriving_mid_download_does_not_wait_behind_the_queued_requests() {
+    // Proves a reader that arrives while the pipeline to the only seeder is full gets its
+    // pieces after a short pipeline, not after everything queued: the leecher has downloaded
+    // from a 1 MB/s seeder for 4 s (its pipeline holds about 176 blocks, close to 3 s) when a
+    // reader starts at piece 200 of 256; pieces 200 and 201 are verified within 1.5 s, because
+    // the newest requests for other pieces are cancelled down to a short pipeline (without that
+    // they would come after the whole queue, about 3 s later).
+    let total = 16 * MB;
+    let piece = 65536;
+    let mut s = Swarm::new(
+        4,
+        piece,
+        total,
+        &[seeder(MB), leecher(4 * MB)],
+        Duration::from_millis(20),
+    );
+    s.connect_all();
+    s.run(Duration::from_secs(4), 1_000_000);
+    assert!(!s.nodes[1].torrent.have().get(200) && !s.nodes[1].torrent.have().get(201));
+    let queued = s.nodes[1]
+        .torrent
+        .conns()
+        .filter_map(|c| s.nodes[1].torrent.peer(c))
+        .map(|p| p.outstanding_len())
+        .sum::<usize>();
+    assert!(
+        queued >= 64,
+        "a pipeline of seconds: {queued} blocks queued"
+    );
+    let position = crate::torrent::ReadPosition {
+        offset: 200 * piece,
+        end: total,
+        rate: None,
+    };
+    s.nodes[1]
+        .torrent
+        .set_reader(s.now, crate::torrent::ReaderId(1), position)
+        .unwrap();
+    // `run` takes the time since the start: 1.5 s after the reader's.
+    s.run(Duration::from_millis(5500), 1_000_000);
+    let have = s.nodes[1].torrent.have();
+    assert!(have.get(200) && have.get(201), "not within 1.5 s");
+    s.run(Duration::from_secs(600), 5_000_000);
+    assert_data_complete(&s, total);
+}
+
+#[test]
 fn a_reader_mid_torrent_gets_its_pieces_first_despite_a_slow_seeder() {
     // Proves the urgent pieces reach a reader quickly even when a very slow seeder took some of
     // their blocks: a leecher reading from piece 20 (no pace known: its first two pieces are

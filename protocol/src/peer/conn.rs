@@ -1348,6 +1348,31 @@ impl PeerConn {
         true
     }
 
+    /// Cancels our most recently sent requests that `keep_anyway` does not keep, until at most
+    /// `keep` such requests stay in flight; returns the blocks cancelled (for the picker). The
+    /// peer serves requests in order, so what stays is what it sends first.
+    pub fn cancel_newest_beyond(
+        &mut self,
+        now: Instant,
+        keep: usize,
+        keep_anyway: impl Fn(BlockRef) -> bool,
+    ) -> Vec<BlockRef> {
+        let others = self.requests.keys().filter(|b| !keep_anyway(**b)).count();
+        if others <= keep {
+            return Vec::new();
+        }
+        let doomed: Vec<BlockRef> = self
+            .requests
+            .newest_first()
+            .filter(|b| !keep_anyway(*b))
+            .take(others - keep)
+            .collect();
+        for b in &doomed {
+            self.cancel(now, *b);
+        }
+        doomed
+    }
+
     /// Sends a block the peer requested. `data` must be the block's bytes (checked: its length).
     /// Returns `false`, sending nothing, if the request is no longer queued (cancelled, or the peer
     /// was choked meanwhile). The data is queued without copying.

@@ -39,6 +39,11 @@ impl Requests {
         self.by_block.keys()
     }
 
+    /// The blocks in flight, the most recently sent first.
+    pub(crate) fn newest_first(&self) -> impl Iterator<Item = BlockRef> + '_ {
+        self.by_time.iter().rev().map(|(_, block)| *block)
+    }
+
     /// When the oldest request in flight was sent.
     pub(crate) fn oldest(&self) -> Option<Instant> {
         self.by_time.first().map(|(sent, _)| *sent)

@@ -1264,6 +1264,25 @@ impl Torrent {
                 continue;
             }
             let target = conn.pipeline_target(now) as usize;
+            let urgent_ok = urgent_floor.is_none_or(|floor| conn.download_rate(now) >= floor);
+            // A peer that is to serve urgent blocks serves them after what is queued there: it
+            // keeps a short pipeline of other blocks, the newest cancelled (the peer serves in
+            // order, so an urgent block asked now waits only for that short pipeline).
+            let holds_urgent = urgent_floor.is_some()
+                && urgent_ok
+                && self
+                    .picker
+                    .urgent_held_by(allowed_only.as_ref().unwrap_or(conn.peer_pieces()));
+            if holds_urgent {
+                let picker = &self.picker;
+                let cancelled = conn.cancel_newest_beyond(now, short_pipeline(target), |b| {
+                    picker.is_urgent(b.piece.get())
+                });
+                for b in cancelled {
+                    self.picker.request_dropped(b);
+                    self.download.refund(u64::from(b.len));
+                }
+            }
             let want = target.saturating_sub(conn.outstanding_len());
             if want == 0 {
                 continue;
@@ -1275,7 +1294,6 @@ impl Torrent {
             scratch.clear();
             if allowed > 0 {
                 let pieces = allowed_only.as_ref().unwrap_or(conn.peer_pieces());
-                let urgent_ok = urgent_floor.is_none_or(|floor| conn.download_rate(now) >= floor);
                 let normal_max = match urgent_floor {
                     Some(_) => short_pipeline(target).saturating_sub(conn.outstanding_len()),
                     None => allowed,

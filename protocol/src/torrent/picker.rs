@@ -179,6 +179,18 @@ impl Picker {
         !self.urgent.is_empty()
     }
 
+    /// Whether `piece` is urgent.
+    pub fn is_urgent(&self, piece: u32) -> bool {
+        self.urgent.iter().any(|u| u.piece == piece)
+    }
+
+    /// Whether a peer holding `peer_pieces` holds an urgent piece we still need.
+    pub fn urgent_held_by(&self, peer_pieces: &Bitfield) -> bool {
+        self.urgent
+            .iter()
+            .any(|u| peer_pieces.get(u.piece) && !self.settled.get(u.piece))
+    }
+
     /// The pieces [`Picker::pick`] started (first blocks handed out) since the last call, in
     /// order. A piece that failed its hash check starts again.
     pub fn take_started(&mut self) -> std::vec::Drain<'_, PieceIndex> {

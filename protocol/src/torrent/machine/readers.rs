@@ -7,8 +7,11 @@
 //! finishes started pieces, so an urgent piece only slow peers have is not starved; a late block
 //! is then asked of a second peer). Meanwhile the blocks that are not urgent fill only a short
 //! pipeline ([`short_pipeline`]): a peer serves requests in order, so an urgent block asked
-//! behind three seconds of others would arrive late. The torrent wakes when a needed piece turns
-//! urgent or late.
+//! behind three seconds of others would arrive late. A peer that is to serve urgent blocks and
+//! has more than that short pipeline of other blocks queued (a reader arrived while the
+//! pipelines were full) has the newest of them cancelled, down to the short pipeline; they go
+//! back to the picker (a cancelled block that comes anyway is dropped as unrequested). The
+//! torrent wakes when a needed piece turns urgent or late.
 //!
 //! Invariant: the picker's readahead is always the readers' windows.
 
