@@ -7,6 +7,12 @@
 //! (the wait after a seek included), from the moment the next byte's piece is missing to the
 //! moment it is verified (or the end of the run); a wait before the first byte is not a stall.
 //!
+//! Each stall is also classed by what its client looked like as it began ([`StallCause`]): no
+//! connected peer that unchokes it holds the piece (the swarm's choking, or the piece's rarity:
+//! no picker can help), blocks of the piece are on their way, or a peer that unchokes it holds
+//! the piece and none of its missing blocks is requested (the picker's or the pipeline's
+//! choice). A snapshot at the stall's start, not a proof of why it lasted.
+//!
 //! Bounds: one [`ReaderOutcome`] per peer; the report holds a few numbers per group.
 
 use std::fmt::Write as _;
@@ -36,6 +42,52 @@ pub struct ReaderOutcome {
     pub finished_at: Option<Instant>,
     /// Seeks it made.
     pub seeks: u32,
+    /// Its stalls by their cause as they began, in the order of [`StallCause::ALL`].
+    pub by_cause: [CauseTally; 3],
+    /// What its client looked like as it began waiting for its first byte, if it had to.
+    pub first_wait: Option<StallCause>,
+}
+
+/// What a player's client looked like as a stall began: see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallCause {
+    /// No connected peer that unchokes it holds the piece.
+    Unavailable,
+    /// Blocks of the piece are requested and on their way.
+    InFlight,
+    /// A peer that unchokes it holds the piece, and none of its missing blocks is requested.
+    Unrequested,
+}
+
+impl StallCause {
+    /// Every cause, in the order of [`ReaderOutcome::by_cause`].
+    pub const ALL: [StallCause; 3] = [
+        StallCause::Unavailable,
+        StallCause::InFlight,
+        StallCause::Unrequested,
+    ];
+
+    /// Its index in [`ReaderOutcome::by_cause`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StallCause::Unavailable => "no unchoking peer had the piece",
+            StallCause::InFlight => "its blocks in flight",
+            StallCause::Unrequested => "not requested",
+        }
+    }
+}
+
+/// Stalls of one cause: how many, and how long in all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CauseTally {
+    /// Stalls that began so.
+    pub stalls: u32,
+    /// Microseconds they lasted.
+    pub micros: u64,
 }
 
 /// The median, the largest and the sum of one figure over a group's players.
@@ -83,6 +135,32 @@ pub struct ReaderReport {
     pub stall_s: Option<Tally>,
     /// Players stalled when the run ended.
     pub stalled_at_end: u32,
+    /// The group's stalls by their cause as they began (see [`StallCause`]): stalls and
+    /// seconds, for no unchoking peer holding the piece, blocks in flight, not requested.
+    pub by_cause: Option<CauseReport>,
+    /// The players that waited for their first byte with no unchoking peer holding its piece
+    /// as they began.
+    pub first_wait_unavailable: u32,
+}
+
+/// A group's stalls by cause, summed over its players.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CauseReport {
+    /// No connected peer that unchokes the player's client held the piece.
+    pub unavailable: CauseFigures,
+    /// Blocks of the piece were requested and on their way.
+    pub in_flight: CauseFigures,
+    /// A peer that unchokes it held the piece, and none of its missing blocks was requested.
+    pub unrequested: CauseFigures,
+}
+
+/// Stalls of one cause over a group: how many, and how many seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CauseFigures {
+    /// Stalls.
+    pub stalls: u32,
+    /// Seconds stalled.
+    pub seconds: f64,
 }
 
 impl ReaderReport {
@@ -118,6 +196,27 @@ impl ReaderReport {
                     .collect(),
             ),
             stalled_at_end: started.iter().filter(|r| r.stalled_at_end).count() as u32,
+            first_wait_unavailable: started
+                .iter()
+                .filter(|r| r.first_wait == Some(StallCause::Unavailable))
+                .count() as u32,
+            by_cause: (!started.is_empty()).then(|| {
+                let sum = |cause: StallCause| {
+                    let (stalls, micros) = started.iter().fold((0, 0), |(n, t), r| {
+                        let c = r.by_cause[cause.index()];
+                        (n + c.stalls, t + c.micros)
+                    });
+                    CauseFigures {
+                        stalls,
+                        seconds: micros as f64 / 1e6,
+                    }
+                };
+                CauseReport {
+                    unavailable: sum(StallCause::Unavailable),
+                    in_flight: sum(StallCause::InFlight),
+                    unrequested: sum(StallCause::Unrequested),
+                }
+            }),
         })
     }
 
@@ -142,6 +241,13 @@ impl ReaderReport {
                 s.min, s.median, s.max
             );
         }
+        if self.first_wait_unavailable > 0 {
+            let _ = write!(
+                line,
+                " ({} began waiting with no unchoking peer holding the piece)",
+                self.first_wait_unavailable
+            );
+        }
         let _ = write!(line, ", {} read to the end", self.finished);
         if let (Some(n), Some(t)) = (self.stalls, self.stall_s) {
             let _ = write!(
@@ -152,6 +258,16 @@ impl ReaderReport {
         }
         if self.stalled_at_end > 0 {
             let _ = write!(line, ", {} stalled at the end", self.stalled_at_end);
+        }
+        if let Some(c) = self.by_cause
+            && self.stalls.is_some_and(|n| n.sum > 0.0)
+        {
+            let parts: Vec<String> = StallCause::ALL
+                .iter()
+                .zip([c.unavailable, c.in_flight, c.unrequested])
+                .map(|(cause, f)| format!("{} {} for {:.2} s", cause.name(), f.stalls, f.seconds))
+                .collect();
+            let _ = write!(line, "; stalls as they began: {}", parts.join(", "));
         }
         line
     }

@@ -24,7 +24,7 @@ use bt_protocol::torrent::{ReadPosition, ReaderId};
 
 use super::{Ev, HostId, State as HostState, World};
 use crate::scenario::ReaderSpec;
-use crate::streaming::ReaderOutcome;
+use crate::streaming::{ReaderOutcome, StallCause};
 use crate::trace::Kind;
 
 /// The one reader each peer's client is told of.
@@ -87,6 +87,8 @@ pub(super) struct Player {
     /// When it last advanced.
     last: Instant,
     state: State,
+    /// What its client looked like as the current stall began, once the engine said.
+    cause: Option<StallCause>,
     /// The generation of its latest tick: ticks of other generations are stale.
     pub(super) generation: u64,
     /// What it did, for the report.
@@ -107,6 +109,7 @@ impl Player {
             limit: file.0,
             last: Instant::ZERO,
             state: State::Waiting,
+            cause: None,
             generation: 0,
             outcome: ReaderOutcome::default(),
         }
@@ -137,6 +140,20 @@ impl Player {
         match self.state {
             State::Stalled { piece, .. } => Some(piece),
             _ => None,
+        }
+    }
+
+    /// The current stall (or the wait for the first byte) began with its client looking like
+    /// `cause`.
+    fn stall_began(&mut self, cause: StallCause) {
+        if !matches!(self.state, State::Stalled { .. }) {
+            return;
+        }
+        if self.outcome.first_byte_at.is_some() {
+            self.cause = Some(cause);
+            self.outcome.by_cause[cause.index()].stalls += 1;
+        } else {
+            self.outcome.first_wait = Some(cause);
         }
     }
 
@@ -215,9 +232,13 @@ impl Player {
             return None;
         };
         self.state = State::Reading;
+        let cause = self.cause.take();
         self.outcome.first_byte_at?;
         let micros = now.as_micros().saturating_sub(since.as_micros());
         self.outcome.stall_micros += micros;
+        if let Some(cause) = cause {
+            self.outcome.by_cause[cause.index()].micros += micros;
+        }
         Some(Duration::from_micros(micros))
     }
 
@@ -281,6 +302,30 @@ impl World<'_> {
         }
     }
 
+    /// What peer `h`'s client looks like as its player stalls on `piece` (see
+    /// [`StallCause`]). A peer that is down has no peer to get it from.
+    fn stall_cause(&self, h: HostId, piece: u32) -> StallCause {
+        let host = &self.hosts[h as usize];
+        let Some(t) = host.client.as_ref().and_then(|c| c.torrent(host.torrent)) else {
+            return StallCause::Unavailable;
+        };
+        let mut held = false;
+        for c in t.conns() {
+            let Some(p) = t.peer(c) else {
+                continue;
+            };
+            if p.outstanding().any(|b| b.piece.get() == piece) {
+                return StallCause::InFlight;
+            }
+            held |= !p.peer_choking() && p.peer_pieces().get(piece);
+        }
+        if held {
+            StallCause::Unrequested
+        } else {
+            StallCause::Unavailable
+        }
+    }
+
     /// A tick of peer `h`'s player (`generation` `None`: a tick the engine makes at once, after
     /// a seek): it reads on, stalls or resumes, the trace records it, its next tick is queued,
     /// and its client is told.
@@ -313,6 +358,10 @@ impl World<'_> {
                 .trace
                 .record(Kind::ReaderFirstByte, &[w, waited.as_micros() as u64]),
             Some(Change::Stall(piece)) => {
+                let cause = self.stall_cause(h, piece);
+                if let Some(player) = self.hosts[h as usize].player.as_mut() {
+                    player.stall_began(cause);
+                }
                 self.trace.record(Kind::ReaderStall, &[w, u64::from(piece)])
             }
             Some(Change::Resume(stalled)) => self
@@ -411,6 +460,7 @@ impl World<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streaming::CauseTally;
 
     fn spec(rate: u64) -> ReaderSpec {
         ReaderSpec {
@@ -471,6 +521,31 @@ mod tests {
         );
         assert_eq!(p.outcome.stall_micros, 500_000);
         assert_eq!(p.outcome.finished_at, Some(at(5.0)));
+    }
+
+    #[test]
+    fn a_stall_keeps_the_cause_it_began_with_and_the_first_wait_has_its_own() {
+        // Proves the cause the engine gives at a stall's start counts that stall and its time
+        // (one cause per stall, however long), and that the wait before the first byte, no
+        // stall, keeps its cause apart.
+        let mut p = Player::new(&spec(100), (0, 400), 100);
+        p.tick(at(0.0), |_| false);
+        p.stall_began(StallCause::Unavailable);
+        p.tick(at(0.5), |piece| piece == 0);
+        p.tick(at(1.5), |piece| piece == 0);
+        p.stall_began(StallCause::InFlight);
+        p.tick(at(2.0), |piece| piece <= 1);
+        p.tick(at(3.0), |piece| piece <= 1);
+        p.stall_began(StallCause::Unrequested);
+        p.finish(at(3.25));
+        let tally = |stalls, micros| CauseTally { stalls, micros };
+        assert_eq!(
+            p.outcome.by_cause,
+            [tally(0, 0), tally(1, 500_000), tally(1, 250_000)]
+        );
+        assert_eq!(p.outcome.first_wait, Some(StallCause::Unavailable));
+        assert_eq!(p.outcome.stalls, 2);
+        assert_eq!(p.outcome.stall_micros, 750_000);
     }
 
     #[test]
