@@ -200,6 +200,66 @@ fn curl_reads_ranges_head_index_and_playlist_during_the_download() {
 }
 
 #[test]
+fn bt_seed_serves_its_files_and_a_magnet_download_serves_once_its_metadata_arrives() {
+    // Proves `bt seed --serve` answers a range of its complete data at once, byte-identical,
+    // and that `bt get MAGNET --serve` starts its server when the metadata arrives (there are no
+    // files to serve before) and streams a whole file byte-identical while it downloads from
+    // the seeder behind a slow relay.
+    let tmp = TempDir::new("serve-seed-magnet");
+    let files = [("clip/a.webm", 3_000_000), ("clip/b.txt", 5_000)];
+    let swarm = bt_swarm_behind_relay(&tmp, &files, "64K", 512 * 1024);
+    let a = std::fs::read(swarm.src.join("clip/a.webm")).expect("the source");
+    let seeding = BtProc::seed(&swarm.torrent.path, &swarm.src, &["--serve", "127.0.0.1:0"]);
+    let seed_base = serving_url(&seeding);
+    let got = curl(
+        tmp.path(),
+        &format!("{seed_base}/files/0/clip/a.webm"),
+        &["-r", "1000000-1099999"],
+    );
+    assert_eq!(got.status, 206, "{}", got.headers);
+    assert!(
+        got.body == a[1_000_000..1_100_000],
+        "the seeder's range differs"
+    );
+    let index = curl(tmp.path(), &format!("{seed_base}/"), &[]);
+    assert!(
+        String::from_utf8_lossy(&index.body).contains("href=\"/files/1/clip/b.txt\""),
+        "the seeder's index lists its files"
+    );
+
+    let link = format!("magnet:?xt=urn:btih:{}", swarm.torrent.info_hash);
+    let dl = tmp.path().join("dl");
+    let mut bt = BtProc::get(
+        Path::new(&link),
+        &dl,
+        &[swarm.relay.addr()],
+        &["--serve", "127.0.0.1:0"],
+    );
+    let base = serving_url(&bt);
+    let events = bt.proc().events();
+    let metadata = events.iter().position(|e| is_event(e, "metadata_received"));
+    let serving = events.iter().position(|e| is_event(e, "serving"));
+    assert!(
+        matches!((metadata, serving), (Some(m), Some(s)) if m < s),
+        "the server starts with the metadata\n{}",
+        bt.log()
+    );
+    let url = format!("{base}/files/0/clip/a.webm");
+    let start = curl(tmp.path(), &url, &["-r", "0-499999"]);
+    assert_eq!(start.status, 206, "{}", start.headers);
+    assert!(start.body == a[..500_000], "the streamed range differs");
+    assert!(
+        !completed(&mut bt),
+        "the download finished before the read: it did not stream"
+    );
+    bt.wait_complete(DOWNLOAD_TIMEOUT);
+    let whole = curl(tmp.path(), &url, &[]);
+    assert_eq!(whole.status, 200, "{}", whole.headers);
+    assert!(whole.body == a, "the served file differs from the source");
+    tree_equal(&swarm.src.join("clip"), &dl.join("clip"));
+}
+
+#[test]
 fn ffmpeg_decodes_every_frame_before_the_download_completes() {
     // Proves streaming: ffmpeg reads a 10 s mp4 over HTTP (seeking with ranges to its index at
     // the end) while bt downloads it and a larger file from libtorrent behind a 1 MB/s relay,
