@@ -175,6 +175,15 @@ pub(crate) fn unearned_goal(
     }
 }
 
+/// Block payload a peer received over its lives, by who sent it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockSources {
+    /// Bytes of `piece` messages sent to it.
+    pub received: u64,
+    /// Of those, bytes sent by peers of seeder groups.
+    pub from_seeders: u64,
+}
+
 /// What one peer did over the run (all its sessions, across restarts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostOutcome {
@@ -218,6 +227,9 @@ pub struct HostOutcome {
     pub seed_goal: Option<SeedGoalOutcome>,
     /// What its simulated player saw (`None`: its group has no `reader`, or it never joined).
     pub reader: Option<crate::streaming::ReaderOutcome>,
+    /// Where the block payload it received came from, as the wire observer saw it sent (`None`:
+    /// not observed, on the turmoil engine or in a run where peers may encrypt).
+    pub sources: Option<BlockSources>,
 }
 
 /// What a run measured. Built by an engine, judged by [`crate::report`].

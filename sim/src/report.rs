@@ -95,6 +95,10 @@ pub struct GroupReport {
     pub connections_plaintext: Option<u64>,
     /// For a group with a `reader`: what its players saw (first byte, stalls).
     pub reader: Option<crate::streaming::ReaderReport>,
+    /// For a leecher group: the share of the block payload its peers received that peers of
+    /// seeder groups sent, as the wire observer saw it (`None`: not observed, see
+    /// [`HostOutcome::sources`], or nothing received).
+    pub from_seeders: Option<f64>,
 }
 
 /// How one group's peers fared against their seeding goal.
@@ -421,6 +425,18 @@ fn secs(t: Instant) -> f64 {
 }
 
 /// Seconds from `a` to `b`, exact to the microsecond.
+/// The share of what `hosts` received that seeders sent; `None` if any of them was not observed
+/// or they received nothing.
+fn from_seeders(hosts: &[&HostOutcome]) -> Option<f64> {
+    let (mut received, mut seeders) = (0u64, 0u64);
+    for h in hosts {
+        let s = h.sources?;
+        received += s.received;
+        seeders += s.from_seeders;
+    }
+    (received > 0).then(|| seeders as f64 / received as f64)
+}
+
 fn secs_between(a: Instant, b: Instant) -> f64 {
     b.as_micros().saturating_sub(a.as_micros()) as f64 / 1e6
 }
@@ -469,6 +485,7 @@ impl Report {
                 let encrypting = spec.encryption.is_some();
                 GroupReport {
                     reader: crate::streaming::ReaderReport::new(spec, &hosts),
+                    from_seeders: leecher.then(|| from_seeders(&hosts)).flatten(),
                     encryption: spec.encryption.map(crate::scenario::encryption_name),
                     connections_rc4: encrypting.then_some(rc4),
                     connections_plaintext: encrypting.then_some(conns - rc4),
@@ -1017,6 +1034,18 @@ impl Report {
             format_bytes(t.uploaded),
             t.seeders_uploaded as f64 / t.torrent_bytes as f64
         );
+        let shares: Vec<String> = self
+            .groups
+            .iter()
+            .filter_map(|g| Some(format!("{} {:.0}%", g.name, g.from_seeders? * 100.0)))
+            .collect();
+        if !shares.is_empty() {
+            let _ = writeln!(
+                out,
+                "from the seeders: {} of what each leecher group downloaded",
+                shares.join(", ")
+            );
+        }
         if t.dht_datagrams > 0 {
             let _ = writeln!(
                 out,

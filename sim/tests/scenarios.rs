@@ -5,9 +5,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use bt_protocol::client::{GoalReached, SeedRatio};
-use bt_sim::engine::{self, HostEnd, Outcome};
+use bt_sim::engine::{self, HostEnd, HostOutcome, Outcome};
 use bt_sim::report::Report;
-use bt_sim::scenario::{EngineKind, Scenario};
+use bt_sim::scenario::{EngineKind, Role, Scenario};
 
 mod controls;
 mod hostile;
@@ -933,6 +933,57 @@ fn streaming_players_read_from_the_first_second_and_the_swarm_completes_as_fast(
         ours <= theirs * 1.1,
         "the last leecher completed in {ours:.1} s, all-rarest in {theirs:.1} s"
     );
+}
+
+#[test]
+fn each_leecher_group_reports_its_share_from_the_seeders_and_the_shares_add_up() {
+    // Proves the per-group share of downloads from the seeders is attribution, not a guess: on
+    // streaming-half.toml the bytes the wire observer saw seeders send to each leecher add up
+    // to what the seeders' clients say they uploaded, what every peer received adds up to what
+    // every peer uploaded, the seeders receive none, each leecher group's share lies strictly
+    // between 0 and 1, and the seeders' own group has none. A run where peers may encrypt reports none.
+    let (scenario, outcome, r) = run("streaming-half.toml", None);
+    let sources: Vec<_> = outcome
+        .hosts
+        .iter()
+        .map(|h| h.sources.expect("observed"))
+        .collect();
+    let seeder = |h: &HostOutcome| scenario.groups[h.group].role == Role::Seeder;
+    let seeders_uploaded: u64 = outcome
+        .hosts
+        .iter()
+        .filter(|h| seeder(h))
+        .map(|h| h.uploaded)
+        .sum();
+    let from_seeders: u64 = sources.iter().map(|s| s.from_seeders).sum();
+    let uploaded: u64 = outcome.hosts.iter().map(|h| h.uploaded).sum();
+    let received: u64 = sources.iter().map(|s| s.received).sum();
+    let close = |a: u64, b: u64| (a as f64 - b as f64).abs() <= 0.01 * b as f64;
+    assert!(
+        seeders_uploaded > 0 && close(from_seeders, seeders_uploaded),
+        "{from_seeders} against {seeders_uploaded}"
+    );
+    assert!(close(received, uploaded), "{received} against {uploaded}");
+    // Counted at the receiving end: seeders download nothing.
+    assert!(
+        outcome
+            .hosts
+            .iter()
+            .zip(&sources)
+            .all(|(h, s)| !seeder(h) || s.received == 0),
+        "a seeder received blocks"
+    );
+    assert_eq!(r.groups[0].from_seeders, None);
+    for g in &r.groups[1..] {
+        assert!(
+            g.from_seeders.is_some_and(|s| s > 0.0 && s < 1.0),
+            "{}: {:?}",
+            g.name,
+            g.from_seeders
+        );
+    }
+    let (_, _, encrypted) = run("encryption-mix.toml", None);
+    assert!(encrypted.groups.iter().all(|g| g.from_seeders.is_none()));
 }
 
 #[test]

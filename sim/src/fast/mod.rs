@@ -64,8 +64,8 @@ use bt_protocol::tracker::{Announcer, AnnouncerConfig};
 
 use crate::content::{Content, Disk};
 use crate::engine::{
-    AttackOutcome, HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress, RunError,
-    SeedGoalOutcome, held_bytes, unearned_goal,
+    AttackOutcome, BlockSources, HostEnd, HostOutcome, MAX_VIOLATIONS_KEPT, Outcome, Progress,
+    RunError, SeedGoalOutcome, held_bytes, unearned_goal,
 };
 use crate::scenario::{Behaviour, EngineKind, FaultAction, Role, Scenario};
 use crate::trace::{Kind, Trace};
@@ -312,6 +312,8 @@ struct Host {
     /// Block payload the wire observer saw it send in this life (`piece` messages, outside the
     /// client's own count).
     life_block_bytes: u64,
+    /// Block payload the wire observer saw sent to it, over its lives, and by whom.
+    sources: BlockSources,
     /// Its simulated player, for a peer of a group with `reader` once it has joined.
     player: Option<Box<player::Player>>,
 }
@@ -602,6 +604,7 @@ impl<'a> World<'a> {
                     counted_goal: false,
                     life_complete_at: None,
                     life_block_bytes: 0,
+                    sources: BlockSources::default(),
                     player: None,
                 });
             }
@@ -1637,6 +1640,8 @@ impl<'a> World<'a> {
                 a.open_honest.extend(open.iter().map(|(_, h)| *h));
             }
         }
+        // The wire observer reads plaintext only.
+        let observed = !(0..self.hosts.len() as HostId).any(|h| self.encrypts(h));
         let hosts = self
             .hosts
             .iter()
@@ -1661,6 +1666,7 @@ impl<'a> World<'a> {
                     },
                     seed_goal: host.goal,
                     reader: host.player.as_ref().map(|p| p.outcome),
+                    sources: observed.then_some(host.sources),
                     uploaded: up,
                     downloaded: down,
                     hash_failures: host.hash_failures,

@@ -33,7 +33,7 @@ use bt_protocol::time::Instant;
 use bytes::Bytes;
 
 use super::{Ev, HostId, State, World, host_addr, host_of_ip};
-use crate::scenario::LinkSpec;
+use crate::scenario::{LinkSpec, Role};
 use crate::trace::Kind;
 
 /// The most bytes one uplink burst carries (a block and its header, with room for a few small
@@ -371,6 +371,12 @@ impl World<'_> {
             );
             self.hosts[h as usize].life_block_bytes += block_bytes;
             let (remote, remote_host) = (c.remote, c.remote_host);
+            let seeder = self.scenario.groups[self.hosts[h as usize].group].role == Role::Seeder;
+            let sources = &mut self.hosts[remote_host as usize].sources;
+            sources.received += block_bytes;
+            if seeder {
+                sources.from_seeders += block_bytes;
+            }
             self.wire_answers += answered.len() as u64;
             if let Some(r) = self.conns.get_mut(&remote) {
                 for &(piece, begin) in &answered {

@@ -631,6 +631,7 @@ impl<'a> Engine<'a> {
                 seed_goal: h.goal,
                 // Refused before the run: the driver takes no reader.
                 reader: None,
+                sources: None,
                 uploaded: h.past_uploaded + h.life_uploaded,
                 downloaded: h.past_downloaded + h.life_downloaded,
                 hash_failures: h.hash_failures,
