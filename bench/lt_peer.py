@@ -2,8 +2,8 @@
 """A libtorrent peer for the leech benchmark, run as a subprocess of bench/leech.py.
 
 Usage:
-  /usr/bin/python3 bench/lt_peer.py seed  TORRENT SAVE_PATH [--port N] [--rc4] [--upload-limit BYTES_PER_S]
-  /usr/bin/python3 bench/lt_peer.py leech TORRENT SAVE_PATH --peer 127.0.0.1:PORT [--rc4]
+  /usr/bin/python3 bench/lt_peer.py seed  TORRENT SAVE_PATH [--port N] [--rc4] [--utp] [--upload-limit BYTES_PER_S]
+  /usr/bin/python3 bench/lt_peer.py leech TORRENT SAVE_PATH --peer 127.0.0.1:PORT [--rc4] [--utp]
 
 seed:  checks the data under SAVE_PATH (the whole torrent must be there), prints
        "listening PORT" and then "seeding" on stdout once every piece is verified and the
@@ -14,8 +14,9 @@ leech: downloads into SAVE_PATH from the one given peer (the torrent's trackers 
 Both use settings that make libtorrent work on loopback: listen on 127.0.0.1 only,
 DHT/LSD/UPnP/NAT-PMP off, no DHT bootstrap nodes, no IP notifier, and several connections per IP
 (every peer is 127.0.0.1); and, to compare like with like, TCP only (no uTP) and plaintext
-handshakes, or with --rc4 only encrypted connections (MSE) with the stream under RC4. Must run under /usr/bin/python3, the interpreter Debian's
-python3-libtorrent is built for.
+handshakes, or with --rc4 only encrypted connections (MSE) with the stream under RC4; with --utp,
+uTP only (BEP 29; TCP off in both directions). Must run under /usr/bin/python3, the interpreter
+Debian's python3-libtorrent is built for.
 """
 import argparse
 import sys
@@ -24,7 +25,7 @@ import time
 import libtorrent as lt
 
 
-def make_session(port, rc4=False):
+def make_session(port, rc4=False, utp=False):
     """A libtorrent session listening on 127.0.0.1:PORT with loopback-friendly settings."""
     settings = {
             "listen_interfaces": f"127.0.0.1:{port}",
@@ -45,6 +46,15 @@ def make_session(port, rc4=False):
             | lt.alert.category_t.status_notification
             | lt.alert.category_t.storage_notification,
         }
+    if utp:
+        settings.update(
+            {
+                "enable_outgoing_utp": True,
+                "enable_incoming_utp": True,
+                "enable_outgoing_tcp": False,
+                "enable_incoming_tcp": False,
+            }
+        )
     if rc4:
         settings.update(
             {
@@ -77,7 +87,7 @@ def say(line):
 
 def seed(args):
     """Checks the data, reports the port and readiness, then serves until killed."""
-    ses = make_session(args.port, args.rc4)
+    ses = make_session(args.port, args.rc4, args.utp)
     if args.upload_limit:
         ses.apply_settings({"upload_rate_limit": args.upload_limit})
     handle = add(ses, args.torrent, args.save_path)
@@ -110,7 +120,7 @@ def leech(args):
     """Downloads from the one given peer and returns once every piece is verified and flushed."""
     host, _, port = args.peer.rpartition(":")
     peer = (host, int(port))
-    ses = make_session(0, args.rc4)
+    ses = make_session(0, args.rc4, args.utp)
     handle = add(ses, args.torrent, args.save_path, paused=True)
     handle.replace_trackers([])
     handle.resume()
@@ -146,6 +156,7 @@ def main(argv):
     p_seed.add_argument("save_path")
     p_seed.add_argument("--port", type=int, default=0, help="listen port (default: any free one)")
     p_seed.add_argument("--rc4", action="store_true", help="only encrypted connections, under RC4")
+    p_seed.add_argument("--utp", action="store_true", help="uTP only: TCP off in both directions")
     p_seed.add_argument(
         "--upload-limit", type=int, default=0, help="upload rate limit in bytes per second (default: none)"
     )
@@ -155,6 +166,7 @@ def main(argv):
     p_leech.add_argument("save_path")
     p_leech.add_argument("--peer", required=True, help="ADDR:PORT of the seeder")
     p_leech.add_argument("--rc4", action="store_true", help="only encrypted connections, under RC4")
+    p_leech.add_argument("--utp", action="store_true", help="uTP only: TCP off in both directions")
     p_leech.set_defaults(func=leech)
     args = parser.parse_args(argv)
     return args.func(args)
