@@ -4,7 +4,16 @@
 //!
 //! - [`packet`]: the packet codec (header, extension chain, selective ACK) and
 //!   [`packet::classify`], which tells uTP from DHT datagrams on a shared UDP socket;
-//! - [`seq`]: 16-bit wrapping sequence numbers.
+//! - [`seq`]: 16-bit wrapping sequence numbers;
+//! - [`congestion`]: RTT, retransmission timeout and the LEDBAT window;
+//! - [`socket`]: one connection as a sans-IO machine ([`Socket`]).
 
+pub mod congestion;
 pub mod packet;
+mod recv;
 pub mod seq;
+pub mod socket;
+#[cfg(test)]
+mod tests;
+
+pub use socket::Socket;
