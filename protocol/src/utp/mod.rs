@@ -6,9 +6,11 @@
 //!   [`packet::classify`], which tells uTP from DHT datagrams on a shared UDP socket;
 //! - [`seq`]: 16-bit wrapping sequence numbers;
 //! - [`congestion`]: RTT, retransmission timeout and the LEDBAT window;
-//! - [`socket`]: one connection as a sans-IO machine ([`Socket`]).
+//! - [`socket`]: one connection as a sans-IO machine ([`Socket`]);
+//! - [`mux`]: many connections on one UDP socket ([`Mux`]), routed by address and connection id.
 
 pub mod congestion;
+pub mod mux;
 pub mod packet;
 mod recv;
 pub mod seq;
@@ -16,4 +18,5 @@ pub mod socket;
 #[cfg(test)]
 mod tests;
 
+pub use mux::Mux;
 pub use socket::Socket;
