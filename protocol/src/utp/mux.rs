@@ -110,6 +110,11 @@ impl<A: Ord + Clone> Mux<A> {
         self.sockets.is_empty()
     }
 
+    /// The handles of the sockets held, in order.
+    pub fn ids(&self) -> impl Iterator<Item = SocketId> + '_ {
+        self.sockets.keys().copied()
+    }
+
     /// The socket `id`, while it is held.
     pub fn socket(&self, id: SocketId) -> Option<&Socket> {
         self.sockets.get(&id).map(|e| &e.socket)
