@@ -80,11 +80,6 @@ impl ReceiveBuffer {
         self.fin == Some(self.ack_nr)
     }
 
-    /// The FIN's sequence number, once one arrived.
-    pub(crate) fn fin(&self) -> Option<Seq> {
-        self.fin
-    }
-
     /// Takes packet `seq` (a FIN if `fin`) with `payload`.
     pub(crate) fn insert(&mut self, seq: Seq, payload: &[u8], fin: bool) -> Arrival {
         let ahead = usize::from(seq.since(self.ack_nr));

@@ -22,7 +22,8 @@
 //! Ending: [`Socket::close`] sends `ST_FIN` once the send buffer is drained. The peer's FIN ends
 //! the read side once everything before it is delivered ([`Event::ReadClosed`]). When both have
 //! happened and our FIN is acknowledged the socket is [`CloseReason::Finished`], and for
-//! [`TIME_WAIT`] it still acknowledges a resent FIN before it is drained. `ST_RESET` ends at
+//! [`TIME_WAIT`] it still acknowledges resent packets (our last ACK may have been lost) before
+//! it is drained. `ST_RESET` ends at
 //! once. A socket whose peer goes silent after our FIN was acknowledged, or an accepted socket
 //! that never hears from its initiator, times out after [`IDLE_TIMEOUT`].
 //!
@@ -83,7 +84,7 @@ pub const ZERO_WINDOW_PROBE: Duration = Duration::from_secs(1);
 /// the peer's FIN.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a finished socket stays to acknowledge a resent FIN before it is drained.
+/// How long a finished socket stays to acknowledge resent packets before it is drained.
 pub const TIME_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a connection ended.
@@ -413,8 +414,10 @@ impl Socket {
     pub fn handle_packet(&mut self, now: Instant, p: &Packet<'_>) {
         let h = &p.header;
         match (self.state, h.ty) {
-            (State::Closed(CloseReason::Finished), PacketType::Fin) => {
-                self.ack_pending |= self.recv.fin() == Some(h.seq_nr);
+            (State::Closed(CloseReason::Finished), PacketType::Data | PacketType::Fin) => {
+                // Time-wait: the peer missed our last ACK and resends; everything it sent
+                // arrived, so acknowledge it all again.
+                self.ack_pending |= !self.is_drained();
                 return;
             }
             (State::Closed(_), _) => return,

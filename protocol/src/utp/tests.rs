@@ -500,3 +500,35 @@ fn three_duplicate_acks_resend_at_once() {
             .is_none_or(|d| Packet::decode(&d).unwrap().header.seq_nr != lost)
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn any_path_delivers_both_streams(
+        seed in 0u64..1_000_000,
+        delay_ms in 1u64..80,
+        jitter_ms in 0u64..60,
+        loss_per_mille in 0u64..100,
+        dup_per_mille in 0u64..100,
+        upload in 0usize..200_000,
+        download in 0usize..50_000,
+    ) {
+        // Proves that whatever the delay, reordering, loss (under 10 %) and duplication, both
+        // streams arrive byte-identical and both ends finish cleanly; or, when every SYN or
+        // every answer to it was lost, the connect times out and both ends give up.
+        let link = Link {
+            jitter: Duration::from_millis(jitter_ms),
+            loss_per_mille,
+            dup_per_mille,
+            ..Link::with_delay(delay_ms)
+        };
+        let mut pair = Pair::new(seed, link.clone(), link, upload, download);
+        pair.run(400_000);
+        if !pair.client_side.events.contains(&Event::Connected) {
+            proptest::prop_assert_eq!(pair.client.close_reason(), Some(CloseReason::TimedOut));
+            return Ok(());
+        }
+        pair.assert_transferred();
+    }
+}
