@@ -19,8 +19,9 @@
 //! sockets' handles. A socket is removed once it is drained and its events were polled.
 //!
 //! Driving it: [`Mux::handle_datagram`] and [`Mux::handle_timeout`] in; commands on a socket
-//! through [`Mux::socket_mut`] and [`Mux::connect`]; then drain [`Mux::poll_transmit`],
-//! [`Mux::poll_incoming`] and [`Mux::poll_event`], and wake at [`Mux::poll_timeout`].
+//! through [`Mux::socket_mut`], [`Mux::connect`] and [`Mux::remove`]; then drain
+//! [`Mux::poll_transmit`], [`Mux::poll_incoming`] and [`Mux::poll_event`], and wake at
+//! [`Mux::poll_timeout`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -151,6 +152,18 @@ impl<A: Ord + Clone> Mux<A> {
             .find(|&id| !self.routes.contains_key(&(addr.clone(), id)))?;
         let socket = Socket::connect_with_id(&mut self.rng, recv_id);
         Some(self.insert(addr, socket))
+    }
+
+    /// Forgets socket `id` at once, sending nothing more for it (a connect given up before it
+    /// was answered: a late answer is then a stray, answered with `ST_RESET`).
+    pub fn remove(&mut self, id: SocketId) {
+        if let Some(entry) = self.sockets.remove(&id) {
+            let key = (entry.addr, entry.socket.recv_id());
+            if self.routes.get(&key) == Some(&id) {
+                self.routes.remove(&key);
+            }
+            self.touched.remove(&id);
+        }
     }
 
     // ----- Inputs -----
