@@ -60,7 +60,7 @@
 //!             }
 //!             Output::Close { .. } => { /* close the socket (or give up the connect) */ }
 //!             Output::Disk { .. } => { /* do it (off the driver task), then `handle_disk` */ }
-//!             Output::Datagram { .. } => { /* send it from the DHT socket */ }
+//!             Output::Datagram { .. } => { /* send it from the UDP socket (DHT and uTP) */ }
 //!             Output::Announce { .. } => { /* run the exchange, then `handle_announce` */ }
 //!             Output::Event(_) => { /* tell the user */ }
 //!         }

@@ -19,8 +19,8 @@
 //! - accepting: a SYN the mux accepted is [`Client::accept`]'s incoming connection (the same
 //!   limits), refused with a FIN when the session refuses it.
 //!
-//! Bounds: at most [`ClientConfig::max_utp_sockets`] sockets (the mux refuses SYNs past it
-//! with `ST_RESET`, and a dial finding it full goes to the next transport); the maps between
+//! Bounds: at most [`super::ClientConfig::max_utp_sockets`] sockets (the mux refuses SYNs past
+//! it with `ST_RESET`, and a dial finding it full goes to the next transport); the maps between
 //! connections and sockets hold only live sockets; one queue per connection as above; one read
 //! buffer of [`UTP_READ_CHUNK`] bytes.
 
