@@ -26,6 +26,8 @@
 //! - [`torrent`]: one torrent's state: [`torrent::Bitfield`], [`torrent::Picker`], [`torrent::Choker`].
 //! - [`tracker`]: trackers: announce URLs, the HTTP (BEP 3, 23, 7) and UDP (BEP 15) announce
 //!   clients, and the [`tracker::Announcer`] that picks when and to which tier's URL (BEP 12).
+//! - [`utp`]: uTP (BEP 29): the packet codec, one connection ([`utp::Socket`]) with LEDBAT
+//!   congestion control, and the multiplexer ([`utp::Mux`]) that shares one UDP socket.
 //! - [`wire`]: the peer wire protocol (BEP 3, 5, 6, 10): handshake, messages, the incremental
 //!   frame decoder and the extension handshake.
 //!
@@ -58,7 +60,7 @@
 //!             }
 //!             Output::Close { .. } => { /* close the socket (or give up the connect) */ }
 //!             Output::Disk { .. } => { /* do it (off the driver task), then `handle_disk` */ }
-//!             Output::Datagram { .. } => { /* send it from the DHT socket */ }
+//!             Output::Datagram { .. } => { /* send it from the UDP socket (DHT and uTP) */ }
 //!             Output::Announce { .. } => { /* run the exchange, then `handle_announce` */ }
 //!             Output::Event(_) => { /* tell the user */ }
 //!         }
@@ -100,4 +102,5 @@ mod swarm_tests;
 pub mod time;
 pub mod torrent;
 pub mod tracker;
+pub mod utp;
 pub mod wire;

@@ -1085,6 +1085,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 torrent,
                 addr,
                 error,
+                ..
             } => (Some(torrent), Report::ConnectFailed { addr, error }),
             ClientEvent::PeersFound {
                 torrent,

@@ -26,23 +26,34 @@
 //! Connection handles: the client allocates every [`ConnId`], for the connections it asks for
 //! ([`Output::Connect`]) and the ones peers open ([`Client::accept`]).
 //!
+//! Transports: a peer connection is TCP, carried by the driver, or uTP (BEP 29), carried inside
+//! the client over its UDP socket (see `utp.rs`): the driver only moves datagrams
+//! ([`Client::handle_datagram`], [`Output::Datagram`]), and the session sees a [`ConnId`] either
+//! way. Which transport a dial tries first, and what it falls back to, is the peer list's
+//! ([`PeerList::dial_transports`], over [`ClientConfig::transports`]). The UDP socket is shared
+//! by the DHT and uTP: a datagram is sorted by its first byte ([`crate::utp::packet::classify`]).
+//!
 //! Determinism: every random choice comes from the seed given to [`Client::new`]; torrents,
 //! connections and timers live in ordered maps.
 //!
 //! Bounds: connections as [`SessionConfig::max_connections`]; connects in progress at most
 //! [`ClientConfig::max_half_open`]; per torrent at most [`ClientConfig::max_known_peers`]
 //! addresses and one announce in flight; UDP connection ids for at most
-//! [`crate::tracker::MAX_TRACKERS`] trackers; outputs are drained by the driver after every
-//! input.
+//! [`crate::tracker::MAX_TRACKERS`] trackers; uTP sockets at most
+//! [`ClientConfig::max_utp_sockets`], each connection's queue at most [`MAX_UTP_QUEUE_BYTES`];
+//! outputs are drained by the driver after every input.
 
 mod goals;
 mod pause;
 mod peers;
+mod utp;
 
 #[cfg(test)]
 mod controls_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod utp_tests;
 
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -52,6 +63,10 @@ use std::ops::Bound;
 pub use goals::{GoalReached, MAX_SEED_RATIO, SeedGoal, SeedProgress, SeedRatio};
 pub use peers::{
     Ending, MAX_FAILS, PeerList, PeerSource, RECONNECT_AFTER, RETRY_BASE, RETRY_MAX, SourceCounts,
+    Transport,
+};
+pub use utp::{
+    MAX_UTP_QUEUE_BYTES, MAX_UTP_SOCKETS, UTP_CONNECT_TIMEOUT, UTP_READ_CHUNK, UdpStats,
 };
 
 use crate::dht::{Dht, DhtSchedule, ScheduleEvent};
@@ -72,6 +87,9 @@ use crate::wire::PeerId;
 
 /// Most outgoing connects in progress at once (half-open connections), by default.
 pub const MAX_HALF_OPEN: usize = 16;
+
+/// Rounds of [`Client::pump`] per input while uTP events keep giving it work.
+const PUMP_ROUNDS: usize = 8;
 
 /// How long a connect may take, by default.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,6 +139,12 @@ pub struct ClientConfig {
     /// Connection handles start after this. A driver running several clients in one space of
     /// handles (the simulator) gives each its own range; 0 for a driver with one client.
     pub conn_id_base: u64,
+    /// The transports a dial tries, most preferred first (see [`PeerList::dial_transports`]).
+    /// uTP is on (dials and incoming connections, on the UDP socket) when it is listed. The
+    /// default is TCP alone; `[Utp, Tcp]` is libtorrent's order.
+    pub transports: Vec<Transport>,
+    /// Most uTP sockets at once (connections, and closed ones finishing).
+    pub max_utp_sockets: usize,
 }
 
 impl Default for ClientConfig {
@@ -133,7 +157,16 @@ impl Default for ClientConfig {
             max_known_peers: MAX_KNOWN_PEERS,
             announcer: AnnouncerConfig::default(),
             conn_id_base: 0,
+            transports: vec![Transport::Tcp],
+            max_utp_sockets: MAX_UTP_SOCKETS,
         }
+    }
+}
+
+impl ClientConfig {
+    /// Whether uTP is on (listed in [`ClientConfig::transports`]).
+    pub fn utp_enabled(&self) -> bool {
+        self.transports.contains(&Transport::Utp)
     }
 }
 
@@ -167,7 +200,9 @@ pub enum ClientCloseReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Open a TCP connection to `addr`; report with [`Client::handle_connected`] or
-    /// [`Client::handle_connect_failed`].
+    /// [`Client::handle_connect_failed`]. Always TCP: uTP connections are dialled, written and
+    /// closed inside the client, and reach the driver only as datagrams; no `Transmit` or
+    /// `Close` names them either.
     Connect {
         /// The torrent it is for.
         torrent: TorrentId,
@@ -197,7 +232,8 @@ pub enum Output {
         /// The work.
         op: DiskOp,
     },
-    /// Send a UDP datagram from the DHT node's socket.
+    /// Send a UDP datagram from the client's UDP socket, which the DHT node and uTP share (on
+    /// the port peers are told, the TCP listening port). Datagrams flow while either is on.
     Datagram {
         /// Where to.
         to: SocketAddr,
@@ -244,6 +280,9 @@ pub enum Event {
         addr: SocketAddr,
         /// Why, in words.
         error: String,
+        /// The transport of the last attempt (a dial tries each of its transports before it
+        /// fails).
+        transport: Transport,
     },
     /// New addresses joined a torrent's peer list (from PEX or the DHT; a tracker's are in
     /// [`Event::TrackerAnswered`]).
@@ -361,6 +400,8 @@ pub enum Timer {
     SeedGoal(TorrentId),
     /// The DHT node's (queries timing out, maintenance, announces, bootstrap).
     Dht,
+    /// The uTP sockets' (retransmissions, probes, idle and drain timers).
+    Utp,
 }
 
 /// Where a torrent is in its life.
@@ -417,6 +458,10 @@ struct ConnInfo {
     addr: SocketAddr,
     source: PeerSource,
     state: ConnState,
+    /// What carries it (or what it is being dialled over).
+    transport: Transport,
+    /// While dialling: the transport to try at once if this one fails.
+    fallback: Option<Transport>,
 }
 
 /// The protocol side of one bt process: see the module docs.
@@ -454,6 +499,8 @@ pub struct Client {
     /// peer hung up), until their torrent reports the peer gone (at most the connections we
     /// opened).
     encryption_failed: BTreeMap<ConnId, Option<crate::mse::MseError>>,
+    /// The uTP multiplexer and its connections, while uTP is on.
+    utp: Option<utp::UtpState>,
 }
 
 impl Client {
@@ -463,6 +510,11 @@ impl Client {
         let base = config.conn_id_base;
         let mut rng = Rng::new(seed).fork(0x636c_6965_6e74);
         let key = rng.next_u32();
+        // Its own stream, so the rest draw the same numbers with uTP on or off.
+        let utp = config.utp_enabled().then(|| {
+            let mux_seed = Rng::new(seed).fork(0x0075_7470).next_u64();
+            utp::UtpState::new(mux_seed, config.max_utp_sockets)
+        });
         Client {
             config,
             session,
@@ -484,6 +536,7 @@ impl Client {
             pump_needed: false,
             goals: BTreeMap::new(),
             encryption_failed: BTreeMap::new(),
+            utp,
         }
     }
 
@@ -607,6 +660,9 @@ impl Client {
         }
         for (name, at) in self.seed_goal_timers() {
             f(name, at);
+        }
+        if let Some(at) = self.utp.as_ref().and_then(|u| u.mux.poll_timeout()) {
+            f(Timer::Utp, at);
         }
     }
 
@@ -908,6 +964,11 @@ impl Client {
             .map(|(conn, _)| *conn)
             .collect();
         for conn in dialing {
+            if self.is_utp(conn) {
+                self.utp_abandon(conn);
+                self.drop_dial(conn);
+                continue;
+            }
             self.drop_dial(conn);
             self.outputs.push_back(Output::Close {
                 conn,
@@ -941,6 +1002,8 @@ impl Client {
                 addr,
                 source: PeerSource::Incoming,
                 state: ConnState::Open,
+                transport: Transport::Tcp,
+                fallback: None,
             },
         );
         self.collect(now);
@@ -950,13 +1013,27 @@ impl Client {
 
     /// The connect asked by [`Output::Connect`] succeeded: our handshake goes out.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        if self.conn_transport(conn) != Some(Transport::Tcp) {
+            return;
+        }
+        self.connected(now, conn);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// Dial `conn` completed on its transport: our handshake goes out.
+    fn connected(&mut self, now: Instant, conn: ConnId) {
         let Some(info) = self.conns.get(&conn).copied() else {
             return;
         };
         let (ConnState::Dialing { .. }, Some(torrent)) = (info.state, info.torrent) else {
             return;
         };
+        // `drop_dial` forgets the connection; a uTP one keeps its socket.
         self.drop_dial(conn);
+        if let Some(side) = self.sides.get_mut(&torrent) {
+            side.peers.transport_worked(info.addr, info.transport);
+        }
         let plaintext_only = self
             .sides
             .get(&torrent)
@@ -986,21 +1063,17 @@ impl Client {
                 );
             }
             Err(e) => {
-                self.outputs.push_back(Output::Close {
-                    conn,
-                    reason: ClientCloseReason::Session(match e {
-                        SessionError::Refused(r) => SessionCloseReason::Refused(r),
-                        SessionError::NotAccepting(_) => SessionCloseReason::TorrentStopped,
-                        _ => SessionCloseReason::TooManyConnections,
-                    }),
+                let reason = ClientCloseReason::Session(match e {
+                    SessionError::Refused(r) => SessionCloseReason::Refused(r),
+                    SessionError::NotAccepting(_) => SessionCloseReason::TorrentStopped,
+                    _ => SessionCloseReason::TooManyConnections,
                 });
+                self.close_conn(now, conn, reason);
                 if let Some(side) = self.sides.get_mut(&torrent) {
                     side.peers.closed(now, info.addr, Ending::Closed, false);
                 }
             }
         }
-        self.collect(now);
-        self.pump(now);
     }
 
     /// The connect asked by [`Output::Connect`] failed.
@@ -1009,11 +1082,18 @@ impl Client {
             state: ConnState::Dialing { .. },
             torrent: Some(torrent),
             addr,
+            transport: Transport::Tcp,
+            fallback,
             ..
         }) = self.conns.get(&conn).copied()
         {
-            self.drop_dial(conn);
-            self.connect_failed(now, torrent, addr, error);
+            if fallback.is_some() {
+                self.dial_failed(now, conn, error);
+                self.collect(now);
+            } else {
+                self.drop_dial(conn);
+                self.connect_failed(now, torrent, addr, error, Transport::Tcp);
+            }
         }
         self.pump(now);
     }
@@ -1024,6 +1104,7 @@ impl Client {
         torrent: TorrentId,
         addr: SocketAddr,
         error: String,
+        transport: Transport,
     ) {
         if let Some(side) = self.sides.get_mut(&torrent) {
             side.peers.closed(now, addr, Ending::ConnectFailed, false);
@@ -1032,6 +1113,7 @@ impl Client {
             torrent,
             addr,
             error,
+            transport,
         }));
     }
 
@@ -1060,6 +1142,16 @@ impl Client {
 
     /// `conn`'s socket closed or failed.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        if self.is_utp(conn) {
+            return;
+        }
+        self.disconnected(now, conn);
+        self.collect(now);
+        self.pump(now);
+    }
+
+    /// `conn`'s transport ended under it.
+    fn disconnected(&mut self, now: Instant, conn: ConnId) {
         // A peer that hangs up on our encryption handshake may speak only plaintext.
         if self.session.is_encrypting(conn) && self.dialled(conn) {
             self.encryption_failed.insert(conn, None);
@@ -1069,8 +1161,6 @@ impl Client {
         if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
             self.conns.remove(&conn);
         }
-        self.collect(now);
-        self.pump(now);
     }
 
     /// The driver's answer to an [`Output::Disk`].
@@ -1080,10 +1170,32 @@ impl Client {
         self.pump_if_needed(now);
     }
 
-    /// A datagram for the DHT node.
+    /// A datagram that arrived on the client's UDP socket. While uTP is on, it is sorted by
+    /// [`crate::utp::packet::classify`]: uTP to the multiplexer, KRPC (bencoded) to the DHT node,
+    /// anything else dropped and counted ([`UdpStats::unknown_dropped`]). With uTP off every
+    /// datagram is the DHT node's.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        if let Some(dht) = &mut self.dht {
-            dht.handle_datagram(now, from, bytes);
+        use crate::utp::packet::{DatagramKind, classify};
+        let kind = match self.utp {
+            Some(_) => classify(bytes),
+            None => DatagramKind::Dht,
+        };
+        match kind {
+            DatagramKind::Dht => {
+                if let Some(dht) = &mut self.dht {
+                    dht.handle_datagram(now, from, bytes);
+                }
+            }
+            DatagramKind::Utp => {
+                if let Some(utp) = &mut self.utp {
+                    utp.mux.handle_datagram(now, from, bytes);
+                }
+            }
+            DatagramKind::Other => {
+                if let Some(utp) = &mut self.utp {
+                    utp.stats.unknown_dropped += 1;
+                }
+            }
         }
         self.pump(now);
     }
@@ -1161,6 +1273,26 @@ impl Client {
             && at <= now
         {
             let info = self.conns.get(&conn).copied();
+            if let Some(i) = info
+                && (i.transport == Transport::Utp || i.fallback.is_some())
+            {
+                if i.transport == Transport::Tcp {
+                    self.outputs.push_back(Output::Close {
+                        conn,
+                        reason: ClientCloseReason::ConnectTimeout,
+                    });
+                }
+                let secs = match i.transport {
+                    Transport::Tcp => self.config.connect_timeout,
+                    Transport::Utp => UTP_CONNECT_TIMEOUT.min(self.config.connect_timeout),
+                }
+                .as_secs();
+                let name = i.transport.name();
+                self.dial_failed(now, conn, format!("no {name} answer within {secs} s"));
+                // Whatever happened, this deadline is spent.
+                self.dial_deadlines.remove(&(at, conn));
+                continue;
+            }
             self.drop_dial(conn);
             self.outputs.push_back(Output::Close {
                 conn,
@@ -1173,7 +1305,8 @@ impl Client {
             }) = info
             {
                 let secs = self.config.connect_timeout.as_secs();
-                self.connect_failed(now, torrent, addr, format!("no answer within {secs} s"));
+                let error = format!("no answer within {secs} s");
+                self.connect_failed(now, torrent, addr, error, Transport::Tcp);
             }
         }
         // Walks the torrents by handle without collecting them: timeouts are frequent.
@@ -1201,6 +1334,9 @@ impl Client {
         }
         if let Some(dht) = &mut self.dht {
             dht.handle_timeout(now);
+        }
+        if let Some(utp) = &mut self.utp {
+            utp.mux.handle_timeout(now);
         }
         self.pump(now);
     }
@@ -1242,7 +1378,13 @@ impl Client {
     fn collect(&mut self, now: Instant) {
         while let Some(out) = self.session.poll_output() {
             let out = match out {
-                SessionOutput::Transmit { conn, bytes } => Output::Transmit { conn, bytes },
+                SessionOutput::Transmit { conn, bytes } => {
+                    if self.is_utp(conn) {
+                        self.utp_transmit(now, conn, bytes);
+                        continue;
+                    }
+                    Output::Transmit { conn, bytes }
+                }
                 SessionOutput::Close { conn, reason } => {
                     // A connection fewer may leave room to dial.
                     self.pump_needed = true;
@@ -1256,6 +1398,10 @@ impl Client {
                     // An attached connection's end is handled at its `PeerClosed`.
                     if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
                         self.conns.remove(&conn);
+                    }
+                    if self.is_utp(conn) {
+                        self.utp_close(now, conn);
+                        continue;
                     }
                     Output::Close {
                         conn,
@@ -1293,6 +1439,10 @@ impl Client {
                         && let Some(side) = self.sides.get_mut(&torrent)
                     {
                         side.peers.connected_in(info.addr, *conn);
+                        // A peer that reached us over uTP speaks it.
+                        if info.transport == Transport::Utp {
+                            side.peers.transport_worked(info.addr, Transport::Utp);
+                        }
                     }
                 }
             }
@@ -1325,6 +1475,7 @@ impl Client {
                         torrent,
                         addr: *addr,
                         error: format!("{what}{then}"),
+                        transport: info.map_or(Transport::Tcp, |i| i.transport),
                     }));
                 } else if let Some(side) = self.sides.get_mut(&torrent)
                     && (dialled || side.peers.is_busy(addr))
@@ -1427,18 +1578,26 @@ impl Client {
     /// while a seeding goal is set, since every block uploaded moves a ratio. (A clock kept
     /// only to be saved starts and stops on events and commands, which pump anyway.)
     fn pump_if_needed(&mut self, now: Instant) {
+        self.drive_utp(now);
         if self.pump_needed || self.has_seed_goal() {
             self.pump(now);
         }
     }
 
     /// After every input and command: due announces, the DHT, and dialling.
+    /// With uTP on, the mux is drained last, and what its events gave the pump (a connection
+    /// opened or closed) is pumped again, a bounded number of rounds.
     fn pump(&mut self, now: Instant) {
-        self.pump_needed = false;
-        self.check_seed_goals(now);
-        self.pump_announces(now);
-        self.pump_dht(now);
-        self.dial_more(now);
+        for _ in 0..PUMP_ROUNDS {
+            self.pump_needed = false;
+            self.check_seed_goals(now);
+            self.pump_announces(now);
+            self.pump_dht(now);
+            self.dial_more(now);
+            if !self.drive_utp(now) || !self.pump_needed {
+                return;
+            }
+        }
     }
 
     fn pump_announces(&mut self, now: Instant) {
@@ -1613,26 +1772,13 @@ impl Client {
                 let Some((addr, source)) = side.peers.take_ready(conn) else {
                     continue;
                 };
+                let (transport, fallback) =
+                    side.peers.dial_transports(&addr, &self.config.transports);
                 self.next_conn += 1;
                 side.dialing += 1;
                 self.half_open += 1;
-                let deadline = now + self.config.connect_timeout;
-                self.dial_deadlines.insert((deadline, conn));
-                self.conns.insert(
-                    conn,
-                    ConnInfo {
-                        torrent: Some(id),
-                        addr,
-                        source,
-                        state: ConnState::Dialing { deadline },
-                    },
-                );
                 self.dial_cursor = id.0.wrapping_add(1);
-                self.outputs.push_back(Output::Connect {
-                    torrent: id,
-                    conn,
-                    addr,
-                });
+                self.start_dial(now, id, conn, addr, source, transport, fallback);
                 dialled = true;
             }
             if !dialled {

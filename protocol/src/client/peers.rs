@@ -15,6 +15,12 @@
 //!   plaintext, and that address is dialled in plaintext from then on
 //!   ([`PeerList::encryption_failed`]), as libtorrent does.
 //!
+//! Transports: a dial tries the transports of the client's order ([`Transport`]), starting with
+//! the one that last worked with that address (a connect that completed, or a peer that
+//! connected to us over it), else the order's first; a connect that fails on the first is tried
+//! at once on the next ([`PeerList::dial_transports`]), and only when every transport failed is
+//! the failure counted as above.
+//!
 //! Determinism: addresses live in ordered maps; ties in readiness go by the order learned.
 //!
 //! Bounds: at most [`PeerList::capacity`] addresses (new ones are ignored when full); the ready
@@ -41,6 +47,25 @@ pub const RECONNECT_AFTER: Duration = Duration::from_secs(20);
 
 /// Failures in a row after which an address is forgotten.
 pub const MAX_FAILS: u32 = 6;
+
+/// How a peer connection is carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    /// A TCP connection the driver opens ([`super::Output::Connect`]).
+    Tcp,
+    /// A uTP connection (BEP 29) over the client's UDP socket, run inside the client.
+    Utp,
+}
+
+impl Transport {
+    /// The lower-case name shown to users: `tcp`, `utp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Utp => "utp",
+        }
+    }
+}
 
 /// Where an address was learned (`bt get -v` says it per connection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -144,6 +169,8 @@ struct Known {
     seed: bool,
     /// An encrypted handshake with it failed: dial it in plaintext.
     plaintext: bool,
+    /// The transport a connection with it last completed on.
+    worked: Option<Transport>,
     kind: SlotKind,
     /// Ready since, or waiting until.
     at: Instant,
@@ -158,6 +185,7 @@ impl Known {
             fails: 0,
             seed: false,
             plaintext: false,
+            worked: None,
             kind: SlotKind::Banned,
             at: Instant::ZERO,
             n: 0,
@@ -457,5 +485,35 @@ impl PeerList {
         self.known
             .get(&AddrKey::new(*addr))
             .is_some_and(|k| matches!(k.slot(), Slot::Busy(_)))
+    }
+
+    /// A connection with `addr` completed over `transport`: it is tried first next time.
+    pub fn transport_worked(&mut self, addr: SocketAddr, transport: Transport) {
+        if let Some(k) = self.known.get_mut(&AddrKey::new(addr)) {
+            k.worked = Some(transport);
+        }
+    }
+
+    /// The transport a connection with `addr` last completed on.
+    pub fn last_transport(&self, addr: &SocketAddr) -> Option<Transport> {
+        self.known.get(&AddrKey::new(*addr)).and_then(|k| k.worked)
+    }
+
+    /// The transport to dial `addr` on first, and the one to try at once if that connect fails,
+    /// out of `order` (the client's, most preferred first): the one that last worked with
+    /// `addr` if `order` has it, else `order`'s first; the fallback is the next other one in
+    /// `order`. An empty `order` means TCP.
+    pub fn dial_transports(
+        &self,
+        addr: &SocketAddr,
+        order: &[Transport],
+    ) -> (Transport, Option<Transport>) {
+        let first = self
+            .last_transport(addr)
+            .filter(|t| order.contains(t))
+            .or_else(|| order.first().copied())
+            .unwrap_or(Transport::Tcp);
+        let fallback = order.iter().copied().find(|t| *t != first);
+        (first, fallback)
     }
 }

@@ -45,7 +45,7 @@ pub(super) fn client(
 }
 
 /// Adds the test torrent's content under `info_hash` to `c`: all of it, or nothing.
-fn add_test_torrent(
+pub(super) fn add_test_torrent(
     c: &mut Client,
     info_hash: InfoHash,
     full: bool,
