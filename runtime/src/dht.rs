@@ -1,36 +1,31 @@
-//! The driver's DHT node (BEP 5): the protocol's sans-IO [`Dht`] over one bound UDP socket.
+//! The driver's DHT node (BEP 5): the protocol's sans-IO [`Dht`] on the client's UDP socket.
 //!
 //! The node itself, and when it bootstraps and announces which torrent, are the protocol
-//! client's (`bt_protocol::client::Client`, the simulator runs the same); this is its socket. A
-//! receive task hands every datagram to the driver as an input; the client's datagrams go to a
-//! send task through a bounded queue ([`MAX_SEND_QUEUE`] datagrams: past it a datagram is
-//! dropped, as a congested network would). The node starts from the routing table a previous
-//! run saved ([`DhtSetup::saved`], see [`encode_state`]) and from the bootstrap nodes, resolved by
-//! name in a task of their own so a slow resolver does not hold up the start.
+//! client's (`bt_protocol::client::Client`, the simulator runs the same); its datagrams travel
+//! through the client's UDP socket (`runtime/src/udp.rs`), shared with uTP. The node starts
+//! from the routing table a previous run saved ([`DhtSetup::saved`], see [`encode_state`]) and
+//! from the bootstrap nodes, resolved by name in a task of their own ([`spawn_resolver`]) so a
+//! slow resolver does not hold up the start.
 //!
 //! A node bound to an IPv6 address (dual-stack on `[::]`) keeps IPv6 nodes as well (BEP 32); IPv4
 //! senders seen as IPv4-mapped addresses are taken as IPv4. A magnet whose metadata turns out
 //! private stops its node (BEP 27).
 //!
-//! Bounds: the send queue; each datagram read is at most [`MAX_DATAGRAM`] bytes; the machine
-//! bounds its own state (routing table, transactions, lookups, peer store).
+//! Bounds: the socket's (see `runtime/src/udp.rs`); the machine bounds its own state (routing
+//! table, transactions, lookups, peer store).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bt_protocol::dht::{Dht, DhtConfig, DhtStateError, NodeId, load_state, save_state};
 use bt_protocol::rng::Rng;
 use bt_protocol::time::Instant;
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::net::{Net, NetBoundUdp};
+use crate::net::Net;
 
-/// Datagrams waiting for the send task before new ones are dropped.
-pub const MAX_SEND_QUEUE: usize = 256;
-
-/// The longest datagram read (KRPC messages are far shorter; BEP 5 nodes keep to one MTU).
+/// The longest KRPC datagram a node reads (KRPC messages are far shorter; BEP 5 nodes keep to
+/// one MTU).
 pub const MAX_DATAGRAM: usize = 2048;
 
 pub use bt_protocol::dht::{EMPTY_LOOKUP_RETRY, REANNOUNCE, REBOOTSTRAP};
@@ -47,7 +42,8 @@ pub const DEFAULT_BOOTSTRAP: &[&str] = &[
 /// How to start a driver's DHT node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DhtSetup {
-    /// Where to bind the UDP socket (port 0 picks one; bt uses its TCP listening port).
+    /// Where to bind the UDP socket (port 0 picks one; bt uses its TCP listening port). Unused
+    /// when the client's UDP socket is open already (uTP on: it opened with the listener).
     pub bind: SocketAddr,
     /// Nodes to start from, `host:port` each.
     pub bootstrap: Vec<String>,
@@ -123,127 +119,34 @@ pub enum DhtReport {
     },
 }
 
-/// What the DHT's tasks hand the driver.
-pub(crate) enum DhtInput {
-    /// A datagram arrived.
-    Datagram {
-        /// From where.
-        from: SocketAddr,
-        /// Its bytes.
-        bytes: Bytes,
-    },
-    /// The bootstrap names resolved (those that did).
-    Resolved {
-        /// Their addresses.
-        addrs: Vec<SocketAddr>,
-        /// Names that failed, with why.
-        failed: Vec<(String, String)>,
-    },
+/// The bootstrap names resolved (those that did), handed to the driver.
+pub(crate) struct Resolved {
+    /// Their addresses.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Names that failed, with why.
+    pub(crate) failed: Vec<(String, String)>,
 }
 
-/// The DHT node's socket and its tasks; the node itself is the client's.
-pub(crate) struct DhtSocket {
-    out: mpsc::Sender<(SocketAddr, Vec<u8>)>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl DhtSocket {
-    /// Binds the socket and starts the tasks; their inputs reach the driver through `to_driver`,
-    /// wrapped by `wrap`. Returns the socket, the node restored from `setup.saved` (see
-    /// [`restore_node`]) and the bound address.
-    pub(crate) async fn start<N: Net, I: Send + 'static>(
-        net: &N,
-        setup: DhtSetup,
-        now: Instant,
-        rng: &mut Rng,
-        to_driver: mpsc::Sender<I>,
-        wrap: fn(DhtInput) -> I,
-        reports: &mut Vec<DhtReport>,
-    ) -> std::io::Result<(DhtSocket, Dht, SocketAddr)> {
-        let socket = std::sync::Arc::new(net.udp_bind(setup.bind).await?);
-        let local = socket.local_addr()?;
-        // An IPv6 socket (dual-stack on [::]) keeps IPv6 nodes too (BEP 32).
-        let (dht, bad_state) = restore_node(setup.saved.as_deref(), local.is_ipv6(), now, rng);
-        if let Some(e) = bad_state {
-            reports.push(DhtReport::BadState(e.to_string()));
+/// Resolves the bootstrap `names` in a task of its own (a slow resolver does not hold up the
+/// start); the answer goes to `to_driver`, wrapped by `wrap`. The task ends with its answer.
+pub(crate) fn spawn_resolver<N: Net, I: Send + 'static>(
+    net: &N,
+    names: Vec<String>,
+    to_driver: mpsc::Sender<I>,
+    wrap: fn(Resolved) -> I,
+) -> JoinHandle<()> {
+    let resolver = net.clone();
+    tokio::spawn(async move {
+        let mut addrs = Vec::new();
+        let mut failed = Vec::new();
+        for name in names {
+            match resolve(&resolver, &name).await {
+                Ok(found) => addrs.extend(found),
+                Err(e) => failed.push((name, e)),
+            }
         }
-        let (out, mut out_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(MAX_SEND_QUEUE);
-        let sender = socket.clone();
-        let send_task = tokio::spawn(async move {
-            while let Some((to, bytes)) = out_rx.recv().await {
-                // A failed send (an unreachable address) is a lost datagram, as UDP goes.
-                let _ = sender.send_to(&bytes, to).await;
-            }
-        });
-        let tx = to_driver.clone();
-        let recv_task = tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_DATAGRAM];
-            loop {
-                match socket.recv_from(&mut buf).await {
-                    Ok((n, from)) => {
-                        let bytes = Bytes::copy_from_slice(&buf[..n]);
-                        let from = canonical(from);
-                        if tx
-                            .send(wrap(DhtInput::Datagram { from, bytes }))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    // An ICMP error surfaces as a failed receive on some systems: not fatal.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            }
-        });
-        let resolver = net.clone();
-        let names = setup.bootstrap;
-        let resolve_task = tokio::spawn(async move {
-            let mut addrs = Vec::new();
-            let mut failed = Vec::new();
-            for name in names {
-                match resolve(&resolver, &name).await {
-                    Ok(found) => addrs.extend(found),
-                    Err(e) => failed.push((name, e)),
-                }
-            }
-            let _ = to_driver
-                .send(wrap(DhtInput::Resolved { addrs, failed }))
-                .await;
-        });
-        reports.push(DhtReport::Listening(local));
-        let runner = DhtSocket {
-            out,
-            tasks: vec![send_task, recv_task, resolve_task],
-        };
-        Ok((runner, dht, local))
-    }
-
-    /// Hands a datagram to the send task; past [`MAX_SEND_QUEUE`] it is dropped, as a congested
-    /// link would (the node times the query out).
-    pub(crate) fn send(&self, to: SocketAddr, bytes: Vec<u8>) {
-        let _ = self.out.try_send((to, bytes));
-    }
-}
-
-impl Drop for DhtSocket {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// `from` with an IPv4-mapped IPv6 address (how a dual-stack socket shows IPv4 senders) turned
-/// back into IPv4, so a node has one address whichever socket heard it.
-fn canonical(from: SocketAddr) -> SocketAddr {
-    match from {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-            None => from,
-        },
-        v4 => v4,
-    }
+        let _ = to_driver.send(wrap(Resolved { addrs, failed })).await;
+    })
 }
 
 /// Resolves `host:port` (an IP literal needs no resolver).
@@ -263,16 +166,6 @@ async fn resolve<N: Net>(net: &N, node: &str) -> Result<Vec<SocketAddr>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mapped_ipv4_senders_are_ipv4() {
-        let mapped: SocketAddr = "[::ffff:10.1.2.3]:6881".parse().unwrap();
-        assert_eq!(canonical(mapped), "10.1.2.3:6881".parse().unwrap());
-        let v6: SocketAddr = "[2001:db8::1]:6881".parse().unwrap();
-        assert_eq!(canonical(v6), v6);
-        let v4: SocketAddr = "10.1.2.3:1".parse().unwrap();
-        assert_eq!(canonical(v4), v4);
-    }
 
     #[test]
     fn a_saved_table_restores_its_id_and_pings_its_nodes() {

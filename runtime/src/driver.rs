@@ -34,8 +34,14 @@
 //! at most.
 //!
 //! Trackers: each announce the client asks for runs as a task ([`crate::tracker::announce`])
-//! and comes back as an input. The DHT node is the client's; its socket is the driver's
-//! (`runtime/src/dht.rs`).
+//! and comes back as an input. The DHT node is the client's (`runtime/src/dht.rs`).
+//!
+//! UDP: one socket ([`crate::udp`]) carries every datagram of the client, the DHT's and uTP's,
+//! open whenever either is on; with uTP on it is bound with the listener, to the same address
+//! and port ([`Driver::listen`]). uTP connections live inside the client: the driver only moves
+//! their datagrams (`handle_datagram`, `Output::Datagram`), taking up to [`DATAGRAM_BATCH`]
+//! waiting datagrams per input. A run's end keeps the socket going until the client's uTP
+//! sockets have closed (FINs both ways acknowledged, or reset) or [`LINGER`] has passed.
 //!
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
 //! bytes; a writer's queue is bounded by the protocol (blocks are queued only under its send-buffer
@@ -66,13 +72,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use bt_protocol::client::{PeerSource, SourceCounts};
+pub use bt_protocol::client::{PeerSource, SourceCounts, Transport};
 
-use crate::dht::{DhtInput, DhtReport, DhtSetup, DhtSocket, encode_state};
+use crate::dht::{DhtReport, DhtSetup, Resolved, encode_state, restore_node, spawn_resolver};
 use crate::disk::DiskPool;
 use crate::net::Net;
 use crate::storage::Storage;
 use crate::tracker::Clock;
+use crate::udp::{ClientUdp, RECV_QUEUE, Received};
 
 /// Messages the input channel holds before readers wait.
 pub const INPUT_QUEUE: usize = 256;
@@ -88,8 +95,12 @@ pub const LINGER: Duration = Duration::from_secs(2);
 pub const DATA_QUEUE: usize = 64;
 
 /// While this many bytes wait to be written, the driver reads no more from peers (TCP then slows
-/// them down), so memory stays bounded when the network outpaces the disk.
+/// them down; uTP datagrams wait too, and a uTP sender backs off when the kernel drops them), so
+/// memory stays bounded when the network outpaces the disk.
 pub const MAX_DISK_BACKLOG: usize = 16 * 1024 * 1024;
+
+/// Most datagrams handed to the client per input before its outputs are drained.
+pub const DATAGRAM_BATCH: usize = 64;
 
 /// One disk thread per core, at most 4.
 pub fn default_disk_threads() -> usize {
@@ -291,6 +302,8 @@ pub enum Report {
         addr: SocketAddr,
         /// Why.
         error: String,
+        /// The transport of the last attempt (a dial tries each of its transports first).
+        transport: Transport,
     },
     /// We closed a connection (a protocol error, a ban, a duplicate, the peer went away).
     PeerClosed {
@@ -314,6 +327,8 @@ pub enum Report {
         source: PeerSource,
         /// Whether the stream runs under RC4 (message stream encryption).
         encrypted: bool,
+        /// What carries it.
+        transport: Transport,
     },
     /// New peers were queued to dial.
     PeersFound {
@@ -458,7 +473,7 @@ enum Input<N: Net> {
         id: AnnounceId,
         announced: crate::tracker::Announced,
     },
-    Dht(DhtInput),
+    DhtResolved(Resolved),
 }
 
 struct ConnTasks {
@@ -518,8 +533,16 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     status_interval: Duration,
     clock: Clock,
     rng: Rng,
-    /// The DHT node's socket, once started.
-    dht: Option<DhtSocket>,
+    /// The client's UDP socket (DHT and uTP), once open.
+    udp: Option<ClientUdp>,
+    /// Where the UDP socket's receive task sends what arrives ([`crate::udp::RECV_QUEUE`]).
+    udp_tx: mpsc::Sender<Received>,
+    udp_rx: mpsc::Receiver<Received>,
+    /// Whether the client runs uTP (then the UDP socket opens with the listener, or at the
+    /// start of the run).
+    utp: bool,
+    /// The task resolving the DHT's bootstrap names, while it runs.
+    dht_resolver: Option<JoinHandle<()>>,
     /// What the DHT's socket said since the last drain.
     dht_reports: Vec<DhtReport>,
     /// Callers' commands, once [`Driver::commands`] was called.
@@ -536,6 +559,8 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
     pub fn empty(net: N, config: ClientConfig, seed: u64, disk_threads: usize) -> Self {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE);
+        let (udp_tx, udp_rx) = mpsc::channel(RECV_QUEUE);
+        let utp = config.utp_enabled();
         Driver {
             net,
             client: Client::new(config, seed),
@@ -555,7 +580,11 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             status_interval: Duration::from_secs(1),
             clock: Clock::start(),
             rng: Rng::new(seed).fork(0x6472_6976_6572),
-            dht: None,
+            udp: None,
+            udp_tx,
+            udp_rx,
+            utp,
+            dht_resolver: None,
             dht_reports: Vec::new(),
             commands: None,
             changes: Vec::new(),
@@ -725,10 +754,13 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.status_interval = every;
     }
 
-    /// Starts accepting peers on `addr`; returns the bound address.
+    /// Starts accepting peers on `addr`; returns the bound address. With uTP on, the client's
+    /// UDP socket opens on the same address and port, so peers reach us there over uTP too:
+    /// for port 0 a few ports are tried until one is free for both; for a given port whose UDP
+    /// side is taken the UDP socket takes any port (see [`Driver::udp_addr`]), which still
+    /// dials over uTP but takes no incoming uTP connection at the port peers know.
     pub async fn listen(&mut self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-        let mut listener = self.net.listen(addr).await?;
-        let local = N::local_addr(&listener)?;
+        let (mut listener, local) = self.bind_listener(addr).await?;
         let tx = self.tx.clone();
         self.listener = Some(tokio::spawn(async move {
             loop {
@@ -762,22 +794,76 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         self.local_addr
     }
 
-    /// Starts a DHT node (BEP 5) on UDP at `setup.bind`, finding peers for every public torrent
-    /// and announcing them (with our listening port, so call [`Driver::listen`] first); returns
-    /// the bound address. Peers that send a BEP 5 `port` message are tried as nodes too.
+    /// Where the client's UDP socket (DHT and uTP) is bound, once open.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().map(ClientUdp::local_addr)
+    }
+
+    /// Binds the TCP listener at `addr` and, with uTP on, the UDP socket at the same port.
+    async fn bind_listener(
+        &mut self,
+        addr: SocketAddr,
+    ) -> std::io::Result<(N::Listener, SocketAddr)> {
+        /// Ports tried for a listener on port 0 before the UDP socket takes any port.
+        const PAIR_ATTEMPTS: usize = 8;
+        let attempts = if self.utp && addr.port() == 0 {
+            PAIR_ATTEMPTS
+        } else {
+            1
+        };
+        for attempt in 1..=attempts {
+            let listener = self.net.listen(addr).await?;
+            let local = N::local_addr(&listener)?;
+            if !self.utp {
+                return Ok((listener, local));
+            }
+            match ClientUdp::bind(&self.net, local, self.udp_tx.clone()).await {
+                Ok(udp) => {
+                    self.udp = Some(udp);
+                    return Ok((listener, local));
+                }
+                Err(_) if attempt < attempts => continue,
+                Err(_) => {
+                    self.open_udp(SocketAddr::new(local.ip(), 0)).await?;
+                    return Ok((listener, local));
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Opens the client's UDP socket at `addr` unless it is open.
+    async fn open_udp(&mut self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        if let Some(udp) = &self.udp {
+            return Ok(udp.local_addr());
+        }
+        let udp = ClientUdp::bind(&self.net, addr, self.udp_tx.clone()).await?;
+        let local = udp.local_addr();
+        self.udp = Some(udp);
+        Ok(local)
+    }
+
+    /// Starts a DHT node (BEP 5) on the client's UDP socket, finding peers for every public
+    /// torrent and announcing them (with our listening port, so call [`Driver::listen`] first);
+    /// returns the socket's address. The socket opens at `setup.bind` unless it is open already
+    /// (uTP on: it opened with the listener). Peers that send a BEP 5 `port` message are tried
+    /// as nodes too.
     pub async fn start_dht(&mut self, setup: DhtSetup) -> std::io::Result<SocketAddr> {
+        let local = self.open_udp(setup.bind).await?;
         let now = self.now();
-        let (socket, node, local) = DhtSocket::start(
+        // An IPv6 socket (dual-stack on [::]) keeps IPv6 nodes too (BEP 32).
+        let (node, bad_state) =
+            restore_node(setup.saved.as_deref(), local.is_ipv6(), now, &mut self.rng);
+        if let Some(e) = bad_state {
+            self.dht_reports.push(DhtReport::BadState(e.to_string()));
+        }
+        self.dht_resolver = Some(spawn_resolver(
             &self.net,
-            setup,
-            now,
-            &mut self.rng,
+            setup.bootstrap,
             self.tx.clone(),
-            Input::Dht,
-            &mut self.dht_reports,
-        )
-        .await?;
-        self.dht = Some(socket);
+            Input::DhtResolved,
+        ));
+        self.dht_reports.push(DhtReport::Listening(local));
         self.client.start_dht(now, node, local.port());
         Ok(local)
     }
@@ -1041,8 +1127,8 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     }
                 }
                 Output::Datagram { to, bytes } => {
-                    if let Some(dht) = &self.dht {
-                        dht.send(to, bytes);
+                    if let Some(udp) = &self.udp {
+                        udp.send(to, bytes);
                     }
                 }
                 Output::Announce {
@@ -1085,8 +1171,16 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 torrent,
                 addr,
                 error,
+                transport,
                 ..
-            } => (Some(torrent), Report::ConnectFailed { addr, error }),
+            } => (
+                Some(torrent),
+                Report::ConnectFailed {
+                    addr,
+                    error,
+                    transport,
+                },
+            ),
             ClientEvent::PeersFound {
                 torrent,
                 source,
@@ -1198,12 +1292,14 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 }
                 if let Some((addr, source)) = self.client.conn_peer(*conn) {
                     let encrypted = self.client.session().is_rc4(*conn);
+                    let transport = self.client.conn_transport(*conn).unwrap_or(Transport::Tcp);
                     reports.push((
                         Some(torrent),
                         Report::PeerConnected {
                             addr,
                             source,
                             encrypted,
+                            transport,
                         },
                     ));
                 }
@@ -1331,10 +1427,8 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 let udp = announced.udp.map(|(_, connection)| connection);
                 self.client.handle_announce(now, id, announced.result, udp);
             }
-            Input::Dht(DhtInput::Datagram { from, bytes }) => {
-                self.client.handle_datagram(now, from, &bytes);
-            }
-            Input::Dht(DhtInput::Resolved { addrs, failed }) => {
+            Input::DhtResolved(Resolved { addrs, failed }) => {
+                self.dht_resolver = None;
                 for (node, error) in failed {
                     self.dht_reports
                         .push(DhtReport::BootstrapFailed { node, error });
@@ -1459,6 +1553,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         mut report: impl FnMut(Option<TorrentId>, &Report),
     ) -> Finished {
         let mut reports = Vec::new();
+        // uTP dials need the UDP socket even when nothing listens (it opened with the listener
+        // otherwise). Without it uTP dials go unanswered and fall back to TCP.
+        // A failed bind (it hardly happens on port 0) leaves dials to fall back to TCP.
+        if self.utp && self.udp.is_none() {
+            let _ = self.open_udp(SocketAddr::from(([0, 0, 0, 0], 0))).await;
+        }
         let mut tick = tokio::time::interval(self.status_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(interrupt);
@@ -1523,6 +1623,18 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         tokio::select! {
             biased;
             Some(input) = self.rx.recv() => self.handle_input(input),
+            Some((from, bytes)) = self.udp_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
+                let now = self.now();
+                self.client.handle_datagram(now, from, &bytes);
+                // What else has arrived goes in too before the outputs are drained: one drain
+                // (and one poll of the timers) per batch instead of per datagram.
+                for _ in 1..DATAGRAM_BATCH {
+                    let Ok((from, bytes)) = self.udp_rx.try_recv() else {
+                        break;
+                    };
+                    self.client.handle_datagram(now, from, &bytes);
+                }
+            }
             Some(input) = self.data_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
                 self.handle_input(input);
             }
@@ -1542,11 +1654,12 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             .get(&id)
             .map(|t| t.peer_totals.clone())
             .unwrap_or_default();
+        // Every open connection, whichever transport (uTP ones have no tasks here).
         if let Some(t) = self.client.torrent(id) {
-            for (conn, tasks) in &self.conns {
-                if let Some(peer) = t.peer(*conn) {
+            for conn in t.conns() {
+                if let (Some(peer), Some((addr, _))) = (t.peer(conn), self.client.conn_peer(conn)) {
                     let (downloaded, uploaded) = peer.totals();
-                    totals.add(tasks.addr, downloaded, uploaded);
+                    totals.add(addr, downloaded, uploaded);
                 }
             }
         }
@@ -1583,9 +1696,33 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         for (_, task) in std::mem::take(&mut self.dials) {
             task.abort();
         }
+        if let Some(task) = self.dht_resolver.take() {
+            task.abort();
+        }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for c in conns {
             self.close_conn(c);
+        }
+        // uTP connections closed above still owe their last bytes and FINs: the socket keeps
+        // running until every uTP socket has closed (not its TIME_WAIT, which only answers
+        // resent packets), for at most LINGER (the TCP ones linger as long).
+        let until = tokio::time::Instant::now() + LINGER;
+        while self.client.utp_mux().is_some_and(|m| {
+            m.ids()
+                .any(|id| m.socket(id).is_some_and(|s| s.close_reason().is_none()))
+        }) {
+            tokio::select! {
+                biased;
+                _ = self.next_input() => {}
+                _ = tokio::time::sleep_until(until) => break,
+            }
+            self.process_outputs(&mut reports);
+            for (id, r) in reports.drain(..) {
+                report(id, &r);
+            }
+        }
+        if let Some(udp) = &mut self.udp {
+            udp.close().await;
         }
         self.wait_lingering().await;
     }

@@ -13,6 +13,7 @@
 //! - [`tls`]: the TLS client for HTTPS trackers (rustls with ring, webpki roots).
 //! - [`tracker`]: one announce to an HTTP or UDP tracker over [`net::Net`].
 //! - [`trackerd`]: serving a tracker (`bt tracker`) over [`net::Net`], HTTP and UDP.
+//! - [`udp`]: the client's UDP socket, shared by the DHT and uTP.
 //! - [`units`]: byte sizes as people read and write them.
 
 pub mod create;
@@ -27,4 +28,5 @@ pub mod storage;
 pub mod tls;
 pub mod tracker;
 pub mod trackerd;
+pub mod udp;
 pub mod units;

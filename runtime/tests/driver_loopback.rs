@@ -1,10 +1,11 @@
-//! The tokio driver over real loopback TCP: a seeding driver and a leeching driver in one process,
+//! The tokio driver over real loopback sockets (TCP, and uTP over UDP): a seeding driver and a leecher
 //! with in-memory disks ([`MemStorage`]), disk work on threads or inline; the leecher must finish
 //! with the exact bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bt_protocol::client::{ClientConfig, Transport};
 use bt_protocol::content::ContentSpec;
 use bt_protocol::metainfo::Metainfo;
 use bt_protocol::session::SessionConfig;
@@ -262,4 +263,53 @@ async fn a_running_driver_pauses_and_resumes_through_its_command_channel() {
         "the pause came mid-download"
     );
     assert!(leech_disk.is_correct_and_complete());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn seeder_to_leecher_over_loopback_utp() {
+    // Proves the driver carries uTP over real UDP: with uTP the only transport, the seeder's UDP
+    // socket shares its TCP port, the leecher dials it there, and the whole torrent arrives
+    // over a connection reported as uTP.
+    let total = 1024 * 1024 + 333;
+    let meta = torrent(total, 64 * 1024);
+    let n = meta.info.layout.piece_count();
+    let utp_only = |seed| {
+        let config = ClientConfig {
+            transports: vec![Transport::Utp],
+            ..ClientConfig::default()
+        };
+        let disk = if seed == 1 {
+            Arc::new(MemStorage::complete(meta.info.layout.clone(), SEED))
+        } else {
+            Arc::new(MemStorage::empty(meta.info.layout.clone(), SEED))
+        };
+        let have = if seed == 1 {
+            Bitfield::full(n)
+        } else {
+            Bitfield::new(n)
+        };
+        let driver = Driver::new(TokioNet, disk.clone(), &meta, have, config, seed).unwrap();
+        (driver, disk)
+    };
+    let (mut seeder, _) = utp_only(1);
+    let addr = seeder.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    assert_eq!(seeder.udp_addr(), Some(addr), "uTP listens on the TCP port");
+    let (mut leecher, leech_disk) = utp_only(2);
+    let torrent = leecher.first_torrent().unwrap();
+    leecher.add_peer(torrent, addr);
+    let (done_tx, seeding) = seed(seeder);
+    let mut transports = Vec::new();
+    let leeching = leecher.run(StopWhen::Complete, std::future::pending(), |_, r| {
+        if let Report::PeerConnected { transport, .. } = r {
+            transports.push(*transport);
+        }
+    });
+    let finished = tokio::time::timeout(Duration::from_secs(60), leeching)
+        .await
+        .expect("the download finishes within 60 s");
+    let _ = done_tx.send(());
+    seeding.await.unwrap();
+    assert_eq!(finished.outcome, Outcome::Complete);
+    assert!(leech_disk.is_correct_and_complete(), "wrong bytes over uTP");
+    assert_eq!(transports, [Transport::Utp]);
 }

@@ -10,6 +10,7 @@ mod serve;
 mod summary;
 mod tracker;
 mod transfer;
+mod transport;
 
 use std::path::Path;
 

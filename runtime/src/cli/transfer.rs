@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bt_protocol::client::{GoalReached, SeedGoal, SeedProgress};
+use bt_protocol::client::{ClientConfig, GoalReached, SeedGoal, SeedProgress};
 use bt_protocol::metainfo::magnet::MagnetLink;
 use bt_protocol::metainfo::{InfoHash, Metainfo};
 use bt_protocol::rng::Rng;
@@ -33,6 +33,7 @@ use super::goals::GoalArgs;
 use super::limits::LimitArgs;
 use super::serve::{ServeArgs, Serving};
 use super::summary::RunSummary;
+use super::transport::TransportArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `bt get`.
@@ -79,6 +80,8 @@ pub(crate) struct GetArgs {
     /// `plaintext` never encrypts the stream.
     #[arg(long, value_enum, default_value = "prefer")]
     encryption: EncryptionArg,
+    #[command(flatten)]
+    transport: TransportArgs,
     /// Download only these files: indices as `bt info` prints them, e.g. `0,2-4`, or `all`. The
     /// choice is kept in the resume data: a later run without --select/--only makes it again.
     #[arg(long, value_name = "LIST")]
@@ -120,6 +123,8 @@ pub(crate) struct SeedArgs {
     /// Message stream encryption (MSE/PE), as for `bt get`.
     #[arg(long, value_enum, default_value = "prefer")]
     encryption: EncryptionArg,
+    #[command(flatten)]
+    transport: TransportArgs,
 }
 
 /// `--encryption`.
@@ -337,9 +342,16 @@ impl Display {
             Report::Event(TorrentEvent::PieceStarted(p)) if self.json => {
                 println!("{}", serde_json::json!({"event": "piece_started", "piece": p.get()}))
             }
-            Report::ConnectFailed { addr, error } if self.json || self.verbose => self.line(
-                serde_json::json!({"event": "connect_failed", "addr": addr.to_string(), "error": error}),
-                format!("could not connect to {addr}: {error}"),
+            Report::ConnectFailed {
+                addr,
+                error,
+                transport,
+            } if self.json || self.verbose => self.line(
+                serde_json::json!({
+                    "event": "connect_failed", "addr": addr.to_string(), "error": error,
+                    "transport": transport.name(),
+                }),
+                format!("could not connect to {addr} over {}: {error}", transport.name()),
             ),
             Report::TrackerAnswered {
                 url,
@@ -392,13 +404,15 @@ impl Display {
                 addr,
                 source,
                 encrypted,
+                transport,
             } if self.json || self.verbose => self.line(
                 serde_json::json!({
                     "event": "peer_connected", "addr": addr.to_string(), "source": source.name(),
-                    "encrypted": encrypted,
+                    "encrypted": encrypted, "transport": transport.name(),
                 }),
                 format!(
-                    "connected to {addr} (from {}{})",
+                    "connected to {addr} over {} (from {}{})",
+                    transport.name(),
                     source.name(),
                     if *encrypted { ", encrypted" } else { "" }
                 ),
@@ -475,6 +489,27 @@ impl Display {
             println!("{}", summary.json());
         } else {
             println!("{}", summary.text());
+        }
+    }
+
+    /// Where we listen: TCP at `addr`, and uTP at `udp` when uTP is on (the same port unless
+    /// that UDP port was taken, which is worth a warning: peers dial the TCP port over uTP).
+    fn listening(&self, addr: SocketAddr, udp: Option<SocketAddr>) {
+        self.line(
+            serde_json::json!({
+                "event": "listening", "addr": addr.to_string(),
+                "udp": udp.map(|u| u.to_string()),
+            }),
+            format!("listening on {addr}"),
+        );
+        if let Some(udp) = udp
+            && udp.port() != addr.port()
+        {
+            eprintln!(
+                "bt: warning: UDP port {} is taken: uTP listens on {udp} instead, where peers \
+                 will not look",
+                addr.port()
+            );
         }
     }
 
@@ -853,7 +888,7 @@ struct Run<'a> {
     dir: &'a Path,
     storage: Arc<FsStorage>,
     have: Bitfield,
-    config: SessionConfig,
+    config: ClientConfig,
     listen: SocketAddr,
     peers: &'a [SocketAddr],
     stop: StopWhen,
@@ -902,10 +937,7 @@ async fn run_driver(run: Run<'_>, display: &mut Display) -> anyhow::Result<Finis
         .listen(run.listen)
         .await
         .with_context(|| format!("cannot listen on {}", run.listen))?;
-    display.line(
-        serde_json::json!({"event": "listening", "addr": addr.to_string()}),
-        format!("listening on {addr}"),
-    );
+    display.listening(addr, driver.udp_addr());
     let serving = if run.serve.enabled() {
         let readers = driver.commands();
         run.serve
@@ -1124,6 +1156,15 @@ fn wanted_done(meta: &Metainfo, priorities: Option<&[FilePriority]>, have: &Bitf
     }
 }
 
+/// The client's settings: `session`, dialling over `transports`.
+fn client_config(session: SessionConfig, transports: &TransportArgs) -> ClientConfig {
+    ClientConfig {
+        session,
+        transports: transports.transports(),
+        ..ClientConfig::default()
+    }
+}
+
 fn session_config(args: &GetArgs) -> SessionConfig {
     let mut config = SessionConfig::default();
     config.torrent.strategy = match args.strategy {
@@ -1191,7 +1232,7 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             TokioNet,
             magnet.info_hash,
             open,
-            session_config(args),
+            client_config(session_config(args), &args.transport),
             seed_from_clock(),
             default_disk_threads(),
         )?;
@@ -1215,10 +1256,7 @@ fn get_magnet(magnet: &MagnetLink, args: &GetArgs, peers: &[SocketAddr]) -> anyh
             .listen(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        display.line(
-            serde_json::json!({"event": "listening", "addr": addr.to_string()}),
-            format!("listening on {addr}"),
-        );
+        display.listening(addr, driver.udp_addr());
         // Whether the torrent is private is known only with its metadata; a magnet link is
         // public by nature (BEP 27 torrents are shared as files).
         // After listening: an announce carries the port peers can reach us on.
@@ -1418,7 +1456,7 @@ fn get_torrent(
             })
         );
     }
-    let config = session_config(args);
+    let config = client_config(session_config(args), &args.transport);
     let mut display = Display::new(args.json, args.verbose, meta.info.layout.total_length());
     let stop = get_stop(args);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -1494,6 +1532,7 @@ pub(crate) fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let mut config = SessionConfig::default();
     args.limits.apply(&mut config);
     config.encryption = Some(args.encryption.into());
+    let config = client_config(config, &args.transport);
     let run = Run {
         meta: &meta,
         dir: &args.dir,

@@ -1,0 +1,146 @@
+//! The client's UDP socket: one bound socket carrying every datagram of the protocol client,
+//! the DHT's KRPC and uTP alike (the client sorts what arrives, `Client::handle_datagram`).
+//!
+//! bt binds it to the TCP listener's address and port, as libtorrent does, so a peer that
+//! learned our port dials it over either transport. A receive task reads datagrams (through
+//! [`crate::net::Net`], quinn-udp with GRO for real sockets: a buffer of [`RECV_BUFFER`] bytes
+//! takes a whole coalesced batch, which `recv_from` hands out one datagram at a time) and hands
+//! them to the driver through a channel of its own; a send task writes the client's datagrams.
+//!
+//! Bounds: the receive channel holds [`RECV_QUEUE`] datagrams. While it is full the receive task
+//! waits, so datagrams wait in the kernel's receive buffer and are dropped there only when that
+//! overflows too (a uTP sender then backs off, a DHT query times out). The send queue holds
+//! [`MAX_SEND_QUEUE`] datagrams; past it a datagram is dropped, as a congested link would. Sends
+//! are one datagram per call (no GSO: uTP packets differ in size and destination).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::net::{Net, NetBoundUdp};
+
+/// Datagrams received and not yet taken by the driver before the receive task waits (uTP at
+/// a few MB/s is some thousands of packets a second; the driver takes them in batches).
+pub const RECV_QUEUE: usize = 1024;
+
+/// Datagrams waiting for the send task before new ones are dropped (a uTP window of about
+/// 2.8 MB in 1400-byte packets).
+pub const MAX_SEND_QUEUE: usize = 2048;
+
+/// The receive buffer: the largest UDP payload, so a GRO batch is never cut.
+pub const RECV_BUFFER: usize = 64 * 1024;
+
+/// How long [`ClientUdp::close`] waits for the queued datagrams to go out.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A datagram received: its sender and bytes.
+pub(crate) type Received = (SocketAddr, Bytes);
+
+/// The client's UDP socket and its two tasks (aborted on drop).
+pub(crate) struct ClientUdp {
+    local: SocketAddr,
+    /// The send task's queue; `None` once closed.
+    out: Option<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
+    /// The send task and the receive task.
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl ClientUdp {
+    /// Binds `addr` (port 0 picks one) and starts the tasks; what arrives goes to `to_driver`.
+    pub(crate) async fn bind<N: Net>(
+        net: &N,
+        addr: SocketAddr,
+        to_driver: mpsc::Sender<Received>,
+    ) -> std::io::Result<ClientUdp> {
+        let socket = std::sync::Arc::new(net.udp_bind(addr).await?);
+        let local = socket.local_addr()?;
+        let (out, mut out_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(MAX_SEND_QUEUE);
+        let sender = socket.clone();
+        let send_task = tokio::spawn(async move {
+            while let Some((to, bytes)) = out_rx.recv().await {
+                // A failed send (an unreachable address) is a lost datagram, as UDP goes.
+                let _ = sender.send_to(&bytes, to).await;
+            }
+        });
+        let recv_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; RECV_BUFFER];
+            loop {
+                match socket.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        let bytes = Bytes::copy_from_slice(&buf[..n]);
+                        if to_driver.send((canonical(from), bytes)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // An ICMP error surfaces as a failed receive on some systems: not fatal.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        });
+        Ok(ClientUdp {
+            local,
+            out: Some(out),
+            tasks: [send_task, recv_task],
+        })
+    }
+
+    /// The address it is bound to.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Stops receiving, and sends what is queued (the last ACKs and FINs of a run's end) for at
+    /// most [`FLUSH_TIMEOUT`].
+    pub(crate) async fn close(&mut self) {
+        let [send_task, recv_task] = &mut self.tasks;
+        recv_task.abort();
+        // The send task ends once the queue is empty and closed.
+        self.out = None;
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, send_task).await;
+    }
+
+    /// Hands a datagram to the send task; past [`MAX_SEND_QUEUE`] it is dropped.
+    pub(crate) fn send(&self, to: SocketAddr, bytes: Vec<u8>) {
+        if let Some(out) = &self.out {
+            let _ = out.try_send((to, bytes));
+        }
+    }
+}
+
+impl Drop for ClientUdp {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// `from` with an IPv4-mapped IPv6 address (how a dual-stack socket shows IPv4 senders) turned
+/// back into IPv4, so a peer or node has one address whichever socket heard it.
+fn canonical(from: SocketAddr) -> SocketAddr {
+    match from {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => from,
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv4_senders_are_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:6881".parse().unwrap();
+        assert_eq!(canonical(mapped), "10.1.2.3:6881".parse().unwrap());
+        let v6: SocketAddr = "[2001:db8::1]:6881".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+        let v4: SocketAddr = "10.1.2.3:1".parse().unwrap();
+        assert_eq!(canonical(v4), v4);
+    }
+}
