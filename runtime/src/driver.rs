@@ -428,9 +428,9 @@ pub enum Command {
 /// Commands the channel of [`Driver::commands`] holds before senders wait.
 pub const COMMAND_QUEUE: usize = 64;
 
-/// The environment variable that, in debug builds only, makes every peer reader task panic on
-/// its first read: how the tests prove that a panic in a task ends the process. Release builds
-/// never read it.
+/// The environment variable that, in debug builds only, makes every peer reader task (TCP) and
+/// the UDP receive task (uTP and the DHT) panic on its first read: how the tests prove that a
+/// panic in a task ends the process. Release builds never read it.
 pub const INJECT_PEER_PANIC_ENV: &str = "BT_TEST_INJECT_PEER_PANIC";
 
 /// Whether peer reader tasks panic on their first read (see [`INJECT_PEER_PANIC_ENV`]).
@@ -817,7 +817,8 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
             if !self.utp {
                 return Ok((listener, local));
             }
-            match ClientUdp::bind(&self.net, local, self.udp_tx.clone()).await {
+            match ClientUdp::bind(&self.net, local, self.udp_tx.clone(), inject_peer_panic()).await
+            {
                 Ok(udp) => {
                     self.udp = Some(udp);
                     return Ok((listener, local));
@@ -837,7 +838,8 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         if let Some(udp) = &self.udp {
             return Ok(udp.local_addr());
         }
-        let udp = ClientUdp::bind(&self.net, addr, self.udp_tx.clone()).await?;
+        let udp =
+            ClientUdp::bind(&self.net, addr, self.udp_tx.clone(), inject_peer_panic()).await?;
         let local = udp.local_addr();
         self.udp = Some(udp);
         Ok(local)
@@ -1179,6 +1181,15 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     addr,
                     error,
                     transport,
+                },
+            ),
+            ClientEvent::UtpRefused { addr, reason } => (
+                None,
+                Report::PeerClosed {
+                    addr,
+                    reason: format!("{reason:?}"),
+                    downloaded: 0,
+                    uploaded: 0,
                 },
             ),
             ClientEvent::PeersFound {

@@ -50,10 +50,13 @@ pub(crate) struct ClientUdp {
 
 impl ClientUdp {
     /// Binds `addr` (port 0 picks one) and starts the tasks; what arrives goes to `to_driver`.
+    /// `inject_panic` makes the receive task panic on its first datagram (the driver's
+    /// `INJECT_PEER_PANIC_ENV`, for tests: uTP peers are read here).
     pub(crate) async fn bind<N: Net>(
         net: &N,
         addr: SocketAddr,
         to_driver: mpsc::Sender<Received>,
+        inject_panic: bool,
     ) -> std::io::Result<ClientUdp> {
         let socket = std::sync::Arc::new(net.udp_bind(addr).await?);
         let local = socket.local_addr()?;
@@ -69,6 +72,9 @@ impl ClientUdp {
             let mut buf = vec![0u8; RECV_BUFFER];
             loop {
                 match socket.recv_from(&mut buf).await {
+                    Ok(_) if inject_panic => {
+                        panic!("injected into the UDP receive task (BT_TEST_INJECT_PEER_PANIC)")
+                    }
                     Ok((n, from)) => {
                         let bytes = Bytes::copy_from_slice(&buf[..n]);
                         if to_driver.send((canonical(from), bytes)).await.is_err() {

@@ -1,7 +1,7 @@
 //! A panic anywhere in `bt` ends the process at once, loudly: one line naming what panicked and a
 //! non-zero exit code, never a process that runs on with a dead task. The panic is injected into
-//! a peer reader task through a switch that only debug builds read (the tests run the debug
-//! `bt`).
+//! the task that reads the peer (a TCP reader task, or the UDP receive task for uTP, bt's first
+//! transport) through a switch that only debug builds read (the tests run the debug `bt`).
 //!
 //! Every process is killed by its PID when its guard drops; every wait is bounded.
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bt_tests::{BtProc, MadeTorrent, TempDir, gen_files, make_torrent, tree_equal};
 
-/// The environment variable that makes a debug `bt`'s peer reader tasks panic on their first read
-/// (`bt_runtime::driver::INJECT_PEER_PANIC_ENV`).
+/// The environment variable that makes a debug `bt`'s peer reader tasks and UDP receive task
+/// panic on their first read (`bt_runtime::driver::INJECT_PEER_PANIC_ENV`).
 const INJECT: &str = "BT_TEST_INJECT_PEER_PANIC";
 
 /// A few files of odd sizes under `content/`.
@@ -61,8 +61,9 @@ fn a_panic_in_a_peer_task_ends_bt_get_with_one_line_and_a_failure_code() {
     let line = panic_lines[0];
     assert!(
         line.starts_with("bt: panic in thread ")
-            && line.contains("driver.rs")
-            && line.contains("injected into a peer reader task"),
+            && ((line.contains("driver.rs") && line.contains("injected into a peer reader task"))
+                || (line.contains("udp.rs")
+                    && line.contains("injected into the UDP receive task"))),
         "the line names the panic and where: {line}"
     );
 

@@ -284,6 +284,16 @@ pub enum Event {
         /// fails).
         transport: Transport,
     },
+    /// The session closed a uTP connection that had not joined a torrent (a refused or failed
+    /// handshake: MSE, a wrong info hash). A TCP one is the driver's [`Output::Close`]; a uTP one
+    /// the client closes itself, and this says so. Closes of connections in a torrent come as
+    /// its `TorrentEvent::PeerClosed`.
+    UtpRefused {
+        /// The peer.
+        addr: SocketAddr,
+        /// Why.
+        reason: SessionCloseReason,
+    },
     /// New addresses joined a torrent's peer list (from PEX or the DHT; a tracker's are in
     /// [`Event::TrackerAnswered`]).
     PeersFound {
@@ -1396,11 +1406,21 @@ impl Client {
                         self.encryption_failed.insert(conn, Some(e));
                     }
                     // An attached connection's end is handled at its `PeerClosed`.
-                    if self.conns.get(&conn).is_some_and(|c| c.torrent.is_none()) {
+                    let unattached = match self.conns.get(&conn) {
+                        Some(c) if c.torrent.is_none() => Some(c.addr),
+                        _ => None,
+                    };
+                    if unattached.is_some() {
                         self.conns.remove(&conn);
                     }
                     if self.is_utp(conn) {
                         self.utp_close(now, conn);
+                        if let Some(addr) = unattached
+                            && !matches!(reason, SessionCloseReason::Torrent(_))
+                        {
+                            self.outputs
+                                .push_back(Output::Event(Event::UtpRefused { addr, reason }));
+                        }
                         continue;
                     }
                     Output::Close {

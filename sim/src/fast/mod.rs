@@ -1299,6 +1299,7 @@ impl<'a> World<'a> {
             } => self.on_seed_goal(h, reached, uploaded, seeded),
             ClientEvent::PeersFound { .. }
             | ClientEvent::ConnectFailed { .. }
+            | ClientEvent::UtpRefused { .. }
             | ClientEvent::TrackerSlow { .. }
             | ClientEvent::DhtBootstrapped { .. }
             | ClientEvent::DhtStopped { .. }
