@@ -12,7 +12,8 @@ Either mode also takes --dht (run libtorrent's DHT node on the listen port, loop
 and --dht-bootstrap ADDR:PORT (repeatable; the nodes it starts from, with --dht), and
 --encryption rc4|plaintext|off (MSE forced both ways, the stream under RC4 or only the handshake
 obscured; or refused both ways; without it libtorrent accepts encrypted handshakes but never
-offers one).
+offers one), and --transport tcp|utp|both (default tcp: TCP only; utp: uTP only, TCP off both
+ways; both: libtorrent's default, dialling uTP first).
 
 DIR is the save path: a multi-file torrent named NAME lives in DIR/NAME. PORT 0 lets libtorrent
 pick a free port; the port it listens on is in the events.
@@ -24,15 +25,19 @@ stdout is newline-delimited JSON, one event per line:
   {"event": "finished", "port": N}             get: every piece downloaded and checked
   {"event": "tracker_reply", "url": U, "peers": N}  / {"event": "tracker_error", "url": U, "error": E}
   {"event": "peer_connected", "addr": "IP:PORT"}
+  {"event": "peer", "addr": "IP:PORT", "utp": B}  each connected peer once (seen twice a second at
+                                                  most), and whether it is uTP
+  {"event": "incoming_connection", "addr": "IP:PORT", "utp": B}  a peer dialled us, over uTP or not
   {"event": "metadata_received", "after_s": F}  get of a magnet: the metadata arrived and checked out
   {"event": "dht_nodes", "nodes": N}            with --dht, once a second while it changes
 
 seed keeps seeding (and announcing to the torrent's trackers) until it is killed or --timeout
 (default 600 s) runs out; get exits 0 when the download is complete, 1 when --timeout (default 60 s)
 runs out first. Loopback only: listens on 127.0.0.1, DHT/LSD/UPnP/NAT-PMP off, several connections
-per IP allowed (every peer in a test is 127.0.0.1), TCP only (no uTP: bt has none, and libtorrent
-tries uTP first when told to connect to a peer), plaintext outgoing connections (bt has no
-Message Stream Encryption; libtorrent's first try would be encrypted). Must run under /usr/bin/python3
+per IP allowed (every peer in a test is 127.0.0.1), TCP only unless --transport says otherwise (the
+tests of TCP stay about TCP; libtorrent would try uTP first when told to connect to a peer),
+plaintext outgoing connections (libtorrent's first try would be encrypted, and a plaintext
+handshake is what the tests without --encryption are about). Must run under /usr/bin/python3
 (python3-libtorrent exists only for the Debian interpreter).
 """
 import json
@@ -43,6 +48,8 @@ import time
 import libtorrent as lt
 
 STARTED = time.monotonic()
+# peer_info::utp_socket (libtorrent's peer_info.hpp), which the Python binding does not name.
+UTP_SOCKET = getattr(lt.peer_info, "utp_socket", 1 << 17)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
@@ -58,6 +65,7 @@ def parse(argv):
     opts["dht"] = opts["mode"] == "node"
     opts["bootstrap"] = []
     opts["encryption"] = None
+    opts["transport"] = "tcp"
     rest = argv[5:]
     while rest:
         flag = rest.pop(0)
@@ -76,6 +84,8 @@ def parse(argv):
             opts["timeout"] = float(value)
         elif flag == "--encryption" and value in ("rc4", "plaintext", "off"):
             opts["encryption"] = value
+        elif flag == "--transport" and value in ("tcp", "utp", "both"):
+            opts["transport"] = value
         else:
             return None
     return opts
@@ -91,7 +101,7 @@ def make_session(opts):
             "enable_ip_notifier": False,
             "dht_bootstrap_nodes": "",
             "allow_multiple_connections_per_ip": True,
-            # bt speaks TCP only; libtorrent would try uTP first on every connect_peer.
+            # TCP only unless --transport: libtorrent would try uTP first on every connect_peer.
             "enable_outgoing_utp": False,
             "enable_incoming_utp": False,
             # bt has no Message Stream Encryption: libtorrent's first outgoing try is an encrypted
@@ -107,6 +117,17 @@ def make_session(opts):
             | lt.alert.category_t.connect_notification
             | lt.alert.category_t.peer_notification,
         }
+    if opts["transport"] == "utp":
+        settings.update(
+            {
+                "enable_outgoing_utp": True,
+                "enable_incoming_utp": True,
+                "enable_outgoing_tcp": False,
+                "enable_incoming_tcp": False,
+            }
+        )
+    elif opts["transport"] == "both":
+        settings.update({"enable_outgoing_utp": True, "enable_incoming_utp": True})
     if opts["encryption"] == "off":
         # No encryption at all, as a peer that never learned MSE: an encrypted handshake is
         # dropped.
@@ -158,7 +179,8 @@ def drain_alerts(ses):
         elif isinstance(a, lt.peer_disconnected_alert):
             emit(event="peer_disconnected", addr="%s:%d" % tuple(a.endpoint), reason=a.message())
         elif isinstance(a, lt.incoming_connection_alert):
-            emit(event="incoming_connection", addr="%s:%d" % tuple(a.endpoint))
+            utp = a.socket_type in (lt.socket_type_t.utp, lt.socket_type_t.utp_ssl)
+            emit(event="incoming_connection", addr="%s:%d" % tuple(a.endpoint), utp=utp)
         elif isinstance(a, lt.metadata_received_alert):
             emit(event="metadata_received", after_s=time.monotonic() - STARTED)
         elif isinstance(a, (lt.listen_failed_alert, lt.torrent_error_alert, lt.file_error_alert)):
@@ -197,14 +219,25 @@ def node(ses, opts):
     return 0
 
 
+def report_peers(handle, seen):
+    """Emits each connected peer once, with whether its connection is uTP."""
+    for p in handle.get_peer_info():
+        addr = "%s:%d" % tuple(p.ip)
+        if addr not in seen:
+            seen.add(addr)
+            emit(event="peer", addr=addr, utp=bool(p.flags & UTP_SOCKET), flags=p.flags)
+
+
 def seed(ses, handle, opts):
     deadline = time.monotonic() + opts["timeout"]
     announced = False
     checked = False
     last_dht = 0.0
     last_nodes = -1
+    seen = set()
     while time.monotonic() < deadline:
         checked |= any(isinstance(a, lt.torrent_checked_alert) for a in drain_alerts(ses))
+        report_peers(handle, seen)
         now = time.monotonic()
         if opts["dht"] and now - last_dht >= 2:
             # Announce again and again: the first announces go out before the routing table has
@@ -238,8 +271,10 @@ def get(ses, handle, opts):
     last_connect = time.monotonic()
     last_progress = 0.0
     last_dht = 0.0
+    seen = set()
     while True:
         drain_alerts(ses)
+        report_peers(handle, seen)
         st = handle.status()
         now = time.monotonic()
         if now - last_progress >= 0.5:
