@@ -114,8 +114,6 @@ fn bt_get_downloads_from_a_utp_only_libtorrent_seeder() {
 }
 
 #[test]
-#[ignore = "bt's uTP sender stalls against a libtorrent receiver (upload drops to ~100 KB/s and \
-            stops partway); run with --run-ignored to reproduce"]
 fn a_utp_only_libtorrent_downloads_from_bt_seed() {
     // Proves `bt seed` takes a uTP connection on its listening port (UDP) and serves the whole
     // torrent over it to a libtorrent that speaks uTP only.
@@ -131,8 +129,6 @@ fn a_utp_only_libtorrent_downloads_from_bt_seed() {
 }
 
 #[test]
-#[ignore = "bt's uTP sender stalls against a libtorrent receiver (see \
-            a_utp_only_libtorrent_downloads_from_bt_seed); run with --run-ignored to reproduce"]
 fn libtorrent_with_default_settings_dials_bt_seed_over_utp() {
     // Proves a libtorrent with uTP and TCP both on (its default, uTP first) reaches `bt seed`
     // over uTP: bt answers uTP on the port it listens on for TCP.

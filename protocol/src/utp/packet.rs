@@ -19,8 +19,9 @@
 //!
 //! `extension` names the first extension; each extension is `next extension type`, `length`,
 //! then `length` bytes, and type 0 ends the chain. Type 1 is the selective ACK: a bitmask whose
-//! bit `i` (byte `i / 8`, least significant bit first) says packet `ack_nr + 2 + i` arrived; its
-//! length is a non-zero multiple of 4. Other types are skipped.
+//! bit `i` (byte `i / 8`, least significant bit first) says packet `ack_nr + 2 + i` arrived. BEP 29
+//! says its length is a multiple of 4, and ours are; libtorrent sends any length (9 and 18 bytes
+//! seen), so any non-zero length is taken. Other types are skipped.
 //!
 //! [`Packet`] borrows its selective ACK and payload from the datagram. Decoding never panics:
 //! every malformed input is a [`PacketError`] naming the rule it broke. Extension chains are
@@ -133,8 +134,9 @@ pub enum PacketError {
         /// The extension's type.
         ty: u8,
     },
-    /// A selective ACK whose length is zero or not a multiple of 4 (BEP 29).
-    #[error("selective ACK of {0} bytes, not a non-zero multiple of 4")]
+    /// A selective ACK of no bytes (BEP 29 wants a multiple of 4; libtorrent does not keep to
+    /// that, so only an empty one is refused).
+    #[error("selective ACK of {0} bytes")]
     BadSackLength(u8),
 }
 
@@ -158,7 +160,7 @@ impl<'a> Packet<'a> {
                 return Err(PacketError::TruncatedExtension { ty });
             };
             if ty == EXTENSION_SACK {
-                if *len == 0 || *len % 4 != 0 {
+                if *len == 0 {
                     return Err(PacketError::BadSackLength(*len));
                 }
                 sack.get_or_insert(ext);
@@ -327,16 +329,28 @@ mod tests {
             Packet::decode(&good[..23]),
             Err(PacketError::TruncatedExtension { ty: 1 })
         );
-        let mut bad_len = good.clone();
-        bad_len[21] = 3;
-        bad_len.truncate(25);
-        assert_eq!(Packet::decode(&bad_len), Err(PacketError::BadSackLength(3)));
         let mut zero_len = good[..22].to_vec();
         zero_len[21] = 0;
         assert_eq!(
             Packet::decode(&zero_len),
             Err(PacketError::BadSackLength(0))
         );
+    }
+
+    #[test]
+    fn a_selective_ack_of_any_length_decodes_as_libtorrent_sends_them() {
+        // Proves a SACK whose length is not a multiple of 4 (libtorrent sent 9 bytes, the one
+        // below, on loopback) is read, not refused: refusing it dropped libtorrent's packets,
+        // and a bt upload to libtorrent stalled for good.
+        let mut datagram = vec![0x01, 1];
+        datagram.extend_from_slice(&[0; 18]);
+        datagram.extend_from_slice(&[0, 9, 0, 0, 0, 0, 0xc0, 0xff, 0xff, 0xff, 0xff]);
+        datagram.extend_from_slice(b"xyz");
+        let p = Packet::decode(&datagram).expect("a 9-byte SACK decodes");
+        let mask = p.sack.expect("the SACK is there");
+        assert_eq!(mask.len(), 9);
+        assert!(!sack_bit(mask, 37) && sack_bit(mask, 38) && sack_bit(mask, 71));
+        assert_eq!(p.payload, b"xyz");
     }
 
     #[test]
