@@ -7,31 +7,14 @@
 //! Every process is killed by its PID when its guard drops; every wait is bounded.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use bt_tests::{
-    BtProc, LtSeeder, MadeTorrent, Proc, TempDir, gen_content, is_event, lt_leecher, make_torrent,
-    tree_equal,
-};
+use bt_tests::{BtProc, LtSeeder, Proc, TempDir, is_event, lt_leecher, multi_source, tree_equal};
 use serde_json::Value;
 
 /// The bound on one download.
 const TRANSFER: Duration = Duration::from_secs(60);
-
-/// Generates `gen_content`'s files under `tmp/src` and a torrent of `src/multi` (16 KiB pieces,
-/// no tracker); returns the source folder and the torrent.
-fn multi(tmp: &TempDir) -> (PathBuf, MadeTorrent) {
-    let src = tmp.path().join("src");
-    gen_content(&src);
-    let torrent = make_torrent(
-        &src.join("multi"),
-        &[],
-        "16K",
-        &tmp.path().join("multi.torrent"),
-    );
-    (src, torrent)
-}
 
 /// bt's `peer_connected` events for `addr` (any address when `None`).
 fn bt_connections(events: &[Value], addr: Option<SocketAddr>) -> Vec<Value> {
@@ -102,7 +85,7 @@ fn bt_get_downloads_from_a_utp_only_libtorrent_seeder() {
     // Proves bt downloads a multi-file torrent byte for byte from a libtorrent that speaks uTP
     // only (TCP off both ways), over a connection both ends call uTP.
     let tmp = TempDir::new("utp-lt-to-bt");
-    let (src, torrent) = multi(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let seeder = LtSeeder::start_transport(&torrent.path, &src, "utp");
     let dl = tmp.path().join("dl");
     let mut bt = BtProc::get(&torrent.path, &dl, &[seeder.addr()], &[]);
@@ -118,7 +101,7 @@ fn a_utp_only_libtorrent_downloads_from_bt_seed() {
     // Proves `bt seed` takes a uTP connection on its listening port (UDP) and serves the whole
     // torrent over it to a libtorrent that speaks uTP only.
     let tmp = TempDir::new("utp-bt-to-lt");
-    let (src, torrent) = multi(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let mut seeder = BtProc::seed(&torrent.path, &src, &[]);
     let dl = tmp.path().join("dl");
     let lt = lt_download(&torrent.path, &dl, seeder.addr, "utp");
@@ -133,7 +116,7 @@ fn libtorrent_with_default_settings_dials_bt_seed_over_utp() {
     // Proves a libtorrent with uTP and TCP both on (its default, uTP first) reaches `bt seed`
     // over uTP: bt answers uTP on the port it listens on for TCP.
     let tmp = TempDir::new("utp-default-lt");
-    let (src, torrent) = multi(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let mut seeder = BtProc::seed(&torrent.path, &src, &[]);
     let dl = tmp.path().join("dl");
     let lt = lt_download(&torrent.path, &dl, seeder.addr, "both");
@@ -148,7 +131,7 @@ fn bt_to_bt_over_utp_with_encryption_required() {
     // Proves two bt processes with default transports connect over uTP, and that MSE with RC4
     // (`--encryption require`) runs over it: the download completes, encrypted, over uTP.
     let tmp = TempDir::new("utp-bt-to-bt");
-    let (src, torrent) = multi(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let required = ["--encryption", "require"];
     let mut seeder = BtProc::seed(&torrent.path, &src, &required);
     let dl = tmp.path().join("dl");
@@ -172,7 +155,7 @@ fn bt_get_no_utp_cannot_reach_a_utp_only_seeder() {
     // TCP alone, fails, and never connects (with uTP allowed it would connect in well under a
     // second, see the tests above).
     let tmp = TempDir::new("utp-no-utp");
-    let (src, torrent) = multi(&tmp);
+    let (src, torrent) = multi_source(&tmp);
     let seeder = LtSeeder::start_transport(&torrent.path, &src, "utp");
     let dl = tmp.path().join("dl");
     let mut bt = BtProc::get(&torrent.path, &dl, &[seeder.addr()], &["--no-utp"]);
