@@ -79,6 +79,9 @@ class Setup:
     procs: list = field(default_factory=list)
     # Whether every connection is encrypted (MSE, RC4): the seeder forces it, leechers require it.
     rc4: bool = False
+    # Whether every connection is uTP (BEP 29): the seeder and libtorrent leechers speak only uTP,
+    # bt gets `--transport utp`. Otherwise every connection is TCP (bt gets `--transport tcp`).
+    utp: bool = False
 
 
 def log(msg):
@@ -267,11 +270,11 @@ def start_tracker(procs, work, port, ih):
     return proc
 
 
-def start_seeder(procs, work, torrent, parent, tracker_port, ih, port, rc4):
+def start_seeder(procs, work, torrent, parent, tracker_port, ih, port, rc4, utp):
     """Starts the libtorrent seeder, waits until it has checked its data and the tracker lists it."""
     log_path = work / "seeder.log"
     argv = [PYTHON, str(LT_PEER), "seed", str(torrent), str(parent), "--port", str(port)]
-    proc = spawn(procs, argv + (["--rc4"] if rc4 else []), log_path)
+    proc = spawn(procs, argv + (["--rc4"] if rc4 else []) + (["--utp"] if utp else []), log_path)
 
     def said(word):
         text = log_path.read_text(errors="replace")
@@ -298,6 +301,7 @@ def leecher_argv(client, setup, out, via_tracker):
         argv = [str(setup.bt), "get", str(setup.torrent), "-o", str(out), "--listen", "127.0.0.1:0"]
         if setup.rc4:
             argv += ["--encryption", "require"]
+        argv += ["--transport", "utp" if setup.utp else "tcp"]
         return argv if via_tracker else argv + ["--peer", setup.seed_addr]
     if client == "aria2":
         return [
@@ -327,7 +331,7 @@ def leecher_argv(client, setup, out, via_tracker):
         ]
     if client == "libtorrent":
         argv = [PYTHON, str(LT_PEER), "leech", str(setup.torrent), str(out), "--peer", setup.seed_addr]
-        return argv + (["--rc4"] if setup.rc4 else [])
+        return argv + (["--rc4"] if setup.rc4 else []) + (["--utp"] if setup.utp else [])
     raise ValueError(client)
 
 
@@ -558,11 +562,12 @@ def describe_machine(bt, built):
     }
 
 
-def markdown(rows, runs, size, machine, rc4=False):
+def markdown(rows, runs, size, machine, rc4=False, utp=False):
     """The summary table and the per-run figures, as markdown."""
     lines = [
         f"Leeching {size_label(size)} ({size} bytes, {PIECE_LENGTH} pieces) from one libtorrent seeder on "
-        f"loopback{', every connection encrypted (MSE, RC4)' if rc4 else ''}; MB = 10^6 bytes; medians over "
+        f"loopback over {'uTP' if utp else 'TCP'}{', every connection encrypted (MSE, RC4)' if rc4 else ''}; "
+        "MB = 10^6 bytes; medians over "
         "the successful runs.",
         f"{machine['bt']} ({'built at ' + machine['bt_commit'] if machine['bt_commit'] else machine['bt_path']}), "
         f"{machine['aria2']}, libtorrent {machine['libtorrent']}, "
@@ -632,10 +637,18 @@ def parse_args(argv):
         action="store_true",
         help="the seeder takes only encrypted connections under RC4 (MSE), and every leecher requires them",
     )
+    p.add_argument(
+        "--utp",
+        action="store_true",
+        help="every connection over uTP: the seeder and the libtorrent leecher speak only uTP, bt gets "
+        "--transport utp (aria2 has no uTP); otherwise every connection is TCP",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be at least 1")
+    if args.utp and "aria2" in args.clients:
+        p.error("aria2 has no uTP: leave it out of --clients with --utp")
     return args
 
 
@@ -656,8 +669,12 @@ def prepare(args, procs):
     ih = info_hash(torrent)
     log(f"torrent {torrent.name}, info hash {ih}")
     start_tracker(procs, work, tracker_port, ih)
-    seeder, seed_addr = start_seeder(procs, work, torrent, parent, tracker_port, ih, args.seed_port, args.encrypted)
-    return Setup(torrent, name, args.size, parent, seed_addr, seeder.pid, tracker_port, bt, procs, args.encrypted)
+    seeder, seed_addr = start_seeder(
+        procs, work, torrent, parent, tracker_port, ih, args.seed_port, args.encrypted, args.utp
+    )
+    return Setup(
+        torrent, name, args.size, parent, seed_addr, seeder.pid, tracker_port, bt, procs, args.encrypted, args.utp
+    )
 
 
 def run_all(args, setup, runs):
@@ -704,7 +721,7 @@ def main(argv):
     if not runs:
         return status or 1
     rows = summarize(args.clients, runs, args.size)
-    print(markdown(rows, runs, args.size, machine, args.encrypted))
+    print(markdown(rows, runs, args.size, machine, args.encrypted, args.utp))
     if args.json:
         doc = {
             "size": args.size,
