@@ -82,6 +82,8 @@ class Setup:
     # Whether every connection is uTP (BEP 29): the seeder and libtorrent leechers speak only uTP,
     # bt gets `--transport utp`. Otherwise every connection is TCP (bt gets `--transport tcp`).
     utp: bool = False
+    # Who seeds: "libtorrent" (lt_peer.py) or "bt" (`bt seed`).
+    seeder: str = "libtorrent"
 
 
 def log(msg):
@@ -270,8 +272,11 @@ def start_tracker(procs, work, port, ih):
     return proc
 
 
-def start_seeder(procs, work, torrent, parent, tracker_port, ih, port, rc4, utp):
-    """Starts the libtorrent seeder, waits until it has checked its data and the tracker lists it."""
+def start_seeder(procs, work, torrent, parent, tracker_port, ih, port, rc4, utp, bt=None):
+    """Starts the seeder (libtorrent, or `bt seed` when BT is given), waits until it has checked its
+    data and the tracker lists it; returns the process and its address."""
+    if bt is not None:
+        return start_bt_seeder(procs, work, torrent, parent, tracker_port, ih, port, rc4, utp, bt)
     log_path = work / "seeder.log"
     argv = [PYTHON, str(LT_PEER), "seed", str(torrent), str(parent), "--port", str(port)]
     proc = spawn(procs, argv + (["--rc4"] if rc4 else []) + (["--utp"] if utp else []), log_path)
@@ -287,6 +292,42 @@ def start_seeder(procs, work, torrent, parent, tracker_port, ih, port, rc4, utp)
     wait_for("tracker lists the seeder", lambda: (scrape_complete(tracker_port, ih) or 0) >= 1, 60, proc)
     log("seeder is seeding and announced")
     return proc, f"127.0.0.1:{seed_port}"
+
+
+def start_bt_seeder(procs, work, torrent, parent, tracker_port, ih, port, rc4, utp, bt):
+    """`bt seed` with its own state folder, the DHT off, and only uTP or only TCP; waits for its
+    JSON event `listening` and a `status` holding every piece, then for the tracker to list it."""
+    log_path = work / "seeder.log"
+    state = work / "bt-seeder-state"
+    shutil.rmtree(state, ignore_errors=True)
+    env = dict(os.environ, HOME=str(state))
+    for kind in ("data", "config", "cache", "state"):
+        env[f"XDG_{kind.upper()}_HOME"] = str(state / kind)
+    argv = [str(bt), "seed", str(torrent), "-d", str(parent), "--listen", f"127.0.0.1:{port}", "--json", "--no-dht"]
+    argv += ["--transport", "utp" if utp else "tcp"]
+    if rc4:
+        argv += ["--encryption", "require"]
+    proc = spawn(procs, argv, log_path, env=env)
+
+    def event(name, check=lambda doc: True):
+        for line in log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                doc = json.loads(line)
+                if isinstance(doc, dict) and doc.get("event") == name and check(doc):
+                    return doc
+        return None
+
+    addr = wait_for("bt seeder listening", lambda: (event("listening") or {}).get("addr"), 30, proc)
+    log(f"bt seeder on {addr} checking its data")
+    wait_for(
+        "bt seeder holds every piece",
+        lambda: event("status", lambda doc: doc.get("pieces") and doc.get("have") == doc.get("pieces")),
+        600,
+        proc,
+    )
+    wait_for("tracker lists the seeder", lambda: (scrape_complete(tracker_port, ih) or 0) >= 1, 60, proc)
+    log("seeder is seeding and announced")
+    return proc, addr
 
 
 def proc_cpu_seconds(pid):
@@ -562,10 +603,10 @@ def describe_machine(bt, built):
     }
 
 
-def markdown(rows, runs, size, machine, rc4=False, utp=False):
+def markdown(rows, runs, size, machine, rc4=False, utp=False, seeder="libtorrent"):
     """The summary table and the per-run figures, as markdown."""
     lines = [
-        f"Leeching {size_label(size)} ({size} bytes, {PIECE_LENGTH} pieces) from one libtorrent seeder on "
+        f"Leeching {size_label(size)} ({size} bytes, {PIECE_LENGTH} pieces) from one {seeder} seeder on "
         f"loopback over {'uTP' if utp else 'TCP'}{', every connection encrypted (MSE, RC4)' if rc4 else ''}; "
         "MB = 10^6 bytes; medians over "
         "the successful runs.",
@@ -583,7 +624,7 @@ def markdown(rows, runs, size, machine, rc4=False, utp=False):
         )
     lines += [
         "",
-        "Per run. Seeder CPU: what the libtorrent seeder used meanwhile; other CPU: the rest of the machine",
+        f"Per run. Seeder CPU: what the {seeder} seeder used meanwhile; other CPU: the rest of the machine",
         "(this script, the tracker, anything else running).",
         "",
         "| client | run | ok | wall s | MB/s | user s | sys s | peak RSS MiB | seeder CPU s | other CPU s | note |",
@@ -633,6 +674,12 @@ def parse_args(argv):
     )
     p.add_argument("--seed-port", type=int, default=0, help="seeder port (default: any free one)")
     p.add_argument(
+        "--seeder",
+        choices=("libtorrent", "bt"),
+        default="libtorrent",
+        help="who seeds: libtorrent (default) or `bt seed`, to measure bt's upload side",
+    )
+    p.add_argument(
         "--encrypted",
         action="store_true",
         help="the seeder takes only encrypted connections under RC4 (MSE), and every leecher requires them",
@@ -670,10 +717,30 @@ def prepare(args, procs):
     log(f"torrent {torrent.name}, info hash {ih}")
     start_tracker(procs, work, tracker_port, ih)
     seeder, seed_addr = start_seeder(
-        procs, work, torrent, parent, tracker_port, ih, args.seed_port, args.encrypted, args.utp
+        procs,
+        work,
+        torrent,
+        parent,
+        tracker_port,
+        ih,
+        args.seed_port,
+        args.encrypted,
+        args.utp,
+        bt if args.seeder == "bt" else None,
     )
     return Setup(
-        torrent, name, args.size, parent, seed_addr, seeder.pid, tracker_port, bt, procs, args.encrypted, args.utp
+        torrent,
+        name,
+        args.size,
+        parent,
+        seed_addr,
+        seeder.pid,
+        tracker_port,
+        bt,
+        procs,
+        args.encrypted,
+        args.utp,
+        args.seeder,
     )
 
 
@@ -721,11 +788,13 @@ def main(argv):
     if not runs:
         return status or 1
     rows = summarize(args.clients, runs, args.size)
-    print(markdown(rows, runs, args.size, machine, args.encrypted, args.utp))
+    print(markdown(rows, runs, args.size, machine, args.encrypted, args.utp, args.seeder))
     if args.json:
         doc = {
             "size": args.size,
             "piece_length": PIECE_LENGTH,
+            "seeder": args.seeder,
+            "utp": args.utp,
             "machine": machine,
             "summary": rows,
             "runs": [asdict(r) | {"cpu_s": r.cpu_s} for r in runs],
