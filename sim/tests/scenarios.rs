@@ -176,6 +176,7 @@ fn every_shipped_scenario_has_a_test() {
         "streaming-rarest.toml",
         "streaming.toml",
         "tracker-down-up.toml",
+        "utp-yield.toml",
     ];
     let mut found: Vec<String> = std::fs::read_dir(scenario_path(""))
         .unwrap()
@@ -1088,5 +1089,33 @@ fn streaming_checks_fail_when_the_player_cannot_keep_up() {
     assert!(
         refused.to_string().contains("group `players` has a reader"),
         "{refused}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "80 s of a 1 MiB/s link, about 2 s in a release build: scripts/test.sh runs the \
+              shipped file on a release btsim; run with `cargo nextest run -p bt-sim --release`"
+)]
+fn utp_yield_passes_and_ledbat_yields_to_tcp() {
+    // Proves LEDBAT yields at a shared bottleneck: alone, the uTP flow holds the seeder's
+    // uplink queue near LEDBAT's 100 ms target; with a TCP flow beside it, TCP takes over 90 %
+    // of the uplink while the queue stays full.
+    let (_, outcome, r) = run("utp-yield.toml", None);
+    assert!(r.passed, "{}", r.human());
+    let t = r.transport.as_ref().expect("a transport report");
+    let shared = t.phases.iter().find(|p| p.phase == "shared").unwrap();
+    let seeder = shared.uplinks.iter().find(|u| u.group == "seeder").unwrap();
+    assert!(seeder.delay_mean_ms.unwrap() > 500.0, "{}", r.human());
+    assert_eq!(
+        outcome.transport.connections[1],
+        [0, 1],
+        "the uTP leecher's one connection"
+    );
+    assert_eq!(
+        outcome.transport.connections[2],
+        [1, 0],
+        "the TCP leecher's one connection"
     );
 }

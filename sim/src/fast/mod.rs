@@ -40,6 +40,7 @@
 
 mod announce;
 mod attack;
+mod bottleneck;
 mod dht;
 mod net;
 mod player;
@@ -167,11 +168,16 @@ enum Ev {
     Reader { host: HostId, generation: u64 },
     /// A peer's player seeks: the group's `seek` with this index.
     ReaderSeek { host: HostId, seek: u32 },
+    /// The head of a peer's uplink FIFO has been sent (the bottleneck model).
+    QueueDone { host: HostId, epoch: u32 },
+    /// A datagram reaches the receiver's downlink (the bottleneck model; `None`: a bootstrap
+    /// node, which has no downlink).
+    DatagramArrive(Option<HostId>, Box<dht::Datagram>),
 }
 
 impl Ev {
     /// Names of the kinds, in [`Ev::kind`] order.
-    const KINDS: [&'static str; 18] = [
+    const KINDS: [&'static str; 20] = [
         "join",
         "timer",
         "fault",
@@ -190,6 +196,8 @@ impl Ev {
         "tracker_timer",
         "reader",
         "reader_seek",
+        "queue_done",
+        "datagram_arrive",
     ];
 
     fn kind(&self) -> u8 {
@@ -212,6 +220,8 @@ impl Ev {
             Ev::TrackerTimer { .. } => 15,
             Ev::Reader { .. } => 16,
             Ev::ReaderSeek { .. } => 17,
+            Ev::QueueDone { .. } => 18,
+            Ev::DatagramArrive(..) => 19,
         }
     }
 }
@@ -253,6 +263,8 @@ struct Host {
     // The uplink: connections with bytes queued, served round robin.
     uplink_busy: bool,
     active: VecDeque<ConnId>,
+    /// The uplink's FIFO, with the bottleneck model on ([`bottleneck`]).
+    fifo: bottleneck::Fifo,
     down_free_at: Instant,
     disk_free_at: Instant,
     /// Every connection handle this peer holds in [`World::conns`].
@@ -463,6 +475,12 @@ struct World<'a> {
     readers_waiting: u32,
     /// Torrents the `pause` and `resume` faults paused and resumed.
     pauses: crate::engine::PauseCounts,
+    /// The uplink FIFO's bound in bytes, when the bottleneck model is on ([`bottleneck`]).
+    buffer: Option<u64>,
+    /// Connections by transport, uplink traffic by class and phase, the uTP stream check.
+    transport: crate::transport::TransportOutcome,
+    /// uTP datagrams lost on the links (loss, a partition, no such peer).
+    utp_lost: u64,
 }
 
 /// Runs `scenario` with `seed`. See the module docs. Fails only when the torrent cannot be
@@ -569,6 +587,7 @@ impl<'a> World<'a> {
                     }),
                     uplink_busy: false,
                     active: VecDeque::new(),
+                    fifo: bottleneck::Fifo::default(),
                     down_free_at: Instant::ZERO,
                     disk_free_at: Instant::ZERO,
                     conns: BTreeSet::new(),
@@ -619,6 +638,14 @@ impl<'a> World<'a> {
             .map(|(i, t)| Tracker::new(i, t, tracker_rng.fork(i as u64)))
             .collect();
         let tracker_urls = trackers.iter().map(|t| t.url.clone()).collect();
+        let any_utp = scenario
+            .groups
+            .iter()
+            .any(|g| g.transports.contains(&bt_protocol::client::Transport::Utp));
+        let buffer = scenario
+            .link
+            .buffer
+            .or(any_utp.then_some(bottleneck::DEFAULT_BUFFER));
         Ok(World {
             scenario,
             content,
@@ -672,6 +699,21 @@ impl<'a> World<'a> {
                 ..Default::default()
             },
             readers_waiting: 0,
+            buffer,
+            transport: crate::transport::TransportOutcome {
+                connections: vec![[0, 0]; scenario.groups.len()],
+                buffer,
+                uplinks: if buffer.is_some() {
+                    vec![
+                        vec![crate::transport::UplinkStats::default(); scenario.groups.len()];
+                        scenario.phases.len() + 1
+                    ]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            },
+            utp_lost: 0,
         })
     }
 
@@ -813,6 +855,8 @@ impl<'a> World<'a> {
             Ev::TrackerTimer { tracker, flight } => self.on_tracker_timer(tracker as usize, flight),
             Ev::Reader { host, generation } => self.on_reader(host, Some(generation)),
             Ev::ReaderSeek { host, seek } => self.on_reader_seek(host, seek as usize),
+            Ev::QueueDone { host, epoch } => self.on_queue_done(host, epoch),
+            Ev::DatagramArrive(host, d) => self.on_datagram_arrive(host, *d),
         }
     }
 
@@ -852,6 +896,7 @@ impl<'a> World<'a> {
                 ..AnnouncerConfig::default()
             },
             conn_id_base: client_conn_base(h, host.epoch),
+            transports: group.transports.clone(),
             ..ClientConfig::default()
         };
         let client_seed = Rng::new(host.seed).fork(u64::from(host.epoch)).next_u64();
@@ -1148,7 +1193,9 @@ impl<'a> World<'a> {
                 }
                 Output::Disk { torrent, op } => self.disk(h, torrent, op),
                 Output::Datagram { to, bytes } => {
-                    self.hosts[h as usize].dht_datagrams += 1;
+                    if bottleneck::datagram_class(&bytes) == crate::transport::Class::Dht {
+                        self.hosts[h as usize].dht_datagrams += 1;
+                    }
                     let from = self.hosts[h as usize].addr;
                     self.send_datagram(from, to, bytes);
                 }
@@ -1408,6 +1455,10 @@ impl<'a> World<'a> {
             TorrentEvent::PeerConnected { conn, .. } => {
                 self.trace
                     .record(Kind::PeerConnected, &[u64::from(h), conn.0]);
+                let host = &self.hosts[h as usize];
+                let utp = host.client.as_ref().and_then(|c| c.conn_transport(conn))
+                    == Some(bt_protocol::client::Transport::Utp);
+                self.transport.connections[host.group][usize::from(utp)] += 1;
                 if self.encrypts(h) {
                     let host = &self.hosts[h as usize];
                     let rc4 = host
@@ -1621,6 +1672,9 @@ impl<'a> World<'a> {
             );
             diagnostics.insert("dht_datagrams_lost".to_owned(), self.dht_lost);
         }
+        if self.transport.connections.iter().any(|c| c[1] > 0) || self.utp_lost > 0 {
+            diagnostics.insert("utp_datagrams_lost".to_owned(), self.utp_lost);
+        }
         // Attacker connections whose two ends are both still open, and how long they have been.
         let end = self.ended_at;
         for host in &self.hosts {
@@ -1709,6 +1763,7 @@ impl<'a> World<'a> {
             group_closes: self.group_closes,
             attacks: self.attacks,
             encryption: self.encryption,
+            transport: self.transport,
         }
     }
 }
