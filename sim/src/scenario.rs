@@ -2141,6 +2141,13 @@ fn check_groups(
             })
             .transpose()?;
         let transports = check_transports(cx, r)?;
+        if let (Some(x), true) = (&r.seed_ratio, transports.contains(&Transport::Utp)) {
+            return Err(cx.err(
+                x.span(),
+                "seed_ratio is checked against the block bytes the wire observer reads on TCP \
+                 streams: not with utp in transports",
+            ));
+        }
         groups.push(GroupSpec {
             transports,
             reader,

@@ -227,6 +227,14 @@ impl World<'_> {
             return;
         };
         let at = self.now() + delay;
+        if utp && let (Node::Peer(a), Node::Peer(b)) = (src, dst) {
+            // Overtaken: it arrives before one sent earlier on the same path.
+            let last = self.utp_last_arrival.entry((a, b)).or_insert(at);
+            if at < *last {
+                self.utp_reordered += 1;
+            }
+            *last = (*last).max(at);
+        }
         let ev = if self.buffer.is_some() {
             let peer = match dst {
                 Node::Peer(h) => Some(h),

@@ -45,6 +45,7 @@ mod dht;
 mod net;
 mod player;
 pub mod queue;
+mod streams;
 mod tracker;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -263,6 +264,8 @@ struct Host {
     // The uplink: connections with bytes queued, served round robin.
     uplink_busy: bool,
     active: VecDeque<ConnId>,
+    /// Whether its group runs uTP (its client taps uTP streams for [`streams`]).
+    utp: bool,
     /// The uplink's FIFO, with the bottleneck model on ([`bottleneck`]).
     fifo: bottleneck::Fifo,
     down_free_at: Instant,
@@ -481,6 +484,13 @@ struct World<'a> {
     transport: crate::transport::TransportOutcome,
     /// uTP datagrams lost on the links (loss, a partition, no such peer).
     utp_lost: u64,
+    /// uTP stream digests waiting for their partner end ([`streams`]).
+    taps: streams::Waiting,
+    /// Per (sender, receiver) of uTP datagrams: the latest arrival scheduled (at most one entry
+    /// per pair of peers that exchanged uTP datagrams).
+    utp_last_arrival: BTreeMap<(HostId, HostId), Instant>,
+    /// uTP datagrams that arrive before one sent earlier on the same path (reordered).
+    utp_reordered: u64,
 }
 
 /// Runs `scenario` with `seed`. See the module docs. Fails only when the torrent cannot be
@@ -588,6 +598,9 @@ impl<'a> World<'a> {
                     uplink_busy: false,
                     active: VecDeque::new(),
                     fifo: bottleneck::Fifo::default(),
+                    utp: group
+                        .transports
+                        .contains(&bt_protocol::client::Transport::Utp),
                     down_free_at: Instant::ZERO,
                     disk_free_at: Instant::ZERO,
                     conns: BTreeSet::new(),
@@ -703,6 +716,10 @@ impl<'a> World<'a> {
             transport: crate::transport::TransportOutcome {
                 connections: vec![[0, 0]; scenario.groups.len()],
                 buffer,
+                streams: crate::transport::StreamCheck {
+                    measured: any_utp,
+                    ..Default::default()
+                },
                 uplinks: if buffer.is_some() {
                     vec![
                         vec![crate::transport::UplinkStats::default(); scenario.groups.len()];
@@ -711,9 +728,11 @@ impl<'a> World<'a> {
                 } else {
                     Vec::new()
                 },
-                ..Default::default()
             },
             utp_lost: 0,
+            taps: streams::Waiting::default(),
+            utp_last_arrival: BTreeMap::new(),
+            utp_reordered: 0,
         })
     }
 
@@ -897,6 +916,9 @@ impl<'a> World<'a> {
             },
             conn_id_base: client_conn_base(h, host.epoch),
             transports: group.transports.clone(),
+            utp_stream_taps: group
+                .transports
+                .contains(&bt_protocol::client::Transport::Utp),
             ..ClientConfig::default()
         };
         let client_seed = Rng::new(host.seed).fork(u64::from(host.epoch)).next_u64();
@@ -1092,9 +1114,12 @@ impl<'a> World<'a> {
                 .as_ref()
                 .is_some_and(|c| c.is_stopped(host.torrent))
             {
-                host.client = None;
+                self.take_taps(h, true);
+                self.hosts[h as usize].client = None;
             }
         } else {
+            self.take_taps(h, true);
+            let host = &mut self.hosts[h as usize];
             host.client = None;
             host.announcer = None;
             host.state = State::Crashed;
@@ -1114,6 +1139,9 @@ impl<'a> World<'a> {
     /// its next wake-up.
     fn settle(&mut self, h: HostId) {
         self.drain(h);
+        if self.hosts[h as usize].utp {
+            self.take_taps(h, false);
+        }
         if self.hosts[h as usize].rate_log.is_some() {
             self.sample_rate(h);
         }
@@ -1332,8 +1360,9 @@ impl<'a> World<'a> {
             }
             ClientEvent::Stopped { .. } => {
                 // A leaving peer's client is done once its `stopped` announce is.
-                let host = &mut self.hosts[h as usize];
-                if host.state == State::Left {
+                if self.hosts[h as usize].state == State::Left {
+                    self.take_taps(h, true);
+                    let host = &mut self.hosts[h as usize];
                     host.client = None;
                     host.timer_at = None;
                 }
@@ -1539,6 +1568,7 @@ impl<'a> World<'a> {
             }
             FaultAction::Restart(target) => {
                 for h in self.targets(target, &[State::Crashed, State::Left]) {
+                    self.take_taps(h, true);
                     let host = &mut self.hosts[h as usize];
                     host.epoch += 1;
                     host.announcer = None;
@@ -1583,6 +1613,7 @@ impl<'a> World<'a> {
     // ---- the end ----
 
     fn finish(mut self, seed: u64) -> Outcome {
+        self.finish_taps();
         let ended = self.ended_at;
         for player in self.hosts.iter_mut().filter_map(|h| h.player.as_mut()) {
             player.finish(ended);
@@ -1674,6 +1705,7 @@ impl<'a> World<'a> {
         }
         if self.transport.connections.iter().any(|c| c[1] > 0) || self.utp_lost > 0 {
             diagnostics.insert("utp_datagrams_lost".to_owned(), self.utp_lost);
+            diagnostics.insert("utp_datagrams_reordered".to_owned(), self.utp_reordered);
         }
         // Attacker connections whose two ends are both still open, and how long they have been.
         let end = self.ended_at;
@@ -1696,7 +1728,9 @@ impl<'a> World<'a> {
             }
         }
         // The wire observer reads plaintext only.
-        let observed = !(0..self.hosts.len() as HostId).any(|h| self.encrypts(h));
+        // The wire observer reads TCP streams only: not RC4, not uTP.
+        let observed = !(0..self.hosts.len() as HostId)
+            .any(|h| self.encrypts(h) || self.hosts[h as usize].utp);
         let hosts = self
             .hosts
             .iter()
