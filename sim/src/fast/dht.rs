@@ -8,6 +8,11 @@
 //! datagrams ([`bt_protocol::client::Output::Datagram`]) and runs the bootstrap nodes, each with
 //! its own timer (`Ev::DhtTimer`).
 //!
+//! The same carriage serves the clients' uTP datagrams ([`World::send_datagram`] sorts them by
+//! their first byte; uTP ones are traced as `utp_sent`/`utp_delivered` and lose only the link's
+//! `loss`); with the bottleneck model every peer's datagram passes its uplink FIFO and the
+//! receiver's downlink ([`super::bottleneck`]).
+//!
 //! Datagrams: each takes the link's latency and a uniform 0 to `jitter_ms` more, is lost with the
 //! link's `loss` and the `[dht]` table's own (no retransmission: the node times the query out),
 //! does not cross a partition, and is dropped at a peer that is not running. Every datagram sent

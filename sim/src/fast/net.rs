@@ -19,6 +19,10 @@
 //! then a FIN, which the other end's session hears as `handle_disconnect`. Bytes for an end that
 //! no longer exists at a running peer (it restarted) are answered with a reset.
 //!
+//! With the bottleneck model on (`[link] buffer`, or a group on uTP) the uplink is a drop-tail
+//! FIFO shared with the peer's datagrams instead of the round robin above, and the session
+//! hears `handle_sent` when a burst enters it (see [`super::bottleneck`]); the rest is the same.
+//!
 //! Partitions: a burst sent across a cut is held (by the sender's TCP) and sent, in order, when the
 //! cut heals, unless the sender crashed meanwhile; a SYN across a cut is lost.
 
