@@ -269,6 +269,8 @@ pub struct Outcome {
     pub attacks: Vec<Option<AttackOutcome>>,
     /// Connections and dials of peers whose group sets `encryption` (empty without any).
     pub encryption: crate::encryption::EncryptionOutcome,
+    /// Connections by transport, the uplink queues' traffic and the uTP stream check.
+    pub transport: crate::transport::TransportOutcome,
 }
 
 /// What happened to the connections between one attacker group and honest peers.

@@ -25,5 +25,6 @@ pub mod scenario;
 pub mod streaming;
 pub mod sweep;
 pub mod trace;
+pub mod transport;
 pub mod turmoil;
 mod watch;

@@ -418,6 +418,10 @@ pub struct Report {
     pub diagnostics: BTreeMap<String, u64>,
     /// The command that replays this run.
     pub reproduce: String,
+    /// Connections by transport and the uplink queues (`None` when no group uses uTP and no
+    /// queue was modelled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<crate::transport::TransportReport>,
 }
 
 fn secs(t: Instant) -> f64 {
@@ -855,6 +859,7 @@ impl Report {
             });
         }
         checks.extend(crate::encryption::checks(scenario, outcome));
+        checks.extend(crate::transport::checks(scenario, outcome));
         checks.extend(crate::streaming::checks(scenario, &outcome.hosts));
         if let Some(bound) = expect.queued_to_attackers_at_most {
             let attacks: Vec<&AttackReport> =
@@ -908,6 +913,7 @@ impl Report {
             event_counts: outcome.event_counts.clone(),
             diagnostics: outcome.diagnostics.clone(),
             reproduce: reproduce(file, outcome.seed, outcome.engine, scenario.engine),
+            transport: crate::transport::TransportReport::new(scenario, outcome),
         }
     }
 
@@ -1066,6 +1072,11 @@ impl Report {
             format_count(t.announces),
             t.fingerprint
         );
+        if let Some(t) = &self.transport {
+            for line in t.human() {
+                let _ = writeln!(out, "{line}");
+            }
+        }
         for c in &self.checks {
             let _ = writeln!(
                 out,

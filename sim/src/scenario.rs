@@ -23,7 +23,7 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
-use bt_protocol::client::{SeedGoal, SeedRatio};
+use bt_protocol::client::{SeedGoal, SeedRatio, Transport};
 use bt_protocol::content::ContentSpec;
 use bt_protocol::metainfo::TorrentLayout;
 use bt_protocol::session::Encryption;
@@ -104,6 +104,48 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
     /// What must hold for the run to pass.
     pub expect: Expect,
+    /// Windows of the run whose uplink traffic is reported on its own (`[[phase]]`).
+    pub phases: Vec<PhaseSpec>,
+}
+
+/// A window of the run whose uplink traffic and queueing delay are reported on their own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhaseSpec {
+    /// Its name in reports and expectations.
+    pub name: String,
+    /// From this simulated time.
+    pub from: Duration,
+    /// Up to this simulated time.
+    pub to: Duration,
+}
+
+/// Most `[[phase]]` tables.
+pub const MAX_PHASES: usize = 16;
+
+/// `uplink_share_at_least`: a class's least share of a group's uplink bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShareExpect {
+    /// The group (by index) whose uplinks are judged.
+    pub group: usize,
+    /// The traffic class.
+    pub transport: crate::transport::Class,
+    /// The least share, 0 to 1.
+    pub share: f64,
+    /// The phase (by name); `None` is the whole run.
+    pub phase: Option<String>,
+}
+
+/// `queue_delay_at_most`: the 95th percentile of the queueing delay at a group's uplinks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DelayExpect {
+    /// The group (by index) whose uplinks are judged.
+    pub group: usize,
+    /// The class judged; `None` is every item.
+    pub transport: Option<crate::transport::Class>,
+    /// The bound on the 95th percentile, milliseconds.
+    pub p95_ms: u64,
+    /// The phase (by name); `None` is the whole run.
+    pub phase: Option<String>,
 }
 
 /// The torrent's geometry.
@@ -171,6 +213,9 @@ pub struct LinkSpec {
     pub jitter: Duration,
     /// Fraction of transmissions lost (TCP streams retransmit them; a UDP announce is retried).
     pub loss: f64,
+    /// The bound in bytes of each peer's uplink queue (the fast engine's bottleneck model: a
+    /// drop-tail FIFO shared by TCP bursts and datagrams). `None`: the file did not set it.
+    pub buffer: Option<u64>,
 }
 
 /// The DHT of a scenario (`[dht]`): its bootstrap nodes and the loss of its datagrams.
@@ -392,6 +437,10 @@ pub struct GroupSpec {
     pub encryption: Option<Encryption>,
     /// A simulated player on each of its peers (`reader`); `None`: nobody reads.
     pub reader: Option<ReaderSpec>,
+    /// The transports its peers dial over, in the order of attempts (bt's `--transport`; the
+    /// client's `ClientConfig::transports`). `[Tcp]` unless the file says otherwise; uTP is on
+    /// (dials and incoming uTP connections) when it is listed.
+    pub transports: Vec<Transport>,
 }
 
 impl GroupSpec {
@@ -568,6 +617,12 @@ pub struct Expect {
     pub stalls_at_most: BTreeMap<usize, u32>,
     /// Per group with a reader: no player spent more than this long stalled in all.
     pub stall_seconds_at_most: BTreeMap<usize, Duration>,
+    /// Shares of uplink bytes each class must reach.
+    pub uplink_share_at_least: Vec<ShareExpect>,
+    /// Bounds on the queueing delay at uplinks.
+    pub queue_delay_at_most: Vec<DelayExpect>,
+    /// Every uTP stream delivered the bytes sent (the stream-equality observer).
+    pub utp_streams_equal: bool,
 }
 
 // ---- errors ----
@@ -965,6 +1020,37 @@ struct RawScenario {
     faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
     expect: RawExpect,
+    #[serde(default, rename = "phase")]
+    phases: Vec<Spanned<RawPhase>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPhase {
+    name: String,
+    from: Seconds,
+    to: Seconds,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShare {
+    group: String,
+    transport: String,
+    share: f64,
+    #[serde(default)]
+    phase: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelay {
+    group: String,
+    #[serde(default)]
+    transport: Option<String>,
+    p95_ms: u64,
+    #[serde(default)]
+    phase: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1003,6 +1089,8 @@ struct RawLink {
     jitter_ms: Option<Millis>,
     #[serde(default)]
     loss: Option<Spanned<f64>>,
+    #[serde(default)]
+    buffer: Option<Spanned<Bytes>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1056,6 +1144,8 @@ struct RawGroup {
     encryption: Option<Spanned<String>>,
     #[serde(default)]
     reader: Option<Spanned<reader::RawReader>>,
+    #[serde(default)]
+    transports: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1127,6 +1217,12 @@ struct RawExpect {
     stalls_at_most: Option<Spanned<reader::RawPerGroup<u32>>>,
     #[serde(default)]
     stall_seconds_at_most: Option<Spanned<reader::RawPerGroup<Seconds>>>,
+    #[serde(default)]
+    uplink_share_at_least: Option<Spanned<Vec<RawShare>>>,
+    #[serde(default)]
+    queue_delay_at_most: Option<Spanned<Vec<RawDelay>>>,
+    #[serde(default)]
+    utp_streams_equal: Option<Spanned<bool>>,
 }
 
 /// `true` (every group it can apply to), `false`, or a list of group names.
@@ -1203,6 +1299,12 @@ impl Scenario {
             latency: raw.link.latency_ms.map_or(Duration::ZERO, |m| m.0),
             jitter: raw.link.jitter_ms.map_or(Duration::ZERO, |m| m.0),
             loss,
+            buffer: match &raw.link.buffer {
+                Some(b) if b.get_ref().0 == 0 => {
+                    return Err(cx.err(b.span(), "buffer must be at least 1 B"));
+                }
+                b => b.as_ref().map(|b| b.get_ref().0),
+            },
         };
         let groups = check_groups(
             &cx,
@@ -1346,7 +1448,13 @@ impl Scenario {
             &raw.expect.incompatible_dials_backed_off,
             "incompatible_dials_backed_off",
         )?;
+        let phases = check_phases(&cx, &raw.phases, duration)?;
+        let (uplink_share_at_least, queue_delay_at_most, utp_streams_equal) =
+            check_transport_expect(&cx, &raw.expect, &groups, &phases)?;
         let expect = Expect {
+            uplink_share_at_least,
+            queue_delay_at_most,
+            utp_streams_equal,
             first_byte_within: reader::per_group_seconds(
                 &cx,
                 &groups,
@@ -1399,6 +1507,7 @@ impl Scenario {
             groups,
             faults,
             expect,
+            phases,
         })
     }
 
@@ -1617,6 +1726,150 @@ fn check_trackers(
             })
         })
         .collect()
+}
+
+/// The `[[phase]]` tables: named windows within the run, at most [`MAX_PHASES`].
+fn check_phases(
+    cx: &Ctx<'_>,
+    raw: &[Spanned<RawPhase>],
+    duration: Duration,
+) -> Result<Vec<PhaseSpec>, ScenarioError> {
+    let mut phases: Vec<PhaseSpec> = Vec::new();
+    for p in raw {
+        let r = p.get_ref();
+        if phases.len() == MAX_PHASES {
+            return Err(cx.err(p.span(), format!("more than {MAX_PHASES} phases")));
+        }
+        let name = r.name.trim().to_owned();
+        if name.is_empty() || name == "run" || phases.iter().any(|q| q.name == name) {
+            return Err(cx.err(
+                p.span(),
+                format!("phase name `{name}` is empty, `run` or used twice"),
+            ));
+        }
+        if r.from.0 >= r.to.0 || r.from.0 > duration {
+            return Err(cx.err(
+                p.span(),
+                "a phase needs from < to, from within the duration",
+            ));
+        }
+        phases.push(PhaseSpec {
+            name,
+            from: r.from.0,
+            to: r.to.0,
+        });
+    }
+    Ok(phases)
+}
+
+/// The transport expectations: `uplink_share_at_least`, `queue_delay_at_most` (groups and
+/// phases named in the file, a known class) and `utp_streams_equal` (a group on uTP).
+#[allow(clippy::type_complexity)]
+fn check_transport_expect(
+    cx: &Ctx<'_>,
+    raw: &RawExpect,
+    groups: &[GroupSpec],
+    phases: &[PhaseSpec],
+) -> Result<(Vec<ShareExpect>, Vec<DelayExpect>, bool), ScenarioError> {
+    use crate::transport::Class;
+    let phase = |p: &Option<String>, span: Range<usize>| match p {
+        Some(name) if !phases.iter().any(|q| &q.name == name) => {
+            Err(cx.err(span, format!("no [[phase]] is named `{name}`")))
+        }
+        p => Ok(p.clone()),
+    };
+    let class = |name: &str, span: Range<usize>| {
+        Class::from_name(name.trim()).ok_or_else(|| {
+            cx.err(
+                span,
+                format!("unknown transport `{name}` (expected tcp, utp or dht)"),
+            )
+        })
+    };
+    let mut shares = Vec::new();
+    if let Some(list) = &raw.uplink_share_at_least {
+        for e in list.get_ref() {
+            let span = list.span();
+            if !(0.0..=1.0).contains(&e.share) {
+                return Err(cx.err(span, "share must be a fraction from 0 to 1"));
+            }
+            shares.push(ShareExpect {
+                group: group_index(cx, groups, &e.group, span.clone())?,
+                transport: class(&e.transport, span.clone())?,
+                share: e.share,
+                phase: phase(&e.phase, span)?,
+            });
+        }
+    }
+    let mut delays = Vec::new();
+    if let Some(list) = &raw.queue_delay_at_most {
+        for e in list.get_ref() {
+            let span = list.span();
+            delays.push(DelayExpect {
+                group: group_index(cx, groups, &e.group, span.clone())?,
+                transport: e
+                    .transport
+                    .as_deref()
+                    .map(|t| class(t, span.clone()))
+                    .transpose()?,
+                p95_ms: e.p95_ms,
+                phase: phase(&e.phase, span)?,
+            });
+        }
+    }
+    let streams = match &raw.utp_streams_equal {
+        Some(b)
+            if *b.get_ref()
+                && !groups
+                    .iter()
+                    .any(|g| g.transports.contains(&Transport::Utp)) =>
+        {
+            return Err(cx.err(
+                b.span(),
+                "utp_streams_equal needs a group with utp in transports",
+            ));
+        }
+        b => b.as_ref().is_some_and(|b| *b.get_ref()),
+    };
+    Ok((shares, delays, streams))
+}
+
+/// A group's `transports`: a non-empty list of `"utp"` and `"tcp"`, each at most once, in the
+/// order a dial tries them; `["tcp"]` when absent. Not for attackers (their scripts speak TCP).
+fn check_transports(cx: &Ctx<'_>, r: &RawGroup) -> Result<Vec<Transport>, ScenarioError> {
+    let Some(list) = &r.transports else {
+        return Ok(vec![Transport::Tcp]);
+    };
+    if r.role == Role::Attacker {
+        return Err(cx.err(
+            list.span(),
+            "an attacker follows its `attack` over TCP: transports is for seeders and leechers",
+        ));
+    }
+    let mut transports = Vec::new();
+    for name in list.get_ref() {
+        let t = match name.trim() {
+            "tcp" => Transport::Tcp,
+            "utp" => Transport::Utp,
+            other => {
+                return Err(cx.err(
+                    list.span(),
+                    format!("unknown transport `{other}` (expected utp or tcp)"),
+                ));
+            }
+        };
+        if transports.contains(&t) {
+            return Err(cx.err(
+                list.span(),
+                format!("transport `{}` is listed twice", t.name()),
+            ));
+        }
+        transports.push(t);
+    }
+    if transports.is_empty() {
+        return Err(cx.err(list.span(), "transports names no transport"));
+    }
+    Ok(transports)
 }
 
 fn check_groups(
@@ -1887,7 +2140,16 @@ fn check_groups(
                 reader::check_reader(cx, raw, r.role, magnet, select.as_deref(), files, engine)
             })
             .transpose()?;
+        let transports = check_transports(cx, r)?;
+        if let (Some(x), true) = (&r.seed_ratio, transports.contains(&Transport::Utp)) {
+            return Err(cx.err(
+                x.span(),
+                "seed_ratio is checked against the block bytes the wire observer reads on TCP \
+                 streams: not with utp in transports",
+            ));
+        }
         groups.push(GroupSpec {
+            transports,
             reader,
             encryption,
             seed_ratio,

@@ -216,6 +216,15 @@ kinds! {
     Paused = 90, "paused host";
     /// A peer's driver resumed its paused torrent, as a `resume` fault told it (turmoil).
     Resumed = 91, "resumed host";
+    /// A uTP datagram is sent (fast): the sender and receiver (host numbers, `u64::MAX` for
+    /// nobody), its length and a hash of its bytes.
+    UtpSent = 100, "utp_sent from to bytes hash";
+    /// A uTP datagram reaches its peer (fast).
+    UtpDelivered = 101, "utp_delivered to bytes hash";
+    /// A datagram is dropped at a peer's full uplink queue (fast; drop-tail).
+    QueueDrop = 102, "queue_drop host bytes";
+    /// A datagram leaves a peer's uplink after `delay_us` in its queue (fast).
+    QueueLeft = 103, "queue_left host bytes delay_us";
 }
 
 impl Kind {

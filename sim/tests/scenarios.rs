@@ -176,6 +176,10 @@ fn every_shipped_scenario_has_a_test() {
         "streaming-rarest.toml",
         "streaming.toml",
         "tracker-down-up.toml",
+        "utp-loss-1.toml",
+        "utp-loss-5.toml",
+        "utp-reorder.toml",
+        "utp-yield.toml",
     ];
     let mut found: Vec<String> = std::fs::read_dir(scenario_path(""))
         .unwrap()
@@ -1089,4 +1093,81 @@ fn streaming_checks_fail_when_the_player_cannot_keep_up() {
         refused.to_string().contains("group `players` has a reader"),
         "{refused}"
     );
+}
+
+#[test]
+fn utp_yield_passes_and_ledbat_yields_to_tcp() {
+    // Proves LEDBAT yields at a shared bottleneck: alone, the uTP flow holds the seeder's
+    // uplink queue near LEDBAT's 100 ms target; with a TCP flow beside it, TCP takes over 90 %
+    // of the uplink while the queue stays full.
+    let (_, outcome, r) = run("utp-yield.toml", None);
+    assert!(r.passed, "{}", r.human());
+    let t = r.transport.as_ref().expect("a transport report");
+    let shared = t.phases.iter().find(|p| p.phase == "shared").unwrap();
+    let seeder = shared.uplinks.iter().find(|u| u.group == "seeder").unwrap();
+    assert!(seeder.delay_mean_ms.unwrap() > 500.0, "{}", r.human());
+    assert_eq!(
+        outcome.transport.connections[1],
+        [0, 1],
+        "the uTP leecher's one connection"
+    );
+    assert_eq!(
+        outcome.transport.connections[2],
+        [1, 0],
+        "the TCP leecher's one connection"
+    );
+}
+
+/// A uTP scenario passes, every uTP connection's streams were compared and found equal, and
+/// both transports carried connections.
+fn assert_utp_passes(name: &str) -> (Outcome, Report) {
+    let (_, outcome, r) = run(name, None);
+    assert!(r.passed, "{}", r.human());
+    let s = &outcome.transport.streams;
+    assert!(s.measured && s.compared > 0, "{}", r.human());
+    assert!(s.bytes_compared > 1 << 20, "{}", r.human());
+    assert_eq!(s.mismatch_count, 0, "{:?}", s.mismatches);
+    let [utp, tcp] = outcome
+        .transport
+        .connections
+        .iter()
+        .fold([0, 0], |a, c| [a[0] + c[1], a[1] + c[0]]);
+    assert!(utp > 0 && tcp > 0, "utp {utp}, tcp {tcp}");
+    (outcome, r)
+}
+
+#[test]
+fn utp_peers_complete_under_1_percent_loss_with_equal_streams() {
+    // Proves uTP connections carry whole, unchanged byte streams when 1 % of datagrams are lost.
+    let (outcome, _) = assert_utp_passes("utp-loss-1.toml");
+    assert!(outcome.diagnostics["utp_datagrams_lost"] > 0);
+}
+
+#[test]
+fn utp_peers_complete_under_5_percent_loss_with_equal_streams() {
+    // Proves the same at 5 % loss.
+    let (outcome, _) = assert_utp_passes("utp-loss-5.toml");
+    assert!(outcome.diagnostics["utp_datagrams_lost"] > 0);
+}
+
+#[test]
+fn utp_peers_complete_when_datagrams_reorder_with_equal_streams() {
+    // Proves uTP reassembles streams in order when the links reorder its datagrams (the
+    // datagram model does reorder them: the run counts datagrams that overtook earlier ones).
+    let (outcome, _) = assert_utp_passes("utp-reorder.toml");
+    assert!(outcome.diagnostics["utp_datagrams_reordered"] > 1000);
+}
+
+#[test]
+fn a_utp_scenario_is_deterministic() {
+    // Proves uTP traffic, the bottleneck queues and their measurements are part of the
+    // deterministic run: the same seed gives the same fingerprint and figures, another seed
+    // another fingerprint.
+    let (_, a, ra) = run("utp-loss-1.toml", Some(3));
+    let (_, b, rb) = run("utp-loss-1.toml", Some(3));
+    let (_, c, _) = run("utp-loss-1.toml", Some(4));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a.transport, b.transport);
+    assert_eq!(ra.transport, rb.transport);
+    assert_ne!(a.fingerprint, c.fingerprint);
 }

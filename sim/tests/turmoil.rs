@@ -569,3 +569,53 @@ fn a_driver_crashed_while_paused_restarts_unpaused() {
     // only three torrents to resume.
     controls::assert_a_restart_begins_unpaused(EngineKind::Turmoil);
 }
+
+#[test]
+fn utp_peers_complete_on_turmoil() {
+    // Proves the runtime's driver carries uTP through TurmoilNet's UDP: uTP-only leechers get
+    // the torrent from a seeder that takes both transports, over uTP connections only.
+    let (outcome, r) = inline(
+        "utp.toml",
+        r#"
+engine = "turmoil"
+seed = 1
+duration = 60
+
+[torrent]
+size = "1 MiB"
+piece_length = "64 KiB"
+
+[[tracker]]
+kind = "http"
+interval = 30
+
+[link]
+latency_ms = 20
+jitter_ms = 10
+
+[[group]]
+name = "seeder"
+role = "seeder"
+up = "2 MiB/s"
+transports = ["utp", "tcp"]
+
+[[group]]
+name = "leechers"
+role = "leecher"
+count = 3
+join = [0, 1]
+transports = ["utp"]
+
+[expect]
+all_complete_by = 30
+no_corrupt_piece_kept = true
+"#,
+    );
+    assert!(r.passed, "{}", r.human());
+    assert_eq!(r.groups[1].completed, 3, "{}", r.human());
+    let [seeder, leechers] = &outcome.transport.connections[..] else {
+        panic!("two groups");
+    };
+    assert_eq!(leechers[0], 0, "no TCP connection: {}", r.human());
+    assert!(leechers[1] >= 3 && seeder[1] >= 3, "{}", r.human());
+}

@@ -47,6 +47,7 @@ mod goals;
 mod pause;
 mod peers;
 mod utp;
+mod utp_tap;
 
 #[cfg(test)]
 mod controls_tests;
@@ -67,6 +68,9 @@ pub use peers::{
 };
 pub use utp::{
     MAX_UTP_QUEUE_BYTES, MAX_UTP_SOCKETS, UTP_CONNECT_TIMEOUT, UTP_READ_CHUNK, UdpStats,
+};
+pub use utp_tap::{
+    MAX_FINISHED_TAPS, MAX_STREAM_CHUNKS, STREAM_CHUNK, StreamDigest, StreamMismatch, UtpTap,
 };
 
 use crate::dht::{Dht, DhtSchedule, ScheduleEvent};
@@ -145,6 +149,10 @@ pub struct ClientConfig {
     pub transports: Vec<Transport>,
     /// Most uTP sockets at once (connections, and closed ones finishing).
     pub max_utp_sockets: usize,
+    /// Record digests of every uTP connection's byte streams, both ways, for an observer that
+    /// compares the two ends ([`UtpTap`], [`Client::take_utp_taps`]). Off by default, and free
+    /// when off.
+    pub utp_stream_taps: bool,
 }
 
 impl Default for ClientConfig {
@@ -159,6 +167,7 @@ impl Default for ClientConfig {
             conn_id_base: 0,
             transports: vec![Transport::Tcp],
             max_utp_sockets: MAX_UTP_SOCKETS,
+            utp_stream_taps: false,
         }
     }
 }
@@ -523,7 +532,7 @@ impl Client {
         // Its own stream, so the rest draw the same numbers with uTP on or off.
         let utp = config.utp_enabled().then(|| {
             let mux_seed = Rng::new(seed).fork(0x0075_7470).next_u64();
-            utp::UtpState::new(mux_seed, config.max_utp_sockets)
+            utp::UtpState::new(mux_seed, config.max_utp_sockets, config.utp_stream_taps)
         });
         Client {
             config,

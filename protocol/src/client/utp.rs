@@ -19,6 +19,10 @@
 //! - accepting: a SYN the mux accepted is [`Client::accept`]'s incoming connection (the same
 //!   limits), refused with a FIN when the session refuses it.
 //!
+//! Observing: with [`super::ClientConfig::utp_stream_taps`] each connection keeps digests of the
+//! bytes written into its socket and of those its socket delivered ([`super::utp_tap`]); when
+//! it ends they wait for the driver ([`Client::take_utp_taps`]).
+//!
 //! Bounds: at most [`super::ClientConfig::max_utp_sockets`] sockets (the mux refuses SYNs past
 //! it with `ST_RESET`, and a dial finding it full goes to the next transport); the maps between
 //! connections and sockets hold only live sockets; one queue per connection as above; one read
@@ -30,13 +34,14 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Buf, Bytes};
 
+use super::utp_tap::{MAX_FINISHED_TAPS, UtpTap};
 use super::{Client, ClientCloseReason, ConnInfo, ConnState, Output, PeerSource, Transport};
 use crate::io::ConnId;
 use crate::session::TorrentId;
 use crate::time::Instant;
 use crate::utp::Mux;
 use crate::utp::mux::SocketId;
-use crate::utp::socket::{CloseReason as UtpCloseReason, Event as UtpEvent};
+use crate::utp::socket::{CloseReason as UtpCloseReason, Event as UtpEvent, Role as UtpRole};
 
 /// How long a uTP connect may go unanswered before the dial moves to the next transport (or
 /// fails): the SYN is sent at 0, 1 and 3 s. libtorrent falls back to TCP after a few seconds
@@ -72,6 +77,8 @@ struct UtpConn {
     /// Transmit bytes the socket had no room for, oldest first.
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// Its stream digests, when taps are on.
+    tap: Option<Box<UtpTap>>,
 }
 
 /// The client's uTP state: see the module docs.
@@ -82,35 +89,69 @@ pub(super) struct UtpState {
     sockets: BTreeMap<SocketId, ConnId>,
     read_buf: Vec<u8>,
     pub(super) stats: UdpStats,
+    /// Whether connections keep stream digests.
+    taps: bool,
+    /// Digests of ended connections, oldest first (at most [`MAX_FINISHED_TAPS`]).
+    finished_taps: VecDeque<UtpTap>,
+    /// Digests dropped because `finished_taps` was full.
+    taps_dropped: u64,
 }
 
 impl UtpState {
-    pub(super) fn new(seed: u64, max_sockets: usize) -> Self {
+    pub(super) fn new(seed: u64, max_sockets: usize, taps: bool) -> Self {
         UtpState {
             mux: Mux::new(seed, max_sockets),
             conns: BTreeMap::new(),
             sockets: BTreeMap::new(),
             read_buf: vec![0; UTP_READ_CHUNK],
             stats: UdpStats::default(),
+            taps,
+            finished_taps: VecDeque::new(),
+            taps_dropped: 0,
         }
     }
 
     fn map(&mut self, conn: ConnId, socket: SocketId) {
+        let tap = if self.taps {
+            self.mux
+                .socket(socket)
+                .zip(self.mux.remote(socket))
+                .map(|(s, remote)| {
+                    let initiator = s.role() == UtpRole::Initiator;
+                    Box::new(UtpTap {
+                        remote: *remote,
+                        initiator,
+                        conn_id: if initiator { s.recv_id() } else { s.send_id() },
+                        sent: Default::default(),
+                        delivered: Default::default(),
+                    })
+                })
+        } else {
+            None
+        };
         self.conns.insert(
             conn,
             UtpConn {
                 socket,
                 queue: VecDeque::new(),
                 queued: 0,
+                tap,
             },
         );
         self.sockets.insert(socket, conn);
     }
 
-    /// Forgets `conn`'s socket mapping; returns the socket.
+    /// Forgets `conn`'s socket mapping; returns the socket. Its tap waits for the driver.
     fn unmap(&mut self, conn: ConnId) -> Option<SocketId> {
         let c = self.conns.remove(&conn)?;
         self.sockets.remove(&c.socket);
+        if let Some(tap) = c.tap {
+            if self.finished_taps.len() == MAX_FINISHED_TAPS {
+                self.finished_taps.pop_front();
+                self.taps_dropped += 1;
+            }
+            self.finished_taps.push_back(*tap);
+        }
         Some(c.socket)
     }
 }
@@ -188,6 +229,9 @@ impl Client {
                     break;
                 }
             };
+            if let Some(tap) = &mut c.tap {
+                tap.sent.feed(&front[..n]);
+            }
             taken += n;
             c.queued -= n;
             if n < front.len() {
@@ -318,6 +362,9 @@ impl Client {
                 let mut buf = std::mem::take(&mut utp.read_buf);
                 let n = s.read(&mut buf);
                 if n > 0 {
+                    if let Some(tap) = utp.conns.get_mut(&conn).and_then(|c| c.tap.as_mut()) {
+                        tap.delivered.feed(&buf[..n]);
+                    }
                     self.session.handle_bytes_mut(now, conn, &mut buf[..n]);
                 }
                 let utp = self.utp.as_mut().expect("an event came");
@@ -433,6 +480,26 @@ impl Client {
         } else {
             self.outputs.push_back(Output::Close { conn, reason });
         }
+    }
+
+    /// The stream digests of uTP connections ([`super::ClientConfig::utp_stream_taps`]): those
+    /// of connections that ended since the last call, and with `live` a copy of those of the
+    /// connections still open (at the end of a run). Empty while taps are off.
+    pub fn take_utp_taps(&mut self, live: bool) -> Vec<UtpTap> {
+        let Some(utp) = &mut self.utp else {
+            return Vec::new();
+        };
+        let mut taps: Vec<UtpTap> = utp.finished_taps.drain(..).collect();
+        if live {
+            taps.extend(utp.conns.values().filter_map(|c| c.tap.as_deref().cloned()));
+        }
+        taps
+    }
+
+    /// Stream digests of ended connections dropped because the driver did not take them in
+    /// time (more than [`MAX_FINISHED_TAPS`] waited).
+    pub fn utp_taps_dropped(&self) -> u64 {
+        self.utp.as_ref().map_or(0, |u| u.taps_dropped)
     }
 
     /// Counters of the client's UDP socket (zero while uTP is off).

@@ -8,6 +8,11 @@
 //! datagrams ([`bt_protocol::client::Output::Datagram`]) and runs the bootstrap nodes, each with
 //! its own timer (`Ev::DhtTimer`).
 //!
+//! The same carriage serves the clients' uTP datagrams ([`World::send_datagram`] sorts them by
+//! their first byte; uTP ones are traced as `utp_sent`/`utp_delivered` and lose only the link's
+//! `loss`); with the bottleneck model every peer's datagram passes its uplink FIFO and the
+//! receiver's downlink ([`super::bottleneck`]).
+//!
 //! Datagrams: each takes the link's latency and a uniform 0 to `jitter_ms` more, is lost with the
 //! link's `loss` and the `[dht]` table's own (no retransmission: the node times the query out),
 //! does not cross a partition, and is dropped at a peer that is not running. Every datagram sent
@@ -30,11 +35,18 @@ use bt_protocol::time::Instant;
 use super::{Ev, HostId, PORT, State, World, host_of_ip, net};
 use crate::trace::{Fingerprint, Kind};
 
-/// A DHT datagram on its way.
+/// A datagram (the DHT's or uTP's) on its way.
 pub(super) struct Datagram {
     to: SocketAddr,
     from: SocketAddr,
     bytes: Vec<u8>,
+}
+
+impl Datagram {
+    /// Its bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Who a DHT address belongs to.
@@ -157,14 +169,17 @@ impl World<'_> {
         self.flush_boot(b);
     }
 
-    /// Puts a datagram from `from` on the network: lost, held by a partition or scheduled.
+    /// Puts a datagram from `from` on the network: with the bottleneck model, into the
+    /// sending peer's uplink FIFO ([`World::queue_datagram`]); else straight onto the links
+    /// ([`World::datagram_out`]).
     pub(super) fn send_datagram(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
         let (hosts, boots) = (self.hosts.len(), self.boots.len());
         let (Some(src), dst) = (node_of(from, hosts, boots), node_of(to, hosts, boots)) else {
             return;
         };
+        let utp = super::bottleneck::datagram_class(&bytes) == crate::transport::Class::Utp;
         self.trace.record(
-            Kind::DhtSent,
+            if utp { Kind::UtpSent } else { Kind::DhtSent },
             &[
                 src.code(),
                 dst.map_or(u64::MAX, Node::code),
@@ -172,25 +187,69 @@ impl World<'_> {
                 fnv(&bytes),
             ],
         );
-        let Some(dst) = dst else {
+        if dst.is_none() {
+            self.lost_datagram(utp);
+            return;
+        }
+        let d = Datagram { to, from, bytes };
+        match src {
+            Node::Peer(h) if self.buffer.is_some() => self.queue_datagram(h, d),
+            _ => self.datagram_out(d),
+        }
+    }
+
+    fn lost_datagram(&mut self, utp: bool) {
+        if utp {
+            self.utp_lost += 1;
+        } else {
             self.dht_lost += 1;
+        }
+    }
+
+    /// A datagram leaves its sender: lost (the link's `loss`, and a DHT datagram's own), dropped
+    /// at a partition, or on its way (the latency and a uniform `0..=jitter` more). With the
+    /// bottleneck model it then waits for the receiver's downlink.
+    pub(super) fn datagram_out(&mut self, d: Datagram) {
+        let (hosts, boots) = (self.hosts.len(), self.boots.len());
+        let (Some(src), Some(dst)) = (node_of(d.from, hosts, boots), node_of(d.to, hosts, boots))
+        else {
             return;
         };
+        let utp = super::bottleneck::datagram_class(&d.bytes) == crate::transport::Class::Utp;
         if let (Node::Peer(a), Node::Peer(b)) = (src, dst)
             && self.cut(a, b)
         {
-            self.dht_lost += 1;
+            self.lost_datagram(utp);
             return;
         }
-        let own = self.scenario.dht.as_ref().map_or(0.0, |d| d.loss);
+        let own = match self.scenario.dht.as_ref() {
+            Some(dht) if !utp => dht.loss,
+            _ => 0.0,
+        };
         let loss = net::both_losses(self.scenario.link.loss, own);
         let Some(delay) = net::datagram_trip(&self.scenario.link, loss, &mut self.dht_rng) else {
-            self.dht_lost += 1;
+            self.lost_datagram(utp);
             return;
         };
         let at = self.now() + delay;
-        self.queue
-            .push(at, Ev::DhtDatagram(Box::new(Datagram { to, from, bytes })));
+        if utp && let (Node::Peer(a), Node::Peer(b)) = (src, dst) {
+            // Overtaken: it arrives before one sent earlier on the same path.
+            let last = self.utp_last_arrival.entry((a, b)).or_insert(at);
+            if at < *last {
+                self.utp_reordered += 1;
+            }
+            *last = (*last).max(at);
+        }
+        let ev = if self.buffer.is_some() {
+            let peer = match dst {
+                Node::Peer(h) => Some(h),
+                Node::Boot(_) => None,
+            };
+            Ev::DatagramArrive(peer, Box::new(d))
+        } else {
+            Ev::DhtDatagram(Box::new(d))
+        };
+        self.queue.push(at, ev);
     }
 
     /// A datagram reaches its node (dropped at a peer that is not running).
@@ -200,8 +259,13 @@ impl World<'_> {
         let Some(dst) = node_of(d.to, hosts, boots) else {
             return;
         };
+        let utp = super::bottleneck::datagram_class(&d.bytes) == crate::transport::Class::Utp;
         self.trace.record(
-            Kind::DhtDelivered,
+            if utp {
+                Kind::UtpDelivered
+            } else {
+                Kind::DhtDelivered
+            },
             &[dst.code(), d.bytes.len() as u64, fnv(&d.bytes)],
         );
         match dst {

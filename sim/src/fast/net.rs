@@ -19,6 +19,10 @@
 //! then a FIN, which the other end's session hears as `handle_disconnect`. Bytes for an end that
 //! no longer exists at a running peer (it restarted) are answered with a reset.
 //!
+//! With the bottleneck model on (`[link] buffer`, or a group on uTP) the uplink is a drop-tail
+//! FIFO shared with the peer's datagrams instead of the round robin above, and the session
+//! hears `handle_sent` when a burst enters it (see [`super::bottleneck`]); the rest is the same.
+//!
 //! Partitions: a burst sent across a cut is held (by the sender's TCP) and sent, in order, when the
 //! cut heals, unless the sender crashed meanwhile; a SYN across a cut is lost.
 
@@ -90,8 +94,18 @@ impl Burst {
         }
     }
 
-    fn has_fin(&self) -> bool {
+    pub(super) fn has_fin(&self) -> bool {
         matches!(self.items.last(), Some(Item::Fin))
+    }
+
+    /// Its bytes.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it carries nothing at all.
+    pub(super) fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }
 
@@ -183,6 +197,64 @@ impl Conn {
     /// When it opened.
     pub(super) fn opened_at(&self) -> Instant {
         self.opened_at
+    }
+
+    /// The bytes of the burst [`Conn::take_burst`] would take now.
+    pub(super) fn next_burst_len(&self) -> usize {
+        let (mut len, mut any) = (0, false);
+        for item in &self.out {
+            if any && len + item.len() > QUANTUM {
+                break;
+            }
+            len += item.len();
+            any = true;
+            if matches!(item, Item::Fin) {
+                break;
+            }
+        }
+        len
+    }
+
+    /// Takes the next burst off its queue: items in order up to [`QUANTUM`] bytes (at least
+    /// one), ending at a FIN.
+    pub(super) fn take_burst(&mut self) -> Burst {
+        let mut burst = Burst::default();
+        while let Some(item) = self.out.front() {
+            if !burst.items.is_empty() && burst.len + item.len() > QUANTUM {
+                break;
+            }
+            let item = self.out.pop_front().expect("peeked");
+            self.queued -= item.len();
+            burst.len += item.len();
+            let fin = matches!(item, Item::Fin);
+            burst.items.push(item);
+            if fin {
+                break;
+            }
+        }
+        burst
+    }
+
+    /// Whether more waits in its queue.
+    pub(super) fn has_more(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// It left its peer's round-robin list.
+    pub(super) fn set_inactive(&mut self) {
+        self.active = false;
+    }
+
+    /// `len` bytes of it were sent: the bytes to report to its session now, if any. Small
+    /// bursts (control messages, HAVEs) are reported with the next large one or once they add
+    /// up: the send-buffer watermark is about blocks, and a report costs the session a pass
+    /// over its peers.
+    pub(super) fn taken(&mut self, len: usize) -> Option<usize> {
+        self.unreported += len;
+        (self.state == ConnState::Open
+            && self.unreported > 0
+            && (len >= SMALL_BURST || self.unreported >= REPORT_AT))
+            .then(|| std::mem::take(&mut self.unreported))
     }
 }
 
@@ -324,6 +396,23 @@ impl World<'_> {
         Some(at)
     }
 
+    /// [`World::transit`] for the bottleneck model's bursts leaving the uplink.
+    pub(super) fn transit_burst(
+        &mut self,
+        from: ConnId,
+        to: ConnId,
+        from_host: HostId,
+        to_host: HostId,
+        burst: Burst,
+    ) {
+        self.transit(from, to, from_host, to_host, burst);
+    }
+
+    /// [`World::forget`], for the bottleneck model.
+    pub(super) fn forget_end(&mut self, conn: ConnId) {
+        self.forget(conn);
+    }
+
     /// Bursts held by a partition, after the heal: each sent, in order, unless its sender
     /// crashed meanwhile (its TCP went with it). A connection closed meanwhile still delivers what
     /// it had sent, FIN included, as a closed socket keeps retransmitting.
@@ -459,6 +548,7 @@ impl World<'_> {
     pub(super) fn drop_links(&mut self, h: HostId) {
         let host = &mut self.hosts[h as usize];
         host.uplink_busy = false;
+        host.fifo.clear();
         host.active.clear();
         host.candidates.clear();
         host.dialing = 0;
@@ -491,7 +581,11 @@ impl World<'_> {
     }
 
     /// Starts peer `h`'s next burst if its uplink is idle.
+    /// With the bottleneck model on, fills its FIFO instead ([`World::fill_fifo`]).
     pub(super) fn start_uplink(&mut self, h: HostId) {
+        if self.buffer.is_some() {
+            return self.fill_fifo(h);
+        }
         let now = self.now();
         let host = &mut self.hosts[h as usize];
         if host.uplink_busy {
@@ -502,20 +596,7 @@ impl World<'_> {
                 continue;
             };
             c.active = false;
-            let mut burst = Burst::default();
-            while let Some(item) = c.out.front() {
-                if !burst.items.is_empty() && burst.len + item.len() > QUANTUM {
-                    break;
-                }
-                let item = c.out.pop_front().expect("peeked");
-                c.queued -= item.len();
-                burst.len += item.len();
-                let fin = matches!(item, Item::Fin);
-                burst.items.push(item);
-                if fin {
-                    break;
-                }
-            }
+            let burst = c.take_burst();
             if burst.items.is_empty() {
                 continue;
             }
@@ -552,20 +633,12 @@ impl World<'_> {
             .record(Kind::Sent, &[u64::from(h), conn.0, burst.len as u64]);
         let mut told = false;
         if let Some(c) = self.conns.get_mut(&conn) {
-            let (remote, remote_host, state) = (c.remote, c.remote_host, c.state);
-            // Small bursts (control messages, HAVEs) are reported with the next large one or
-            // once they add up: the send-buffer watermark is about blocks, and a report costs
-            // the session a pass over its peers.
-            c.unreported += burst.len;
-            if state == ConnState::Open
-                && c.unreported > 0
-                && (burst.len >= SMALL_BURST || c.unreported >= REPORT_AT)
+            let (remote, remote_host) = (c.remote, c.remote_host);
+            if let Some(sent) = c.taken(burst.len)
+                && let Some(client) = self.hosts[h as usize].client.as_mut()
             {
-                let sent = std::mem::take(&mut c.unreported);
-                if let Some(client) = self.hosts[h as usize].client.as_mut() {
-                    client.handle_sent(now, conn, sent);
-                    told = true;
-                }
+                client.handle_sent(now, conn, sent);
+                told = true;
             }
             let fin = burst.has_fin();
             self.transit(conn, remote, h, remote_host, burst);

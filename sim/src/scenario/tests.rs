@@ -913,3 +913,58 @@ fn reader_mistakes_are_named_with_their_key() {
     let e = error(&with_reader("{ rate = 1000 }", "first_byte_within = 0"));
     assert!(e.message.contains("more than 0 s"), "{e}");
 }
+
+#[test]
+fn transports_default_to_tcp_and_read_in_order() {
+    // Proves a group runs TCP alone unless it says otherwise, and its list keeps its order.
+    let s = parse(GOOD).unwrap();
+    assert!(s.groups.iter().all(|g| g.transports == [Transport::Tcp]));
+    assert_eq!(s.link.buffer, None);
+    let s = parse(&replace(
+        "name = \"seed\"\n",
+        "name = \"seed\"\ntransports = [\"utp\", \"tcp\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(s.groups[0].transports, [Transport::Utp, Transport::Tcp]);
+}
+
+#[test]
+fn transport_mistakes_are_named() {
+    // Proves an unknown or repeated transport, an empty list, a misnamed phase and a stream
+    // check without uTP are refused at their key.
+    for (from, to, says) in [
+        (
+            "name = \"seed\"\n",
+            "name = \"seed\"\ntransports = [\"quic\"]\n",
+            "unknown transport `quic`",
+        ),
+        (
+            "name = \"seed\"\n",
+            "name = \"seed\"\ntransports = [\"tcp\", \"tcp\"]\n",
+            "listed twice",
+        ),
+        (
+            "name = \"seed\"\n",
+            "name = \"seed\"\ntransports = []\n",
+            "names no transport",
+        ),
+        (
+            "seeder_upload_at_most = 2.5\n",
+            "seeder_upload_at_most = 2.5\nutp_streams_equal = true\n",
+            "needs a group with utp",
+        ),
+        (
+            "seeder_upload_at_most = 2.5\n",
+            "seeder_upload_at_most = 2.5\nuplink_share_at_least = [{ group = \"seed\", transport = \"tcp\", share = 0.5, phase = \"later\" }]\n",
+            "no [[phase]] is named `later`",
+        ),
+        (
+            "loss = 0.01\n",
+            "loss = 0.01\nbuffer = 0\n",
+            "buffer must be at least 1 B",
+        ),
+    ] {
+        let e = error(&replace(from, to));
+        assert!(e.to_string().contains(says), "{e}");
+    }
+}

@@ -682,6 +682,14 @@ impl<'a> Engine<'a> {
             announces: s.announces,
             event_counts: std::mem::take(&mut s.event_counts),
             encryption: std::mem::take(&mut s.encryption),
+            transport: crate::transport::TransportOutcome {
+                connections: {
+                    let mut c = std::mem::take(&mut s.transport_conns);
+                    c.resize(self.scenario.groups.len(), [0, 0]);
+                    c
+                },
+                ..Default::default()
+            },
             group_closes: (0..self.scenario.groups.len())
                 .map(|g| s.group_closes.remove(&g).unwrap_or_default())
                 .collect(),

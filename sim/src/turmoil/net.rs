@@ -5,15 +5,19 @@
 //! TCP streams go through [`PacedReader`] and [`PacedWriter`]: with a [`Pace`] (see
 //! [`TurmoilNet::paced`]) the host's bandwidth and TCP loss apply; without one they pass bytes
 //! straight through. Around them, [`super::tap`] lets the wire observer read both directions
-//! when one is given ([`TurmoilNet::observed`]). UDP is not paced (announces are a few hundred
-//! bytes, DHT datagrams fewer still); the datagrams a bound socket sends (the DHT's) are counted
-//! when a counter is given ([`TurmoilNet::counting_udp`]).
+//! when one is given ([`TurmoilNet::observed`]). UDP is not paced for announces and the DHT (a few
+//! hundred bytes at most); a uTP datagram sent from a bound socket of a paced net waits its turn
+//! on the host's uplink like a TCP chunk (the runtime's bounded send queue holds what waits) and
+//! is lost with the link's loss (uTP resends it), so uTP meets the same bandwidth and loss as
+//! TCP; turmoil adds latency and jitter to every datagram. The datagrams a bound socket sends
+//! are counted when a counter is given ([`TurmoilNet::counting_udp`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bt_protocol::utp::packet::{DatagramKind, classify};
 use bt_runtime::net::{Net, NetBoundUdp, NetUdp};
 
 use super::pace::{Pace, PacedReader, PacedWriter};
@@ -42,7 +46,7 @@ impl TurmoilNet {
         }
     }
 
-    /// Bound UDP sockets (the DHT's) count the datagrams they send in `sent`.
+    /// Bound UDP sockets count the DHT datagrams they send (not uTP's) in `sent`.
     pub fn counting_udp(mut self, sent: Arc<AtomicU64>) -> Self {
         self.udp_sent = Some(sent);
         self
@@ -114,6 +118,7 @@ impl Net for TurmoilNet {
         Ok(TurmoilBoundUdp(
             turmoil::net::UdpSocket::bind(addr).await?,
             self.udp_sent.clone(),
+            self.pace.clone(),
         ))
     }
 
@@ -153,9 +158,14 @@ impl NetUdp for TurmoilUdp {
     }
 }
 
-/// A turmoil UDP socket bound to a local address (a simulated tracker's, a DHT node's), with
-/// the counter of datagrams sent, if any.
-pub struct TurmoilBoundUdp(turmoil::net::UdpSocket, Option<Arc<AtomicU64>>);
+/// A turmoil UDP socket bound to a local address (a simulated tracker's, a client's for the DHT
+/// and uTP), with the counter of datagrams sent, if any, and the host's links, which uTP
+/// datagrams wait for.
+pub struct TurmoilBoundUdp(
+    turmoil::net::UdpSocket,
+    Option<Arc<AtomicU64>>,
+    Option<Arc<Pace>>,
+);
 
 impl NetBoundUdp for TurmoilBoundUdp {
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -163,8 +173,20 @@ impl NetBoundUdp for TurmoilBoundUdp {
     }
 
     async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        if let Some(pace) = &self.2
+            && classify(datagram) == DatagramKind::Utp
+        {
+            if let Some(up) = &pace.up {
+                tokio::time::sleep_until(up.reserve(datagram.len())).await;
+            }
+            if pace.loss.as_ref().is_some_and(|l| l.datagram_lost()) {
+                return Ok(());
+            }
+        }
         self.0.send_to(datagram, to).await?;
-        if let Some(sent) = &self.1 {
+        if let Some(sent) = &self.1
+            && classify(datagram) != DatagramKind::Utp
+        {
             sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())

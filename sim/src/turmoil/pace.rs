@@ -52,7 +52,7 @@ impl Link {
     }
 
     /// Reserves the link for `bytes`; returns when they have gone through.
-    fn reserve(&self, bytes: usize) -> Instant {
+    pub(super) fn reserve(&self, bytes: usize) -> Instant {
         let now = Instant::now();
         let mut free_at = self.free_at.lock().unwrap_or_else(|e| e.into_inner());
         let start = free_at.map_or(now, |f| f.max(now));
@@ -81,6 +81,12 @@ impl Loss {
             rto,
             rng: Mutex::new(Rng::new(seed)),
         }
+    }
+
+    /// Whether one datagram is lost (drawn from the same stream as the chunks' losses).
+    pub(super) fn datagram_lost(&self) -> bool {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        (rng.next_u64() as f64) < self.fraction * u64::MAX as f64
     }
 
     /// The extra delay of one chunk: zero, or the RTOs of its lost transmissions.

@@ -47,7 +47,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bt_protocol::client::{ClientConfig, GoalReached};
+use bt_protocol::client::{ClientConfig, GoalReached, Transport};
 use bt_protocol::io::ConnId;
 use bt_protocol::metainfo::{BLOCK_SIZE, BlockRef, Metainfo, PieceIndex, TorrentLayout};
 use bt_protocol::rng::Rng;
@@ -223,6 +223,9 @@ pub(super) struct State {
     pub(super) encryption: crate::encryption::EncryptionOutcome,
     /// Torrents the drivers said paused and resumed.
     pub(super) pauses: PauseCounts,
+    /// Per group (by index, grown as reports come): connections its peers' drivers took over
+    /// TCP and over uTP.
+    pub(super) transport_conns: Vec<[u64; 2]>,
 }
 
 impl State {
@@ -426,6 +429,13 @@ impl Shared {
         let now = sim_now();
         let mut s = self.lock();
         let s = &mut *s;
+        if let Report::PeerConnected { transport, .. } = report {
+            let group = s.hosts[id].group;
+            if s.transport_conns.len() <= group {
+                s.transport_conns.resize(group + 1, [0, 0]);
+            }
+            s.transport_conns[group][usize::from(*transport == Transport::Utp)] += 1;
+        }
         let (kind, words): (Kind, [u64; 2]) = match report {
             Report::Status(status) => {
                 let h = &mut s.hosts[id];
@@ -850,6 +860,7 @@ pub(super) async fn life(
             ..SessionConfig::default()
         },
         announcer: ctx.announcer,
+        transports: g.transports.clone(),
         ..ClientConfig::default()
     };
     let magnet = g.magnet && shared.lock().hosts[id].metadata_at.is_none();
