@@ -17,7 +17,7 @@
 //!   [`crate::utp::Socket::close`] (a FIN after the bytes already taken). A socket the session
 //!   is done with stays in the mux until it finishes; what it still reads is discarded;
 //! - accepting: a SYN the mux accepted is [`Client::accept`]'s incoming connection (the same
-//!   limits), refused with a FIN when the session refuses it.
+//!   limits), refused with `ST_RESET` when the session refuses it ([`Mux::refuse`]).
 //!
 //! Bounds: at most [`super::ClientConfig::max_utp_sockets`] sockets (the mux refuses SYNs past
 //! it with `ST_RESET`, and a dial finding it full goes to the next transport); the maps between
@@ -256,8 +256,8 @@ impl Client {
                 self.pump_needed = true;
             }
             Err(_) => {
-                if let Some(s) = self.utp.as_mut().and_then(|u| u.mux.socket_mut(socket)) {
-                    s.close();
+                if let Some(utp) = &mut self.utp {
+                    utp.mux.refuse(now, socket);
                 }
             }
         }

@@ -448,6 +448,54 @@ fn the_dht_and_utp_share_the_udp_socket() {
 }
 
 #[test]
+fn a_refused_incoming_utp_connection_is_reset_and_its_dial_fails_at_once() {
+    // Proves a uTP connection the session refuses on arrival (its connection limit) is answered
+    // with ST_RESET, not a handshake and a FIN: the dialler's attempt ends as reset, well before
+    // its connect timeout, and counts as a failed connect rather than a short-lived peer.
+    let mut net = Net::new(false);
+    let mut seeder = config(&[Transport::Utp]);
+    seeder.session.max_connections = 1;
+    let (s, _) = net.add(1, true, seeder);
+    let (first, fid) = net.add(2, false, config(&[Transport::Utp]));
+    net.nodes[first]
+        .client
+        .add_peers(Instant::ZERO, fid, PeerSource::Direct, &[addr(1)]);
+    net.run_until(secs(1), |_| false);
+    assert_eq!(open_transports(&net, first), vec![Transport::Utp]);
+    let (second, sid) = net.add(3, false, config(&[Transport::Utp]));
+    let start = net.now;
+    net.nodes[second]
+        .client
+        .add_peers(start, sid, PeerSource::Direct, &[addr(1)]);
+    let failed = |n: &Net| {
+        n.nodes[second]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ConnectFailed { .. }))
+    };
+    net.run_until(start + UTP_CONNECT_TIMEOUT / 2, failed);
+    let failures: Vec<_> = net.nodes[second]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectFailed {
+                error, transport, ..
+            } => Some((error.clone(), *transport)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        vec![("uTP connect reset".to_owned(), Transport::Utp)]
+    );
+    assert!(open_transports(&net, second).is_empty());
+    assert_eq!(
+        net.nodes[s].client.utp_mux().unwrap().stats().resets_sent,
+        1
+    );
+}
+
+#[test]
 fn data_packets_that_arrive_together_are_acknowledged_together() {
     // Proves the deferred ACK: uTP data packets handed over in one batch (`handle_datagrams`)
     // are answered only after the last of them, so every packet back acknowledges the whole
