@@ -114,6 +114,13 @@ pub trait NetBoundUdp: Send + Sync + 'static {
 /// largest UDP payload, so a GRO batch is never cut.
 pub const RECV_SLOT: usize = 64 * 1024;
 
+/// The receive and send buffer sizes asked of the kernel for a bound UDP socket. The kernel
+/// caps them at its own limits (`net.core.rmem_max`, `wmem_max`) without an error, which
+/// leaves the socket with what the system allows. The default (about 200 KiB on Linux) holds
+/// fewer datagrams than one uTP receive window (1 MiB of payload, whose datagrams take more
+/// than that in kernel memory), so a burst from a fast sender overflowed it.
+pub const UDP_SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
 /// Real sockets through tokio.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioNet;
@@ -159,6 +166,9 @@ impl Net for TokioNet {
     async fn udp_bind(&self, addr: SocketAddr) -> io::Result<Self::BoundUdp> {
         let io = tokio::net::UdpSocket::bind(addr).await?;
         let state = quinn_udp::UdpSocketState::new((&io).into())?;
+        // Best effort: a kernel that refuses or caps the size leaves its own.
+        let _ = state.set_recv_buffer_size((&io).into(), UDP_SOCKET_BUFFER_BYTES);
+        let _ = state.set_send_buffer_size((&io).into(), UDP_SOCKET_BUFFER_BYTES);
         Ok(QuinnBoundUdp {
             io,
             state,

@@ -7,7 +7,8 @@
 //! up to 32 datagrams or GRO batches per system call, into a scratch buffer of
 //! [`RECV_BUFFER`] bytes) and hands each batch to the driver whole through a channel of its
 //! own, so the driver wakes once per batch and gives the client the batch at once (one uTP
-//! acknowledgement per batch); a send task writes the client's datagrams.
+//! acknowledgement per batch); a send task writes the client's datagrams. The kernel's buffers
+//! are asked to hold [`crate::net::UDP_SOCKET_BUFFER_BYTES`] each way.
 //!
 //! Bounds: the receive channel holds [`RECV_QUEUE`] batches, each at most [`RECV_BUFFER`]
 //! bytes (in at most 32 datagrams, unless GRO coalesced them). While it is full the receive
