@@ -39,8 +39,9 @@
 //! UDP: one socket ([`crate::udp`]) carries every datagram of the client, the DHT's and uTP's,
 //! open whenever either is on; with uTP on it is bound with the listener, to the same address
 //! and port ([`Driver::listen`]). uTP connections live inside the client: the driver only moves
-//! their datagrams (`handle_datagram`, `Output::Datagram`), taking up to [`DATAGRAM_BATCH`]
-//! waiting datagrams per input. A run's end keeps the socket going until the client's uTP
+//! their datagrams (`handle_datagrams`, `Output::Datagram`), taking every batch the receive
+//! task has waiting, up to [`DATAGRAM_BATCH`] datagrams, as one input (one drain, and one uTP
+//! acknowledgement per connection, for all of them). A run's end keeps the socket going until the client's uTP
 //! sockets have closed (FINs both ways acknowledged, or reset) or [`LINGER`] has passed.
 //!
 //! Bounds: the input channel holds [`INPUT_QUEUE`] messages; each read is at most [`READ_CHUNK`]
@@ -79,7 +80,7 @@ use crate::disk::DiskPool;
 use crate::net::Net;
 use crate::storage::Storage;
 use crate::tracker::Clock;
-use crate::udp::{ClientUdp, RECV_QUEUE, Received};
+use crate::udp::{ClientUdp, RECV_QUEUE, ReceivedBatch};
 
 /// Messages the input channel holds before readers wait.
 pub const INPUT_QUEUE: usize = 256;
@@ -99,8 +100,9 @@ pub const DATA_QUEUE: usize = 64;
 /// memory stays bounded when the network outpaces the disk.
 pub const MAX_DISK_BACKLOG: usize = 16 * 1024 * 1024;
 
-/// Most datagrams handed to the client per input before its outputs are drained.
-pub const DATAGRAM_BATCH: usize = 64;
+/// Most datagrams handed to the client per input before its outputs are drained: waiting
+/// batches are joined until they reach it (one batch larger than it goes whole).
+pub const DATAGRAM_BATCH: usize = 128;
 
 /// One disk thread per core, at most 4.
 pub fn default_disk_threads() -> usize {
@@ -536,8 +538,8 @@ pub struct Driver<N: Net, D: Storage + 'static> {
     /// The client's UDP socket (DHT and uTP), once open.
     udp: Option<ClientUdp>,
     /// Where the UDP socket's receive task sends what arrives ([`crate::udp::RECV_QUEUE`]).
-    udp_tx: mpsc::Sender<Received>,
-    udp_rx: mpsc::Receiver<Received>,
+    udp_tx: mpsc::Sender<ReceivedBatch>,
+    udp_rx: mpsc::Receiver<ReceivedBatch>,
     /// Whether the client runs uTP (then the UDP socket opens with the listener, or at the
     /// start of the run).
     utp: bool,
@@ -1634,17 +1636,23 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
         tokio::select! {
             biased;
             Some(input) = self.rx.recv() => self.handle_input(input),
-            Some((from, bytes)) = self.udp_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
-                let now = self.now();
-                self.client.handle_datagram(now, from, &bytes);
+            Some(batch) = self.udp_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
                 // What else has arrived goes in too before the outputs are drained: one drain
-                // (and one poll of the timers) per batch instead of per datagram.
-                for _ in 1..DATAGRAM_BATCH {
-                    let Ok((from, bytes)) = self.udp_rx.try_recv() else {
+                // (and one poll of the timers, one ACK per uTP connection) per batch instead of
+                // per datagram.
+                let mut taken = batch.len();
+                let mut batches = vec![batch];
+                while taken < DATAGRAM_BATCH {
+                    let Ok(batch) = self.udp_rx.try_recv() else {
                         break;
                     };
-                    self.client.handle_datagram(now, from, &bytes);
+                    taken += batch.len();
+                    batches.push(batch);
                 }
+                let now = self.now();
+                let datagrams = batches.iter().flatten();
+                self.client
+                    .handle_datagrams(now, datagrams.map(|(from, bytes)| (*from, &bytes[..])));
             }
             Some(input) = self.data_rx.recv(), if self.disk_backlog < MAX_DISK_BACKLOG => {
                 self.handle_input(input);

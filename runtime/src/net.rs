@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 
 use std::io::IoSliceMut;
 
+use bytes::{Bytes, BytesMut};
+
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
 
 /// TCP, UDP and name resolution as the driver needs them.
@@ -89,7 +91,35 @@ pub trait NetBoundUdp: Send + Sync + 'static {
         &self,
         buf: &mut [u8],
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
+
+    /// Waits for at least one datagram and appends to `out` it and whatever else one read of
+    /// the socket takes (for [`QuinnBoundUdp`]: up to [`quinn_udp::BATCH_SIZE`] datagrams per
+    /// system call, each buffer a GRO batch), each with its sender; `scratch` is where they
+    /// are read, split in slots of [`RECV_SLOT`] bytes (a datagram longer than its slot is
+    /// cut). The default reads one datagram through [`NetBoundUdp::recv_from`].
+    fn recv_batch(
+        &self,
+        scratch: &mut [u8],
+        out: &mut Vec<(SocketAddr, Bytes)>,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            let (n, from) = self.recv_from(scratch).await?;
+            out.push((from, Bytes::copy_from_slice(&scratch[..n])));
+            Ok(())
+        }
+    }
 }
+
+/// The room one received datagram, or one GRO batch of them, takes in a batched read: the
+/// largest UDP payload, so a GRO batch is never cut.
+pub const RECV_SLOT: usize = 64 * 1024;
+
+/// The receive and send buffer sizes asked of the kernel for a bound UDP socket. The kernel
+/// caps them at its own limits (`net.core.rmem_max`, `wmem_max`) without an error, which
+/// leaves the socket with what the system allows. The default (about 200 KiB on Linux) holds
+/// fewer datagrams than one uTP receive window (1 MiB of payload, whose datagrams take more
+/// than that in kernel memory), so a burst from a fast sender overflowed it.
+pub const UDP_SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 /// Real sockets through tokio.
 #[derive(Clone, Copy, Debug, Default)]
@@ -136,6 +166,9 @@ impl Net for TokioNet {
     async fn udp_bind(&self, addr: SocketAddr) -> io::Result<Self::BoundUdp> {
         let io = tokio::net::UdpSocket::bind(addr).await?;
         let state = quinn_udp::UdpSocketState::new((&io).into())?;
+        // Best effort: a kernel that refuses or caps the size leaves its own.
+        let _ = state.set_recv_buffer_size((&io).into(), UDP_SOCKET_BUFFER_BYTES);
+        let _ = state.set_send_buffer_size((&io).into(), UDP_SOCKET_BUFFER_BYTES);
         Ok(QuinnBoundUdp {
             io,
             state,
@@ -255,6 +288,59 @@ impl NetBoundUdp for QuinnBoundUdp {
         }
         Ok((len.min(stride), meta.addr))
     }
+
+    async fn recv_batch(
+        &self,
+        scratch: &mut [u8],
+        out: &mut Vec<(SocketAddr, Bytes)>,
+    ) -> io::Result<()> {
+        {
+            let mut pending = self.pending.lock().expect("pending lock");
+            if !pending.is_empty() {
+                out.extend(pending.drain(..).map(|(d, from)| (from, Bytes::from(d))));
+                return Ok(());
+            }
+        }
+        let slot = RECV_SLOT.min(scratch.len()).max(1);
+        let mut meta = [quinn_udp::RecvMeta::default(); quinn_udp::BATCH_SIZE];
+        let slots = scratch_slots(scratch.len(), slot);
+        let n = {
+            let mut chunks = scratch.chunks_mut(slot);
+            let mut bufs: [IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or(&mut [])));
+            self.io
+                .async_io(Interest::READABLE, || {
+                    self.state
+                        .recv((&self.io).into(), &mut bufs[..slots], &mut meta)
+                })
+                .await?
+        };
+        // One allocation for the batch: every datagram is a slice of it.
+        let lens: Vec<usize> = meta[..n].iter().map(|m| m.len.min(slot)).collect();
+        let mut all = BytesMut::with_capacity(lens.iter().sum());
+        for (i, &len) in lens.iter().enumerate() {
+            all.extend_from_slice(&scratch[i * slot..i * slot + len]);
+        }
+        let all = all.freeze();
+        let mut at = 0;
+        for (m, &len) in meta[..n].iter().zip(&lens) {
+            let stride = m.stride.clamp(1, len.max(1));
+            let mut segment = 0;
+            while segment < len {
+                let end = (segment + stride).min(len);
+                out.push((m.addr, all.slice(at + segment..at + end)));
+                segment = end;
+            }
+            at += len;
+        }
+        Ok(())
+    }
+}
+
+/// How many slots of `slot` bytes a scratch buffer of `len` bytes holds for one batched
+/// read: at least one, at most [`quinn_udp::BATCH_SIZE`].
+fn scratch_slots(len: usize, slot: usize) -> usize {
+    (len / slot).clamp(1, quinn_udp::BATCH_SIZE)
 }
 
 /// The wildcard address, any port, of `remote`'s family: where a UDP socket that talks to

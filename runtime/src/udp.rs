@@ -2,16 +2,20 @@
 //! the DHT's KRPC and uTP alike (the client sorts what arrives, `Client::handle_datagram`).
 //!
 //! bt binds it to the TCP listener's address and port, as libtorrent does, so a peer that
-//! learned our port dials it over either transport. A receive task reads datagrams (through
-//! [`crate::net::Net`], quinn-udp with GRO for real sockets: a buffer of [`RECV_BUFFER`] bytes
-//! takes a whole coalesced batch, which `recv_from` hands out one datagram at a time) and hands
-//! them to the driver through a channel of its own; a send task writes the client's datagrams.
+//! learned our port dials it over either transport. A receive task reads datagrams in batches
+//! (through [`crate::net::NetBoundUdp::recv_batch`]; for real sockets quinn-udp's `recvmmsg`,
+//! up to 32 datagrams or GRO batches per system call, into a scratch buffer of
+//! [`RECV_BUFFER`] bytes) and hands each batch to the driver whole through a channel of its
+//! own, so the driver wakes once per batch and gives the client the batch at once (one uTP
+//! acknowledgement per batch); a send task writes the client's datagrams. The kernel's buffers
+//! are asked to hold [`crate::net::UDP_SOCKET_BUFFER_BYTES`] each way.
 //!
-//! Bounds: the receive channel holds [`RECV_QUEUE`] datagrams. While it is full the receive task
-//! waits, so datagrams wait in the kernel's receive buffer and are dropped there only when that
-//! overflows too (a uTP sender then backs off, a DHT query times out). The send queue holds
-//! [`MAX_SEND_QUEUE`] datagrams; past it a datagram is dropped, as a congested link would. Sends
-//! are one datagram per call (no GSO: uTP packets differ in size and destination).
+//! Bounds: the receive channel holds [`RECV_QUEUE`] batches, each at most [`RECV_BUFFER`]
+//! bytes (in at most 32 datagrams, unless GRO coalesced them). While it is full the receive
+//! task waits, so datagrams wait in the kernel's receive buffer and are dropped there only when
+//! that overflows too (a uTP sender then backs off, a DHT query times out). The send queue
+//! holds [`MAX_SEND_QUEUE`] datagrams; past it a datagram is dropped, as a congested link
+//! would. Sends are one datagram per call (no GSO: uTP packets differ in size and destination).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,22 +26,27 @@ use tokio::task::JoinHandle;
 
 use crate::net::{Net, NetBoundUdp};
 
-/// Datagrams received and not yet taken by the driver before the receive task waits (uTP at
-/// a few MB/s is some thousands of packets a second; the driver takes them in batches).
-pub const RECV_QUEUE: usize = 1024;
+/// Batches received and not yet taken by the driver before the receive task waits (the
+/// driver takes every waiting batch at once; the kernel's buffer holds what arrives
+/// meanwhile).
+pub const RECV_QUEUE: usize = 16;
 
 /// Datagrams waiting for the send task before new ones are dropped (a uTP window of about
 /// 2.8 MB in 1400-byte packets).
 pub const MAX_SEND_QUEUE: usize = 2048;
 
-/// The receive buffer: the largest UDP payload, so a GRO batch is never cut.
-pub const RECV_BUFFER: usize = 64 * 1024;
+/// The receive task's scratch buffer: one [`crate::net::RECV_SLOT`] per datagram (or GRO
+/// batch) of a batched read. Only the pages the datagrams touch become resident.
+pub const RECV_BUFFER: usize = 32 * crate::net::RECV_SLOT;
 
 /// How long [`ClientUdp::close`] waits for the queued datagrams to go out.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// A datagram received: its sender and bytes.
 pub(crate) type Received = (SocketAddr, Bytes);
+
+/// Datagrams received by one read of the socket, in order.
+pub(crate) type ReceivedBatch = Vec<Received>;
 
 /// The client's UDP socket and its two tasks (aborted on drop).
 pub(crate) struct ClientUdp {
@@ -55,7 +64,7 @@ impl ClientUdp {
     pub(crate) async fn bind<N: Net>(
         net: &N,
         addr: SocketAddr,
-        to_driver: mpsc::Sender<Received>,
+        to_driver: mpsc::Sender<ReceivedBatch>,
         inject_panic: bool,
     ) -> std::io::Result<ClientUdp> {
         let socket = std::sync::Arc::new(net.udp_bind(addr).await?);
@@ -69,15 +78,18 @@ impl ClientUdp {
             }
         });
         let recv_task = tokio::spawn(async move {
-            let mut buf = vec![0u8; RECV_BUFFER];
+            let mut scratch = vec![0u8; RECV_BUFFER];
             loop {
-                match socket.recv_from(&mut buf).await {
-                    Ok(_) if inject_panic => {
+                let mut batch = ReceivedBatch::new();
+                match socket.recv_batch(&mut scratch, &mut batch).await {
+                    Ok(()) if inject_panic => {
                         panic!("injected into the UDP receive task (BT_TEST_INJECT_PEER_PANIC)")
                     }
-                    Ok((n, from)) => {
-                        let bytes = Bytes::copy_from_slice(&buf[..n]);
-                        if to_driver.send((canonical(from), bytes)).await.is_err() {
+                    Ok(()) => {
+                        for (from, _) in &mut batch {
+                            *from = canonical(*from);
+                        }
+                        if to_driver.send(batch).await.is_err() {
                             return;
                         }
                     }

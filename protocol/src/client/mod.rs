@@ -28,7 +28,8 @@
 //!
 //! Transports: a peer connection is TCP, carried by the driver, or uTP (BEP 29), carried inside
 //! the client over its UDP socket (see `utp.rs`): the driver only moves datagrams
-//! ([`Client::handle_datagram`], [`Output::Datagram`]), and the session sees a [`ConnId`] either
+//! ([`Client::handle_datagram`], or [`Client::handle_datagrams`] for a batch that arrived
+//! together, [`Output::Datagram`]), and the session sees a [`ConnId`] either
 //! way. Which transport a dial tries first, and what it falls back to, is the peer list's
 //! ([`PeerList::dial_transports`], over [`ClientConfig::transports`]). The UDP socket is shared
 //! by the DHT and uTP: a datagram is sorted by its first byte ([`crate::utp::packet::classify`]).
@@ -1194,6 +1195,31 @@ impl Client {
     /// anything else dropped and counted ([`UdpStats::unknown_dropped`]). With uTP off every
     /// datagram is the DHT node's.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.take_datagram(now, from, bytes);
+        self.pump(now);
+    }
+
+    /// Datagrams that arrived together (one read of the UDP socket, or what waited for the
+    /// driver), each sorted as [`Client::handle_datagram`] sorts it; the client drains once,
+    /// after the last. So a uTP connection answers the whole batch with one acknowledgement
+    /// (its `ST_STATE` names the last packet in order and selectively the rest), as libtorrent
+    /// defers its ACK until the socket is drained, instead of one per data packet; and what
+    /// the packets delivered reaches the session in one read. The caller bounds a batch; a
+    /// batch adds no queue here (what its packets deliver waits in the sockets' receive
+    /// buffers, within their bounds).
+    pub fn handle_datagrams<'a>(
+        &mut self,
+        now: Instant,
+        datagrams: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
+    ) {
+        for (from, bytes) in datagrams {
+            self.take_datagram(now, from, bytes);
+        }
+        self.pump(now);
+    }
+
+    /// Sorts one datagram to uTP or the DHT, without draining.
+    fn take_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         use crate::utp::packet::{DatagramKind, classify};
         let kind = match self.utp {
             Some(_) => classify(bytes),
@@ -1216,7 +1242,6 @@ impl Client {
                 }
             }
         }
-        self.pump(now);
     }
 
     /// The outcome of [`Output::Announce`] `id`, and for a UDP tracker the connection id it

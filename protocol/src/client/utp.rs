@@ -17,7 +17,7 @@
 //!   [`crate::utp::Socket::close`] (a FIN after the bytes already taken). A socket the session
 //!   is done with stays in the mux until it finishes; what it still reads is discarded;
 //! - accepting: a SYN the mux accepted is [`Client::accept`]'s incoming connection (the same
-//!   limits), refused with a FIN when the session refuses it.
+//!   limits), refused with `ST_RESET` when the session refuses it ([`Mux::refuse`]).
 //!
 //! Observing: with [`super::ClientConfig::utp_stream_taps`] each connection keeps digests of the
 //! bytes written into its socket and of those its socket delivered ([`super::utp_tap`]); when
@@ -300,8 +300,8 @@ impl Client {
                 self.pump_needed = true;
             }
             Err(_) => {
-                if let Some(s) = self.utp.as_mut().and_then(|u| u.mux.socket_mut(socket)) {
-                    s.close();
+                if let Some(utp) = &mut self.utp {
+                    utp.mux.refuse(now, socket);
                 }
             }
         }

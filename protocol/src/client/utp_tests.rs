@@ -446,3 +446,130 @@ fn the_dht_and_utp_share_the_udp_socket() {
         net.nodes[l].events
     );
 }
+
+#[test]
+fn a_refused_incoming_utp_connection_is_reset_and_its_dial_fails_at_once() {
+    // Proves a uTP connection the session refuses on arrival (its connection limit) is answered
+    // with ST_RESET, not a handshake and a FIN: the dialler's attempt ends as reset, well before
+    // its connect timeout, and counts as a failed connect rather than a short-lived peer.
+    let mut net = Net::new(false);
+    let mut seeder = config(&[Transport::Utp]);
+    seeder.session.max_connections = 1;
+    let (s, _) = net.add(1, true, seeder);
+    let (first, fid) = net.add(2, false, config(&[Transport::Utp]));
+    net.nodes[first]
+        .client
+        .add_peers(Instant::ZERO, fid, PeerSource::Direct, &[addr(1)]);
+    net.run_until(secs(1), |_| false);
+    assert_eq!(open_transports(&net, first), vec![Transport::Utp]);
+    let (second, sid) = net.add(3, false, config(&[Transport::Utp]));
+    let start = net.now;
+    net.nodes[second]
+        .client
+        .add_peers(start, sid, PeerSource::Direct, &[addr(1)]);
+    let failed = |n: &Net| {
+        n.nodes[second]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ConnectFailed { .. }))
+    };
+    net.run_until(start + UTP_CONNECT_TIMEOUT / 2, failed);
+    let failures: Vec<_> = net.nodes[second]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectFailed {
+                error, transport, ..
+            } => Some((error.clone(), *transport)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        vec![("uTP connect reset".to_owned(), Transport::Utp)]
+    );
+    assert!(open_transports(&net, second).is_empty());
+    assert_eq!(
+        net.nodes[s].client.utp_mux().unwrap().stats().resets_sent,
+        1
+    );
+}
+
+#[test]
+fn data_packets_that_arrive_together_are_acknowledged_together() {
+    // Proves the deferred ACK: uTP data packets handed over in one batch (`handle_datagrams`)
+    // are answered only after the last of them, so every packet back acknowledges the whole
+    // batch and at most one of them is a bare ST_STATE; one at a time, each got its own.
+    use crate::utp::packet::{Packet, PacketType};
+    let ty = |bytes: &[u8]| Packet::decode(bytes).ok().map(|p| p.header.ty);
+    let mut net = Net::new(false);
+    let utp = config(&[Transport::Utp]);
+    let (s, _) = net.add(1, true, utp.clone());
+    let (l, lid) = net.add(2, false, utp);
+    net.nodes[l]
+        .client
+        .add_peers(Instant::ZERO, lid, PeerSource::Direct, &[addr(1)]);
+    let to_leecher = |n: &Net| {
+        n.flying
+            .values()
+            .filter(|(_, to, b)| *to == addr(2) && ty(b) == Some(PacketType::Data))
+            .count()
+    };
+    net.run_until(secs(60), |n| to_leecher(n) >= 8);
+    assert!(
+        to_leecher(&net) >= 8,
+        "the seeder never had 8 packets in flight"
+    );
+    // Everything on its way to the leecher arrives now, in one batch.
+    let keys: Vec<_> = net
+        .flying
+        .iter()
+        .filter(|(_, (_, to, _))| *to == addr(2))
+        .map(|(k, _)| *k)
+        .collect();
+    let batch: Vec<(SocketAddr, Vec<u8>)> = keys
+        .iter()
+        .map(|k| {
+            let (from, _, bytes) = net.flying.remove(k).unwrap();
+            (from, bytes)
+        })
+        .collect();
+    let last_data = batch
+        .iter()
+        .filter_map(|(_, b)| Packet::decode(b).ok())
+        .filter(|p| p.header.ty == PacketType::Data)
+        .map(|p| p.header.seq_nr)
+        .next_back()
+        .unwrap();
+    let now = net.now;
+    net.nodes[l]
+        .client
+        .handle_datagrams(now, batch.iter().map(|(from, b)| (*from, &b[..])));
+    let mut answers = Vec::new();
+    while let Some(out) = net.nodes[l].client.poll_output() {
+        if let Output::Datagram { to, bytes } = &out
+            && *to == addr(1)
+        {
+            answers.push(
+                Packet::decode(bytes)
+                    .map(|p| (p.header.ty, p.header.ack_nr))
+                    .unwrap(),
+            );
+        }
+        net.carry(l, out);
+    }
+    assert!(!answers.is_empty());
+    assert!(
+        answers.iter().all(|&(_, ack)| ack == last_data),
+        "{answers:?}, last data {last_data:?}"
+    );
+    let bare_acks = answers
+        .iter()
+        .filter(|(ty, _)| *ty == PacketType::State)
+        .count();
+    assert!(bare_acks <= 1, "{answers:?}");
+    // The download goes on from there.
+    net.run_until(secs(120), |n| n.complete(l, lid));
+    assert!(net.complete(l, lid));
+    assert_eq!(net.nodes[s].storage, net.nodes[l].storage);
+}

@@ -19,7 +19,7 @@
 //! sockets' handles. A socket is removed once it is drained and its events were polled.
 //!
 //! Driving it: [`Mux::handle_datagram`] and [`Mux::handle_timeout`] in; commands on a socket
-//! through [`Mux::socket_mut`], [`Mux::connect`] and [`Mux::remove`]; then drain
+//! through [`Mux::socket_mut`], [`Mux::connect`], [`Mux::remove`] and [`Mux::refuse`]; then drain
 //! [`Mux::poll_transmit`], [`Mux::poll_incoming`] and [`Mux::poll_event`], and wake at
 //! [`Mux::poll_timeout`].
 
@@ -47,12 +47,14 @@ struct Entry<A> {
     socket: Socket,
 }
 
-/// Counters of what the multiplexer did with datagrams that reached no socket.
+/// Counters of what the multiplexer did with datagrams that reached no socket, and of the
+/// resets it sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MuxStats {
     /// Datagrams that did not decode as uTP.
     pub undecodable: u64,
-    /// Strays and refused SYNs answered with `ST_RESET`.
+    /// Strays, refused SYNs and refused connections ([`Mux::refuse`]) answered with
+    /// `ST_RESET`.
     pub resets_sent: u64,
     /// Resets not sent because [`MAX_PENDING_RESETS`] were already queued.
     pub resets_dropped: u64,
@@ -164,6 +166,24 @@ impl<A: Ord + Clone> Mux<A> {
             }
             self.touched.remove(&id);
         }
+    }
+
+    /// Refuses socket `id` (an accepted connection its user does not want): an `ST_RESET`
+    /// goes to the peer (BEP 29's forceful end, so the initiator fails at once instead of
+    /// talking to a FIN) and the socket is forgotten, sending nothing else. Like every reset it
+    /// waits in the reset queue, and is dropped when [`MAX_PENDING_RESETS`] are waiting.
+    pub fn refuse(&mut self, now: Instant, id: SocketId) {
+        let Some(entry) = self.sockets.get(&id) else {
+            return;
+        };
+        if self.resets.len() >= MAX_PENDING_RESETS {
+            self.stats.resets_dropped += 1;
+        } else {
+            let reset = entry.socket.reset_packet(now);
+            self.resets.push_back((entry.addr.clone(), reset));
+            self.stats.resets_sent += 1;
+        }
+        self.remove(id);
     }
 
     // ----- Inputs -----
@@ -482,6 +502,28 @@ mod tests {
         assert_eq!(a.connect(B).map(|_| ()), Some(()));
         let mut tiny = Mux::<u8>::new(5, 0);
         assert_eq!(tiny.connect(B), None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_reset_and_its_initiator_fails_at_once() {
+        // Proves `refuse` answers an accepted SYN with ST_RESET alone (no ST_STATE, no FIN):
+        // the initiator's connect ends as reset, and the acceptor holds nothing for it.
+        let now = Instant::from_micros(1);
+        let (mut a, mut b) = (Mux::new(1, 4), Mux::new(2, 4));
+        let client = a.connect(B).unwrap();
+        let (_, syn) = a.poll_transmit(now).unwrap();
+        b.handle_datagram(now, A, &syn);
+        let server = b.poll_incoming().expect("incoming");
+        b.refuse(now, server);
+        assert!(b.is_empty());
+        let (to, reset) = b.poll_transmit(now).expect("a reset");
+        assert_eq!(to, A);
+        assert_eq!(Packet::decode(&reset).unwrap().header.ty, PacketType::Reset);
+        assert_eq!(b.poll_transmit(now), None);
+        assert_eq!(b.stats().resets_sent, 1);
+        a.handle_datagram(now, B, &reset);
+        assert!(events(&mut a).contains(&(client, Event::Closed(CloseReason::Reset))));
+        assert!(a.is_empty());
     }
 
     #[test]

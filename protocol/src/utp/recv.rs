@@ -137,9 +137,11 @@ impl ReceiveBuffer {
     /// Moves up to `out.len()` in-order bytes into `out`; returns how many.
     pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.readable.len());
-        for (dst, src) in out.iter_mut().zip(self.readable.drain(..n)) {
-            *dst = src;
-        }
+        let (front, back) = self.readable.as_slices();
+        let from_front = n.min(front.len());
+        out[..from_front].copy_from_slice(&front[..from_front]);
+        out[from_front..n].copy_from_slice(&back[..n - from_front]);
+        self.readable.drain(..n);
         n
     }
 

@@ -400,6 +400,28 @@ impl Socket {
         self.stats
     }
 
+    /// The `ST_RESET` that ends this connection forcefully (BEP 29), as the peer takes it: on
+    /// the id our packets carry, with our next sequence number, acknowledging the last packet
+    /// received in order. Nothing changes here; the caller forgets the socket.
+    pub(crate) fn reset_packet(&self, now: Instant) -> Vec<u8> {
+        let packet = Packet {
+            header: Header {
+                ty: PacketType::Reset,
+                connection_id: self.send_id,
+                timestamp_micros: micros32(now),
+                timestamp_difference_micros: self.reply_micros,
+                wnd_size: 0,
+                seq_nr: self.seq_nr,
+                ack_nr: self.recv.ack_nr(),
+            },
+            sack: None,
+            payload: &[],
+        };
+        let mut out = Vec::with_capacity(packet.encoded_len());
+        packet.encode(&mut out);
+        out
+    }
+
     // ----- Inputs -----
 
     /// Takes one datagram addressed to this connection.
