@@ -7,15 +7,18 @@
 //! up to 32 datagrams or GRO batches per system call, into a scratch buffer of
 //! [`RECV_BUFFER`] bytes) and hands each batch to the driver whole through a channel of its
 //! own, so the driver wakes once per batch and gives the client the batch at once (one uTP
-//! acknowledgement per batch); a send task writes the client's datagrams. The kernel's buffers
-//! are asked to hold [`crate::net::UDP_SOCKET_BUFFER_BYTES`] each way.
+//! acknowledgement per batch); a send task takes every datagram waiting in its queue, up to
+//! [`SEND_BATCH`], and writes them through [`crate::net::NetBoundUdp::send_batch`] (for real
+//! sockets, consecutive datagrams to one peer of one size go out as one GSO `sendmsg` where the
+//! system has GSO, the rest one datagram per call). The kernel's buffers are asked to hold
+//! [`crate::net::UDP_SOCKET_BUFFER_BYTES`] each way.
 //!
 //! Bounds: the receive channel holds [`RECV_QUEUE`] batches, each at most [`RECV_BUFFER`]
 //! bytes (in at most 32 datagrams, unless GRO coalesced them). While it is full the receive
 //! task waits, so datagrams wait in the kernel's receive buffer and are dropped there only when
 //! that overflows too (a uTP sender then backs off, a DHT query times out). The send queue
 //! holds [`MAX_SEND_QUEUE`] datagrams; past it a datagram is dropped, as a congested link
-//! would. Sends are one datagram per call (no GSO: uTP packets differ in size and destination).
+//! would; the send task holds at most [`SEND_BATCH`] more while it writes them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,6 +37,10 @@ pub const RECV_QUEUE: usize = 16;
 /// Datagrams waiting for the send task before new ones are dropped (a uTP window of about
 /// 2.8 MB in 1400-byte packets).
 pub const MAX_SEND_QUEUE: usize = 2048;
+
+/// The most datagrams the send task takes from its queue at once and hands to
+/// [`crate::net::NetBoundUdp::send_batch`] (quinn-udp's GSO takes at most 64 segments a call).
+pub const SEND_BATCH: usize = 64;
 
 /// The receive task's scratch buffer: one [`crate::net::RECV_SLOT`] per datagram (or GRO
 /// batch) of a batched read. Only the pages the datagrams touch become resident.
@@ -72,9 +79,12 @@ impl ClientUdp {
         let (out, mut out_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(MAX_SEND_QUEUE);
         let sender = socket.clone();
         let send_task = tokio::spawn(async move {
-            while let Some((to, bytes)) = out_rx.recv().await {
-                // A failed send (an unreachable address) is a lost datagram, as UDP goes.
-                let _ = sender.send_to(&bytes, to).await;
+            let mut batch = Vec::with_capacity(SEND_BATCH);
+            // Every datagram waiting, up to SEND_BATCH; a failed send (an unreachable address)
+            // is a lost datagram, as UDP goes.
+            while out_rx.recv_many(&mut batch, SEND_BATCH).await > 0 {
+                sender.send_batch(&batch).await;
+                batch.clear();
             }
         });
         let recv_task = tokio::spawn(async move {
