@@ -1131,7 +1131,7 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                     }
                 }
                 Output::Datagram { to, bytes } => {
-                    if let Some(udp) = &self.udp {
+                    if let Some(udp) = &mut self.udp {
                         udp.send(to, bytes);
                     }
                 }
@@ -1144,6 +1144,10 @@ impl<N: Net, D: Storage + 'static> Driver<N, D> {
                 } => self.announce(id, *tracker, *request, udp_connection),
                 Output::Event(event) => self.handle_event(event, reports),
             }
+        }
+        // This drain's datagrams go to the send task together.
+        if let Some(udp) = &mut self.udp {
+            udp.flush();
         }
         let ended: Vec<TorrentId> = self
             .torrents

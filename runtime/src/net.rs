@@ -2,7 +2,7 @@
 //!
 //! The tokio implementation ([`TokioNet`]) is for the real CLI. Streams are split into owned read
 //! and write halves so a reader task and a writer task can move a connection's bytes independently.
-//! UDP (trackers now, the DHT later) goes through quinn-udp on a tokio socket: [`QuinnUdp`]
+//! UDP (trackers, the DHT, uTP) goes through quinn-udp on a tokio socket: [`QuinnUdp`]
 //! connected to one remote, [`QuinnBoundUdp`] bound to a local address for servers (`bt tracker`);
 //! names resolve through the system resolver.
 
@@ -92,6 +92,18 @@ pub trait NetBoundUdp: Send + Sync + 'static {
         buf: &mut [u8],
     ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send;
 
+    /// Sends `datagrams` in order, each to its address, in as few system calls as the socket
+    /// allows (for [`QuinnBoundUdp`]: each run of consecutive datagrams to one address, of one
+    /// size but a shorter last, goes out as one GSO send where the system has GSO). A datagram whose send fails is lost, as UDP goes. The default sends them one by
+    /// one through [`NetBoundUdp::send_to`].
+    fn send_batch(&self, datagrams: &[(SocketAddr, Vec<u8>)]) -> impl Future<Output = ()> + Send {
+        async move {
+            for (to, datagram) in datagrams {
+                let _ = self.send_to(datagram, *to).await;
+            }
+        }
+    }
+
     /// Waits for at least one datagram and appends to `out` it and whatever else one read of
     /// the socket takes (for [`QuinnBoundUdp`]: up to [`quinn_udp::BATCH_SIZE`] datagrams per
     /// system call, each buffer a GRO batch), each with its sender; `scratch` is where they
@@ -120,6 +132,44 @@ pub const RECV_SLOT: usize = 64 * 1024;
 /// fewer datagrams than one uTP receive window (1 MiB of payload, whose datagrams take more
 /// than that in kernel memory), so a burst from a fast sender overflowed it.
 pub const UDP_SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// The most bytes one GSO send carries: the largest UDP payload over IPv4 (65 535 bytes less
+/// the 20-byte IP and 8-byte UDP headers), the kernel's bound for the whole run of segments.
+const MAX_GSO_BYTES: usize = 65_507;
+
+/// Splits `datagrams` into runs that can each go out as one GSO send, in order: a run is
+/// consecutive datagrams to one address, all the size of its first but the last, which may be
+/// shorter; it holds at most `max_segments` datagrams and [`MAX_GSO_BYTES`] bytes. An empty
+/// datagram is a run of its own. With `max_segments` 1 every datagram is its own run.
+fn gso_groups(
+    datagrams: &[(SocketAddr, Vec<u8>)],
+    max_segments: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < datagrams.len() {
+        let (to, first) = &datagrams[start];
+        let size = first.len();
+        let mut end = start + 1;
+        let mut bytes = size;
+        if size > 0 {
+            while end < datagrams.len() && end - start < max_segments {
+                let (next_to, next) = &datagrams[end];
+                if next_to != to || next.len() > size || bytes + next.len() > MAX_GSO_BYTES {
+                    break;
+                }
+                bytes += next.len();
+                end += 1;
+                if next.len() < size {
+                    break;
+                }
+            }
+        }
+        groups.push(start..end);
+        start = end;
+    }
+    groups
+}
 
 /// Real sockets through tokio.
 #[derive(Clone, Copy, Debug, Default)]
@@ -169,9 +219,11 @@ impl Net for TokioNet {
         // Best effort: a kernel that refuses or caps the size leaves its own.
         let _ = state.set_recv_buffer_size((&io).into(), UDP_SOCKET_BUFFER_BYTES);
         let _ = state.set_send_buffer_size((&io).into(), UDP_SOCKET_BUFFER_BYTES);
+        let v6 = io.local_addr()?.is_ipv6();
         Ok(QuinnBoundUdp {
             io,
             state,
+            v6,
             pending: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
@@ -226,13 +278,17 @@ impl NetUdp for QuinnUdp {
     }
 }
 
-/// A tokio UDP socket bound to a local address, driven through quinn-udp. With GRO, several
+/// A tokio UDP socket bound to a local address, driven through quinn-udp (batched sends as GSO
+/// where the system has it, batched reads through `recvmmsg`). With GRO, several
 /// datagrams from one sender may arrive as one buffer: the first is returned and the others
 /// (at most quinn-udp's GRO segment count, 64) wait in `pending` for the next receives.
 #[derive(Debug)]
 pub struct QuinnBoundUdp {
     io: tokio::net::UdpSocket,
     state: quinn_udp::UdpSocketState,
+    /// Bound to an IPv6 address (dual-stack when `[::]`): IPv4 peers are sent to at mapped
+    /// addresses.
+    v6: bool,
     pending: std::sync::Mutex<std::collections::VecDeque<(Vec<u8>, SocketAddr)>>,
 }
 
@@ -242,25 +298,35 @@ impl NetBoundUdp for QuinnBoundUdp {
     }
 
     async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
-        // An IPv6 socket (dual-stack when bound to [::]) reaches IPv4 peers at mapped addresses.
-        let to = match (self.io.local_addr()?, to) {
-            (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
-                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        self.transmit(datagram, None, to).await
+    }
+
+    async fn send_batch(&self, datagrams: &[(SocketAddr, Vec<u8>)]) {
+        let mut joined = Vec::new();
+        for group in gso_groups(datagrams, self.state.max_gso_segments()) {
+            let run = &datagrams[group];
+            if let [(to, datagram)] = run {
+                let _ = self.transmit(datagram, None, *to).await;
+                continue;
             }
-            _ => to,
-        };
-        let transmit = quinn_udp::Transmit {
-            destination: to,
-            ecn: None,
-            contents: datagram,
-            segment_size: None,
-            src_ip: None,
-        };
-        self.io
-            .async_io(Interest::WRITABLE, || {
-                self.state.try_send((&self.io).into(), &transmit)
-            })
-            .await
+            joined.clear();
+            for (_, datagram) in run {
+                joined.extend_from_slice(datagram);
+            }
+            let (to, first) = &run[0];
+            if self
+                .transmit(&joined, Some(first.len()), *to)
+                .await
+                .is_err()
+            {
+                // A GSO send is all or nothing. A system without GSO for this path fails it
+                // (quinn-udp then reports one segment, so later batches are not joined), and
+                // other failures may be one datagram's: each goes out alone instead.
+                for (to, datagram) in run {
+                    let _ = self.transmit(datagram, None, *to).await;
+                }
+            }
+        }
     }
 
     async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
@@ -337,6 +403,36 @@ impl NetBoundUdp for QuinnBoundUdp {
     }
 }
 
+impl QuinnBoundUdp {
+    /// Sends `contents` to `to` in one system call: one datagram, or with `segment_size`
+    /// several of that size (the last may be shorter) through GSO.
+    async fn transmit(
+        &self,
+        contents: &[u8],
+        segment_size: Option<usize>,
+        to: SocketAddr,
+    ) -> io::Result<()> {
+        let to = match to {
+            SocketAddr::V4(v4) if self.v6 => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            _ => to,
+        };
+        let transmit = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        self.io
+            .async_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.io).into(), &transmit)
+            })
+            .await
+    }
+}
+
 /// How many slots of `slot` bytes a scratch buffer of `len` bytes holds for one batched
 /// read: at least one, at most [`quinn_udp::BATCH_SIZE`].
 fn scratch_slots(len: usize, slot: usize) -> usize {
@@ -350,5 +446,74 @@ pub fn wildcard_for(remote: SocketAddr) -> SocketAddr {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lens(datagrams: &[(SocketAddr, Vec<u8>)], max: usize) -> Vec<Vec<usize>> {
+        gso_groups(datagrams, max)
+            .into_iter()
+            .map(|g| datagrams[g].iter().map(|(_, d)| d.len()).collect())
+            .collect()
+    }
+
+    fn to(port: u16, len: usize) -> (SocketAddr, Vec<u8>) {
+        (SocketAddr::from(([127, 0, 0, 1], port)), vec![0; len])
+    }
+
+    #[test]
+    fn same_address_and_size_go_together_in_order() {
+        let d = [to(1, 1400), to(1, 1400), to(1, 1400), to(1, 1400)];
+        assert_eq!(gso_groups(&d, 64), vec![0..4]);
+    }
+
+    #[test]
+    fn a_shorter_datagram_ends_a_run() {
+        let d = [
+            to(1, 1400),
+            to(1, 1400),
+            to(1, 20),
+            to(1, 1400),
+            to(1, 1400),
+        ];
+        assert_eq!(lens(&d, 64), vec![vec![1400, 1400, 20], vec![1400, 1400]]);
+    }
+
+    #[test]
+    fn a_longer_datagram_starts_a_run() {
+        let d = [to(1, 20), to(1, 1400), to(1, 1400)];
+        assert_eq!(lens(&d, 64), vec![vec![20], vec![1400, 1400]]);
+    }
+
+    #[test]
+    fn another_address_splits() {
+        let d = [to(1, 1400), to(2, 1400), to(2, 1400), to(1, 1400)];
+        assert_eq!(gso_groups(&d, 64), vec![0..1, 1..3, 3..4]);
+    }
+
+    #[test]
+    fn the_segment_count_is_bounded() {
+        let d: Vec<_> = (0..10).map(|_| to(1, 100)).collect();
+        assert_eq!(gso_groups(&d, 4), vec![0..4, 4..8, 8..10]);
+        assert_eq!(gso_groups(&d, 1).len(), 10);
+    }
+
+    #[test]
+    fn the_bytes_are_bounded() {
+        let d: Vec<_> = (0..64).map(|_| to(1, 1400)).collect();
+        let groups = gso_groups(&d, 64);
+        assert_eq!(groups[0], 0..MAX_GSO_BYTES / 1400);
+        assert!(groups.iter().all(|g| g.len() * 1400 <= MAX_GSO_BYTES));
+        assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), 64);
+    }
+
+    #[test]
+    fn an_empty_datagram_is_alone() {
+        let d = [to(1, 0), to(1, 0), to(1, 5)];
+        assert_eq!(gso_groups(&d, 64), vec![0..1, 1..2, 2..3]);
+        assert!(gso_groups(&[], 64).is_empty());
     }
 }

@@ -7,17 +7,26 @@
 //! up to 32 datagrams or GRO batches per system call, into a scratch buffer of
 //! [`RECV_BUFFER`] bytes) and hands each batch to the driver whole through a channel of its
 //! own, so the driver wakes once per batch and gives the client the batch at once (one uTP
-//! acknowledgement per batch); a send task writes the client's datagrams. The kernel's buffers
-//! are asked to hold [`crate::net::UDP_SOCKET_BUFFER_BYTES`] each way.
+//! acknowledgement per batch). The driver hands the datagrams one drain of the client made to
+//! a send task at once ([`ClientUdp::send`] collects them, [`ClientUdp::flush`] hands them
+//! over, one channel message per drain); the send task takes everything waiting and writes it
+//! [`SEND_BATCH`] datagrams at a time through [`crate::net::NetBoundUdp::send_batch`] (for real
+//! sockets, consecutive datagrams to one peer of one size go out as one GSO `sendmsg` where the
+//! system has GSO, the rest one datagram per call). The kernel's buffers are asked to hold
+//! [`crate::net::UDP_SOCKET_BUFFER_BYTES`] each way.
 //!
 //! Bounds: the receive channel holds [`RECV_QUEUE`] batches, each at most [`RECV_BUFFER`]
 //! bytes (in at most 32 datagrams, unless GRO coalesced them). While it is full the receive
 //! task waits, so datagrams wait in the kernel's receive buffer and are dropped there only when
 //! that overflows too (a uTP sender then backs off, a DHT query times out). The send queue
-//! holds [`MAX_SEND_QUEUE`] datagrams; past it a datagram is dropped, as a congested link
-//! would. Sends are one datagram per call (no GSO: uTP packets differ in size and destination).
+//! holds [`MAX_SEND_QUEUE`] datagrams, counted from the hand-over until they are sent (so
+//! also those the send task is writing); past it a datagram is dropped at the hand-over, as a
+//! congested link would. Before the hand-over a drain's datagrams wait in [`ClientUdp`], at
+//! most what one drain of the client makes.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,9 +40,12 @@ use crate::net::{Net, NetBoundUdp};
 /// meanwhile).
 pub const RECV_QUEUE: usize = 16;
 
-/// Datagrams waiting for the send task before new ones are dropped (a uTP window of about
-/// 2.8 MB in 1400-byte packets).
+/// Datagrams handed to the send task and not yet sent before new ones are dropped (a uTP
+/// window of about 2.8 MB in 1400-byte packets).
 pub const MAX_SEND_QUEUE: usize = 2048;
+
+/// The most datagrams the send task hands to [`crate::net::NetBoundUdp::send_batch`] at once (quinn-udp's GSO takes at most 64 segments a call).
+pub const SEND_BATCH: usize = 64;
 
 /// The receive task's scratch buffer: one [`crate::net::RECV_SLOT`] per datagram (or GRO
 /// batch) of a batched read. Only the pages the datagrams touch become resident.
@@ -48,11 +60,18 @@ pub(crate) type Received = (SocketAddr, Bytes);
 /// Datagrams received by one read of the socket, in order.
 pub(crate) type ReceivedBatch = Vec<Received>;
 
+/// A datagram to send: its address and bytes.
+type Outgoing = (SocketAddr, Vec<u8>);
+
 /// The client's UDP socket and its two tasks (aborted on drop).
 pub(crate) struct ClientUdp {
     local: SocketAddr,
-    /// The send task's queue; `None` once closed.
-    out: Option<mpsc::Sender<(SocketAddr, Vec<u8>)>>,
+    /// The send task's queue, one message per hand-over; `None` once closed.
+    out: Option<mpsc::Sender<Vec<Outgoing>>>,
+    /// Datagrams handed to the send task and not yet sent (at most [`MAX_SEND_QUEUE`]).
+    queued: Arc<AtomicUsize>,
+    /// Datagrams collected since the last hand-over.
+    collected: Vec<Outgoing>,
     /// The send task and the receive task.
     tasks: [JoinHandle<()>; 2],
 }
@@ -69,12 +88,24 @@ impl ClientUdp {
     ) -> std::io::Result<ClientUdp> {
         let socket = std::sync::Arc::new(net.udp_bind(addr).await?);
         let local = socket.local_addr()?;
-        let (out, mut out_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(MAX_SEND_QUEUE);
+        // Every message holds a datagram or more and at most MAX_SEND_QUEUE datagrams are
+        // queued, so the channel is never full.
+        let (out, mut out_rx) = mpsc::channel::<Vec<Outgoing>>(MAX_SEND_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
         let sender = socket.clone();
+        let sent = queued.clone();
         let send_task = tokio::spawn(async move {
-            while let Some((to, bytes)) = out_rx.recv().await {
-                // A failed send (an unreachable address) is a lost datagram, as UDP goes.
-                let _ = sender.send_to(&bytes, to).await;
+            let mut handed = Vec::new();
+            let mut waiting = Vec::new();
+            // Every hand-over waiting, joined so that runs to one peer span them; a failed send
+            // (an unreachable address) is a lost datagram, as UDP goes.
+            while out_rx.recv_many(&mut handed, MAX_SEND_QUEUE).await > 0 {
+                waiting.extend(handed.drain(..).flatten());
+                for batch in waiting.chunks(SEND_BATCH) {
+                    sender.send_batch(batch).await;
+                    sent.fetch_sub(batch.len(), Ordering::Relaxed);
+                }
+                waiting.clear();
             }
         });
         let recv_task = tokio::spawn(async move {
@@ -101,6 +132,8 @@ impl ClientUdp {
         Ok(ClientUdp {
             local,
             out: Some(out),
+            queued,
+            collected: Vec::new(),
             tasks: [send_task, recv_task],
         })
     }
@@ -113,6 +146,7 @@ impl ClientUdp {
     /// Stops receiving, and sends what is queued (the last ACKs and FINs of a run's end) for at
     /// most [`FLUSH_TIMEOUT`].
     pub(crate) async fn close(&mut self) {
+        self.flush();
         let [send_task, recv_task] = &mut self.tasks;
         recv_task.abort();
         // The send task ends once the queue is empty and closed.
@@ -120,10 +154,28 @@ impl ClientUdp {
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, send_task).await;
     }
 
-    /// Hands a datagram to the send task; past [`MAX_SEND_QUEUE`] it is dropped.
-    pub(crate) fn send(&self, to: SocketAddr, bytes: Vec<u8>) {
-        if let Some(out) = &self.out {
-            let _ = out.try_send((to, bytes));
+    /// Collects a datagram for the next [`ClientUdp::flush`].
+    pub(crate) fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        if self.out.is_some() {
+            self.collected.push((to, bytes));
+        }
+    }
+
+    /// Hands the collected datagrams to the send task in one message; those past
+    /// [`MAX_SEND_QUEUE`] are dropped.
+    pub(crate) fn flush(&mut self) {
+        let Some(out) = &self.out else {
+            return;
+        };
+        let room = MAX_SEND_QUEUE.saturating_sub(self.queued.load(Ordering::Relaxed));
+        self.collected.truncate(room);
+        let n = self.collected.len();
+        if n == 0 {
+            return;
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        if out.try_send(std::mem::take(&mut self.collected)).is_err() {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
         }
     }
 }
