@@ -151,18 +151,19 @@ fn bt_to_bt_over_utp_with_encryption_required() {
 
 #[test]
 fn bt_get_no_utp_cannot_reach_a_utp_only_seeder() {
-    // Proves `--no-utp` is honoured: against a libtorrent that takes uTP only, bt dials over
-    // TCP alone, fails, and never connects (with uTP allowed it would connect in well under a
-    // second, see the tests above).
+    // Proves `--no-utp` is honoured: bt opens no UDP socket, and against a libtorrent that takes
+    // uTP only it dials over TCP alone, fails, and never connects (with uTP allowed it would
+    // connect in well under a second, see the tests above).
     let tmp = TempDir::new("utp-no-utp");
     let (src, torrent) = multi_source(&tmp);
     let seeder = LtSeeder::start_transport(&torrent.path, &src, "utp");
     let dl = tmp.path().join("dl");
     let mut bt = BtProc::get(&torrent.path, &dl, &[seeder.addr()], &["--no-utp"]);
+    // No UDP socket at all (the DHT is off too), so no uTP dial can be made or taken.
+    let listening = bt.wait_for(|e| is_event(e, "listening"), Duration::from_secs(20));
+    assert!(listening["udp"].is_null(), "{listening}\n{}", bt.log());
     let failed = bt.wait_for(|e| is_event(e, "connect_failed"), Duration::from_secs(20));
     assert_eq!(failed["transport"], "tcp", "{failed}\n{}", bt.log());
-    // Past the uTP connect timeout (4 s): a uTP dial, had there been one, would have connected.
-    std::thread::sleep(Duration::from_secs(5));
     let events = bt.proc().events();
     assert!(
         bt_connections(&events, None).is_empty(),
