@@ -221,12 +221,9 @@ pub struct ClassReport {
     pub items: u64,
     /// Datagrams dropped at a full queue.
     pub dropped: u64,
-    /// Queueing delay, milliseconds: mean, 95th percentile, most.
-    pub delay_mean_ms: Option<f64>,
-    /// See `delay_mean_ms`.
-    pub delay_p95_ms: Option<f64>,
-    /// See `delay_mean_ms`.
-    pub delay_max_ms: Option<f64>,
+    /// Its queueing delay.
+    #[serde(flatten)]
+    pub delays: Delays,
 }
 
 /// One group's uplinks in one phase, as reported.
@@ -238,12 +235,43 @@ pub struct UplinkReport {
     pub bytes: u64,
     /// The classes that carried anything.
     pub classes: Vec<ClassReport>,
-    /// Every item's queueing delay, milliseconds: mean, 95th percentile, most.
+    /// Every item's queueing delay.
+    #[serde(flatten)]
+    pub delays: Delays,
+}
+
+/// Queueing delay of the items that left, milliseconds: mean, 95th percentile, most (each
+/// `None` without items).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Delays {
+    /// The mean.
     pub delay_mean_ms: Option<f64>,
-    /// See `delay_mean_ms`.
+    /// The 95th percentile.
     pub delay_p95_ms: Option<f64>,
-    /// See `delay_mean_ms`.
+    /// The most.
     pub delay_max_ms: Option<f64>,
+}
+
+impl Delays {
+    /// The delays of `stats`.
+    pub fn of(stats: &ClassStats) -> Delays {
+        Delays {
+            delay_mean_ms: stats.mean_ms(),
+            delay_p95_ms: stats.quantile_ms(0.95),
+            delay_max_ms: (stats.items > 0).then_some(stats.delay_max_us as f64 / 1000.0),
+        }
+    }
+
+    /// `mean / p95 / max` in whole milliseconds, `-` for none.
+    fn human(&self) -> String {
+        let ms = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.0}"));
+        format!(
+            "{} / {} / {}",
+            ms(self.delay_mean_ms),
+            ms(self.delay_p95_ms),
+            ms(self.delay_max_ms)
+        )
+    }
 }
 
 /// One phase's uplinks, as reported.
@@ -310,9 +338,7 @@ fn class_report(c: &ClassStats, class: Class, total: u64) -> ClassReport {
         },
         items: c.items,
         dropped: c.dropped,
-        delay_mean_ms: c.mean_ms(),
-        delay_p95_ms: c.quantile_ms(0.95),
-        delay_max_ms: (c.items > 0).then_some(c.delay_max_us as f64 / 1000.0),
+        delays: Delays::of(c),
     }
 }
 
@@ -376,10 +402,7 @@ impl TransportReport {
                             group: scenario.groups[g].name.clone(),
                             bytes: all.bytes,
                             classes,
-                            delay_mean_ms: all.mean_ms(),
-                            delay_p95_ms: all.quantile_ms(0.95),
-                            delay_max_ms: (all.items > 0)
-                                .then_some(all.delay_max_us as f64 / 1000.0),
+                            delays: Delays::of(&all),
                         })
                     })
                     .collect();
@@ -427,7 +450,6 @@ impl TransportReport {
                 bt_runtime::units::format_bytes(b)
             ));
         }
-        let ms = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.0}"));
         for p in &self.phases {
             for u in &p.uplinks {
                 let classes: Vec<String> = u
@@ -435,13 +457,11 @@ impl TransportReport {
                     .iter()
                     .map(|c| {
                         let mut s = format!(
-                            "{} {} {:.1}% ({} / {} / {})",
+                            "{} {} {:.1}% ({})",
                             c.transport.name(),
                             bt_runtime::units::format_bytes(c.bytes),
                             c.share * 100.0,
-                            ms(c.delay_mean_ms),
-                            ms(c.delay_p95_ms),
-                            ms(c.delay_max_ms)
+                            c.delays.human()
                         );
                         if c.dropped > 0 {
                             s.push_str(&format!(", {} dropped", c.dropped));
@@ -450,15 +470,13 @@ impl TransportReport {
                     })
                     .collect();
                 lines.push(format!(
-                    "  {} {:.0}-{:.0} s, {} up: {}; all ({} / {} / {})",
+                    "  {} {:.0}-{:.0} s, {} up: {}; all ({})",
                     p.phase,
                     p.from_s,
                     p.to_s,
                     u.group,
                     classes.join(", "),
-                    ms(u.delay_mean_ms),
-                    ms(u.delay_p95_ms),
-                    ms(u.delay_max_ms)
+                    u.delays.human()
                 ));
             }
         }

@@ -1105,7 +1105,11 @@ fn utp_yield_passes_and_ledbat_yields_to_tcp() {
     let t = r.transport.as_ref().expect("a transport report");
     let shared = t.phases.iter().find(|p| p.phase == "shared").unwrap();
     let seeder = shared.uplinks.iter().find(|u| u.group == "seeder").unwrap();
-    assert!(seeder.delay_mean_ms.unwrap() > 500.0, "{}", r.human());
+    assert!(
+        seeder.delays.delay_mean_ms.unwrap() > 500.0,
+        "{}",
+        r.human()
+    );
     assert_eq!(
         outcome.transport.connections[1],
         [0, 1],

@@ -1013,6 +1013,20 @@ impl Client {
     /// A peer at `addr` opened a connection to us: its handle, or why it is refused (the driver
     /// closes the socket then).
     pub fn accept(&mut self, now: Instant, addr: SocketAddr) -> Result<ConnId, SessionError> {
+        let conn = self.accept_over(now, addr, Transport::Tcp)?;
+        self.collect(now);
+        self.pump(now);
+        Ok(conn)
+    }
+
+    /// A connection from `addr` over `transport`, handed to the session: its handle, or why the
+    /// session refuses it.
+    fn accept_over(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        transport: Transport,
+    ) -> Result<ConnId, SessionError> {
         let conn = self.alloc_conn();
         self.session.accept(now, conn, addr)?;
         self.conns.insert(
@@ -1022,12 +1036,10 @@ impl Client {
                 addr,
                 source: PeerSource::Incoming,
                 state: ConnState::Open,
-                transport: Transport::Tcp,
+                transport,
                 fallback: None,
             },
         );
-        self.collect(now);
-        self.pump(now);
         Ok(conn)
     }
 
@@ -1399,11 +1411,17 @@ impl Client {
             && let ConnState::Dialing { deadline } = info.state
         {
             self.dial_deadlines.remove(&(deadline, conn));
-            self.half_open -= 1;
-            if let Some(side) = info.torrent.and_then(|t| self.sides.get_mut(&t)) {
-                side.dialing -= 1;
-            }
+            let torrent = info.torrent;
             self.conns.remove(&conn);
+            self.free_dial_slot(torrent);
+        }
+    }
+
+    /// Gives back a dial's slot of the half-open limit and of its torrent's dials.
+    fn free_dial_slot(&mut self, torrent: Option<TorrentId>) {
+        self.half_open -= 1;
+        if let Some(side) = torrent.and_then(|t| self.sides.get_mut(&t)) {
+            side.dialing -= 1;
         }
     }
 

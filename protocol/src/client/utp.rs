@@ -280,20 +280,8 @@ impl Client {
         else {
             return;
         };
-        let conn = self.alloc_conn();
-        match self.session.accept(now, conn, addr) {
-            Ok(()) => {
-                self.conns.insert(
-                    conn,
-                    ConnInfo {
-                        torrent: None,
-                        addr,
-                        source: PeerSource::Incoming,
-                        state: ConnState::Open,
-                        transport: Transport::Utp,
-                        fallback: None,
-                    },
-                );
+        match self.accept_over(now, addr, Transport::Utp) {
+            Ok(conn) => {
                 if let Some(utp) = &mut self.utp {
                     utp.map(conn, socket);
                 }
@@ -426,20 +414,7 @@ impl Client {
                 Some(next) => (next, None),
                 None => {
                     // The mux is full and no other transport: fail as a refused connect.
-                    let deadline = now;
-                    self.conns.insert(
-                        conn,
-                        ConnInfo {
-                            torrent: Some(torrent),
-                            addr,
-                            source,
-                            state: ConnState::Dialing { deadline },
-                            transport,
-                            fallback,
-                        },
-                    );
-                    self.dial_deadlines.insert((deadline, conn));
-                    self.drop_dial(conn);
+                    self.free_dial_slot(Some(torrent));
                     let error = "too many uTP sockets".to_owned();
                     self.connect_failed(now, torrent, addr, error, Transport::Utp);
                     return;

@@ -573,3 +573,45 @@ fn data_packets_that_arrive_together_are_acknowledged_together() {
     assert!(net.complete(l, lid));
     assert_eq!(net.nodes[s].storage, net.nodes[l].storage);
 }
+
+#[test]
+fn a_dial_that_finds_every_utp_socket_taken_fails_at_once_and_frees_its_slot() {
+    // Proves a uTP-only dial that finds the mux full fails at once, as a refused connect, and
+    // gives its half-open slot back: the client's count equals the dials still under way.
+    let mut net = Net::new(false);
+    net.black_holes.insert(addr(1));
+    net.add(1, true, config(&[Transport::Utp]));
+    net.add(3, true, config(&[Transport::Utp]));
+    let leecher = ClientConfig {
+        max_utp_sockets: 1,
+        ..config(&[Transport::Utp])
+    };
+    let (l, lid) = net.add(2, false, leecher);
+    net.nodes[l]
+        .client
+        .add_peers(Instant::ZERO, lid, PeerSource::Direct, &[addr(1), addr(3)]);
+    net.run_until(secs(1), |_| false);
+    let full: Vec<_> = net.nodes[l]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectFailed {
+                addr,
+                error,
+                transport,
+                ..
+            } if error == "too many uTP sockets" => Some((*addr, *transport)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(full.len(), 1, "{:?}", net.nodes[l].events);
+    assert_eq!(full[0].1, Transport::Utp);
+    let client = &net.nodes[l].client;
+    let dialing = client
+        .conns
+        .values()
+        .filter(|info| matches!(info.state, ConnState::Dialing { .. }))
+        .count();
+    assert_eq!(client.half_open, dialing);
+    assert_eq!(client.sides[&lid].dialing, dialing);
+}

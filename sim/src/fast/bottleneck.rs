@@ -37,6 +37,7 @@ use bt_protocol::utp::packet::{DatagramKind, classify};
 use super::dht::Datagram;
 use super::net::Burst;
 use super::{Ev, HostId, World};
+use crate::scenario::Scenario;
 use crate::trace::Kind;
 use crate::transport::Class;
 
@@ -93,36 +94,18 @@ impl World<'_> {
     /// Records an item of `class` and `len` bytes that left peer `h`'s uplink after `delay_us`,
     /// in the run and in every phase it left in.
     fn record_left(&mut self, h: HostId, class: Class, len: usize, delay_us: u64) {
-        let now = self.now();
         let g = self.hosts[h as usize].group;
-        for p in self.phases_at(now) {
+        for p in phases_at(self.scenario, self.now()) {
             self.transport.uplinks[p][g].classes[class.index()].record(len as u64, delay_us);
         }
     }
 
     /// Records a datagram dropped at peer `h`'s full uplink.
     fn record_drop(&mut self, h: HostId, class: Class, len: usize) {
-        let now = self.now();
         let g = self.hosts[h as usize].group;
-        for p in self.phases_at(now) {
+        for p in phases_at(self.scenario, self.now()) {
             self.transport.uplinks[p][g].classes[class.index()].drop(len as u64);
         }
-    }
-
-    /// The indices in [`crate::transport::TransportOutcome::uplinks`] of the run (0) and of
-    /// every phase `at` falls in.
-    fn phases_at(&self, at: Instant) -> Vec<usize> {
-        let t = Duration::from_micros(at.as_micros());
-        std::iter::once(0)
-            .chain(
-                self.scenario
-                    .phases
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.from <= t && t < p.to)
-                    .map(|(i, _)| i + 1),
-            )
-            .collect()
     }
 
     /// Peer `h`'s TCP connections fill its FIFO while it has room, round robin, and their
@@ -240,7 +223,7 @@ impl World<'_> {
                 if let Some(c) = self.conns.get(&conn) {
                     let (remote, remote_host) = (c.remote, c.remote_host);
                     let fin = burst.has_fin();
-                    self.transit_burst(conn, remote, h, remote_host, burst);
+                    self.transit(conn, remote, h, remote_host, burst);
                     if fin {
                         self.forget_end(conn);
                     }
@@ -272,4 +255,18 @@ impl World<'_> {
             _ => self.on_datagram(d),
         }
     }
+}
+
+/// The indices in [`crate::transport::TransportOutcome::uplinks`] of the run (0) and of every
+/// phase of `scenario` that `at` falls in.
+fn phases_at(scenario: &Scenario, at: Instant) -> impl Iterator<Item = usize> + '_ {
+    let t = Duration::from_micros(at.as_micros());
+    std::iter::once(0).chain(
+        scenario
+            .phases
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| p.from <= t && t < p.to)
+            .map(|(i, _)| i + 1),
+    )
 }

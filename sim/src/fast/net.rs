@@ -352,7 +352,7 @@ impl World<'_> {
 
     /// Sends `burst` from end `from` to end `to` (peers `from_host` to `to_host`): now, or when
     /// the partition between them heals.
-    fn transit(
+    pub(super) fn transit(
         &mut self,
         from: ConnId,
         to: ConnId,
@@ -394,18 +394,6 @@ impl World<'_> {
         }
         self.queue.push(at, Ev::Arrive { to, from, burst });
         Some(at)
-    }
-
-    /// [`World::transit`] for the bottleneck model's bursts leaving the uplink.
-    pub(super) fn transit_burst(
-        &mut self,
-        from: ConnId,
-        to: ConnId,
-        from_host: HostId,
-        to_host: HostId,
-        burst: Burst,
-    ) {
-        self.transit(from, to, from_host, to_host, burst);
     }
 
     /// [`World::forget`], for the bottleneck model.
